@@ -1,0 +1,98 @@
+/*
+ * config.h - the server's configuration: one YAML file, plus command-line
+ * overrides, turned into one immutable struct before any worker starts.
+ *
+ * Every setting has a default, so the server runs with no file at all.
+ * cfg_load() reports the first error with the line it is on, which is what
+ * `switchboard check-config` prints.
+ */
+#ifndef SB_CONFIG_H
+#define SB_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/log.h"
+#include "sip/sip.h"
+
+#define CFG_MAX_LISTEN 16
+#define CFG_MAX_DOMAINS 64
+#define CFG_MAX_ALGOS 2
+
+struct cfg_listen {
+	enum sip_proto proto; /* SIP_PROTO_UDP or SIP_PROTO_TCP */
+	char host[64];	      /* numeric IPv4 or IPv6 address (no brackets), or "0.0.0.0" / "::" */
+	uint16_t port;
+	char advertise[128]; /* host[:port] put in Via/Record-Route instead, "" = host:port */
+};
+
+enum cfg_proxy_mode { CFG_PROXY_STATEFUL = 0, CFG_PROXY_STATELESS };
+
+enum cfg_auth_alg { CFG_ALG_MD5 = 0, CFG_ALG_SHA256 };
+
+struct cfg {
+	/* general */
+	enum log_level log_level;
+	unsigned workers; /* 0 = one per online CPU */
+	char server_name[64]; /* Server / User-Agent header value */
+
+	char domains[CFG_MAX_DOMAINS][128];
+	size_t ndomains; /* 0 = the server's own addresses are its domain */
+
+	struct cfg_listen listen[CFG_MAX_LISTEN];
+	size_t nlisten; /* 0 = udp and tcp on 127.0.0.1:5060 */
+
+	/* database */
+	char db_path[512];
+
+	/* RFC 3261 timers, milliseconds */
+	unsigned t1_ms; /* 500 */
+	unsigned t2_ms; /* 4000 */
+	unsigned t4_ms; /* 5000 */
+	unsigned timer_c_s; /* INVITE proxy Timer C, seconds: 180 */
+
+	/* registrar */
+	unsigned min_expires;	  /* 60; below it: 423 */
+	unsigned max_expires;	  /* 3600; above it: lowered */
+	unsigned default_expires; /* 3600 */
+	unsigned max_contacts;	  /* per AOR, 0 = unlimited; 10 */
+
+	/* authentication */
+	bool auth_enabled; /* true */
+	enum cfg_auth_alg algorithms[CFG_MAX_ALGOS]; /* offered in this order */
+	size_t nalgorithms; /* default: SHA-256 then MD5 */
+	unsigned nonce_ttl_s; /* 300 */
+	char secret[129]; /* hex or text; "" = random per start */
+
+	/* proxy */
+	enum cfg_proxy_mode proxy_mode;
+	bool record_route; /* true */
+
+	/* tcp */
+	unsigned tcp_max_connections; /* 4096 */
+	unsigned tcp_idle_timeout_s;  /* 600 */
+
+	/* dns */
+	unsigned dns_cache_ttl_s; /* 60 */
+};
+
+struct cfg_error {
+	unsigned line; /* 1-based; 0 when the error has no position (e.g. file missing) */
+	unsigned column;
+	char msg[256];
+};
+
+/* All defaults, no listeners, no domains. */
+void cfg_defaults(struct cfg *c);
+/* Loads a YAML file over the defaults already in c. 0, or EINVAL / ENOENT / EIO with *err filled. */
+int cfg_load_file(struct cfg *c, const char *path, struct cfg_error *err);
+/* Same, from a string (tests). */
+int cfg_load_string(struct cfg *c, const char *yaml, size_t len, struct cfg_error *err);
+/* "udp:IP:PORT", "tcp:[::1]:5060"; 0 or EINVAL with err->msg. */
+int cfg_add_listen(struct cfg *c, const char *spec, struct cfg_error *err);
+int cfg_add_domain(struct cfg *c, const char *domain, struct cfg_error *err);
+/* Fills what is still unset (listen on 127.0.0.1:5060 udp+tcp) and checks cross-field rules. */
+int cfg_finish(struct cfg *c, struct cfg_error *err);
+
+#endif

@@ -1,0 +1,68 @@
+/*
+ * sv.h - string views: a pointer and a length into somebody else's buffer.
+ *
+ * The whole server reads SIP without copying: a parsed header, URI part or
+ * parameter is an sv_t that points into the message buffer. A view never owns
+ * its bytes and never outlives the buffer it points into; code that must keep
+ * a value longer copies it (sv_dup, or into its own arena).
+ */
+#ifndef SB_CORE_SV_H
+#define SB_CORE_SV_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+typedef struct sv {
+	const char *p;
+	size_t len;
+} sv_t;
+
+#define SV(lit) ((sv_t){(lit), sizeof(lit) - 1})
+#define SV_NULL ((sv_t){NULL, 0})
+/* printf("%.*s", SV_ARG(v)) */
+#define SV_ARG(v) (int)(v).len, (v).p
+
+static inline sv_t sv_make(const char *p, size_t len)
+{
+	return (sv_t){p, len};
+}
+
+static inline sv_t sv_cstr(const char *s)
+{
+	return (sv_t){s, s ? strlen(s) : 0};
+}
+
+static inline bool sv_empty(sv_t v)
+{
+	return v.len == 0;
+}
+
+static inline bool sv_eq(sv_t a, sv_t b)
+{
+	return a.len == b.len && (a.len == 0 || memcmp(a.p, b.p, a.len) == 0);
+}
+
+static inline char sv_lower_char(char c)
+{
+	return (c >= 'A' && c <= 'Z') ? (char)(c + 32) : c;
+}
+
+/* ASCII case-insensitive equality, as SIP compares tokens and host names. */
+bool sv_ieq(sv_t a, sv_t b);
+bool sv_istarts(sv_t v, sv_t prefix);
+sv_t sv_trim(sv_t v);
+/* Index of c in v, or -1. */
+ptrdiff_t sv_find(sv_t v, char c);
+sv_t sv_sub(sv_t v, size_t from, size_t len);
+
+/* Decimal digits only, no sign, no overflow past UINT32_MAX: 0, EINVAL, ERANGE. */
+int sv_to_u32(sv_t v, uint32_t *out);
+
+/* malloc'd NUL-terminated copy; NULL on allocation failure. */
+char *sv_dup(sv_t v);
+/* Copy into a fixed buffer, always NUL-terminated; returns 0 or ENOSPC. */
+int sv_copy(sv_t v, char *dst, size_t size);
+
+#endif

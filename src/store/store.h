@@ -1,0 +1,102 @@
+/*
+ * store.h - persistent data behind one interface: subscribers (users with
+ * their HA1 hashes) and location bindings.
+ *
+ * The interface is synchronous and not thread-safe: a store handle belongs to
+ * one thread. Workers never call it: they go through the database thread
+ * (server/dbq.h), so a slow disk never stalls a SIP event loop. The CLI calls
+ * it directly. SQLite is the embedded default; the backend is picked from the
+ * location string so that PostgreSQL and Redis can be added behind the same
+ * functions ("postgres://...", "redis://..."), without touching callers.
+ */
+#ifndef SB_STORE_H
+#define SB_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "core/sv.h"
+
+#define STORE_USER_MAX 128
+#define STORE_DOMAIN_MAX 128
+#define STORE_URI_MAX 512
+
+struct store;
+
+struct store_user {
+	char user[STORE_USER_MAX];
+	char domain[STORE_DOMAIN_MAX];
+	char ha1_md5[33];     /* lowercase hex MD5(user:domain:password) */
+	char ha1_sha256[65];  /* lowercase hex SHA-256(user:domain:password) */
+};
+
+struct store_binding {
+	char aor[STORE_USER_MAX + STORE_DOMAIN_MAX + 2]; /* user@domain, lowercase domain */
+	char contact[STORE_URI_MAX];			  /* the Contact URI as registered */
+	char received[80];  /* source of the REGISTER: "udp:IP:PORT" / "tcp:[IPv6]:PORT" */
+	char path[STORE_URI_MAX]; /* Path header values, comma-joined, "" = none */
+	char instance[160];	  /* +sip.instance value, "" = none */
+	char user_agent[160];
+	char callid[256];
+	uint32_t cseq;
+	int64_t expires; /* absolute, Unix seconds */
+	uint16_t q;	 /* q-value * 1000, 0..1000; 1000 when absent */
+	uint32_t reg_id; /* RFC 5626 reg-id, 0 = none */
+	uint32_t flags;
+	int64_t updated; /* Unix seconds */
+};
+
+/*
+ * Opens (and creates / migrates) the store at location: a file path for
+ * SQLite. On failure returns an errno and writes a one-line reason to err.
+ */
+int store_open(const char *location, struct store **out, char *err, size_t errlen);
+void store_close(struct store *s);
+/* Human-readable reason for the last failure on this handle. */
+const char *store_errmsg(struct store *s);
+
+/* Subscribers. The password is hashed here and never stored. */
+int store_user_add(struct store *s, sv_t user, sv_t domain, sv_t password);      /* EEXIST */
+int store_user_passwd(struct store *s, sv_t user, sv_t domain, sv_t password);   /* ENOENT */
+int store_user_del(struct store *s, sv_t user, sv_t domain);                     /* ENOENT */
+int store_user_get(struct store *s, sv_t user, sv_t domain, struct store_user *out); /* ENOENT */
+typedef int (*store_user_fn)(void *arg, const struct store_user *u);
+int store_user_list(struct store *s, sv_t domain /* empty = all */, store_user_fn fn, void *arg);
+/*
+ * Bulk provisioning from CSV lines "user,domain,password" (a header line
+ * "user,domain,password" is skipped; empty lines and lines starting with '#'
+ * too). All or nothing: one transaction. *count gets the number imported;
+ * on a bad line returns EINVAL with its number in *bad_line and a reason in
+ * store_errmsg(). Existing users are updated (new password).
+ */
+int store_user_import_csv(struct store *s, FILE *in, size_t *count, size_t *bad_line);
+
+/* HA1 hex of user:realm:password, for the algorithm's hash: 33 or 65 bytes out. */
+void store_ha1_md5(sv_t user, sv_t realm, sv_t password, char out[33]);
+void store_ha1_sha256(sv_t user, sv_t realm, sv_t password, char out[65]);
+
+/* Location bindings, keyed by (aor, contact). */
+int store_binding_put(struct store *s, const struct store_binding *b);
+int store_binding_del(struct store *s, const char *aor, const char *contact); /* ENOENT */
+int store_binding_del_aor(struct store *s, const char *aor);
+typedef int (*store_binding_fn)(void *arg, const struct store_binding *b);
+/* aor NULL = every binding; ordered by aor, then q descending. */
+int store_binding_list(struct store *s, const char *aor, store_binding_fn fn, void *arg);
+/* Deletes bindings with expires <= now; *purged gets how many. */
+int store_binding_purge(struct store *s, int64_t now, size_t *purged);
+
+/* Groups many writes in one transaction (the write-behind flusher does). */
+int store_begin(struct store *s);
+int store_commit(struct store *s);
+int store_rollback(struct store *s);
+
+/*
+ * A number that changes whenever another process (the CLI) has committed a
+ * change since the last call on this handle; the server polls it to drop its
+ * caches so a CLI change takes effect at once.
+ */
+int store_data_version(struct store *s, uint64_t *version);
+
+#endif
