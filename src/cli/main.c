@@ -1,1 +1,50 @@
-int main(void){return 0;}
+/*
+ * main.c - the switchboard binary: one executable for the server and its
+ * administration, dispatching on the first argument.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli/cli.h"
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: switchboard COMMAND [ARGS]\n"
+		   "  serve [-c FILE] [--listen PROTO:IP:PORT]... [--domain D]... [--db PATH]\n"
+		   "                      run the SIP server in the foreground\n"
+		   "  check-config -c FILE  check a configuration file\n"
+		   "  user add|del|passwd|list|import ...   manage subscribers\n"
+		   "  reg list [AOR]        show registrations\n"
+		   "  version               print the version\n"
+		   "Each command takes --help. Exit codes: 0 ok, 1 failure, 2 usage, 3 bad config,\n"
+		   "4 not found, 5 already exists.\n");
+}
+
+int main(int argc, char **argv)
+{
+	const char *cmd = argc > 1 ? argv[1] : NULL;
+
+	if (!cmd) {
+		usage(stderr);
+		return CLI_EXIT_USAGE;
+	}
+	if (strcmp(cmd, "serve") == 0)
+		return cli_serve(argc - 1, argv + 1);
+	if (strcmp(cmd, "user") == 0)
+		return cli_user(argc - 1, argv + 1);
+	if (strcmp(cmd, "reg") == 0)
+		return cli_reg(argc - 1, argv + 1);
+	if (strcmp(cmd, "check-config") == 0)
+		return cli_check_config(argc - 1, argv + 1);
+	if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
+		printf("switchboard %s\n", SB_VERSION);
+		return CLI_EXIT_OK;
+	}
+	if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
+		usage(stdout);
+		return CLI_EXIT_OK;
+	}
+	fprintf(stderr, "switchboard: unknown command '%s'\n", cmd);
+	usage(stderr);
+	return CLI_EXIT_USAGE;
+}

@@ -61,7 +61,7 @@ struct cfg {
 	/* authentication */
 	bool auth_enabled; /* true */
 	enum cfg_auth_alg algorithms[CFG_MAX_ALGOS]; /* offered in this order */
-	size_t nalgorithms; /* default: SHA-256 then MD5 */
+	size_t nalgorithms; /* default: MD5 then SHA-256 (see config/switchboard.yaml) */
 	unsigned nonce_ttl_s; /* 300 */
 	char secret[129]; /* hex or text; "" = random per start */
 

@@ -46,6 +46,8 @@ ptrdiff_t sv_find(sv_t v, char c)
 
 sv_t sv_sub(sv_t v, size_t from, size_t len)
 {
+	if (!v.p)
+		return SV_NULL;
 	if (from > v.len)
 		return sv_make(v.p + v.len, 0);
 	if (len > v.len - from)

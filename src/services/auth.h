@@ -86,7 +86,19 @@ enum auth_result auth_verify(struct auth *a, struct auth_hasher *h, const struct
 void auth_challenge(struct auth *a, struct auth_hasher *h, struct buf *out, bool proxy,
 		    sv_t realm, bool stale, time_t now);
 
-/* Lower-case hex digest of data with the algorithm's hash; out >= 65 bytes. */
-void auth_hash_hex(struct auth_hasher *h, enum auth_alg alg, const void *data, size_t len, char *out);
+/* Lower-case hex digest of data with the algorithm's hash; out >= 65 bytes.
+ * out is left empty ("") if OpenSSL fails (allocation). */
+void auth_hash_hex(struct auth_hasher *h, enum auth_alg alg, const void *data, size_t len,
+		   char *out);
+
+/*
+ * The digest "response" value a client computes, for tests and for answering
+ * the challenges of gateways we authenticate to:
+ * H(ha1:nonce:nc:cnonce:qop:H(method:uri)), or H(ha1:nonce:H(method:uri))
+ * when qop is empty. ha1 is lower-case hex; out >= 65 bytes, lower-case hex,
+ * empty ("") if OpenSSL fails.
+ */
+void auth_response_hex(struct auth_hasher *h, enum auth_alg alg, const char *ha1, sv_t nonce,
+		       sv_t nc, sv_t cnonce, sv_t qop, sv_t method, sv_t uri, char *out);
 
 #endif

@@ -333,7 +333,14 @@ int sip_via_parse(sv_t value, struct sip_via *via, sv_t *rest)
 			} else if (sv_ieq(p.name, SV("received"))) {
 				via->received = p.value;
 			} else if (sv_ieq(p.name, SV("rport"))) {
+				const char *start = p.name.p, *end = p.has_value ? p.value.p + p.value.len
+										 : p.name.p + p.name.len;
+				while (start > via->raw.p && start[-1] != ';')
+					start--;
+				if (start > via->raw.p)
+					start--;
 				via->rport = p.value;
+				via->rport_span = sv_make(start, (size_t)(end - start));
 				via->has_rport = true;
 			} else if (sv_ieq(p.name, SV("maddr"))) {
 				via->maddr = p.value;

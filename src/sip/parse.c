@@ -479,7 +479,7 @@ int sip_parse(struct sip_msg *m, const char *buf, size_t len, unsigned flags)
 	avail = (size_t)(end - body_start);
 	if (!m->has_clen) {
 		/* RFC 3261 18.3: on a datagram the body runs to its end; a stream needs the header. */
-		m->body = stream ? SV_NULL : sv_make(body_start, avail);
+		m->body = sv_make(body_start, stream ? 0 : avail);
 	} else if (m->clen > avail) {
 		if (stream) {
 			total = (size_t)(body_start - p) + m->clen;
@@ -491,8 +491,6 @@ int sip_parse(struct sip_msg *m, const char *buf, size_t len, unsigned flags)
 		m->body = sv_make(body_start, m->clen);
 	}
 	m->len = (size_t)(m->body.p + m->body.len - p);
-	if (m->body.p == NULL)
-		m->len = (size_t)(body_start - p);
 	if (m->len > SIP_MAX_MSG)
 		return EMSGSIZE;
 	if (line_err)

@@ -66,7 +66,17 @@ int sip_build_reply(struct buf *out, struct sip_msg *m, const struct sip_reply *
 	buf_append(out, "\r\n", 2);
 
 	h = sip_msg_hdr(m, SIP_H_VIA);
-	if (h && via && r->via_params.len) {
+	if (h && via && r->via_params.len && r->via_drop_rport && via->rport_span.len) {
+		/* RFC 3581: the bare rport is filled in, not repeated */
+		const char *rs = via->rport_span.p, *re = rs + via->rport_span.len;
+		buf_append(out, h->raw.p, (size_t)(rs - h->raw.p));
+		buf_append(out, re, (size_t)(via->raw.p + via->raw.len - re));
+		buf_append_sv(out, r->via_params);
+		buf_append(out, via->raw.p + via->raw.len,
+			   (size_t)(h->raw.p + h->raw.len - (via->raw.p + via->raw.len)));
+		for (h = sip_msg_hdr_next(m, h); h; h = sip_msg_hdr_next(m, h))
+			buf_append_sv(out, h->raw);
+	} else if (h && via && r->via_params.len) {
 		copy_line_insert(out, h, via->raw.p + via->raw.len, r->via_params);
 		for (h = sip_msg_hdr_next(m, h); h; h = sip_msg_hdr_next(m, h))
 			buf_append_sv(out, h->raw);

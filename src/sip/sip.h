@@ -139,6 +139,7 @@ struct sip_via {
 	sv_t branch;
 	sv_t received;
 	sv_t rport; /* value, empty when the parameter has none */
+	sv_t rport_span; /* ";rport[=value]" as written, for replacing it */
 	bool has_rport;
 	bool has_branch;
 	sv_t maddr;
@@ -337,6 +338,7 @@ struct sip_reply {
 	sv_t reason; /* empty: the standard phrase */
 	sv_t to_tag; /* added to To when the request had none (not for 100) */
 	sv_t via_params; /* appended to the top Via (";received=...;rport=...") */
+	bool via_drop_rport; /* via_params fills in rport: drop the bare ";rport" */
 	sv_t headers; /* extra header lines, each ending in CRLF */
 	sv_t content_type;
 	sv_t body;

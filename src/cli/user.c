@@ -1,0 +1,268 @@
+/*
+ * user.c - `switchboard user ...`: provisioning subscribers without SQL.
+ *
+ * Passwords are hashed by the store and never written anywhere; `--password -`
+ * reads the password from standard input so it does not show up in `ps` or
+ * in the shell history.
+ */
+#include "cli/internal.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "store/store.h"
+
+struct cli_user_cmd {
+	const char *name;
+	int (*run)(const struct cli_opts *o, const char *cmd);
+	unsigned flags;
+	int min_args, max_args;
+};
+
+static void cli_user_usage(FILE *to)
+{
+	fprintf(to,
+		"usage: switchboard user add USER@DOMAIN --password PW|- [OPTIONS]\n"
+		"       switchboard user passwd USER@DOMAIN --password PW|- [OPTIONS]\n"
+		"       switchboard user del USER@DOMAIN [OPTIONS]\n"
+		"       switchboard user list [DOMAIN] [OPTIONS]\n"
+		"       switchboard user import FILE|- [OPTIONS]\n"
+		"\n"
+		"  -p, --password PW   the password; '-' reads one line from standard input\n"
+		"  -c, --config FILE   take the database path from this configuration file\n"
+		"      --db PATH       use this database (overrides --config)\n"
+		"  -h, --help          show this help\n"
+		"\n"
+		"import reads CSV lines 'user,domain,password' (a header line, blank lines and\n"
+		"'#' comments are skipped) in one transaction: all lines or none. Existing\n"
+		"users get the new password.\n"
+		"Exit status: 0 ok, 1 error, 2 bad arguments, 3 bad configuration,\n"
+		"4 no such user, 5 user already exists.\n");
+}
+
+/* "alice@example.com" -> user, domain; the store checks what they contain. */
+static int cli_split_aor(const char *arg, const char *cmd, sv_t *user, sv_t *domain)
+{
+	const char *at = strchr(arg, '@');
+
+	if (!at) {
+		fprintf(stderr, "%s %s: expected USER@DOMAIN\n", cmd, arg);
+		return CLI_EXIT_USAGE;
+	}
+	*user = sv_make(arg, (size_t)(at - arg));
+	*domain = sv_cstr(at + 1);
+	return CLI_EXIT_OK;
+}
+
+/* One line from stdin, without its line end; *out is malloc'd. */
+static int cli_password_stdin(const char *cmd, char **out)
+{
+	char *line = NULL;
+	size_t cap = 0;
+
+	if (getline(&line, &cap, stdin) < 0) {
+		free(line); /* getline may allocate even when it reads nothing */
+		fprintf(stderr, "%s: no password on standard input\n", cmd);
+		return CLI_EXIT_USAGE;
+	}
+	line[strcspn(line, "\r\n")] = '\0';
+	*out = line;
+	return CLI_EXIT_OK;
+}
+
+/* The password as given, or read from stdin for "-"; free with cli_password_free. */
+static int cli_password(const struct cli_opts *o, const char *cmd, char **out)
+{
+	*out = NULL;
+	if (!o->password) {
+		fprintf(stderr,
+			"%s: missing --password (use '--password -' to read it from "
+			"standard input)\n",
+			cmd);
+		return CLI_EXIT_USAGE;
+	}
+	if (strcmp(o->password, "-") == 0)
+		return cli_password_stdin(cmd, out);
+	*out = strdup(o->password);
+	if (!*out) {
+		fprintf(stderr, "%s: out of memory\n", cmd);
+		return CLI_EXIT_FAILURE;
+	}
+	return CLI_EXIT_OK;
+}
+
+static void cli_password_free(char *pw)
+{
+	if (pw) {
+		explicit_bzero(pw, strlen(pw));
+		free(pw);
+	}
+}
+
+/* Prints "user add alice@example.com: user already exists" and maps the errno. */
+static int cli_result(const char *cmd, const char *what, struct store *s, int rc)
+{
+	if (!rc)
+		return CLI_EXIT_OK;
+	if (*what)
+		fprintf(stderr, "%s %s: %s\n", cmd, what, store_errmsg(s));
+	else
+		fprintf(stderr, "%s: %s\n", cmd, store_errmsg(s));
+	return cli_exit_for(rc);
+}
+
+/* add and passwd: the same steps around a different store call. */
+static int cli_user_set(const struct cli_opts *o, const char *cmd,
+			int (*op)(struct store *, sv_t, sv_t, sv_t))
+{
+	struct store *s = NULL;
+	sv_t user, domain;
+	char *pw = NULL;
+	int ex;
+
+	ex = cli_split_aor(o->pos[0], cmd, &user, &domain);
+	if (!ex)
+		ex = cli_password(o, cmd, &pw);
+	if (!ex)
+		ex = cli_open_store(o->config, o->db, &s);
+	if (!ex)
+		ex = cli_result(cmd, o->pos[0], s, op(s, user, domain, sv_cstr(pw)));
+	store_close(s);
+	cli_password_free(pw);
+	return ex;
+}
+
+static int cli_user_add(const struct cli_opts *o, const char *cmd)
+{
+	return cli_user_set(o, cmd, store_user_add);
+}
+
+static int cli_user_passwd(const struct cli_opts *o, const char *cmd)
+{
+	return cli_user_set(o, cmd, store_user_passwd);
+}
+
+static int cli_user_del(const struct cli_opts *o, const char *cmd)
+{
+	struct store *s = NULL;
+	sv_t user, domain;
+	int ex;
+
+	ex = cli_split_aor(o->pos[0], cmd, &user, &domain);
+	if (!ex)
+		ex = cli_open_store(o->config, o->db, &s);
+	if (!ex)
+		ex = cli_result(cmd, o->pos[0], s, store_user_del(s, user, domain));
+	store_close(s);
+	return ex;
+}
+
+static int cli_user_print(void *arg, const struct store_user *u)
+{
+	(void)arg;
+	printf("%s@%s\n", u->user, u->domain);
+	return 0;
+}
+
+static int cli_user_list(const struct cli_opts *o, const char *cmd)
+{
+	const char *domain = o->npos ? o->pos[0] : "";
+	struct store *s = NULL;
+	int ex;
+
+	ex = cli_open_store(o->config, o->db, &s);
+	if (!ex)
+		ex = cli_result(cmd, domain, s,
+				store_user_list(s, sv_cstr(domain), cli_user_print, NULL));
+	store_close(s);
+	return ex;
+}
+
+static int cli_import_from(struct store *s, FILE *in, const char *name, const char *cmd)
+{
+	size_t count = 0, bad_line = 0;
+	int rc = store_user_import_csv(s, in, &count, &bad_line);
+
+	if (rc && bad_line) {
+		fprintf(stderr, "%s:%zu: %s\n", name, bad_line, store_errmsg(s));
+		return CLI_EXIT_FAILURE;
+	}
+	if (rc) {
+		fprintf(stderr, "%s %s: %s\n", cmd, name, store_errmsg(s));
+		return CLI_EXIT_FAILURE;
+	}
+	printf("imported %zu users\n", count);
+	return CLI_EXIT_OK;
+}
+
+static int cli_user_import(const struct cli_opts *o, const char *cmd)
+{
+	bool use_stdin = strcmp(o->pos[0], "-") == 0;
+	const char *name = use_stdin ? "<stdin>" : o->pos[0];
+	struct store *s = NULL;
+	FILE *in = use_stdin ? stdin : fopen(o->pos[0], "r");
+	int ex;
+
+	if (!in) {
+		fprintf(stderr, "%s %s: %s\n", cmd, name, strerror(errno));
+		return CLI_EXIT_FAILURE;
+	}
+	ex = cli_open_store(o->config, o->db, &s);
+	if (!ex)
+		ex = cli_import_from(s, in, name, cmd);
+	store_close(s);
+	if (!use_stdin)
+		fclose(in);
+	return ex;
+}
+
+static const struct cli_user_cmd cli_user_cmds[] = {
+    {"add", cli_user_add, CLI_OPT_STORE | CLI_OPT_PASSWORD, 1, 1},
+    {"passwd", cli_user_passwd, CLI_OPT_STORE | CLI_OPT_PASSWORD, 1, 1},
+    {"del", cli_user_del, CLI_OPT_STORE, 1, 1},
+    {"list", cli_user_list, CLI_OPT_STORE, 0, 1},
+    {"import", cli_user_import, CLI_OPT_STORE, 1, 1},
+};
+
+static const struct cli_user_cmd *cli_user_find(const char *name)
+{
+	for (size_t i = 0; i < sizeof(cli_user_cmds) / sizeof(cli_user_cmds[0]); i++) {
+		if (strcmp(cli_user_cmds[i].name, name) == 0)
+			return &cli_user_cmds[i];
+	}
+	return NULL;
+}
+
+static bool cli_is_help(const char *arg)
+{
+	return strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0 || strcmp(arg, "help") == 0;
+}
+
+int cli_user(int argc, char **argv)
+{
+	const struct cli_user_cmd *uc;
+	struct cli_opts o;
+	char cmd[32];
+	int ex;
+
+	if (argc < 2 || cli_is_help(argv[1])) {
+		cli_user_usage(argc < 2 ? stderr : stdout);
+		return argc < 2 ? CLI_EXIT_USAGE : CLI_EXIT_OK;
+	}
+	uc = cli_user_find(argv[1]);
+	if (!uc) {
+		fprintf(stderr, "user: unknown command '%s' (try --help)\n", argv[1]);
+		return CLI_EXIT_USAGE;
+	}
+	snprintf(cmd, sizeof(cmd), "user %s", uc->name);
+	ex = cli_parse(argc - 1, argv + 1, cmd, uc->flags, &o);
+	if (!ex && o.help) {
+		cli_user_usage(stdout);
+		return CLI_EXIT_OK;
+	}
+	if (!ex)
+		ex = cli_want_args(&o, uc->min_args, uc->max_args, cmd);
+	return ex ? ex : uc->run(&o, cmd);
+}

@@ -1,0 +1,1230 @@
+/*
+ * config.c - turns the YAML configuration file into struct cfg.
+ *
+ * The file is small and read once at start-up, so it is loaded whole with
+ * libyaml's document API and walked against a table of known keys. One table
+ * drives both the type checks and the error messages, so every key gets the
+ * same precise "line N: 'key' must be ..." treatment, and an unknown key (a
+ * typo) is an error instead of a setting that silently does nothing. A load
+ * works on a copy and only replaces the caller's struct on success, so a
+ * failed reload leaves the running configuration intact.
+ */
+#include "config/config.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <yaml.h>
+
+#include "core/sv.h"
+
+/* A configuration file is a few KiB; anything this big is a mistake. */
+#define CFG_FILE_MAX	 (1024 * 1024)
+#define CFG_SEEN_MAX	 32
+#define CFG_EXPIRES_MAX	 2147483647u
+#define CFG_DEFAULT_PORT 5060
+
+enum cfg_kind {
+	CFG_K_SECTION,
+	CFG_K_UINT,
+	CFG_K_BOOL,
+	CFG_K_STR,
+	CFG_K_LOG_LEVEL,
+	CFG_K_PROXY_MODE,
+	CFG_K_ALGS,
+	CFG_K_DOMAINS,
+	CFG_K_LISTEN,
+};
+
+struct cfg_key {
+	const char *name;
+	enum cfg_kind kind;
+	size_t off;		   /* of the field in struct cfg */
+	size_t size;		   /* CFG_K_STR: the field's buffer size */
+	unsigned min, max;	   /* CFG_K_UINT */
+	bool empty_ok;		   /* CFG_K_STR */
+	const struct cfg_key *sub; /* CFG_K_SECTION */
+};
+
+#define CFG_FIELD_SIZE(f) sizeof(((struct cfg *)0)->f)
+#define CFG_UINT(n, f, lo, hi)                                                                     \
+	{                                                                                          \
+		.name = n, .kind = CFG_K_UINT, .off = offsetof(struct cfg, f), .min = lo,          \
+		.max = hi                                                                          \
+	}
+#define CFG_BOOL(n, f)                                                                             \
+	{                                                                                          \
+		.name = n, .kind = CFG_K_BOOL, .off = offsetof(struct cfg, f)                      \
+	}
+#define CFG_STR(n, f, e)                                                                           \
+	{                                                                                          \
+		.name = n, .kind = CFG_K_STR, .off = offsetof(struct cfg, f),                      \
+		.size = CFG_FIELD_SIZE(f), .empty_ok = e                                           \
+	}
+#define CFG_SPECIAL(n, k)                                                                          \
+	{                                                                                          \
+		.name = n, .kind = k                                                               \
+	}
+#define CFG_SECTION(n, t)                                                                          \
+	{                                                                                          \
+		.name = n, .kind = CFG_K_SECTION, .sub = t                                         \
+	}
+
+static const struct cfg_key cfg_database_keys[] = {
+    CFG_STR("path", db_path, false),
+    {0},
+};
+
+static const struct cfg_key cfg_timer_keys[] = {
+    CFG_UINT("t1", t1_ms, 1, 60000),
+    CFG_UINT("t2", t2_ms, 1, 600000),
+    CFG_UINT("t4", t4_ms, 1, 600000),
+    CFG_UINT("timer_c", timer_c_s, 1, 86400),
+    {0},
+};
+
+static const struct cfg_key cfg_registrar_keys[] = {
+    CFG_UINT("min_expires", min_expires, 1, CFG_EXPIRES_MAX),
+    CFG_UINT("max_expires", max_expires, 1, CFG_EXPIRES_MAX),
+    CFG_UINT("default_expires", default_expires, 1, CFG_EXPIRES_MAX),
+    CFG_UINT("max_contacts", max_contacts, 0, 65535),
+    {0},
+};
+
+static const struct cfg_key cfg_auth_keys[] = {
+    CFG_BOOL("enabled", auth_enabled),
+    CFG_SPECIAL("algorithms", CFG_K_ALGS),
+    CFG_UINT("nonce_ttl", nonce_ttl_s, 10, 86400),
+    CFG_STR("secret", secret, true),
+    {0},
+};
+
+static const struct cfg_key cfg_proxy_keys[] = {
+    CFG_SPECIAL("mode", CFG_K_PROXY_MODE),
+    CFG_BOOL("record_route", record_route),
+    {0},
+};
+
+static const struct cfg_key cfg_tcp_keys[] = {
+    CFG_UINT("max_connections", tcp_max_connections, 1, 1000000),
+    CFG_UINT("idle_timeout", tcp_idle_timeout_s, 1, 86400),
+    {0},
+};
+
+static const struct cfg_key cfg_dns_keys[] = {
+    CFG_UINT("cache_ttl", dns_cache_ttl_s, 0, 86400),
+    {0},
+};
+
+static const struct cfg_key cfg_top_keys[] = {
+    CFG_SPECIAL("log_level", CFG_K_LOG_LEVEL),
+    CFG_UINT("workers", workers, 0, 256),
+    CFG_STR("server_name", server_name, false),
+    CFG_SPECIAL("domains", CFG_K_DOMAINS),
+    CFG_SPECIAL("listen", CFG_K_LISTEN),
+    CFG_SECTION("database", cfg_database_keys),
+    CFG_SECTION("timers", cfg_timer_keys),
+    CFG_SECTION("registrar", cfg_registrar_keys),
+    CFG_SECTION("auth", cfg_auth_keys),
+    CFG_SECTION("proxy", cfg_proxy_keys),
+    CFG_SECTION("tcp", cfg_tcp_keys),
+    CFG_SECTION("dns", cfg_dns_keys),
+    {0},
+};
+
+/* "lo must not be greater than hi": the rules that span two keys. */
+struct cfg_rule {
+	size_t lo, hi;
+	const char *lo_name, *hi_name;
+};
+
+#define CFG_RULE(a, an, b, bn)                                                                     \
+	{                                                                                          \
+		offsetof(struct cfg, a), offsetof(struct cfg, b), an, bn                           \
+	}
+
+static const struct cfg_rule cfg_rules[] = {
+    CFG_RULE(t1_ms, "timers.t1", t2_ms, "timers.t2"),
+    CFG_RULE(min_expires, "registrar.min_expires", max_expires, "registrar.max_expires"),
+    CFG_RULE(min_expires, "registrar.min_expires", default_expires, "registrar.default_expires"),
+    CFG_RULE(default_expires, "registrar.default_expires", max_expires, "registrar.max_expires"),
+};
+
+/* Where each integer came from, so a cross-field error can point at a line. */
+struct cfg_seen {
+	size_t off;
+	unsigned line, column;
+};
+
+struct cfg_parse {
+	yaml_document_t *doc;
+	struct cfg *c;
+	struct cfg_error *err;
+	const char *section; /* NULL at the top level */
+	struct cfg_seen seen[CFG_SEEN_MAX];
+	size_t nseen;
+};
+
+/* Which part of a listen entry is wrong, so a mapping entry can point at it. */
+enum cfg_listen_part { CFG_LP_ENTRY, CFG_LP_PROTO, CFG_LP_ADDRESS, CFG_LP_PORT };
+
+void cfg_defaults(struct cfg *c)
+{
+	*c = (struct cfg){
+	    .log_level = LOG_INFO,
+	    .t1_ms = 500,
+	    .t2_ms = 4000,
+	    .t4_ms = 5000,
+	    .timer_c_s = 180,
+	    .min_expires = 60,
+	    .max_expires = 3600,
+	    .default_expires = 3600,
+	    .max_contacts = 10,
+	    .auth_enabled = true,
+	    .algorithms = {CFG_ALG_MD5, CFG_ALG_SHA256},
+	    .nalgorithms = 2,
+	    .nonce_ttl_s = 300,
+	    .proxy_mode = CFG_PROXY_STATEFUL,
+	    .record_route = true,
+	    .tcp_max_connections = 4096,
+	    .tcp_idle_timeout_s = 600,
+	    .dns_cache_ttl_s = 60,
+	};
+	strcpy(c->server_name, "Switchboard");
+	strcpy(c->db_path, "var/switchboard.db");
+}
+
+static struct cfg_error *cfg_err_or(struct cfg_error *err, struct cfg_error *scratch)
+{
+	return err ? err : scratch;
+}
+
+__attribute__((format(printf, 4, 5))) static int cfg_fail(struct cfg_error *err, unsigned line,
+							  unsigned column, const char *fmt, ...)
+{
+	va_list ap;
+
+	err->line = line;
+	err->column = column;
+	va_start(ap, fmt);
+	vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
+	va_end(ap);
+	return EINVAL;
+}
+
+/* ------------------------------------------------------------------ hosts */
+
+static bool cfg_label_ok(sv_t label)
+{
+	if (label.len == 0 || label.len > 63)
+		return false;
+	if (label.p[0] == '-' || label.p[label.len - 1] == '-')
+		return false;
+	for (size_t i = 0; i < label.len; i++) {
+		char ch = label.p[i];
+		bool ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+			  (ch >= '0' && ch <= '9') || ch == '-';
+		if (!ok)
+			return false;
+	}
+	return true;
+}
+
+static bool cfg_hostname_ok(sv_t host)
+{
+	ptrdiff_t dot;
+
+	if (host.len == 0 || host.len > 253)
+		return false;
+	while ((dot = sv_find(host, '.')) >= 0) {
+		if (!cfg_label_ok(sv_sub(host, 0, (size_t)dot)))
+			return false;
+		host = sv_sub(host, (size_t)dot + 1, host.len);
+	}
+	return cfg_label_ok(host);
+}
+
+static bool cfg_ip_ok(int af, sv_t addr)
+{
+	char tmp[INET6_ADDRSTRLEN + 1];
+	unsigned char bin[sizeof(struct in6_addr)];
+
+	if (sv_copy(addr, tmp, sizeof(tmp)))
+		return false;
+	return inet_pton(af, tmp, bin) == 1;
+}
+
+/* A host as it appears in a SIP URI: name, IPv4 or [IPv6]. */
+static bool cfg_urihost_ok(sv_t host)
+{
+	if (host.len >= 2 && host.p[0] == '[' && host.p[host.len - 1] == ']')
+		return cfg_ip_ok(AF_INET6, sv_sub(host, 1, host.len - 2));
+	return cfg_hostname_ok(host);
+}
+
+static int cfg_port_parse(sv_t v, uint16_t *port)
+{
+	uint32_t n;
+
+	if (sv_to_u32(v, &n) || n < 1 || n > 65535)
+		return EINVAL;
+	*port = (uint16_t)n;
+	return 0;
+}
+
+/* host[:port] for the advertise key. */
+static bool cfg_hostport_ok(sv_t v)
+{
+	ptrdiff_t colon;
+	uint16_t port;
+
+	if (v.len && v.p[0] == '[') {
+		ptrdiff_t close = sv_find(v, ']');
+		if (close < 0)
+			return false;
+		colon = (size_t)close + 1 < v.len ? close + 1 : -1;
+		if (colon > 0 && v.p[colon] != ':')
+			return false;
+	} else {
+		colon = sv_find(v, ':');
+	}
+	if (colon < 0)
+		return cfg_urihost_ok(v);
+	return cfg_urihost_ok(sv_sub(v, 0, (size_t)colon)) &&
+	       cfg_port_parse(sv_sub(v, (size_t)colon + 1, v.len), &port) == 0;
+}
+
+/* ----------------------------------------------------------------- listen */
+
+static int cfg_proto_parse(sv_t name, enum sip_proto *proto, char *why, size_t whylen)
+{
+	enum sip_proto p = sip_proto_from_name(name);
+
+	if (p == SIP_PROTO_UDP || p == SIP_PROTO_TCP) {
+		*proto = p;
+		return 0;
+	}
+	if (p == SIP_PROTO_OTHER || name.len == 0)
+		snprintf(why, whylen, "unknown transport '%.*s' (use udp or tcp)", SV_ARG(name));
+	else
+		snprintf(why, whylen, "transport '%.*s' is not supported yet (use udp or tcp)",
+			 SV_ARG(name));
+	return EINVAL;
+}
+
+/* The address and port text of a listen entry, after "proto:". */
+struct cfg_addr {
+	sv_t host;
+	sv_t port;
+	bool v6;
+	bool has_port;
+};
+
+/* Splits "[v6]:port", "v4:port", "[v6]" or "v4". */
+static int cfg_addr_split(sv_t rest, struct cfg_addr *a, char *why, size_t whylen)
+{
+	ptrdiff_t i;
+
+	*a = (struct cfg_addr){.v6 = rest.len && rest.p[0] == '['};
+	if (a->v6) {
+		i = sv_find(rest, ']');
+		if (i < 0 || ((size_t)i + 1 < rest.len && rest.p[i + 1] != ':')) {
+			snprintf(why, whylen, "invalid IP address");
+			return EINVAL;
+		}
+		a->host = sv_sub(rest, 1, (size_t)i - 1);
+		a->has_port = (size_t)i + 1 < rest.len;
+		a->port = sv_sub(rest, (size_t)i + 2, rest.len);
+		return 0;
+	}
+	i = sv_find(rest, ':');
+	if (i >= 0 && sv_find(sv_sub(rest, (size_t)i + 1, rest.len), ':') >= 0) {
+		snprintf(why, whylen, "IPv6 addresses must be in brackets, e.g. udp:[::1]:5060");
+		return EINVAL;
+	}
+	a->host = i < 0 ? rest : sv_sub(rest, 0, (size_t)i);
+	a->has_port = i >= 0;
+	a->port = i < 0 ? SV_NULL : sv_sub(rest, (size_t)i + 1, rest.len);
+	return 0;
+}
+
+static int cfg_listen_fill(struct cfg_listen *l, const struct cfg_addr *a, char *why, size_t whylen,
+			   enum cfg_listen_part *part)
+{
+	*part = CFG_LP_ADDRESS;
+	if (!cfg_ip_ok(a->v6 ? AF_INET6 : AF_INET, a->host) ||
+	    sv_copy(a->host, l->host, sizeof(l->host))) {
+		snprintf(why, whylen, "invalid IP address");
+		return EINVAL;
+	}
+	*part = CFG_LP_PORT;
+	l->port = CFG_DEFAULT_PORT;
+	if (a->has_port && cfg_port_parse(a->port, &l->port)) {
+		snprintf(why, whylen, "invalid port '%.*s' (must be 1 to 65535)",
+			 (int)(a->port.len > 16 ? 16 : a->port.len), a->port.p);
+		return EINVAL;
+	}
+	return 0;
+}
+
+static int cfg_listen_parse(const char *spec, struct cfg_listen *l, char *why, size_t whylen,
+			    enum cfg_listen_part *part)
+{
+	sv_t s = sv_cstr(spec);
+	ptrdiff_t colon = sv_find(s, ':');
+	struct cfg_addr a;
+	int rc;
+
+	*l = (struct cfg_listen){0};
+	*part = CFG_LP_ENTRY;
+	if (colon < 0) {
+		snprintf(why, whylen, "expected proto:address:port, e.g. udp:127.0.0.1:5060");
+		return EINVAL;
+	}
+	*part = CFG_LP_PROTO;
+	rc = cfg_proto_parse(sv_sub(s, 0, (size_t)colon), &l->proto, why, whylen);
+	if (rc)
+		return rc;
+	*part = CFG_LP_ADDRESS;
+	rc = cfg_addr_split(sv_sub(s, (size_t)colon + 1, s.len), &a, why, whylen);
+	if (rc)
+		return rc;
+	return cfg_listen_fill(l, &a, why, whylen, part);
+}
+
+static bool cfg_listen_dup(const struct cfg *c, const struct cfg_listen *l)
+{
+	for (size_t i = 0; i < c->nlisten; i++) {
+		const struct cfg_listen *o = &c->listen[i];
+		if (o->proto == l->proto && o->port == l->port && strcmp(o->host, l->host) == 0)
+			return true;
+	}
+	return false;
+}
+
+static int cfg_listen_add_part(struct cfg *c, const char *spec, struct cfg_error *err,
+			       enum cfg_listen_part *part)
+{
+	struct cfg_listen l;
+	char why[160];
+
+	*part = CFG_LP_ENTRY;
+	if (c->nlisten >= CFG_MAX_LISTEN)
+		return cfg_fail(err, 0, 0, "too many listen entries (at most %d)", CFG_MAX_LISTEN);
+	if (cfg_listen_parse(spec, &l, why, sizeof(why), part))
+		return cfg_fail(err, 0, 0, "listen entry '%.64s': %s", spec, why);
+	*part = CFG_LP_ENTRY;
+	if (cfg_listen_dup(c, &l))
+		return cfg_fail(err, 0, 0, "listen entry '%.64s' is listed twice", spec);
+	c->listen[c->nlisten++] = l;
+	return 0;
+}
+
+int cfg_add_listen(struct cfg *c, const char *spec, struct cfg_error *err)
+{
+	struct cfg_error scratch;
+	enum cfg_listen_part part;
+
+	return cfg_listen_add_part(c, spec, cfg_err_or(err, &scratch), &part);
+}
+
+/* ---------------------------------------------------------------- domains */
+
+/* Lowercase, and IPv6 in brackets, as the host part of a request URI has it. */
+static int cfg_domain_norm(const char *domain, char *out, size_t size)
+{
+	sv_t d = sv_cstr(domain);
+	int n;
+
+	if (sv_find(d, ':') >= 0 && d.p[0] != '[') {
+		if (!cfg_ip_ok(AF_INET6, d))
+			return EINVAL;
+		n = snprintf(out, size, "[%s]", domain);
+	} else {
+		if (!cfg_urihost_ok(d))
+			return EINVAL;
+		n = snprintf(out, size, "%s", domain);
+	}
+	if (n < 0 || (size_t)n >= size)
+		return ENAMETOOLONG;
+	for (char *p = out; *p; p++)
+		*p = sv_lower_char(*p);
+	return 0;
+}
+
+int cfg_add_domain(struct cfg *c, const char *domain, struct cfg_error *err)
+{
+	struct cfg_error scratch;
+	char norm[CFG_FIELD_SIZE(domains[0])];
+	int rc;
+
+	err = cfg_err_or(err, &scratch);
+	if (c->ndomains >= CFG_MAX_DOMAINS)
+		return cfg_fail(err, 0, 0, "too many domains (at most %d)", CFG_MAX_DOMAINS);
+	rc = cfg_domain_norm(domain, norm, sizeof(norm));
+	if (rc == ENAMETOOLONG)
+		return cfg_fail(err, 0, 0, "domain '%.64s...' is too long (at most %zu characters)",
+				domain, sizeof(norm) - 1);
+	if (rc)
+		return cfg_fail(err, 0, 0, "domain '%.64s' is not a valid host name or IP address",
+				domain);
+	for (size_t i = 0; i < c->ndomains; i++) {
+		if (strcmp(c->domains[i], norm) == 0)
+			return cfg_fail(err, 0, 0, "domain '%.64s' is listed twice", domain);
+	}
+	strcpy(c->domains[c->ndomains++], norm);
+	return 0;
+}
+
+/* ------------------------------------------------------------ cross rules */
+
+static unsigned cfg_uint_at(const struct cfg *c, size_t off)
+{
+	unsigned v;
+
+	memcpy(&v, (const char *)c + off, sizeof(v));
+	return v;
+}
+
+static const struct cfg_rule *cfg_cross_check(const struct cfg *c)
+{
+	for (size_t i = 0; i < sizeof(cfg_rules) / sizeof(cfg_rules[0]); i++) {
+		const struct cfg_rule *r = &cfg_rules[i];
+		if (cfg_uint_at(c, r->lo) > cfg_uint_at(c, r->hi))
+			return r;
+	}
+	return NULL;
+}
+
+static int cfg_cross_fail(const struct cfg *c, const struct cfg_rule *r, struct cfg_error *err,
+			  unsigned line, unsigned column)
+{
+	return cfg_fail(err, line, column, "'%s' (%u) must not be greater than '%s' (%u)",
+			r->lo_name, cfg_uint_at(c, r->lo), r->hi_name, cfg_uint_at(c, r->hi));
+}
+
+int cfg_finish(struct cfg *c, struct cfg_error *err)
+{
+	struct cfg_error scratch;
+	const struct cfg_rule *r;
+	int rc;
+
+	err = cfg_err_or(err, &scratch);
+	r = cfg_cross_check(c);
+	if (r)
+		return cfg_cross_fail(c, r, err, 0, 0);
+	if (c->auth_enabled && c->nalgorithms == 0)
+		return cfg_fail(err, 0, 0, "'auth.algorithms' must list at least one algorithm");
+	if (c->nlisten == 0) {
+		rc = cfg_add_listen(c, "udp:127.0.0.1:5060", err);
+		if (!rc)
+			rc = cfg_add_listen(c, "tcp:127.0.0.1:5060", err);
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
+/* ------------------------------------------------------------- YAML nodes */
+
+static unsigned cfg_line(const yaml_node_t *n)
+{
+	return (unsigned)n->start_mark.line + 1;
+}
+
+static unsigned cfg_col(const yaml_node_t *n)
+{
+	return (unsigned)n->start_mark.column + 1;
+}
+
+__attribute__((format(printf, 3, 4))) static int
+cfg_fail_at(struct cfg_parse *p, const yaml_node_t *n, const char *fmt, ...)
+{
+	va_list ap;
+
+	p->err->line = cfg_line(n);
+	p->err->column = cfg_col(n);
+	va_start(ap, fmt);
+	vsnprintf(p->err->msg, sizeof(p->err->msg), fmt, ap);
+	va_end(ap);
+	return EINVAL;
+}
+
+/* Gives an error from cfg_add_* the position of the node it came from. */
+static int cfg_place(int rc, struct cfg_parse *p, const yaml_node_t *n)
+{
+	if (rc) {
+		p->err->line = cfg_line(n);
+		p->err->column = cfg_col(n);
+	}
+	return rc;
+}
+
+static yaml_node_t *cfg_node(struct cfg_parse *p, int id)
+{
+	return yaml_document_get_node(p->doc, id);
+}
+
+static const char *cfg_str(const yaml_node_t *n)
+{
+	return (const char *)n->data.scalar.value;
+}
+
+static sv_t cfg_sv(const yaml_node_t *n)
+{
+	return sv_make(cfg_str(n), n->data.scalar.length);
+}
+
+static bool cfg_is_null(const yaml_node_t *n)
+{
+	static const char *const nulls[] = {"", "~", "null", "Null", "NULL"};
+
+	if (n->type != YAML_SCALAR_NODE || n->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
+		return false;
+	for (size_t i = 0; i < sizeof(nulls) / sizeof(nulls[0]); i++) {
+		if (strcmp(cfg_str(n), nulls[i]) == 0)
+			return true;
+	}
+	return false;
+}
+
+static const char *cfg_type_name(const yaml_node_t *n)
+{
+	if (n->type == YAML_SEQUENCE_NODE)
+		return "a list";
+	if (n->type == YAML_MAPPING_NODE)
+		return "a mapping";
+	return "a string";
+}
+
+static void cfg_path(const struct cfg_parse *p, const char *name, char *out, size_t size)
+{
+	if (p->section)
+		snprintf(out, size, "%s.%s", p->section, name);
+	else
+		snprintf(out, size, "%s", name);
+}
+
+/* "'workers' must be an integer from 0 to 256, not 'abc'"; subject is already quoted. */
+static int cfg_fail_want(struct cfg_parse *p, const char *subject, const yaml_node_t *v,
+			 const char *want)
+{
+	if (v->type != YAML_SCALAR_NODE)
+		return cfg_fail_at(p, v, "%s must be %s, not %s", subject, want, cfg_type_name(v));
+	if (cfg_is_null(v))
+		return cfg_fail_at(p, v, "%s must be %s, not empty", subject, want);
+	return cfg_fail_at(p, v, "%s must be %s, not '%.64s'", subject, want, cfg_str(v));
+}
+
+static int cfg_fail_key(struct cfg_parse *p, const char *name, const yaml_node_t *v,
+			const char *want)
+{
+	char path[64], subject[72];
+
+	cfg_path(p, name, path, sizeof(path));
+	snprintf(subject, sizeof(subject), "'%s'", path);
+	return cfg_fail_want(p, subject, v, want);
+}
+
+static void cfg_note_seen(struct cfg_parse *p, size_t off, const yaml_node_t *v)
+{
+	if (p->nseen < CFG_SEEN_MAX)
+		p->seen[p->nseen++] = (struct cfg_seen){off, cfg_line(v), cfg_col(v)};
+}
+
+static const struct cfg_seen *cfg_find_seen(const struct cfg_parse *p, size_t off)
+{
+	const struct cfg_seen *found = NULL;
+
+	for (size_t i = 0; i < p->nseen; i++) {
+		if (p->seen[i].off == off)
+			found = &p->seen[i];
+	}
+	return found;
+}
+
+/* ---------------------------------------------------------- scalar values */
+
+static int cfg_set_uint(struct cfg_parse *p, const struct cfg_key *k, const yaml_node_t *v)
+{
+	char want[64];
+	uint32_t n;
+
+	snprintf(want, sizeof(want), "an integer from %u to %u", k->min, k->max);
+	if (v->type != YAML_SCALAR_NODE || sv_to_u32(cfg_sv(v), &n) || n < k->min || n > k->max)
+		return cfg_fail_key(p, k->name, v, want);
+	memcpy((char *)p->c + k->off, &(unsigned){n}, sizeof(unsigned));
+	cfg_note_seen(p, k->off, v);
+	return 0;
+}
+
+static int cfg_bool_parse(const char *s, bool *out)
+{
+	static const char *const yes[] = {"true", "yes", "on"};
+	static const char *const no[] = {"false", "no", "off"};
+
+	for (size_t i = 0; i < 3; i++) {
+		if (strcasecmp(s, yes[i]) == 0 || strcasecmp(s, no[i]) == 0) {
+			*out = strcasecmp(s, yes[i]) == 0;
+			return 0;
+		}
+	}
+	return EINVAL;
+}
+
+static int cfg_set_bool(struct cfg_parse *p, const struct cfg_key *k, const yaml_node_t *v)
+{
+	bool b;
+
+	if (v->type != YAML_SCALAR_NODE || cfg_bool_parse(cfg_str(v), &b))
+		return cfg_fail_key(p, k->name, v, "true or false");
+	memcpy((char *)p->c + k->off, &b, sizeof(b));
+	return 0;
+}
+
+static bool cfg_has_ctl(sv_t s)
+{
+	for (size_t i = 0; i < s.len; i++) {
+		unsigned char ch = (unsigned char)s.p[i];
+		if (ch < 0x20 || ch == 0x7f)
+			return true;
+	}
+	return false;
+}
+
+static int cfg_set_str(struct cfg_parse *p, const struct cfg_key *k, const yaml_node_t *v)
+{
+	sv_t s = SV_NULL;
+	char path[64];
+
+	if (v->type != YAML_SCALAR_NODE)
+		return cfg_fail_key(p, k->name, v, "a string");
+	if (!cfg_is_null(v))
+		s = cfg_sv(v);
+	cfg_path(p, k->name, path, sizeof(path));
+	if (s.len == 0 && !k->empty_ok)
+		return cfg_fail_at(p, v, "'%s' must not be empty", path);
+	if (s.len >= k->size)
+		return cfg_fail_at(p, v, "'%s' is too long (at most %zu bytes)", path, k->size - 1);
+	if (cfg_has_ctl(s))
+		return cfg_fail_at(p, v, "'%s' must not contain control characters", path);
+	sv_copy(s, (char *)p->c + k->off, k->size);
+	return 0;
+}
+
+static int cfg_set_log_level(struct cfg_parse *p, const struct cfg_key *k, const yaml_node_t *v)
+{
+	if (v->type != YAML_SCALAR_NODE || log_level_parse(cfg_str(v), &p->c->log_level))
+		return cfg_fail_key(p, k->name, v, "one of error, warn, info, debug");
+	return 0;
+}
+
+static int cfg_set_proxy_mode(struct cfg_parse *p, const struct cfg_key *k, const yaml_node_t *v)
+{
+	if (v->type == YAML_SCALAR_NODE && strcmp(cfg_str(v), "stateful") == 0)
+		p->c->proxy_mode = CFG_PROXY_STATEFUL;
+	else if (v->type == YAML_SCALAR_NODE && strcmp(cfg_str(v), "stateless") == 0)
+		p->c->proxy_mode = CFG_PROXY_STATELESS;
+	else
+		return cfg_fail_key(p, k->name, v, "stateful or stateless");
+	return 0;
+}
+
+/* ------------------------------------------------------------------ lists */
+
+/* Calls fn for each item of a list; a null value is an empty list. */
+static int cfg_each_item(struct cfg_parse *p, const struct cfg_key *k, const yaml_node_t *v,
+			 int (*fn)(struct cfg_parse *p, const yaml_node_t *item))
+{
+	int rc;
+
+	if (cfg_is_null(v))
+		return 0;
+	if (v->type != YAML_SEQUENCE_NODE)
+		return cfg_fail_key(p, k->name, v, "a list");
+	for (yaml_node_item_t *it = v->data.sequence.items.start; it < v->data.sequence.items.top;
+	     it++) {
+		rc = fn(p, cfg_node(p, *it));
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
+static int cfg_alg_item(struct cfg_parse *p, const yaml_node_t *item)
+{
+	enum cfg_auth_alg alg;
+	struct cfg *c = p->c;
+
+	if (item->type == YAML_SCALAR_NODE && strcasecmp(cfg_str(item), "MD5") == 0)
+		alg = CFG_ALG_MD5;
+	else if (item->type == YAML_SCALAR_NODE && (strcasecmp(cfg_str(item), "SHA-256") == 0 ||
+						    strcasecmp(cfg_str(item), "SHA256") == 0))
+		alg = CFG_ALG_SHA256;
+	else
+		return cfg_fail_want(p, "entries of 'auth.algorithms'", item, "SHA-256 or MD5");
+	for (size_t i = 0; i < c->nalgorithms; i++) {
+		if (c->algorithms[i] == alg)
+			return cfg_fail_at(p, item, "'auth.algorithms' lists '%s' twice",
+					   cfg_str(item));
+	}
+	c->algorithms[c->nalgorithms++] = alg;
+	return 0;
+}
+
+static int cfg_set_algs(struct cfg_parse *p, const struct cfg_key *k, const yaml_node_t *v)
+{
+	int rc;
+
+	p->c->nalgorithms = 0;
+	rc = cfg_each_item(p, k, v, cfg_alg_item);
+	if (!rc && p->c->nalgorithms == 0)
+		return cfg_fail_at(p, v,
+				   "'auth.algorithms' must list at least one of SHA-256, MD5");
+	return rc;
+}
+
+static int cfg_domain_item(struct cfg_parse *p, const yaml_node_t *item)
+{
+	if (item->type != YAML_SCALAR_NODE || cfg_is_null(item))
+		return cfg_fail_want(p, "entries of 'domains'", item, "a domain name");
+	return cfg_place(cfg_add_domain(p->c, cfg_str(item), p->err), p, item);
+}
+
+static int cfg_set_domains(struct cfg_parse *p, const struct cfg_key *k, const yaml_node_t *v)
+{
+	p->c->ndomains = 0;
+	return cfg_each_item(p, k, v, cfg_domain_item);
+}
+
+/* The parts of a { proto, address, port, advertise } listen entry. */
+struct cfg_listen_map {
+	const yaml_node_t *proto, *address, *port, *advertise;
+};
+
+static const yaml_node_t **cfg_listen_slot(struct cfg_listen_map *m, const char *key)
+{
+	if (strcmp(key, "proto") == 0)
+		return &m->proto;
+	if (strcmp(key, "address") == 0)
+		return &m->address;
+	if (strcmp(key, "port") == 0)
+		return &m->port;
+	if (strcmp(key, "advertise") == 0)
+		return &m->advertise;
+	return NULL;
+}
+
+static int cfg_listen_collect(struct cfg_parse *p, const yaml_node_t *map, struct cfg_listen_map *m)
+{
+	for (yaml_node_pair_t *pr = map->data.mapping.pairs.start; pr < map->data.mapping.pairs.top;
+	     pr++) {
+		const yaml_node_t *kn = cfg_node(p, pr->key), *vn = cfg_node(p, pr->value);
+		const yaml_node_t **slot;
+
+		if (kn->type != YAML_SCALAR_NODE)
+			return cfg_fail_at(p, kn, "keys must be plain names in a 'listen' entry");
+		slot = cfg_listen_slot(m, cfg_str(kn));
+		if (!slot)
+			return cfg_fail_at(p, kn, "unknown key '%.64s' in a 'listen' entry",
+					   cfg_str(kn));
+		if (*slot)
+			return cfg_fail_at(p, kn, "duplicate key '%s' in a 'listen' entry",
+					   cfg_str(kn));
+		if (vn->type != YAML_SCALAR_NODE || cfg_is_null(vn))
+			return cfg_fail_at(p, vn, "'listen' entry key '%s' must be a plain value",
+					   cfg_str(kn));
+		*slot = vn;
+	}
+	if (!m->proto)
+		return cfg_fail_at(p, map, "'listen' entry has no 'proto' (udp or tcp)");
+	if (!m->address)
+		return cfg_fail_at(p, map, "'listen' entry has no 'address'");
+	return 0;
+}
+
+static int cfg_advertise(struct cfg_parse *p, const char *spec, const yaml_node_t *adv)
+{
+	struct cfg_listen *l = &p->c->listen[p->c->nlisten - 1];
+	sv_t a = cfg_sv(adv);
+
+	if (a.len >= sizeof(l->advertise) || !cfg_hostport_ok(a))
+		return cfg_fail_at(p, adv,
+				   "listen entry '%.64s': invalid advertise address '%.64s'", spec,
+				   cfg_str(adv));
+	sv_copy(a, l->advertise, sizeof(l->advertise));
+	return 0;
+}
+
+static int cfg_listen_mapping(struct cfg_parse *p, const yaml_node_t *map)
+{
+	struct cfg_listen_map m = {0};
+	enum cfg_listen_part part;
+	const char *addr;
+	char spec[256];
+	bool bracket;
+	int rc;
+
+	rc = cfg_listen_collect(p, map, &m);
+	if (rc)
+		return rc;
+	addr = cfg_str(m.address);
+	bracket = strchr(addr, ':') && addr[0] != '[';
+	snprintf(spec, sizeof(spec), "%.16s:%s%.80s%s:%.16s", cfg_str(m.proto), bracket ? "[" : "",
+		 addr, bracket ? "]" : "", m.port ? cfg_str(m.port) : "5060");
+	rc = cfg_listen_add_part(p->c, spec, p->err, &part);
+	if (rc) {
+		const yaml_node_t *at = part == CFG_LP_PROTO		? m.proto
+					: part == CFG_LP_ADDRESS	? m.address
+					: part == CFG_LP_PORT && m.port ? m.port
+									: map;
+		return cfg_place(rc, p, at);
+	}
+	return m.advertise ? cfg_advertise(p, spec, m.advertise) : 0;
+}
+
+/*
+ * "- udp:1.2.3.4:" and "- udp:1.2.3.4: 5060" are YAML for one-key mappings;
+ * read them back as the string that was meant, so the error (or success)
+ * speaks of the listen entry and not of an unknown key.
+ */
+static bool cfg_listen_as_text(struct cfg_parse *p, const yaml_node_t *m, char *out, size_t size)
+{
+	const yaml_node_pair_t *pr = m->data.mapping.pairs.start;
+	const yaml_node_t *k, *v;
+
+	if (m->data.mapping.pairs.top - pr != 1)
+		return false;
+	k = cfg_node(p, pr->key);
+	v = cfg_node(p, pr->value);
+	if (k->type != YAML_SCALAR_NODE || !strchr(cfg_str(k), ':') || v->type != YAML_SCALAR_NODE)
+		return false;
+	snprintf(out, size, "%.100s:%.32s", cfg_str(k), cfg_is_null(v) ? "" : cfg_str(v));
+	return true;
+}
+
+static int cfg_listen_item(struct cfg_parse *p, const yaml_node_t *item)
+{
+	char spec[160];
+
+	if (item->type == YAML_MAPPING_NODE && cfg_listen_as_text(p, item, spec, sizeof(spec)))
+		return cfg_place(cfg_add_listen(p->c, spec, p->err), p, item);
+	if (item->type == YAML_MAPPING_NODE)
+		return cfg_listen_mapping(p, item);
+	if (item->type != YAML_SCALAR_NODE || cfg_is_null(item))
+		return cfg_fail_want(p, "entries of 'listen'", item,
+				     "\"proto:address:port\" or a mapping");
+	return cfg_place(cfg_add_listen(p->c, cfg_str(item), p->err), p, item);
+}
+
+static int cfg_set_listen(struct cfg_parse *p, const struct cfg_key *k, const yaml_node_t *v)
+{
+	p->c->nlisten = 0;
+	return cfg_each_item(p, k, v, cfg_listen_item);
+}
+
+/* --------------------------------------------------------------- mappings */
+
+static int cfg_walk_map(struct cfg_parse *p, const yaml_node_t *map, const struct cfg_key *keys);
+
+static int cfg_set_section(struct cfg_parse *p, const struct cfg_key *k, const yaml_node_t *v)
+{
+	int rc;
+
+	if (cfg_is_null(v))
+		return 0;
+	if (v->type != YAML_MAPPING_NODE)
+		return cfg_fail_key(p, k->name, v, "a mapping");
+	p->section = k->name;
+	rc = cfg_walk_map(p, v, k->sub);
+	p->section = NULL;
+	return rc;
+}
+
+static int cfg_apply(struct cfg_parse *p, const struct cfg_key *k, const yaml_node_t *v)
+{
+	switch (k->kind) {
+	case CFG_K_SECTION:
+		return cfg_set_section(p, k, v);
+	case CFG_K_UINT:
+		return cfg_set_uint(p, k, v);
+	case CFG_K_BOOL:
+		return cfg_set_bool(p, k, v);
+	case CFG_K_STR:
+		return cfg_set_str(p, k, v);
+	case CFG_K_LOG_LEVEL:
+		return cfg_set_log_level(p, k, v);
+	case CFG_K_PROXY_MODE:
+		return cfg_set_proxy_mode(p, k, v);
+	case CFG_K_ALGS:
+		return cfg_set_algs(p, k, v);
+	case CFG_K_DOMAINS:
+		return cfg_set_domains(p, k, v);
+	case CFG_K_LISTEN:
+		return cfg_set_listen(p, k, v);
+	}
+	return EINVAL;
+}
+
+static const struct cfg_key *cfg_find_key(const struct cfg_key *keys, const char *name)
+{
+	for (; keys->name; keys++) {
+		if (strcmp(keys->name, name) == 0)
+			return keys;
+	}
+	return NULL;
+}
+
+static bool cfg_key_repeated(struct cfg_parse *p, const yaml_node_t *map,
+			     const yaml_node_pair_t *at)
+{
+	const char *name = cfg_str(cfg_node(p, at->key));
+
+	for (const yaml_node_pair_t *pr = map->data.mapping.pairs.start; pr < at; pr++) {
+		const yaml_node_t *kn = cfg_node(p, pr->key);
+		if (kn->type == YAML_SCALAR_NODE && strcmp(cfg_str(kn), name) == 0)
+			return true;
+	}
+	return false;
+}
+
+static int cfg_bad_key(struct cfg_parse *p, const yaml_node_t *kn, const char *what)
+{
+	if (p->section)
+		return cfg_fail_at(p, kn, "%s '%.64s' in '%s'", what, cfg_str(kn), p->section);
+	return cfg_fail_at(p, kn, "%s '%.64s'", what, cfg_str(kn));
+}
+
+static int cfg_walk_map(struct cfg_parse *p, const yaml_node_t *map, const struct cfg_key *keys)
+{
+	int rc;
+
+	for (yaml_node_pair_t *pr = map->data.mapping.pairs.start; pr < map->data.mapping.pairs.top;
+	     pr++) {
+		const yaml_node_t *kn = cfg_node(p, pr->key);
+		const struct cfg_key *k;
+
+		if (kn->type != YAML_SCALAR_NODE)
+			return cfg_fail_at(p, kn, "keys must be plain names, not %s",
+					   cfg_type_name(kn));
+		if (cfg_key_repeated(p, map, pr))
+			return cfg_bad_key(p, kn, "duplicate key");
+		k = cfg_find_key(keys, cfg_str(kn));
+		if (!k)
+			return cfg_bad_key(p, kn, "unknown key");
+		rc = cfg_apply(p, k, cfg_node(p, pr->value));
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
+/* A cross-field error points at whichever of the two keys the file set last. */
+static int cfg_cross_at_line(struct cfg_parse *p)
+{
+	const struct cfg_rule *r = cfg_cross_check(p->c);
+	const struct cfg_seen *lo, *hi, *at;
+
+	if (!r)
+		return 0;
+	lo = cfg_find_seen(p, r->lo);
+	hi = cfg_find_seen(p, r->hi);
+	at = !lo ? hi : !hi ? lo : lo->line > hi->line ? lo : hi;
+	return cfg_cross_fail(p->c, r, p->err, at ? at->line : 0, at ? at->column : 0);
+}
+
+static int cfg_apply_doc(struct cfg_parse *p)
+{
+	const yaml_node_t *root = yaml_document_get_root_node(p->doc);
+	int rc;
+
+	if (!root || cfg_is_null(root))
+		return 0;
+	if (root->type != YAML_MAPPING_NODE)
+		return cfg_fail_at(p, root, "expected a mapping at the top level");
+	rc = cfg_walk_map(p, root, cfg_top_keys);
+	if (!rc)
+		rc = cfg_cross_at_line(p);
+	return rc;
+}
+
+/* ------------------------------------------------------------ YAML errors */
+
+static void cfg_offset_pos(const char *text, size_t len, size_t off, unsigned *line, unsigned *col)
+{
+	*line = 1;
+	*col = 1;
+	for (size_t i = 0; i < off && i < len; i++) {
+		if (text[i] == '\n') {
+			(*line)++;
+			*col = 1;
+		} else {
+			(*col)++;
+		}
+	}
+}
+
+static int cfg_yaml_error(const yaml_parser_t *y, const char *text, size_t len,
+			  struct cfg_error *err)
+{
+	unsigned line = (unsigned)y->problem_mark.line + 1;
+	unsigned col = (unsigned)y->problem_mark.column + 1;
+	const char *problem = y->problem ? y->problem : "unknown error";
+
+	if (y->error == YAML_MEMORY_ERROR) {
+		cfg_fail(err, 0, 0, "out of memory");
+		return ENOMEM;
+	}
+	if (y->error == YAML_READER_ERROR) {
+		cfg_offset_pos(text, len, y->problem_offset, &line, &col);
+		return cfg_fail(err, line, col, "invalid text: %s", problem);
+	}
+	if (y->context)
+		return cfg_fail(err, line, col, "YAML syntax error: %s (%s at line %u)", problem,
+				y->context, (unsigned)y->context_mark.line + 1);
+	return cfg_fail(err, line, col, "YAML syntax error: %s", problem);
+}
+
+/* A second document in the file would be silently ignored: refuse it. */
+static int cfg_only_document(yaml_parser_t *y, const char *text, size_t len, struct cfg_error *err)
+{
+	yaml_document_t doc;
+	const yaml_node_t *root;
+	int rc = 0;
+
+	if (!yaml_parser_load(y, &doc))
+		return cfg_yaml_error(y, text, len, err);
+	root = yaml_document_get_root_node(&doc);
+	if (root)
+		rc = cfg_fail(err, cfg_line(root), cfg_col(root),
+			      "only one YAML document is allowed in the configuration");
+	yaml_document_delete(&doc);
+	return rc;
+}
+
+static int cfg_parse_into(struct cfg *c, const char *text, size_t len, struct cfg_error *err)
+{
+	yaml_parser_t y;
+	yaml_document_t doc;
+	struct cfg_parse p = {.doc = &doc, .c = c, .err = err};
+	int rc;
+
+	if (!yaml_parser_initialize(&y)) {
+		cfg_fail(err, 0, 0, "out of memory");
+		return ENOMEM;
+	}
+	yaml_parser_set_input_string(&y, (const unsigned char *)text, len);
+	if (!yaml_parser_load(&y, &doc)) {
+		rc = cfg_yaml_error(&y, text, len, err);
+		goto out;
+	}
+	rc = cfg_apply_doc(&p);
+	yaml_document_delete(&doc);
+	if (!rc)
+		rc = cfg_only_document(&y, text, len, err);
+out:
+	yaml_parser_delete(&y);
+	return rc;
+}
+
+int cfg_load_string(struct cfg *c, const char *yaml, size_t len, struct cfg_error *err)
+{
+	struct cfg_error scratch;
+	struct cfg *tmp;
+	int rc;
+
+	err = cfg_err_or(err, &scratch);
+	*err = (struct cfg_error){0};
+	tmp = malloc(sizeof(*tmp));
+	if (!tmp) {
+		cfg_fail(err, 0, 0, "out of memory");
+		return ENOMEM;
+	}
+	*tmp = *c;
+	rc = cfg_parse_into(tmp, yaml, len, err);
+	if (!rc)
+		*c = *tmp;
+	free(tmp);
+	return rc;
+}
+
+/* ------------------------------------------------------------------ files */
+
+static int cfg_read_all(FILE *f, char **out, size_t *outlen)
+{
+	size_t len = 0, cap = 0, n;
+	char *text = NULL, *grown;
+	int rc = 0;
+
+	do {
+		if (cap - len < 4096) {
+			cap = cap ? cap * 2 : 8192;
+			grown = realloc(text, cap);
+			if (!grown) {
+				rc = ENOMEM;
+				goto out;
+			}
+			text = grown;
+		}
+		n = fread(text + len, 1, cap - len, f);
+		len += n;
+		if (len > CFG_FILE_MAX) {
+			rc = EFBIG;
+			goto out;
+		}
+	} while (n > 0);
+	if (ferror(f))
+		rc = errno ? errno : EIO;
+out:
+	if (rc) {
+		free(text);
+		return rc;
+	}
+	*out = text;
+	*outlen = len;
+	return 0;
+}
+
+static int cfg_read_fail(int rc, struct cfg_error *err)
+{
+	if (rc == ENOENT) {
+		cfg_fail(err, 0, 0, "file not found");
+		return ENOENT;
+	}
+	if (rc == EFBIG)
+		return cfg_fail(err, 0, 0, "file is too large (more than %d bytes)", CFG_FILE_MAX);
+	if (rc == ENOMEM) {
+		cfg_fail(err, 0, 0, "out of memory");
+		return ENOMEM;
+	}
+	cfg_fail(err, 0, 0, "cannot read file: %s", strerror(rc));
+	return EIO;
+}
+
+int cfg_load_file(struct cfg *c, const char *path, struct cfg_error *err)
+{
+	struct cfg_error scratch;
+	char *text = NULL;
+	size_t len = 0;
+	FILE *f;
+	int rc;
+
+	err = cfg_err_or(err, &scratch);
+	*err = (struct cfg_error){0};
+	f = fopen(path, "r");
+	if (!f)
+		return cfg_read_fail(errno, err);
+	errno = 0;
+	rc = cfg_read_all(f, &text, &len);
+	fclose(f);
+	if (rc)
+		return cfg_read_fail(rc, err);
+	rc = cfg_load_string(c, text, len, err);
+	free(text);
+	return rc;
+}

@@ -1,0 +1,436 @@
+/*
+ * core.c - the request pipeline and the response entry point.
+ *
+ * Phases run in the order RFC 3261 16.3-16.6 gives them; each returns an
+ * enum proxy_step. Only what a phase needs is parsed: an authenticated
+ * INVITE from a registered user to another touches Via, From, To, CSeq,
+ * Call-ID, the Request-URI, Max-Forwards and the credentials, and nothing
+ * else of the message.
+ */
+#include "proxy/internal.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/log.h"
+#include "proxy/dns.h"
+#include "server/server.h"
+#include "server/worker.h"
+#include "services/challenge.h"
+#include "services/location.h"
+#include "services/registrar.h"
+#include "services/users.h"
+#include "txn/txn.h"
+
+#define CORE_MAX_TARGETS 16
+
+/* RFC 3261 18.2.1 and RFC 3581: what the request's top Via lacks about where it came from. */
+static void via_params_fill(struct preq *r)
+{
+	const struct sip_via *via = sip_msg_via1(r->m);
+	char ip[64];
+	int n = 0;
+
+	r->via_params_len = 0;
+	if (!via)
+		return;
+	tp_addr_ip(&r->src->peer, ip, sizeof(ip));
+	if (!sv_eq(via->host, sv_cstr(ip)) || via->has_rport) {
+		if (r->src->peer.u.sa.sa_family == AF_INET6)
+			n = snprintf(r->via_params, sizeof(r->via_params), ";received=[%s]", ip);
+		else
+			n = snprintf(r->via_params, sizeof(r->via_params), ";received=%s", ip);
+	}
+	if (via->has_rport && via->rport.len == 0 && n > 0 && (size_t)n < sizeof(r->via_params)) {
+		n += snprintf(r->via_params + n, sizeof(r->via_params) - (size_t)n, ";rport=%u",
+			      tp_addr_port(&r->src->peer));
+		r->via_drop_rport = true;
+	}
+	r->via_params_len = n > 0 && (size_t)n < sizeof(r->via_params) ? (size_t)n : 0;
+	if (!r->via_params_len)
+		r->via_drop_rport = false;
+}
+
+static void classify(struct preq *r)
+{
+	const struct sip_uri *ruri = sip_msg_ruri(r->m);
+	const struct sip_naddr *from = sip_msg_from(r->m), *to = sip_msg_to(r->m);
+	struct sip_uri fu;
+
+	r->in_dialog = to && to->has_tag;
+	r->ruri_local = ruri && (ruri->kind == SIP_SCHEME_SIP || ruri->kind == SIP_SCHEME_SIPS) &&
+			proxy_domain_is_local(r->srv, ruri->host, ruri->port);
+	r->ruri_myself = ruri && r->ruri_local && ruri->user.len == 0 && proxy_uri_is_myself(r->srv, ruri);
+	r->from_local = from && sip_uri_parse(from->uri, &fu) == 0 &&
+			(fu.kind == SIP_SCHEME_SIP || fu.kind == SIP_SCHEME_SIPS) &&
+			proxy_domain_is_local(r->srv, fu.host, fu.port);
+	r->loop_hash = route_loop_hash(r);
+}
+
+/*
+ * ACK: for a non-2xx final it belongs to our server transaction (17.2.1);
+ * a 2xx ACK is a new request routed by its Route set, statelessly; the ACK
+ * of a 407 we sent statelessly is absorbed.
+ */
+static void on_ack(struct preq *r)
+{
+	const struct sip_naddr *to = sip_msg_to(r->m);
+	struct txn_srv *t;
+	struct txn_key k;
+	unsigned owner;
+	char tag[32];
+	struct fwd_plan plan;
+	struct fwd_target tgt;
+	sv_t hop;
+
+	if (txn_key_of(r->w, r->m, true, &k) == 0 && txn_srv_find(r->w, &k, &owner, &t) == 0) {
+		if (t) {
+			if (t->state != TXN_ACCEPTED) {
+				txn_srv_ack(t);
+				return;
+			}
+		} else {
+			tp_redeliver(r->w, owner, r->m, r->src);
+			return;
+		}
+	}
+	proxy_stateless_tag(r, tag, sizeof(tag));
+	if (to && sv_eq(to->tag, sv_cstr(tag)))
+		return; /* the ACK of a reply we sent statelessly */
+	route_plan(r, &plan);
+	plan.record_route = false;
+	memset(&tgt, 0, sizeof(tgt));
+	hop = route_next_hop(r, &plan);
+	if (hop.len) {
+		sv_copy(hop, tgt.hop, sizeof(tgt.hop));
+	} else if (!r->ruri_myself) {
+		const struct sip_uri *ruri = sip_msg_ruri(r->m);
+		if (r->ruri_local && ruri && plan.pop_routes == 0) {
+			/* an end-to-end ACK for a local user without a route set: via location */
+			struct loc_target b[1];
+			size_t n = 0;
+			char aor[STORE_USER_MAX + STORE_DOMAIN_MAX + 4];
+			if (proxy_aor_of(ruri, aor, sizeof(aor)) == 0)
+				loc_lookup(r->srv->loc, sv_cstr(aor), (int64_t)time(NULL), b, 1, &n);
+			if (n == 0)
+				return;
+			route_target_from_binding(&tgt, b);
+		} else {
+			sv_copy(r->ruri_override.len ? r->ruri_override : r->m->ruri_raw, tgt.hop,
+				sizeof(tgt.hop));
+		}
+	} else {
+		return;
+	}
+	fwd_stateless(r, &plan, &tgt);
+}
+
+static void on_cancel(struct preq *r)
+{
+	struct txn_srv *t;
+	struct txn_key k;
+	unsigned owner;
+
+	if (txn_key_of(r->w, r->m, true, &k) || txn_srv_find(r->w, &k, &owner, &t)) {
+		proxy_reply(r, 481, NULL, SV_NULL);
+		return;
+	}
+	if (!t) {
+		tp_redeliver(r->w, owner, r->m, r->src);
+		return;
+	}
+	fwd_cancel(r, fwd_ptx_of(t));
+}
+
+/* Retransmissions belong to their transaction, possibly on another worker. */
+static enum proxy_step phase_transaction(struct preq *r)
+{
+	struct txn_srv *t;
+	struct txn_key k;
+	unsigned owner;
+
+	if (txn_key_of(r->w, r->m, false, &k) || txn_srv_find(r->w, &k, &owner, &t))
+		return PROXY_CONTINUE;
+	if (t)
+		txn_srv_retransmission(t);
+	else
+		tp_redeliver(r->w, owner, r->m, r->src);
+	return PROXY_DONE;
+}
+
+static void unsupported_list(struct sip_msg *m, enum sip_hdr_id id, struct buf *out)
+{
+	struct sip_hdr_iter it;
+	sv_t tag;
+
+	sip_hdr_iter_init(&it, m, id);
+	while (sip_hdr_iter_next(&it, &tag)) {
+		buf_append_str(out, out->len ? ", " : "Unsupported: ");
+		buf_append_sv(out, tag);
+	}
+	if (out->len)
+		buf_append_str(out, "\r\n");
+}
+
+/* Requests addressed to this server itself (no user, or our address). */
+static enum proxy_step phase_local(struct preq *r)
+{
+	struct sip_msg *m = r->m;
+	struct buf unsup;
+	char store[512];
+
+	if (m->method == SIP_REGISTER && r->ruri_local && !r->in_dialog)
+		return reg_handle(r);
+	if (!r->ruri_myself || sip_msg_hdr(m, SIP_H_ROUTE))
+		return PROXY_CONTINUE;
+	/* acting as a UAS now (RFC 4475 zeromf: Max-Forwards 0 is no reason to refuse) */
+	buf_init_fixed(&unsup, store, sizeof(store));
+	unsupported_list(m, SIP_H_REQUIRE, &unsup);
+	if (unsup.len) {
+		proxy_reply(r, 420, NULL, buf_sv(&unsup));
+		return PROXY_DONE;
+	}
+	switch (m->method) {
+	case SIP_OPTIONS:
+		proxy_reply(r, 200, NULL,
+			    SV("Allow: " PROXY_ALLOW "\r\nAccept: application/sdp, text/plain, "
+			       "message/cpim, application/pidf+xml\r\nAccept-Encoding: identity\r\n"
+			       "Accept-Language: en\r\nSupported: " PROXY_SUPPORTED "\r\n"));
+		return PROXY_DONE;
+	case SIP_METHOD_OTHER:
+		proxy_reply(r, 501, NULL, SV("Allow: " PROXY_ALLOW "\r\n"));
+		return PROXY_DONE;
+	case SIP_ACK:
+		return PROXY_DONE;
+	default:
+		proxy_reply(r, 404, "No user in the Request-URI", SV_NULL);
+		return PROXY_DONE;
+	}
+}
+
+/* 16.3: Max-Forwards, loops, Proxy-Require. */
+static enum proxy_step phase_policy(struct preq *r)
+{
+	struct buf unsup;
+	char store[512];
+
+	if (sip_msg_max_forwards(r->m) == 0) {
+		proxy_reply(r, 483, NULL, SV_NULL);
+		return PROXY_DONE;
+	}
+	if (route_is_loop(r)) {
+		proxy_reply(r, 482, NULL, SV_NULL);
+		return PROXY_DONE;
+	}
+	buf_init_fixed(&unsup, store, sizeof(store));
+	unsupported_list(r->m, SIP_H_PROXY_REQUIRE, &unsup);
+	if (unsup.len) {
+		proxy_reply(r, 420, NULL, buf_sv(&unsup));
+		return PROXY_DONE;
+	}
+	return PROXY_CONTINUE;
+}
+
+static bool needs_auth(const struct preq *r)
+{
+	switch (r->m->method) {
+	case SIP_ACK:
+	case SIP_CANCEL:
+	case SIP_PRACK:
+	case SIP_BYE:
+	case SIP_REGISTER:
+		return false;
+	default:
+		return r->srv->cfg.auth_enabled && r->from_local && !r->in_dialog;
+	}
+}
+
+/* Initial requests of local users are authenticated with 407 (RFC 3261 22.3). */
+static enum proxy_step phase_auth(struct preq *r, struct fwd_plan *plan)
+{
+	const struct sip_naddr *from = sip_msg_from(r->m);
+	struct sip_uri fu;
+	char realm[STORE_DOMAIN_MAX];
+
+	if (!needs_auth(r))
+		return PROXY_CONTINUE;
+	if (sip_uri_parse(from->uri, &fu) || fu.host.len >= sizeof(realm)) {
+		proxy_reply(r, 400, "Malformed From URI", SV_NULL);
+		return PROXY_DONE;
+	}
+	for (size_t i = 0; i < fu.host.len; i++)
+		realm[i] = sv_lower_char(fu.host.p[i]);
+	realm[fu.host.len] = '\0';
+	snprintf(plan->drop_cred_realm, sizeof(plan->drop_cred_realm), "%s", realm);
+	return challenge_check(r, CHALLENGE_PROXY, sv_cstr(realm), fu.user, false, NULL);
+}
+
+static enum proxy_step forward(struct preq *r, struct fwd_plan *plan, struct fwd_target *t, size_t n)
+{
+	if (r->srv->cfg.proxy_mode == CFG_PROXY_STATELESS)
+		return fwd_stateless(r, plan, &t[0]);
+	return fwd_stateful(r, plan, t, n);
+}
+
+/* A local user: every registered contact, in parallel (RFC 3261 16.6, forking). */
+static enum proxy_step route_to_user(struct preq *r, struct fwd_plan *plan)
+{
+	const struct sip_uri *ruri = sip_msg_ruri(r->m);
+	char aor[STORE_USER_MAX + STORE_DOMAIN_MAX + 4];
+	struct loc_target *b = NULL;
+	struct fwd_target *t = NULL;
+	struct users_entry ue;
+	enum proxy_step step = PROXY_DONE;
+	size_t n = 0;
+
+	if (proxy_aor_of(ruri, aor, sizeof(aor))) {
+		proxy_reply(r, 404, NULL, SV_NULL);
+		return PROXY_DONE;
+	}
+	b = malloc(sizeof(*b) * CORE_MAX_TARGETS);
+	t = malloc(sizeof(*t) * CORE_MAX_TARGETS);
+	if (!b || !t) {
+		proxy_reply(r, 500, "Out of memory", SV_NULL);
+		goto out;
+	}
+	loc_lookup(r->srv->loc, sv_cstr(aor), (int64_t)time(NULL), b, CORE_MAX_TARGETS, &n);
+	if (n == 0) {
+		/* 480 for a known user with nobody registered, 404 for nobody */
+		const char *at = strchr(aor, '@');
+		switch (users_get(r->srv->users, r->w, sv_make(aor, (size_t)(at - aor)), sv_cstr(at + 1),
+				  r->m, r->src, r->src->redelivered, &ue)) {
+		case USERS_PENDING:
+			step = PROXY_SUSPENDED;
+			break;
+		case USERS_HIT:
+			proxy_reply(r, ue.exists ? 480 : 404, NULL, SV_NULL);
+			break;
+		default:
+			proxy_reply(r, 480, NULL, SV_NULL);
+			break;
+		}
+		goto out;
+	}
+	for (size_t i = 0; i < n; i++)
+		route_target_from_binding(&t[i], &b[i]);
+	step = forward(r, plan, t, n);
+out:
+	free(b);
+	free(t);
+	return step;
+}
+
+static enum proxy_step phase_target(struct preq *r, struct fwd_plan *plan)
+{
+	struct fwd_target t;
+	sv_t hop = route_next_hop(r, plan);
+
+	memset(&t, 0, sizeof(t));
+	if (hop.len) {
+		/* a route set: loose routing, the Request-URI stays (16.6 step 6) */
+		sv_copy(hop, t.hop, sizeof(t.hop));
+		return forward(r, plan, &t, 1);
+	}
+	if (r->ruri_override.len) {
+		sv_copy(r->ruri_override, t.hop, sizeof(t.hop));
+		return forward(r, plan, &t, 1);
+	}
+	if (r->ruri_local && !(r->in_dialog && sip_msg_ruri(r->m)->port &&
+				 !tp_is_local_address(r->srv->tp, sip_msg_ruri(r->m)->host,
+						      sip_msg_ruri(r->m)->port)))
+		return route_to_user(r, plan);
+	if (!r->from_local && !r->in_dialog && !r->authenticated) {
+		/* neither from nor to one of our users: we are not an open relay */
+		proxy_reply(r, 403, "Relaying denied", SV_NULL);
+		return PROXY_DONE;
+	}
+	sv_copy(r->m->ruri_raw, t.hop, sizeof(t.hop));
+	return forward(r, plan, &t, 1);
+}
+
+static bool is_dialog_creating(enum sip_method m)
+{
+	return m == SIP_INVITE || m == SIP_SUBSCRIBE || m == SIP_REFER || m == SIP_NOTIFY;
+}
+
+static void on_request(struct worker *w, struct sip_msg *m, const struct tp_src *src)
+{
+	struct preq r = {.w = w, .srv = w->srv, .m = m, .src = src};
+	struct fwd_plan plan;
+	enum proxy_step step;
+	unsigned st = sip_request_check(m);
+
+	if (st) {
+		w->stats.rx_bad++;
+		if (m->method != SIP_ACK)
+			proxy_reply(&r, st, m->error, SV_NULL);
+		return;
+	}
+	via_params_fill(&r);
+	classify(&r);
+	if (m->method == SIP_ACK) {
+		on_ack(&r);
+		return;
+	}
+	if (m->method == SIP_CANCEL) {
+		on_cancel(&r);
+		return;
+	}
+	step = phase_transaction(&r);
+	if (step == PROXY_CONTINUE)
+		step = phase_local(&r);
+	if (step == PROXY_CONTINUE)
+		step = phase_policy(&r);
+	if (step != PROXY_CONTINUE)
+		return;
+	route_plan(&r, &plan);
+	plan.record_route = plan.record_route && !r.in_dialog && is_dialog_creating(m->method);
+	step = phase_auth(&r, &plan);
+	if (step == PROXY_CONTINUE)
+		phase_target(&r, &plan);
+}
+
+static void on_response(struct worker *w, struct sip_msg *m, const struct tp_src *src)
+{
+	if (sip_response_check(m)) {
+		w->stats.rx_bad++;
+		return;
+	}
+	if (txn_cli_dispatch(w, m, src) == 0)
+		return;
+	if (w->srv->cfg.proxy_mode == CFG_PROXY_STATELESS)
+		fwd_response_stateless(w, m, src);
+	/* stateful: a response for no transaction of ours is dropped (RFC 6026 7.3) */
+}
+
+static void on_bad_message(struct worker *w, struct sip_msg *m, int err, const struct tp_src *src)
+{
+	struct preq r = {.w = w, .srv = w->srv, .m = m, .src = src};
+
+	w->stats.rx_bad++;
+	log_debug("malformed message from peer: %s", m->error ? m->error : strerror(err));
+	if (err != EBADMSG || !m->request || m->method == SIP_ACK || !sip_msg_hdr(m, SIP_H_VIA) ||
+	    !sip_msg_hdr(m, SIP_H_CSEQ) || !sip_msg_hdr(m, SIP_H_CALL_ID))
+		return; /* nothing we could address a reply with */
+	via_params_fill(&r);
+	proxy_reply(&r, 400, m->error ? m->error : "Malformed message", SV_NULL);
+}
+
+void proxy_on_message(struct worker *w, struct sip_msg *m, int parse_err, const struct tp_src *src)
+{
+	if (parse_err)
+		on_bad_message(w, m, parse_err, src);
+	else if (m->request)
+		on_request(w, m, src);
+	else
+		on_response(w, m, src);
+}
+
+enum proxy_step proxy_suspend(struct preq *r)
+{
+	(void)r;
+	return PROXY_SUSPENDED;
+}

@@ -1,0 +1,848 @@
+/*
+ * fwd.c - forwarding requests and responses: the proxy context that joins
+ * one server transaction to its client transactions (branches), RFC 3261
+ * 16.6 request forwarding, 16.7 response processing with best-response
+ * selection, 16.10 CANCEL, Timer C, and the stateless mode of 16.11.
+ *
+ * A forwarded request is the received one with edits spliced in (our Via,
+ * Max-Forwards, Record-Route, popped Routes, consumed credentials); the
+ * plan of edits is independent of buffer positions so that a branch whose
+ * destination needed a DNS lookup is built later from a copy.
+ */
+#include "proxy/internal.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/event.h>
+#include <event2/event_struct.h>
+
+#include "core/hash.h"
+#include "core/log.h"
+#include "proxy/dns.h"
+#include "server/server.h"
+#include "server/worker.h"
+#include "services/auth.h"
+#include "txn/txn.h"
+
+struct ptx_branch {
+	struct ptx *ptx;
+	struct txn_cli *t;
+	struct dns_query *dq;
+	bool resolving;
+	bool done;
+	bool provisional;
+	unsigned status;
+	struct fwd_target target;
+	struct buf challenge; /* WWW-/Proxy-Authenticate lines of a 401/407 */
+	struct event timer_c;
+	bool timer_c_armed;
+};
+
+struct ptx {
+	struct txn_srv srv;
+	struct worker *w;
+	char *req;
+	size_t req_len;
+	struct tp_src src;
+	struct fwd_plan plan;
+	enum sip_method method;
+	bool final_sent;
+	bool cancelled;
+	unsigned nbranches;
+	unsigned pending;
+	struct ptx_branch *br;
+	char *best;
+	size_t best_len;
+	unsigned best_status;
+	int best_rank;
+	unsigned local_status; /* best status generated here (408, 487, 503) when no response beats it */
+	char tag[32];
+};
+
+struct ptx *fwd_ptx_of(struct txn_srv *t)
+{
+	return t->tu;
+}
+
+struct txn_srv *fwd_ptx_srv(struct ptx *p)
+{
+	return &p->srv;
+}
+
+/*
+ * Building forwarded requests
+ */
+struct edit_list {
+	struct sip_edit e[PROXY_MAX_EDITS];
+	unsigned seq[PROXY_MAX_EDITS];
+	unsigned n;
+};
+
+static void edit_add(struct edit_list *l, const char *at, size_t del, sv_t ins)
+{
+	if (l->n == PROXY_MAX_EDITS)
+		return;
+	l->e[l->n] = (struct sip_edit){at, del, ins};
+	l->seq[l->n] = l->n;
+	l->n++;
+}
+
+static void edits_sort(struct edit_list *l)
+{
+	/* insertion sort: few edits, and equal positions keep their order */
+	for (unsigned i = 1; i < l->n; i++) {
+		struct sip_edit e = l->e[i];
+		unsigned s = l->seq[i], j = i;
+		while (j > 0 && l->e[j - 1].at > e.at) {
+			l->e[j] = l->e[j - 1];
+			l->seq[j] = l->seq[j - 1];
+			j--;
+		}
+		l->e[j] = e;
+		l->seq[j] = s;
+	}
+}
+
+/* Deletes the k-th value of the header list with id (whole line when it is the only one). */
+static void edit_delete_value(struct edit_list *l, struct sip_msg *m, enum sip_hdr_id id, unsigned k)
+{
+	unsigned idx = 0;
+
+	for (struct sip_hdr *h = sip_msg_hdr(m, id); h; h = sip_msg_hdr_next(m, h)) {
+		sv_t rest = h->value, vals[16];
+		unsigned nv = 0;
+		while (sip_skip_lws(rest).len && nv < 16)
+			vals[nv++] = sip_list_split(&rest);
+		if (k >= idx + nv) {
+			idx += nv;
+			continue;
+		}
+		if (nv == 1) {
+			edit_add(l, h->raw.p, h->raw.len, SV_NULL);
+		} else {
+			unsigned j = k - idx;
+			const char *from = vals[j].p, *to;
+			if (j + 1 < nv) {
+				to = vals[j + 1].p;
+			} else {
+				/* the last value: take the comma before it instead */
+				from = vals[j - 1].p + vals[j - 1].len;
+				to = vals[j].p + vals[j].len;
+			}
+			edit_add(l, from, (size_t)(to - from), SV_NULL);
+		}
+		return;
+	}
+}
+
+static unsigned count_values(struct sip_msg *m, enum sip_hdr_id id)
+{
+	struct sip_hdr_iter it;
+	sv_t elem;
+	unsigned n = 0;
+
+	sip_hdr_iter_init(&it, m, id);
+	while (sip_hdr_iter_next(&it, &elem))
+		n++;
+	return n;
+}
+
+static sv_t last_route_uri(struct sip_msg *m)
+{
+	struct sip_hdr_iter it;
+	sv_t elem, last = SV_NULL;
+	struct sip_naddr na;
+
+	sip_hdr_iter_init(&it, m, SIP_H_ROUTE);
+	while (sip_hdr_iter_next(&it, &elem))
+		last = elem;
+	if (last.len && sip_naddr_parse(last, &na, NULL) == 0)
+		return na.uri;
+	return SV_NULL;
+}
+
+static void print_rr(struct buf *b, const struct tp_listen *l)
+{
+	buf_append_str(b, "Record-Route: <sip:");
+	buf_append_str(b, l->advertise);
+	if (l->proto == SIP_PROTO_TCP)
+		buf_append_str(b, ";transport=tcp");
+	buf_append_str(b, ";lr>\r\n");
+}
+
+int fwd_build(struct worker *w, struct buf *out, struct sip_msg *m, const struct fwd_plan *plan,
+	      const struct fwd_target *t, sv_t branch, const struct tp_dest *dest, int in_listen)
+{
+	struct tp_table *tp = w->srv->tp;
+	const struct tp_listen *ol = tp_listen_get(tp, (unsigned)dest->listen);
+	const struct tp_listen *il = in_listen >= 0 ? tp_listen_get(tp, (unsigned)in_listen) : NULL;
+	const struct sip_via *via = sip_msg_via1(m);
+	struct edit_list l = {.n = 0};
+	char top[2048], mfbuf[16];
+	struct buf topb;
+	struct sip_hdr *h;
+	int64_t mf = sip_msg_max_forwards(m);
+	unsigned nroutes;
+
+	if (!ol || !via)
+		return EINVAL;
+	buf_init_fixed(&topb, top, sizeof(top));
+	/* our Via on top */
+	buf_printf(&topb, "Via: SIP/2.0/%s %s;branch=%.*s\r\n", sip_proto_name(ol->proto), ol->advertise,
+		   SV_ARG(branch));
+	if (plan->record_route && !sip_msg_hdr(m, SIP_H_RECORD_ROUTE)) {
+		/* facing the callee first; a second entry when the caller reached us elsewhere (RFC 5658) */
+		print_rr(&topb, ol);
+		if (il && il != ol)
+			print_rr(&topb, il);
+	}
+	if (mf < 0)
+		buf_append_str(&topb, "Max-Forwards: 70\r\n");
+	nroutes = count_values(m, SIP_H_ROUTE) - plan->pop_routes - (plan->pop_last_route ? 1 : 0);
+	if (t->path[0] && nroutes == 0) {
+		buf_append_str(&topb, "Route: ");
+		buf_append_str(&topb, t->path);
+		buf_append_str(&topb, "\r\n");
+	}
+	if (topb.err)
+		return topb.err;
+	edit_add(&l, m->headers.p, 0, buf_sv(&topb));
+
+	if (plan->record_route && (h = sip_msg_hdr(m, SIP_H_RECORD_ROUTE))) {
+		char rr[600];
+		struct buf rrb;
+		buf_init_fixed(&rrb, rr, sizeof(rr));
+		print_rr(&rrb, ol);
+		if (il && il != ol)
+			print_rr(&rrb, il);
+		/* must stay in the frame of this function: copy into the top buffer's tail */
+		if (!rrb.err && topb.len + rrb.len < sizeof(top)) {
+			memcpy(top + topb.len, rr, rrb.len);
+			edit_add(&l, h->raw.p, 0, sv_make(top + topb.len, rrb.len));
+			topb.len += rrb.len;
+		}
+	}
+	/* the Request-URI */
+	if (t->uri[0]) {
+		edit_add(&l, m->ruri_raw.p, m->ruri_raw.len, sv_cstr(t->uri));
+	} else if (plan->pop_last_route) {
+		sv_t u = last_route_uri(m);
+		if (u.len)
+			edit_add(&l, m->ruri_raw.p, m->ruri_raw.len, u);
+	}
+	/* received / rport on the previous hop's Via */
+	if (plan->via_params_len) {
+		if (plan->via_drop_rport && via->rport_span.len)
+			edit_add(&l, via->rport_span.p, via->rport_span.len, SV_NULL);
+		edit_add(&l, via->raw.p + via->raw.len, 0, sv_make(plan->via_params, plan->via_params_len));
+	}
+	/* Max-Forwards */
+	if (mf >= 0 && (h = sip_msg_hdr(m, SIP_H_MAX_FORWARDS))) {
+		int n = snprintf(mfbuf, sizeof(mfbuf), "%" PRId64, mf > 0 ? mf - 1 : 0);
+		edit_add(&l, h->value.p, h->value.len, sv_make(mfbuf, (size_t)n));
+	}
+	/* our Route values (highest index first, so the indexes of the others hold) */
+	if (plan->pop_last_route)
+		edit_delete_value(&l, m, SIP_H_ROUTE, count_values(m, SIP_H_ROUTE) - 1);
+	for (unsigned k = plan->pop_routes; k > 0; k--)
+		edit_delete_value(&l, m, SIP_H_ROUTE, k - 1);
+	/* the path route set goes before the Route values that stay */
+	if (t->path[0] && nroutes > 0) {
+		struct sip_hdr_iter it;
+		sv_t elem;
+		unsigned k = 0;
+		sip_hdr_iter_init(&it, m, SIP_H_ROUTE);
+		while (sip_hdr_iter_next(&it, &elem)) {
+			if (k++ == plan->pop_routes) {
+				/* insert as a separate header line before the one holding this value */
+				for (h = sip_msg_hdr(m, SIP_H_ROUTE); h; h = sip_msg_hdr_next(m, h)) {
+					if (elem.p >= h->raw.p && elem.p < h->raw.p + h->raw.len)
+						break;
+				}
+				if (h && topb.len + strlen(t->path) + 10 < sizeof(top)) {
+					int n = snprintf(top + topb.len, sizeof(top) - topb.len, "Route: %s\r\n",
+							 t->path);
+					edit_add(&l, h->raw.p, 0, sv_make(top + topb.len, (size_t)n));
+					topb.len += (size_t)n;
+				}
+				break;
+			}
+		}
+	}
+	/* credentials meant for us are not forwarded (RFC 3261 22.3) */
+	if (plan->drop_cred_realm[0]) {
+		for (h = sip_msg_hdr(m, SIP_H_PROXY_AUTHORIZATION); h; h = sip_msg_hdr_next(m, h)) {
+			struct auth_cred c;
+			if (auth_cred_parse(h->value, &c) == 0 &&
+			    sv_ieq(c.realm, sv_cstr(plan->drop_cred_realm)))
+				edit_add(&l, h->raw.p, h->raw.len, SV_NULL);
+		}
+	}
+	edits_sort(&l);
+	buf_reset(out);
+	sip_apply_edits(out, m, l.e, l.n);
+	return out->err;
+}
+
+/* Our Via off the top of a response. */
+static int response_strip_via(struct buf *out, struct sip_msg *resp)
+{
+	const struct sip_via *via = sip_msg_via1(resp);
+	struct sip_hdr *h = sip_msg_hdr(resp, SIP_H_VIA);
+	struct sip_edit e;
+	sv_t rest;
+
+	if (!via || !h)
+		return EINVAL;
+	rest = sv_sub(h->value, (size_t)(via->raw.p + via->raw.len - h->value.p), h->value.len);
+	rest = sip_skip_lws(rest);
+	if (rest.len && rest.p[0] == ',') {
+		sv_t after = sip_skip_lws(sv_sub(rest, 1, rest.len));
+		e = (struct sip_edit){via->raw.p, (size_t)(after.p - via->raw.p), SV_NULL};
+	} else {
+		e = (struct sip_edit){h->raw.p, h->raw.len, SV_NULL};
+	}
+	buf_reset(out);
+	sip_apply_edits(out, resp, &e, 1);
+	return out->err;
+}
+
+/*
+ * Destinations
+ */
+static int dest_from_target(struct worker *w, const struct fwd_target *t, const struct dns_target *dt,
+			    struct tp_dest *d)
+{
+	memset(d, 0, sizeof(*d));
+	if (dt) {
+		d->peer.proto = dt->proto;
+		d->peer.len = dt->addrlen;
+		memcpy(&d->peer.u.ss, &dt->addr, sizeof(dt->addr));
+	} else {
+		d->peer = t->received;
+		d->conn_id = t->conn_id;
+	}
+	d->listen = tp_listen_pick(w->srv->tp, d->peer.proto, d->peer.u.sa.sa_family);
+	return d->listen < 0 ? EAFNOSUPPORT : 0;
+}
+
+/*
+ * The proxy context
+ */
+static int rank_of(unsigned st)
+{
+	/* 16.7 step 6: 6xx first, then the lowest class; among 4xx those that let the caller retry */
+	if (st >= 600)
+		return 0;
+	if (st >= 300 && st < 400)
+		return 1;
+	if (st == 401 || st == 407 || st == 415 || st == 420 || st == 484)
+		return 2;
+	if (st >= 400 && st < 500)
+		return 3;
+	return 4;
+}
+
+static void ptx_reply_local(struct ptx *p, unsigned status, const char *reason)
+{
+	struct worker *w = p->w;
+	struct sip_msg *m = calloc(1, sizeof(*m));
+	struct buf *out = &w->out2;
+	struct sip_reply rep = {
+		.status = status,
+		.reason = sv_cstr(reason),
+		.to_tag = sv_cstr(p->tag),
+		.via_params = sv_make(p->plan.via_params, p->plan.via_params_len),
+		.via_drop_rport = p->plan.via_drop_rport,
+		.server = sv_cstr(w->srv->cfg.server_name),
+	};
+
+	if (!m)
+		return;
+	if (sip_parse(m, p->req, p->req_len, 0) == 0) {
+		buf_reset(out);
+		if (sip_build_reply(out, m, &rep) == 0)
+			txn_srv_reply(&p->srv, out->p, out->len, status);
+	}
+	sip_msg_release(m);
+	free(m);
+}
+
+static void ptx_forward_response(struct ptx *p, struct sip_msg *resp, sv_t extra_challenges)
+{
+	struct buf *out = &p->w->out2;
+
+	if (response_strip_via(out, resp))
+		return;
+	if (extra_challenges.len) {
+		/* 16.7 step 7: all challenges of the forked 401/407s go to the caller */
+		const char *end = out->p + out->len - resp->body.len - 2;
+		size_t off = (size_t)(end - out->p);
+		if (buf_reserve(out, extra_challenges.len) == 0) {
+			memmove(out->p + off + extra_challenges.len, out->p + off, out->len - off);
+			memcpy(out->p + off, extra_challenges.p, extra_challenges.len);
+			out->len += extra_challenges.len;
+		}
+	}
+	if (resp->status == 503) {
+		/* 16.7 step 6: a 503 from downstream must not make upstream think we are overloaded */
+		memcpy(out->p + 8, "500", 3);
+		txn_srv_reply(&p->srv, out->p, out->len, 500);
+		return;
+	}
+	txn_srv_reply(&p->srv, out->p, out->len, resp->status);
+}
+
+static void branch_stop_timer_c(struct ptx_branch *b)
+{
+	if (b->timer_c_armed) {
+		evtimer_del(&b->timer_c);
+		b->timer_c_armed = false;
+	}
+}
+
+static void ptx_finish(struct ptx *p)
+{
+	struct buf challenges;
+	struct sip_msg *best;
+
+	if (p->final_sent || p->pending)
+		return;
+	p->final_sent = true;
+	if (!p->best) {
+		ptx_reply_local(p, p->local_status ? p->local_status : 408, NULL);
+		return;
+	}
+	best = calloc(1, sizeof(*best));
+	if (!best)
+		return;
+	buf_init(&challenges, 0);
+	if (p->best_status == 401 || p->best_status == 407) {
+		for (unsigned i = 0; i < p->nbranches; i++)
+			buf_append_sv(&challenges, buf_sv(&p->br[i].challenge));
+	}
+	if (sip_parse(best, p->best, p->best_len, 0) == 0) {
+		/* the best response's own challenges are in it already */
+		struct sip_hdr *h;
+		size_t own = 0;
+		for (h = sip_msg_hdr(best, SIP_H_WWW_AUTHENTICATE); h; h = sip_msg_hdr_next(best, h))
+			own += h->raw.len;
+		for (h = sip_msg_hdr(best, SIP_H_PROXY_AUTHENTICATE); h; h = sip_msg_hdr_next(best, h))
+			own += h->raw.len;
+		ptx_forward_response(p, best, challenges.len > own ? buf_sv(&challenges) : SV_NULL);
+	}
+	buf_free(&challenges);
+	sip_msg_release(best);
+	free(best);
+}
+
+static void ptx_cancel_branches(struct ptx *p, struct ptx_branch *except, bool elsewhere)
+{
+	for (unsigned i = 0; i < p->nbranches; i++) {
+		struct ptx_branch *b = &p->br[i];
+		if (b == except || b->done)
+			continue;
+		branch_stop_timer_c(b);
+		if (b->resolving && b->dq) {
+			dns_cancel(b->dq);
+			b->dq = NULL;
+			b->resolving = false;
+		}
+		if (b->t && p->method == SIP_INVITE)
+			txn_cli_cancel(b->t, elsewhere);
+		if (!b->provisional || !b->t) {
+			/* nothing rings there: the branch is over for us now */
+			b->done = true;
+			b->status = 487;
+			p->pending--;
+		}
+	}
+	if (!p->local_status || rank_of(487) < rank_of(p->local_status))
+		p->local_status = 487;
+}
+
+static void branch_store_final(struct ptx_branch *b, struct sip_msg *resp)
+{
+	struct ptx *p = b->ptx;
+	int rank = rank_of(resp->status);
+
+	if (resp->status == 401 || resp->status == 407) {
+		enum sip_hdr_id id = resp->status == 401 ? SIP_H_WWW_AUTHENTICATE : SIP_H_PROXY_AUTHENTICATE;
+		for (struct sip_hdr *h = sip_msg_hdr(resp, id); h; h = sip_msg_hdr_next(resp, h))
+			buf_append_sv(&b->challenge, h->raw);
+	}
+	if (p->best && rank >= p->best_rank)
+		return;
+	char *copy = malloc(resp->len);
+	if (!copy)
+		return;
+	memcpy(copy, resp->buf, resp->len);
+	free(p->best);
+	p->best = copy;
+	p->best_len = resp->len;
+	p->best_status = resp->status;
+	p->best_rank = rank;
+}
+
+static void branch_response(struct txn_cli *t, struct sip_msg *resp)
+{
+	struct ptx_branch *b = t->tu;
+	struct ptx *p = b->ptx;
+	unsigned st = resp->status;
+	struct timeval tc = {p->w->srv->cfg.timer_c_s, 0};
+
+	if (st < 200) {
+		b->provisional = true;
+		if (b->timer_c_armed)
+			evtimer_add(&b->timer_c, &tc); /* Timer C restarts on every provisional */
+		if (st > 100 && !p->final_sent)
+			ptx_forward_response(p, resp, SV_NULL);
+		return;
+	}
+	branch_stop_timer_c(b);
+	if (st < 300) {
+		/* every 2xx goes up at once, retransmissions too (16.7 step 5, RFC 6026) */
+		ptx_forward_response(p, resp, SV_NULL);
+		p->final_sent = true;
+		if (!b->done) {
+			b->done = true;
+			b->status = st;
+			p->pending--;
+			ptx_cancel_branches(p, b, true);
+		}
+		return;
+	}
+	if (b->done)
+		return;
+	b->done = true;
+	b->status = st;
+	p->pending--;
+	branch_store_final(b, resp);
+	if (st >= 600)
+		ptx_cancel_branches(p, b, false);
+	ptx_finish(p);
+}
+
+static void branch_failed(struct ptx_branch *b, unsigned status)
+{
+	struct ptx *p = b->ptx;
+
+	branch_stop_timer_c(b);
+	if (b->done)
+		return;
+	b->done = true;
+	b->status = status;
+	p->pending--;
+	if (!p->local_status || rank_of(status) < rank_of(p->local_status) ||
+	    (p->local_status == 503 && status == 408))
+		p->local_status = status;
+	ptx_finish(p);
+}
+
+static void branch_timeout(struct txn_cli *t, int err)
+{
+	struct ptx_branch *b = t->tu;
+
+	branch_failed(b, err ? 503 : 408);
+}
+
+static void branch_terminated(struct txn_cli *t)
+{
+	struct ptx_branch *b = t->tu;
+
+	if (b)
+		b->t = NULL;
+}
+
+static const struct txn_cli_ops branch_ops = {
+	.response = branch_response,
+	.timeout = branch_timeout,
+	.terminated = branch_terminated,
+};
+
+static void timer_c_fired(evutil_socket_t fd, short what, void *arg)
+{
+	struct ptx_branch *b = arg;
+	struct worker *w = b->ptx->w;
+
+	(void)fd;
+	(void)what;
+	b->timer_c_armed = false;
+	if (b->done || !b->t)
+		return;
+	if (b->provisional) {
+		/* 16.8: ringing too long: cancel it; its 487 ends the branch */
+		txn_cli_cancel(b->t, false);
+	} else {
+		txn_cli_abandon(b->t);
+		b->t = NULL;
+		branch_failed(b, 408);
+	}
+	tp_flush(w);
+}
+
+static void branch_send(struct ptx_branch *b, struct sip_msg *m, const struct tp_dest *dest)
+{
+	struct ptx *p = b->ptx;
+	struct worker *w = p->w;
+	struct buf *out = &w->out;
+	struct txn_cli *t;
+	int err;
+
+	err = txn_cli_create(w, p->method, p->plan.loop_hash, &branch_ops, b, &t);
+	if (err) {
+		branch_failed(b, 500);
+		return;
+	}
+	b->t = t;
+	err = fwd_build(w, out, m, &p->plan, &b->target, sv_make(t->branch, t->branch_len), dest,
+			(int)p->src.listen);
+	if (!err)
+		err = txn_cli_send(t, dest, out->p, out->len);
+	if (err) {
+		/* txn_cli_send terminated the transaction on a transport error */
+		if (b->t == t)
+			txn_cli_abandon(t);
+		b->t = NULL;
+		branch_failed(b, 503);
+		return;
+	}
+	if (p->method == SIP_INVITE && w->srv->cfg.timer_c_s) {
+		struct timeval tc = {w->srv->cfg.timer_c_s, 0};
+		evtimer_assign(&b->timer_c, w->base, timer_c_fired, b);
+		evtimer_add(&b->timer_c, &tc);
+		b->timer_c_armed = true;
+	}
+}
+
+static void branch_dns_done(void *arg, int err, const struct dns_target *targets, size_t n)
+{
+	struct ptx_branch *b = arg;
+	struct ptx *p = b->ptx;
+	struct sip_msg *m;
+	struct tp_dest dest;
+
+	b->resolving = false;
+	b->dq = NULL;
+	if (b->done)
+		return;
+	if (err || n == 0 || dest_from_target(p->w, &b->target, &targets[0], &dest)) {
+		branch_failed(b, err == ENOENT ? 404 : 503);
+		return;
+	}
+	m = calloc(1, sizeof(*m));
+	if (!m || sip_parse(m, p->req, p->req_len, 0)) {
+		free(m);
+		branch_failed(b, 500);
+		return;
+	}
+	branch_send(b, m, &dest);
+	sip_msg_release(m);
+	free(m);
+	tp_flush(p->w);
+}
+
+static void branch_start(struct ptx_branch *b, struct sip_msg *m)
+{
+	struct ptx *p = b->ptx;
+	struct worker *w = p->w;
+	struct tp_dest dest;
+	struct dns_target dt;
+	struct sip_uri hop;
+	struct dns_query *q = NULL;
+
+	if (b->target.has_received) {
+		if (dest_from_target(w, &b->target, NULL, &dest) == 0)
+			branch_send(b, m, &dest);
+		else
+			branch_failed(b, 503);
+		return;
+	}
+	if (sip_uri_parse(sv_cstr(b->target.hop), &hop)) {
+		branch_failed(b, 400);
+		return;
+	}
+	if (dns_resolve_numeric(&hop, &dt) == 0) {
+		if (dest_from_target(w, &b->target, &dt, &dest) == 0)
+			branch_send(b, m, &dest);
+		else
+			branch_failed(b, 503);
+		return;
+	}
+	b->resolving = true;
+	if (dns_resolve_uri(w->dns, &hop, branch_dns_done, b, &q)) {
+		b->resolving = false;
+		branch_failed(b, 503);
+		return;
+	}
+	if (b->resolving)
+		b->dq = q; /* still running: keep the handle to cancel it */
+}
+
+static void ptx_free(struct ptx *p)
+{
+	for (unsigned i = 0; i < p->nbranches; i++) {
+		struct ptx_branch *b = &p->br[i];
+		branch_stop_timer_c(b);
+		if (b->resolving && b->dq)
+			dns_cancel(b->dq);
+		if (b->t)
+			txn_cli_abandon(b->t);
+		buf_free(&b->challenge);
+	}
+	free(p->br);
+	free(p->best);
+	free(p->req);
+	free(p);
+}
+
+static void ptx_srv_terminated(struct txn_srv *t)
+{
+	ptx_free(t->tu);
+}
+
+static void ptx_srv_failed(struct txn_srv *t)
+{
+	(void)t; /* no ACK for our final (Timer H): nothing more to do than end */
+}
+
+static const struct txn_srv_ops ptx_srv_ops = {
+	.failed = ptx_srv_failed,
+	.terminated = ptx_srv_terminated,
+};
+
+enum proxy_step fwd_stateful(struct preq *r, const struct fwd_plan *plan, const struct fwd_target *targets,
+			     size_t n)
+{
+	struct worker *w = r->w;
+	struct sip_msg *m = r->m;
+	struct ptx *p = calloc(1, sizeof(*p));
+	int err;
+
+	if (!p)
+		goto nomem;
+	p->w = w;
+	p->req = malloc(m->len);
+	p->br = calloc(n ? n : 1, sizeof(*p->br));
+	if (!p->req || !p->br)
+		goto nomem;
+	memcpy(p->req, m->buf, m->len);
+	p->req_len = m->len;
+	p->src = *r->src;
+	p->plan = *plan;
+	p->method = m->method;
+	proxy_stateless_tag(r, p->tag, sizeof(p->tag));
+	err = txn_srv_init(w, &p->srv, m, r->src, &ptx_srv_ops, p);
+	if (err) {
+		/* EEXIST: a retransmission that raced us; the first copy is being handled */
+		txn_srv_cleanup(&p->srv);
+		ptx_free(p);
+		return PROXY_DONE;
+	}
+	r->ptx = p;
+	if (m->method == SIP_INVITE)
+		proxy_reply(r, 100, NULL, SV_NULL);
+	p->nbranches = (unsigned)n;
+	p->pending = (unsigned)n;
+	for (size_t i = 0; i < n; i++) {
+		p->br[i].ptx = p;
+		p->br[i].target = targets[i];
+		buf_init(&p->br[i].challenge, 8192);
+	}
+	for (size_t i = 0; i < n && !p->final_sent; i++)
+		branch_start(&p->br[i], m);
+	if (n == 0)
+		ptx_finish(p);
+	return PROXY_DONE;
+nomem:
+	if (p) {
+		free(p->req);
+		free(p->br);
+		free(p);
+	}
+	proxy_reply(r, 500, "Out of memory", SV_NULL);
+	return PROXY_DONE;
+}
+
+void fwd_cancel(struct preq *r, struct ptx *p)
+{
+	proxy_reply(r, 200, NULL, SV_NULL);
+	if (p->final_sent || p->cancelled)
+		return;
+	p->cancelled = true;
+	ptx_cancel_branches(p, NULL, false);
+	ptx_finish(p);
+}
+
+/*
+ * Stateless forwarding (16.11)
+ */
+enum proxy_step fwd_stateless(struct preq *r, const struct fwd_plan *plan, const struct fwd_target *target)
+{
+	struct worker *w = r->w;
+	const struct sip_via *via = sip_msg_via1(r->m);
+	struct dns_target dt;
+	struct tp_dest dest;
+	struct sip_uri hop;
+	char branch[64];
+	int n;
+
+	if (target->has_received) {
+		if (dest_from_target(w, target, NULL, &dest))
+			goto fail;
+	} else {
+		if (sip_uri_parse(sv_cstr(target->hop), &hop) || dns_resolve_numeric(&hop, &dt) ||
+		    dest_from_target(w, target, &dt, &dest))
+			goto fail; /* a stateless element cannot wait for DNS */
+	}
+	/* the same branch for every retransmission of the request (16.11) */
+	n = snprintf(branch, sizeof(branch), TXN_BRANCH_PREFIX "%016" PRIx64 ".s%016" PRIx64,
+		     plan->loop_hash, hash_sv(via ? via->branch : SV_NULL, w->srv->seed ^ 0x5157));
+	if (fwd_build(w, &w->out, r->m, plan, target, sv_make(branch, (size_t)n), &dest,
+		      (int)r->src->listen))
+		goto fail;
+	tp_send(w, &dest, w->out.p, w->out.len);
+	return PROXY_DONE;
+fail:
+	if (r->m->method != SIP_ACK)
+		proxy_reply(r, 503, "No route to the destination", SV_NULL);
+	return PROXY_DONE;
+}
+
+void fwd_response_stateless(struct worker *w, struct sip_msg *m, const struct tp_src *src)
+{
+	struct sip_hdr_iter it;
+	sv_t elem;
+	struct sip_via next;
+	struct tp_dest dest;
+	bool second = false;
+	uint16_t port;
+	int err;
+
+	(void)src;
+	/* the Via below ours says where the response goes (18.2.2) */
+	sip_hdr_iter_init(&it, m, SIP_H_VIA);
+	if (!sip_hdr_iter_next(&it, &elem) || !sip_hdr_iter_next(&it, &elem))
+		return;
+	second = sip_via_parse(elem, &next, NULL) == 0;
+	if (!second)
+		return;
+	memset(&dest, 0, sizeof(dest));
+	port = next.has_rport && next.rport.len ? (uint16_t)atoi(next.rport.p) : next.port;
+	if (!port)
+		port = 5060;
+	err = tp_addr_from_sv(next.received.len ? next.received : next.host, port,
+			      next.proto == SIP_PROTO_TCP ? SIP_PROTO_TCP : SIP_PROTO_UDP, &dest.peer);
+	if (err)
+		return;
+	if (dest.peer.u.sa.sa_family == AF_INET && dest.peer.u.in.sin_addr.s_addr == 0xffffffff)
+		return; /* RFC 4475 bcast: never to a broadcast address */
+	dest.listen = -1;
+	if (response_strip_via(&w->out2, m))
+		return;
+	tp_send(w, &dest, w->out2.p, w->out2.len);
+}

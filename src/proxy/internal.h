@@ -1,0 +1,64 @@
+/*
+ * internal.h - what the routing core's files share: the forwarding plan
+ * (what to change in a request, independent of where its bytes are, so the
+ * same plan applies to the received buffer or to a copy after a DNS wait)
+ * and the description of one target.
+ */
+#ifndef SB_PROXY_INTERNAL_H
+#define SB_PROXY_INTERNAL_H
+
+#include "proxy/proxy.h"
+#include "services/location.h"
+
+struct txn_srv;
+
+struct fwd_plan {
+	unsigned pop_routes;	 /* leading Route values that are ours */
+	bool pop_last_route;	 /* strict-router compatibility: the last Route became the R-URI */
+	bool record_route;
+	char drop_cred_realm[128]; /* Proxy-Authorization for this realm is consumed here */
+	char via_params[96];
+	size_t via_params_len;
+	bool via_drop_rport;
+	uint64_t loop_hash;
+};
+
+struct fwd_target {
+	char uri[STORE_URI_MAX];  /* new Request-URI; "" keeps the received one */
+	char hop[STORE_URI_MAX];  /* where to send it (a Route or Path URI, or the R-URI) */
+	char path[STORE_URI_MAX]; /* Route set to add (from Path), "" = none */
+	bool has_received;	  /* a registered contact: how it reached us */
+	struct tp_addr received;
+	uint32_t conn_id;
+	uint16_t q;
+};
+
+/* route.c */
+void route_plan(struct preq *r, struct fwd_plan *plan);
+uint64_t route_loop_hash(struct preq *r);
+/* 482 when a Via of ours carries this request's loop hash (RFC 3261 16.3 item 4). */
+bool route_is_loop(struct preq *r);
+/* The first Route value left after ours are popped, or empty. */
+sv_t route_next_hop(struct preq *r, const struct fwd_plan *plan);
+/* A registered contact as a target (NAT and connection reuse decided here). */
+void route_target_from_binding(struct fwd_target *t, const struct loc_target *b);
+
+/* fwd.c */
+enum proxy_step fwd_stateful(struct preq *r, const struct fwd_plan *plan, const struct fwd_target *targets,
+			     size_t n);
+enum proxy_step fwd_stateless(struct preq *r, const struct fwd_plan *plan, const struct fwd_target *target);
+/* A response that matched no client transaction (stateless mode). */
+void fwd_response_stateless(struct worker *w, struct sip_msg *m, const struct tp_src *src);
+/* CANCEL for an INVITE we proxy: answered here, branches cancelled. */
+void fwd_cancel(struct preq *r, struct ptx *ptx);
+/* Builds the forwarded request into out. */
+int fwd_build(struct worker *w, struct buf *out, struct sip_msg *m, const struct fwd_plan *plan,
+	      const struct fwd_target *t, sv_t branch, const struct tp_dest *dest, int in_listen);
+/* Stateless To tag for replies generated here: the same for retransmissions. */
+void proxy_stateless_tag(struct preq *r, char *out, size_t len);
+
+/* ptx access for core.c: the proxy context of a server transaction */
+struct ptx *fwd_ptx_of(struct txn_srv *t);
+struct txn_srv *fwd_ptx_srv(struct ptx *p);
+
+#endif

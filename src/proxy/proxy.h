@@ -1,0 +1,90 @@
+/*
+ * proxy.h - the RFC 3261 section 16 routing core: what happens to every
+ * message between the transport and the services.
+ *
+ * A request goes through phases, in order, each returning an explicit
+ * verdict (enum proxy_step): checks (16.3), the transaction layer
+ * (retransmissions, ACK, CANCEL), route pre-processing (16.4), policy
+ * (loop, Max-Forwards, Proxy-Require), authentication, and target
+ * determination: a local service (registrar, OPTIONS), the location
+ * service, or another domain. Responses go to their client transaction.
+ *
+ * struct preq carries one request through the phases; it lives on the stack
+ * of the receiving worker and points into the received buffer.
+ */
+#ifndef SB_PROXY_H
+#define SB_PROXY_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/buf.h"
+#include "sip/sip.h"
+#include "transport/tport.h"
+
+struct worker;
+struct server;
+struct ptx;
+
+enum proxy_step {
+	PROXY_CONTINUE = 0, /* go on with the next phase */
+	PROXY_DONE,	    /* the request was answered, forwarded or absorbed */
+	PROXY_SUSPENDED,    /* waiting for a lookup; the request will be delivered again */
+};
+
+#define PROXY_MAX_EDITS 16
+
+struct preq {
+	struct worker *w;
+	struct server *srv;
+	struct sip_msg *m;
+	const struct tp_src *src;
+
+	/* added to the top Via of replies and of the forwarded request (RFC 3261 18.2.1, RFC 3581) */
+	char via_params[96];
+	size_t via_params_len;
+	bool via_drop_rport; /* the bare ";rport" is replaced by via_params' rport=N */
+
+	bool ruri_local;  /* the Request-URI's host is one of our domains */
+	bool ruri_myself; /* ... and names this server itself (no user, or our address) */
+	bool from_local;  /* the From domain is one of ours */
+	bool in_dialog;   /* To has a tag */
+	bool authenticated;
+	uint64_t loop_hash;
+
+	/* Route headers of ours to drop when forwarding */
+	struct sip_edit route_edits[4];
+	unsigned nroute_edits;
+	/* the Request-URI to use after strict-route compatibility (RFC 3261 16.4) */
+	sv_t ruri_override;
+
+	struct ptx *ptx; /* set once the request is handled statefully */
+};
+
+/* The transport's message handler. */
+void proxy_on_message(struct worker *w, struct sip_msg *m, int parse_err, const struct tp_src *src);
+
+/*
+ * Replies generated here. Headers are full lines ending in CRLF. Through
+ * the server transaction when the request has one, statelessly otherwise
+ * (with a To tag that is the same for retransmissions of the request).
+ */
+void proxy_reply(struct preq *r, unsigned status, const char *reason, sv_t headers);
+void proxy_reply_body(struct preq *r, unsigned status, const char *reason, sv_t headers,
+		      sv_t content_type, sv_t body);
+
+/* Is host[:port] one of the domains we serve (a configured domain, or our own address)? */
+bool proxy_domain_is_local(struct server *srv, sv_t host, uint16_t port);
+/* Does this URI address this server itself (our address, or a served domain with no user)? */
+bool proxy_uri_is_myself(struct server *srv, const struct sip_uri *u);
+/* The address-of-record key "user@domain" (user unescaped, domain lower-case, no port). */
+int proxy_aor_of(const struct sip_uri *u, char *out, size_t len);
+
+/* The request is re-delivered to this worker once a pending lookup completes. */
+enum proxy_step proxy_suspend(struct preq *r);
+
+/* What a Server/User-Agent header and an Allow header say about us. */
+#define PROXY_ALLOW "INVITE, ACK, BYE, CANCEL, OPTIONS, REGISTER, PRACK, SUBSCRIBE, NOTIFY, PUBLISH, INFO, REFER, MESSAGE, UPDATE"
+#define PROXY_SUPPORTED "path, outbound"
+
+#endif

@@ -1,0 +1,247 @@
+/*
+ * route.c - routing decisions that depend only on the request and the
+ * server's identity: which domains and URIs are ours, the route set
+ * pre-processing of RFC 3261 16.4, loop detection (16.3), and how to reach a
+ * registered contact.
+ */
+#include "proxy/internal.h"
+
+#include <arpa/inet.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "core/hash.h"
+#include "server/server.h"
+#include "txn/txn.h"
+
+bool proxy_domain_is_local(struct server *srv, sv_t host, uint16_t port)
+{
+	(void)port; /* a served domain is one whatever its port (alice@example.com:5060) */
+	for (size_t i = 0; i < srv->cfg.ndomains; i++) {
+		if (sv_ieq(host, sv_cstr(srv->cfg.domains[i])))
+			return true;
+	}
+	/* the server's own addresses always name it (they are its domain when none is configured) */
+	return tp_is_local_ip(srv->tp, host);
+}
+
+bool proxy_uri_is_myself(struct server *srv, const struct sip_uri *u)
+{
+	if (u->kind != SIP_SCHEME_SIP && u->kind != SIP_SCHEME_SIPS)
+		return false;
+	if (tp_is_local_address(srv->tp, u->host, u->port))
+		return true;
+	if (u->user.len)
+		return false;
+	for (size_t i = 0; i < srv->cfg.ndomains; i++) {
+		if (sv_ieq(u->host, sv_cstr(srv->cfg.domains[i])))
+			return true;
+	}
+	return false;
+}
+
+int proxy_aor_of(const struct sip_uri *u, char *out, size_t len)
+{
+	char user[STORE_USER_MAX];
+	size_t ulen, n;
+
+	if ((u->kind != SIP_SCHEME_SIP && u->kind != SIP_SCHEME_SIPS) || u->user.len >= sizeof(user))
+		return EINVAL;
+	ulen = sip_unescape(u->user, user);
+	n = ulen + 1 + u->host.len + (u->host_v6 ? 2 : 0);
+	if (n >= len)
+		return ENOSPC;
+	memcpy(out, user, ulen);
+	out[ulen] = '@';
+	n = ulen + 1;
+	if (u->host_v6)
+		out[n++] = '[';
+	for (size_t i = 0; i < u->host.len; i++)
+		out[n++] = sv_lower_char(u->host.p[i]);
+	if (u->host_v6)
+		out[n++] = ']';
+	out[n] = '\0';
+	return 0;
+}
+
+uint64_t route_loop_hash(struct preq *r)
+{
+	struct sip_msg *m = r->m;
+	const struct sip_naddr *from = sip_msg_from(m), *to = sip_msg_to(m);
+	const struct sip_cseq *cs = sip_msg_cseq(m);
+	struct sip_hdr *route = sip_msg_hdr(m, SIP_H_ROUTE);
+	uint64_t h = r->srv->seed ^ 0x100b;
+
+	/* what decides how this element processes the request (16.6 step 8) */
+	h = hash_sv(m->ruri_raw, h);
+	if (from)
+		h = hash_sv(from->tag, h);
+	if (to)
+		h = hash_sv(to->tag, h);
+	h = hash_sv(sip_msg_callid(m), h);
+	if (cs)
+		h = hash_mix(h ^ cs->num);
+	if (route)
+		h = hash_sv(route->value, h);
+	h = hash_sv(sip_msg_value(m, SIP_H_PROXY_REQUIRE), h);
+	return h;
+}
+
+bool route_is_loop(struct preq *r)
+{
+	struct sip_hdr_iter it;
+	sv_t elem;
+	bool first = true;
+
+	sip_hdr_iter_init(&it, r->m, SIP_H_VIA);
+	while (sip_hdr_iter_next(&it, &elem)) {
+		struct sip_via v;
+		uint64_t lh;
+		if (first) {
+			first = false; /* the top Via is the sender's, not ours */
+			continue;
+		}
+		if (sip_via_parse(elem, &v, NULL) || !txn_branch_loop_hash(v.branch, &lh))
+			continue;
+		if (lh == r->loop_hash && tp_is_local_address(r->srv->tp, v.host, v.port))
+			return true;
+	}
+	return false;
+}
+
+static bool route_value_is_myself(struct server *srv, sv_t value)
+{
+	struct sip_naddr na;
+	struct sip_uri u;
+
+	if (sip_naddr_parse(value, &na, NULL) || sip_uri_parse(na.uri, &u))
+		return false;
+	return proxy_uri_is_myself(srv, &u);
+}
+
+/* Counts Route values in order; returns the last one in *last. */
+static unsigned route_values(struct sip_msg *m, sv_t *first_values, unsigned max, sv_t *last)
+{
+	struct sip_hdr_iter it;
+	sv_t elem;
+	unsigned n = 0;
+
+	sip_hdr_iter_init(&it, m, SIP_H_ROUTE);
+	while (sip_hdr_iter_next(&it, &elem)) {
+		if (n < max)
+			first_values[n] = elem;
+		*last = elem;
+		n++;
+	}
+	return n;
+}
+
+void route_plan(struct preq *r, struct fwd_plan *plan)
+{
+	struct sip_msg *m = r->m;
+	const struct sip_uri *ruri = sip_msg_ruri(m);
+	sv_t vals[4], last = SV_NULL;
+	unsigned n = route_values(m, vals, 4, &last), i = 0;
+
+	memset(plan, 0, sizeof(*plan));
+	memcpy(plan->via_params, r->via_params, r->via_params_len);
+	plan->via_params_len = r->via_params_len;
+	plan->via_drop_rport = r->via_drop_rport;
+	plan->loop_hash = r->loop_hash;
+	plan->record_route = r->srv->cfg.record_route;
+	r->ruri_override = SV_NULL;
+	/* 16.4: a strict router upstream sent us our own Record-Route as the R-URI */
+	if (ruri && n && ruri->lr && !ruri->user.len && proxy_uri_is_myself(r->srv, ruri)) {
+		struct sip_naddr na;
+		if (sip_naddr_parse(last, &na, NULL) == 0) {
+			r->ruri_override = na.uri;
+			plan->pop_last_route = true;
+			n--;
+		}
+	}
+	/* pop the Route values that are ours (one, or two when we double-record-routed) */
+	while (i < n && i < 4 && route_value_is_myself(r->srv, vals[i]))
+		i++;
+	plan->pop_routes = i;
+}
+
+sv_t route_next_hop(struct preq *r, const struct fwd_plan *plan)
+{
+	struct sip_hdr_iter it;
+	sv_t elem;
+	unsigned i = 0, total = 0;
+
+	sip_hdr_iter_init(&it, r->m, SIP_H_ROUTE);
+	while (sip_hdr_iter_next(&it, &elem))
+		total++;
+	if (plan->pop_last_route)
+		total--;
+	sip_hdr_iter_init(&it, r->m, SIP_H_ROUTE);
+	while (i < total && sip_hdr_iter_next(&it, &elem)) {
+		if (i++ == plan->pop_routes) {
+			struct sip_naddr na;
+			if (sip_naddr_parse(elem, &na, NULL) == 0)
+				return na.uri;
+			return SV_NULL;
+		}
+	}
+	return SV_NULL;
+}
+
+/* RFC 1918, loopback-free private ranges and IPv6 unique-local / link-local */
+static bool is_private(const struct sip_uri *u)
+{
+	char host[64];
+	struct in_addr a4;
+	struct in6_addr a6;
+
+	if (sv_copy(u->host, host, sizeof(host)))
+		return false;
+	if (inet_pton(AF_INET, host, &a4) == 1) {
+		uint32_t a = ntohl(a4.s_addr);
+		return (a >> 24) == 10 || (a >> 20) == 0xac1 || (a >> 16) == 0xc0a8 ||
+		       (a >> 22) == (100u << 2 | 1) /* 100.64/10 */;
+	}
+	if (inet_pton(AF_INET6, host, &a6) == 1)
+		return (a6.s6_addr[0] & 0xfe) == 0xfc || (a6.s6_addr[0] == 0xfe && (a6.s6_addr[1] & 0xc0) == 0x80);
+	return false;
+}
+
+void route_target_from_binding(struct fwd_target *t, const struct loc_target *b)
+{
+	struct sip_uri u;
+	char ip[64];
+
+	memset(t, 0, sizeof(*t));
+	snprintf(t->uri, sizeof(t->uri), "%s", b->uri);
+	snprintf(t->path, sizeof(t->path), "%s", b->path);
+	t->q = b->q;
+	if (b->path[0]) {
+		/* the first Path element is the next hop */
+		sv_t list = sv_cstr(b->path);
+		sv_t first = sip_list_split(&list);
+		struct sip_naddr na;
+		if (sip_naddr_parse(first, &na, NULL) == 0)
+			snprintf(t->hop, sizeof(t->hop), "%.*s", SV_ARG(na.uri));
+		return;
+	}
+	snprintf(t->hop, sizeof(t->hop), "%s", b->uri);
+	if (!b->received.len)
+		return;
+	/*
+	 * A contact that registered over a connection is reached over it; one
+	 * whose address is private and differs from where the REGISTER came
+	 * from is behind NAT: send to where it came from.
+	 */
+	if (b->received.proto != SIP_PROTO_UDP) {
+		t->has_received = true;
+		t->received = b->received;
+		t->conn_id = b->conn_id;
+		return;
+	}
+	if (sip_uri_parse(sv_cstr(b->uri), &u) == 0 && is_private(&u) &&
+	    !sv_eq(u.host, sv_cstr(tp_addr_ip(&b->received, ip, sizeof(ip))))) {
+		t->has_received = true;
+		t->received = b->received;
+	}
+}

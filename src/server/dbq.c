@@ -1,0 +1,269 @@
+/*
+ * dbq.c - the database thread: a job queue with a condition variable, and
+ * the periodic write-behind, change detection and purge.
+ *
+ * Bindings are written in batches of up to a few thousand AORs per SQLite
+ * transaction, which is what lets the registrar run at wire speed and still
+ * survive a restart.
+ */
+#include "server/dbq.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/log.h"
+#include "server/server.h"
+#include "services/location.h"
+#include "services/users.h"
+#include "store/store.h"
+
+#define DBQ_FLUSH_MS 100
+#define DBQ_VERSION_MS 250
+#define DBQ_PURGE_S 60
+#define DBQ_FLUSH_BATCH 4096
+
+struct dbq {
+	struct server *srv;
+	struct store *store;
+	pthread_t thread;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	struct dbq_job *head;
+	struct dbq_job *tail;
+	bool stop;
+	bool kicked;
+	/* start-up handshake */
+	bool ready;
+	int start_err;
+	char err[256];
+	uint64_t data_version;
+	const char *location;
+};
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int write_aor(void *arg, const char *aor, const struct store_binding *b, size_t n)
+{
+	struct store *st = arg;
+	int err = store_binding_del_aor(st, aor);
+
+	for (size_t i = 0; i < n && !err; i++)
+		err = store_binding_put(st, &b[i]);
+	return err;
+}
+
+static void flush_locations(struct dbq *q)
+{
+	size_t n;
+
+	if (loc_dirty_count(q->srv->loc) == 0)
+		return;
+	do {
+		if (store_begin(q->store)) {
+			log_err("location write-behind: %s", store_errmsg(q->store));
+			return;
+		}
+		n = loc_flush_dirty(q->srv->loc, write_aor, q->store, DBQ_FLUSH_BATCH);
+		if (store_commit(q->store)) {
+			log_err("location write-behind commit: %s", store_errmsg(q->store));
+			store_rollback(q->store);
+			return;
+		}
+	} while (n == DBQ_FLUSH_BATCH);
+}
+
+static void check_changes(struct dbq *q)
+{
+	uint64_t v;
+
+	if (store_data_version(q->store, &v))
+		return;
+	if (v != q->data_version) {
+		q->data_version = v;
+		log_debug("database changed by another process: dropping caches");
+		users_flush(q->srv->users);
+	}
+}
+
+static void purge(struct dbq *q)
+{
+	size_t n = 0;
+
+	if (store_binding_purge(q->store, (int64_t)time(NULL), &n) == 0 && n)
+		log_debug("purged %zu expired bindings from the store", n);
+}
+
+static int load_binding(void *arg, const struct store_binding *b)
+{
+	struct dbq *q = arg;
+
+	return loc_load(q->srv->loc, b, (int64_t)time(NULL));
+}
+
+static void run_jobs(struct dbq *q, struct dbq_job *list)
+{
+	struct dbq_job *next;
+
+	for (; list; list = next) {
+		next = list->next;
+		list->run(q->store, list);
+		/* run() either freed the job or handed it back through reply_to */
+	}
+}
+
+static void *dbq_main(void *arg)
+{
+	struct dbq *q = arg;
+	int64_t last_flush = now_ms(), last_version = last_flush, last_purge = last_flush;
+	int err;
+
+	err = store_open(q->location, &q->store, q->err, sizeof(q->err));
+	if (!err)
+		err = store_binding_list(q->store, NULL, load_binding, q);
+	if (!err)
+		store_data_version(q->store, &q->data_version);
+	pthread_mutex_lock(&q->lock);
+	q->ready = true;
+	q->start_err = err;
+	if (err && !q->err[0])
+		snprintf(q->err, sizeof(q->err), "%s", q->store ? store_errmsg(q->store) : strerror(err));
+	pthread_cond_broadcast(&q->cond);
+	pthread_mutex_unlock(&q->lock);
+	if (err)
+		return NULL;
+
+	for (;;) {
+		struct dbq_job *list;
+		bool stop;
+		int64_t now;
+
+		pthread_mutex_lock(&q->lock);
+		while (!q->head && !q->stop && !q->kicked) {
+			struct timespec until;
+			clock_gettime(CLOCK_REALTIME, &until);
+			until.tv_nsec += DBQ_FLUSH_MS * 1000000L;
+			if (until.tv_nsec >= 1000000000L) {
+				until.tv_sec++;
+				until.tv_nsec -= 1000000000L;
+			}
+			if (pthread_cond_timedwait(&q->cond, &q->lock, &until) == ETIMEDOUT)
+				break;
+		}
+		list = q->head;
+		q->head = q->tail = NULL;
+		stop = q->stop;
+		q->kicked = false;
+		pthread_mutex_unlock(&q->lock);
+
+		run_jobs(q, list);
+		now = now_ms();
+		if (stop || now - last_flush >= DBQ_FLUSH_MS) {
+			flush_locations(q);
+			last_flush = now;
+		}
+		if (now - last_version >= DBQ_VERSION_MS) {
+			check_changes(q);
+			last_version = now;
+		}
+		if (now - last_purge >= DBQ_PURGE_S * 1000) {
+			purge(q);
+			last_purge = now;
+		}
+		if (stop) {
+			pthread_mutex_lock(&q->lock);
+			list = q->head;
+			q->head = q->tail = NULL;
+			pthread_mutex_unlock(&q->lock);
+			if (!list)
+				break;
+			run_jobs(q, list);
+		}
+	}
+	flush_locations(q);
+	return NULL;
+}
+
+int dbq_create(struct server *srv, const char *location, struct dbq **out, char *err, size_t errlen)
+{
+	struct dbq *q = calloc(1, sizeof(*q));
+	int rc;
+
+	if (!q)
+		return ENOMEM;
+	q->srv = srv;
+	q->location = location;
+	pthread_mutex_init(&q->lock, NULL);
+	pthread_cond_init(&q->cond, NULL);
+	rc = pthread_create(&q->thread, NULL, dbq_main, q);
+	if (rc) {
+		free(q);
+		return rc;
+	}
+	pthread_mutex_lock(&q->lock);
+	while (!q->ready)
+		pthread_cond_wait(&q->cond, &q->lock);
+	rc = q->start_err;
+	pthread_mutex_unlock(&q->lock);
+	if (rc) {
+		snprintf(err, errlen, "%s", q->err);
+		pthread_join(q->thread, NULL);
+		if (q->store)
+			store_close(q->store);
+		pthread_mutex_destroy(&q->lock);
+		pthread_cond_destroy(&q->cond);
+		free(q);
+		return rc;
+	}
+	*out = q;
+	return 0;
+}
+
+void dbq_destroy(struct dbq *q)
+{
+	if (!q)
+		return;
+	pthread_mutex_lock(&q->lock);
+	q->stop = true;
+	pthread_cond_signal(&q->cond);
+	pthread_mutex_unlock(&q->lock);
+	pthread_join(q->thread, NULL);
+	store_close(q->store);
+	pthread_mutex_destroy(&q->lock);
+	pthread_cond_destroy(&q->cond);
+	free(q);
+}
+
+void dbq_submit(struct dbq *q, struct dbq_job *job)
+{
+	job->next = NULL;
+	pthread_mutex_lock(&q->lock);
+	if (q->tail)
+		q->tail->next = job;
+	else
+		q->head = job;
+	q->tail = job;
+	pthread_cond_signal(&q->cond);
+	pthread_mutex_unlock(&q->lock);
+}
+
+void dbq_kick(struct dbq *q)
+{
+	pthread_mutex_lock(&q->lock);
+	if (!q->kicked) {
+		q->kicked = true;
+		pthread_cond_signal(&q->cond);
+	}
+	pthread_mutex_unlock(&q->lock);
+}

@@ -1,0 +1,199 @@
+/*
+ * server.c - start-up and shut-down of the whole server, and the main
+ * thread's loop: signals and the once-a-second housekeeping (expiring
+ * registrations).
+ *
+ * Start-up order matters: the shared tables exist before the database
+ * thread loads the stored bindings into them, and the workers (which bind
+ * the sockets) start last, so no message arrives before the server can
+ * handle it.
+ */
+#include "server/server.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <event2/thread.h>
+
+#include "core/log.h"
+#include "proxy/proxy.h"
+#include "server/dbq.h"
+#include "server/worker.h"
+#include "services/auth.h"
+#include "services/location.h"
+#include "services/users.h"
+#include "transport/tport.h"
+#include "txn/txn.h"
+
+#define SRV_USER_CACHE 200000
+
+static void on_signal(evutil_socket_t sig, short what, void *arg)
+{
+	struct server *s = arg;
+
+	(void)what;
+	log_info("signal %d: shutting down", (int)sig);
+	atomic_store(&s->stopping, true);
+	event_base_loopbreak(s->main_base);
+}
+
+static void on_tick(evutil_socket_t fd, short what, void *arg)
+{
+	struct server *s = arg;
+	size_t n;
+
+	(void)fd;
+	(void)what;
+	n = loc_expire(s->loc, (int64_t)time(NULL));
+	if (n)
+		log_debug("%zu registrations expired", n);
+}
+
+static int make_auth(struct server *s, char *err, size_t errlen)
+{
+	enum auth_alg algs[CFG_MAX_ALGOS];
+	size_t n = s->cfg.nalgorithms;
+	const char *secret = s->cfg.secret;
+	int rc;
+
+	for (size_t i = 0; i < n; i++)
+		algs[i] = s->cfg.algorithms[i] == CFG_ALG_SHA256 ? AUTH_ALG_SHA256 : AUTH_ALG_MD5;
+	rc = auth_create(secret[0] ? (const unsigned char *)secret : NULL, strlen(secret),
+			 s->cfg.nonce_ttl_s, algs, n, &s->auth);
+	if (rc)
+		snprintf(err, errlen, "digest authentication setup failed: %s", strerror(rc));
+	return rc;
+}
+
+static unsigned worker_count(const struct cfg *c)
+{
+	long n = c->workers ? (long)c->workers : sysconf(_SC_NPROCESSORS_ONLN);
+
+	if (n < 1)
+		n = 1;
+	if (n > SRV_MAX_WORKERS)
+		n = SRV_MAX_WORKERS;
+	return (unsigned)n;
+}
+
+static void log_listeners(struct server *s)
+{
+	for (unsigned i = 0; i < tp_listen_count(s->tp); i++) {
+		const struct tp_listen *l = tp_listen_get(s->tp, i);
+		log_info("listening on %s:%s:%u", l->proto == SIP_PROTO_TCP ? "tcp" : "udp", l->host,
+			 l->port);
+	}
+	if (s->cfg.ndomains == 0)
+		log_info("no domain configured: the server's own addresses are its domain");
+	for (size_t i = 0; i < s->cfg.ndomains; i++)
+		log_info("serving domain %s", s->cfg.domains[i]);
+}
+
+int server_start(struct server *s, const struct cfg *cfg, char *err, size_t errlen)
+{
+	struct timeval tick = {1, 0};
+	int rc;
+
+	s->cfg = *cfg;
+	atomic_init(&s->stopping, false);
+	log_set_level(cfg->log_level);
+	if (getrandom(&s->seed, sizeof(s->seed), 0) != sizeof(s->seed))
+		s->seed = (uint64_t)time(NULL) ^ (uint64_t)getpid() << 32;
+	s->nworkers = worker_count(cfg);
+	signal(SIGPIPE, SIG_IGN);
+	evthread_use_pthreads();
+
+	if ((rc = loc_create(s->seed, &s->loc)) || (rc = users_create(s, SRV_USER_CACHE, &s->users)) ||
+	    (rc = txn_table_create(s, &s->txns))) {
+		snprintf(err, errlen, "out of memory");
+		return rc;
+	}
+	if ((rc = make_auth(s, err, errlen)))
+		return rc;
+	if ((rc = tp_table_create(s, proxy_on_message, &s->tp, err, errlen)))
+		return rc;
+	rc = dbq_create(s, cfg->db_path, &s->dbq, err, errlen);
+	if (rc)
+		return rc;
+	log_info("database %s: %zu registrations loaded", cfg->db_path, loc_count(s->loc));
+	for (unsigned i = 0; i < s->nworkers; i++) {
+		rc = worker_create(s, i, &s->workers[i]);
+		if (rc) {
+			snprintf(err, errlen, "cannot start worker %u: %s (is another server listening?)", i,
+				 strerror(rc));
+			return rc;
+		}
+	}
+	s->main_base = event_base_new();
+	if (!s->main_base) {
+		snprintf(err, errlen, "cannot create the main event loop");
+		return ENOMEM;
+	}
+	s->sig_int = evsignal_new(s->main_base, SIGINT, on_signal, s);
+	s->sig_term = evsignal_new(s->main_base, SIGTERM, on_signal, s);
+	s->tick_ev = event_new(s->main_base, -1, EV_PERSIST, on_tick, s);
+	if (!s->sig_int || !s->sig_term || !s->tick_ev) {
+		snprintf(err, errlen, "out of memory");
+		return ENOMEM;
+	}
+	event_add(s->sig_int, NULL);
+	event_add(s->sig_term, NULL);
+	event_add(s->tick_ev, &tick);
+	for (unsigned i = 0; i < s->nworkers; i++) {
+		rc = worker_start(s->workers[i]);
+		if (rc) {
+			snprintf(err, errlen, "cannot start a worker thread: %s", strerror(rc));
+			return rc;
+		}
+	}
+	log_listeners(s);
+	log_info("switchboard %s started with %u worker%s", SB_VERSION, s->nworkers,
+		 s->nworkers == 1 ? "" : "s");
+	return 0;
+}
+
+int server_run(struct server *s)
+{
+	event_base_dispatch(s->main_base);
+	return 0;
+}
+
+void server_destroy(struct server *s)
+{
+	atomic_store(&s->stopping, true);
+	for (unsigned i = 0; i < s->nworkers; i++) {
+		if (s->workers[i] && s->workers[i]->thread)
+			worker_stop(s->workers[i]);
+	}
+	/*
+	 * No worker runs now. The database thread finishes its jobs (whose
+	 * answers land in the stopped workers' inboxes) and writes what is
+	 * still dirty; then the workers drain their inboxes and go.
+	 */
+	dbq_destroy(s->dbq);
+	for (unsigned i = 0; i < s->nworkers; i++) {
+		worker_destroy(s->workers[i]);
+		s->workers[i] = NULL;
+	}
+	if (s->tick_ev)
+		event_free(s->tick_ev);
+	if (s->sig_int)
+		event_free(s->sig_int);
+	if (s->sig_term)
+		event_free(s->sig_term);
+	if (s->main_base)
+		event_base_free(s->main_base);
+	tp_table_destroy(s->tp);
+	txn_table_destroy(s->txns);
+	users_destroy(s->users);
+	loc_destroy(s->loc);
+	auth_destroy(s->auth);
+	libevent_global_shutdown();
+}

@@ -1,0 +1,58 @@
+/*
+ * server.h - the running server: configuration, workers, and the tables
+ * they share (transactions, locations, subscriber cache, connections).
+ *
+ * There is no global server: every function that needs it gets it from the
+ * worker it runs on (w->srv). The main thread owns start-up, signals and
+ * periodic housekeeping; the database thread owns the store.
+ */
+#ifndef SB_SERVER_H
+#define SB_SERVER_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "config/config.h"
+
+#define SRV_MAX_WORKERS 64
+
+struct worker;
+struct event_base;
+struct event;
+struct tp_table;
+struct txn_table;
+struct loc_table;
+struct users;
+struct auth;
+struct dbq;
+
+struct server {
+	struct cfg cfg;
+	uint64_t seed; /* hash seed and tag entropy, random per start */
+	unsigned nworkers;
+	struct worker *workers[SRV_MAX_WORKERS];
+
+	struct tp_table *tp;
+	struct txn_table *txns;
+	struct loc_table *loc;
+	struct users *users;
+	struct auth *auth;
+	struct dbq *dbq;
+
+	struct event_base *main_base;
+	struct event *sig_int;
+	struct event *sig_term;
+	struct event *tick_ev;
+	atomic_bool stopping;
+	/* DNS servers for tests ("IP:port"); NULL = system resolver */
+	const char *dns_servers;
+};
+
+/* Builds everything from cfg (copied) and starts the workers. */
+int server_start(struct server *s, const struct cfg *cfg, char *err, size_t errlen);
+/* Runs the main loop until SIGINT/SIGTERM; then stops the workers. */
+int server_run(struct server *s);
+void server_destroy(struct server *s);
+
+#endif

@@ -1,0 +1,93 @@
+/*
+ * worker.h - one worker thread: its event loop, its inbox and the per-thread
+ * tools (hash contexts, DNS resolver, transaction slots) that let it handle a
+ * message without locks.
+ *
+ * A worker owns what it creates (transactions, TCP connections) and is the
+ * only thread that touches them. Another thread that needs one of them posts
+ * a job to the owner's inbox; the job runs on the owner's loop. This is the
+ * only way work crosses threads.
+ */
+#ifndef SB_SERVER_WORKER_H
+#define SB_SERVER_WORKER_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/buf.h"
+
+struct server;
+struct event_base;
+struct event;
+struct worker;
+struct tp_worker;
+struct txn_worker;
+struct auth_hasher;
+struct dns_resolver;
+
+/* A unit of work posted to a worker: embed it as the first member of the job's struct. */
+struct wjob {
+	struct wjob *next;
+	void (*fn)(struct worker *w, struct wjob *job);
+};
+
+struct worker_stats {
+	uint64_t rx_msgs;
+	uint64_t tx_msgs;
+	uint64_t rx_bad;     /* malformed, answered 400 or dropped */
+	uint64_t rx_dropped; /* oversized, unparseable, or refused */
+	uint64_t tx_errors;
+	uint64_t posted;     /* jobs handed to other workers */
+};
+
+struct worker {
+	struct server *srv;
+	unsigned id;
+	pthread_t thread;
+	struct event_base *base;
+
+	pthread_mutex_t inbox_lock;
+	struct wjob *inbox_head;
+	struct wjob *inbox_tail;
+	int inbox_fd; /* eventfd */
+	struct event *inbox_ev;
+
+	/* objects whose destruction waits until no callback of theirs is on the stack */
+	struct wjob *graveyard;
+	struct event *housekeeping_ev;
+
+	struct tp_worker *tp;
+	struct txn_worker *txw;
+	struct auth_hasher *hasher;
+	struct dns_resolver *dns;
+
+	uint64_t seq; /* for tags and branches */
+	struct buf out; /* scratch for building one outgoing message */
+	struct buf out2;
+	struct worker_stats stats;
+};
+
+int worker_create(struct server *srv, unsigned id, struct worker **out);
+/* Starts the thread running the loop. */
+int worker_start(struct worker *w);
+/* Asks the loop to exit and joins the thread. */
+void worker_stop(struct worker *w);
+void worker_destroy(struct worker *w);
+
+/* Thread-safe: queues job on w; job->fn runs on w's thread. */
+void worker_post(struct worker *w, struct wjob *job);
+
+/*
+ * Queues job->fn to run on this worker later, outside every callback now on
+ * the stack: the place to free an object from inside its own callback.
+ * Only from w's own thread.
+ */
+void worker_defer(struct worker *w, struct wjob *job);
+/* Runs deferred jobs now; called by entry points before they return to the loop. */
+void worker_reap(struct worker *w);
+
+/* A per-worker unique, unpredictable-enough 64-bit value for tags and branches. */
+uint64_t worker_next_id(struct worker *w);
+
+#endif

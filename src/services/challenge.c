@@ -1,0 +1,86 @@
+/*
+ * challenge.c - the glue between a request, the subscriber cache and the
+ * digest module.
+ *
+ * An unknown user and a wrong password get the same fresh challenge, built
+ * after the same amount of work (auth_verify hashes with a dummy HA1 for an
+ * unknown user), so neither the answer nor its timing tells which it was.
+ */
+#include "services/challenge.h"
+
+#include <errno.h>
+#include <time.h>
+
+#include "core/log.h"
+#include "server/server.h"
+#include "server/worker.h"
+#include "services/auth.h"
+#include "services/users.h"
+
+void challenge_send(struct preq *r, enum challenge_kind kind, sv_t realm, bool stale)
+{
+	struct buf hdrs;
+	char storage[1024];
+
+	buf_init_fixed(&hdrs, storage, sizeof(storage));
+	auth_challenge(r->srv->auth, r->w->hasher, &hdrs, kind == CHALLENGE_PROXY, realm, stale,
+		       time(NULL));
+	proxy_reply(r, kind == CHALLENGE_PROXY ? 407 : 401, NULL, buf_sv(&hdrs));
+}
+
+enum proxy_step challenge_check(struct preq *r, enum challenge_kind kind, sv_t realm, sv_t user,
+				bool allow_replay, bool *replay)
+{
+	enum sip_hdr_id hdr = kind == CHALLENGE_PROXY ? SIP_H_PROXY_AUTHORIZATION : SIP_H_AUTHORIZATION;
+	struct users_entry ue;
+	struct auth_cred c;
+	const char *ha1;
+	enum auth_result res;
+	int err;
+
+	if (replay)
+		*replay = false;
+	err = auth_find_cred(r->m, hdr, realm, &c);
+	if (err == ENOENT) {
+		challenge_send(r, kind, realm, false);
+		return PROXY_DONE;
+	}
+	if (err) {
+		proxy_reply(r, 400, "Malformed credentials", SV_NULL);
+		return PROXY_DONE;
+	}
+	if (!sv_eq(c.username, user)) {
+		proxy_reply(r, 403, "Credentials do not match the user", SV_NULL);
+		return PROXY_DONE;
+	}
+	switch (users_get(r->srv->users, r->w, c.username, realm, r->m, r->src, r->src->redelivered, &ue)) {
+	case USERS_HIT:
+		break;
+	case USERS_PENDING:
+		return PROXY_SUSPENDED;
+	default:
+		proxy_reply(r, 503, "Subscriber database unavailable", SV("Retry-After: 5\r\n"));
+		return PROXY_DONE;
+	}
+	ha1 = !ue.exists ? NULL : c.alg == AUTH_ALG_SHA256 ? ue.ha1_sha256 : ue.ha1_md5;
+	res = auth_verify(r->srv->auth, r->w->hasher, &c, r->m->method_name, ha1, time(NULL));
+	switch (res) {
+	case AUTH_OK:
+		r->authenticated = true;
+		return PROXY_CONTINUE;
+	case AUTH_REPLAY:
+		if (allow_replay && replay) {
+			*replay = true;
+			return PROXY_CONTINUE;
+		}
+		challenge_send(r, kind, realm, true);
+		return PROXY_DONE;
+	case AUTH_STALE:
+		challenge_send(r, kind, realm, true);
+		return PROXY_DONE;
+	default:
+		log_debug("authentication failed for %.*s@%.*s", SV_ARG(c.username), SV_ARG(realm));
+		challenge_send(r, kind, realm, false);
+		return PROXY_DONE;
+	}
+}

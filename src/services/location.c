@@ -1,0 +1,624 @@
+/*
+ * location.c - the in-memory location table.
+ *
+ * One record per AOR, each binding one allocation holding its strings, so a
+ * binding costs little more than its text. The registrar's whole update for
+ * one REGISTER runs under the AOR's bucket lock: two REGISTERs for the same
+ * AOR on two workers cannot interleave.
+ */
+#include "services/location.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/hash.h"
+
+#define LOC_BUCKETS 16384
+#define LOC_MAX_BINDINGS_PER_AOR 64
+
+/* A compact copy of the REGISTER's source (a struct tp_addr is 136 bytes). */
+struct loc_src {
+	uint8_t proto;
+	uint8_t family;
+	uint16_t port;
+	uint8_t ip[16];
+};
+
+struct loc_binding {
+	struct loc_binding *next;
+	int64_t expires;
+	uint32_t cseq;
+	uint32_t conn_id;
+	uint32_t reg_id;
+	uint16_t q;
+	struct loc_src src;
+	uint16_t len[6]; /* contact, callid, path, instance, user_agent, params */
+	char data[];
+};
+
+enum { B_CONTACT, B_CALLID, B_PATH, B_INSTANCE, B_UA, B_PARAMS, B_NFIELDS };
+
+struct loc_aor {
+	struct loc_aor *next;
+	struct loc_binding *bindings;
+	bool dirty;
+	uint16_t keylen;
+	char key[];
+};
+
+struct loc_bucket {
+	pthread_mutex_t lock;
+	struct loc_aor *head;
+};
+
+struct dirty_item {
+	struct dirty_item *next;
+	char aor[];
+};
+
+struct loc_table {
+	uint64_t seed;
+	struct loc_bucket buckets[LOC_BUCKETS];
+	pthread_mutex_t dirty_lock;
+	struct dirty_item *dirty_head;
+	struct dirty_item *dirty_tail;
+	size_t ndirty;
+};
+
+static sv_t field(const struct loc_binding *b, int f)
+{
+	size_t off = 0;
+
+	for (int i = 0; i < f; i++)
+		off += b->len[i];
+	return sv_make(b->data + off, b->len[f]);
+}
+
+static void src_pack(const struct tp_addr *a, struct loc_src *s)
+{
+	memset(s, 0, sizeof(*s));
+	s->proto = (uint8_t)a->proto;
+	s->family = (uint8_t)a->u.sa.sa_family;
+	s->port = tp_addr_port(a);
+	if (a->u.sa.sa_family == AF_INET)
+		memcpy(s->ip, &a->u.in.sin_addr, 4);
+	else if (a->u.sa.sa_family == AF_INET6)
+		memcpy(s->ip, &a->u.in6.sin6_addr, 16);
+}
+
+static void src_unpack(const struct loc_src *s, struct tp_addr *a)
+{
+	memset(a, 0, sizeof(*a));
+	a->proto = (enum sip_proto)s->proto;
+	if (s->family == AF_INET) {
+		a->u.in.sin_family = AF_INET;
+		memcpy(&a->u.in.sin_addr, s->ip, 4);
+		a->len = sizeof(a->u.in);
+	} else if (s->family == AF_INET6) {
+		a->u.in6.sin6_family = AF_INET6;
+		memcpy(&a->u.in6.sin6_addr, s->ip, 16);
+		a->len = sizeof(a->u.in6);
+	}
+	tp_addr_set_port(a, s->port);
+}
+
+int loc_create(uint64_t seed, struct loc_table **out)
+{
+	struct loc_table *t = calloc(1, sizeof(*t));
+
+	if (!t)
+		return ENOMEM;
+	t->seed = seed;
+	for (unsigned i = 0; i < LOC_BUCKETS; i++)
+		pthread_mutex_init(&t->buckets[i].lock, NULL);
+	pthread_mutex_init(&t->dirty_lock, NULL);
+	*out = t;
+	return 0;
+}
+
+static void aor_free(struct loc_aor *a)
+{
+	struct loc_binding *b, *next;
+
+	for (b = a->bindings; b; b = next) {
+		next = b->next;
+		free(b);
+	}
+	free(a);
+}
+
+void loc_destroy(struct loc_table *t)
+{
+	struct dirty_item *d, *dn;
+
+	if (!t)
+		return;
+	for (unsigned i = 0; i < LOC_BUCKETS; i++) {
+		struct loc_aor *a = t->buckets[i].head, *next;
+		for (; a; a = next) {
+			next = a->next;
+			aor_free(a);
+		}
+		pthread_mutex_destroy(&t->buckets[i].lock);
+	}
+	for (d = t->dirty_head; d; d = dn) {
+		dn = d->next;
+		free(d);
+	}
+	pthread_mutex_destroy(&t->dirty_lock);
+	free(t);
+}
+
+static struct loc_bucket *bucket_of(struct loc_table *t, sv_t aor)
+{
+	return &t->buckets[hash_sv(aor, t->seed) % LOC_BUCKETS];
+}
+
+static struct loc_aor *aor_find(struct loc_bucket *b, sv_t aor)
+{
+	for (struct loc_aor *a = b->head; a; a = a->next) {
+		if (a->keylen == aor.len && memcmp(a->key, aor.p, aor.len) == 0)
+			return a;
+	}
+	return NULL;
+}
+
+static struct loc_aor *aor_get(struct loc_bucket *b, sv_t aor)
+{
+	struct loc_aor *a = aor_find(b, aor);
+
+	if (a || aor.len > UINT16_MAX)
+		return a;
+	a = calloc(1, sizeof(*a) + aor.len + 1);
+	if (!a)
+		return NULL;
+	a->keylen = (uint16_t)aor.len;
+	memcpy(a->key, aor.p, aor.len);
+	a->next = b->head;
+	b->head = a;
+	return a;
+}
+
+static void aor_unlink_if_empty(struct loc_bucket *b, struct loc_aor *a)
+{
+	if (a->bindings || a->dirty)
+		return;
+	for (struct loc_aor **pp = &b->head; *pp; pp = &(*pp)->next) {
+		if (*pp == a) {
+			*pp = a->next;
+			free(a);
+			return;
+		}
+	}
+}
+
+/* Caller holds the bucket lock. */
+static void mark_dirty(struct loc_table *t, struct loc_aor *a)
+{
+	struct dirty_item *d;
+
+	if (a->dirty)
+		return;
+	d = malloc(sizeof(*d) + a->keylen + 1);
+	if (!d)
+		return; /* the AOR stays in memory; it is written with its next change */
+	memcpy(d->aor, a->key, a->keylen);
+	d->aor[a->keylen] = '\0';
+	d->next = NULL;
+	a->dirty = true;
+	pthread_mutex_lock(&t->dirty_lock);
+	if (t->dirty_tail)
+		t->dirty_tail->next = d;
+	else
+		t->dirty_head = d;
+	t->dirty_tail = d;
+	t->ndirty++;
+	pthread_mutex_unlock(&t->dirty_lock);
+}
+
+static struct loc_binding *binding_new(const sv_t fields[B_NFIELDS])
+{
+	size_t total = 0;
+	struct loc_binding *b;
+	char *p;
+
+	for (int i = 0; i < B_NFIELDS; i++) {
+		if (fields[i].len > UINT16_MAX)
+			return NULL;
+		total += fields[i].len;
+	}
+	b = calloc(1, sizeof(*b) + total);
+	if (!b)
+		return NULL;
+	p = b->data;
+	for (int i = 0; i < B_NFIELDS; i++) {
+		b->len[i] = (uint16_t)fields[i].len;
+		if (fields[i].len)
+			memcpy(p, fields[i].p, fields[i].len);
+		p += fields[i].len;
+	}
+	return b;
+}
+
+/* The binding a contact refers to: same instance (RFC 5626) or same URI. */
+static struct loc_binding **binding_find(struct loc_aor *a, const struct loc_contact *c)
+{
+	for (struct loc_binding **pp = &a->bindings; *pp; pp = &(*pp)->next) {
+		struct loc_binding *b = *pp;
+		if (c->instance.len && sv_eq(field(b, B_INSTANCE), c->instance) && b->reg_id == c->reg_id)
+			return pp;
+		if (sv_eq(field(b, B_CONTACT), c->uri))
+			return pp;
+	}
+	return NULL;
+}
+
+static size_t binding_count(const struct loc_aor *a, int64_t now)
+{
+	size_t n = 0;
+
+	for (const struct loc_binding *b = a->bindings; b; b = b->next)
+		n += b->expires > now;
+	return n;
+}
+
+/* RFC 3261 10.3 step 7: may this request change a binding that exists? */
+static enum loc_result check_order(const struct loc_binding *b, const struct loc_register *r)
+{
+	if (!sv_eq(field(b, B_CALLID), r->callid))
+		return LOC_OK;
+	if (r->cseq > b->cseq)
+		return LOC_OK;
+	return r->cseq == b->cseq ? LOC_RETRANSMISSION : LOC_OUT_OF_ORDER;
+}
+
+static void print_contact(struct buf *out, const struct loc_binding *b, int64_t now)
+{
+	buf_append_str(out, "Contact: <");
+	buf_append_sv(out, field(b, B_CONTACT));
+	buf_append_str(out, ">;expires=");
+	buf_append_u32(out, (unsigned long)(b->expires > now ? b->expires - now : 0));
+	if (b->q != 1000)
+		buf_printf(out, ";q=%u.%03u", b->q / 1000, b->q % 1000);
+	if (b->len[B_INSTANCE]) {
+		buf_append_str(out, ";+sip.instance=");
+		buf_append_sv(out, field(b, B_INSTANCE));
+		if (b->reg_id)
+			buf_printf(out, ";reg-id=%u", b->reg_id);
+	}
+	buf_append_str(out, "\r\n");
+}
+
+static void drop_expired(struct loc_aor *a, int64_t now)
+{
+	for (struct loc_binding **pp = &a->bindings; *pp;) {
+		struct loc_binding *b = *pp;
+		if (b->expires <= now) {
+			*pp = b->next;
+			free(b);
+		} else {
+			pp = &b->next;
+		}
+	}
+}
+
+/* Validates every contact before changing anything, so a REGISTER applies whole or not at all. */
+static enum loc_result register_check(struct loc_aor *a, const struct loc_register *r, bool *all_retrans)
+{
+	size_t adds = 0;
+
+	*all_retrans = a->bindings != NULL;
+	if (r->star) {
+		for (struct loc_binding *b = a->bindings; b; b = b->next) {
+			enum loc_result rc = check_order(b, r);
+			if (rc == LOC_OUT_OF_ORDER)
+				return rc;
+			if (rc != LOC_RETRANSMISSION)
+				*all_retrans = false;
+		}
+		return LOC_OK;
+	}
+	*all_retrans = r->ncontacts > 0;
+	for (size_t i = 0; i < r->ncontacts; i++) {
+		struct loc_binding **pp = binding_find(a, &r->contacts[i]);
+		enum loc_result rc = pp ? check_order(*pp, r) : LOC_OK;
+		if (rc == LOC_OUT_OF_ORDER)
+			return rc;
+		if (rc != LOC_RETRANSMISSION)
+			*all_retrans = false;
+		if (!pp && r->contacts[i].expires)
+			adds++;
+	}
+	if (r->max_contacts && binding_count(a, r->now) + adds > r->max_contacts)
+		return LOC_TOO_MANY;
+	return LOC_OK;
+}
+
+static enum loc_result register_apply_one(struct loc_aor *a, const struct loc_register *r,
+					  const struct loc_contact *c)
+{
+	struct loc_binding **pp = binding_find(a, c), *nb;
+	sv_t fields[B_NFIELDS] = {c->uri, r->callid, r->path, c->instance, r->user_agent, c->params};
+
+	if (c->expires == 0) {
+		if (pp) {
+			struct loc_binding *old = *pp;
+			*pp = old->next;
+			free(old);
+		}
+		return LOC_OK;
+	}
+	nb = binding_new(fields);
+	if (!nb)
+		return LOC_NOMEM;
+	nb->expires = r->now + c->expires;
+	nb->cseq = r->cseq;
+	nb->conn_id = r->conn_id;
+	nb->reg_id = c->reg_id;
+	nb->q = c->q;
+	src_pack(&r->received, &nb->src);
+	if (pp) {
+		nb->next = (*pp)->next;
+		free(*pp);
+		*pp = nb;
+	} else {
+		nb->next = a->bindings;
+		a->bindings = nb;
+	}
+	return LOC_OK;
+}
+
+enum loc_result loc_register(struct loc_table *t, const struct loc_register *r, struct buf *contacts_out)
+{
+	struct loc_bucket *bk = bucket_of(t, r->aor);
+	struct loc_aor *a;
+	enum loc_result rc = LOC_OK;
+	bool all_retrans = false, changed = false;
+
+	pthread_mutex_lock(&bk->lock);
+	a = (r->ncontacts || r->star) ? aor_get(bk, r->aor) : aor_find(bk, r->aor);
+	if (!a) {
+		rc = (r->ncontacts || r->star) ? LOC_NOMEM : LOC_OK;
+		goto out;
+	}
+	drop_expired(a, r->now);
+	rc = register_check(a, r, &all_retrans);
+	if (rc != LOC_OK)
+		goto out;
+	if (r->retrans_only && !all_retrans) {
+		rc = LOC_NOT_RETRANSMISSION;
+		goto out;
+	}
+	if (all_retrans) {
+		rc = LOC_RETRANSMISSION;
+	} else if (r->star) {
+		struct loc_binding *b, *next;
+		for (b = a->bindings; b; b = next) {
+			next = b->next;
+			free(b);
+		}
+		a->bindings = NULL;
+		changed = true;
+	} else {
+		for (size_t i = 0; i < r->ncontacts && rc == LOC_OK; i++) {
+			rc = register_apply_one(a, r, &r->contacts[i]);
+			changed = true;
+		}
+	}
+	if (changed)
+		mark_dirty(t, a);
+	if (contacts_out && (rc == LOC_OK || rc == LOC_RETRANSMISSION)) {
+		for (struct loc_binding *b = a->bindings; b; b = b->next)
+			print_contact(contacts_out, b, r->now);
+	}
+out:
+	if (a)
+		aor_unlink_if_empty(bk, a);
+	pthread_mutex_unlock(&bk->lock);
+	return rc;
+}
+
+static void target_fill(struct loc_target *tg, const struct loc_binding *b)
+{
+	sv_copy(field(b, B_CONTACT), tg->uri, sizeof(tg->uri));
+	sv_copy(field(b, B_PATH), tg->path, sizeof(tg->path));
+	sv_copy(field(b, B_UA), tg->user_agent, sizeof(tg->user_agent));
+	sv_copy(field(b, B_PARAMS), tg->params, sizeof(tg->params));
+	src_unpack(&b->src, &tg->received);
+	tg->conn_id = b->conn_id;
+	tg->q = b->q;
+	tg->expires = b->expires;
+}
+
+int loc_lookup(struct loc_table *t, sv_t aor, int64_t now, struct loc_target *out, size_t max, size_t *n)
+{
+	struct loc_bucket *bk = bucket_of(t, aor);
+	struct loc_aor *a;
+
+	*n = 0;
+	pthread_mutex_lock(&bk->lock);
+	a = aor_find(bk, aor);
+	for (struct loc_binding *b = a ? a->bindings : NULL; b && *n < max; b = b->next) {
+		size_t i;
+		if (b->expires <= now)
+			continue;
+		/* insertion sort by q, descending; newest first among equals */
+		for (i = *n; i > 0 && out[i - 1].q < b->q; i--)
+			out[i] = out[i - 1];
+		target_fill(&out[i], b);
+		(*n)++;
+	}
+	pthread_mutex_unlock(&bk->lock);
+	return 0;
+}
+
+size_t loc_expire(struct loc_table *t, int64_t now)
+{
+	size_t dropped = 0;
+
+	for (unsigned i = 0; i < LOC_BUCKETS; i++) {
+		struct loc_bucket *bk = &t->buckets[i];
+		struct loc_aor *a, *next;
+
+		pthread_mutex_lock(&bk->lock);
+		for (a = bk->head; a; a = next) {
+			size_t before = 0, after = 0;
+			next = a->next;
+			for (struct loc_binding *b = a->bindings; b; b = b->next)
+				before++;
+			drop_expired(a, now);
+			for (struct loc_binding *b = a->bindings; b; b = b->next)
+				after++;
+			if (after != before) {
+				dropped += before - after;
+				mark_dirty(t, a);
+			}
+			aor_unlink_if_empty(bk, a);
+		}
+		pthread_mutex_unlock(&bk->lock);
+	}
+	return dropped;
+}
+
+size_t loc_count(struct loc_table *t)
+{
+	size_t n = 0;
+
+	for (unsigned i = 0; i < LOC_BUCKETS; i++) {
+		struct loc_bucket *bk = &t->buckets[i];
+		pthread_mutex_lock(&bk->lock);
+		for (struct loc_aor *a = bk->head; a; a = a->next) {
+			for (struct loc_binding *b = a->bindings; b; b = b->next)
+				n++;
+		}
+		pthread_mutex_unlock(&bk->lock);
+	}
+	return n;
+}
+
+int loc_load(struct loc_table *t, const struct store_binding *sb, int64_t now)
+{
+	sv_t aor = sv_cstr(sb->aor);
+	struct loc_bucket *bk = bucket_of(t, aor);
+	sv_t fields[B_NFIELDS] = {sv_cstr(sb->contact), sv_cstr(sb->callid), sv_cstr(sb->path),
+				  sv_cstr(sb->instance), sv_cstr(sb->user_agent), SV_NULL};
+	struct tp_addr recv;
+	struct loc_binding *b;
+	struct loc_aor *a;
+	int err = 0;
+
+	if (sb->expires <= now)
+		return 0;
+	if (tp_addr_parse(sv_cstr(sb->received), &recv))
+		memset(&recv, 0, sizeof(recv));
+	b = binding_new(fields);
+	if (!b)
+		return ENOMEM;
+	b->expires = sb->expires;
+	b->cseq = sb->cseq;
+	b->q = sb->q;
+	b->reg_id = sb->reg_id;
+	src_pack(&recv, &b->src);
+	pthread_mutex_lock(&bk->lock);
+	a = aor_get(bk, aor);
+	if (a) {
+		b->next = a->bindings;
+		a->bindings = b;
+	} else {
+		free(b);
+		err = ENOMEM;
+	}
+	pthread_mutex_unlock(&bk->lock);
+	return err;
+}
+
+static void binding_export(const struct loc_aor *a, const struct loc_binding *b, struct store_binding *sb)
+{
+	struct tp_addr recv;
+
+	memset(sb, 0, sizeof(*sb));
+	snprintf(sb->aor, sizeof(sb->aor), "%.*s", (int)a->keylen, a->key);
+	sv_copy(field(b, B_CONTACT), sb->contact, sizeof(sb->contact));
+	sv_copy(field(b, B_PATH), sb->path, sizeof(sb->path));
+	sv_copy(field(b, B_INSTANCE), sb->instance, sizeof(sb->instance));
+	sv_copy(field(b, B_UA), sb->user_agent, sizeof(sb->user_agent));
+	sv_copy(field(b, B_CALLID), sb->callid, sizeof(sb->callid));
+	src_unpack(&b->src, &recv);
+	if (b->src.family)
+		tp_addr_format(&recv, sb->received, sizeof(sb->received));
+	sb->cseq = b->cseq;
+	sb->expires = b->expires;
+	sb->q = b->q;
+	sb->reg_id = b->reg_id;
+}
+
+static struct dirty_item *dirty_pop(struct loc_table *t)
+{
+	struct dirty_item *d;
+
+	pthread_mutex_lock(&t->dirty_lock);
+	d = t->dirty_head;
+	if (d) {
+		t->dirty_head = d->next;
+		if (!t->dirty_head)
+			t->dirty_tail = NULL;
+		t->ndirty--;
+	}
+	pthread_mutex_unlock(&t->dirty_lock);
+	return d;
+}
+
+size_t loc_flush_dirty(struct loc_table *t, loc_flush_fn fn, void *arg, size_t max)
+{
+	struct store_binding *snap = malloc(sizeof(*snap) * LOC_MAX_BINDINGS_PER_AOR);
+	size_t done = 0;
+
+	if (!snap)
+		return 0;
+	while (done < max) {
+		struct dirty_item *d = dirty_pop(t);
+		sv_t aor;
+		struct loc_bucket *bk;
+		struct loc_aor *a;
+		size_t n = 0;
+
+		if (!d)
+			break;
+		aor = sv_cstr(d->aor);
+		bk = bucket_of(t, aor);
+		pthread_mutex_lock(&bk->lock);
+		a = aor_find(bk, aor);
+		if (a) {
+			for (struct loc_binding *b = a->bindings; b && n < LOC_MAX_BINDINGS_PER_AOR; b = b->next)
+				binding_export(a, b, &snap[n++]);
+			a->dirty = false;
+			aor_unlink_if_empty(bk, a);
+		}
+		pthread_mutex_unlock(&bk->lock);
+		/* written outside the lock: a registration never waits for the disk */
+		if (fn(arg, d->aor, snap, n)) {
+			pthread_mutex_lock(&bk->lock);
+			a = aor_get(bk, aor);
+			if (a)
+				mark_dirty(t, a);
+			pthread_mutex_unlock(&bk->lock);
+		}
+		free(d);
+		done++;
+	}
+	free(snap);
+	return done;
+}
+
+size_t loc_dirty_count(struct loc_table *t)
+{
+	size_t n;
+
+	pthread_mutex_lock(&t->dirty_lock);
+	n = t->ndirty;
+	pthread_mutex_unlock(&t->dirty_lock);
+	return n;
+}

@@ -1,0 +1,100 @@
+/*
+ * location.h - the location service: which contacts each address of record
+ * (AOR) has registered, in memory, shared by all workers.
+ *
+ * Routing reads it for every call, so it lives in a hash table with a lock
+ * per bucket; the database only keeps a copy so that a restart loses no
+ * registration. Every change marks its AOR dirty; the database thread
+ * writes dirty AORs in batches (write-behind) through loc_flush_dirty().
+ */
+#ifndef SB_SERVICES_LOCATION_H
+#define SB_SERVICES_LOCATION_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/buf.h"
+#include "core/sv.h"
+#include "store/store.h"
+#include "transport/tport.h"
+
+struct loc_table;
+
+/* One Contact of a REGISTER, parsed by the registrar. */
+struct loc_contact {
+	sv_t uri;	 /* inside the angle brackets */
+	sv_t params;	 /* the header parameters, raw (feature tags, +sip.instance...) */
+	uint32_t expires; /* seconds, already bounded; 0 = remove */
+	uint16_t q;	 /* 0..1000 */
+	sv_t instance;	 /* +sip.instance value, quotes included */
+	uint32_t reg_id;
+};
+
+struct loc_register {
+	sv_t aor;
+	sv_t callid;
+	uint32_t cseq;
+	bool star; /* Contact: * (remove every binding) */
+	const struct loc_contact *contacts;
+	size_t ncontacts;
+	struct tp_addr received; /* where the REGISTER came from */
+	uint32_t conn_id;	 /* its TCP connection, 0 for UDP */
+	sv_t path;		 /* Path values, comma-joined, "" = none */
+	sv_t user_agent;
+	int64_t now;
+	unsigned max_contacts; /* 0 = unlimited */
+	bool retrans_only;     /* apply nothing unless the request is a retransmission */
+};
+
+enum loc_result {
+	LOC_OK = 0,
+	LOC_RETRANSMISSION, /* same Call-ID and CSeq as stored: nothing changed */
+	LOC_OUT_OF_ORDER,   /* a lower CSeq for the same Call-ID (RFC 3261 10.3 step 7) */
+	LOC_TOO_MANY,	    /* more contacts than max_contacts */
+	LOC_NOMEM,
+	LOC_NOT_RETRANSMISSION, /* retrans_only, and it is not one */
+};
+
+/* Where a request for an AOR can go. */
+struct loc_target {
+	char uri[STORE_URI_MAX];
+	char path[STORE_URI_MAX]; /* route set from Path, "" = none */
+	char user_agent[160];
+	char params[256]; /* Contact header params as registered */
+	struct tp_addr received;
+	uint32_t conn_id;
+	uint16_t q;
+	int64_t expires;
+};
+
+int loc_create(uint64_t seed, struct loc_table **out);
+void loc_destroy(struct loc_table *t);
+
+/*
+ * Applies a REGISTER to its AOR atomically and appends the resulting
+ * bindings to contacts_out as Contact header lines for the 200 response.
+ */
+enum loc_result loc_register(struct loc_table *t, const struct loc_register *r, struct buf *contacts_out);
+
+/* Current bindings of aor, highest q first (then most recent). */
+int loc_lookup(struct loc_table *t, sv_t aor, int64_t now, struct loc_target *out, size_t max,
+	       size_t *n);
+
+/* Drops expired bindings; returns how many. */
+size_t loc_expire(struct loc_table *t, int64_t now);
+size_t loc_count(struct loc_table *t);
+
+/* At start-up: one binding from the store. */
+int loc_load(struct loc_table *t, const struct store_binding *b, int64_t now);
+
+/*
+ * Write-behind: for up to max dirty AORs, fn gets the AOR and a snapshot of
+ * its bindings (n == 0: it has none left). Returns the number of AORs
+ * handed out; an AOR whose fn failed stays dirty.
+ */
+typedef int (*loc_flush_fn)(void *arg, const char *aor, const struct store_binding *b, size_t n);
+size_t loc_flush_dirty(struct loc_table *t, loc_flush_fn fn, void *arg, size_t max);
+size_t loc_dirty_count(struct loc_table *t);
+
+#endif

@@ -1,0 +1,307 @@
+/*
+ * users.c - the subscriber cache and its asynchronous fill.
+ *
+ * An entry is either ready (a user that exists, or one known not to exist)
+ * or pending (a database lookup runs; the requests that need the answer wait
+ * on it as copies, and are delivered again to their workers when it lands).
+ * A generation number guards against a lookup that started before a flush
+ * writing an answer from before the change.
+ */
+#include "services/users.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/hash.h"
+#include "core/log.h"
+#include "server/dbq.h"
+#include "server/server.h"
+#include "server/worker.h"
+#include "store/store.h"
+#include "transport/tport.h"
+
+#define USERS_BUCKETS 8192
+
+struct waiter {
+	struct waiter *next;
+	struct worker *w;
+	struct wjob *job;
+};
+
+struct uentry {
+	struct uentry *next;
+	bool pending;
+	uint64_t gen;
+	struct users_entry val;
+	struct waiter *waiters;
+	uint16_t ulen;
+	uint16_t dlen;
+	char key[]; /* user '\0' domain */
+};
+
+struct ubucket {
+	pthread_mutex_t lock;
+	struct uentry *head;
+	size_t n;
+};
+
+struct users {
+	struct server *srv;
+	size_t per_bucket_max;
+	atomic_uint_fast64_t gen;
+	struct ubucket buckets[USERS_BUCKETS];
+};
+
+struct lookup_job {
+	struct dbq_job base;
+	struct users *u;
+	uint64_t gen;
+	char user[STORE_USER_MAX];
+	char domain[STORE_DOMAIN_MAX];
+};
+
+int users_create(struct server *srv, size_t capacity, struct users **out)
+{
+	struct users *u = calloc(1, sizeof(*u));
+
+	if (!u)
+		return ENOMEM;
+	u->srv = srv;
+	u->per_bucket_max = capacity / USERS_BUCKETS + 4;
+	atomic_init(&u->gen, 1);
+	for (unsigned i = 0; i < USERS_BUCKETS; i++)
+		pthread_mutex_init(&u->buckets[i].lock, NULL);
+	*out = u;
+	return 0;
+}
+
+static void waiters_release(struct waiter *wt, bool deliver)
+{
+	struct waiter *next;
+
+	for (; wt; wt = next) {
+		next = wt->next;
+		if (deliver)
+			worker_post(wt->w, wt->job);
+		else
+			free(wt->job);
+		free(wt);
+	}
+}
+
+void users_destroy(struct users *u)
+{
+	if (!u)
+		return;
+	for (unsigned i = 0; i < USERS_BUCKETS; i++) {
+		struct uentry *e = u->buckets[i].head, *next;
+		for (; e; e = next) {
+			next = e->next;
+			waiters_release(e->waiters, false);
+			free(e);
+		}
+		pthread_mutex_destroy(&u->buckets[i].lock);
+	}
+	free(u);
+}
+
+static uint64_t key_hash(sv_t user, sv_t domain)
+{
+	return hash_bytes_lower(domain.p, domain.len, hash_sv(user, 0x5b5b));
+}
+
+static struct ubucket *bucket_of(struct users *u, sv_t user, sv_t domain)
+{
+	return &u->buckets[key_hash(user, domain) % USERS_BUCKETS];
+}
+
+static struct uentry *entry_find(struct ubucket *b, sv_t user, sv_t domain)
+{
+	for (struct uentry *e = b->head; e; e = e->next) {
+		if (e->ulen == user.len && e->dlen == domain.len && memcmp(e->key, user.p, user.len) == 0 &&
+		    sv_ieq(sv_make(e->key + e->ulen + 1, e->dlen), domain))
+			return e;
+	}
+	return NULL;
+}
+
+/* Drops ready entries of a full bucket: the cache stays bounded without an LRU. */
+static void bucket_trim(struct users *u, struct ubucket *b)
+{
+	if (b->n < u->per_bucket_max)
+		return;
+	for (struct uentry **pp = &b->head; *pp;) {
+		struct uentry *e = *pp;
+		if (!e->pending) {
+			*pp = e->next;
+			free(e);
+			b->n--;
+		} else {
+			pp = &e->next;
+		}
+	}
+}
+
+static void lookup_run(struct store *st, struct dbq_job *job);
+
+static int lookup_submit(struct users *u, sv_t user, sv_t domain, uint64_t gen)
+{
+	struct lookup_job *lj = calloc(1, sizeof(*lj));
+
+	if (!lj)
+		return ENOMEM;
+	lj->base.run = lookup_run;
+	lj->u = u;
+	lj->gen = gen;
+	sv_copy(user, lj->user, sizeof(lj->user));
+	sv_copy(domain, lj->domain, sizeof(lj->domain));
+	dbq_submit(u->srv->dbq, &lj->base);
+	return 0;
+}
+
+/* On the database thread. */
+static void lookup_run(struct store *st, struct dbq_job *job)
+{
+	struct lookup_job *lj = (struct lookup_job *)job;
+	struct users *u = lj->u;
+	sv_t user = sv_cstr(lj->user), domain = sv_cstr(lj->domain);
+	struct ubucket *b = bucket_of(u, user, domain);
+	struct store_user su;
+	struct uentry *e;
+	struct waiter *wt = NULL;
+	bool retry = false;
+	int err = store_user_get(st, user, domain, &su);
+
+	if (err && err != ENOENT)
+		log_err("subscriber lookup %s@%s: %s", lj->user, lj->domain, store_errmsg(st));
+	pthread_mutex_lock(&b->lock);
+	e = entry_find(b, user, domain);
+	if (e && e->pending) {
+		if (e->gen != atomic_load(&u->gen)) {
+			/* the subscribers changed while we looked: look again */
+			e->gen = atomic_load(&u->gen);
+			retry = true;
+		} else {
+			e->pending = false;
+			e->val.exists = err == 0;
+			if (err == 0) {
+				memcpy(e->val.ha1_md5, su.ha1_md5, sizeof(e->val.ha1_md5));
+				memcpy(e->val.ha1_sha256, su.ha1_sha256, sizeof(e->val.ha1_sha256));
+			}
+			wt = e->waiters;
+			e->waiters = NULL;
+			if (err && err != ENOENT) {
+				/* database trouble is not an answer: let the next request ask again */
+				for (struct uentry **pp = &b->head; *pp; pp = &(*pp)->next) {
+					if (*pp == e) {
+						*pp = e->next;
+						free(e);
+						b->n--;
+						break;
+					}
+				}
+			}
+		}
+	}
+	pthread_mutex_unlock(&b->lock);
+	if (retry)
+		retry = lookup_submit(u, user, domain, atomic_load(&u->gen)) != 0;
+	waiters_release(wt, true);
+	free(lj);
+}
+
+static int waiter_add(struct uentry *e, struct worker *w, const struct sip_msg *m, const struct tp_src *src)
+{
+	struct waiter *wt = malloc(sizeof(*wt));
+	struct tp_src again = *src;
+
+	if (!wt)
+		return ENOMEM;
+	again.redelivered = true;
+	wt->job = tp_redeliver_job(m, &again);
+	if (!wt->job) {
+		free(wt);
+		return ENOMEM;
+	}
+	wt->w = w;
+	wt->next = e->waiters;
+	e->waiters = wt;
+	return 0;
+}
+
+enum users_lookup users_get(struct users *u, struct worker *w, sv_t user, sv_t domain,
+			    const struct sip_msg *m, const struct tp_src *src, bool redelivered,
+			    struct users_entry *out)
+{
+	struct ubucket *b = bucket_of(u, user, domain);
+	enum users_lookup rc = USERS_PENDING;
+	struct uentry *e;
+	bool submit = false;
+	uint64_t gen = 0;
+
+	if (user.len == 0 || user.len >= STORE_USER_MAX || domain.len >= STORE_DOMAIN_MAX) {
+		memset(out, 0, sizeof(*out));
+		return USERS_HIT; /* cannot exist */
+	}
+	pthread_mutex_lock(&b->lock);
+	e = entry_find(b, user, domain);
+	if (e && !e->pending) {
+		*out = e->val;
+		rc = USERS_HIT;
+		goto out;
+	}
+	if (redelivered) {
+		rc = USERS_ERROR;
+		goto out;
+	}
+	if (!e) {
+		bucket_trim(u, b);
+		e = calloc(1, sizeof(*e) + user.len + domain.len + 2);
+		if (!e) {
+			rc = USERS_ERROR;
+			goto out;
+		}
+		e->pending = true;
+		e->gen = atomic_load(&u->gen);
+		e->ulen = (uint16_t)user.len;
+		e->dlen = (uint16_t)domain.len;
+		memcpy(e->key, user.p, user.len);
+		memcpy(e->key + user.len + 1, domain.p, domain.len);
+		e->next = b->head;
+		b->head = e;
+		b->n++;
+		submit = true;
+		gen = e->gen;
+	}
+	if (waiter_add(e, w, m, src))
+		rc = USERS_ERROR;
+out:
+	pthread_mutex_unlock(&b->lock);
+	if (submit && lookup_submit(u, user, domain, gen))
+		rc = USERS_ERROR;
+	return rc;
+}
+
+void users_flush(struct users *u)
+{
+	atomic_fetch_add(&u->gen, 1);
+	for (unsigned i = 0; i < USERS_BUCKETS; i++) {
+		struct ubucket *b = &u->buckets[i];
+		pthread_mutex_lock(&b->lock);
+		for (struct uentry **pp = &b->head; *pp;) {
+			struct uentry *e = *pp;
+			if (!e->pending) {
+				*pp = e->next;
+				free(e);
+				b->n--;
+			} else {
+				pp = &e->next;
+			}
+		}
+		pthread_mutex_unlock(&b->lock);
+	}
+}

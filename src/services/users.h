@@ -1,0 +1,54 @@
+/*
+ * users.h - the subscriber cache: HA1 hashes by user and domain, in memory,
+ * filled from the store on demand.
+ *
+ * Authentication needs a subscriber for every challenged request, so the
+ * lookup must not touch the database on the hot path. A miss starts one
+ * asynchronous lookup on the database thread (several requests for the same
+ * user wait for the same lookup); the requests are then delivered again and
+ * find the answer in the cache. The cache is dropped whenever another
+ * process (the CLI) changes the database, so a new password or a deleted
+ * user takes effect at once.
+ */
+#ifndef SB_SERVICES_USERS_H
+#define SB_SERVICES_USERS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "core/sv.h"
+
+struct server;
+struct worker;
+struct users;
+struct sip_msg;
+struct tp_src;
+
+struct users_entry {
+	bool exists;
+	char ha1_md5[33];
+	char ha1_sha256[65];
+};
+
+enum users_lookup {
+	USERS_HIT = 0, /* *out filled (exists may be false: known not to exist) */
+	USERS_PENDING, /* a lookup runs; the message will be delivered again on w */
+	USERS_ERROR,   /* database unavailable or out of memory */
+};
+
+int users_create(struct server *srv, size_t capacity, struct users **out);
+void users_destroy(struct users *u);
+
+/*
+ * Looks user@domain up. On a miss, m (from src) is copied and delivered
+ * again to worker w when the answer is in the cache, unless it was already
+ * delivered again once (then USERS_ERROR, so a request never loops).
+ */
+enum users_lookup users_get(struct users *u, struct worker *w, sv_t user, sv_t domain,
+			    const struct sip_msg *m, const struct tp_src *src, bool redelivered,
+			    struct users_entry *out);
+
+/* Forgets everything (another process changed the subscribers). */
+void users_flush(struct users *u);
+
+#endif

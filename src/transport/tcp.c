@@ -1,0 +1,563 @@
+/*
+ * tcp.c - SIP over TCP: accepting and opening connections, framing the byte
+ * stream into messages by Content-Length, and writing with a queue for when
+ * the socket is full.
+ *
+ * A connection is owned by one worker. The table indexes connections by id
+ * (what a registration remembers) and by peer address (to reuse a connection
+ * for a response or a new request, RFC 3261 18); other workers look a
+ * connection up only to learn its owner, and post the send there.
+ */
+#include "transport/internal.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+
+#include "core/log.h"
+#include "server/server.h"
+
+/* How long a message may stay incomplete before the connection is given up. */
+#define TCP_PARTIAL_TIMEOUT_S 10
+#define TCP_MAX_RBUF (2 * SIP_MAX_MSG + 2)
+#define TCP_MAX_QUEUED (4 * 1024 * 1024)
+
+static struct tp_bucket *bucket_by_id(struct tp_table *t, uint32_t id)
+{
+	return &t->by_id[id % TP_CONN_BUCKETS];
+}
+
+static struct tp_bucket *bucket_by_peer(struct tp_table *t, const struct tp_addr *a)
+{
+	return &t->by_peer[tp_addr_hash(a) % TP_CONN_BUCKETS];
+}
+
+static void table_insert(struct tp_table *t, struct tp_conn *c)
+{
+	struct tp_bucket *bi = bucket_by_id(t, c->id), *bp = bucket_by_peer(t, &c->peer);
+
+	pthread_mutex_lock(&bi->lock);
+	c->id_next = bi->head;
+	bi->head = c;
+	pthread_mutex_unlock(&bi->lock);
+	pthread_mutex_lock(&bp->lock);
+	c->peer_next = bp->head;
+	bp->head = c;
+	pthread_mutex_unlock(&bp->lock);
+}
+
+static void table_remove(struct tp_table *t, struct tp_conn *c)
+{
+	struct tp_bucket *bi = bucket_by_id(t, c->id), *bp = bucket_by_peer(t, &c->peer);
+	struct tp_conn **pp;
+
+	pthread_mutex_lock(&bi->lock);
+	for (pp = &bi->head; *pp; pp = &(*pp)->id_next) {
+		if (*pp == c) {
+			*pp = c->id_next;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&bi->lock);
+	pthread_mutex_lock(&bp->lock);
+	for (pp = &bp->head; *pp; pp = &(*pp)->peer_next) {
+		if (*pp == c) {
+			*pp = c->peer_next;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&bp->lock);
+}
+
+/* Id and owner of a live connection, found by id or else by peer; 0 when none. */
+static uint32_t table_find(struct tp_table *t, uint32_t id, const struct tp_addr *peer, unsigned *owner)
+{
+	uint32_t found = 0;
+
+	if (id) {
+		struct tp_bucket *b = bucket_by_id(t, id);
+		pthread_mutex_lock(&b->lock);
+		for (struct tp_conn *c = b->head; c; c = c->id_next) {
+			if (c->id == id && !c->close_after_write) {
+				found = c->id;
+				*owner = c->owner;
+				break;
+			}
+		}
+		pthread_mutex_unlock(&b->lock);
+	}
+	if (!found && peer) {
+		struct tp_bucket *b = bucket_by_peer(t, peer);
+		pthread_mutex_lock(&b->lock);
+		for (struct tp_conn *c = b->head; c; c = c->peer_next) {
+			if (tp_addr_equal(&c->peer, peer) && !c->close_after_write) {
+				found = c->id;
+				*owner = c->owner;
+				break;
+			}
+		}
+		pthread_mutex_unlock(&b->lock);
+	}
+	return found;
+}
+
+bool tp_conn_alive(struct tp_table *t, uint32_t conn_id)
+{
+	unsigned owner;
+
+	return conn_id && table_find(t, conn_id, NULL, &owner) != 0;
+}
+
+void tp_conn_hold(struct tp_table *t, uint32_t conn_id, int64_t until)
+{
+	struct tp_bucket *b = bucket_by_id(t, conn_id);
+
+	pthread_mutex_lock(&b->lock);
+	for (struct tp_conn *c = b->head; c; c = c->id_next) {
+		if (c->id == conn_id) {
+			if (atomic_load(&c->hold_until) < until)
+				atomic_store(&c->hold_until, until);
+			break;
+		}
+	}
+	pthread_mutex_unlock(&b->lock);
+}
+
+static struct tp_conn *owned_conn(struct worker *w, uint32_t id)
+{
+	for (struct tp_conn *c = w->tp->conns; c; c = c->w_next) {
+		if (c->id == id)
+			return c;
+	}
+	return NULL;
+}
+
+static void conn_free_job(struct worker *w, struct wjob *job)
+{
+	(void)w;
+	free(job);
+}
+
+static void conn_close(struct tp_conn *c, const char *why)
+{
+	struct worker *w = c->w;
+	struct tp_table *t = tp_table_of(w);
+	struct tp_worker *tw = w->tp;
+
+	log_debug("tcp connection %u closed: %s", c->id, why);
+	table_remove(t, c);
+	if (c->w_prev)
+		c->w_prev->w_next = c->w_next;
+	else
+		tw->conns = c->w_next;
+	if (c->w_next)
+		c->w_next->w_prev = c->w_prev;
+	event_free(c->ev);
+	evbuffer_free(c->wbuf);
+	close(c->fd);
+	free(c->rbuf);
+	atomic_fetch_sub(&t->nconns, 1);
+	/* this may run inside the connection's own read callback: free the struct later */
+	c->job.fn = conn_free_job;
+	worker_defer(w, &c->job);
+}
+
+static void conn_event(evutil_socket_t fd, short what, void *arg);
+
+static void conn_arm(struct tp_conn *c, bool want_write)
+{
+	if (event_initialized(c->ev) && event_pending(c->ev, EV_READ | EV_WRITE, NULL))
+		event_del(c->ev);
+	event_assign(c->ev, c->w->base, c->fd, EV_READ | EV_PERSIST | (want_write ? EV_WRITE : 0),
+		     conn_event, c);
+	event_add(c->ev, NULL);
+	c->writing = want_write;
+}
+
+static struct tp_conn *conn_new(struct worker *w, int fd, const struct tp_addr *peer, unsigned listen,
+				bool connecting)
+{
+	struct tp_table *t = tp_table_of(w);
+	struct tp_worker *tw = w->tp;
+	struct tp_conn *c = calloc(1, sizeof(*c));
+	int one = 1;
+
+	if (!c)
+		return NULL;
+	c->w = w;
+	c->fd = fd;
+	c->owner = w->id;
+	c->listen = listen;
+	c->peer = *peer;
+	c->peer.proto = SIP_PROTO_TCP;
+	c->connecting = connecting;
+	c->last_rx = time(NULL);
+	c->wbuf = evbuffer_new();
+	c->ev = event_new(w->base, -1, 0, conn_event, c);
+	if (!c->wbuf || !c->ev) {
+		if (c->wbuf)
+			evbuffer_free(c->wbuf);
+		if (c->ev)
+			event_free(c->ev);
+		free(c);
+		return NULL;
+	}
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	do {
+		c->id = atomic_fetch_add(&t->next_id, 1);
+	} while (c->id == 0);
+	conn_arm(c, connecting);
+	c->w_next = tw->conns;
+	if (tw->conns)
+		tw->conns->w_prev = c;
+	tw->conns = c;
+	atomic_fetch_add(&t->nconns, 1);
+	table_insert(t, c);
+	return c;
+}
+
+static int conn_write(struct tp_conn *c, const char *data, size_t len)
+{
+	if (!c->connecting && evbuffer_get_length(c->wbuf) == 0) {
+		ssize_t n = send(c->fd, data, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (n < 0) {
+			if (errno != EAGAIN && errno != EWOULDBLOCK)
+				return errno;
+			n = 0;
+		}
+		data += n;
+		len -= (size_t)n;
+		if (len == 0)
+			return 0;
+	}
+	if (evbuffer_get_length(c->wbuf) + len > TCP_MAX_QUEUED)
+		return ENOBUFS; /* a peer that reads nothing must not eat our memory */
+	evbuffer_add(c->wbuf, data, len);
+	if (!c->writing)
+		conn_arm(c, true);
+	return 0;
+}
+
+static void conn_flush_queue(struct tp_conn *c)
+{
+	while (evbuffer_get_length(c->wbuf)) {
+		int n = evbuffer_write(c->wbuf, c->fd);
+		if (n < 0) {
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
+				return;
+			conn_close(c, strerror(errno));
+			return;
+		}
+		if (n == 0)
+			return;
+	}
+	if (c->close_after_write) {
+		conn_close(c, "closed after the reply to a broken message");
+		return;
+	}
+	conn_arm(c, false);
+}
+
+/* Frames and delivers every complete message in the read buffer. */
+static void conn_parse(struct tp_conn *c)
+{
+	struct worker *w = c->w;
+	struct tp_worker *tw = w->tp;
+	struct tp_src src = {.peer = c->peer, .listen = c->listen, .conn_id = c->id};
+	size_t off = 0;
+
+	while (off < c->rlen && !c->close_after_write) {
+		const char *p = c->rbuf + off;
+		size_t avail = c->rlen - off;
+		int err;
+
+		/* RFC 5626 keep-alive: a double-CRLF ping gets a single-CRLF pong */
+		if (avail >= 4 && memcmp(p, "\r\n\r\n", 4) == 0) {
+			conn_write(c, "\r\n", 2);
+			off += 4;
+			continue;
+		}
+		if (p[0] == '\r' || p[0] == '\n') {
+			if (avail < 4 && memchr(p, '\n', avail) == NULL)
+				break;
+			off += (p[0] == '\r' && avail >= 2 && p[1] == '\n') ? 2 : 1;
+			continue;
+		}
+		tp_deliver(w, p, avail, SIP_PARSE_STREAM, &src, &tw->msg, &err);
+		if (err == EAGAIN)
+			break;
+		if (err) {
+			/* framing is lost: the handler's reply (if any) goes out, then we close */
+			c->close_after_write = true;
+			off = c->rlen;
+			break;
+		}
+		off += (size_t)(tw->msg.buf - p) + tw->msg.len;
+	}
+	if (off) {
+		memmove(c->rbuf, c->rbuf + off, c->rlen - off);
+		c->rlen -= off;
+	}
+	if (c->rlen == 0)
+		c->partial_since = 0;
+	else if (!c->partial_since)
+		c->partial_since = time(NULL);
+}
+
+static int conn_grow(struct tp_conn *c)
+{
+	size_t ncap = c->rcap ? c->rcap * 2 : 8192;
+	char *nb;
+
+	if (c->rcap >= TCP_MAX_RBUF)
+		return EMSGSIZE;
+	if (ncap > TCP_MAX_RBUF)
+		ncap = TCP_MAX_RBUF;
+	nb = realloc(c->rbuf, ncap);
+	if (!nb)
+		return ENOMEM;
+	c->rbuf = nb;
+	c->rcap = ncap;
+	return 0;
+}
+
+static void conn_read(struct tp_conn *c)
+{
+	for (int round = 0; round < 16; round++) {
+		ssize_t n;
+
+		if (c->rcap - c->rlen < 2048 && conn_grow(c)) {
+			c->w->stats.rx_dropped++;
+			conn_close(c, "message too large");
+			return;
+		}
+		n = recv(c->fd, c->rbuf + c->rlen, c->rcap - c->rlen, MSG_DONTWAIT);
+		if (n == 0) {
+			conn_close(c, "peer closed");
+			return;
+		}
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno != EAGAIN && errno != EWOULDBLOCK)
+				conn_close(c, strerror(errno));
+			return;
+		}
+		c->rlen += (size_t)n;
+		c->last_rx = time(NULL);
+		conn_parse(c);
+		if (c->close_after_write) {
+			if (evbuffer_get_length(c->wbuf) == 0)
+				conn_close(c, "framing error");
+			return;
+		}
+		if (c->rlen == c->rcap)
+			continue; /* buffer was full: more may be waiting */
+		if ((size_t)n < 2048)
+			return;
+	}
+}
+
+static void conn_connected(struct tp_conn *c)
+{
+	int soerr = 0;
+	socklen_t len = sizeof(soerr);
+
+	getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &soerr, &len);
+	if (soerr) {
+		conn_close(c, strerror(soerr));
+		return;
+	}
+	c->connecting = false;
+	conn_flush_queue(c);
+}
+
+static void conn_event(evutil_socket_t fd, short what, void *arg)
+{
+	struct tp_conn *c = arg;
+	struct worker *w = c->w;
+
+	(void)fd;
+	worker_reap(w);
+	if (what & EV_WRITE) {
+		if (c->connecting)
+			conn_connected(c);
+		else
+			conn_flush_queue(c);
+		/* closed? then c is in the graveyard: stop touching it */
+		if (w->graveyard && w->graveyard == &c->job)
+			goto out;
+	}
+	if ((what & EV_READ) && !c->connecting)
+		conn_read(c);
+out:
+	tp_udp_flush(w); /* a closed connection is freed by the next reap, not here */
+}
+
+static void tcp_accept(evutil_socket_t lfd, short what, void *arg)
+{
+	struct worker *w = arg;
+	struct tp_table *t = tp_table_of(w);
+	unsigned listen = 0;
+
+	(void)what;
+	for (unsigned i = 0; i < TP_MAX_LISTEN; i++) {
+		if (w->tp->tcp_fd[i] == lfd) {
+			listen = i;
+			break;
+		}
+	}
+	for (int n = 0; n < 64; n++) {
+		struct tp_addr peer = {.proto = SIP_PROTO_TCP, .len = sizeof(peer.u.ss)};
+		int fd = accept4(lfd, &peer.u.sa, &peer.len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+
+		if (fd < 0) {
+			if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+				log_warn("tcp accept: %s", strerror(errno));
+			return;
+		}
+		if (atomic_load(&t->nconns) >= t->srv->cfg.tcp_max_connections) {
+			w->stats.rx_dropped++;
+			log_warn("tcp: connection limit (%u) reached, refusing a connection",
+				 t->srv->cfg.tcp_max_connections);
+			close(fd);
+			continue;
+		}
+		if (!conn_new(w, fd, &peer, listen, false))
+			close(fd);
+	}
+}
+
+int tp_tcp_open_listener(struct worker *w, unsigned li)
+{
+	const struct tp_listen *l = &tp_table_of(w)->listen[li];
+	struct tp_worker *tw = w->tp;
+	int one = 1, fd, err;
+
+	fd = socket(l->addr.u.sa.sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return errno;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
+	if (l->addr.u.sa.sa_family == AF_INET6)
+		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+	if (bind(fd, &l->addr.u.sa, l->addr.len) < 0 || listen(fd, 1024) < 0) {
+		err = errno;
+		log_err("tcp listen %s:%u: %s", l->host, l->port, strerror(err));
+		close(fd);
+		return err;
+	}
+	tw->tcp_fd[li] = fd;
+	tw->tcp_ev[li] = event_new(w->base, fd, EV_READ | EV_PERSIST, tcp_accept, w);
+	if (!tw->tcp_ev[li])
+		return ENOMEM;
+	return event_add(tw->tcp_ev[li], NULL) ? EIO : 0;
+}
+
+static int conn_open(struct worker *w, const struct tp_dest *d, struct tp_conn **out)
+{
+	struct tp_table *t = tp_table_of(w);
+	int li = tp_listen_pick(t, SIP_PROTO_TCP, d->peer.u.sa.sa_family);
+	int fd = socket(d->peer.u.sa.sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+
+	if (fd < 0)
+		return errno;
+	if (atomic_load(&t->nconns) >= t->srv->cfg.tcp_max_connections) {
+		close(fd);
+		return EMFILE;
+	}
+	if (connect(fd, &d->peer.u.sa, d->peer.len) < 0 && errno != EINPROGRESS) {
+		int err = errno;
+		close(fd);
+		return err;
+	}
+	*out = conn_new(w, fd, &d->peer, li < 0 ? 0 : (unsigned)li, true);
+	if (!*out) {
+		close(fd);
+		return ENOMEM;
+	}
+	return 0;
+}
+
+struct send_job {
+	struct wjob job;
+	uint32_t conn_id;
+	struct tp_dest dest;
+	size_t len;
+	char data[];
+};
+
+static void send_job_run(struct worker *w, struct wjob *job)
+{
+	struct send_job *sj = (struct send_job *)job;
+	struct tp_conn *c = owned_conn(w, sj->conn_id);
+
+	if (c) {
+		if (conn_write(c, sj->data, sj->len))
+			conn_close(c, "write failed");
+	} else if (!w->srv->stopping) {
+		/* gone in the meantime: open a new one from here */
+		sj->dest.conn_id = 0;
+		tp_tcp_send(w, &sj->dest, sj->data, sj->len);
+	}
+	free(sj);
+}
+
+int tp_tcp_send(struct worker *w, const struct tp_dest *d, const char *data, size_t len)
+{
+	struct tp_table *t = tp_table_of(w);
+	unsigned owner = w->id;
+	uint32_t id = table_find(t, d->conn_id, &d->peer, &owner);
+	struct tp_conn *c;
+	int err;
+
+	if (id && owner != w->id) {
+		struct send_job *sj = malloc(sizeof(*sj) + len);
+		if (!sj)
+			return ENOMEM;
+		sj->job.fn = send_job_run;
+		sj->conn_id = id;
+		sj->dest = *d;
+		sj->len = len;
+		memcpy(sj->data, data, len);
+		w->stats.posted++;
+		worker_post(t->srv->workers[owner], &sj->job);
+		return 0;
+	}
+	c = id ? owned_conn(w, id) : NULL;
+	if (!c) {
+		err = conn_open(w, d, &c);
+		if (err)
+			return err;
+	}
+	err = conn_write(c, data, len);
+	if (err)
+		conn_close(c, "write failed");
+	return err;
+}
+
+void tp_tcp_housekeeping(struct worker *w, time_t now)
+{
+	unsigned idle = w->srv->cfg.tcp_idle_timeout_s;
+	struct tp_conn *c = w->tp->conns, *next;
+
+	for (; c; c = next) {
+		next = c->w_next;
+		if (c->partial_since && now - c->partial_since > TCP_PARTIAL_TIMEOUT_S)
+			conn_close(c, "incomplete message timed out");
+		else if (now - c->last_rx > idle && atomic_load(&c->hold_until) < now)
+			conn_close(c, "idle");
+	}
+}
+
+void tp_tcp_close_all(struct worker *w)
+{
+	while (w->tp->conns)
+		conn_close(w->tp->conns, "shutdown");
+}

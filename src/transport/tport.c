@@ -1,0 +1,490 @@
+/*
+ * tport.c - the transport table: listen addresses, address helpers, the
+ * per-worker transport state and the dispatch of sends by protocol.
+ */
+#include "transport/internal.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <ifaddrs.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "core/hash.h"
+#include "core/log.h"
+#include "server/server.h"
+#include "server/worker.h"
+
+struct tp_table *tp_table_of(struct worker *w)
+{
+	return w->srv->tp;
+}
+
+int tp_addr_from_sv(sv_t ip, uint16_t port, enum sip_proto proto, struct tp_addr *a)
+{
+	char tmp[64];
+
+	if (ip.len && ip.p[0] == '[' && ip.p[ip.len - 1] == ']')
+		ip = sv_sub(ip, 1, ip.len - 2);
+	if (sv_copy(ip, tmp, sizeof(tmp)))
+		return EINVAL;
+	return tp_addr_from_str(tmp, port, proto, a);
+}
+
+int tp_addr_from_str(const char *ip, uint16_t port, enum sip_proto proto, struct tp_addr *a)
+{
+	memset(a, 0, sizeof(*a));
+	a->proto = proto;
+	if (inet_pton(AF_INET, ip, &a->u.in.sin_addr) == 1) {
+		a->u.in.sin_family = AF_INET;
+		a->u.in.sin_port = htons(port);
+		a->len = sizeof(a->u.in);
+		return 0;
+	}
+	if (inet_pton(AF_INET6, ip, &a->u.in6.sin6_addr) == 1) {
+		a->u.in6.sin6_family = AF_INET6;
+		a->u.in6.sin6_port = htons(port);
+		a->len = sizeof(a->u.in6);
+		return 0;
+	}
+	return EINVAL;
+}
+
+const char *tp_addr_ip(const struct tp_addr *a, char *buf, size_t len)
+{
+	const void *src = a->u.sa.sa_family == AF_INET6 ? (const void *)&a->u.in6.sin6_addr
+							 : (const void *)&a->u.in.sin_addr;
+
+	if (!inet_ntop(a->u.sa.sa_family, src, buf, (socklen_t)len))
+		snprintf(buf, len, "?");
+	return buf;
+}
+
+uint16_t tp_addr_port(const struct tp_addr *a)
+{
+	return ntohs(a->u.sa.sa_family == AF_INET6 ? a->u.in6.sin6_port : a->u.in.sin_port);
+}
+
+void tp_addr_set_port(struct tp_addr *a, uint16_t port)
+{
+	if (a->u.sa.sa_family == AF_INET6)
+		a->u.in6.sin6_port = htons(port);
+	else
+		a->u.in.sin_port = htons(port);
+}
+
+bool tp_addr_equal(const struct tp_addr *a, const struct tp_addr *b)
+{
+	if (a->proto != b->proto || a->u.sa.sa_family != b->u.sa.sa_family)
+		return false;
+	if (a->u.sa.sa_family == AF_INET)
+		return a->u.in.sin_port == b->u.in.sin_port &&
+		       a->u.in.sin_addr.s_addr == b->u.in.sin_addr.s_addr;
+	return a->u.in6.sin6_port == b->u.in6.sin6_port &&
+	       memcmp(&a->u.in6.sin6_addr, &b->u.in6.sin6_addr, 16) == 0;
+}
+
+uint64_t tp_addr_hash(const struct tp_addr *a)
+{
+	uint64_t h = (uint64_t)a->proto * 31 + tp_addr_port(a);
+
+	if (a->u.sa.sa_family == AF_INET)
+		return hash_mix(h ^ ((uint64_t)a->u.in.sin_addr.s_addr << 16));
+	return hash_bytes(&a->u.in6.sin6_addr, 16, h);
+}
+
+static const char *proto_lower(enum sip_proto p)
+{
+	switch (p) {
+	case SIP_PROTO_TCP: return "tcp";
+	case SIP_PROTO_TLS: return "tls";
+	case SIP_PROTO_WS: return "ws";
+	case SIP_PROTO_WSS: return "wss";
+	default: return "udp";
+	}
+}
+
+int tp_addr_format(const struct tp_addr *a, char *buf, size_t len)
+{
+	char ip[64];
+	int n;
+
+	tp_addr_ip(a, ip, sizeof(ip));
+	if (a->u.sa.sa_family == AF_INET6)
+		n = snprintf(buf, len, "%s:[%s]:%u", proto_lower(a->proto), ip, tp_addr_port(a));
+	else
+		n = snprintf(buf, len, "%s:%s:%u", proto_lower(a->proto), ip, tp_addr_port(a));
+	return n < 0 || (size_t)n >= len ? ENOSPC : 0;
+}
+
+int tp_addr_parse(sv_t s, struct tp_addr *a)
+{
+	ptrdiff_t colon = sv_find(s, ':');
+	enum sip_proto proto;
+	sv_t rest, host, port;
+	uint32_t pn;
+	size_t i;
+
+	if (colon <= 0)
+		return EINVAL;
+	proto = sip_proto_from_name(sv_make(s.p, (size_t)colon));
+	rest = sv_sub(s, (size_t)colon + 1, s.len);
+	for (i = rest.len; i > 0 && rest.p[i - 1] != ':'; i--)
+		;
+	if (i == 0)
+		return EINVAL;
+	host = sv_make(rest.p, i - 1);
+	port = sv_sub(rest, i, rest.len);
+	if (sv_to_u32(port, &pn) || pn == 0 || pn > 65535)
+		return EINVAL;
+	return tp_addr_from_sv(host, (uint16_t)pn, proto, a);
+}
+
+unsigned tp_listen_count(const struct tp_table *t)
+{
+	return t->nlisten;
+}
+
+const struct tp_listen *tp_listen_get(const struct tp_table *t, unsigned i)
+{
+	return i < t->nlisten ? &t->listen[i] : NULL;
+}
+
+int tp_listen_pick(const struct tp_table *t, enum sip_proto proto, int family)
+{
+	for (unsigned i = 0; i < t->nlisten; i++) {
+		const struct tp_listen *l = &t->listen[i];
+		if (l->proto == proto && l->addr.u.sa.sa_family == family)
+			return (int)i;
+	}
+	return -1;
+}
+
+static bool is_wildcard(const struct tp_addr *a)
+{
+	if (a->u.sa.sa_family == AF_INET)
+		return a->u.in.sin_addr.s_addr == htonl(INADDR_ANY);
+	return memcmp(&a->u.in6.sin6_addr, &in6addr_any, 16) == 0;
+}
+
+static bool same_ip(const struct tp_addr *a, const struct tp_addr *b)
+{
+	if (a->u.sa.sa_family != b->u.sa.sa_family)
+		return false;
+	if (a->u.sa.sa_family == AF_INET)
+		return a->u.in.sin_addr.s_addr == b->u.in.sin_addr.s_addr;
+	return memcmp(&a->u.in6.sin6_addr, &b->u.in6.sin6_addr, 16) == 0;
+}
+
+/* Is a (IP only) an address the listener l receives on? */
+static bool listener_has_ip(const struct tp_table *t, const struct tp_listen *l, const struct tp_addr *a)
+{
+	if (l->addr.u.sa.sa_family != a->u.sa.sa_family)
+		return false;
+	if (!is_wildcard(&l->addr))
+		return same_ip(&l->addr, a);
+	for (unsigned i = 0; i < t->nifaddrs; i++) {
+		if (same_ip(&t->ifaddrs[i], a))
+			return true;
+	}
+	return false;
+}
+
+bool tp_is_local_address(const struct tp_table *t, sv_t host, uint16_t port)
+{
+	struct tp_addr a;
+
+	if (port == 0)
+		port = 5060;
+	if (tp_addr_from_sv(host, port, SIP_PROTO_UDP, &a))
+		return false;
+	for (unsigned i = 0; i < t->nlisten; i++) {
+		if (t->listen[i].port == port && listener_has_ip(t, &t->listen[i], &a))
+			return true;
+	}
+	return false;
+}
+
+bool tp_is_local_ip(const struct tp_table *t, sv_t host)
+{
+	struct tp_addr a;
+
+	if (tp_addr_from_sv(host, 0, SIP_PROTO_UDP, &a))
+		return false;
+	for (unsigned i = 0; i < t->nlisten; i++) {
+		if (listener_has_ip(t, &t->listen[i], &a))
+			return true;
+	}
+	return false;
+}
+
+static void collect_ifaddrs(struct tp_table *t)
+{
+	struct ifaddrs *list, *ifa;
+
+	if (getifaddrs(&list))
+		return;
+	for (ifa = list; ifa && t->nifaddrs < sizeof(t->ifaddrs) / sizeof(t->ifaddrs[0]); ifa = ifa->ifa_next) {
+		struct tp_addr *a = &t->ifaddrs[t->nifaddrs];
+		if (!ifa->ifa_addr)
+			continue;
+		memset(a, 0, sizeof(*a));
+		if (ifa->ifa_addr->sa_family == AF_INET) {
+			memcpy(&a->u.in, ifa->ifa_addr, sizeof(a->u.in));
+			a->len = sizeof(a->u.in);
+		} else if (ifa->ifa_addr->sa_family == AF_INET6) {
+			memcpy(&a->u.in6, ifa->ifa_addr, sizeof(a->u.in6));
+			a->len = sizeof(a->u.in6);
+		} else {
+			continue;
+		}
+		t->nifaddrs++;
+	}
+	freeifaddrs(list);
+}
+
+static int listen_setup(struct tp_listen *l, const struct cfg_listen *c, char *err, size_t errlen)
+{
+	memset(l, 0, sizeof(*l));
+	l->proto = c->proto;
+	l->port = c->port;
+	if (tp_addr_from_str(c->host, c->port, c->proto, &l->addr)) {
+		snprintf(err, errlen, "listen address '%s' is not a numeric IP address", c->host);
+		return EINVAL;
+	}
+	if (l->addr.u.sa.sa_family == AF_INET6)
+		snprintf(l->host, sizeof(l->host), "[%s]", c->host);
+	else
+		snprintf(l->host, sizeof(l->host), "%s", c->host);
+	if (c->advertise[0])
+		snprintf(l->advertise, sizeof(l->advertise), "%s", c->advertise);
+	else
+		snprintf(l->advertise, sizeof(l->advertise), "%s:%u", l->host, l->port);
+	return 0;
+}
+
+int tp_table_create(struct server *srv, tp_recv_fn on_msg, struct tp_table **out, char *err, size_t errlen)
+{
+	struct tp_table *t = calloc(1, sizeof(*t));
+	int rc = 0;
+
+	if (!t)
+		return ENOMEM;
+	t->srv = srv;
+	t->on_msg = on_msg;
+	atomic_init(&t->next_id, 1);
+	for (unsigned i = 0; i < TP_CONN_BUCKETS; i++) {
+		pthread_mutex_init(&t->by_id[i].lock, NULL);
+		pthread_mutex_init(&t->by_peer[i].lock, NULL);
+	}
+	for (size_t i = 0; i < srv->cfg.nlisten && i < TP_MAX_LISTEN; i++) {
+		rc = listen_setup(&t->listen[i], &srv->cfg.listen[i], err, errlen);
+		if (rc)
+			break;
+		t->nlisten++;
+	}
+	for (unsigned i = 0; i < t->nlisten && !rc; i++) {
+		if (is_wildcard(&t->listen[i].addr)) {
+			collect_ifaddrs(t);
+			break;
+		}
+	}
+	if (rc) {
+		tp_table_destroy(t);
+		t = NULL;
+	}
+	*out = t;
+	return rc;
+}
+
+void tp_table_destroy(struct tp_table *t)
+{
+	if (!t)
+		return;
+	for (unsigned i = 0; i < TP_CONN_BUCKETS; i++) {
+		pthread_mutex_destroy(&t->by_id[i].lock);
+		pthread_mutex_destroy(&t->by_peer[i].lock);
+	}
+	free(t);
+}
+
+int tp_worker_init(struct worker *w)
+{
+	struct tp_table *t = tp_table_of(w);
+	struct tp_worker *tw = calloc(1, sizeof(*tw));
+	int err = 0;
+
+	if (!tw)
+		return ENOMEM;
+	w->tp = tw;
+	for (unsigned i = 0; i < TP_MAX_LISTEN; i++)
+		tw->udp_fd[i] = tw->tcp_fd[i] = -1;
+	tw->rbuf = malloc((size_t)TP_BATCH * (SIP_MAX_MSG + 1));
+	tw->arena = malloc(TP_SEND_ARENA);
+	if (!tw->rbuf || !tw->arena)
+		return ENOMEM;
+	for (unsigned i = 0; i < t->nlisten && !err; i++) {
+		if (t->listen[i].proto == SIP_PROTO_UDP)
+			err = tp_udp_open(w, i);
+		else if (t->listen[i].proto == SIP_PROTO_TCP)
+			err = tp_tcp_open_listener(w, i);
+	}
+	return err;
+}
+
+void tp_worker_fini(struct worker *w)
+{
+	struct tp_worker *tw = w->tp;
+
+	if (!tw)
+		return;
+	tp_tcp_close_all(w);
+	for (unsigned i = 0; i < TP_MAX_LISTEN; i++) {
+		if (tw->udp_ev[i])
+			event_free(tw->udp_ev[i]);
+		if (tw->udp_fd[i] >= 0)
+			close(tw->udp_fd[i]);
+		if (tw->tcp_ev[i])
+			event_free(tw->tcp_ev[i]);
+		if (tw->tcp_fd[i] >= 0)
+			close(tw->tcp_fd[i]);
+	}
+	sip_msg_release(&tw->msg);
+	free(tw->rbuf);
+	free(tw->arena);
+	free(tw);
+	w->tp = NULL;
+}
+
+void tp_housekeeping(struct worker *w)
+{
+	tp_tcp_housekeeping(w, time(NULL));
+}
+
+/* The Call-ID of a message, found without parsing it (for the debug log). */
+static sv_t find_callid(const char *data, size_t len)
+{
+	static const char *const names[] = {"\nCall-ID:", "\ni:", "\ncall-id:"};
+
+	for (size_t k = 0; k < sizeof(names) / sizeof(names[0]); k++) {
+		size_t nl = strlen(names[k]);
+		const char *p = memmem(data, len, names[k], nl);
+		if (p) {
+			const char *v = p + nl, *end = data + len, *e;
+			while (v < end && (*v == ' ' || *v == '\t'))
+				v++;
+			e = v;
+			while (e < end && *e != '\r' && *e != '\n')
+				e++;
+			return sv_make(v, (size_t)(e - v));
+		}
+	}
+	return SV("-");
+}
+
+static void log_msg(const char *dir, const struct tp_addr *peer, const char *data, size_t len)
+{
+	char addr[96];
+	const char *nl = memchr(data, '\r', len < 200 ? len : 200);
+	size_t first = nl ? (size_t)(nl - data) : (len < 120 ? len : 120);
+	sv_t callid = find_callid(data, len);
+
+	tp_addr_format(peer, addr, sizeof(addr));
+	log_debug("%s %s %zu bytes: %.*s [%.*s]", dir, addr, len, (int)first, data, SV_ARG(callid));
+}
+
+void tp_deliver(struct worker *w, const char *buf, size_t len, unsigned flags, const struct tp_src *src,
+		struct sip_msg *m, int *parse_err)
+{
+	int err = sip_parse(m, buf, len, flags);
+
+	*parse_err = err;
+	if (err == EAGAIN)
+		return;
+	w->stats.rx_msgs++;
+	if (log_enabled(LOG_DEBUG))
+		log_msg("recv from", &src->peer, m->buf ? m->buf : buf, m->len ? m->len : len);
+	tp_table_of(w)->on_msg(w, m, err, src);
+}
+
+int tp_send(struct worker *w, const struct tp_dest *d, const char *data, size_t len)
+{
+	int err;
+
+	if (log_enabled(LOG_DEBUG))
+		log_msg("send to", &d->peer, data, len);
+	switch (d->peer.proto) {
+	case SIP_PROTO_UDP:
+		err = tp_udp_send(w, d, data, len);
+		break;
+	case SIP_PROTO_TCP:
+		err = tp_tcp_send(w, d, data, len);
+		break;
+	default:
+		err = EPROTONOSUPPORT;
+		break;
+	}
+	if (err)
+		w->stats.tx_errors++;
+	else
+		w->stats.tx_msgs++;
+	return err;
+}
+
+void tp_flush(struct worker *w)
+{
+	tp_udp_flush(w);
+}
+
+struct redeliver_job {
+	struct wjob job;
+	struct tp_src src;
+	size_t len;
+	char data[];
+};
+
+static void redeliver_run(struct worker *w, struct wjob *job)
+{
+	struct redeliver_job *rj = (struct redeliver_job *)job;
+	struct sip_msg *m = &w->tp->msg;
+	int err;
+
+	if (!w->srv->stopping) {
+		/* the bytes are exactly one message, whatever transport brought them */
+		err = sip_parse(m, rj->data, rj->len, 0);
+		tp_table_of(w)->on_msg(w, m, err, &rj->src);
+	}
+	free(rj);
+}
+
+struct wjob *tp_redeliver_job(const struct sip_msg *m, const struct tp_src *src)
+{
+	struct redeliver_job *rj = malloc(sizeof(*rj) + m->len);
+
+	if (!rj)
+		return NULL;
+	rj->job.fn = redeliver_run;
+	rj->src = *src;
+	rj->len = m->len;
+	memcpy(rj->data, m->buf, m->len);
+	return &rj->job;
+}
+
+int tp_redeliver(struct worker *w, unsigned owner, const struct sip_msg *m, const struct tp_src *src)
+{
+	struct tp_table *t = tp_table_of(w);
+	struct wjob *job;
+
+	if (owner >= t->srv->nworkers || owner == w->id)
+		return EINVAL;
+	job = tp_redeliver_job(m, src);
+	if (!job)
+		return ENOMEM;
+	w->stats.posted++;
+	worker_post(t->srv->workers[owner], job);
+	return 0;
+}

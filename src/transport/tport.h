@@ -1,0 +1,119 @@
+/*
+ * tport.h - moving SIP messages in and out: UDP with recvmmsg/sendmmsg
+ * batching, TCP with Content-Length framing, and the table of connections.
+ *
+ * Every worker has its own SO_REUSEPORT socket per UDP listen address and
+ * its own SO_REUSEPORT listener per TCP address, so the kernel spreads
+ * datagrams and connections across workers with no shared queue. A TCP
+ * connection belongs to the worker that accepted or opened it; a message for
+ * it from another worker is posted to that worker (see worker_post).
+ *
+ * Received messages are parsed here (framing needs Content-Length anyway)
+ * and handed to the server's message handler with where they came from.
+ */
+#ifndef SB_TRANSPORT_TPORT_H
+#define SB_TRANSPORT_TPORT_H
+
+#include <netinet/in.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "core/sv.h"
+#include "sip/sip.h"
+
+struct worker;
+struct server;
+
+struct tp_addr {
+	enum sip_proto proto;
+	socklen_t len;
+	union {
+		struct sockaddr sa;
+		struct sockaddr_in in;
+		struct sockaddr_in6 in6;
+		struct sockaddr_storage ss;
+	} u;
+};
+
+/* Where a message came from. */
+struct tp_src {
+	struct tp_addr peer;
+	unsigned listen;  /* index of the listen address it arrived on */
+	uint32_t conn_id; /* TCP connection, 0 for UDP */
+	bool redelivered; /* delivered again after an asynchronous lookup */
+};
+
+/* Where a message goes. */
+struct tp_dest {
+	struct tp_addr peer;
+	int listen;	  /* local address to send from, -1 = any of the right protocol and family */
+	uint32_t conn_id; /* connection to use if still open; 0 = reuse one to peer or open one */
+};
+
+/* One local address the server listens on, as others must address it. */
+struct tp_listen {
+	enum sip_proto proto;
+	struct tp_addr addr;
+	char host[72];	    /* as written in a URI: "192.0.2.1", "[2001:db8::1]" */
+	uint16_t port;
+	char advertise[140]; /* "host:port" written in Via and Record-Route */
+};
+
+#define TP_MAX_LISTEN 16
+
+struct tp_table;
+
+/*
+ * Called for every message received: m is parsed (parse_err is sip_parse's
+ * result: 0, EBADMSG...). m and its buffer are valid only during the call.
+ */
+typedef void (*tp_recv_fn)(struct worker *w, struct sip_msg *m, int parse_err, const struct tp_src *src);
+
+int tp_table_create(struct server *srv, tp_recv_fn on_msg, struct tp_table **out, char *err, size_t errlen);
+void tp_table_destroy(struct tp_table *t);
+
+int tp_worker_init(struct worker *w);
+void tp_worker_fini(struct worker *w);
+/* Periodic: idle TCP connections. */
+void tp_housekeeping(struct worker *w);
+
+/* Sends one message. UDP sends inside a receive batch are queued and go out in one sendmmsg. */
+int tp_send(struct worker *w, const struct tp_dest *d, const char *data, size_t len);
+/* Sends what is queued. */
+void tp_flush(struct worker *w);
+/*
+ * Hands a received message to another worker, which parses it again and runs
+ * the message handler on it (the message belongs to a transaction it owns).
+ */
+int tp_redeliver(struct worker *w, unsigned owner, const struct sip_msg *m, const struct tp_src *src);
+/* The same as a job to post later (from any thread) with worker_post; NULL on ENOMEM. */
+struct wjob *tp_redeliver_job(const struct sip_msg *m, const struct tp_src *src);
+
+/* The server's listen addresses (read-only after start). */
+unsigned tp_listen_count(const struct tp_table *t);
+const struct tp_listen *tp_listen_get(const struct tp_table *t, unsigned i);
+/* The listen address to use for sending with proto to family (AF_INET/AF_INET6), or -1. */
+int tp_listen_pick(const struct tp_table *t, enum sip_proto proto, int family);
+/* True when host[:port] names one of our listen addresses (port 0 = default 5060). */
+bool tp_is_local_address(const struct tp_table *t, sv_t host, uint16_t port);
+/* True when host is an IP address of this server, whatever the port. */
+bool tp_is_local_ip(const struct tp_table *t, sv_t host);
+/* True when the connection is still open. */
+bool tp_conn_alive(struct tp_table *t, uint32_t conn_id);
+/* Keeps an idle connection open until `until` (a registration relies on it). */
+void tp_conn_hold(struct tp_table *t, uint32_t conn_id, int64_t until);
+
+/* Address helpers */
+int tp_addr_from_str(const char *ip, uint16_t port, enum sip_proto proto, struct tp_addr *a);
+int tp_addr_from_sv(sv_t ip, uint16_t port, enum sip_proto proto, struct tp_addr *a);
+/* "IP" (no brackets) into buf; returns buf. */
+const char *tp_addr_ip(const struct tp_addr *a, char *buf, size_t len);
+uint16_t tp_addr_port(const struct tp_addr *a);
+void tp_addr_set_port(struct tp_addr *a, uint16_t port);
+bool tp_addr_equal(const struct tp_addr *a, const struct tp_addr *b);
+/* "udp:IP:PORT" / "tcp:[IPv6]:PORT" */
+int tp_addr_format(const struct tp_addr *a, char *buf, size_t len);
+int tp_addr_parse(sv_t s, struct tp_addr *a);
+
+#endif
