@@ -98,6 +98,7 @@ static const struct cfg_key cfg_registrar_keys[] = {
 
 static const struct cfg_key cfg_auth_keys[] = {
     CFG_BOOL("enabled", auth_enabled),
+    CFG_BOOL("preload", auth_preload),
     CFG_SPECIAL("algorithms", CFG_K_ALGS),
     CFG_UINT("nonce_ttl", nonce_ttl_s, 10, 86400),
     CFG_STR("secret", secret, true),
@@ -186,6 +187,7 @@ void cfg_defaults(struct cfg *c)
 	    .default_expires = 3600,
 	    .max_contacts = 10,
 	    .auth_enabled = true,
+	    .auth_preload = true,
 	    .algorithms = {CFG_ALG_MD5, CFG_ALG_SHA256},
 	    .nalgorithms = 2,
 	    .nonce_ttl_s = 300,

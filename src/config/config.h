@@ -60,6 +60,7 @@ struct cfg {
 
 	/* authentication */
 	bool auth_enabled; /* true */
+	bool auth_preload; /* load every subscriber into the cache at start: true */
 	enum cfg_auth_alg algorithms[CFG_MAX_ALGOS]; /* offered in this order */
 	size_t nalgorithms; /* default: MD5 then SHA-256 (see config/switchboard.yaml) */
 	unsigned nonce_ttl_s; /* 300 */

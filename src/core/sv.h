@@ -49,6 +49,46 @@ static inline char sv_lower_char(char c)
 	return (c >= 'A' && c <= 'Z') ? (char)(c + 32) : c;
 }
 
+/* Writes v as 16 lower-case hex digits (no terminator). */
+static inline void sv_hex64(char out[16], uint64_t v)
+{
+	static const char digits[] = "0123456789abcdef";
+
+	for (int i = 15; i >= 0; i--, v >>= 4)
+		out[i] = digits[v & 15];
+}
+
+/* Writes v in decimal (no terminator); returns the number of digits (<= 10). */
+static inline size_t sv_put_u32(char *out, uint32_t v)
+{
+	char tmp[10];
+	size_t n = 0;
+
+	do {
+		tmp[n++] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v);
+	for (size_t i = 0; i < n; i++)
+		out[i] = tmp[n - 1 - i];
+	return n;
+}
+
+/* Writes v in lower-case hex without leading zeros; returns the number of digits (<= 8). */
+static inline size_t sv_put_hex32(char *out, uint32_t v)
+{
+	static const char digits[] = "0123456789abcdef";
+	char tmp[8];
+	size_t n = 0;
+
+	do {
+		tmp[n++] = digits[v & 15];
+		v >>= 4;
+	} while (v);
+	for (size_t i = 0; i < n; i++)
+		out[i] = tmp[n - 1 - i];
+	return n;
+}
+
 /* ASCII case-insensitive equality, as SIP compares tokens and host names. */
 bool sv_ieq(sv_t a, sv_t b);
 bool sv_istarts(sv_t v, sv_t prefix);

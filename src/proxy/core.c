@@ -26,32 +26,45 @@
 #include "txn/txn.h"
 
 #define CORE_MAX_TARGETS 16
+#define CORE_FEW_TARGETS 4
+
+/* RFC 3261 18.2.1 and RFC 3581: what the request's top Via lacks about where it came from. */
+static void append(char *dst, size_t *n, size_t size, const char *s, size_t len)
+{
+	if (*n + len < size) {
+		memcpy(dst + *n, s, len);
+		*n += len;
+	}
+}
 
 /* RFC 3261 18.2.1 and RFC 3581: what the request's top Via lacks about where it came from. */
 static void via_params_fill(struct preq *r)
 {
 	const struct sip_via *via = sip_msg_via1(r->m);
-	char ip[64];
-	int n = 0;
+	char ip[64], port[8];
+	size_t n = 0;
+	int k;
 
 	r->via_params_len = 0;
+	r->via_drop_rport = false;
 	if (!via)
 		return;
+	if (!via->has_rport && tp_addr_ip_is(&r->src->peer, via->host))
+		return; /* the common case: nothing to add */
 	tp_addr_ip(&r->src->peer, ip, sizeof(ip));
-	if (!sv_eq(via->host, sv_cstr(ip)) || via->has_rport) {
-		if (r->src->peer.u.sa.sa_family == AF_INET6)
-			n = snprintf(r->via_params, sizeof(r->via_params), ";received=[%s]", ip);
-		else
-			n = snprintf(r->via_params, sizeof(r->via_params), ";received=%s", ip);
-	}
-	if (via->has_rport && via->rport.len == 0 && n > 0 && (size_t)n < sizeof(r->via_params)) {
-		n += snprintf(r->via_params + n, sizeof(r->via_params) - (size_t)n, ";rport=%u",
-			      tp_addr_port(&r->src->peer));
+	append(r->via_params, &n, sizeof(r->via_params), ";received=", 10);
+	if (r->src->peer.u.sa.sa_family == AF_INET6)
+		append(r->via_params, &n, sizeof(r->via_params), "[", 1);
+	append(r->via_params, &n, sizeof(r->via_params), ip, strlen(ip));
+	if (r->src->peer.u.sa.sa_family == AF_INET6)
+		append(r->via_params, &n, sizeof(r->via_params), "]", 1);
+	if (via->has_rport && via->rport.len == 0) {
+		k = snprintf(port, sizeof(port), "%u", tp_addr_port(&r->src->peer));
+		append(r->via_params, &n, sizeof(r->via_params), ";rport=", 7);
+		append(r->via_params, &n, sizeof(r->via_params), port, (size_t)k);
 		r->via_drop_rport = true;
 	}
-	r->via_params_len = n > 0 && (size_t)n < sizeof(r->via_params) ? (size_t)n : 0;
-	if (!r->via_params_len)
-		r->via_drop_rport = false;
+	r->via_params_len = n;
 }
 
 static void classify(struct preq *r)
@@ -264,7 +277,7 @@ static enum proxy_step phase_auth(struct preq *r, struct fwd_plan *plan)
 	for (size_t i = 0; i < fu.host.len; i++)
 		realm[i] = sv_lower_char(fu.host.p[i]);
 	realm[fu.host.len] = '\0';
-	snprintf(plan->drop_cred_realm, sizeof(plan->drop_cred_realm), "%s", realm);
+	memcpy(plan->drop_cred_realm, realm, fu.host.len + 1);
 	return challenge_check(r, CHALLENGE_PROXY, sv_cstr(realm), fu.user, false, NULL);
 }
 
@@ -280,23 +293,28 @@ static enum proxy_step route_to_user(struct preq *r, struct fwd_plan *plan)
 {
 	const struct sip_uri *ruri = sip_msg_ruri(r->m);
 	char aor[STORE_USER_MAX + STORE_DOMAIN_MAX + 4];
-	struct loc_target *b = NULL;
-	struct fwd_target *t = NULL;
+	/* most users have a few contacts: no heap unless one has more */
+	struct loc_target small_b[CORE_FEW_TARGETS], *b = small_b;
+	struct fwd_target small_t[CORE_FEW_TARGETS], *t = small_t;
 	struct users_entry ue;
 	enum proxy_step step = PROXY_DONE;
+	int64_t now = (int64_t)time(NULL);
 	size_t n = 0;
 
 	if (proxy_aor_of(ruri, aor, sizeof(aor))) {
 		proxy_reply(r, 404, NULL, SV_NULL);
 		return PROXY_DONE;
 	}
-	b = malloc(sizeof(*b) * CORE_MAX_TARGETS);
-	t = malloc(sizeof(*t) * CORE_MAX_TARGETS);
-	if (!b || !t) {
-		proxy_reply(r, 500, "Out of memory", SV_NULL);
-		goto out;
+	loc_lookup(r->srv->loc, sv_cstr(aor), now, b, CORE_FEW_TARGETS, &n);
+	if (n == CORE_FEW_TARGETS) {
+		b = malloc(sizeof(*b) * CORE_MAX_TARGETS);
+		t = malloc(sizeof(*t) * CORE_MAX_TARGETS);
+		if (!b || !t) {
+			proxy_reply(r, 500, "Out of memory", SV_NULL);
+			goto out;
+		}
+		loc_lookup(r->srv->loc, sv_cstr(aor), now, b, CORE_MAX_TARGETS, &n);
 	}
-	loc_lookup(r->srv->loc, sv_cstr(aor), (int64_t)time(NULL), b, CORE_MAX_TARGETS, &n);
 	if (n == 0) {
 		/* 480 for a known user with nobody registered, 404 for nobody */
 		const char *at = strchr(aor, '@');
@@ -318,8 +336,10 @@ static enum proxy_step route_to_user(struct preq *r, struct fwd_plan *plan)
 		route_target_from_binding(&t[i], &b[i]);
 	step = forward(r, plan, t, n);
 out:
-	free(b);
-	free(t);
+	if (b != small_b)
+		free(b);
+	if (t != small_t)
+		free(t);
 	return step;
 }
 
@@ -377,6 +397,11 @@ static void on_request(struct worker *w, struct sip_msg *m, const struct tp_src 
 	}
 	if (m->method == SIP_CANCEL) {
 		on_cancel(&r);
+		return;
+	}
+	if (m->method == SIP_REGISTER && r.ruri_local && !r.in_dialog) {
+		/* the registrar answers statelessly: there is no transaction to find */
+		reg_handle(&r);
 		return;
 	}
 	step = phase_transaction(&r);

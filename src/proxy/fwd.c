@@ -192,8 +192,13 @@ int fwd_build(struct worker *w, struct buf *out, struct sip_msg *m, const struct
 		return EINVAL;
 	buf_init_fixed(&topb, top, sizeof(top));
 	/* our Via on top */
-	buf_printf(&topb, "Via: SIP/2.0/%s %s;branch=%.*s\r\n", sip_proto_name(ol->proto), ol->advertise,
-		   SV_ARG(branch));
+	buf_append_str(&topb, "Via: SIP/2.0/");
+	buf_append_str(&topb, sip_proto_name(ol->proto));
+	buf_append_char(&topb, ' ');
+	buf_append_str(&topb, ol->advertise);
+	buf_append_str(&topb, ";branch=");
+	buf_append_sv(&topb, branch);
+	buf_append_str(&topb, "\r\n");
 	if (plan->record_route && !sip_msg_hdr(m, SIP_H_RECORD_ROUTE)) {
 		/* facing the callee first; a second entry when the caller reached us elsewhere (RFC 5658) */
 		print_rr(&topb, ol);
@@ -242,8 +247,8 @@ int fwd_build(struct worker *w, struct buf *out, struct sip_msg *m, const struct
 	}
 	/* Max-Forwards */
 	if (mf >= 0 && (h = sip_msg_hdr(m, SIP_H_MAX_FORWARDS))) {
-		int n = snprintf(mfbuf, sizeof(mfbuf), "%" PRId64, mf > 0 ? mf - 1 : 0);
-		edit_add(&l, h->value.p, h->value.len, sv_make(mfbuf, (size_t)n));
+		size_t n = sv_put_u32(mfbuf, (uint32_t)(mf > 0 ? mf - 1 : 0));
+		edit_add(&l, h->value.p, h->value.len, sv_make(mfbuf, n));
 	}
 	/* our Route values (highest index first, so the indexes of the others hold) */
 	if (plan->pop_last_route)
@@ -493,12 +498,10 @@ static void branch_response(struct txn_cli *t, struct sip_msg *resp)
 	struct ptx_branch *b = t->tu;
 	struct ptx *p = b->ptx;
 	unsigned st = resp->status;
-	struct timeval tc = {p->w->srv->cfg.timer_c_s, 0};
-
 	if (st < 200) {
 		b->provisional = true;
-		if (b->timer_c_armed)
-			evtimer_add(&b->timer_c, &tc); /* Timer C restarts on every provisional */
+		if (b->timer_c_armed) /* Timer C restarts on every provisional */
+			worker_timer_add(p->w, &b->timer_c, p->w->srv->cfg.timer_c_s * 1000);
 		if (st > 100 && !p->final_sent)
 			ptx_forward_response(p, resp, SV_NULL);
 		return;
@@ -612,9 +615,8 @@ static void branch_send(struct ptx_branch *b, struct sip_msg *m, const struct tp
 		return;
 	}
 	if (p->method == SIP_INVITE && w->srv->cfg.timer_c_s) {
-		struct timeval tc = {w->srv->cfg.timer_c_s, 0};
 		evtimer_assign(&b->timer_c, w->base, timer_c_fired, b);
-		evtimer_add(&b->timer_c, &tc);
+		worker_timer_add(w, &b->timer_c, w->srv->cfg.timer_c_s * 1000);
 		b->timer_c_armed = true;
 	}
 }
@@ -800,8 +802,11 @@ enum proxy_step fwd_stateless(struct preq *r, const struct fwd_plan *plan, const
 			goto fail; /* a stateless element cannot wait for DNS */
 	}
 	/* the same branch for every retransmission of the request (16.11) */
-	n = snprintf(branch, sizeof(branch), TXN_BRANCH_PREFIX "%016" PRIx64 ".s%016" PRIx64,
-		     plan->loop_hash, hash_sv(via ? via->branch : SV_NULL, w->srv->seed ^ 0x5157));
+	memcpy(branch, TXN_BRANCH_PREFIX, 7);
+	sv_hex64(branch + 7, plan->loop_hash);
+	memcpy(branch + 23, ".s", 2);
+	sv_hex64(branch + 25, hash_sv(via ? via->branch : SV_NULL, w->srv->seed ^ 0x5157));
+	n = 41;
 	if (fwd_build(w, &w->out, r->m, plan, target, sv_make(branch, (size_t)n), &dest,
 		      (int)r->src->listen))
 		goto fail;

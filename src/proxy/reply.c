@@ -27,7 +27,14 @@ void proxy_stateless_tag(struct preq *r, char *out, size_t len)
 		h = hash_sv(from->tag, h);
 	if (via)
 		h = hash_sv(via->branch, h);
-	snprintf(out, len, "sb%016" PRIx64, h);
+	if (len < 19) {
+		out[0] = '\0';
+		return;
+	}
+	out[0] = 's';
+	out[1] = 'b';
+	sv_hex64(out + 2, h);
+	out[18] = '\0';
 }
 
 void proxy_reply_body(struct preq *r, unsigned status, const char *reason, sv_t headers,

@@ -210,11 +210,10 @@ static bool is_private(const struct sip_uri *u)
 void route_target_from_binding(struct fwd_target *t, const struct loc_target *b)
 {
 	struct sip_uri u;
-	char ip[64];
 
 	memset(t, 0, sizeof(*t));
-	snprintf(t->uri, sizeof(t->uri), "%s", b->uri);
-	snprintf(t->path, sizeof(t->path), "%s", b->path);
+	sv_copy(sv_cstr(b->uri), t->uri, sizeof(t->uri));
+	sv_copy(sv_cstr(b->path), t->path, sizeof(t->path));
 	t->q = b->q;
 	if (b->path[0]) {
 		/* the first Path element is the next hop */
@@ -222,10 +221,10 @@ void route_target_from_binding(struct fwd_target *t, const struct loc_target *b)
 		sv_t first = sip_list_split(&list);
 		struct sip_naddr na;
 		if (sip_naddr_parse(first, &na, NULL) == 0)
-			snprintf(t->hop, sizeof(t->hop), "%.*s", SV_ARG(na.uri));
+			sv_copy(na.uri, t->hop, sizeof(t->hop));
 		return;
 	}
-	snprintf(t->hop, sizeof(t->hop), "%s", b->uri);
+	sv_copy(sv_cstr(b->uri), t->hop, sizeof(t->hop));
 	if (!b->received.len)
 		return;
 	/*
@@ -240,7 +239,7 @@ void route_target_from_binding(struct fwd_target *t, const struct loc_target *b)
 		return;
 	}
 	if (sip_uri_parse(sv_cstr(b->uri), &u) == 0 && is_private(&u) &&
-	    !sv_eq(u.host, sv_cstr(tp_addr_ip(&b->received, ip, sizeof(ip))))) {
+	    !tp_addr_ip_is(&b->received, u.host)) {
 		t->has_received = true;
 		t->received = b->received;
 	}

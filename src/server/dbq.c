@@ -54,10 +54,10 @@ static int64_t now_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static int write_aor(void *arg, const char *aor, const struct store_binding *b, size_t n)
+static int write_aor(void *arg, const char *aor, const struct store_binding *b, size_t n, bool replace)
 {
 	struct store *st = arg;
-	int err = store_binding_del_aor(st, aor);
+	int err = replace ? store_binding_del_aor(st, aor) : 0;
 
 	for (size_t i = 0; i < n && !err; i++)
 		err = store_binding_put(st, &b[i]);
@@ -84,6 +84,19 @@ static void flush_locations(struct dbq *q)
 	} while (n == DBQ_FLUSH_BATCH);
 }
 
+static int preload_user(void *arg, const struct store_user *su)
+{
+	users_put(arg, su);
+	return 0;
+}
+
+static void preload_users(struct dbq *q)
+{
+	if (q->srv->cfg.auth_preload &&
+	    store_user_list(q->store, SV_NULL, preload_user, q->srv->users))
+		log_warn("subscriber preload: %s", store_errmsg(q->store));
+}
+
 static void check_changes(struct dbq *q)
 {
 	uint64_t v;
@@ -92,8 +105,9 @@ static void check_changes(struct dbq *q)
 		return;
 	if (v != q->data_version) {
 		q->data_version = v;
-		log_debug("database changed by another process: dropping caches");
+		log_debug("database changed by another process: reloading subscribers");
 		users_flush(q->srv->users);
+		preload_users(q);
 	}
 }
 
@@ -134,6 +148,8 @@ static void *dbq_main(void *arg)
 		err = store_binding_list(q->store, NULL, load_binding, q);
 	if (!err)
 		store_data_version(q->store, &q->data_version);
+	if (!err)
+		preload_users(q);
 	pthread_mutex_lock(&q->lock);
 	q->ready = true;
 	q->start_err = err;
@@ -191,6 +207,8 @@ static void *dbq_main(void *arg)
 			run_jobs(q, list);
 		}
 	}
+	/* a clean stop writes the refreshes that were not written yet */
+	loc_mark_unpersisted(q->srv->loc);
 	flush_locations(q);
 	return NULL;
 }

@@ -51,7 +51,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
-	n = loc_expire(s->loc, (int64_t)time(NULL));
+	n = loc_expire_some(s->loc, (int64_t)time(NULL), 16);
 	if (n)
 		log_debug("%zu registrations expired", n);
 }

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -89,6 +90,41 @@ void worker_reap(struct worker *w)
 			list->fn(w, list);
 		}
 	}
+}
+
+void worker_timer_add(struct worker *w, struct event *ev, unsigned ms)
+{
+	struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+	const struct timeval *ct;
+
+	for (unsigned i = 0; i < w->nctimeouts; i++) {
+		if (w->ctimeouts[i].ms == ms) {
+			event_add(ev, w->ctimeouts[i].tv);
+			return;
+		}
+	}
+	if (ms && w->nctimeouts < sizeof(w->ctimeouts) / sizeof(w->ctimeouts[0]) &&
+	    (ct = event_base_init_common_timeout(w->base, &tv))) {
+		w->ctimeouts[w->nctimeouts].ms = ms;
+		w->ctimeouts[w->nctimeouts].tv = ct;
+		w->nctimeouts++;
+		event_add(ev, ct);
+		return;
+	}
+	event_add(ev, &tv);
+}
+
+const char *worker_date_header(struct worker *w)
+{
+	time_t now = time(NULL);
+	struct tm tm;
+
+	if (now != w->date_sec) {
+		gmtime_r(&now, &tm);
+		strftime(w->date_text, sizeof(w->date_text), "Date: %a, %d %b %Y %H:%M:%S GMT\r\n", &tm);
+		w->date_sec = now;
+	}
+	return w->date_text;
 }
 
 uint64_t worker_next_id(struct worker *w)

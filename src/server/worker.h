@@ -63,6 +63,15 @@ struct worker {
 	struct dns_resolver *dns;
 
 	uint64_t seq; /* for tags and branches */
+	int64_t date_sec;    /* the second date_text was made for */
+	char date_text[48];  /* "Date: ..." header line, made once a second */
+	/* one libevent common-timeout queue per distinct timer duration: O(1) timers */
+	struct {
+		unsigned ms;
+		const struct timeval *tv;
+	} ctimeouts[32];
+	unsigned nctimeouts;
+
 	struct buf out; /* scratch for building one outgoing message */
 	struct buf out2;
 	struct worker_stats stats;
@@ -75,6 +84,13 @@ int worker_start(struct worker *w);
 void worker_stop(struct worker *w);
 void worker_destroy(struct worker *w);
 
+/*
+ * Arms a timer event of w's loop for ms milliseconds. Timers of one duration
+ * share a FIFO queue (libevent's common timeouts), so a worker with tens of
+ * thousands of transactions pays O(1), not a heap operation, per timer.
+ */
+void worker_timer_add(struct worker *w, struct event *ev, unsigned ms);
+
 /* Thread-safe: queues job on w; job->fn runs on w's thread. */
 void worker_post(struct worker *w, struct wjob *job);
 
@@ -86,6 +102,9 @@ void worker_post(struct worker *w, struct wjob *job);
 void worker_defer(struct worker *w, struct wjob *job);
 /* Runs deferred jobs now; called by entry points before they return to the loop. */
 void worker_reap(struct worker *w);
+
+/* "Date: Sun, 22 Nov 2026 05:34:01 GMT\r\n" for now, formatted once a second. */
+const char *worker_date_header(struct worker *w);
 
 /* A per-worker unique, unpredictable-enough 64-bit value for tags and branches. */
 uint64_t worker_next_id(struct worker *w);

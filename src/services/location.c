@@ -30,6 +30,7 @@ struct loc_src {
 struct loc_binding {
 	struct loc_binding *next;
 	int64_t expires;
+	int64_t persisted; /* the expiry the store has for it, 0 = none */
 	uint32_t cseq;
 	uint32_t conn_id;
 	uint32_t reg_id;
@@ -45,6 +46,7 @@ struct loc_aor {
 	struct loc_aor *next;
 	struct loc_binding *bindings;
 	bool dirty;
+	bool replace; /* bindings added or removed since the store was written */
 	uint16_t keylen;
 	char key[];
 };
@@ -63,6 +65,7 @@ struct loc_table {
 	uint64_t seed;
 	struct loc_bucket buckets[LOC_BUCKETS];
 	pthread_mutex_t dirty_lock;
+	unsigned expire_cursor; /* used by the one periodic caller only */
 	struct dirty_item *dirty_head;
 	struct dirty_item *dirty_tail;
 	size_t ndirty;
@@ -337,23 +340,43 @@ static enum loc_result register_check(struct loc_aor *a, const struct loc_regist
 	return LOC_OK;
 }
 
-static enum loc_result register_apply_one(struct loc_aor *a, const struct loc_register *r,
-					  const struct loc_contact *c)
+enum apply { APPLY_NONE, APPLY_UPDATE, APPLY_MEMBERSHIP, APPLY_NOMEM };
+
+/*
+ * Only the expiry, CSeq or Call-ID moved: the rest is what the store has. A
+ * stored Call-ID and CSeq that lag behind after a crash only let a later
+ * REGISTER through, which RFC 3261 10.3 allows for a new Call-ID anyway.
+ */
+static bool same_binding(const struct loc_binding *a, const struct loc_binding *b)
+{
+	if (a->conn_id != b->conn_id || a->reg_id != b->reg_id || a->q != b->q ||
+	    memcmp(&a->src, &b->src, sizeof(a->src)) != 0)
+		return false;
+	for (int f = 0; f < B_NFIELDS; f++) {
+		if (f != B_CALLID && !sv_eq(field(a, f), field(b, f)))
+			return false;
+	}
+	return true;
+}
+
+static enum apply register_apply_one(struct loc_aor *a, const struct loc_register *r,
+				     const struct loc_contact *c)
 {
 	struct loc_binding **pp = binding_find(a, c), *nb;
 	sv_t fields[B_NFIELDS] = {c->uri, r->callid, r->path, c->instance, r->user_agent, c->params};
+	enum apply how = APPLY_MEMBERSHIP;
 
 	if (c->expires == 0) {
-		if (pp) {
-			struct loc_binding *old = *pp;
-			*pp = old->next;
-			free(old);
-		}
-		return LOC_OK;
+		if (!pp)
+			return APPLY_NONE;
+		struct loc_binding *old = *pp;
+		*pp = old->next;
+		free(old);
+		return APPLY_MEMBERSHIP;
 	}
 	nb = binding_new(fields);
 	if (!nb)
-		return LOC_NOMEM;
+		return APPLY_NOMEM;
 	nb->expires = r->now + c->expires;
 	nb->cseq = r->cseq;
 	nb->conn_id = r->conn_id;
@@ -361,14 +384,24 @@ static enum loc_result register_apply_one(struct loc_aor *a, const struct loc_re
 	nb->q = c->q;
 	src_pack(&r->received, &nb->src);
 	if (pp) {
-		nb->next = (*pp)->next;
-		free(*pp);
+		struct loc_binding *old = *pp;
+		how = APPLY_UPDATE;
+		if (same_binding(old, nb)) {
+			nb->persisted = old->persisted;
+			/* a stored expiry that still covers 2/3 of the interval survives a crash */
+			if (old->persisted >= r->now + (int64_t)c->expires * 2 / 3)
+				how = APPLY_NONE;
+		} else if (!sv_eq(field(old, B_CONTACT), field(nb, B_CONTACT))) {
+			how = APPLY_MEMBERSHIP; /* same instance, new contact URI: the row's key changes */
+		}
+		nb->next = old->next;
+		free(old);
 		*pp = nb;
 	} else {
 		nb->next = a->bindings;
 		a->bindings = nb;
 	}
-	return LOC_OK;
+	return how;
 }
 
 enum loc_result loc_register(struct loc_table *t, const struct loc_register *r, struct buf *contacts_out)
@@ -402,10 +435,23 @@ enum loc_result loc_register(struct loc_table *t, const struct loc_register *r, 
 		}
 		a->bindings = NULL;
 		changed = true;
+		a->replace = true;
 	} else {
 		for (size_t i = 0; i < r->ncontacts && rc == LOC_OK; i++) {
-			rc = register_apply_one(a, r, &r->contacts[i]);
-			changed = true;
+			switch (register_apply_one(a, r, &r->contacts[i])) {
+			case APPLY_NOMEM:
+				rc = LOC_NOMEM;
+				break;
+			case APPLY_MEMBERSHIP:
+				a->replace = true;
+				changed = true;
+				break;
+			case APPLY_UPDATE:
+				changed = true;
+				break;
+			case APPLY_NONE:
+				break;
+			}
 		}
 	}
 	if (changed)
@@ -455,30 +501,48 @@ int loc_lookup(struct loc_table *t, sv_t aor, int64_t now, struct loc_target *ou
 	return 0;
 }
 
+static size_t expire_bucket(struct loc_table *t, struct loc_bucket *bk, int64_t now)
+{
+	struct loc_aor *a, *next;
+	size_t dropped = 0;
+
+	pthread_mutex_lock(&bk->lock);
+	for (a = bk->head; a; a = next) {
+		size_t before = 0, after = 0;
+		next = a->next;
+		for (struct loc_binding *b = a->bindings; b; b = b->next)
+			before++;
+		drop_expired(a, now);
+		for (struct loc_binding *b = a->bindings; b; b = b->next)
+			after++;
+		if (after != before) {
+			dropped += before - after;
+			a->replace = true;
+			mark_dirty(t, a);
+		}
+		aor_unlink_if_empty(bk, a);
+	}
+	pthread_mutex_unlock(&bk->lock);
+	return dropped;
+}
+
 size_t loc_expire(struct loc_table *t, int64_t now)
 {
 	size_t dropped = 0;
 
-	for (unsigned i = 0; i < LOC_BUCKETS; i++) {
-		struct loc_bucket *bk = &t->buckets[i];
-		struct loc_aor *a, *next;
+	for (unsigned i = 0; i < LOC_BUCKETS; i++)
+		dropped += expire_bucket(t, &t->buckets[i], now);
+	return dropped;
+}
 
-		pthread_mutex_lock(&bk->lock);
-		for (a = bk->head; a; a = next) {
-			size_t before = 0, after = 0;
-			next = a->next;
-			for (struct loc_binding *b = a->bindings; b; b = b->next)
-				before++;
-			drop_expired(a, now);
-			for (struct loc_binding *b = a->bindings; b; b = b->next)
-				after++;
-			if (after != before) {
-				dropped += before - after;
-				mark_dirty(t, a);
-			}
-			aor_unlink_if_empty(bk, a);
-		}
-		pthread_mutex_unlock(&bk->lock);
+size_t loc_expire_some(struct loc_table *t, int64_t now, unsigned parts)
+{
+	unsigned n = parts ? LOC_BUCKETS / parts : LOC_BUCKETS;
+	size_t dropped = 0;
+
+	for (unsigned i = 0; i < n; i++) {
+		dropped += expire_bucket(t, &t->buckets[t->expire_cursor], now);
+		t->expire_cursor = (t->expire_cursor + 1) % LOC_BUCKETS;
 	}
 	return dropped;
 }
@@ -518,6 +582,7 @@ int loc_load(struct loc_table *t, const struct store_binding *sb, int64_t now)
 	if (!b)
 		return ENOMEM;
 	b->expires = sb->expires;
+	b->persisted = sb->expires;
 	b->cseq = sb->cseq;
 	b->q = sb->q;
 	b->reg_id = sb->reg_id;
@@ -580,10 +645,11 @@ size_t loc_flush_dirty(struct loc_table *t, loc_flush_fn fn, void *arg, size_t m
 		return 0;
 	while (done < max) {
 		struct dirty_item *d = dirty_pop(t);
-		sv_t aor;
 		struct loc_bucket *bk;
 		struct loc_aor *a;
+		bool replace = true;
 		size_t n = 0;
+		sv_t aor;
 
 		if (!d)
 			break;
@@ -592,18 +658,26 @@ size_t loc_flush_dirty(struct loc_table *t, loc_flush_fn fn, void *arg, size_t m
 		pthread_mutex_lock(&bk->lock);
 		a = aor_find(bk, aor);
 		if (a) {
-			for (struct loc_binding *b = a->bindings; b && n < LOC_MAX_BINDINGS_PER_AOR; b = b->next)
+			for (struct loc_binding *b = a->bindings; b && n < LOC_MAX_BINDINGS_PER_AOR; b = b->next) {
 				binding_export(a, b, &snap[n++]);
+				b->persisted = b->expires;
+			}
+			replace = a->replace;
 			a->dirty = false;
+			a->replace = false;
 			aor_unlink_if_empty(bk, a);
 		}
 		pthread_mutex_unlock(&bk->lock);
 		/* written outside the lock: a registration never waits for the disk */
-		if (fn(arg, d->aor, snap, n)) {
+		if (fn(arg, d->aor, snap, n, replace)) {
 			pthread_mutex_lock(&bk->lock);
 			a = aor_get(bk, aor);
-			if (a)
+			if (a) {
+				for (struct loc_binding *b = a->bindings; b; b = b->next)
+					b->persisted = 0;
+				a->replace = true;
 				mark_dirty(t, a);
+			}
 			pthread_mutex_unlock(&bk->lock);
 		}
 		free(d);
@@ -611,6 +685,23 @@ size_t loc_flush_dirty(struct loc_table *t, loc_flush_fn fn, void *arg, size_t m
 	}
 	free(snap);
 	return done;
+}
+
+void loc_mark_unpersisted(struct loc_table *t)
+{
+	for (unsigned i = 0; i < LOC_BUCKETS; i++) {
+		struct loc_bucket *bk = &t->buckets[i];
+		pthread_mutex_lock(&bk->lock);
+		for (struct loc_aor *a = bk->head; a; a = a->next) {
+			for (struct loc_binding *b = a->bindings; b; b = b->next) {
+				if (b->persisted != b->expires) {
+					mark_dirty(t, a);
+					break;
+				}
+			}
+		}
+		pthread_mutex_unlock(&bk->lock);
+	}
 }
 
 size_t loc_dirty_count(struct loc_table *t)

@@ -83,6 +83,11 @@ int loc_lookup(struct loc_table *t, sv_t aor, int64_t now, struct loc_target *ou
 
 /* Drops expired bindings; returns how many. */
 size_t loc_expire(struct loc_table *t, int64_t now);
+/*
+ * The same for the next 1/parts of the table (a cursor goes round), so a
+ * periodic caller spreads the work; lookups already ignore what expired.
+ */
+size_t loc_expire_some(struct loc_table *t, int64_t now, unsigned parts);
 size_t loc_count(struct loc_table *t);
 
 /* At start-up: one binding from the store. */
@@ -90,11 +95,21 @@ int loc_load(struct loc_table *t, const struct store_binding *b, int64_t now);
 
 /*
  * Write-behind: for up to max dirty AORs, fn gets the AOR and a snapshot of
- * its bindings (n == 0: it has none left). Returns the number of AORs
- * handed out; an AOR whose fn failed stays dirty.
+ * its bindings (n == 0: it has none left); replace says whether bindings were
+ * added or removed since the last write (else each one can be updated in
+ * place). Returns the number of AORs handed out; an AOR whose fn failed
+ * stays dirty.
  */
-typedef int (*loc_flush_fn)(void *arg, const char *aor, const struct store_binding *b, size_t n);
+typedef int (*loc_flush_fn)(void *arg, const char *aor, const struct store_binding *b, size_t n,
+			    bool replace);
 size_t loc_flush_dirty(struct loc_table *t, loc_flush_fn fn, void *arg, size_t max);
+/*
+ * A refresh that only moves a binding's expiry is not written at once when
+ * the stored expiry still covers two thirds of the new interval (a crash
+ * then loses no binding that its phone refreshes in time). Before a clean
+ * stop, this marks every binding whose stored copy is behind as dirty.
+ */
+void loc_mark_unpersisted(struct loc_table *t);
 size_t loc_dirty_count(struct loc_table *t);
 
 #endif

@@ -99,7 +99,6 @@ struct reg_parse {
 	bool star;
 	unsigned status; /* error to answer, 0 = fine */
 	const char *reason;
-	unsigned min_expires_hit;
 };
 
 static void contact_param(struct loc_contact *c, const struct sip_param *p, int64_t *expires,
@@ -211,43 +210,32 @@ static void join_path(struct sip_msg *m, char *out, size_t len)
 	}
 }
 
-static void date_header(struct buf *out)
-{
-	char date[64];
-	time_t now = time(NULL);
-	struct tm tm;
-
-	gmtime_r(&now, &tm);
-	strftime(date, sizeof(date), "Date: %a, %d %b %Y %H:%M:%S GMT\r\n", &tm);
-	buf_append_str(out, date);
-}
-
 static enum proxy_step reg_answer(struct preq *r, struct loc_register *lr, struct reg_parse *rp,
 				  bool replay, sv_t realm)
 {
-	struct buf hdrs;
+	struct buf *hdrs = &r->w->out; /* scratch: the reply itself is built in out2 */
 	enum loc_result res;
 	char path[STORE_URI_MAX];
 
-	buf_init(&hdrs, 65536);
+	buf_reset(hdrs);
 	lr->ncontacts = rp->n;
 	lr->contacts = rp->contacts;
 	lr->star = rp->star;
 	lr->retrans_only = replay;
 	join_path(r->m, path, sizeof(path));
 	lr->path = sv_cstr(path);
-	res = loc_register(r->srv->loc, lr, &hdrs);
+	res = loc_register(r->srv->loc, lr, hdrs);
 	switch (res) {
 	case LOC_OK:
 	case LOC_RETRANSMISSION:
 		if (path[0] && supports_path(r->m))
-			buf_printf(&hdrs, "Path: %s\r\n", path);
-		date_header(&hdrs);
-		if (hdrs.err) {
+			buf_printf(hdrs, "Path: %s\r\n", path);
+		buf_append_str(hdrs, worker_date_header(r->w));
+		if (hdrs->err) {
 			proxy_reply(r, 500, "Out of memory", SV_NULL);
 			break;
 		}
-		proxy_reply(r, 200, NULL, buf_sv(&hdrs));
+		proxy_reply(r, 200, NULL, buf_sv(hdrs));
 		if (lr->conn_id && (rp->n || rp->star))
 			tp_conn_hold(r->srv->tp, lr->conn_id, lr->now + r->srv->cfg.max_expires);
 		break;
@@ -264,7 +252,6 @@ static enum proxy_step reg_answer(struct preq *r, struct loc_register *lr, struc
 		proxy_reply(r, 500, "Out of memory", SV_NULL);
 		break;
 	}
-	buf_free(&hdrs);
 	return PROXY_DONE;
 }
 
@@ -272,7 +259,7 @@ enum proxy_step reg_handle(struct preq *r)
 {
 	struct sip_msg *m = r->m;
 	const struct sip_naddr *to = sip_msg_to(m);
-	struct reg_parse *rp;
+	struct reg_parse rp;
 	struct loc_register lr;
 	struct sip_uri tou;
 	char aor[STORE_USER_MAX + STORE_DOMAIN_MAX + 4], realm[STORE_DOMAIN_MAX + 2];
@@ -300,24 +287,23 @@ enum proxy_step reg_handle(struct preq *r)
 		proxy_reply(r, 400, "Address of record too long", SV_NULL);
 		return PROXY_DONE;
 	}
-	snprintf(realm, sizeof(realm), "%s", strchr(aor, '@') + 1);
+	sv_copy(sv_cstr(strchr(aor, '@') + 1), realm, sizeof(realm));
 	if (r->srv->cfg.auth_enabled) {
 		step = challenge_check(r, CHALLENGE_WWW, sv_cstr(realm), tou.user, true, &replay);
 		if (step != PROXY_CONTINUE)
 			return step;
 	}
-	rp = calloc(1, sizeof(*rp));
-	if (!rp) {
-		proxy_reply(r, 500, "Out of memory", SV_NULL);
-		return PROXY_DONE;
-	}
-	parse_contacts(r, rp);
-	if (rp->status == 423) {
+	rp.n = 0;
+	rp.star = false;
+	rp.status = 0;
+	rp.reason = NULL;
+	parse_contacts(r, &rp);
+	if (rp.status == 423) {
 		char mh[48];
 		snprintf(mh, sizeof(mh), "Min-Expires: %u\r\n", r->srv->cfg.min_expires);
 		proxy_reply(r, 423, NULL, sv_cstr(mh));
-	} else if (rp->status) {
-		proxy_reply(r, rp->status, rp->reason, SV_NULL);
+	} else if (rp.status) {
+		proxy_reply(r, rp.status, rp.reason, SV_NULL);
 	} else {
 		memset(&lr, 0, sizeof(lr));
 		lr.aor = sv_cstr(aor);
@@ -328,8 +314,7 @@ enum proxy_step reg_handle(struct preq *r)
 		lr.user_agent = sip_msg_value(m, SIP_H_USER_AGENT);
 		lr.now = (int64_t)time(NULL);
 		lr.max_contacts = r->srv->cfg.max_contacts;
-		reg_answer(r, &lr, rp, replay, sv_cstr(realm));
+		reg_answer(r, &lr, &rp, replay, sv_cstr(realm));
 	}
-	free(rp);
 	return PROXY_DONE;
 }

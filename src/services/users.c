@@ -286,6 +286,36 @@ out:
 	return rc;
 }
 
+void users_put(struct users *u, const struct store_user *su)
+{
+	sv_t user = sv_cstr(su->user), domain = sv_cstr(su->domain);
+	struct ubucket *b = bucket_of(u, user, domain);
+	struct uentry *e;
+
+	pthread_mutex_lock(&b->lock);
+	e = entry_find(b, user, domain);
+	if (!e) {
+		bucket_trim(u, b);
+		e = calloc(1, sizeof(*e) + user.len + domain.len + 2);
+		if (e) {
+			e->ulen = (uint16_t)user.len;
+			e->dlen = (uint16_t)domain.len;
+			memcpy(e->key, user.p, user.len);
+			memcpy(e->key + user.len + 1, domain.p, domain.len);
+			e->next = b->head;
+			b->head = e;
+			b->n++;
+		}
+	}
+	if (e && !e->pending) {
+		/* a pending entry is being answered by its own lookup: leave it to that one */
+		e->val.exists = true;
+		memcpy(e->val.ha1_md5, su->ha1_md5, sizeof(e->val.ha1_md5));
+		memcpy(e->val.ha1_sha256, su->ha1_sha256, sizeof(e->val.ha1_sha256));
+	}
+	pthread_mutex_unlock(&b->lock);
+}
+
 void users_flush(struct users *u)
 {
 	atomic_fetch_add(&u->gen, 1);

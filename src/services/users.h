@@ -23,6 +23,7 @@ struct worker;
 struct users;
 struct sip_msg;
 struct tp_src;
+struct store_user;
 
 struct users_entry {
 	bool exists;
@@ -50,5 +51,7 @@ enum users_lookup users_get(struct users *u, struct worker *w, sv_t user, sv_t d
 
 /* Forgets everything (another process changed the subscribers). */
 void users_flush(struct users *u);
+/* Stores a subscriber read from the store (preloading); on the database thread. */
+void users_put(struct users *u, const struct store_user *su);
 
 #endif

@@ -8,6 +8,7 @@
  * and strictly where it says the message is broken (empty parameters,
  * unterminated quotes, unbracketed display names with separators).
  */
+#include "sip/chartab.h"
 #include "sip/internal.h"
 
 #include <errno.h>
@@ -60,7 +61,7 @@ static sv_t take_token(sv_t *v)
 {
 	size_t i = 0;
 
-	while (i < v->len && sip_is_token_char((unsigned char)v->p[i]))
+	while (i < v->len && sip_cc((unsigned char)v->p[i], SIP_CC_TOKEN))
 		i++;
 	sv_t tok = sv_make(v->p, i);
 	*v = sv_sub(*v, i, v->len);
@@ -242,8 +243,7 @@ static int parse_port(sv_t *v, uint16_t *port)
 
 static bool is_host_char(unsigned char c)
 {
-	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-	       c == '-' || c == '.' || c == '_';
+	return sip_cc(c, SIP_CC_HOST);
 }
 
 /* host [ ":" port ] with an optional IPv6 reference; shared by Via and URIs. */

@@ -6,6 +6,7 @@
  * headers, reading Content-Length); the typed parsers in hdr.c and uri.c run
  * later, on demand, for the few headers a routing decision looks at.
  */
+#include "sip/chartab.h"
 #include "sip/sip.h"
 
 #include <errno.h>
@@ -127,13 +128,9 @@ sv_t sip_method_name(enum sip_method m)
 	return sv_cstr(method_names[m]);
 }
 
-static const char *const tchars = "-.!%*_+`'~";
-
 bool sip_is_token_char(unsigned char c)
 {
-	if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))
-		return true;
-	return c && strchr(tchars, c) != NULL;
+	return sip_cc(c, SIP_CC_TOKEN);
 }
 
 bool sip_is_token(sv_t v)
@@ -387,7 +384,7 @@ static int parse_headers(struct sip_msg *m, const char *p, const char *end, cons
 			return EBADMSG;
 		}
 		q = line.p;
-		while (q < line.p + line.len && sip_is_token_char((unsigned char)*q))
+		while (q < line.p + line.len && sip_cc((unsigned char)*q, SIP_CC_TOKEN))
 			q++;
 		name = sv_make(line.p, (size_t)(q - line.p));
 		while (q < line.p + line.len && (*q == ' ' || *q == '\t'))

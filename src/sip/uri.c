@@ -7,6 +7,7 @@
  * exactly as it arrived. Other schemes are accepted as opaque absolute URIs:
  * the caller decides whether it can serve them (416 otherwise).
  */
+#include "sip/chartab.h"
 #include "sip/internal.h"
 
 #include <errno.h>
@@ -53,9 +54,7 @@ size_t sip_unescape(sv_t src, char *dst)
  * plus the escape itself; anything else makes the URI malformed. */
 static bool is_user_char(unsigned char c)
 {
-	if (is_alpha((char)c) || (c >= '0' && c <= '9'))
-		return true;
-	return c && strchr("-_.!~*'()&=+$,;?/%", c) != NULL;
+	return sip_cc(c, SIP_CC_USER);
 }
 
 static bool is_password_char(unsigned char c)
@@ -65,9 +64,7 @@ static bool is_password_char(unsigned char c)
 
 static bool is_paramchar(unsigned char c)
 {
-	if (is_alpha((char)c) || (c >= '0' && c <= '9'))
-		return true;
-	return c && strchr("-_.!~*'()[]/:&+$%", c) != NULL;
+	return sip_cc(c, SIP_CC_PARAM);
 }
 
 static int check_params(struct sip_uri *u)

@@ -64,6 +64,44 @@ const char *tp_addr_ip(const struct tp_addr *a, char *buf, size_t len)
 	return buf;
 }
 
+/* Dotted-quad IPv4 into network order; false when host is not one. */
+static bool parse_ipv4(sv_t host, uint32_t *out)
+{
+	uint32_t addr = 0, part = 0;
+	unsigned dots = 0, digits = 0;
+
+	for (size_t i = 0; i < host.len; i++) {
+		char c = host.p[i];
+		if (c >= '0' && c <= '9') {
+			part = part * 10 + (uint32_t)(c - '0');
+			if (++digits > 3 || part > 255)
+				return false;
+		} else if (c == '.' && digits && dots < 3) {
+			addr = addr << 8 | part;
+			part = digits = 0;
+			dots++;
+		} else {
+			return false;
+		}
+	}
+	if (dots != 3 || !digits)
+		return false;
+	*out = htonl(addr << 8 | part);
+	return true;
+}
+
+bool tp_addr_ip_is(const struct tp_addr *a, sv_t host)
+{
+	uint32_t v4;
+	char ip[64];
+
+	if (a->u.sa.sa_family == AF_INET && parse_ipv4(host, &v4))
+		return v4 == a->u.in.sin_addr.s_addr;
+	if (host.len > 2 && host.p[0] == '[')
+		host = sv_sub(host, 1, host.len - 2);
+	return sv_ieq(host, sv_cstr(tp_addr_ip(a, ip, sizeof(ip))));
+}
+
 uint16_t tp_addr_port(const struct tp_addr *a)
 {
 	return ntohs(a->u.sa.sa_family == AF_INET6 ? a->u.in6.sin6_port : a->u.in.sin_port);

@@ -110,6 +110,8 @@ int tp_addr_from_sv(sv_t ip, uint16_t port, enum sip_proto proto, struct tp_addr
 /* "IP" (no brackets) into buf; returns buf. */
 const char *tp_addr_ip(const struct tp_addr *a, char *buf, size_t len);
 uint16_t tp_addr_port(const struct tp_addr *a);
+/* Does host (as written in a Via or URI) name the same IP as a? Cheap for IPv4. */
+bool tp_addr_ip_is(const struct tp_addr *a, sv_t host);
 void tp_addr_set_port(struct tp_addr *a, uint16_t port);
 bool tp_addr_equal(const struct tp_addr *a, const struct tp_addr *b);
 /* "udp:IP:PORT" / "tcp:[IPv6]:PORT" */

@@ -48,16 +48,9 @@ static const struct cfg *cfg_of(struct worker *w)
 	return &w->srv->cfg;
 }
 
-static struct timeval ms_tv(unsigned ms)
+static void timer_start(struct worker *w, struct event *ev, unsigned ms)
 {
-	return (struct timeval){ms / 1000, (ms % 1000) * 1000};
-}
-
-static void timer_start(struct event *ev, unsigned ms)
-{
-	struct timeval tv = ms_tv(ms);
-
-	evtimer_add(ev, &tv);
+	worker_timer_add(w, ev, ms);
 }
 
 static void timer_stop(struct event *ev)
@@ -251,7 +244,7 @@ static void srv_timer_g(evutil_socket_t fd, short what, void *arg)
 		return;
 	srv_send_last(t);
 	t->g_ms = t->g_ms * 2 < c->t2_ms ? t->g_ms * 2 : c->t2_ms;
-	timer_start(&t->tmr_retrans, t->g_ms);
+	timer_start(t->w, &t->tmr_retrans, t->g_ms);
 	tp_flush(t->w);
 }
 
@@ -313,7 +306,7 @@ void txn_srv_reply(struct txn_srv *t, const char *resp, size_t len, unsigned sta
 			free(t->resp);
 			t->resp = NULL;
 			t->status = status;
-			timer_start(&t->tmr_end, 64 * c->t1_ms);
+			timer_start(t->w, &t->tmr_end, 64 * c->t1_ms);
 		}
 		return;
 	}
@@ -333,11 +326,11 @@ void txn_srv_reply(struct txn_srv *t, const char *resp, size_t len, unsigned sta
 	if (t->invite) {
 		if (!t->reliable) {
 			t->g_ms = c->t1_ms;
-			timer_start(&t->tmr_retrans, t->g_ms);
+			timer_start(t->w, &t->tmr_retrans, t->g_ms);
 		}
-		timer_start(&t->tmr_end, 64 * c->t1_ms); /* H */
+		timer_start(t->w, &t->tmr_end, 64 * c->t1_ms); /* H */
 	} else {
-		timer_start(&t->tmr_end, t->reliable ? 0 : 64 * c->t1_ms); /* J */
+		timer_start(t->w, &t->tmr_end, t->reliable ? 0 : 64 * c->t1_ms); /* J */
 	}
 }
 
@@ -357,7 +350,7 @@ void txn_srv_ack(struct txn_srv *t)
 	t->state = TXN_CONFIRMED;
 	timer_stop(&t->tmr_retrans);
 	timer_stop(&t->tmr_end);
-	timer_start(&t->tmr_end, t->reliable ? 0 : c->t4_ms); /* I */
+	timer_start(t->w, &t->tmr_end, t->reliable ? 0 : c->t4_ms); /* I */
 }
 
 void txn_srv_cleanup(struct txn_srv *t)
@@ -505,7 +498,7 @@ static void cli_timer_retrans(evutil_socket_t fd, short what, void *arg)
 		t->interval_ms = c->t2_ms;
 	else
 		t->interval_ms = t->interval_ms * 2 < c->t2_ms ? t->interval_ms * 2 : c->t2_ms;
-	timer_start(&t->tmr_retrans, t->interval_ms);
+	timer_start(t->w, &t->tmr_retrans, t->interval_ms);
 	tp_flush(t->w);
 }
 
@@ -526,10 +519,18 @@ static void cli_timer_timeout(evutil_socket_t fd, short what, void *arg)
 
 static void branch_format(struct txn_cli *t, unsigned owner, uint64_t loop_hash)
 {
-	int n = snprintf(t->branch, sizeof(t->branch), TXN_BRANCH_PREFIX "%016" PRIx64 ".%x.%x.%x",
-			 loop_hash, owner, t->slot, t->gen);
+	char *p = t->branch;
 
-	t->branch_len = (uint8_t)(n > 0 && (size_t)n < sizeof(t->branch) ? n : 0);
+	memcpy(p, TXN_BRANCH_PREFIX, 7);
+	sv_hex64(p + 7, loop_hash);
+	p += 7 + TXN_LOOP_HEX;
+	*p++ = '.';
+	p += sv_put_hex32(p, owner);
+	*p++ = '.';
+	p += sv_put_hex32(p, t->slot);
+	*p++ = '.';
+	p += sv_put_hex32(p, t->gen);
+	t->branch_len = (uint8_t)(p - t->branch);
 }
 
 int txn_cli_create(struct worker *w, enum sip_method method, uint64_t loop_hash,
@@ -577,9 +578,9 @@ int txn_cli_send(struct txn_cli *t, const struct tp_dest *dest, const char *req,
 	}
 	if (!t->reliable) {
 		t->interval_ms = c->t1_ms;
-		timer_start(&t->tmr_retrans, t->interval_ms);
+		timer_start(t->w, &t->tmr_retrans, t->interval_ms);
 	}
-	timer_start(&t->tmr_timeout, 64 * c->t1_ms); /* B or F */
+	timer_start(t->w, &t->tmr_timeout, 64 * c->t1_ms); /* B or F */
 	return 0;
 }
 
@@ -737,14 +738,14 @@ static void cli_on_response(struct txn_cli *t, struct sip_msg *resp)
 	timer_stop(&t->tmr_timeout);
 	if (invite && st < 300) {
 		t->state = TXN_ACCEPTED;
-		timer_start(&t->tmr_timeout, 64 * c->t1_ms); /* M */
+		timer_start(t->w, &t->tmr_timeout, 64 * c->t1_ms); /* M */
 	} else if (invite) {
 		cli_send_ack(t, resp);
 		t->state = TXN_COMPLETED;
-		timer_start(&t->tmr_timeout, t->reliable ? 0 : 64 * c->t1_ms); /* D */
+		timer_start(t->w, &t->tmr_timeout, t->reliable ? 0 : 64 * c->t1_ms); /* D */
 	} else {
 		t->state = TXN_COMPLETED;
-		timer_start(&t->tmr_timeout, t->reliable ? 0 : c->t4_ms); /* K */
+		timer_start(t->w, &t->tmr_timeout, t->reliable ? 0 : c->t4_ms); /* K */
 	}
 	t->cancel_wanted = false;
 	if (t->ops && t->ops->response)
