@@ -101,6 +101,10 @@ static int cli_reg_add(void *arg, const struct store_binding *b)
 	struct cli_reg_table *t = arg;
 	struct cli_reg_row *grown;
 
+	/* an expired binding routes nothing; the server drops it from the store soon */
+	if (b->expires <= (int64_t)time(NULL))
+		return 0;
+
 	if (t->n == t->cap) {
 		t->cap = t->cap ? t->cap * 2 : 16;
 		grown = realloc(t->rows, t->cap * sizeof(*grown));

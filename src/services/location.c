@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "core/hash.h"
+#include "sip/sip.h"
 
 #define LOC_BUCKETS 16384
 #define LOC_MAX_BINDINGS_PER_AOR 64
@@ -246,6 +247,18 @@ static struct loc_binding *binding_new(const sv_t fields[B_NFIELDS])
 	return b;
 }
 
+/* RFC 3261 10.3 step 7: contacts are compared with the URI rules of 19.1.4. */
+static bool contact_uri_eq(sv_t stored, sv_t uri)
+{
+	struct sip_uri a, b;
+
+	if (sv_eq(stored, uri))
+		return true;
+	if (sip_uri_parse(stored, &a) || sip_uri_parse(uri, &b))
+		return false;
+	return sip_uri_equal(&a, &b);
+}
+
 /* The binding a contact refers to: same instance (RFC 5626) or same URI. */
 static struct loc_binding **binding_find(struct loc_aor *a, const struct loc_contact *c)
 {
@@ -253,7 +266,7 @@ static struct loc_binding **binding_find(struct loc_aor *a, const struct loc_con
 		struct loc_binding *b = *pp;
 		if (c->instance.len && sv_eq(field(b, B_INSTANCE), c->instance) && b->reg_id == c->reg_id)
 			return pp;
-		if (sv_eq(field(b, B_CONTACT), c->uri))
+		if (contact_uri_eq(field(b, B_CONTACT), c->uri))
 			return pp;
 	}
 	return NULL;
@@ -308,10 +321,32 @@ static void drop_expired(struct loc_aor *a, int64_t now)
 	}
 }
 
+/*
+ * Would applying r change the bindings? A retransmission of a REGISTER that
+ * was applied would not: its contacts are there with its Call-ID and CSeq,
+ * or gone if it removed them.
+ */
+static bool would_change(struct loc_aor *a, const struct loc_register *r)
+{
+	if (r->star)
+		return a->bindings != NULL;
+	for (size_t i = 0; i < r->ncontacts; i++) {
+		const struct loc_contact *c = &r->contacts[i];
+		struct loc_binding **pp = binding_find(a, c);
+		if (!c->expires) {
+			if (pp && (*pp)->expires > r->now)
+				return true;
+		} else if (!pp || !sv_eq(field(*pp, B_CALLID), r->callid) || (*pp)->cseq != r->cseq) {
+			return true;
+		}
+	}
+	return false;
+}
+
 /* Validates every contact before changing anything, so a REGISTER applies whole or not at all. */
 static enum loc_result register_check(struct loc_aor *a, const struct loc_register *r, bool *all_retrans)
 {
-	size_t adds = 0;
+	size_t adds = 0, removes = 0;
 
 	*all_retrans = a->bindings != NULL;
 	if (r->star) {
@@ -334,8 +369,11 @@ static enum loc_result register_check(struct loc_aor *a, const struct loc_regist
 			*all_retrans = false;
 		if (!pp && r->contacts[i].expires)
 			adds++;
+		else if (pp && !r->contacts[i].expires && (*pp)->expires > r->now)
+			removes++;
 	}
-	if (r->max_contacts && binding_count(a, r->now) + adds > r->max_contacts)
+	/* the limit is on what the AOR holds once the request is applied */
+	if (r->max_contacts && binding_count(a, r->now) + adds > r->max_contacts + removes)
 		return LOC_TOO_MANY;
 	return LOC_OK;
 }
@@ -421,11 +459,9 @@ enum loc_result loc_register(struct loc_table *t, const struct loc_register *r, 
 	rc = register_check(a, r, &all_retrans);
 	if (rc != LOC_OK)
 		goto out;
-	if (r->retrans_only && !all_retrans) {
-		rc = LOC_NOT_RETRANSMISSION;
-		goto out;
-	}
-	if (all_retrans) {
+	if (r->dry_run) {
+		rc = would_change(a, r) ? LOC_WOULD_CHANGE : LOC_RETRANSMISSION;
+	} else if (all_retrans) {
 		rc = LOC_RETRANSMISSION;
 	} else if (r->star) {
 		struct loc_binding *b, *next;

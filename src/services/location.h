@@ -44,7 +44,7 @@ struct loc_register {
 	sv_t user_agent;
 	int64_t now;
 	unsigned max_contacts; /* 0 = unlimited */
-	bool retrans_only;     /* apply nothing unless the request is a retransmission */
+	bool dry_run; /* change nothing: only check and list the current bindings */
 };
 
 enum loc_result {
@@ -53,7 +53,7 @@ enum loc_result {
 	LOC_OUT_OF_ORDER,   /* a lower CSeq for the same Call-ID (RFC 3261 10.3 step 7) */
 	LOC_TOO_MANY,	    /* more contacts than max_contacts */
 	LOC_NOMEM,
-	LOC_NOT_RETRANSMISSION, /* retrans_only, and it is not one */
+	LOC_WOULD_CHANGE, /* dry_run, and applying it would change the bindings */
 };
 
 /* Where a request for an AOR can go. */

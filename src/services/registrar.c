@@ -221,7 +221,15 @@ static enum proxy_step reg_answer(struct preq *r, struct loc_register *lr, struc
 	lr->ncontacts = rp->n;
 	lr->contacts = rp->contacts;
 	lr->star = rp->star;
-	lr->retrans_only = replay;
+	/*
+	 * Credentials whose nonce-count was used already: this is a
+	 * retransmission of a REGISTER that was applied (its 200 got lost), or a
+	 * replay. Nothing is applied again. A retransmission changes nothing and
+	 * gets the bindings as they are (RFC 3261 17.2.2: the answer of its
+	 * transaction); a request that would change them is a replay and gets a
+	 * fresh challenge.
+	 */
+	lr->dry_run = replay;
 	join_path(r->m, path, sizeof(path));
 	lr->path = sv_cstr(path);
 	res = loc_register(r->srv->loc, lr, hdrs);
@@ -239,7 +247,7 @@ static enum proxy_step reg_answer(struct preq *r, struct loc_register *lr, struc
 		if (lr->conn_id && (rp->n || rp->star))
 			tp_conn_hold(r->srv->tp, lr->conn_id, lr->now + r->srv->cfg.max_expires);
 		break;
-	case LOC_NOT_RETRANSMISSION:
+	case LOC_WOULD_CHANGE:
 		challenge_send(r, CHALLENGE_WWW, realm, true);
 		break;
 	case LOC_OUT_OF_ORDER:

@@ -221,7 +221,7 @@ static int waiter_add(struct uentry *e, struct worker *w, const struct sip_msg *
 
 	if (!wt)
 		return ENOMEM;
-	again.redelivered = true;
+	again.redelivered++;
 	wt->job = tp_redeliver_job(m, &again);
 	if (!wt->job) {
 		free(wt);
@@ -234,7 +234,7 @@ static int waiter_add(struct uentry *e, struct worker *w, const struct sip_msg *
 }
 
 enum users_lookup users_get(struct users *u, struct worker *w, sv_t user, sv_t domain,
-			    const struct sip_msg *m, const struct tp_src *src, bool redelivered,
+			    const struct sip_msg *m, const struct tp_src *src, unsigned redelivered,
 			    struct users_entry *out)
 {
 	struct ubucket *b = bucket_of(u, user, domain);
@@ -254,7 +254,7 @@ enum users_lookup users_get(struct users *u, struct worker *w, sv_t user, sv_t d
 		rc = USERS_HIT;
 		goto out;
 	}
-	if (redelivered) {
+	if (redelivered >= USERS_MAX_REDELIVERIES) {
 		rc = USERS_ERROR;
 		goto out;
 	}

@@ -42,11 +42,13 @@ void users_destroy(struct users *u);
 
 /*
  * Looks user@domain up. On a miss, m (from src) is copied and delivered
- * again to worker w when the answer is in the cache, unless it was already
- * delivered again once (then USERS_ERROR, so a request never loops).
+ * again to worker w when the answer is in the cache. A request that was
+ * delivered again USERS_MAX_REDELIVERIES times already gets USERS_ERROR (the
+ * cache was dropped each time under it), so a request never loops.
  */
+#define USERS_MAX_REDELIVERIES 3
 enum users_lookup users_get(struct users *u, struct worker *w, sv_t user, sv_t domain,
-			    const struct sip_msg *m, const struct tp_src *src, bool redelivered,
+			    const struct sip_msg *m, const struct tp_src *src, unsigned redelivered,
 			    struct users_entry *out);
 
 /* Forgets everything (another process changed the subscribers). */

@@ -41,7 +41,7 @@ struct tp_src {
 	struct tp_addr peer;
 	unsigned listen;  /* index of the listen address it arrived on */
 	uint32_t conn_id; /* TCP connection, 0 for UDP */
-	bool redelivered; /* delivered again after an asynchronous lookup */
+	uint8_t redelivered; /* times delivered again after an asynchronous lookup */
 };
 
 /* Where a message goes. */
