@@ -38,6 +38,7 @@ enum cfg_kind {
 	CFG_K_PROXY_MODE,
 	CFG_K_ALGS,
 	CFG_K_DOMAINS,
+	CFG_K_MD5_ONLY,
 	CFG_K_LISTEN,
 };
 
@@ -100,6 +101,7 @@ static const struct cfg_key cfg_auth_keys[] = {
     CFG_BOOL("enabled", auth_enabled),
     CFG_BOOL("preload", auth_preload),
     CFG_SPECIAL("algorithms", CFG_K_ALGS),
+    CFG_SPECIAL("md5_only_user_agents", CFG_K_MD5_ONLY),
     CFG_UINT("nonce_ttl", nonce_ttl_s, 10, 86400),
     CFG_STR("secret", secret, true),
     {0},
@@ -188,6 +190,8 @@ void cfg_defaults(struct cfg *c)
 	    .max_contacts = 10,
 	    .auth_enabled = true,
 	    .auth_preload = true,
+	    .md5_only_ua = {"baresip v0.", "baresip v1."},
+	    .nmd5_only_ua = 2,
 	    .algorithms = {CFG_ALG_MD5, CFG_ALG_SHA256},
 	    .nalgorithms = 2,
 	    .nonce_ttl_s = 300,
@@ -791,6 +795,31 @@ static int cfg_set_algs(struct cfg_parse *p, const struct cfg_key *k, const yaml
 	return rc;
 }
 
+static int cfg_md5_only_item(struct cfg_parse *p, const yaml_node_t *item)
+{
+	struct cfg *c = p->c;
+	const char *v;
+
+	if (item->type != YAML_SCALAR_NODE || cfg_is_null(item))
+		return cfg_fail_want(p, "entries of 'auth.md5_only_user_agents'", item,
+				     "a User-Agent substring");
+	v = cfg_str(item);
+	if (c->nmd5_only_ua >= CFG_MAX_QUIRKS)
+		return cfg_fail_at(p, item, "'auth.md5_only_user_agents' has more than %d entries",
+				   CFG_MAX_QUIRKS);
+	if (!v[0] || strlen(v) >= sizeof(c->md5_only_ua[0]))
+		return cfg_fail_at(p, item, "'auth.md5_only_user_agents' entries must be 1 to %zu characters",
+				   sizeof(c->md5_only_ua[0]) - 1);
+	strcpy(c->md5_only_ua[c->nmd5_only_ua++], v);
+	return 0;
+}
+
+static int cfg_set_md5_only(struct cfg_parse *p, const struct cfg_key *k, const yaml_node_t *v)
+{
+	p->c->nmd5_only_ua = 0;
+	return cfg_each_item(p, k, v, cfg_md5_only_item);
+}
+
 static int cfg_domain_item(struct cfg_parse *p, const yaml_node_t *item)
 {
 	if (item->type != YAML_SCALAR_NODE || cfg_is_null(item))
@@ -967,6 +996,8 @@ static int cfg_apply(struct cfg_parse *p, const struct cfg_key *k, const yaml_no
 		return cfg_set_algs(p, k, v);
 	case CFG_K_DOMAINS:
 		return cfg_set_domains(p, k, v);
+	case CFG_K_MD5_ONLY:
+		return cfg_set_md5_only(p, k, v);
 	case CFG_K_LISTEN:
 		return cfg_set_listen(p, k, v);
 	}

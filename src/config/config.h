@@ -19,6 +19,7 @@
 #define CFG_MAX_LISTEN 16
 #define CFG_MAX_DOMAINS 64
 #define CFG_MAX_ALGOS 2
+#define CFG_MAX_QUIRKS 16
 
 struct cfg_listen {
 	enum sip_proto proto; /* SIP_PROTO_UDP or SIP_PROTO_TCP */
@@ -64,6 +65,9 @@ struct cfg {
 	enum cfg_auth_alg algorithms[CFG_MAX_ALGOS]; /* offered in this order */
 	size_t nalgorithms; /* default: MD5 then SHA-256 (see config/switchboard.yaml) */
 	unsigned nonce_ttl_s; /* 300 */
+	/* User-Agents (substrings) offered only MD5: clients that give up on a SHA-256 challenge */
+	char md5_only_ua[CFG_MAX_QUIRKS][64];
+	size_t nmd5_only_ua; /* default: "baresip v0.", "baresip v1." (libre < 2) */
 	char secret[129]; /* hex or text; "" = random per start */
 
 	/* proxy */

@@ -461,6 +461,13 @@ static void auth_append_line(struct buf *out, bool proxy, sv_t realm, const char
 void auth_challenge(struct auth *a, struct auth_hasher *h, struct buf *out, bool proxy, sv_t realm,
 		    bool stale, time_t now)
 {
+	auth_challenge_for(a, h, out, proxy, realm, stale, now, ~0u);
+}
+
+void auth_challenge_for(struct auth *a, struct auth_hasher *h, struct buf *out, bool proxy,
+			sv_t realm, bool stale, time_t now, unsigned alg_mask)
+{
+	bool any = false;
 	struct auth_nonce n = {(uint32_t)now, auth_next_index(a)};
 	char nonce[AUTH_NONCE_LEN + 1];
 
@@ -472,7 +479,11 @@ void auth_challenge(struct auth *a, struct auth_hasher *h, struct buf *out, bool
 	atomic_store_explicit(&a->nc[n.index & AUTH_NC_MASK], (uint64_t)n.index << 32,
 			      memory_order_release);
 	for (size_t i = 0; i < a->nalgs; i++)
-		auth_append_line(out, proxy, realm, nonce, a->algs[i], stale);
+		any |= (alg_mask >> a->algs[i]) & 1;
+	for (size_t i = 0; i < a->nalgs; i++) {
+		if (!any || ((alg_mask >> a->algs[i]) & 1))
+			auth_append_line(out, proxy, realm, nonce, a->algs[i], stale);
+	}
 }
 
 /*

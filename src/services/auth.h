@@ -86,6 +86,11 @@ enum auth_result auth_verify(struct auth *a, struct auth_hasher *h, const struct
 void auth_challenge(struct auth *a, struct auth_hasher *h, struct buf *out, bool proxy,
 		    sv_t realm, bool stale, time_t now);
 
+/* The same, offering only the algorithms in alg_mask (bits 1 << enum auth_alg); all
+ * offered ones when none of them is in the mask. */
+void auth_challenge_for(struct auth *a, struct auth_hasher *h, struct buf *out, bool proxy,
+			sv_t realm, bool stale, time_t now, unsigned alg_mask);
+
 /* Lower-case hex digest of data with the algorithm's hash; out >= 65 bytes.
  * out is left empty ("") if OpenSSL fails (allocation). */
 void auth_hash_hex(struct auth_hasher *h, enum auth_alg alg, const void *data, size_t len,

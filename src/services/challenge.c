@@ -9,6 +9,7 @@
 #include "services/challenge.h"
 
 #include <errno.h>
+#include <string.h>
 #include <time.h>
 
 #include "core/log.h"
@@ -17,14 +18,31 @@
 #include "services/auth.h"
 #include "services/users.h"
 
+/*
+ * Some deployed clients give up when any challenge is SHA-256 instead of
+ * using the MD5 one next to it (RFC 8760 says to skip what they cannot do);
+ * auth.md5_only_user_agents names them, and they are offered MD5 alone.
+ */
+static unsigned offered_algorithms(struct preq *r)
+{
+	sv_t ua = sip_msg_value(r->m, SIP_H_USER_AGENT);
+	const struct cfg *c = &r->srv->cfg;
+
+	for (size_t i = 0; ua.len && i < c->nmd5_only_ua; i++) {
+		if (memmem(ua.p, ua.len, c->md5_only_ua[i], strlen(c->md5_only_ua[i])))
+			return 1u << AUTH_ALG_MD5;
+	}
+	return ~0u;
+}
+
 void challenge_send(struct preq *r, enum challenge_kind kind, sv_t realm, bool stale)
 {
 	struct buf hdrs;
 	char storage[1024];
 
 	buf_init_fixed(&hdrs, storage, sizeof(storage));
-	auth_challenge(r->srv->auth, r->w->hasher, &hdrs, kind == CHALLENGE_PROXY, realm, stale,
-		       time(NULL));
+	auth_challenge_for(r->srv->auth, r->w->hasher, &hdrs, kind == CHALLENGE_PROXY, realm, stale,
+			   time(NULL), offered_algorithms(r));
 	proxy_reply(r, kind == CHALLENGE_PROXY ? 407 : 401, NULL, buf_sv(&hdrs));
 }
 

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -403,23 +404,36 @@ void tp_housekeeping(struct worker *w)
 	tp_tcp_housekeeping(w, time(NULL));
 }
 
-/* The Call-ID of a message, found without parsing it (for the debug log). */
+/* The Call-ID of a message, found without parsing it (for the debug log):
+ * "Call-ID" or "i" in any case, optional white space before the colon. */
 static sv_t find_callid(const char *data, size_t len)
 {
-	static const char *const names[] = {"\nCall-ID:", "\ni:", "\ncall-id:"};
+	const char *end = data + len, *p = data, *hdr_end = memmem(data, len, "\r\n\r\n", 4);
 
-	for (size_t k = 0; k < sizeof(names) / sizeof(names[0]); k++) {
-		size_t nl = strlen(names[k]);
-		const char *p = memmem(data, len, names[k], nl);
-		if (p) {
-			const char *v = p + nl, *end = data + len, *e;
-			while (v < end && (*v == ' ' || *v == '\t'))
-				v++;
-			e = v;
-			while (e < end && *e != '\r' && *e != '\n')
-				e++;
-			return sv_make(v, (size_t)(e - v));
-		}
+	if (hdr_end)
+		end = hdr_end + 2;
+	while (p < end) {
+		const char *nl = memchr(p, '\n', (size_t)(end - p)), *v, *e;
+		if (!nl)
+			break;
+		p = v = nl + 1;
+		if (end - v >= 7 && strncasecmp(v, "call-id", 7) == 0)
+			v += 7;
+		else if (v < end && (*v == 'i' || *v == 'I'))
+			v++;
+		else
+			continue;
+		while (v < end && (*v == ' ' || *v == '\t'))
+			v++;
+		if (v == end || *v != ':')
+			continue;
+		v++;
+		while (v < end && (*v == ' ' || *v == '\t'))
+			v++;
+		e = v;
+		while (e < end && *e != '\r' && *e != '\n')
+			e++;
+		return sv_make(v, (size_t)(e - v));
 	}
 	return SV("-");
 }

@@ -273,7 +273,7 @@ static void put_binding(const char *db, const char *aor, const char *contact, co
 }
 
 #define HEADER                                                                                     \
-	"AOR                CONTACT                       EXPIRES  Q     TRANSPORT  USER-AGENT\n"
+	"AOR                CONTACT                       EXPIRES  Q    TRANSPORT  USER-AGENT\n"
 
 static void test_reg_list(void **state)
 {
@@ -288,16 +288,17 @@ static void test_reg_list(void **state)
 		    "tcp:[2001:db8::1]:5070", "", now + 3600, 500);
 	put_binding(f->db, "bob@example.com", "sip:bob@h", "", "B", now - 1, 250);
 	assert_int_equal(run(f, NULL, cli_reg, "reg", "list", "--db", f->db, NULL), CLI_EXIT_OK);
-	/* the header and three rows; expires-in varies by a second, so look at pieces */
+	/* the header and two rows (bob's binding expired: it routes nothing, so it is not
+	 * shown); expires-in varies by a second, so look at pieces */
 	assert_true(strncmp(f->out, HEADER, strlen(HEADER)) == 0);
 	assert_non_null(strstr(f->out, "alice@example.com  sip:alice@192.0.2.1  "));
-	assert_non_null(strstr(f->out, "  1.0   UDP        Phone/1\n"));
-	assert_non_null(strstr(f->out, "  0.5   TCP        -\n"));
-	assert_non_null(strstr(f->out, "expired  0.25  -          B\n"));
+	assert_non_null(strstr(f->out, "  1.0  UDP        Phone/1\n"));
+	assert_non_null(strstr(f->out, "  0.5  TCP        -\n"));
+	assert_null(strstr(f->out, "bob@"));
 	assert_int_equal(
 	    run(f, NULL, cli_reg, "reg", "list", "bob@EXAMPLE.com", "--db", f->db, NULL),
 	    CLI_EXIT_OK);
-	assert_null(strstr(f->out, "alice"));
+	assert_string_equal(f->out, "no bindings\n");
 	assert_int_equal(
 	    run(f, NULL, cli_reg, "reg", "list", "carol@example.com", "--db", f->db, NULL),
 	    CLI_EXIT_OK);
