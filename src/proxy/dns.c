@@ -795,7 +795,13 @@ static void dns_after_naptr(struct dns_query *q)
 	q->lk[0].rr.naptr = NULL;
 	if (!err)
 		n = dns_naptr_pick(list, q->sips, pick, DNS_MAX_TARGETS);
-	if (err && err != ENOENT) {
+	/*
+	 * RFC 3263 4.1: no usable NAPTR means SRV next. Many name servers answer a
+	 * NAPTR query they do not know with REFUSED or SERVFAIL rather than
+	 * NODATA: that is "no NAPTR" too. Only a timeout ends the search here,
+	 * so an unreachable DNS does not cost three timeouts.
+	 */
+	if (err == ETIMEDOUT) {
 		dns_query_finish(q, err);
 	} else if (n == 0) {
 		dns_step_srv_default(q);
@@ -895,10 +901,10 @@ static void dns_after_srv(struct dns_query *q)
 	}
 	if (n)
 		dns_step_addr_plan(q, plan, n);
-	else if (err != ENOENT)
+	else if (err == ETIMEDOUT)
 		dns_query_finish(q, err);
 	else
-		dns_step_addr_host(q);
+		dns_step_addr_host(q); /* no SRV (or a refused SRV query): the host itself (4.2) */
 	for (unsigned i = 0; i < nl; i++) {
 		if (lists[i])
 			ares_free_data(lists[i]);

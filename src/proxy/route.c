@@ -91,16 +91,12 @@ bool route_is_loop(struct preq *r)
 {
 	struct sip_hdr_iter it;
 	sv_t elem;
-	bool first = true;
 
+	/* every Via, the top one too: when we sent the request to ourselves, it is ours */
 	sip_hdr_iter_init(&it, r->m, SIP_H_VIA);
 	while (sip_hdr_iter_next(&it, &elem)) {
 		struct sip_via v;
 		uint64_t lh;
-		if (first) {
-			first = false; /* the top Via is the sender's, not ours */
-			continue;
-		}
 		if (sip_via_parse(elem, &v, NULL) || !txn_branch_loop_hash(v.branch, &lh))
 			continue;
 		if (lh == r->loop_hash && tp_is_local_address(r->srv->tp, v.host, v.port))
