@@ -129,11 +129,9 @@ static struct uentry *entry_find(struct ubucket *b, sv_t user, sv_t domain)
 	return NULL;
 }
 
-/* Drops ready entries of a full bucket: the cache stays bounded without an LRU. */
-static void bucket_trim(struct users *u, struct ubucket *b)
+/* Drops the ready entries of a bucket (pending ones have requests waiting on them). */
+static void bucket_drop_ready(struct ubucket *b)
 {
-	if (b->n < u->per_bucket_max)
-		return;
 	for (struct uentry **pp = &b->head; *pp;) {
 		struct uentry *e = *pp;
 		if (!e->pending) {
@@ -144,6 +142,32 @@ static void bucket_trim(struct users *u, struct ubucket *b)
 			pp = &e->next;
 		}
 	}
+}
+
+/* A full bucket is emptied of ready entries: the cache stays bounded without an LRU. */
+static void bucket_trim(struct users *u, struct ubucket *b)
+{
+	if (b->n >= u->per_bucket_max)
+		bucket_drop_ready(b);
+}
+
+/* A new entry at the head of b, for user@domain; NULL on ENOMEM. Bucket locked. */
+static struct uentry *entry_add(struct users *u, struct ubucket *b, sv_t user, sv_t domain)
+{
+	struct uentry *e;
+
+	bucket_trim(u, b);
+	e = calloc(1, sizeof(*e) + user.len + domain.len + 2);
+	if (!e)
+		return NULL;
+	e->ulen = (uint16_t)user.len;
+	e->dlen = (uint16_t)domain.len;
+	memcpy(e->key, user.p, user.len);
+	memcpy(e->key + user.len + 1, domain.p, domain.len);
+	e->next = b->head;
+	b->head = e;
+	b->n++;
+	return e;
 }
 
 static void lookup_run(struct store *st, struct dbq_job *job);
@@ -259,21 +283,13 @@ enum users_lookup users_get(struct users *u, struct worker *w, sv_t user, sv_t d
 		goto out;
 	}
 	if (!e) {
-		bucket_trim(u, b);
-		e = calloc(1, sizeof(*e) + user.len + domain.len + 2);
+		e = entry_add(u, b, user, domain);
 		if (!e) {
 			rc = USERS_ERROR;
 			goto out;
 		}
 		e->pending = true;
 		e->gen = atomic_load(&u->gen);
-		e->ulen = (uint16_t)user.len;
-		e->dlen = (uint16_t)domain.len;
-		memcpy(e->key, user.p, user.len);
-		memcpy(e->key + user.len + 1, domain.p, domain.len);
-		e->next = b->head;
-		b->head = e;
-		b->n++;
 		submit = true;
 		gen = e->gen;
 	}
@@ -294,19 +310,8 @@ void users_put(struct users *u, const struct store_user *su)
 
 	pthread_mutex_lock(&b->lock);
 	e = entry_find(b, user, domain);
-	if (!e) {
-		bucket_trim(u, b);
-		e = calloc(1, sizeof(*e) + user.len + domain.len + 2);
-		if (e) {
-			e->ulen = (uint16_t)user.len;
-			e->dlen = (uint16_t)domain.len;
-			memcpy(e->key, user.p, user.len);
-			memcpy(e->key + user.len + 1, domain.p, domain.len);
-			e->next = b->head;
-			b->head = e;
-			b->n++;
-		}
-	}
+	if (!e)
+		e = entry_add(u, b, user, domain);
 	if (e && !e->pending) {
 		/* a pending entry is being answered by its own lookup: leave it to that one */
 		e->val.exists = true;
@@ -322,16 +327,7 @@ void users_flush(struct users *u)
 	for (unsigned i = 0; i < USERS_BUCKETS; i++) {
 		struct ubucket *b = &u->buckets[i];
 		pthread_mutex_lock(&b->lock);
-		for (struct uentry **pp = &b->head; *pp;) {
-			struct uentry *e = *pp;
-			if (!e->pending) {
-				*pp = e->next;
-				free(e);
-				b->n--;
-			} else {
-				pp = &e->next;
-			}
-		}
+		bucket_drop_ready(b);
 		pthread_mutex_unlock(&b->lock);
 	}
 }
