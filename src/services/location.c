@@ -361,6 +361,11 @@ static enum loc_result register_check(struct loc_aor *a, const struct loc_regist
 	}
 	*all_retrans = r->ncontacts > 0;
 	for (size_t i = 0; i < r->ncontacts; i++) {
+		/* binding_export() could not write it: refuse it rather than lose it */
+		if (r->contacts[i].expires && r->contacts[i].uri.len >= STORE_URI_MAX)
+			return LOC_TOO_LONG;
+	}
+	for (size_t i = 0; i < r->ncontacts; i++) {
 		struct loc_binding **pp = binding_find(a, &r->contacts[i]);
 		enum loc_result rc = pp ? check_order(*pp, r) : LOC_OK;
 		if (rc == LOC_OUT_OF_ORDER)
@@ -374,6 +379,9 @@ static enum loc_result register_check(struct loc_aor *a, const struct loc_regist
 	}
 	/* the limit is on what the AOR holds once the request is applied */
 	if (r->max_contacts && binding_count(a, r->now) + adds > r->max_contacts + removes)
+		return LOC_TOO_MANY;
+	/* and never more than loc_flush_dirty() can write in one snapshot */
+	if (binding_count(a, r->now) + adds > LOC_MAX_BINDINGS_PER_AOR + removes)
 		return LOC_TOO_MANY;
 	return LOC_OK;
 }
@@ -523,15 +531,22 @@ int loc_lookup(struct loc_table *t, sv_t aor, int64_t now, struct loc_target *ou
 	*n = 0;
 	pthread_mutex_lock(&bk->lock);
 	a = aor_find(bk, aor);
-	for (struct loc_binding *b = a ? a->bindings : NULL; b && *n < max; b = b->next) {
+	for (struct loc_binding *b = a ? a->bindings : NULL; b && max; b = b->next) {
 		size_t i;
 		if (b->expires <= now)
 			continue;
+		if (*n == max) {
+			/* full: b only gets in by beating the last (older ones lose ties) */
+			if (out[max - 1].q >= b->q)
+				continue;
+			i = max - 1;
+		} else {
+			i = (*n)++;
+		}
 		/* insertion sort by q, descending; newest first among equals */
-		for (i = *n; i > 0 && out[i - 1].q < b->q; i--)
+		for (; i > 0 && out[i - 1].q < b->q; i--)
 			out[i] = out[i - 1];
 		target_fill(&out[i], b);
-		(*n)++;
 	}
 	pthread_mutex_unlock(&bk->lock);
 	return 0;
@@ -715,6 +730,9 @@ size_t loc_flush_dirty(struct loc_table *t, loc_flush_fn fn, void *arg, size_t m
 				mark_dirty(t, a);
 			}
 			pthread_mutex_unlock(&bk->lock);
+			free(d);
+			done++;
+			break; /* queued again at the tail: not once more in this call */
 		}
 		free(d);
 		done++;

@@ -54,6 +54,7 @@ enum loc_result {
 	LOC_TOO_MANY,	    /* more contacts than max_contacts */
 	LOC_NOMEM,
 	LOC_WOULD_CHANGE, /* dry_run, and applying it would change the bindings */
+	LOC_TOO_LONG,	  /* a Contact URI the store cannot hold (STORE_URI_MAX) */
 };
 
 /* Where a request for an AOR can go. */

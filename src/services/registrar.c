@@ -192,7 +192,9 @@ static void parse_contacts(struct preq *r, struct reg_parse *rp)
 	}
 }
 
-static void join_path(struct sip_msg *m, char *out, size_t len)
+/* The Path values, comma-joined; EMSGSIZE when they do not fit (never truncated:
+ * a cut route set would send requests past the edge proxies). */
+static int join_path(struct sip_msg *m, char *out, size_t len)
 {
 	struct sip_hdr_iter it;
 	sv_t elem;
@@ -201,13 +203,15 @@ static void join_path(struct sip_msg *m, char *out, size_t len)
 	out[0] = '\0';
 	sip_hdr_iter_init(&it, m, SIP_H_PATH);
 	while (sip_hdr_iter_next(&it, &elem)) {
-		int k = snprintf(out + n, len - n, "%s%.*s", n ? "," : "", SV_ARG(elem));
-		if (k < 0 || (size_t)k >= len - n) {
-			out[n] = '\0';
-			return;
-		}
-		n += (size_t)k;
+		if (n + (n ? 1 : 0) + elem.len >= len)
+			return EMSGSIZE;
+		if (n)
+			out[n++] = ',';
+		memcpy(out + n, elem.p, elem.len);
+		n += elem.len;
+		out[n] = '\0';
 	}
+	return 0;
 }
 
 static enum proxy_step reg_answer(struct preq *r, struct loc_register *lr, struct reg_parse *rp,
@@ -230,7 +234,10 @@ static enum proxy_step reg_answer(struct preq *r, struct loc_register *lr, struc
 	 * fresh challenge.
 	 */
 	lr->dry_run = replay;
-	join_path(r->m, path, sizeof(path));
+	if (join_path(r->m, path, sizeof(path))) {
+		proxy_reply(r, 400, "Path too long", SV_NULL);
+		return PROXY_DONE;
+	}
 	lr->path = sv_cstr(path);
 	res = loc_register(r->srv->loc, lr, hdrs);
 	switch (res) {
@@ -255,6 +262,9 @@ static enum proxy_step reg_answer(struct preq *r, struct loc_register *lr, struc
 		break;
 	case LOC_TOO_MANY:
 		proxy_reply(r, 403, "Too many registered contacts", SV_NULL);
+		break;
+	case LOC_TOO_LONG:
+		proxy_reply(r, 400, "Contact URI too long", SV_NULL);
 		break;
 	default:
 		proxy_reply(r, 500, "Out of memory", SV_NULL);

@@ -590,6 +590,10 @@ void txn_cli_abandon(struct txn_cli *t)
 	t->tu = NULL;
 	if (t->state == TXN_CALLING || t->state == TXN_TRYING || t->state == TXN_IDLE)
 		cli_terminate(t);
+	else if (t->state == TXN_PROCEEDING && t->method == SIP_INVITE &&
+		 !evtimer_pending(&t->tmr_timeout, NULL))
+		/* nobody waits for its final response any more: do not keep it for ever */
+		timer_start(t->w, &t->tmr_timeout, 64 * cfg_of(t->w)->t1_ms);
 }
 
 /* Copies every header line with this id from m into out. */
@@ -676,6 +680,8 @@ static void cli_send_cancel(struct txn_cli *t)
 	event_assign(&c->tmr_timeout, t->w->base, -1, 0, cli_timer_timeout, c);
 	t->cancel = c;
 	txn_cli_send(c, &t->dest, out->p, out->len);
+	/* 9.1: no final response 64*T1 after the CANCEL: the INVITE is over */
+	timer_start(t->w, &t->tmr_timeout, 64 * cfg_of(t->w)->t1_ms);
 }
 
 void txn_cli_cancel(struct txn_cli *t, bool completed_elsewhere)
@@ -722,8 +728,11 @@ static void cli_on_response(struct txn_cli *t, struct sip_msg *resp)
 		t->got_provisional = true;
 		if (t->state != TXN_PROCEEDING) {
 			t->state = TXN_PROCEEDING;
-			if (invite)
+			if (invite) {
+				/* 17.1.1.2: A and B only run in Calling; Timer C is the TU's */
 				timer_stop(&t->tmr_retrans);
+				timer_stop(&t->tmr_timeout);
+			}
 		}
 		/* a CANCEL requested before any provisional goes out now */
 		if (invite && first && t->cancel_wanted) {
@@ -742,7 +751,9 @@ static void cli_on_response(struct txn_cli *t, struct sip_msg *resp)
 	} else if (invite) {
 		cli_send_ack(t, resp);
 		t->state = TXN_COMPLETED;
-		timer_start(t->w, &t->tmr_timeout, t->reliable ? 0 : 64 * c->t1_ms); /* D */
+		/* D: at least 32 s on an unreliable transport, whatever T1 (17.1.1.2) */
+		timer_start(t->w, &t->tmr_timeout,
+			    t->reliable ? 0 : (64 * c->t1_ms > 32000 ? 64 * c->t1_ms : 32000));
 	} else {
 		t->state = TXN_COMPLETED;
 		timer_start(t->w, &t->tmr_timeout, t->reliable ? 0 : c->t4_ms); /* K */
@@ -785,7 +796,8 @@ bool txn_branch_loop_hash(sv_t branch, uint64_t *loop_hash)
 {
 	sv_t v;
 
-	if (branch.len < 7 + TXN_LOOP_HEX || !sv_eq(sv_make(branch.p, 7), SV(TXN_BRANCH_PREFIX)))
+	if (branch.len <= 7 + TXN_LOOP_HEX || !sv_eq(sv_make(branch.p, 7), SV(TXN_BRANCH_PREFIX)) ||
+	    branch.p[7 + TXN_LOOP_HEX] != '.')
 		return false;
 	v = sv_sub(branch, 7, TXN_LOOP_HEX);
 	return take_hex(&v, loop_hash, TXN_LOOP_HEX) && v.len == 0;
