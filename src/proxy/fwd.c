@@ -35,6 +35,8 @@ struct ptx_branch {
 	bool resolving;
 	bool done;
 	bool provisional;
+	bool ring_timeout; /* cancelled by us because its step's ring time ran out */
+	unsigned step;
 	unsigned status;
 	struct fwd_target target;
 	struct buf challenge; /* WWW-/Proxy-Authenticate lines of a 401/407 */
@@ -52,9 +54,21 @@ struct ptx {
 	enum sip_method method;
 	bool final_sent;
 	bool cancelled;
+	bool ringing_sent; /* the caller has seen a 180: later ones add nothing */
+	bool starting;	   /* a step is being started: completions wait for the end */
+	bool busy_seen;	   /* a 486/600/603 in this step */
 	unsigned nbranches;
-	unsigned pending;
-	struct ptx_branch *br;
+	unsigned capbranches;
+	unsigned pending; /* branches of the current step still running */
+	struct ptx_branch **br;
+	/* the search: steps tried one after the other (sequential ringing, q-value serial
+	 * forking, forwarding); a single step is plain parallel forking */
+	struct fwd_step *steps;
+	unsigned nsteps;
+	unsigned cur;
+	struct event step_timer;
+	bool step_timer_armed;
+	struct fwd_policy policy;
 	char *best;
 	size_t best_len;
 	unsigned best_status;
@@ -415,11 +429,16 @@ static void ptx_finish(struct ptx *p)
 	struct buf challenges;
 	struct sip_msg *best;
 
-	if (p->final_sent || p->pending)
+	if (p->final_sent)
 		return;
 	p->final_sent = true;
+	if (p->step_timer_armed) {
+		evtimer_del(&p->step_timer);
+		p->step_timer_armed = false;
+	}
 	if (!p->best) {
-		ptx_reply_local(p, p->local_status ? p->local_status : 408, NULL);
+		ptx_reply_local(p, p->local_status ? p->local_status : 408,
+				p->local_status == 480 ? "No answer" : NULL);
 		return;
 	}
 	best = calloc(1, sizeof(*best));
@@ -428,7 +447,7 @@ static void ptx_finish(struct ptx *p)
 	buf_init(&challenges, 0);
 	if (p->best_status == 401 || p->best_status == 407) {
 		for (unsigned i = 0; i < p->nbranches; i++)
-			buf_append_sv(&challenges, buf_sv(&p->br[i].challenge));
+			buf_append_sv(&challenges, buf_sv(&p->br[i]->challenge));
 	}
 	if (sip_parse(best, p->best, p->best_len, 0) == 0) {
 		/* the best response's own challenges are in it already */
@@ -445,10 +464,40 @@ static void ptx_finish(struct ptx *p)
 	free(best);
 }
 
+static void step_start(struct ptx *p, struct sip_msg *m);
+
+/*
+ * A branch of the current step ended. When the step is over: the next step,
+ * or what the policy adds when there is none (forwarding), or the best answer.
+ */
+static void step_done(struct ptx *p)
+{
+	if (p->final_sent || p->pending || p->starting)
+		return;
+	if (p->step_timer_armed) {
+		evtimer_del(&p->step_timer);
+		p->step_timer_armed = false;
+	}
+	if (p->cancelled || p->best_rank == 0 /* a 6xx ends the whole search */ ||
+	    (p->busy_seen && p->policy.stop_on_busy)) {
+		ptx_finish(p);
+		return;
+	}
+	if (p->cur + 1 >= p->nsteps && p->policy.exhausted)
+		p->policy.exhausted(p, p->policy.arg, p->best ? p->best_status : p->local_status);
+	if (p->cur + 1 < p->nsteps) { /* the next step, maybe one the policy just added */
+		p->cur++;
+		p->busy_seen = false;
+		step_start(p, NULL);
+		return;
+	}
+	ptx_finish(p);
+}
+
 static void ptx_cancel_branches(struct ptx *p, struct ptx_branch *except, bool elsewhere)
 {
 	for (unsigned i = 0; i < p->nbranches; i++) {
-		struct ptx_branch *b = &p->br[i];
+		struct ptx_branch *b = p->br[i];
 		if (b == except || b->done)
 			continue;
 		branch_stop_timer_c(b);
@@ -470,11 +519,40 @@ static void ptx_cancel_branches(struct ptx *p, struct ptx_branch *except, bool e
 		p->local_status = 487;
 }
 
+/* The current step rang long enough: what still rings is cancelled, and counts as "no answer". */
+static void step_timer_fired(evutil_socket_t fd, short what, void *arg)
+{
+	struct ptx *p = arg;
+	struct worker *w = p->w;
+
+	(void)fd;
+	(void)what;
+	p->step_timer_armed = false;
+	for (unsigned i = 0; i < p->nbranches; i++) {
+		struct ptx_branch *b = p->br[i];
+		if (!b->done && b->step == p->cur)
+			b->ring_timeout = true;
+	}
+	ptx_cancel_branches(p, NULL, false);
+	/* ptx_cancel_branches set 487 as what we say; nobody cancelled: it is "no answer" */
+	if (p->local_status == 487 && !p->cancelled)
+		p->local_status = 480;
+	step_done(p);
+	tp_flush(w);
+}
+
 static void branch_store_final(struct ptx_branch *b, struct sip_msg *resp)
 {
 	struct ptx *p = b->ptx;
 	int rank = rank_of(resp->status);
 
+	if (b->ring_timeout && resp->status == 487) {
+		if (!p->local_status || p->local_status == 487)
+			p->local_status = 480; /* rang out, nobody answered */
+		return;
+	}
+	if (resp->status == 486 || resp->status == 600 || resp->status == 603)
+		p->busy_seen = true;
 	if (resp->status == 401 || resp->status == 407) {
 		enum sip_hdr_id id = resp->status == 401 ? SIP_H_WWW_AUTHENTICATE : SIP_H_PROXY_AUTHENTICATE;
 		for (struct sip_hdr *h = sip_msg_hdr(resp, id); h; h = sip_msg_hdr_next(resp, h))
@@ -498,12 +576,20 @@ static void branch_response(struct txn_cli *t, struct sip_msg *resp)
 	struct ptx_branch *b = t->tu;
 	struct ptx *p = b->ptx;
 	unsigned st = resp->status;
+
 	if (st < 200) {
 		b->provisional = true;
 		if (b->timer_c_armed) /* Timer C restarts on every provisional */
 			worker_timer_add(p->w, &b->timer_c, p->w->srv->cfg.timer_c_s * 1000);
-		if (st > 100 && !p->final_sent)
-			ptx_forward_response(p, resp, SV_NULL);
+		if (st == 100 || p->final_sent)
+			return;
+		/* one 180 for the caller, however many terminals ring (early media still goes) */
+		if (st == 180 && resp->body.len == 0) {
+			if (p->ringing_sent)
+				return;
+			p->ringing_sent = true;
+		}
+		ptx_forward_response(p, resp, SV_NULL);
 		return;
 	}
 	branch_stop_timer_c(b);
@@ -511,6 +597,10 @@ static void branch_response(struct txn_cli *t, struct sip_msg *resp)
 		/* every 2xx goes up at once, retransmissions too (16.7 step 5, RFC 6026) */
 		ptx_forward_response(p, resp, SV_NULL);
 		p->final_sent = true;
+		if (p->step_timer_armed) {
+			evtimer_del(&p->step_timer);
+			p->step_timer_armed = false;
+		}
 		if (!b->done) {
 			b->done = true;
 			b->status = st;
@@ -527,7 +617,7 @@ static void branch_response(struct txn_cli *t, struct sip_msg *resp)
 	branch_store_final(b, resp);
 	if (st >= 600)
 		ptx_cancel_branches(p, b, false);
-	ptx_finish(p);
+	step_done(p);
 }
 
 static void branch_failed(struct ptx_branch *b, unsigned status)
@@ -543,7 +633,7 @@ static void branch_failed(struct ptx_branch *b, unsigned status)
 	if (!p->local_status || rank_of(status) < rank_of(p->local_status) ||
 	    (p->local_status == 503 && status == 408))
 		p->local_status = status;
-	ptx_finish(p);
+	step_done(p);
 }
 
 static void branch_timeout(struct txn_cli *t, int err)
@@ -688,14 +778,22 @@ static void branch_start(struct ptx_branch *b, struct sip_msg *m)
 static void ptx_free(struct ptx *p)
 {
 	for (unsigned i = 0; i < p->nbranches; i++) {
-		struct ptx_branch *b = &p->br[i];
+		struct ptx_branch *b = p->br[i];
 		branch_stop_timer_c(b);
 		if (b->resolving && b->dq)
 			dns_cancel(b->dq);
 		if (b->t)
 			txn_cli_abandon(b->t);
 		buf_free(&b->challenge);
+		free(b);
 	}
+	if (p->step_timer_armed)
+		evtimer_del(&p->step_timer);
+	for (unsigned i = 0; i < p->nsteps; i++)
+		free(p->steps[i].targets);
+	if (p->policy.free_arg)
+		p->policy.free_arg(p->policy.arg);
+	free(p->steps);
 	free(p->br);
 	free(p->best);
 	free(p->req);
@@ -717,8 +815,100 @@ static const struct txn_srv_ops ptx_srv_ops = {
 	.terminated = ptx_srv_terminated,
 };
 
-enum proxy_step fwd_stateful(struct preq *r, const struct fwd_plan *plan, const struct fwd_target *targets,
-			     size_t n)
+int fwd_add_step(struct ptx *p, const struct fwd_step *step)
+{
+	struct fwd_step *ns = realloc(p->steps, sizeof(*ns) * (p->nsteps + 1));
+	struct fwd_step *st;
+
+	if (!ns)
+		return ENOMEM;
+	p->steps = ns;
+	st = &p->steps[p->nsteps];
+	st->targets = malloc(sizeof(*st->targets) * (step->n ? step->n : 1));
+	if (!st->targets)
+		return ENOMEM;
+	memcpy(st->targets, step->targets, sizeof(*st->targets) * step->n);
+	st->n = step->n;
+	st->ring_ms = step->ring_ms;
+	p->nsteps++;
+	return 0;
+}
+
+static struct ptx_branch *branch_new(struct ptx *p, const struct fwd_target *t)
+{
+	struct ptx_branch *b;
+
+	if (p->nbranches == p->capbranches) {
+		unsigned ncap = p->capbranches ? p->capbranches * 2 : 4;
+		struct ptx_branch **nb = realloc(p->br, sizeof(*nb) * ncap);
+		if (!nb)
+			return NULL;
+		p->br = nb;
+		p->capbranches = ncap;
+	}
+	b = calloc(1, sizeof(*b));
+	if (!b)
+		return NULL;
+	b->ptx = p;
+	b->target = *t;
+	b->step = p->cur;
+	buf_init(&b->challenge, 8192);
+	p->br[p->nbranches++] = b;
+	return b;
+}
+
+/*
+ * Starts the current step's branches (skipping empty steps). m is the
+ * received request when there is one at hand; later steps work from the copy.
+ */
+static void step_start(struct ptx *p, struct sip_msg *m)
+{
+	struct sip_msg *copy = NULL;
+	struct fwd_step *st;
+
+	while (p->cur < p->nsteps && p->steps[p->cur].n == 0)
+		p->cur++; /* a step nobody could take: skipped at once */
+	if (p->cur >= p->nsteps) {
+		if (!p->local_status)
+			p->local_status = 480;
+		ptx_finish(p);
+		return;
+	}
+	st = &p->steps[p->cur];
+	if (!m) {
+		copy = calloc(1, sizeof(*copy));
+		if (!copy || sip_parse(copy, p->req, p->req_len, 0)) {
+			free(copy);
+			p->local_status = 500;
+			ptx_finish(p);
+			return;
+		}
+		m = copy;
+	}
+	p->starting = true;
+	for (size_t i = 0; i < st->n && !p->final_sent && !p->cancelled; i++) {
+		struct ptx_branch *b = branch_new(p, &st->targets[i]);
+		if (!b)
+			break;
+		p->pending++;
+		branch_start(b, m);
+	}
+	p->starting = false;
+	if (st->ring_ms && p->pending && !p->final_sent) {
+		evtimer_assign(&p->step_timer, p->w->base, step_timer_fired, p);
+		worker_timer_add(p->w, &p->step_timer, st->ring_ms);
+		p->step_timer_armed = true;
+	}
+	if (copy) {
+		sip_msg_release(copy);
+		free(copy);
+	}
+	step_done(p); /* every branch of it may have failed at once */
+}
+
+enum proxy_step fwd_stateful_steps(struct preq *r, const struct fwd_plan *plan,
+				   const struct fwd_step *steps, size_t nsteps,
+				   const struct fwd_policy *policy)
 {
 	struct worker *w = r->w;
 	struct sip_msg *m = r->m;
@@ -729,45 +919,48 @@ enum proxy_step fwd_stateful(struct preq *r, const struct fwd_plan *plan, const 
 		goto nomem;
 	p->w = w;
 	p->req = malloc(m->len);
-	p->br = calloc(n ? n : 1, sizeof(*p->br));
-	if (!p->req || !p->br)
+	if (!p->req)
 		goto nomem;
 	memcpy(p->req, m->buf, m->len);
 	p->req_len = m->len;
 	p->src = *r->src;
 	p->plan = *plan;
 	p->method = m->method;
+	if (policy)
+		p->policy = *policy;
+	for (size_t i = 0; i < nsteps; i++) {
+		if (fwd_add_step(p, &steps[i]))
+			goto nomem;
+	}
 	proxy_stateless_tag(r, p->tag, sizeof(p->tag));
 	err = txn_srv_init(w, &p->srv, m, r->src, &ptx_srv_ops, p);
 	if (err) {
 		/* EEXIST: a retransmission that raced us; the first copy is being handled */
 		txn_srv_cleanup(&p->srv);
+		p->policy.free_arg = NULL; /* the caller still owns it */
 		ptx_free(p);
 		return PROXY_DONE;
 	}
 	r->ptx = p;
 	if (m->method == SIP_INVITE)
 		proxy_reply(r, 100, NULL, SV_NULL);
-	p->nbranches = (unsigned)n;
-	p->pending = (unsigned)n;
-	for (size_t i = 0; i < n; i++) {
-		p->br[i].ptx = p;
-		p->br[i].target = targets[i];
-		buf_init(&p->br[i].challenge, 8192);
-	}
-	for (size_t i = 0; i < n && !p->final_sent; i++)
-		branch_start(&p->br[i], m);
-	if (n == 0)
-		ptx_finish(p);
+	step_start(p, m);
 	return PROXY_DONE;
 nomem:
 	if (p) {
-		free(p->req);
-		free(p->br);
-		free(p);
+		p->policy.free_arg = NULL;
+		ptx_free(p);
 	}
 	proxy_reply(r, 500, "Out of memory", SV_NULL);
 	return PROXY_DONE;
+}
+
+enum proxy_step fwd_stateful(struct preq *r, const struct fwd_plan *plan, const struct fwd_target *targets,
+			     size_t n)
+{
+	struct fwd_step one = {(struct fwd_target *)targets, n, 0};
+
+	return fwd_stateful_steps(r, plan, &one, 1, NULL);
 }
 
 void fwd_cancel(struct preq *r, struct ptx *p)
@@ -775,9 +968,9 @@ void fwd_cancel(struct preq *r, struct ptx *p)
 	proxy_reply(r, 200, NULL, SV_NULL);
 	if (p->final_sent || p->cancelled)
 		return;
-	p->cancelled = true;
+	p->cancelled = true; /* and no further step starts */
 	ptx_cancel_branches(p, NULL, false);
-	ptx_finish(p);
+	step_done(p);
 }
 
 /*

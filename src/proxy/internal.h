@@ -33,6 +33,29 @@ struct fwd_target {
 	uint16_t q;
 };
 
+/* One step of a search: targets rung together, for ring_ms at most (0 = until they answer). */
+struct fwd_step {
+	struct fwd_target *targets;
+	size_t n;
+	unsigned ring_ms;
+};
+
+struct ptx;
+
+/* How a search behaves; zero is plain forking. */
+struct fwd_policy {
+	bool stop_on_busy; /* a 486/600/603 ends the search instead of trying the next step */
+	/*
+	 * The steps ran out without a 2xx; the best status so far is given. The
+	 * hook may add steps with fwd_add_step() (forwarding on busy or no
+	 * answer): the search goes on with them, or ends when it adds none. It
+	 * runs again when those run out, so it must itself bound what it adds.
+	 */
+	void (*exhausted)(struct ptx *p, void *arg, unsigned status);
+	void *arg;
+	void (*free_arg)(void *arg);
+};
+
 /* route.c */
 void route_plan(struct preq *r, struct fwd_plan *plan);
 uint64_t route_loop_hash(struct preq *r);
@@ -46,6 +69,12 @@ void route_target_from_binding(struct fwd_target *t, const struct loc_target *b)
 /* fwd.c */
 enum proxy_step fwd_stateful(struct preq *r, const struct fwd_plan *plan, const struct fwd_target *targets,
 			     size_t n);
+/* Steps tried one after the other; targets are copied. Empty steps are skipped. */
+enum proxy_step fwd_stateful_steps(struct preq *r, const struct fwd_plan *plan,
+				   const struct fwd_step *steps, size_t nsteps,
+				   const struct fwd_policy *policy);
+/* Appends a step to a running search (from the exhausted hook); 0 or ENOMEM. */
+int fwd_add_step(struct ptx *p, const struct fwd_step *step);
 enum proxy_step fwd_stateless(struct preq *r, const struct fwd_plan *plan, const struct fwd_target *target);
 /* A response that matched no client transaction (stateless mode). */
 void fwd_response_stateless(struct worker *w, struct sip_msg *m, const struct tp_src *src);
