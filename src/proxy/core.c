@@ -219,7 +219,10 @@ static enum proxy_step phase_local(struct preq *r)
 	case SIP_ACK:
 		return PROXY_DONE;
 	default:
-		proxy_reply(r, 404, "No user in the Request-URI", SV_NULL);
+		if (r->in_dialog)
+			proxy_reply(r, 481, NULL, SV_NULL); /* 12.2.2: no such dialog here */
+		else
+			proxy_reply(r, 404, "No user in the Request-URI", SV_NULL);
 		return PROXY_DONE;
 	}
 }
@@ -350,7 +353,13 @@ static enum proxy_step phase_target(struct preq *r, struct fwd_plan *plan)
 
 	memset(&t, 0, sizeof(t));
 	if (hop.len) {
-		/* a route set: loose routing, the Request-URI stays (16.6 step 6) */
+		/* a route set: loose routing, the Request-URI stays (16.6 step 6); but a Route
+		 * beyond us in a request from outside, out of any dialog, is no way around the
+		 * relaying policy below */
+		if (!r->from_local && !r->in_dialog && !r->authenticated) {
+			proxy_reply(r, 403, "Relaying denied", SV_NULL);
+			return PROXY_DONE;
+		}
 		sv_copy(hop, t.hop, sizeof(t.hop));
 		return forward(r, plan, &t, 1);
 	}

@@ -14,11 +14,34 @@
 #include "server/server.h"
 #include "txn/txn.h"
 
+/*
+ * Is host (as a URI has it: an IPv6 reference without its brackets) the configured
+ * domain d (IPv6 written "[...]", see cfg_domain_norm)? IPv6 addresses are compared
+ * as addresses: [2001:DB8::10] and [2001:db8:0::10] are the same host.
+ */
+static bool host_is_domain(sv_t host, const char *d)
+{
+	size_t dl = strlen(d);
+	char a[INET6_ADDRSTRLEN + 1], b[INET6_ADDRSTRLEN + 1];
+	struct in6_addr x, y;
+
+	if (dl < 2 || d[0] != '[' || d[dl - 1] != ']')
+		return sv_ieq(host, sv_cstr(d));
+	if (host.len && host.p[0] == '[' && host.p[host.len - 1] == ']')
+		host = sv_sub(host, 1, host.len - 2);
+	if (sv_copy(host, a, sizeof(a)) || dl - 2 >= sizeof(b))
+		return false;
+	memcpy(b, d + 1, dl - 2);
+	b[dl - 2] = '\0';
+	return inet_pton(AF_INET6, a, &x) == 1 && inet_pton(AF_INET6, b, &y) == 1 &&
+	       memcmp(&x, &y, sizeof(x)) == 0;
+}
+
 bool proxy_domain_is_local(struct server *srv, sv_t host, uint16_t port)
 {
 	(void)port; /* a served domain is one whatever its port (alice@example.com:5060) */
 	for (size_t i = 0; i < srv->cfg.ndomains; i++) {
-		if (sv_ieq(host, sv_cstr(srv->cfg.domains[i])))
+		if (host_is_domain(host, srv->cfg.domains[i]))
 			return true;
 	}
 	/* the server's own addresses always name it (they are its domain when none is configured) */
@@ -34,26 +57,45 @@ bool proxy_uri_is_myself(struct server *srv, const struct sip_uri *u)
 	if (u->user.len)
 		return false;
 	for (size_t i = 0; i < srv->cfg.ndomains; i++) {
-		if (sv_ieq(u->host, sv_cstr(srv->cfg.domains[i])))
+		if (host_is_domain(u->host, srv->cfg.domains[i]))
 			return true;
 	}
 	return false;
 }
 
+/* Octets an AOR's user part keeps as they are; any other is written %XX. */
+static bool aor_user_char(unsigned char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+	       (c && strchr("-_.!~*'()&=+$,;?/", c) != NULL);
+}
+
+/*
+ * "user@host", the user part in one canonical spelling: unescaped, then
+ * re-escaped where an octet is not a plain user character. sip:%75ser@h and
+ * sip:user@h give the same AOR, and the result is a C string with exactly one
+ * '@' even when the user part holds %00 or %40 (RFC 4475 escnull, semiuri).
+ */
 int proxy_aor_of(const struct sip_uri *u, char *out, size_t len)
 {
 	char user[STORE_USER_MAX];
-	size_t ulen, n;
+	size_t ulen, n = 0;
 
 	if ((u->kind != SIP_SCHEME_SIP && u->kind != SIP_SCHEME_SIPS) || u->user.len >= sizeof(user))
 		return EINVAL;
 	ulen = sip_unescape(u->user, user);
-	n = ulen + 1 + u->host.len + (u->host_v6 ? 2 : 0);
-	if (n >= len)
+	for (size_t i = 0; i < ulen; i++) {
+		unsigned char c = (unsigned char)user[i];
+		if (n + 4 >= len)
+			return ENOSPC;
+		if (aor_user_char(c))
+			out[n++] = (char)c;
+		else
+			n += (size_t)snprintf(out + n, len - n, "%%%02X", c);
+	}
+	if (n + 1 + u->host.len + (u->host_v6 ? 2 : 0) >= len)
 		return ENOSPC;
-	memcpy(out, user, ulen);
-	out[ulen] = '@';
-	n = ulen + 1;
+	out[n++] = '@';
 	if (u->host_v6)
 		out[n++] = '[';
 	for (size_t i = 0; i < u->host.len; i++)

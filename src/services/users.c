@@ -200,6 +200,9 @@ static void lookup_run(struct store *st, struct dbq_job *job)
 	bool retry = false;
 	int err = store_user_get(st, user, domain, &su);
 
+	if (err == EINVAL)
+		err = ENOENT; /* a name no subscriber can have (the store refuses it) is nobody */
+
 	if (err && err != ENOENT)
 		log_err("subscriber lookup %s@%s: %s", lj->user, lj->domain, store_errmsg(st));
 	pthread_mutex_lock(&b->lock);

@@ -46,7 +46,7 @@ void users_destroy(struct users *u);
  * delivered again USERS_MAX_REDELIVERIES times already gets USERS_ERROR (the
  * cache was dropped each time under it), so a request never loops.
  */
-#define USERS_MAX_REDELIVERIES 3
+#define USERS_MAX_REDELIVERIES 4
 enum users_lookup users_get(struct users *u, struct worker *w, sv_t user, sv_t domain,
 			    const struct sip_msg *m, const struct tp_src *src, unsigned redelivered,
 			    struct users_entry *out);

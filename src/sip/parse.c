@@ -360,7 +360,8 @@ static int index_header(struct sip_msg *m, uint16_t *last, sv_t name, sv_t value
  * Walks the header lines from p. Returns 0 with *body_start set, EAGAIN when
  * the empty line is not in the buffer yet, or EBADMSG.
  */
-static int parse_headers(struct sip_msg *m, const char *p, const char *end, const char **body_start)
+static int parse_headers(struct sip_msg *m, const char *p, const char *end, const char **body_start,
+			 bool stream, int *bad)
 {
 	uint16_t last[SIP_H_COUNT];
 	const char *hdr_begin = p;
@@ -380,8 +381,14 @@ static int parse_headers(struct sip_msg *m, const char *p, const char *end, cons
 			return 0;
 		}
 		if (line.p[0] == ' ' || line.p[0] == '\t') {
-			m->error = "Header continuation without a header";
-			return EBADMSG;
+			if (!*bad)
+				m->error = "Header continuation without a header";
+			if (stream)
+				return EBADMSG;
+			/* a datagram: remembered, and the lines after it still indexed, for the 400 */
+			*bad = EBADMSG;
+			p = nl + 1;
+			continue;
 		}
 		q = line.p;
 		while (q < line.p + line.len && sip_cc((unsigned char)*q, SIP_CC_TOKEN))
@@ -390,8 +397,13 @@ static int parse_headers(struct sip_msg *m, const char *p, const char *end, cons
 		while (q < line.p + line.len && (*q == ' ' || *q == '\t'))
 			q++;
 		if (name.len == 0 || q == line.p + line.len || *q != ':') {
-			m->error = "Malformed header line";
-			return EBADMSG;
+			if (!*bad)
+				m->error = "Malformed header line";
+			if (stream)
+				return EBADMSG;
+			*bad = EBADMSG;
+			p = nl + 1;
+			continue;
 		}
 		q++;
 		vstart = q;
@@ -426,7 +438,7 @@ int sip_parse(struct sip_msg *m, const char *buf, size_t len, unsigned flags)
 	bool stream = flags & SIP_PARSE_STREAM;
 	const char *end = buf + len, *p, *nl, *body_start = NULL;
 	sv_t line, version = SV_NULL;
-	int line_err, err;
+	int line_err, err, hdr_err = 0;
 	size_t avail, total;
 
 	msg_reset(m);
@@ -450,7 +462,7 @@ int sip_parse(struct sip_msg *m, const char *buf, size_t len, unsigned flags)
 	else
 		line_err = parse_request_line(m, line, &version);
 
-	err = parse_headers(m, nl + 1, end, &body_start);
+	err = parse_headers(m, nl + 1, end, &body_start, stream, &hdr_err);
 	if (err == EAGAIN) {
 		if (stream && (size_t)(end - p) <= SIP_MAX_MSG)
 			return EAGAIN;
@@ -492,6 +504,8 @@ int sip_parse(struct sip_msg *m, const char *buf, size_t len, unsigned flags)
 		return EMSGSIZE;
 	if (line_err)
 		return line_err;
+	if (hdr_err)
+		return hdr_err;
 	m->version = version;
 	return 0;
 }

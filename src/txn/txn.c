@@ -200,8 +200,15 @@ void txn_reply_dest(struct sip_msg *m, const struct tp_src *src, struct tp_dest 
 	d->peer = src->peer;
 	d->listen = (int)src->listen;
 	d->conn_id = src->conn_id;
-	if (src->peer.proto != SIP_PROTO_UDP || !via)
-		return; /* reliable: back over the same connection (18.2.2) */
+	if (src->peer.proto != SIP_PROTO_UDP) {
+		/* reliable: back over the same connection (18.2.2); when it is gone, a new one
+		 * to the received address at the sent-by port */
+		if (via)
+			tp_addr_set_port(&d->peer, via->port ? via->port : 5060);
+		return;
+	}
+	if (!via)
+		return;
 	/* UDP: the source address; the source port only with rport (RFC 3581) */
 	if (!via->has_rport)
 		tp_addr_set_port(&d->peer, via->port ? via->port : 5060);
