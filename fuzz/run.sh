@@ -9,12 +9,13 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 
-mkdir -p "$WORK/sip" "$WORK/auth" "$WORK/config"
+mkdir -p "$WORK/sip" "$WORK/auth" "$WORK/config" "$WORK/settings"
 cp "$HERE"/../tests/conformance/rfc4475/*.dat "$HERE"/../tests/conformance/rfc5118/wire/* "$WORK/sip/"
 cp "$HERE"/corpus/auth/* "$WORK/auth/"
 cp "$HERE"/corpus/config/* "$WORK/config/"
+cp "$HERE"/corpus/settings/* "$WORK/settings/"
 
-for target in sip_parse:sip auth_cred:auth config:config; do
+for target in sip_parse:sip auth_cred:auth config:config settings:settings; do
 	name=${target%%:*}
 	corpus=${target#*:}
 	bin="$BUILD/fuzz_$name"

@@ -10,7 +10,7 @@
 #include "cli/cli.h"
 #include "config/config.h"
 
-#define CLI_MAX_POS 4
+#define CLI_MAX_POS 32
 
 /* Which options a subcommand takes besides --help. */
 enum cli_opt_flags {
@@ -38,6 +38,10 @@ int cli_parse(int argc, char **argv, const char *cmd, unsigned flags, struct cli
 int cli_want_args(const struct cli_opts *o, int min, int max, const char *cmd);
 /* "FILE:LINE:COL: msg" or "FILE: msg" on stderr. */
 void cli_print_cfg_error(const char *path, const struct cfg_error *err);
+struct store;
+/* reg.c: the bindings of aor (NULL = all) as a table on stdout; an exit status. */
+int cli_reg_show(struct store *s, const char *aor, const char *cmd);
+
 /* The exit status for an errno from the store. */
 int cli_exit_for(int err);
 

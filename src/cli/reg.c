@@ -13,9 +13,10 @@
 #include <string.h>
 #include <time.h>
 
+#include "services/terminal.h"
 #include "store/store.h"
 
-#define CLI_REG_NCOLS 6
+#define CLI_REG_NCOLS 7
 
 /* One table row, every cell already formatted. */
 struct cli_reg_row {
@@ -31,7 +32,7 @@ struct cli_reg_table {
 };
 
 static const char *const cli_reg_header[CLI_REG_NCOLS] = {
-    "AOR", "CONTACT", "EXPIRES", "Q", "TRANSPORT", "USER-AGENT",
+    "AOR", "CONTACT", "EXPIRES", "Q", "TRANSPORT", "TERMINAL", "USER-AGENT",
 };
 
 static void cli_reg_usage(FILE *to)
@@ -79,7 +80,8 @@ static int cli_reg_format(const struct store_binding *b, time_t now, struct cli_
 	r->cell[2] = strdup(expires);
 	r->cell[3] = strdup(q);
 	r->cell[4] = strdup(transport);
-	r->cell[5] = strdup(b->user_agent[0] ? b->user_agent : "-");
+	r->cell[5] = strdup(term_name((enum term_type)(b->flags & 7)));
+	r->cell[6] = strdup(b->user_agent[0] ? b->user_agent : "-");
 	for (int i = 0; i < CLI_REG_NCOLS; i++) {
 		if (!r->cell[i])
 			return ENOMEM;
@@ -141,27 +143,35 @@ static void cli_reg_print(const struct cli_reg_table *t)
 		cli_reg_print_row(t, (const char *const *)t->rows[i].cell);
 }
 
-static int cli_reg_list(const struct cli_opts *o)
+/* The bindings of aor (all when NULL) as a table on stdout; an exit status. */
+int cli_reg_show(struct store *s, const char *aor, const char *cmd)
 {
 	struct cli_reg_table t = {.now = time(NULL)};
-	const char *aor = o->npos ? o->pos[0] : NULL;
-	struct store *s = NULL;
-	int ex, rc;
+	int ex = CLI_EXIT_OK, rc;
 
 	for (int c = 0; c < CLI_REG_NCOLS; c++)
 		t.width[c] = strlen(cli_reg_header[c]);
-	ex = cli_open_store(o->config, o->db, &s);
-	if (ex)
-		goto out;
 	rc = store_binding_list(s, aor, cli_reg_add, &t);
 	if (rc) {
-		fprintf(stderr, "reg list: %s\n", t.err ? "out of memory" : store_errmsg(s));
+		fprintf(stderr, "%s: %s\n", cmd, t.err ? "out of memory" : store_errmsg(s));
 		ex = t.err ? CLI_EXIT_FAILURE : cli_exit_for(rc);
 		goto out;
 	}
 	cli_reg_print(&t);
 out:
 	cli_reg_free(&t);
+	return ex;
+}
+
+static int cli_reg_list(const struct cli_opts *o)
+{
+	const char *aor = o->npos ? o->pos[0] : NULL;
+	struct store *s = NULL;
+	int ex;
+
+	ex = cli_open_store(o->config, o->db, &s);
+	if (!ex)
+		ex = cli_reg_show(s, aor, "reg list");
 	store_close(s);
 	return ex;
 }

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "services/settings.h"
 #include "store/store.h"
 
 struct cli_user_cmd {
@@ -29,6 +30,8 @@ static void cli_user_usage(FILE *to)
 		"       switchboard user del USER@DOMAIN [OPTIONS]\n"
 		"       switchboard user list [DOMAIN] [OPTIONS]\n"
 		"       switchboard user import FILE|- [OPTIONS]\n"
+		"       switchboard user set USER@DOMAIN KEY=VALUE... [OPTIONS]\n"
+		"       switchboard user show USER@DOMAIN [OPTIONS]\n"
 		"\n"
 		"  -p, --password PW   the password; '-' reads one line from standard input\n"
 		"  -c, --config FILE   take the database path from this configuration file\n"
@@ -38,6 +41,14 @@ static void cli_user_usage(FILE *to)
 		"import reads CSV lines 'user,domain,password' (a header line, blank lines and\n"
 		"'#' comments are skipped) in one transaction: all lines or none. Existing\n"
 		"users get the new password.\n"
+		"\n"
+		"set changes call settings (an empty VALUE clears one); the running server\n"
+		"applies them to the next call:\n"
+		"  ring=parallel|sequential|q-value   order=desk:15,pc:10,mobile:20\n"
+		"  ring_time=SECONDS   stop_on_busy=yes|no   noanswer_after=SECONDS\n"
+		"  forward_always=TARGET   forward_busy=TARGET   forward_noanswer=TARGET\n"
+		"  forward_unregistered=TARGET   (TARGET: user, user@domain, number, sip: URI)\n"
+		"show prints every setting and each registered terminal with its type.\n"
 		"Exit status: 0 ok, 1 error, 2 bad arguments, 3 bad configuration,\n"
 		"4 no such user, 5 user already exists.\n");
 }
@@ -218,12 +229,89 @@ static int cli_user_import(const struct cli_opts *o, const char *cmd)
 	return ex;
 }
 
+/* Every word is checked before anything is written: all of them apply, or none. */
+static int cli_user_set_settings(const struct cli_opts *o, const char *cmd)
+{
+	struct store *s = NULL;
+	struct store_user u;
+	struct uset set;
+	sv_t user, domain;
+	char line[STORE_SETTINGS_MAX], why[256];
+	int ex, rc;
+
+	ex = cli_split_aor(o->pos[0], cmd, &user, &domain);
+	if (!ex)
+		ex = cli_open_store(o->config, o->db, &s);
+	if (ex)
+		goto out;
+	rc = store_user_get(s, user, domain, &u);
+	if (rc) {
+		ex = cli_result(cmd, o->pos[0], s, rc);
+		goto out;
+	}
+	uset_init(&set);
+	if (uset_parse(&set, sv_cstr(u.settings), why, sizeof(why)))
+		fprintf(stderr, "%s %s: stored settings partly unreadable (%s); rewriting them\n", cmd,
+			o->pos[0], why);
+	for (int i = 1; i < o->npos; i++) {
+		if (uset_apply(&set, sv_cstr(o->pos[i]), why, sizeof(why))) {
+			fprintf(stderr, "%s %s: %s\n", cmd, o->pos[0], why);
+			ex = CLI_EXIT_USAGE;
+			goto out;
+		}
+	}
+	if (uset_format(&set, line, sizeof(line))) {
+		fprintf(stderr, "%s %s: settings too long\n", cmd, o->pos[0]);
+		ex = CLI_EXIT_USAGE;
+		goto out;
+	}
+	ex = cli_result(cmd, o->pos[0], s, store_user_settings(s, user, domain, sv_cstr(line)));
+out:
+	store_close(s);
+	return ex;
+}
+
+static int cli_user_show(const struct cli_opts *o, const char *cmd)
+{
+	struct store *s = NULL;
+	struct store_user u;
+	struct uset set;
+	sv_t user, domain;
+	char aor[STORE_USER_MAX + STORE_DOMAIN_MAX + 2], why[256];
+	int ex, rc;
+
+	ex = cli_split_aor(o->pos[0], cmd, &user, &domain);
+	if (!ex)
+		ex = cli_open_store(o->config, o->db, &s);
+	if (ex)
+		goto out;
+	rc = store_user_get(s, user, domain, &u);
+	if (rc) {
+		ex = cli_result(cmd, o->pos[0], s, rc);
+		goto out;
+	}
+	uset_init(&set);
+	if (uset_parse(&set, sv_cstr(u.settings), why, sizeof(why)))
+		printf("warning: stored settings partly unreadable: %s\n", why);
+	snprintf(aor, sizeof(aor), "%s@%s", u.user, u.domain);
+	printf("user %s\n", aor);
+	printf("settings:\n");
+	uset_print(&set, stdout);
+	printf("bindings:\n");
+	ex = cli_reg_show(s, aor, cmd);
+out:
+	store_close(s);
+	return ex;
+}
+
 static const struct cli_user_cmd cli_user_cmds[] = {
     {"add", cli_user_add, CLI_OPT_STORE | CLI_OPT_PASSWORD, 1, 1},
     {"passwd", cli_user_passwd, CLI_OPT_STORE | CLI_OPT_PASSWORD, 1, 1},
     {"del", cli_user_del, CLI_OPT_STORE, 1, 1},
     {"list", cli_user_list, CLI_OPT_STORE, 0, 1},
     {"import", cli_user_import, CLI_OPT_STORE, 1, 1},
+    {"set", cli_user_set_settings, CLI_OPT_STORE, 2, CLI_MAX_POS},
+    {"show", cli_user_show, CLI_OPT_STORE, 1, 1},
 };
 
 static const struct cli_user_cmd *cli_user_find(const char *name)

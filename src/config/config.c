@@ -40,6 +40,13 @@ enum cfg_kind {
 	CFG_K_DOMAINS,
 	CFG_K_MD5_ONLY,
 	CFG_K_LISTEN,
+	CFG_K_TERMINALS,
+	CFG_K_REDIRECT,
+	CFG_K_PREFIXES,
+	CFG_K_CIDRS,
+	CFG_K_GATEWAYS,
+	CFG_K_GROUPS,
+	CFG_K_RULES,
 };
 
 struct cfg_key {
@@ -70,6 +77,10 @@ struct cfg_key {
 #define CFG_SPECIAL(n, k)                                                                          \
 	{                                                                                          \
 		.name = n, .kind = k                                                               \
+	}
+#define CFG_LIST(n, k, f)                                                                          \
+	{                                                                                          \
+		.name = n, .kind = k, .off = offsetof(struct cfg, f)                               \
 	}
 #define CFG_SECTION(n, t)                                                                          \
 	{                                                                                          \
@@ -124,6 +135,33 @@ static const struct cfg_key cfg_dns_keys[] = {
     {0},
 };
 
+static const struct cfg_key cfg_calls_keys[] = {
+    CFG_UINT("ring_time", ring_time_s, 1, 600),
+    CFG_UINT("noanswer_after", noanswer_after_s, 1, 600),
+    CFG_BOOL("stop_on_busy", stop_on_busy),
+    CFG_UINT("max_forward_hops", max_forward_hops, 1, 20),
+    CFG_SPECIAL("terminal_user_agents", CFG_K_TERMINALS),
+    CFG_SPECIAL("redirect_domains", CFG_K_REDIRECT),
+    {0},
+};
+
+static const struct cfg_key cfg_lists_keys[] = {
+    CFG_LIST("block_callers", CFG_K_PREFIXES, block_callers),
+    CFG_LIST("allow_callers", CFG_K_PREFIXES, allow_callers),
+    CFG_LIST("block_callees", CFG_K_PREFIXES, block_callees),
+    CFG_LIST("block_sources", CFG_K_CIDRS, block_sources),
+    CFG_LIST("allow_sources", CFG_K_CIDRS, allow_sources),
+    CFG_UINT("block_status", block_status, 403, 603),
+    {0},
+};
+
+static const struct cfg_key cfg_dialplan_keys[] = {
+    CFG_UINT("max_callee_digits", dialplan.max_callee_digits, DP_CALLEE_DIGITS, DP_CALLEE_DIGITS_MAX),
+    CFG_UINT("probe_interval", dialplan.probe_interval_s, 0, 3600),
+    CFG_SPECIAL("rules", CFG_K_RULES),
+    {0},
+};
+
 static const struct cfg_key cfg_top_keys[] = {
     CFG_SPECIAL("log_level", CFG_K_LOG_LEVEL),
     CFG_UINT("workers", workers, 0, 256),
@@ -137,6 +175,11 @@ static const struct cfg_key cfg_top_keys[] = {
     CFG_SECTION("proxy", cfg_proxy_keys),
     CFG_SECTION("tcp", cfg_tcp_keys),
     CFG_SECTION("dns", cfg_dns_keys),
+    CFG_SECTION("calls", cfg_calls_keys),
+    CFG_SECTION("lists", cfg_lists_keys),
+    CFG_SPECIAL("gateways", CFG_K_GATEWAYS),
+    CFG_SPECIAL("gateway_groups", CFG_K_GROUPS),
+    CFG_SECTION("dialplan", cfg_dialplan_keys),
     {0},
 };
 
@@ -169,6 +212,7 @@ struct cfg_parse {
 	struct cfg *c;
 	struct cfg_error *err;
 	const char *section; /* NULL at the top level */
+	const struct cfg_key *key; /* the list being filled, for item callbacks */
 	struct cfg_seen seen[CFG_SEEN_MAX];
 	size_t nseen;
 };
@@ -200,6 +244,11 @@ void cfg_defaults(struct cfg *c)
 	    .tcp_max_connections = 4096,
 	    .tcp_idle_timeout_s = 600,
 	    .dns_cache_ttl_s = 60,
+	    .ring_time_s = 20,
+	    .noanswer_after_s = 20,
+	    .max_forward_hops = 5,
+	    .block_status = 403,
+	    .dialplan = {.max_callee_digits = DP_CALLEE_DIGITS, .probe_interval_s = 30},
 	};
 	strcpy(c->server_name, "Switchboard");
 	strcpy(c->db_path, "var/switchboard.db");
@@ -526,6 +575,14 @@ int cfg_finish(struct cfg *c, struct cfg_error *err)
 		return cfg_cross_fail(c, r, err, 0, 0);
 	if (c->auth_enabled && c->nalgorithms == 0)
 		return cfg_fail(err, 0, 0, "'auth.algorithms' must list at least one algorithm");
+	if (c->block_status != 403 && c->block_status != 603)
+		return cfg_fail(err, 0, 0, "'lists.block_status' must be 403 or 603");
+	{
+		char why[200];
+		unsigned line = 0;
+		if (dp_config_resolve(&c->dialplan, why, sizeof(why), &line))
+			return cfg_fail(err, line, 0, "%s", why);
+	}
 	if (c->nlisten == 0) {
 		rc = cfg_add_listen(c, "udp:127.0.0.1:5060", err);
 		if (!rc)
@@ -820,6 +877,425 @@ static int cfg_set_md5_only(struct cfg_parse *p, const struct cfg_key *k, const 
 	return cfg_each_item(p, k, v, cfg_md5_only_item);
 }
 
+/* calls.terminal_user_agents: a mapping "User-Agent substring: desk|pc|mobile|other", in order. */
+static int cfg_set_terminals(struct cfg_parse *p, const struct cfg_key *k, const yaml_node_t *v)
+{
+	struct cfg *c = p->c;
+
+	c->nterminal_ua = 0;
+	if (cfg_is_null(v))
+		return 0;
+	if (v->type != YAML_MAPPING_NODE)
+		return cfg_fail_key(p, k->name, v, "a mapping of User-Agent substrings to terminal types");
+	for (yaml_node_pair_t *pr = v->data.mapping.pairs.start; pr < v->data.mapping.pairs.top; pr++) {
+		const yaml_node_t *kn = cfg_node(p, pr->key), *vn = cfg_node(p, pr->value);
+		struct term_pattern *tp;
+		const char *match;
+
+		if (kn->type != YAML_SCALAR_NODE || cfg_is_null(kn))
+			return cfg_fail_at(p, kn, "'calls.terminal_user_agents' keys must be User-Agent substrings");
+		match = cfg_str(kn);
+		if (!match[0] || strlen(match) >= sizeof(tp->match))
+			return cfg_fail_at(p, kn, "'calls.terminal_user_agents' substrings must be 1 to %zu characters",
+					   sizeof(tp->match) - 1);
+		if (c->nterminal_ua >= CFG_MAX_TERMINAL_UA)
+			return cfg_fail_at(p, kn, "'calls.terminal_user_agents' has more than %d entries",
+					   CFG_MAX_TERMINAL_UA);
+		tp = &c->terminal_ua[c->nterminal_ua];
+		if (vn->type != YAML_SCALAR_NODE || term_parse(cfg_sv(vn), &tp->type))
+			return cfg_fail_at(p, vn, "terminal type for '%.64s' must be desk, pc, mobile or other",
+					   match);
+		strcpy(tp->match, match);
+		c->nterminal_ua++;
+	}
+	return 0;
+}
+
+static int cfg_redirect_item(struct cfg_parse *p, const yaml_node_t *item)
+{
+	struct cfg *c = p->c;
+	char norm[CFG_FIELD_SIZE(redirect_domains[0])];
+
+	if (item->type != YAML_SCALAR_NODE || cfg_is_null(item))
+		return cfg_fail_want(p, "entries of 'calls.redirect_domains'", item, "a domain name or \"*\"");
+	if (c->nredirect_domains >= CFG_MAX_DOMAINS)
+		return cfg_fail_at(p, item, "'calls.redirect_domains' has more than %d entries", CFG_MAX_DOMAINS);
+	if (strcmp(cfg_str(item), "*") == 0)
+		strcpy(norm, "*");
+	else if (cfg_domain_norm(cfg_str(item), norm, sizeof(norm)))
+		return cfg_fail_at(p, item, "'calls.redirect_domains': '%.64s' is not a valid host name or IP address",
+				   cfg_str(item));
+	strcpy(c->redirect_domains[c->nredirect_domains++], norm);
+	return 0;
+}
+
+static int cfg_set_redirect(struct cfg_parse *p, const struct cfg_key *k, const yaml_node_t *v)
+{
+	p->c->nredirect_domains = 0;
+	return cfg_each_item(p, k, v, cfg_redirect_item);
+}
+
+static int cfg_prefix_item(struct cfg_parse *p, const yaml_node_t *item)
+{
+	struct cfg_prefix_list *l = (struct cfg_prefix_list *)((char *)p->c + p->key->off);
+	char path[64];
+
+	cfg_path(p, p->key->name, path, sizeof(path));
+	if (item->type != YAML_SCALAR_NODE || cfg_is_null(item))
+		return cfg_fail_want(p, "entries of 'lists'", item, "a number or user prefix");
+	if (!lists_prefix_ok(cfg_sv(item)))
+		return cfg_fail_at(p, item, "'%s': '%.64s' is not a prefix (1 to %d characters, no spaces, "
+				   "commas, '@', ':', '<', '>' or quotes)", path, cfg_str(item), LISTS_PREFIX_MAX - 1);
+	if (l->n >= CFG_MAX_LIST)
+		return cfg_fail_at(p, item, "'%s' has more than %d entries", path, CFG_MAX_LIST);
+	strcpy(l->v[l->n++], cfg_str(item));
+	return 0;
+}
+
+static int cfg_cidr_item(struct cfg_parse *p, const yaml_node_t *item)
+{
+	struct cfg_cidr_list *l = (struct cfg_cidr_list *)((char *)p->c + p->key->off);
+	char path[64];
+
+	cfg_path(p, p->key->name, path, sizeof(path));
+	if (item->type != YAML_SCALAR_NODE || cfg_is_null(item))
+		return cfg_fail_want(p, "entries of 'lists'", item, "an IP address or network");
+	if (l->n >= CFG_MAX_LIST)
+		return cfg_fail_at(p, item, "'%s' has more than %d entries", path, CFG_MAX_LIST);
+	if (lists_cidr_parse(cfg_sv(item), &l->v[l->n]))
+		return cfg_fail_at(p, item, "'%s': '%.64s' is not an IP address or network (ADDRESS/BITS)", path,
+				   cfg_str(item));
+	l->n++;
+	return 0;
+}
+
+static int cfg_set_list(struct cfg_parse *p, const struct cfg_key *k, const yaml_node_t *v)
+{
+	int rc;
+
+	if (k->kind == CFG_K_PREFIXES)
+		((struct cfg_prefix_list *)((char *)p->c + k->off))->n = 0;
+	else
+		((struct cfg_cidr_list *)((char *)p->c + k->off))->n = 0;
+	p->key = k;
+	rc = cfg_each_item(p, k, v, k->kind == CFG_K_PREFIXES ? cfg_prefix_item : cfg_cidr_item);
+	p->key = NULL;
+	return rc;
+}
+
+/* ------------------------------------------------- gateways and dialplan */
+
+static bool cfg_key_repeated(struct cfg_parse *p, const yaml_node_t *map, const yaml_node_pair_t *at);
+
+/* A scalar copied into out (1..size-1 bytes, no control characters). */
+static int cfg_entry_str(struct cfg_parse *p, const char *what, const yaml_node_t *v, char *out, size_t size)
+{
+	if (v->type != YAML_SCALAR_NODE || cfg_is_null(v))
+		return cfg_fail_want(p, what, v, "a string");
+	if (cfg_sv(v).len >= size || cfg_has_ctl(cfg_sv(v)))
+		return cfg_fail_at(p, v, "%s must be 1 to %zu characters, no control characters", what, size - 1);
+	strcpy(out, cfg_str(v));
+	return 0;
+}
+
+static int cfg_entry_uint(struct cfg_parse *p, const char *what, const yaml_node_t *v, unsigned lo,
+			  unsigned hi, unsigned *out)
+{
+	uint32_t n;
+	char want[64];
+
+	snprintf(want, sizeof(want), "an integer from %u to %u", lo, hi);
+	if (v->type != YAML_SCALAR_NODE || sv_to_u32(cfg_sv(v), &n) || n < lo || n > hi)
+		return cfg_fail_want(p, what, v, want);
+	*out = n;
+	return 0;
+}
+
+static int cfg_entry_bool(struct cfg_parse *p, const char *what, const yaml_node_t *v, bool *out)
+{
+	if (v->type != YAML_SCALAR_NODE || cfg_bool_parse(cfg_str(v), out))
+		return cfg_fail_want(p, what, v, "true or false");
+	return 0;
+}
+
+/* Every key of an entry mapping goes to fn; unknown keys are errors. */
+static int cfg_entry_walk(struct cfg_parse *p, const char *what, const yaml_node_t *map, void *obj,
+			  int (*fn)(struct cfg_parse *p, const char *key, const yaml_node_t *v, void *obj))
+{
+	int rc;
+
+	if (map->type != YAML_MAPPING_NODE)
+		return cfg_fail_want(p, what, map, "a mapping");
+	for (yaml_node_pair_t *pr = map->data.mapping.pairs.start; pr < map->data.mapping.pairs.top; pr++) {
+		const yaml_node_t *kn = cfg_node(p, pr->key);
+		if (kn->type != YAML_SCALAR_NODE)
+			return cfg_fail_at(p, kn, "keys must be plain names");
+		if (cfg_key_repeated(p, map, pr))
+			return cfg_fail_at(p, kn, "duplicate key '%.64s' in %s", cfg_str(kn), what);
+		rc = fn(p, cfg_str(kn), cfg_node(p, pr->value), obj);
+		if (rc == ENOENT)
+			return cfg_fail_at(p, kn, "unknown key '%.64s' in %s", cfg_str(kn), what);
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
+static int cfg_gateway_key(struct cfg_parse *p, const char *key, const yaml_node_t *v, void *obj)
+{
+	struct dp_gateway *g = obj;
+	unsigned port;
+	int rc;
+
+	if (strcmp(key, "name") == 0)
+		return cfg_entry_str(p, "a gateway's 'name'", v, g->name, sizeof(g->name));
+	if (strcmp(key, "address") == 0) {
+		rc = cfg_entry_str(p, "a gateway's 'address'", v, g->host, sizeof(g->host));
+		if (!rc && !cfg_hostname_ok(cfg_sv(v)) && !cfg_ip_ok(AF_INET, cfg_sv(v)) &&
+		    !cfg_ip_ok(AF_INET6, cfg_sv(v)))
+			return cfg_fail_at(p, v, "gateway address '%.64s' is not a host name or IP address",
+					   cfg_str(v));
+		return rc;
+	}
+	if (strcmp(key, "port") == 0) {
+		rc = cfg_entry_uint(p, "a gateway's 'port'", v, 1, 65535, &port);
+		g->port = (uint16_t)port;
+		return rc;
+	}
+	if (strcmp(key, "transport") == 0) {
+		if (v->type == YAML_SCALAR_NODE && strcasecmp(cfg_str(v), "udp") == 0)
+			g->tcp = false;
+		else if (v->type == YAML_SCALAR_NODE && strcasecmp(cfg_str(v), "tcp") == 0)
+			g->tcp = true;
+		else
+			return cfg_fail_want(p, "a gateway's 'transport'", v, "udp or tcp");
+		return 0;
+	}
+	if (strcmp(key, "probe") == 0)
+		return cfg_entry_bool(p, "a gateway's 'probe'", v, &g->probe);
+	return ENOENT;
+}
+
+static int cfg_gateway_item(struct cfg_parse *p, const yaml_node_t *item)
+{
+	struct dp_config *d = &p->c->dialplan;
+	struct dp_gateway *g;
+	int rc;
+
+	if (d->ngw >= DP_MAX_GATEWAYS)
+		return cfg_fail_at(p, item, "more than %d gateways", DP_MAX_GATEWAYS);
+	g = &d->gw[d->ngw];
+	memset(g, 0, sizeof(*g));
+	g->probe = true;
+	g->line = cfg_line(item);
+	rc = cfg_entry_walk(p, "a gateway", item, g, cfg_gateway_key);
+	if (rc)
+		return rc;
+	if (!g->name[0] || !g->host[0])
+		return cfg_fail_at(p, item, "a gateway needs a 'name' and an 'address'");
+	d->ngw++;
+	return 0;
+}
+
+static int cfg_member_key(struct cfg_parse *p, const char *key, const yaml_node_t *v, void *obj)
+{
+	struct dp_member *m = obj;
+
+	if (strcmp(key, "gateway") == 0)
+		return cfg_entry_str(p, "a member's 'gateway'", v, m->name, sizeof(m->name));
+	if (strcmp(key, "priority") == 0)
+		return cfg_entry_uint(p, "a member's 'priority'", v, 0, 1000, &m->priority);
+	if (strcmp(key, "weight") == 0)
+		return cfg_entry_uint(p, "a member's 'weight'", v, 1, 1000, &m->weight);
+	return ENOENT;
+}
+
+static int cfg_group_key(struct cfg_parse *p, const char *key, const yaml_node_t *v, void *obj)
+{
+	struct dp_group *g = obj;
+	int rc;
+
+	if (strcmp(key, "name") == 0)
+		return cfg_entry_str(p, "a gateway group's 'name'", v, g->name, sizeof(g->name));
+	if (strcmp(key, "gateways") != 0)
+		return ENOENT;
+	if (v->type != YAML_SEQUENCE_NODE)
+		return cfg_fail_want(p, "a gateway group's 'gateways'", v, "a list");
+	for (yaml_node_item_t *it = v->data.sequence.items.start; it < v->data.sequence.items.top; it++) {
+		const yaml_node_t *item = cfg_node(p, *it);
+		struct dp_member *m;
+		if (g->n >= DP_MAX_MEMBERS)
+			return cfg_fail_at(p, item, "a gateway group has more than %d gateways", DP_MAX_MEMBERS);
+		m = &g->m[g->n];
+		memset(m, 0, sizeof(*m));
+		m->weight = 1;
+		m->line = cfg_line(item);
+		if (item->type == YAML_SCALAR_NODE) /* just a name */
+			rc = cfg_entry_str(p, "a gateway group member", item, m->name, sizeof(m->name));
+		else
+			rc = cfg_entry_walk(p, "a gateway group member", item, m, cfg_member_key);
+		if (rc)
+			return rc;
+		if (!m->name[0])
+			return cfg_fail_at(p, item, "a gateway group member needs 'gateway'");
+		g->n++;
+	}
+	return 0;
+}
+
+static int cfg_group_item(struct cfg_parse *p, const yaml_node_t *item)
+{
+	struct dp_config *d = &p->c->dialplan;
+	struct dp_group *g;
+	int rc;
+
+	if (d->ngrp >= DP_MAX_GROUPS)
+		return cfg_fail_at(p, item, "more than %d gateway groups", DP_MAX_GROUPS);
+	g = &d->grp[d->ngrp];
+	memset(g, 0, sizeof(*g));
+	g->line = cfg_line(item);
+	rc = cfg_entry_walk(p, "a gateway group", item, g, cfg_group_key);
+	if (rc)
+		return rc;
+	if (!g->name[0] || g->n == 0)
+		return cfg_fail_at(p, item, "a gateway group needs a 'name' and 'gateways'");
+	d->ngrp++;
+	return 0;
+}
+
+static bool cfg_digits_ok(sv_t s, bool plus)
+{
+	for (size_t i = 0; i < s.len; i++) {
+		char ch = s.p[i];
+		if (!((ch >= '0' && ch <= '9') || ch == '*' || ch == '#' || (plus && i == 0 && ch == '+')))
+			return false;
+	}
+	return true;
+}
+
+static int cfg_op_key(struct cfg_parse *p, const char *key, const yaml_node_t *v, void *obj)
+{
+	struct dp_op *op = obj;
+	int rc;
+
+	if (strcmp(key, "strip") == 0) {
+		op->kind = DP_OP_STRIP;
+		return cfg_entry_uint(p, "'strip'", v, 1, DP_CALLEE_DIGITS_MAX, &op->count);
+	}
+	if (strcmp(key, "prefix") == 0) {
+		op->kind = DP_OP_PREFIX;
+		rc = cfg_entry_str(p, "'prefix'", v, op->text, sizeof(op->text));
+		if (!rc && !cfg_digits_ok(cfg_sv(v), true))
+			return cfg_fail_at(p, v, "'%.32s' is not digits (with an optional leading '+')", cfg_str(v));
+		return rc;
+	}
+	if (strcmp(key, "digits") == 0) {
+		rc = cfg_entry_str(p, "'digits'", v, op->text, sizeof(op->text));
+		if (!rc && !cfg_digits_ok(cfg_sv(v), false))
+			return cfg_fail_at(p, v, "'%.32s' is not digits", cfg_str(v));
+		return rc;
+	}
+	if (strcmp(key, "with") == 0) {
+		if (v->type == YAML_SCALAR_NODE && cfg_is_null(v)) {
+			op->text[0] = '\0'; /* replace with nothing */
+			return 0;
+		}
+		return cfg_entry_str(p, "'with'", v, op->text, sizeof(op->text));
+	}
+	if (strcmp(key, "insert") == 0 || strcmp(key, "delete") == 0) {
+		op->kind = key[0] == 'i' ? DP_OP_INSERT : DP_OP_DELETE;
+		return cfg_entry_uint(p, "the position", v, 0, DP_CALLEE_DIGITS_MAX, &op->at);
+	}
+	if (strcmp(key, "count") == 0)
+		return cfg_entry_uint(p, "'count'", v, 1, DP_CALLEE_DIGITS_MAX, &op->count);
+	if (strcmp(key, "replace") == 0) {
+		op->kind = DP_OP_REPLACE;
+		return cfg_entry_str(p, "'replace'", v, op->regex, sizeof(op->regex));
+	}
+	return ENOENT;
+}
+
+static int cfg_rule_key(struct cfg_parse *p, const char *key, const yaml_node_t *v, void *obj)
+{
+	struct dp_rule *r = obj;
+	int rc;
+
+	if (strcmp(key, "prefix") == 0) {
+		rc = cfg_entry_str(p, "a rule's 'prefix'", v, r->prefix, sizeof(r->prefix));
+		if (!rc && !cfg_digits_ok(cfg_sv(v), true))
+			return cfg_fail_at(p, v, "prefix '%.32s' is not digits (with an optional leading '+')",
+					   cfg_str(v));
+		return rc;
+	}
+	if (strcmp(key, "regex") == 0)
+		return cfg_entry_str(p, "a rule's 'regex'", v, r->regex, sizeof(r->regex));
+	if (strcmp(key, "redirect") == 0)
+		return cfg_entry_bool(p, "a rule's 'redirect'", v, &r->redirect);
+	if (strcmp(key, "route") == 0) {
+		if (v->type == YAML_SCALAR_NODE && !cfg_is_null(v)) {
+			r->nroute = 1;
+			return cfg_entry_str(p, "a rule's 'route'", v, r->route_names[0], DP_NAME_MAX);
+		}
+		if (v->type != YAML_SEQUENCE_NODE)
+			return cfg_fail_want(p, "a rule's 'route'", v, "a list of gateway groups");
+		for (yaml_node_item_t *it = v->data.sequence.items.start; it < v->data.sequence.items.top; it++) {
+			if (r->nroute >= DP_MAX_ROUTE)
+				return cfg_fail_at(p, v, "a rule routes to at most %d groups", DP_MAX_ROUTE);
+			rc = cfg_entry_str(p, "a gateway group name", cfg_node(p, *it), r->route_names[r->nroute],
+					   DP_NAME_MAX);
+			if (rc)
+				return rc;
+			r->nroute++;
+		}
+		return 0;
+	}
+	if (strcmp(key, "transform") == 0) {
+		if (v->type != YAML_SEQUENCE_NODE)
+			return cfg_fail_want(p, "a rule's 'transform'", v, "a list of steps");
+		for (yaml_node_item_t *it = v->data.sequence.items.start; it < v->data.sequence.items.top; it++) {
+			const yaml_node_t *item = cfg_node(p, *it);
+			struct dp_op *op;
+			if (r->nops >= DP_MAX_OPS)
+				return cfg_fail_at(p, item, "a rule has at most %d transform steps", DP_MAX_OPS);
+			op = &r->ops[r->nops];
+			memset(op, 0, sizeof(*op));
+			op->kind = DP_OP_UNSET;
+			rc = cfg_entry_walk(p, "a transform step", item, op, cfg_op_key);
+			if (rc)
+				return rc;
+			if (op->kind == DP_OP_UNSET || ((op->kind == DP_OP_INSERT || op->kind == DP_OP_PREFIX) && !op->text[0]) ||
+			    (op->kind == DP_OP_DELETE && !op->count))
+				return cfg_fail_at(p, item,
+						   "a transform step is one of {strip: N}, {prefix: DIGITS}, "
+						   "{insert: POS, digits: DIGITS}, {delete: POS, count: N}, "
+						   "{replace: REGEX, with: TEXT}");
+			r->nops++;
+		}
+		return 0;
+	}
+	return ENOENT;
+}
+
+static int cfg_rule_item(struct cfg_parse *p, const yaml_node_t *item)
+{
+	struct dp_config *d = &p->c->dialplan;
+	struct dp_rule *r;
+	int rc;
+
+	if (d->nrules >= DP_MAX_RULES)
+		return cfg_fail_at(p, item, "more than %d dialplan rules", DP_MAX_RULES);
+	r = &d->rules[d->nrules];
+	memset(r, 0, sizeof(*r));
+	r->line = cfg_line(item);
+	rc = cfg_entry_walk(p, "a dialplan rule", item, r, cfg_rule_key);
+	if (rc)
+		return rc;
+	if (!r->prefix[0] == !r->regex[0])
+		return cfg_fail_at(p, item, "a dialplan rule needs exactly one of 'prefix' and 'regex'");
+	d->nrules++;
+	return 0;
+}
+
 static int cfg_domain_item(struct cfg_parse *p, const yaml_node_t *item)
 {
 	if (item->type != YAML_SCALAR_NODE || cfg_is_null(item))
@@ -1000,6 +1476,22 @@ static int cfg_apply(struct cfg_parse *p, const struct cfg_key *k, const yaml_no
 		return cfg_set_md5_only(p, k, v);
 	case CFG_K_LISTEN:
 		return cfg_set_listen(p, k, v);
+	case CFG_K_TERMINALS:
+		return cfg_set_terminals(p, k, v);
+	case CFG_K_REDIRECT:
+		return cfg_set_redirect(p, k, v);
+	case CFG_K_PREFIXES:
+	case CFG_K_CIDRS:
+		return cfg_set_list(p, k, v);
+	case CFG_K_GATEWAYS:
+		p->c->dialplan.ngw = 0;
+		return cfg_each_item(p, k, v, cfg_gateway_item);
+	case CFG_K_GROUPS:
+		p->c->dialplan.ngrp = 0;
+		return cfg_each_item(p, k, v, cfg_group_item);
+	case CFG_K_RULES:
+		p->c->dialplan.nrules = 0;
+		return cfg_each_item(p, k, v, cfg_rule_item);
 	}
 	return EINVAL;
 }

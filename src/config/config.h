@@ -14,12 +14,27 @@
 #include <stdint.h>
 
 #include "core/log.h"
+#include "services/dialplan.h"
+#include "services/lists.h"
+#include "services/terminal.h"
 #include "sip/sip.h"
 
 #define CFG_MAX_LISTEN 16
 #define CFG_MAX_DOMAINS 64
 #define CFG_MAX_ALGOS 2
 #define CFG_MAX_QUIRKS 16
+#define CFG_MAX_TERMINAL_UA 64
+#define CFG_MAX_LIST 128
+
+struct cfg_prefix_list {
+	char v[CFG_MAX_LIST][LISTS_PREFIX_MAX];
+	size_t n;
+};
+
+struct cfg_cidr_list {
+	struct lists_cidr v[CFG_MAX_LIST];
+	size_t n;
+};
 
 struct cfg_listen {
 	enum sip_proto proto; /* SIP_PROTO_UDP or SIP_PROTO_TCP */
@@ -80,6 +95,29 @@ struct cfg {
 
 	/* dns */
 	unsigned dns_cache_ttl_s; /* 60 */
+
+	/* call services: defaults for users who set nothing (services/settings.h) */
+	unsigned ring_time_s;	   /* one step of sequential / q-value ringing: 20 */
+	unsigned noanswer_after_s; /* parallel ringing before forwarding on no answer: 20 */
+	bool stop_on_busy;	   /* a busy terminal ends a sequential search: false */
+	unsigned max_forward_hops; /* Diversion entries before forwarding stops (loop cut): 5 */
+	/* domains answered as a redirect server (302 with the contacts); "*" = all */
+	char redirect_domains[CFG_MAX_DOMAINS][128];
+	size_t nredirect_domains;
+	/* User-Agent substrings checked before the built-in table */
+	struct term_pattern terminal_ua[CFG_MAX_TERMINAL_UA];
+	size_t nterminal_ua;
+
+	/* black and white lists (INVITE and MESSAGE out of dialog) */
+	struct cfg_prefix_list block_callers; /* From user prefixes */
+	struct cfg_prefix_list allow_callers; /* exceptions to every block list */
+	struct cfg_prefix_list block_callees; /* Request-URI user prefixes */
+	struct cfg_cidr_list block_sources;   /* source addresses / networks */
+	struct cfg_cidr_list allow_sources;   /* exceptions to every block list */
+	unsigned block_status;		      /* 403 (default) or 603 */
+
+	/* PSTN: gateways, gateway groups, number analysis (services/dialplan.h) */
+	struct dp_config dialplan;
 };
 
 struct cfg_error {

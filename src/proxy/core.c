@@ -20,13 +20,11 @@
 #include "server/server.h"
 #include "server/worker.h"
 #include "services/challenge.h"
+#include "services/lists.h"
 #include "services/location.h"
 #include "services/registrar.h"
 #include "services/users.h"
 #include "txn/txn.h"
-
-#define CORE_MAX_TARGETS 16
-#define CORE_FEW_TARGETS 4
 
 /* RFC 3261 18.2.1 and RFC 3581: what the request's top Via lacks about where it came from. */
 static void append(char *dst, size_t *n, size_t size, const char *s, size_t len)
@@ -250,6 +248,58 @@ static enum proxy_step phase_policy(struct preq *r)
 	return PROXY_CONTINUE;
 }
 
+sv_t proxy_caller_user(struct preq *r)
+{
+	const struct sip_naddr *from = sip_msg_from(r->m);
+	struct sip_uri u;
+
+	if (!from || sip_uri_parse(from->uri, &u))
+		return SV_NULL;
+	return u.user;
+}
+
+void proxy_reply_blocked(struct preq *r, const char *why)
+{
+	sv_t caller = proxy_caller_user(r);
+	unsigned st = r->srv->cfg.block_status;
+
+	r->w->stats.calls_blocked++;
+	log_info("call from '%.*s' to %.*s blocked: %s", (int)caller.len, caller.p, (int)r->m->ruri_raw.len,
+		 r->m->ruri_raw.p, why);
+	proxy_reply(r, st, st == 603 ? "Declined" : "Call blocked", SV_NULL);
+}
+
+/* The global black and white lists, for calls and messages from anyone. */
+static enum proxy_step phase_lists(struct preq *r)
+{
+	const struct cfg *c = &r->srv->cfg;
+	const struct sip_uri *ruri;
+	sv_t caller;
+
+	if (r->in_dialog || (r->m->method != SIP_INVITE && r->m->method != SIP_MESSAGE))
+		return PROXY_CONTINUE;
+	if (!c->block_callers.n && !c->block_callees.n && !c->block_sources.n)
+		return PROXY_CONTINUE; /* the common case: nothing to look at */
+	caller = proxy_caller_user(r);
+	if (lists_cidr_match(c->allow_sources.v, c->allow_sources.n, &r->src->peer.u.sa) ||
+	    (caller.len && lists_prefix_match(c->allow_callers.v, c->allow_callers.n, caller)))
+		return PROXY_CONTINUE;
+	if (lists_cidr_match(c->block_sources.v, c->block_sources.n, &r->src->peer.u.sa)) {
+		proxy_reply_blocked(r, "source address on lists.block_sources");
+		return PROXY_DONE;
+	}
+	if (lists_prefix_match(c->block_callers.v, c->block_callers.n, caller)) {
+		proxy_reply_blocked(r, "caller on lists.block_callers");
+		return PROXY_DONE;
+	}
+	ruri = sip_msg_ruri(r->m);
+	if (ruri && lists_prefix_match(c->block_callees.v, c->block_callees.n, ruri->user)) {
+		proxy_reply_blocked(r, "callee on lists.block_callees");
+		return PROXY_DONE;
+	}
+	return PROXY_CONTINUE;
+}
+
 static bool needs_auth(const struct preq *r)
 {
 	switch (r->m->method) {
@@ -270,6 +320,8 @@ static enum proxy_step phase_auth(struct preq *r, struct fwd_plan *plan)
 	const struct sip_naddr *from = sip_msg_from(r->m);
 	struct sip_uri fu;
 	char realm[STORE_DOMAIN_MAX];
+	enum proxy_step step;
+	bool replay;
 
 	if (!needs_auth(r))
 		return PROXY_CONTINUE;
@@ -281,7 +333,12 @@ static enum proxy_step phase_auth(struct preq *r, struct fwd_plan *plan)
 		realm[i] = sv_lower_char(fu.host.p[i]);
 	realm[fu.host.len] = '\0';
 	memcpy(plan->drop_cred_realm, realm, fu.host.len + 1);
-	return challenge_check(r, CHALLENGE_PROXY, sv_cstr(realm), fu.user, false, NULL);
+	/* a request delivered again after a lookup (of the callee, say) was checked
+	 * already: its nonce-count is no replay */
+	step = challenge_check(r, CHALLENGE_PROXY, sv_cstr(realm), fu.user, r->src->redelivered > 0, &replay);
+	if (step == PROXY_CONTINUE)
+		r->authenticated = true;
+	return step;
 }
 
 static enum proxy_step forward(struct preq *r, struct fwd_plan *plan, struct fwd_target *t, size_t n)
@@ -289,61 +346,6 @@ static enum proxy_step forward(struct preq *r, struct fwd_plan *plan, struct fwd
 	if (r->srv->cfg.proxy_mode == CFG_PROXY_STATELESS)
 		return fwd_stateless(r, plan, &t[0]);
 	return fwd_stateful(r, plan, t, n);
-}
-
-/* A local user: every registered contact, in parallel (RFC 3261 16.6, forking). */
-static enum proxy_step route_to_user(struct preq *r, struct fwd_plan *plan)
-{
-	const struct sip_uri *ruri = sip_msg_ruri(r->m);
-	char aor[STORE_USER_MAX + STORE_DOMAIN_MAX + 4];
-	/* most users have a few contacts: no heap unless one has more */
-	struct loc_target small_b[CORE_FEW_TARGETS], *b = small_b;
-	struct fwd_target small_t[CORE_FEW_TARGETS], *t = small_t;
-	struct users_entry ue;
-	enum proxy_step step = PROXY_DONE;
-	int64_t now = (int64_t)time(NULL);
-	size_t n = 0;
-
-	if (proxy_aor_of(ruri, aor, sizeof(aor))) {
-		proxy_reply(r, 404, NULL, SV_NULL);
-		return PROXY_DONE;
-	}
-	loc_lookup(r->srv->loc, sv_cstr(aor), now, b, CORE_FEW_TARGETS, &n);
-	if (n == CORE_FEW_TARGETS) {
-		b = malloc(sizeof(*b) * CORE_MAX_TARGETS);
-		t = malloc(sizeof(*t) * CORE_MAX_TARGETS);
-		if (!b || !t) {
-			proxy_reply(r, 500, "Out of memory", SV_NULL);
-			goto out;
-		}
-		loc_lookup(r->srv->loc, sv_cstr(aor), now, b, CORE_MAX_TARGETS, &n);
-	}
-	if (n == 0) {
-		/* 480 for a known user with nobody registered, 404 for nobody */
-		const char *at = strchr(aor, '@');
-		switch (users_get(r->srv->users, r->w, sv_make(aor, (size_t)(at - aor)), sv_cstr(at + 1),
-				  r->m, r->src, r->src->redelivered, &ue)) {
-		case USERS_PENDING:
-			step = PROXY_SUSPENDED;
-			break;
-		case USERS_HIT:
-			proxy_reply(r, ue.exists ? 480 : 404, NULL, SV_NULL);
-			break;
-		default:
-			proxy_reply(r, 480, NULL, SV_NULL);
-			break;
-		}
-		goto out;
-	}
-	for (size_t i = 0; i < n; i++)
-		route_target_from_binding(&t[i], &b[i]);
-	step = forward(r, plan, t, n);
-out:
-	if (b != small_b)
-		free(b);
-	if (t != small_t)
-		free(t);
-	return step;
 }
 
 static enum proxy_step phase_target(struct preq *r, struct fwd_plan *plan)
@@ -370,7 +372,7 @@ static enum proxy_step phase_target(struct preq *r, struct fwd_plan *plan)
 	if (r->ruri_local && !(r->in_dialog && sip_msg_ruri(r->m)->port &&
 				 !tp_is_local_address(r->srv->tp, sip_msg_ruri(r->m)->host,
 						      sip_msg_ruri(r->m)->port)))
-		return route_to_user(r, plan);
+		return callee_route(r, plan);
 	if (!r->from_local && !r->in_dialog && !r->authenticated) {
 		/* neither from nor to one of our users: we are not an open relay */
 		proxy_reply(r, 403, "Relaying denied", SV_NULL);
@@ -418,6 +420,8 @@ static void on_request(struct worker *w, struct sip_msg *m, const struct tp_src 
 		step = phase_local(&r);
 	if (step == PROXY_CONTINUE)
 		step = phase_policy(&r);
+	if (step == PROXY_CONTINUE)
+		step = phase_lists(&r);
 	if (step != PROXY_CONTINUE)
 		return;
 	route_plan(&r, &plan);

@@ -57,6 +57,7 @@ struct ptx {
 	bool ringing_sent; /* the caller has seen a 180: later ones add nothing */
 	bool starting;	   /* a step is being started: completions wait for the end */
 	bool busy_seen;	   /* a 486/600/603 in this step */
+	bool step_failed;  /* every branch of this step failed (408, 5xx, unreachable) */
 	unsigned nbranches;
 	unsigned capbranches;
 	unsigned pending; /* branches of the current step still running */
@@ -221,6 +222,8 @@ int fwd_build(struct worker *w, struct buf *out, struct sip_msg *m, const struct
 	}
 	if (mf < 0)
 		buf_append_str(&topb, "Max-Forwards: 70\r\n");
+	if (t->headers[0])
+		buf_append_str(&topb, t->headers); /* newest Diversion first (RFC 5806) */
 	nroutes = count_values(m, SIP_H_ROUTE) - plan->pop_routes - (plan->pop_last_route ? 1 : 0);
 	if (t->path[0] && nroutes == 0) {
 		buf_append_str(&topb, "Route: ");
@@ -478,13 +481,23 @@ static void step_done(struct ptx *p)
 		evtimer_del(&p->step_timer);
 		p->step_timer_armed = false;
 	}
-	if (p->cancelled || p->best_rank == 0 /* a 6xx ends the whole search */ ||
-	    (p->busy_seen && p->policy.stop_on_busy)) {
+	/* a 6xx ends the whole search (16.7), but for 600 Busy Everywhere: busy moves on */
+	if (p->cancelled || (p->best && p->best_rank == 0 && p->best_status != 600)) {
 		ptx_finish(p);
 		return;
 	}
+	if (p->busy_seen && p->policy.stop_on_busy) {
+		/* the steps left are dropped; forwarding on busy may still add some */
+		for (unsigned i = p->cur + 1; i < p->nsteps; i++)
+			free(p->steps[i].targets);
+		p->nsteps = p->cur + 1;
+	}
 	if (p->cur + 1 >= p->nsteps && p->policy.exhausted)
 		p->policy.exhausted(p, p->policy.arg, p->best ? p->best_status : p->local_status);
+	if (p->cur + 1 < p->nsteps && p->steps[p->cur + 1].only_on_failure && !p->step_failed) {
+		ptx_finish(p); /* a real answer (busy, not found...): no failover */
+		return;
+	}
 	if (p->cur + 1 < p->nsteps) { /* the next step, maybe one the policy just added */
 		p->cur++;
 		p->busy_seen = false;
@@ -528,6 +541,7 @@ static void step_timer_fired(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	p->step_timer_armed = false;
+	p->step_failed = false; /* rang out: no answer is not a failure */
 	for (unsigned i = 0; i < p->nbranches; i++) {
 		struct ptx_branch *b = p->br[i];
 		if (!b->done && b->step == p->cur)
@@ -614,6 +628,8 @@ static void branch_response(struct txn_cli *t, struct sip_msg *resp)
 	b->done = true;
 	b->status = st;
 	p->pending--;
+	if (st != 408 && (st < 500 || st > 599) && !(b->ring_timeout && st == 487))
+		p->step_failed = false;
 	branch_store_final(b, resp);
 	if (st >= 600)
 		ptx_cancel_branches(p, b, false);
@@ -830,6 +846,7 @@ int fwd_add_step(struct ptx *p, const struct fwd_step *step)
 	memcpy(st->targets, step->targets, sizeof(*st->targets) * step->n);
 	st->n = step->n;
 	st->ring_ms = step->ring_ms;
+	st->only_on_failure = step->only_on_failure;
 	p->nsteps++;
 	return 0;
 }
@@ -875,6 +892,7 @@ static void step_start(struct ptx *p, struct sip_msg *m)
 		return;
 	}
 	st = &p->steps[p->cur];
+	p->step_failed = true;
 	if (!m) {
 		copy = calloc(1, sizeof(*copy));
 		if (!copy || sip_parse(copy, p->req, p->req_len, 0)) {
@@ -958,7 +976,7 @@ nomem:
 enum proxy_step fwd_stateful(struct preq *r, const struct fwd_plan *plan, const struct fwd_target *targets,
 			     size_t n)
 {
-	struct fwd_step one = {(struct fwd_target *)targets, n, 0};
+	struct fwd_step one = {(struct fwd_target *)targets, n, 0, false};
 
 	return fwd_stateful_steps(r, plan, &one, 1, NULL);
 }

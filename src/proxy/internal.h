@@ -31,6 +31,8 @@ struct fwd_target {
 	struct tp_addr received;
 	uint32_t conn_id;
 	uint16_t q;
+	uint8_t terminal;	  /* enum term_type of a registered contact */
+	char headers[512];	  /* header lines added on top (Diversion when forwarded), "" = none */
 };
 
 /* One step of a search: targets rung together, for ring_ms at most (0 = until they answer). */
@@ -38,6 +40,9 @@ struct fwd_step {
 	struct fwd_target *targets;
 	size_t n;
 	unsigned ring_ms;
+	/* failover: tried only when every branch of the step before failed (408, 5xx,
+	 * unreachable); any other answer (486, 404...) ends the search there */
+	bool only_on_failure;
 };
 
 struct ptx;
@@ -65,6 +70,9 @@ bool route_is_loop(struct preq *r);
 sv_t route_next_hop(struct preq *r, const struct fwd_plan *plan);
 /* A registered contact as a target (NAT and connection reuse decided here). */
 void route_target_from_binding(struct fwd_target *t, const struct loc_target *b);
+
+/* callee.c: a request for a local user, by that user's call settings */
+enum proxy_step callee_route(struct preq *r, struct fwd_plan *plan);
 
 /* fwd.c */
 enum proxy_step fwd_stateful(struct preq *r, const struct fwd_plan *plan, const struct fwd_target *targets,

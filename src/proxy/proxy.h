@@ -80,6 +80,11 @@ bool proxy_uri_is_myself(struct server *srv, const struct sip_uri *u);
 /* The address-of-record key "user@domain" (user unescaped, domain lower-case, no port). */
 int proxy_aor_of(const struct sip_uri *u, char *out, size_t len);
 
+/* The From URI's user part ("" when there is none): the caller for the lists. */
+sv_t proxy_caller_user(struct preq *r);
+/* Refuses a call a list blocks: lists.block_status, counted and logged. */
+void proxy_reply_blocked(struct preq *r, const char *why);
+
 /* The request is re-delivered to this worker once a pending lookup completes. */
 enum proxy_step proxy_suspend(struct preq *r);
 

@@ -23,10 +23,12 @@
 #include <event2/thread.h>
 
 #include "core/log.h"
+#include "proxy/probe.h"
 #include "proxy/proxy.h"
 #include "server/dbq.h"
 #include "server/worker.h"
 #include "services/auth.h"
+#include "services/dialplan.h"
 #include "services/location.h"
 #include "services/users.h"
 #include "transport/tport.h"
@@ -122,6 +124,14 @@ int server_start(struct server *s, const struct cfg *cfg, char *err, size_t errl
 	rc = dbq_create(s, cfg->db_path, &s->dbq, err, errlen);
 	if (rc)
 		return rc;
+	if (cfg->dialplan.nrules || cfg->dialplan.ngw) {
+		rc = dp_create(&cfg->dialplan, &s->dp);
+		if (rc) {
+			snprintf(err, errlen, "dialplan: %s", strerror(rc));
+			return rc;
+		}
+		log_info("dialplan: %zu rules, %zu gateways", cfg->dialplan.nrules, cfg->dialplan.ngw);
+	}
 	log_info("database %s: %zu registrations loaded", cfg->db_path, loc_count(s->loc));
 	for (unsigned i = 0; i < s->nworkers; i++) {
 		rc = worker_create(s, i, &s->workers[i]);
@@ -153,6 +163,10 @@ int server_start(struct server *s, const struct cfg *cfg, char *err, size_t errl
 			return rc;
 		}
 	}
+	if ((rc = probe_start(s))) {
+		snprintf(err, errlen, "cannot start gateway probes: %s", strerror(rc));
+		return rc;
+	}
 	log_listeners(s);
 	log_info("switchboard %s started with %u worker%s", SB_VERSION, s->nworkers,
 		 s->nworkers == 1 ? "" : "s");
@@ -163,6 +177,26 @@ int server_run(struct server *s)
 {
 	event_base_dispatch(s->main_base);
 	return 0;
+}
+
+/* What the workers counted, once at the end (until the admin API shows it live). */
+static void log_stats(struct server *s)
+{
+	struct worker_stats t = {0};
+
+	for (unsigned i = 0; i < s->nworkers; i++) {
+		const struct worker *w = s->workers[i];
+		if (!w)
+			continue;
+		t.rx_msgs += w->stats.rx_msgs;
+		t.tx_msgs += w->stats.tx_msgs;
+		t.rx_bad += w->stats.rx_bad;
+		t.rx_dropped += w->stats.rx_dropped;
+		t.calls_blocked += w->stats.calls_blocked;
+	}
+	log_info("messages received %llu, sent %llu, malformed %llu, dropped %llu; calls blocked %llu",
+		 (unsigned long long)t.rx_msgs, (unsigned long long)t.tx_msgs, (unsigned long long)t.rx_bad,
+		 (unsigned long long)t.rx_dropped, (unsigned long long)t.calls_blocked);
 }
 
 void server_destroy(struct server *s)
@@ -177,7 +211,9 @@ void server_destroy(struct server *s)
 	 * answers land in the stopped workers' inboxes) and writes what is
 	 * still dirty; then the workers drain their inboxes and go.
 	 */
+	probe_destroy(s);
 	dbq_destroy(s->dbq);
+	log_stats(s);
 	for (unsigned i = 0; i < s->nworkers; i++) {
 		worker_destroy(s->workers[i]);
 		s->workers[i] = NULL;
@@ -195,5 +231,6 @@ void server_destroy(struct server *s)
 	users_destroy(s->users);
 	loc_destroy(s->loc);
 	auth_destroy(s->auth);
+	dp_destroy(s->dp);
 	libevent_global_shutdown();
 }

@@ -26,6 +26,8 @@ struct loc_table;
 struct users;
 struct auth;
 struct dbq;
+struct dp;
+struct prober;
 
 struct server {
 	struct cfg cfg;
@@ -39,6 +41,8 @@ struct server {
 	struct users *users;
 	struct auth *auth;
 	struct dbq *dbq;
+	struct dp *dp;		 /* dialplan and gateways, NULL when none are configured */
+	struct prober *prober; /* OPTIONS probes of the gateways, on worker 0 */
 
 	struct event_base *main_base;
 	struct event *sig_int;

@@ -39,6 +39,7 @@ struct worker_stats {
 	uint64_t rx_dropped; /* oversized, unparseable, or refused */
 	uint64_t tx_errors;
 	uint64_t posted;     /* jobs handed to other workers */
+	uint64_t calls_blocked; /* refused by a black or white list */
 };
 
 struct worker {

@@ -36,6 +36,7 @@ struct loc_binding {
 	uint32_t conn_id;
 	uint32_t reg_id;
 	uint16_t q;
+	uint8_t terminal;
 	struct loc_src src;
 	uint16_t len[6]; /* contact, callid, path, instance, user_agent, params */
 	char data[];
@@ -395,7 +396,7 @@ enum apply { APPLY_NONE, APPLY_UPDATE, APPLY_MEMBERSHIP, APPLY_NOMEM };
  */
 static bool same_binding(const struct loc_binding *a, const struct loc_binding *b)
 {
-	if (a->conn_id != b->conn_id || a->reg_id != b->reg_id || a->q != b->q ||
+	if (a->conn_id != b->conn_id || a->reg_id != b->reg_id || a->q != b->q || a->terminal != b->terminal ||
 	    memcmp(&a->src, &b->src, sizeof(a->src)) != 0)
 		return false;
 	for (int f = 0; f < B_NFIELDS; f++) {
@@ -428,6 +429,7 @@ static enum apply register_apply_one(struct loc_aor *a, const struct loc_registe
 	nb->conn_id = r->conn_id;
 	nb->reg_id = c->reg_id;
 	nb->q = c->q;
+	nb->terminal = c->terminal;
 	src_pack(&r->received, &nb->src);
 	if (pp) {
 		struct loc_binding *old = *pp;
@@ -520,6 +522,7 @@ static void target_fill(struct loc_target *tg, const struct loc_binding *b)
 	src_unpack(&b->src, &tg->received);
 	tg->conn_id = b->conn_id;
 	tg->q = b->q;
+	tg->terminal = b->terminal;
 	tg->expires = b->expires;
 }
 
@@ -637,6 +640,7 @@ int loc_load(struct loc_table *t, const struct store_binding *sb, int64_t now)
 	b->cseq = sb->cseq;
 	b->q = sb->q;
 	b->reg_id = sb->reg_id;
+	b->terminal = (uint8_t)(sb->flags & 7);
 	src_pack(&recv, &b->src);
 	pthread_mutex_lock(&bk->lock);
 	a = aor_get(bk, aor);
@@ -669,6 +673,7 @@ static void binding_export(const struct loc_aor *a, const struct loc_binding *b,
 	sb->expires = b->expires;
 	sb->q = b->q;
 	sb->reg_id = b->reg_id;
+	sb->flags = b->terminal & 7;
 }
 
 static struct dirty_item *dirty_pop(struct loc_table *t)

@@ -29,6 +29,7 @@ struct loc_contact {
 	uint16_t q;	 /* 0..1000 */
 	sv_t instance;	 /* +sip.instance value, quotes included */
 	uint32_t reg_id;
+	uint8_t terminal; /* enum term_type, decided by the registrar */
 };
 
 struct loc_register {
@@ -66,6 +67,7 @@ struct loc_target {
 	struct tp_addr received;
 	uint32_t conn_id;
 	uint16_t q;
+	uint8_t terminal; /* enum term_type */
 	int64_t expires;
 };
 

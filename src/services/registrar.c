@@ -18,6 +18,7 @@
 #include "server/worker.h"
 #include "services/challenge.h"
 #include "services/location.h"
+#include "services/terminal.h"
 #include "transport/tport.h"
 
 #define REG_MAX_CONTACTS 32
@@ -130,6 +131,7 @@ static void parse_contacts(struct preq *r, struct reg_parse *rp)
 {
 	const struct cfg *cfg = &r->srv->cfg;
 	int64_t hdr_expires = sip_msg_expires(r->m);
+	sv_t user_agent = sip_msg_value(r->m, SIP_H_USER_AGENT);
 	struct sip_hdr_iter it;
 	sv_t elem;
 
@@ -185,6 +187,9 @@ static void parse_contacts(struct preq *r, struct reg_parse *rp)
 		if (expires > cfg->max_expires)
 			expires = cfg->max_expires;
 		c->expires = (uint32_t)expires;
+		if (expires)
+			c->terminal = (uint8_t)term_classify(c->params, c->uri, user_agent, cfg->terminal_ua,
+							     cfg->nterminal_ua);
 	}
 	if (!rp->status && rp->star && (rp->n || hdr_expires != 0)) {
 		rp->status = 400;

@@ -36,7 +36,10 @@ struct uentry {
 	struct uentry *next;
 	bool pending;
 	uint64_t gen;
-	struct users_entry val;
+	bool exists;
+	char ha1_md5[33];
+	char ha1_sha256[65];
+	char *settings; /* NULL when the user has none: most users */
 	struct waiter *waiters;
 	uint16_t ulen;
 	uint16_t dlen;
@@ -79,6 +82,12 @@ int users_create(struct server *srv, size_t capacity, struct users **out)
 	return 0;
 }
 
+static void entry_free(struct uentry *e)
+{
+	free(e->settings);
+	free(e);
+}
+
 static void waiters_release(struct waiter *wt, bool deliver)
 {
 	struct waiter *next;
@@ -102,7 +111,7 @@ void users_destroy(struct users *u)
 		for (; e; e = next) {
 			next = e->next;
 			waiters_release(e->waiters, false);
-			free(e);
+			entry_free(e);
 		}
 		pthread_mutex_destroy(&u->buckets[i].lock);
 	}
@@ -117,6 +126,26 @@ static uint64_t key_hash(sv_t user, sv_t domain)
 static struct ubucket *bucket_of(struct users *u, sv_t user, sv_t domain)
 {
 	return &u->buckets[key_hash(user, domain) % USERS_BUCKETS];
+}
+
+/* Fills a ready entry from a subscriber row (settings are dropped when out of memory). */
+static void entry_set(struct uentry *e, const struct store_user *su)
+{
+	e->exists = true;
+	memcpy(e->ha1_md5, su->ha1_md5, sizeof(e->ha1_md5));
+	memcpy(e->ha1_sha256, su->ha1_sha256, sizeof(e->ha1_sha256));
+	free(e->settings);
+	e->settings = su->settings[0] ? strdup(su->settings) : NULL;
+}
+
+static void entry_read(const struct uentry *e, struct users_entry *out)
+{
+	out->exists = e->exists;
+	memcpy(out->ha1_md5, e->ha1_md5, sizeof(out->ha1_md5));
+	memcpy(out->ha1_sha256, e->ha1_sha256, sizeof(out->ha1_sha256));
+	out->settings[0] = '\0';
+	if (e->settings)
+		snprintf(out->settings, sizeof(out->settings), "%s", e->settings);
 }
 
 static struct uentry *entry_find(struct ubucket *b, sv_t user, sv_t domain)
@@ -136,7 +165,7 @@ static void bucket_drop_ready(struct ubucket *b)
 		struct uentry *e = *pp;
 		if (!e->pending) {
 			*pp = e->next;
-			free(e);
+			entry_free(e);
 			b->n--;
 		} else {
 			pp = &e->next;
@@ -214,11 +243,9 @@ static void lookup_run(struct store *st, struct dbq_job *job)
 			retry = true;
 		} else {
 			e->pending = false;
-			e->val.exists = err == 0;
-			if (err == 0) {
-				memcpy(e->val.ha1_md5, su.ha1_md5, sizeof(e->val.ha1_md5));
-				memcpy(e->val.ha1_sha256, su.ha1_sha256, sizeof(e->val.ha1_sha256));
-			}
+			e->exists = false;
+			if (err == 0)
+				entry_set(e, &su);
 			wt = e->waiters;
 			e->waiters = NULL;
 			if (err && err != ENOENT) {
@@ -226,7 +253,7 @@ static void lookup_run(struct store *st, struct dbq_job *job)
 				for (struct uentry **pp = &b->head; *pp; pp = &(*pp)->next) {
 					if (*pp == e) {
 						*pp = e->next;
-						free(e);
+						entry_free(e);
 						b->n--;
 						break;
 					}
@@ -271,13 +298,14 @@ enum users_lookup users_get(struct users *u, struct worker *w, sv_t user, sv_t d
 	uint64_t gen = 0;
 
 	if (user.len == 0 || user.len >= STORE_USER_MAX || domain.len >= STORE_DOMAIN_MAX) {
-		memset(out, 0, sizeof(*out));
+		out->exists = false;
+		out->settings[0] = '\0';
 		return USERS_HIT; /* cannot exist */
 	}
 	pthread_mutex_lock(&b->lock);
 	e = entry_find(b, user, domain);
 	if (e && !e->pending) {
-		*out = e->val;
+		entry_read(e, out);
 		rc = USERS_HIT;
 		goto out;
 	}
@@ -305,6 +333,22 @@ out:
 	return rc;
 }
 
+enum users_lookup users_peek(struct users *u, sv_t user, sv_t domain, struct users_entry *out)
+{
+	struct ubucket *b = bucket_of(u, user, domain);
+	enum users_lookup rc = USERS_ERROR;
+	struct uentry *e;
+
+	pthread_mutex_lock(&b->lock);
+	e = entry_find(b, user, domain);
+	if (e && !e->pending) {
+		entry_read(e, out);
+		rc = USERS_HIT;
+	}
+	pthread_mutex_unlock(&b->lock);
+	return rc;
+}
+
 void users_put(struct users *u, const struct store_user *su)
 {
 	sv_t user = sv_cstr(su->user), domain = sv_cstr(su->domain);
@@ -315,12 +359,8 @@ void users_put(struct users *u, const struct store_user *su)
 	e = entry_find(b, user, domain);
 	if (!e)
 		e = entry_add(u, b, user, domain);
-	if (e && !e->pending) {
-		/* a pending entry is being answered by its own lookup: leave it to that one */
-		e->val.exists = true;
-		memcpy(e->val.ha1_md5, su->ha1_md5, sizeof(e->val.ha1_md5));
-		memcpy(e->val.ha1_sha256, su->ha1_sha256, sizeof(e->val.ha1_sha256));
-	}
+	if (e && !e->pending)
+		entry_set(e, su); /* a pending entry is being answered by its own lookup: leave it to that one */
 	pthread_mutex_unlock(&b->lock);
 }
 

@@ -17,6 +17,7 @@
 #include <stddef.h>
 
 #include "core/sv.h"
+#include "store/store.h"
 
 struct server;
 struct worker;
@@ -29,6 +30,7 @@ struct users_entry {
 	bool exists;
 	char ha1_md5[33];
 	char ha1_sha256[65];
+	char settings[STORE_SETTINGS_MAX]; /* call settings line, "" = none (services/settings.h) */
 };
 
 enum users_lookup {
@@ -50,6 +52,9 @@ void users_destroy(struct users *u);
 enum users_lookup users_get(struct users *u, struct worker *w, sv_t user, sv_t domain,
 			    const struct sip_msg *m, const struct tp_src *src, unsigned redelivered,
 			    struct users_entry *out);
+
+/* The cached answer only: USERS_HIT, or USERS_ERROR when it is not cached (nothing waits). */
+enum users_lookup users_peek(struct users *u, sv_t user, sv_t domain, struct users_entry *out);
 
 /* Forgets everything (another process changed the subscribers). */
 void users_flush(struct users *u);

@@ -53,6 +53,8 @@ static const char *const store_sq_migrations[] = {
     " updated INTEGER NOT NULL,"
     " UNIQUE(aor, contact));"
     "CREATE INDEX location_expires ON location(expires);",
+    /* 2: per-user call settings (services/settings.h), one canonical line */
+    "ALTER TABLE subscriber ADD COLUMN settings TEXT NOT NULL DEFAULT '';",
 };
 
 #define STORE_SQ_NMIGRATIONS (sizeof(store_sq_migrations) / sizeof(store_sq_migrations[0]))
@@ -64,6 +66,7 @@ enum store_sq_stmt {
 	STORE_SQ_USER_DEL,
 	STORE_SQ_USER_GET,
 	STORE_SQ_USER_LIST,
+	STORE_SQ_USER_SETTINGS,
 	STORE_SQ_BIND_PUT,
 	STORE_SQ_BIND_DEL,
 	STORE_SQ_BIND_DEL_AOR,
@@ -93,10 +96,12 @@ static const char *const store_sq_sql[STORE_SQ_COUNT] = {
     [STORE_SQ_USER_PASSWD] = "UPDATE subscriber SET ha1_md5 = ?3, ha1_sha256 = ?4, "
 			     "updated = ?5 WHERE username = ?1 AND domain = ?2",
     [STORE_SQ_USER_DEL] = "DELETE FROM subscriber WHERE username = ?1 AND domain = ?2",
-    [STORE_SQ_USER_GET] = "SELECT username, domain, ha1_md5, ha1_sha256 FROM subscriber "
+    [STORE_SQ_USER_GET] = "SELECT username, domain, ha1_md5, ha1_sha256, settings FROM subscriber "
 			  "WHERE username = ?1 AND domain = ?2",
-    [STORE_SQ_USER_LIST] = "SELECT username, domain, ha1_md5, ha1_sha256 FROM subscriber "
+    [STORE_SQ_USER_LIST] = "SELECT username, domain, ha1_md5, ha1_sha256, settings FROM subscriber "
 			   "WHERE ?1 = '' OR domain = ?1 ORDER BY domain, username",
+    [STORE_SQ_USER_SETTINGS] = "UPDATE subscriber SET settings = ?3, updated = ?4 "
+			       "WHERE username = ?1 AND domain = ?2",
     [STORE_SQ_BIND_PUT] = "INSERT INTO location(" STORE_SQ_BIND_COLS ") VALUES(?1, ?2, ?3, "
 			  "?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) "
 			  "ON CONFLICT(aor, contact) DO UPDATE SET "
@@ -460,6 +465,25 @@ static void store_sq_row_user(sqlite3_stmt *st, struct store_user *u)
 	store_sq_col(st, 1, u->domain, sizeof(u->domain));
 	store_sq_col(st, 2, u->ha1_md5, sizeof(u->ha1_md5));
 	store_sq_col(st, 3, u->ha1_sha256, sizeof(u->ha1_sha256));
+	store_sq_col(st, 4, u->settings, sizeof(u->settings));
+}
+
+static int store_sq_user_settings(struct store *s, const char *user, const char *domain,
+				  const char *settings, int64_t now)
+{
+	struct store_sq *q = store_sq(s);
+	sqlite3_stmt *st = store_sq_get(q, STORE_SQ_USER_SETTINGS);
+	size_t n = 0;
+	int rc;
+
+	store_sq_text(st, 1, user);
+	store_sq_text(st, 2, domain);
+	store_sq_text(st, 3, settings);
+	sqlite3_bind_int64(st, 4, now);
+	rc = store_sq_run(q, st, &n);
+	if (!rc && n == 0)
+		rc = store_fail(s, ENOENT, "no such user");
+	return rc;
 }
 
 static int store_sq_user_get(struct store *s, const char *user, const char *domain,
@@ -658,6 +682,7 @@ static const struct store_ops store_sq_ops = {
     .user_del = store_sq_user_del,
     .user_get = store_sq_user_get,
     .user_list = store_sq_user_list,
+    .user_settings = store_sq_user_settings,
     .binding_put = store_sq_binding_put,
     .binding_del = store_sq_binding_del,
     .binding_del_aor = store_sq_binding_del_aor,

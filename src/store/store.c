@@ -309,6 +309,23 @@ int store_user_get(struct store *s, sv_t user, sv_t domain, struct store_user *o
 	return rc ? rc : s->ops->user_get(s, u.user, u.domain, out);
 }
 
+int store_user_settings(struct store *s, sv_t user, sv_t domain, sv_t settings)
+{
+	struct store_user u;
+	int rc = store_key(s, user, domain, &u);
+
+	if (rc)
+		return rc;
+	if (settings.len >= sizeof(u.settings))
+		return store_fail(s, EINVAL, "settings longer than %zu characters", sizeof(u.settings) - 1);
+	for (size_t i = 0; i < settings.len; i++) {
+		if ((unsigned char)settings.p[i] < 0x20 || settings.p[i] == 0x7f)
+			return store_fail(s, EINVAL, "settings contain a control character");
+	}
+	sv_copy(settings, u.settings, sizeof(u.settings));
+	return s->ops->user_settings(s, u.user, u.domain, u.settings, (int64_t)time(NULL));
+}
+
 int store_user_list(struct store *s, sv_t domain, store_user_fn fn, void *arg)
 {
 	char d[STORE_DOMAIN_MAX] = "";

@@ -22,6 +22,7 @@
 #define STORE_USER_MAX 128
 #define STORE_DOMAIN_MAX 128
 #define STORE_URI_MAX 512
+#define STORE_SETTINGS_MAX 1024
 
 struct store;
 
@@ -30,6 +31,7 @@ struct store_user {
 	char domain[STORE_DOMAIN_MAX];
 	char ha1_md5[33];     /* lowercase hex MD5(user:domain:password) */
 	char ha1_sha256[65];  /* lowercase hex SHA-256(user:domain:password) */
+	char settings[STORE_SETTINGS_MAX]; /* call settings, "key=value ..." (services/settings.h) */
 };
 
 struct store_binding {
@@ -44,7 +46,7 @@ struct store_binding {
 	int64_t expires; /* absolute, Unix seconds */
 	uint16_t q;	 /* q-value * 1000, 0..1000; 1000 when absent */
 	uint32_t reg_id; /* RFC 5626 reg-id, 0 = none */
-	uint32_t flags;
+	uint32_t flags;	 /* bits 0-2: the terminal type (services/terminal.h) */
 	int64_t updated; /* Unix seconds */
 };
 
@@ -62,6 +64,8 @@ int store_user_add(struct store *s, sv_t user, sv_t domain, sv_t password);     
 int store_user_passwd(struct store *s, sv_t user, sv_t domain, sv_t password);   /* ENOENT */
 int store_user_del(struct store *s, sv_t user, sv_t domain);                     /* ENOENT */
 int store_user_get(struct store *s, sv_t user, sv_t domain, struct store_user *out); /* ENOENT */
+/* Replaces a user's call settings line; ENOENT. The store keeps it as given. */
+int store_user_settings(struct store *s, sv_t user, sv_t domain, sv_t settings);
 typedef int (*store_user_fn)(void *arg, const struct store_user *u);
 int store_user_list(struct store *s, sv_t domain /* empty = all */, store_user_fn fn, void *arg);
 /*

@@ -204,19 +204,20 @@ class Baresip:
 
 def reg_rows(server):
     p = cli("reg", "list", db=server.db)
-    return [l.split(None, 5) for l in p.stdout.splitlines()[1:] if l.strip()]
+    return [l.split(None, 6) for l in p.stdout.splitlines()[1:] if l.strip()]
 
 
 def wait_registered(server, users, transport, timeout=15):
     deadline = time.time() + timeout
     while True:
         rows = reg_rows(server)
-        found = {r[0]: r for r in rows if len(r) == 6}
+        found = {r[0]: r for r in rows if len(r) == 7}
         if all("%s@127.0.0.1" % u in found for u in users):
             for u in users:
                 r = found["%s@127.0.0.1" % u]
                 check(r[4] == transport.upper(), "%s registered over %s: %r" % (u, r[4], r))
-                check(r[5].startswith("baresip"), "User-Agent of %s not kept: %r" % (u, r))
+                check(r[6].startswith("baresip"), "User-Agent of %s not kept: %r" % (u, r))
+                check(r[5] == "pc", "baresip is a PC softphone, not %r" % r[5])
             return found
         if time.time() > deadline:
             raise AssertionError("not all of %s registered; reg list: %r\n%s"
@@ -366,6 +367,33 @@ def test_reinvite_hold_and_resume():
         check(not [e for u in (p.alice, p.bob) for e in u.events if e.get("type") == "CALL_CLOSED"],
               "the call closed during hold/resume")
         p.bob.command("hangup")
+        p.alice.wait_event("CALL_CLOSED")
+        p.bob.wait_event("CALL_CLOSED")
+
+
+def test_sequential_ringing_desk_then_baresip():
+    """bob has ring=sequential order=desk:2,pc: his desk phone (a SIPp UAS
+    that only rings) rings alone for 2 s and is cancelled, then his baresip
+    (a PC softphone, by its User-Agent) rings and answers; alice, in
+    baresip, sees one call established."""
+    from test_call_services import Phone
+    with Pair(bob_answer="auto") as p:
+        desk = Phone(p.s, p.tmp, "bob", "bobpw", "uas_ring.xml", params=";terminal=desk",
+                     name="bob-desk")
+        cli("user", "set", "bob@127.0.0.1", "ring=sequential", "order=desk:2,pc:10", db=p.s.db)
+        time.sleep(0.6)
+        t0 = time.time()
+        p.alice.command("dial", "sip:bob@%s" % p.s.host)
+        p.alice.wait_event("CALL_RINGING")
+        b_est = p.bob.wait_event("CALL_ESTABLISHED")  # auto-answer: no CALL_INCOMING event
+        waited = time.time() - t0
+        a_est = p.alice.wait_event("CALL_ESTABLISHED")
+        check(b_est["id"] == a_est["id"], "different calls: %r %r" % (b_est, a_est))
+        check(1.6 < waited < 4, "the pc step did not follow the 2 s desk step: %.1f s" % waited)
+        rc, out = desk.wait(10)
+        check(rc == 0, "the desk phone was not cancelled:\n" + out[-1500:])
+        check(desk.invites() and desk.got("CANCEL"), "the desk phone did not ring first")
+        p.alice.command("hangup")
         p.alice.wait_event("CALL_CLOSED")
         p.bob.wait_event("CALL_CLOSED")
 

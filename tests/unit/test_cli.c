@@ -273,7 +273,7 @@ static void put_binding(const char *db, const char *aor, const char *contact, co
 }
 
 #define HEADER                                                                                     \
-	"AOR                CONTACT                       EXPIRES  Q    TRANSPORT  USER-AGENT\n"
+	"AOR                CONTACT                       EXPIRES  Q    TRANSPORT  TERMINAL  USER-AGENT\n"
 
 static void test_reg_list(void **state)
 {
@@ -292,8 +292,8 @@ static void test_reg_list(void **state)
 	 * shown); expires-in varies by a second, so look at pieces */
 	assert_true(strncmp(f->out, HEADER, strlen(HEADER)) == 0);
 	assert_non_null(strstr(f->out, "alice@example.com  sip:alice@192.0.2.1  "));
-	assert_non_null(strstr(f->out, "  1.0  UDP        Phone/1\n"));
-	assert_non_null(strstr(f->out, "  0.5  TCP        -\n"));
+	assert_non_null(strstr(f->out, "  1.0  UDP        other     Phone/1\n"));
+	assert_non_null(strstr(f->out, "  0.5  TCP        other     -\n"));
 	assert_null(strstr(f->out, "bob@"));
 	assert_int_equal(
 	    run(f, NULL, cli_reg, "reg", "list", "bob@EXAMPLE.com", "--db", f->db, NULL),

@@ -273,12 +273,55 @@ static void test_migration(void **state)
 	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
 	version = sqlite3_column_int(st, 0);
 	sqlite3_finalize(st);
-	assert_int_equal(version, 1);
+	assert_int_equal(version, 2);
 	/* a database from a newer program is refused, not damaged */
 	assert_int_equal(sqlite3_exec(db, "PRAGMA user_version = 99", NULL, NULL, NULL), SQLITE_OK);
 	sqlite3_close(db);
 	assert_int_equal(store_open(f->path, &s2, err, sizeof(err)), EPROTO);
 	assert_non_null(strstr(err, "schema version 99"));
+}
+
+/* A version 1 database (before call settings) is migrated in place; its users stay. */
+static void test_migration_from_v1(void **state)
+{
+	struct fixture *f = *state;
+	struct store_user u;
+	sqlite3 *db;
+
+	store_close(f->s);
+	f->s = NULL;
+	unlink(f->path);
+	assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db,
+				      "CREATE TABLE subscriber(id INTEGER PRIMARY KEY, username TEXT NOT NULL,"
+				      " domain TEXT NOT NULL, ha1_md5 TEXT NOT NULL, ha1_sha256 TEXT NOT NULL,"
+				      " created INTEGER NOT NULL, updated INTEGER NOT NULL, UNIQUE(username, domain));"
+				      "CREATE TABLE location(id INTEGER PRIMARY KEY, aor TEXT NOT NULL,"
+				      " contact TEXT NOT NULL, received TEXT NOT NULL DEFAULT '',"
+				      " path TEXT NOT NULL DEFAULT '', instance TEXT NOT NULL DEFAULT '',"
+				      " user_agent TEXT NOT NULL DEFAULT '', callid TEXT NOT NULL DEFAULT '',"
+				      " cseq INTEGER NOT NULL DEFAULT 0, expires INTEGER NOT NULL,"
+				      " q INTEGER NOT NULL DEFAULT 1000, reg_id INTEGER NOT NULL DEFAULT 0,"
+				      " flags INTEGER NOT NULL DEFAULT 0, updated INTEGER NOT NULL,"
+				      " UNIQUE(aor, contact));"
+				      "CREATE INDEX location_expires ON location(expires);"
+				      "INSERT INTO subscriber VALUES(1, 'old', 'example.com', 'a', 'b', 1, 1);"
+				      "PRAGMA user_version = 1;",
+				      NULL, NULL, NULL),
+			 SQLITE_OK);
+	sqlite3_close(db);
+	f->s = reopen(f);
+	assert_int_equal(store_user_get(f->s, SV("old"), SV("example.com"), &u), 0);
+	assert_string_equal(u.settings, "");
+	assert_int_equal(store_user_settings(f->s, SV("old"), SV("example.com"), SV("ring=sequential")), 0);
+	assert_int_equal(store_user_get(f->s, SV("old"), SV("example.com"), &u), 0);
+	assert_string_equal(u.settings, "ring=sequential");
+	assert_int_equal(store_user_settings(f->s, SV("nobody"), SV("example.com"), SV("ring=q-value")), ENOENT);
+	assert_int_equal(store_user_settings(f->s, SV("old"), SV("example.com"), SV("a\nb")), EINVAL);
+	/* a new password leaves the settings alone */
+	assert_int_equal(store_user_passwd(f->s, SV("old"), SV("example.com"), SV("pw")), 0);
+	assert_int_equal(store_user_get(f->s, SV("old"), SV("example.com"), &u), 0);
+	assert_string_equal(u.settings, "ring=sequential");
 }
 
 static FILE *csv(const char *text)
@@ -513,6 +556,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_bindings, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_transactions, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_data_version, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_migration_from_v1, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,0 +1,216 @@
+/*
+ * probe.c - OPTIONS probes of the gateways, every dialplan.probe_interval
+ * seconds, as ordinary client transactions of worker 0 (so retransmission
+ * and Timer F come from the transaction layer).
+ *
+ * Any final answer but 503 means the gateway is alive (404 or 405 from a
+ * gateway that does not serve OPTIONS still proves it runs); a timeout, a
+ * transport error or a 503 marks it down. A gateway that is down is probed
+ * like the others and comes back with its first answer.
+ */
+#include "proxy/probe.h"
+
+#include <errno.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/event.h>
+
+#include "core/buf.h"
+#include "core/log.h"
+#include "proxy/dns.h"
+#include "server/server.h"
+#include "server/worker.h"
+#include "services/dialplan.h"
+#include "txn/txn.h"
+
+struct prober {
+	struct server *srv;
+	struct worker *w;
+	struct event *timer;
+	struct txn_cli *inflight[DP_MAX_GATEWAYS];
+	uint64_t seq;
+};
+
+struct start_job {
+	struct wjob base;
+	struct server *srv;
+};
+
+static void probe_result(struct prober *pr, unsigned gw, bool up)
+{
+	struct dp *dp = pr->srv->dp;
+	const struct dp_gateway *g = dp_gateway(dp, gw);
+
+	if (dp_gateway_is_up(dp, gw) != up)
+		log_warn("gateway %s (%s) is %s", g->name, g->host, up ? "up again" : "down: skipped until it answers");
+	dp_gateway_set_up(dp, gw, up);
+}
+
+/* t->tu is the gateway index + 1, so a probe needs no allocation of its own. */
+static unsigned probe_gw(const struct txn_cli *t)
+{
+	return (unsigned)((uintptr_t)t->tu - 1);
+}
+
+static void probe_response(struct txn_cli *t, struct sip_msg *resp)
+{
+	struct prober *pr = t->w->srv->prober;
+
+	if (!pr || resp->status < 200)
+		return;
+	probe_result(pr, probe_gw(t), resp->status != 503);
+}
+
+static void probe_timeout(struct txn_cli *t, int err)
+{
+	struct prober *pr = t->w->srv->prober;
+
+	(void)err;
+	if (pr)
+		probe_result(pr, probe_gw(t), false);
+}
+
+static void probe_terminated(struct txn_cli *t)
+{
+	struct prober *pr = t->w->srv->prober;
+
+	if (pr && pr->inflight[probe_gw(t)] == t)
+		pr->inflight[probe_gw(t)] = NULL;
+}
+
+static const struct txn_cli_ops probe_ops = {
+    .response = probe_response,
+    .timeout = probe_timeout,
+    .terminated = probe_terminated,
+};
+
+static int probe_dest(struct prober *pr, const struct dp_gateway *g, struct tp_dest *d, char *uri, size_t len)
+{
+	struct dns_target dt;
+	struct sip_uri u;
+	bool v6 = strchr(g->host, ':') != NULL;
+	char port[8] = "";
+
+	if (g->port)
+		snprintf(port, sizeof(port), ":%u", g->port);
+	snprintf(uri, len, "sip:%s%s%s%s%s", v6 ? "[" : "", g->host, v6 ? "]" : "", port,
+		 g->tcp ? ";transport=tcp" : "");
+	if (sip_uri_parse(sv_cstr(uri), &u) || dns_resolve_numeric(&u, &dt))
+		return EAFNOSUPPORT; /* host names are not probed (they are resolved per call) */
+	memset(d, 0, sizeof(*d));
+	d->peer.proto = dt.proto;
+	d->peer.len = dt.addrlen;
+	memcpy(&d->peer.u.ss, &dt.addr, sizeof(dt.addr));
+	d->listen = tp_listen_pick(pr->srv->tp, d->peer.proto, d->peer.u.sa.sa_family);
+	return d->listen < 0 ? EAFNOSUPPORT : 0;
+}
+
+static void probe_one(struct prober *pr, unsigned gw)
+{
+	const struct dp_gateway *g = dp_gateway(pr->srv->dp, gw);
+	struct worker *w = pr->w;
+	const struct tp_listen *l;
+	struct txn_cli *t;
+	struct tp_dest dest;
+	char uri[200], store[1024];
+	struct buf b;
+
+	if (!g->probe || pr->inflight[gw] || probe_dest(pr, g, &dest, uri, sizeof(uri)))
+		return;
+	l = tp_listen_get(pr->srv->tp, (unsigned)dest.listen);
+	if (!l || txn_cli_create(w, SIP_OPTIONS, 0, &probe_ops, (void *)(uintptr_t)(gw + 1), &t))
+		return;
+	buf_init_fixed(&b, store, sizeof(store));
+	buf_printf(&b,
+		   "OPTIONS %s SIP/2.0\r\n"
+		   "Via: SIP/2.0/%s %s;branch=%.*s\r\n"
+		   "Max-Forwards: 70\r\n"
+		   "From: <sip:switchboard@%s>;tag=%016llx\r\n"
+		   "To: <%s>\r\n"
+		   "Call-ID: probe-%016llx-%u@switchboard\r\n"
+		   "CSeq: %llu OPTIONS\r\n"
+		   "User-Agent: %s\r\n"
+		   "Content-Length: 0\r\n\r\n",
+		   uri, sip_proto_name(l->proto), l->advertise, (int)t->branch_len, t->branch, l->advertise,
+		   (unsigned long long)worker_next_id(w), uri, (unsigned long long)worker_next_id(w), gw,
+		   (unsigned long long)++pr->seq, pr->srv->cfg.server_name);
+	if (b.err || txn_cli_send(t, &dest, b.p, b.len)) {
+		if (!b.err)
+			return; /* txn_cli_send ended the transaction: its timeout callback said "down" */
+		txn_cli_abandon(t);
+		return;
+	}
+	pr->inflight[gw] = t;
+}
+
+static void probe_tick(evutil_socket_t fd, short what, void *arg)
+{
+	struct prober *pr = arg;
+
+	(void)fd;
+	(void)what;
+	for (unsigned i = 0; i < dp_gateway_count(pr->srv->dp); i++)
+		probe_one(pr, i);
+	tp_flush(pr->w);
+}
+
+static void probe_begin(struct worker *w, struct wjob *job)
+{
+	struct server *srv = ((struct start_job *)job)->srv;
+	struct prober *pr = srv->prober;
+	struct timeval iv = {(time_t)srv->cfg.dialplan.probe_interval_s, 0};
+
+	free(job);
+	if (!pr || atomic_load(&srv->stopping))
+		return;
+	pr->w = w;
+	pr->timer = event_new(w->base, -1, EV_PERSIST, probe_tick, pr);
+	if (!pr->timer)
+		return;
+	event_add(pr->timer, &iv);
+	probe_tick(-1, 0, pr); /* at once: a gateway down at start is known before the first call */
+}
+
+int probe_start(struct server *srv)
+{
+	struct prober *pr;
+	struct start_job *job;
+	bool any = false;
+
+	if (!srv->dp || !srv->cfg.dialplan.probe_interval_s)
+		return 0;
+	for (unsigned i = 0; i < dp_gateway_count(srv->dp); i++)
+		any |= dp_gateway(srv->dp, i)->probe;
+	if (!any)
+		return 0;
+	pr = calloc(1, sizeof(*pr));
+	job = calloc(1, sizeof(*job));
+	if (!pr || !job) {
+		free(pr);
+		free(job);
+		return ENOMEM;
+	}
+	pr->srv = srv;
+	srv->prober = pr;
+	job->base.fn = probe_begin;
+	job->srv = srv;
+	worker_post(srv->workers[0], &job->base);
+	return 0;
+}
+
+void probe_destroy(struct server *srv)
+{
+	struct prober *pr = srv->prober;
+
+	if (!pr)
+		return;
+	srv->prober = NULL; /* callbacks from transactions freed later see no prober */
+	if (pr->timer)
+		event_free(pr->timer);
+	free(pr);
+}

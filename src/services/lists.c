@@ -1,0 +1,129 @@
+/*
+ * lists.c - prefix and network matching for the black and white lists.
+ *
+ * Lists are short (tens of entries) and checked once per call, so a linear
+ * scan is the right structure; a long prefix table for routing belongs to
+ * the dialplan, not here.
+ */
+#include "services/lists.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <string.h>
+#include <sys/socket.h>
+
+int lists_cidr_parse(sv_t text, struct lists_cidr *out)
+{
+	char addr[64];
+	ptrdiff_t slash = sv_find(text, '/');
+	sv_t a = slash < 0 ? text : sv_make(text.p, (size_t)slash);
+	unsigned max;
+	uint32_t bits;
+
+	memset(out, 0, sizeof(*out));
+	if (a.len == 0 || a.len >= sizeof(addr))
+		return EINVAL;
+	memcpy(addr, a.p, a.len);
+	addr[a.len] = '\0';
+	if (inet_pton(AF_INET, addr, out->addr) == 1) {
+		out->family = AF_INET;
+		max = 32;
+	} else if (inet_pton(AF_INET6, addr, out->addr) == 1) {
+		out->family = AF_INET6;
+		max = 128;
+	} else {
+		return EINVAL;
+	}
+	out->bits = max;
+	if (slash >= 0) {
+		if (sv_to_u32(sv_make(text.p + slash + 1, text.len - (size_t)slash - 1), &bits) || bits > max)
+			return EINVAL;
+		out->bits = bits;
+	}
+	return 0;
+}
+
+static bool bits_equal(const uint8_t *a, const uint8_t *b, unsigned bits)
+{
+	unsigned whole = bits / 8, rest = bits % 8;
+
+	if (memcmp(a, b, whole) != 0)
+		return false;
+	if (!rest)
+		return true;
+	uint8_t mask = (uint8_t)(0xff << (8 - rest));
+	return (a[whole] & mask) == (b[whole] & mask);
+}
+
+bool lists_cidr_match(const struct lists_cidr *nets, size_t n, const struct sockaddr *sa)
+{
+	const uint8_t *ip;
+	uint8_t mapped[4];
+	int family = sa->sa_family;
+
+	if (family == AF_INET) {
+		ip = (const uint8_t *)&((const struct sockaddr_in *)sa)->sin_addr;
+	} else if (family == AF_INET6) {
+		ip = (const uint8_t *)&((const struct sockaddr_in6 *)sa)->sin6_addr;
+		if (IN6_IS_ADDR_V4MAPPED((const struct in6_addr *)ip)) {
+			/* an IPv4 peer on a dual-stack socket is matched by the IPv4 rules */
+			memcpy(mapped, ip + 12, 4);
+			ip = mapped;
+			family = AF_INET;
+		}
+	} else {
+		return false;
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (nets[i].family == family && bits_equal(nets[i].addr, ip, nets[i].bits))
+			return true;
+	}
+	return false;
+}
+
+bool lists_prefix_ok(sv_t prefix)
+{
+	if (prefix.len == 0 || prefix.len >= LISTS_PREFIX_MAX)
+		return false;
+	if (sv_eq(prefix, SV("*")))
+		return true;
+	for (size_t i = 0; i < prefix.len; i++) {
+		unsigned char c = (unsigned char)prefix.p[i];
+		if (c <= ' ' || c == 0x7f || c == ',' || c == '@' || c == ':' || c == '<' || c == '>' || c == '"')
+			return false;
+	}
+	return true;
+}
+
+static bool prefix_matches(sv_t prefix, sv_t user)
+{
+	if (sv_eq(prefix, SV("*")))
+		return true;
+	return user.len >= prefix.len && memcmp(user.p, prefix.p, prefix.len) == 0;
+}
+
+bool lists_prefix_match(const char (*prefixes)[LISTS_PREFIX_MAX], size_t n, sv_t user)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (prefix_matches(sv_cstr(prefixes[i]), user))
+			return true;
+	}
+	return false;
+}
+
+bool lists_prefix_match_csv(const char *csv, sv_t user)
+{
+	sv_t rest = sv_cstr(csv);
+
+	while (rest.len) {
+		ptrdiff_t comma = sv_find(rest, ',');
+		sv_t item = comma < 0 ? rest : sv_make(rest.p, (size_t)comma);
+		if (item.len && prefix_matches(item, user))
+			return true;
+		if (comma < 0)
+			break;
+		rest = sv_make(rest.p + comma + 1, rest.len - (size_t)comma - 1);
+	}
+	return false;
+}

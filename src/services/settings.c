@@ -1,0 +1,374 @@
+/*
+ * settings.c - parsing, checking and printing a subscriber's call settings.
+ *
+ * The CLI checks every word before it writes it, and the server parses the
+ * stored line again on a call: a line that fails to parse (written by a
+ * newer version, or by hand) keeps whatever parsed before the bad word, so
+ * a call is never refused for a setting.
+ */
+#include "services/settings.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <string.h>
+
+#include "services/lists.h"
+#include "sip/sip.h"
+
+static const char *const uset_ring_names[] = {"parallel", "sequential", "q-value"};
+static const char *const uset_fwd_keys[USET_FWD_COUNT] = {"forward_always", "forward_busy",
+							  "forward_noanswer", "forward_unregistered"};
+/* short forms people know from PBXs */
+static const char *const uset_fwd_alias[USET_FWD_COUNT] = {"cfu", "cfb", "cfna", "cfnr"};
+static const char *const uset_fwd_reasons[USET_FWD_COUNT] = {"unconditional", "user-busy", "no-answer",
+							     "unavailable"};
+
+void uset_init(struct uset *s)
+{
+	memset(s, 0, sizeof(*s));
+	s->stop_on_busy = -1;
+}
+
+bool uset_is_default(const struct uset *s)
+{
+	for (int k = 0; k < USET_FWD_COUNT; k++) {
+		if (s->fwd[k][0])
+			return false;
+	}
+	return s->ring == USET_RING_PARALLEL;
+}
+
+const char *uset_ring_name(enum uset_ring r)
+{
+	return (unsigned)r < 3 ? uset_ring_names[r] : "parallel";
+}
+
+const char *uset_fwd_reason(enum uset_fwd k)
+{
+	return (unsigned)k < USET_FWD_COUNT ? uset_fwd_reasons[k] : "unknown";
+}
+
+static int fail(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+static int fail(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (err && errlen) {
+		va_start(ap, fmt);
+		vsnprintf(err, errlen, fmt, ap);
+		va_end(ap);
+	}
+	return EINVAL;
+}
+
+static int parse_secs(sv_t v, const char *key, unsigned *out, char *err, size_t errlen)
+{
+	uint32_t n;
+
+	if (sv_to_u32(v, &n) || n == 0 || n > USET_MAX_SECONDS)
+		return fail(err, errlen, "%s: '%.*s' is not a number of seconds from 1 to %d", key,
+			    (int)v.len, v.p, USET_MAX_SECONDS);
+	*out = n;
+	return 0;
+}
+
+static int parse_bool(sv_t v, const char *key, int *out, char *err, size_t errlen)
+{
+	if (sv_ieq(v, SV("yes")) || sv_ieq(v, SV("true")) || sv_ieq(v, SV("on")) || sv_eq(v, SV("1"))) {
+		*out = 1;
+		return 0;
+	}
+	if (sv_ieq(v, SV("no")) || sv_ieq(v, SV("false")) || sv_ieq(v, SV("off")) || sv_eq(v, SV("0"))) {
+		*out = 0;
+		return 0;
+	}
+	return fail(err, errlen, "%s: '%.*s' is not yes or no", key, (int)v.len, v.p);
+}
+
+/* "desk:15,pc,mobile:20" */
+static int parse_order(sv_t v, struct uset *s, char *err, size_t errlen)
+{
+	struct uset_step steps[USET_MAX_ORDER];
+	size_t n = 0;
+	sv_t rest = v;
+
+	while (rest.len) {
+		ptrdiff_t comma = sv_find(rest, ',');
+		sv_t item = comma < 0 ? rest : sv_make(rest.p, (size_t)comma);
+		ptrdiff_t colon = sv_find(item, ':');
+		sv_t name = colon < 0 ? item : sv_make(item.p, (size_t)colon);
+		enum term_type t;
+
+		rest = comma < 0 ? sv_make(rest.p + rest.len, 0) : sv_make(rest.p + comma + 1, rest.len - (size_t)comma - 1);
+		if (n == USET_MAX_ORDER)
+			return fail(err, errlen, "order: more than %d steps", USET_MAX_ORDER);
+		if (term_parse(name, &t))
+			return fail(err, errlen, "order: '%.*s' is not a terminal type (desk, pc, mobile, other)",
+				    (int)name.len, name.p);
+		for (size_t i = 0; i < n; i++) {
+			if (steps[i].type == t)
+				return fail(err, errlen, "order: '%s' appears twice", term_name(t));
+		}
+		steps[n].type = t;
+		steps[n].secs = 0;
+		if (colon >= 0 && parse_secs(sv_make(item.p + colon + 1, item.len - (size_t)colon - 1), "order",
+					     &steps[n].secs, err, errlen))
+			return EINVAL;
+		n++;
+	}
+	if (n == 0 && v.len)
+		return fail(err, errlen, "order: empty step");
+	memcpy(s->order, steps, sizeof(steps[0]) * n);
+	s->norder = n;
+	return 0;
+}
+
+static bool user_char(char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+	       strchr("-_.!~*'()&=+$,;?/%#", c) != NULL;
+}
+
+static bool host_char(char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+	       strchr("-.:[]", c) != NULL;
+}
+
+/* A local user, user@domain, a number, or a sip:/sips: URI. */
+static int check_target(sv_t v, const char *key, char *err, size_t errlen)
+{
+	ptrdiff_t at;
+	struct sip_uri u;
+
+	if (v.len >= USET_TARGET_MAX)
+		return fail(err, errlen, "%s: target longer than %d characters", key, USET_TARGET_MAX - 1);
+	for (size_t i = 0; i < v.len; i++) {
+		if ((unsigned char)v.p[i] <= ' ' || v.p[i] == 0x7f)
+			return fail(err, errlen, "%s: the target contains a space or control character", key);
+	}
+	if (sv_istarts(v, SV("sip:")) || sv_istarts(v, SV("sips:"))) {
+		if (sip_uri_parse(v, &u) || u.host.len == 0)
+			return fail(err, errlen, "%s: '%.*s' is not a valid SIP URI", key, (int)v.len, v.p);
+		return 0;
+	}
+	at = sv_find(v, '@');
+	for (size_t i = 0; i < v.len; i++) {
+		bool ok = (at < 0 || (ptrdiff_t)i < at) ? user_char(v.p[i]) : ((ptrdiff_t)i == at || host_char(v.p[i]));
+		if (!ok)
+			return fail(err, errlen, "%s: '%.*s' is not a user, a number or a SIP URI", key,
+				    (int)v.len, v.p);
+	}
+	if (at == 0 || (at > 0 && (size_t)at + 1 == v.len))
+		return fail(err, errlen, "%s: '%.*s' has an empty user or domain", key, (int)v.len, v.p);
+	return 0;
+}
+
+/* "0900,+4990,anonymous" */
+static int parse_prefixes(sv_t v, const char *key, char *out, size_t size, char *err, size_t errlen)
+{
+	sv_t rest = v;
+
+	if (v.len >= size)
+		return fail(err, errlen, "%s: list longer than %zu characters", key, size - 1);
+	while (rest.len) {
+		ptrdiff_t comma = sv_find(rest, ',');
+		sv_t item = comma < 0 ? rest : sv_make(rest.p, (size_t)comma);
+		if (!lists_prefix_ok(item))
+			return fail(err, errlen, "%s: '%.*s' is not a caller prefix", key, (int)item.len, item.p);
+		if (comma < 0)
+			break;
+		rest = sv_make(rest.p + comma + 1, rest.len - (size_t)comma - 1);
+		if (rest.len == 0)
+			return fail(err, errlen, "%s: empty entry at the end", key);
+	}
+	sv_copy(v, out, size);
+	return 0;
+}
+
+static int fwd_index(sv_t key)
+{
+	for (int i = 0; i < USET_FWD_COUNT; i++) {
+		if (sv_ieq(key, sv_cstr(uset_fwd_keys[i])) || sv_ieq(key, sv_cstr(uset_fwd_alias[i])))
+			return i;
+	}
+	return -1;
+}
+
+int uset_apply(struct uset *s, sv_t word, char *err, size_t errlen)
+{
+	ptrdiff_t eq = sv_find(word, '=');
+	sv_t key, v;
+	int k, b;
+
+	if (eq <= 0)
+		return fail(err, errlen, "'%.*s': expected key=value", (int)word.len, word.p);
+	key = sv_make(word.p, (size_t)eq);
+	v = sv_make(word.p + eq + 1, word.len - (size_t)eq - 1);
+	if (sv_ieq(key, SV("ring"))) {
+		if (v.len == 0 || sv_ieq(v, SV("parallel")))
+			s->ring = USET_RING_PARALLEL;
+		else if (sv_ieq(v, SV("sequential")))
+			s->ring = USET_RING_SEQUENTIAL;
+		else if (sv_ieq(v, SV("q-value")) || sv_ieq(v, SV("qvalue")) || sv_ieq(v, SV("q")))
+			s->ring = USET_RING_QVALUE;
+		else
+			return fail(err, errlen, "ring: '%.*s' is not parallel, sequential or q-value", (int)v.len,
+				    v.p);
+		return 0;
+	}
+	if (sv_ieq(key, SV("order")))
+		return parse_order(v, s, err, errlen);
+	if (sv_ieq(key, SV("ring_time"))) {
+		if (v.len == 0) {
+			s->ring_time = 0;
+			return 0;
+		}
+		return parse_secs(v, "ring_time", &s->ring_time, err, errlen);
+	}
+	if (sv_ieq(key, SV("noanswer_after"))) {
+		if (v.len == 0) {
+			s->noanswer_after = 0;
+			return 0;
+		}
+		return parse_secs(v, "noanswer_after", &s->noanswer_after, err, errlen);
+	}
+	if (sv_ieq(key, SV("stop_on_busy"))) {
+		if (v.len == 0) {
+			s->stop_on_busy = -1;
+			return 0;
+		}
+		if (parse_bool(v, "stop_on_busy", &b, err, errlen))
+			return EINVAL;
+		s->stop_on_busy = b;
+		return 0;
+	}
+	if (sv_ieq(key, SV("block_callers")))
+		return parse_prefixes(v, "block_callers", s->block_callers, sizeof(s->block_callers), err, errlen);
+	if (sv_ieq(key, SV("allow_callers")))
+		return parse_prefixes(v, "allow_callers", s->allow_callers, sizeof(s->allow_callers), err, errlen);
+	if (sv_ieq(key, SV("allow_only"))) {
+		b = 0;
+		if (v.len && parse_bool(v, "allow_only", &b, err, errlen))
+			return EINVAL;
+		s->allow_only = b;
+		return 0;
+	}
+	k = fwd_index(key);
+	if (k >= 0) {
+		if (v.len && check_target(v, uset_fwd_keys[k], err, errlen))
+			return EINVAL;
+		sv_copy(v, s->fwd[k], sizeof(s->fwd[k]));
+		return 0;
+	}
+	return fail(err, errlen,
+		    "unknown setting '%.*s' (ring, order, ring_time, stop_on_busy, forward_always, "
+		    "forward_busy, forward_noanswer, noanswer_after, forward_unregistered, block_callers, "
+		    "allow_callers, allow_only)",
+		    (int)key.len, key.p);
+}
+
+int uset_parse(struct uset *s, sv_t text, char *err, size_t errlen)
+{
+	size_t i = 0;
+
+	while (i < text.len) {
+		size_t start;
+		int rc;
+		while (i < text.len && (text.p[i] == ' ' || text.p[i] == '\t'))
+			i++;
+		start = i;
+		while (i < text.len && text.p[i] != ' ' && text.p[i] != '\t')
+			i++;
+		if (i > start && (rc = uset_apply(s, sv_make(text.p + start, i - start), err, errlen)))
+			return rc;
+	}
+	return 0;
+}
+
+static void put(char *out, size_t len, size_t *n, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+static void put(char *out, size_t len, size_t *n, const char *fmt, ...)
+{
+	va_list ap;
+	int k;
+
+	if (*n >= len)
+		return;
+	va_start(ap, fmt);
+	k = vsnprintf(out + *n, len - *n, fmt, ap);
+	va_end(ap);
+	*n += k > 0 ? (size_t)k : 0;
+}
+
+static void format_order(const struct uset *s, char *out, size_t len)
+{
+	size_t n = 0;
+
+	out[0] = '\0';
+	for (size_t i = 0; i < s->norder; i++) {
+		put(out, len, &n, "%s%s", i ? "," : "", term_name(s->order[i].type));
+		if (s->order[i].secs)
+			put(out, len, &n, ":%u", s->order[i].secs);
+	}
+}
+
+int uset_format(const struct uset *s, char *out, size_t len)
+{
+	char order[128];
+	size_t n = 0;
+
+	out[0] = '\0';
+	if (s->ring != USET_RING_PARALLEL)
+		put(out, len, &n, " ring=%s", uset_ring_name(s->ring));
+	if (s->norder) {
+		format_order(s, order, sizeof(order));
+		put(out, len, &n, " order=%s", order);
+	}
+	if (s->ring_time)
+		put(out, len, &n, " ring_time=%u", s->ring_time);
+	if (s->stop_on_busy >= 0)
+		put(out, len, &n, " stop_on_busy=%s", s->stop_on_busy ? "yes" : "no");
+	for (int k = 0; k < USET_FWD_COUNT; k++) {
+		if (s->fwd[k][0])
+			put(out, len, &n, " %s=%s", uset_fwd_keys[k], s->fwd[k]);
+	}
+	if (s->noanswer_after)
+		put(out, len, &n, " noanswer_after=%u", s->noanswer_after);
+	if (s->block_callers[0])
+		put(out, len, &n, " block_callers=%s", s->block_callers);
+	if (s->allow_callers[0])
+		put(out, len, &n, " allow_callers=%s", s->allow_callers);
+	if (s->allow_only)
+		put(out, len, &n, " allow_only=yes");
+	if (n >= len)
+		return ENOSPC;
+	if (n)
+		memmove(out, out + 1, n); /* the leading space, and the NUL with it */
+	return 0;
+}
+
+void uset_print(const struct uset *s, FILE *to)
+{
+	char order[128];
+
+	format_order(s, order, sizeof(order));
+	fprintf(to, "  ring                  %s\n", uset_ring_name(s->ring));
+	fprintf(to, "  order                 %s\n", s->norder ? order : "(desk,pc,mobile,other)");
+	if (s->ring_time)
+		fprintf(to, "  ring_time             %u s\n", s->ring_time);
+	else
+		fprintf(to, "  ring_time             (server default)\n");
+	fprintf(to, "  stop_on_busy          %s\n",
+		s->stop_on_busy < 0 ? "(server default)" : s->stop_on_busy ? "yes" : "no");
+	for (int k = 0; k < USET_FWD_COUNT; k++)
+		fprintf(to, "  %-21s %s\n", uset_fwd_keys[k], s->fwd[k][0] ? s->fwd[k] : "-");
+	if (s->noanswer_after)
+		fprintf(to, "  noanswer_after        %u s\n", s->noanswer_after);
+	else
+		fprintf(to, "  noanswer_after        (server default)\n");
+	fprintf(to, "  block_callers         %s\n", s->block_callers[0] ? s->block_callers : "-");
+	fprintf(to, "  allow_callers         %s\n", s->allow_callers[0] ? s->allow_callers : "-");
+	fprintf(to, "  allow_only            %s\n", s->allow_only ? "yes" : "no");
+}

@@ -1,0 +1,95 @@
+/*
+ * settings.h - a subscriber's call settings: how their terminals ring and
+ * where their calls are forwarded.
+ *
+ * They are kept in the store as one line of "key=value" words (the same
+ * words `switchboard user set` takes), so the CLI and the server share one
+ * parser and one canonical form, and a new setting needs no schema change.
+ * The server parses them from the subscriber cache on each call to the user;
+ * a user without settings costs nothing.
+ *
+ *   ring=parallel|sequential|q-value
+ *   order=desk:15,pc:10,mobile:20   terminal types for sequential ringing,
+ *                                   each with its ring time in seconds
+ *   ring_time=SECONDS               ring time of a step that gives none
+ *   stop_on_busy=yes|no             a busy step ends the search
+ *   forward_always=TARGET           call forwarding unconditional (CFU)
+ *   forward_busy=TARGET             ... on busy (CFB)
+ *   forward_noanswer=TARGET         ... on no answer (CFNA)
+ *   noanswer_after=SECONDS          ring time before CFNA (parallel ringing)
+ *   forward_unregistered=TARGET     ... when no terminal is registered (CFNR)
+ *   block_callers=P1,P2             callers (From user prefixes) refused
+ *   allow_callers=P1,P2             the white list: never refused by a list
+ *   allow_only=yes|no               only the white list may call
+ *
+ * TARGET is a local user ("bob", "bob@example.com"), a number ("+4930123")
+ * or a SIP URI; an empty value clears the setting.
+ */
+#ifndef SB_SERVICES_SETTINGS_H
+#define SB_SERVICES_SETTINGS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+
+#include "core/sv.h"
+#include "services/terminal.h"
+
+#define USET_TEXT_MAX 1024
+#define USET_TARGET_MAX 160
+#define USET_MAX_ORDER 8
+#define USET_MAX_SECONDS 600
+#define USET_LIST_MAX 256
+
+enum uset_ring {
+	USET_RING_PARALLEL = 0,
+	USET_RING_SEQUENTIAL,
+	USET_RING_QVALUE,
+};
+
+enum uset_fwd {
+	USET_FWD_ALWAYS = 0,
+	USET_FWD_BUSY,
+	USET_FWD_NOANSWER,
+	USET_FWD_UNREGISTERED,
+	USET_FWD_COUNT,
+};
+
+struct uset_step {
+	enum term_type type;
+	unsigned secs; /* 0 = the user's ring_time */
+};
+
+struct uset {
+	enum uset_ring ring;
+	struct uset_step order[USET_MAX_ORDER];
+	size_t norder;
+	unsigned ring_time;	 /* seconds, 0 = the server's default */
+	int stop_on_busy;	 /* -1 = the server's default, else 0 / 1 */
+	unsigned noanswer_after; /* seconds, 0 = the server's default */
+	char fwd[USET_FWD_COUNT][USET_TARGET_MAX];
+	char block_callers[USET_LIST_MAX]; /* comma-separated prefixes, "" = none */
+	char allow_callers[USET_LIST_MAX];
+	bool allow_only;
+};
+
+void uset_init(struct uset *s);
+/*
+ * Applies one "key=value" word. EINVAL with a one-line reason in err for an
+ * unknown key or a bad value (the setting is then unchanged).
+ */
+int uset_apply(struct uset *s, sv_t word, char *err, size_t errlen);
+/* Rings as plain parallel forking, no forwarding (the lists are checked apart). */
+bool uset_is_default(const struct uset *s);
+/* Parses a whole stored line (words separated by spaces) over s. */
+int uset_parse(struct uset *s, sv_t text, char *err, size_t errlen);
+/* The canonical line: only what differs from the defaults; "" for none. */
+int uset_format(const struct uset *s, char *out, size_t len);
+/* Every setting, one per line, defaults included, for `user show`. */
+void uset_print(const struct uset *s, FILE *to);
+
+const char *uset_ring_name(enum uset_ring r);
+/* The Diversion reason (RFC 5806) of each kind of forwarding. */
+const char *uset_fwd_reason(enum uset_fwd k);
+
+#endif

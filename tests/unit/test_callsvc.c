@@ -1,0 +1,425 @@
+/*
+ * test_callsvc.c - the parsers behind call services, no network: terminal
+ * type classification (explicit parameter, RFC 3840 feature tags,
+ * configured and built-in User-Agent patterns, in that order) and the
+ * per-user settings line (every key, bad values refused with a precise
+ * reason and no change, the canonical form reading back the same).
+ */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
+#include "config/config.h"
+#include "services/dialplan.h"
+#include "services/lists.h"
+#include "services/settings.h"
+#include "services/terminal.h"
+
+static enum term_type classify(const char *params, const char *uri, const char *ua)
+{
+	return term_classify(sv_cstr(params), sv_cstr(uri), sv_cstr(ua), NULL, 0);
+}
+
+static void test_terminal_sources_in_order(void **state)
+{
+	(void)state;
+	/* explicit parameter beats everything */
+	assert_int_equal(classify("terminal=desk;+sip.mobility=\"mobile\"", "sip:a@h", "Linphone Android"),
+			 TERM_DESK);
+	assert_int_equal(classify("", "sip:a@h;terminal=PC", "Yealink"), TERM_PC);
+	assert_int_equal(classify("terminal=\"mobile\"", "sip:a@h", ""), TERM_MOBILE);
+	/* RFC 3840 feature tags */
+	assert_int_equal(classify("+sip.mobility=\"mobile\"", "sip:a@h", "Yealink"), TERM_MOBILE);
+	assert_int_equal(classify("+sip.mobility=\"fixed\"", "sip:a@h", "baresip"), TERM_DESK);
+	assert_int_equal(classify("+sip.automata", "sip:a@h", "baresip"), TERM_OTHER);
+	/* User-Agent table: mobile builds before desktop products */
+	assert_int_equal(classify("", "sip:a@h", "Linphone Android 5.2 (belle-sip)"), TERM_MOBILE);
+	assert_int_equal(classify("", "sip:a@h", "Linphone Desktop/5.1"), TERM_PC);
+	assert_int_equal(classify("", "sip:a@h", "baresip v2.9.0 (x86_64/linux)"), TERM_PC);
+	assert_int_equal(classify("", "sip:a@h", "Yealink SIP-T46S 66.85.0.5"), TERM_DESK);
+	assert_int_equal(classify("", "sip:a@h", "PolycomVVX-VVX_411-UA/6.3"), TERM_DESK);
+	assert_int_equal(classify("", "sip:a@h", "Zoiper for iPhone"), TERM_MOBILE);
+	assert_int_equal(classify("", "sip:a@h", "Mystery Box"), TERM_OTHER);
+	assert_int_equal(classify("", "sip:a@h", ""), TERM_OTHER);
+	/* a bad explicit value falls through to the next source */
+	assert_int_equal(classify("terminal=fax", "sip:a@h", "snom720/10.1"), TERM_DESK);
+}
+
+static void test_terminal_configured_patterns_first(void **state)
+{
+	struct term_pattern p[] = {{"Yealink SIP-T5", TERM_PC}, {"mystery", TERM_MOBILE}};
+
+	(void)state;
+	assert_int_equal(term_classify(SV(""), SV("sip:a@h"), SV("Yealink SIP-T54W"), p, 2), TERM_PC);
+	assert_int_equal(term_classify(SV(""), SV("sip:a@h"), SV("Yealink SIP-T46S"), p, 2), TERM_DESK);
+	assert_int_equal(term_classify(SV(""), SV("sip:a@h"), SV("MYSTERY Box"), p, 2), TERM_MOBILE);
+}
+
+static void apply_ok(struct uset *s, const char *word)
+{
+	char err[256] = "";
+
+	if (uset_apply(s, sv_cstr(word), err, sizeof(err)))
+		fail_msg("%s: %s", word, err);
+}
+
+static void apply_bad(struct uset *s, const char *word, const char *why)
+{
+	struct uset before = *s;
+	char err[256] = "";
+
+	assert_int_not_equal(uset_apply(s, sv_cstr(word), err, sizeof(err)), 0);
+	if (!strstr(err, why))
+		fail_msg("%s: error '%s' does not say '%s'", word, err, why);
+	assert_memory_equal(&before, s, sizeof(before)); /* nothing changed */
+}
+
+static void test_settings_every_key(void **state)
+{
+	struct uset s;
+
+	(void)state;
+	uset_init(&s);
+	assert_true(uset_is_default(&s));
+	apply_ok(&s, "ring=sequential");
+	apply_ok(&s, "order=desk:15,pc:10,mobile:20");
+	apply_ok(&s, "ring_time=25");
+	apply_ok(&s, "stop_on_busy=yes");
+	apply_ok(&s, "forward_busy=carol");
+	apply_ok(&s, "cfna=sip:vm@example.net;user=phone");
+	apply_ok(&s, "noanswer_after=12");
+	apply_ok(&s, "cfnr=+4930123456");
+	apply_ok(&s, "forward_always=bob@example.com");
+	assert_int_equal(s.ring, USET_RING_SEQUENTIAL);
+	assert_int_equal(s.norder, 3);
+	assert_int_equal(s.order[0].type, TERM_DESK);
+	assert_int_equal(s.order[0].secs, 15);
+	assert_int_equal(s.order[2].type, TERM_MOBILE);
+	assert_int_equal(s.ring_time, 25);
+	assert_int_equal(s.stop_on_busy, 1);
+	assert_string_equal(s.fwd[USET_FWD_BUSY], "carol");
+	assert_string_equal(s.fwd[USET_FWD_NOANSWER], "sip:vm@example.net;user=phone");
+	assert_string_equal(s.fwd[USET_FWD_UNREGISTERED], "+4930123456");
+	assert_string_equal(s.fwd[USET_FWD_ALWAYS], "bob@example.com");
+	assert_int_equal(s.noanswer_after, 12);
+	assert_false(uset_is_default(&s));
+	apply_ok(&s, "ring=q-value");
+	assert_int_equal(s.ring, USET_RING_QVALUE);
+	/* empty values clear */
+	apply_ok(&s, "forward_always=");
+	apply_ok(&s, "stop_on_busy=");
+	apply_ok(&s, "order=");
+	assert_string_equal(s.fwd[USET_FWD_ALWAYS], "");
+	assert_int_equal(s.stop_on_busy, -1);
+	assert_int_equal(s.norder, 0);
+}
+
+static void test_settings_bad_values(void **state)
+{
+	struct uset s;
+
+	(void)state;
+	uset_init(&s);
+	apply_ok(&s, "ring=sequential");
+	apply_bad(&s, "ring=circular", "parallel, sequential or q-value");
+	apply_bad(&s, "order=desk,fax", "'fax' is not a terminal type");
+	apply_bad(&s, "order=desk,desk", "twice");
+	apply_bad(&s, "order=desk:0", "seconds");
+	apply_bad(&s, "order=desk:601", "seconds");
+	apply_bad(&s, "order=desk:x", "seconds");
+	apply_bad(&s, "order=desk,pc,mobile,other,desk", "twice");
+	apply_bad(&s, "ring_time=-1", "seconds");
+	apply_bad(&s, "stop_on_busy=perhaps", "yes or no");
+	apply_bad(&s, "forward_busy=<sip:a@b>", "forward_busy");
+	apply_bad(&s, "forward_busy=a b", "forward_busy");
+	apply_bad(&s, "forward_busy=@example.com", "empty user");
+	apply_bad(&s, "forward_busy=bob@", "empty user or domain");
+	apply_bad(&s, "forward_busy=sip:", "not a valid SIP URI");
+	apply_bad(&s, "colour=red", "unknown setting 'colour'");
+	apply_bad(&s, "ring", "expected key=value");
+	apply_bad(&s, "=x", "expected key=value");
+}
+
+static void test_settings_canonical_round_trip(void **state)
+{
+	struct uset a, b;
+	char line[USET_TEXT_MAX], line2[USET_TEXT_MAX], err[128];
+
+	(void)state;
+	uset_init(&a);
+	assert_int_equal(uset_format(&a, line, sizeof(line)), 0);
+	assert_string_equal(line, "");
+	assert_int_equal(uset_parse(&a, sv_cstr("  ring=sequential   order=desk:15,pc,mobile:20 "
+						"cfb=carol noanswer_after=9 stop_on_busy=no"),
+				    err, sizeof(err)),
+			 0);
+	assert_int_equal(uset_format(&a, line, sizeof(line)), 0);
+	assert_string_equal(line, "ring=sequential order=desk:15,pc,mobile:20 stop_on_busy=no "
+				  "forward_busy=carol noanswer_after=9");
+	uset_init(&b);
+	assert_int_equal(uset_parse(&b, sv_cstr(line), err, sizeof(err)), 0);
+	assert_int_equal(uset_format(&b, line2, sizeof(line2)), 0);
+	assert_string_equal(line, line2);
+	/* a bad word in a stored line stops there, keeping what came before */
+	uset_init(&b);
+	assert_int_not_equal(uset_parse(&b, sv_cstr("ring=q-value bogus=1 cfb=x"), err, sizeof(err)), 0);
+	assert_int_equal(b.ring, USET_RING_QVALUE);
+	assert_string_equal(b.fwd[USET_FWD_BUSY], "");
+	/* too small a buffer is an error, never a cut line */
+	assert_int_equal(uset_format(&a, line, 10), ENOSPC);
+}
+
+static struct sockaddr_storage addr_of(const char *ip)
+{
+	struct sockaddr_storage ss;
+
+	memset(&ss, 0, sizeof(ss));
+	if (strchr(ip, ':')) {
+		struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+		a->sin6_family = AF_INET6;
+		assert_int_equal(inet_pton(AF_INET6, ip, &a->sin6_addr), 1);
+	} else {
+		struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+		a->sin_family = AF_INET;
+		assert_int_equal(inet_pton(AF_INET, ip, &a->sin_addr), 1);
+	}
+	return ss;
+}
+
+static bool in_nets(const struct lists_cidr *n, size_t k, const char *ip)
+{
+	struct sockaddr_storage ss = addr_of(ip);
+
+	return lists_cidr_match(n, k, (struct sockaddr *)&ss);
+}
+
+static void test_lists_networks(void **state)
+{
+	struct lists_cidr n[3];
+
+	(void)state;
+	assert_int_equal(lists_cidr_parse(SV("192.0.2.0/24"), &n[0]), 0);
+	assert_int_equal(lists_cidr_parse(SV("2001:db8::/33"), &n[1]), 0);
+	assert_int_equal(lists_cidr_parse(SV("198.51.100.7"), &n[2]), 0);
+	assert_true(in_nets(n, 3, "192.0.2.200"));
+	assert_false(in_nets(n, 3, "192.0.3.1"));
+	assert_true(in_nets(n, 3, "198.51.100.7"));
+	assert_false(in_nets(n, 3, "198.51.100.8"));
+	assert_true(in_nets(n, 3, "2001:db8:7fff::1"));
+	assert_false(in_nets(n, 3, "2001:db8:8000::1"));
+	assert_true(in_nets(n, 3, "::ffff:192.0.2.9")); /* IPv4 on a dual-stack socket */
+	assert_int_equal(lists_cidr_parse(SV("0.0.0.0/0"), &n[0]), 0);
+	assert_true(in_nets(n, 1, "203.0.113.1"));
+	assert_false(in_nets(n, 1, "2001:db8::1"));
+	assert_int_not_equal(lists_cidr_parse(SV("10.0.0.0/33"), &n[0]), 0);
+	assert_int_not_equal(lists_cidr_parse(SV("10.0.0/8"), &n[0]), 0);
+	assert_int_not_equal(lists_cidr_parse(SV("/8"), &n[0]), 0);
+	assert_int_not_equal(lists_cidr_parse(SV("example.com"), &n[0]), 0);
+	assert_int_not_equal(lists_cidr_parse(SV("10.0.0.1/"), &n[0]), 0);
+}
+
+static void test_lists_prefixes(void **state)
+{
+	const char pre[][LISTS_PREFIX_MAX] = {"0900", "+4990", "mallory"};
+	struct uset s;
+	char err[256];
+
+	(void)state;
+	assert_true(lists_prefix_match(pre, 3, SV("09001234")));
+	assert_true(lists_prefix_match(pre, 3, SV("+49901")));
+	assert_false(lists_prefix_match(pre, 3, SV("4990")));
+	assert_false(lists_prefix_match(pre, 3, SV("090")));
+	assert_true(lists_prefix_match(pre, 3, SV("mallory")));
+	assert_true(lists_prefix_match_csv("a,0900,b", SV("0900555")));
+	assert_false(lists_prefix_match_csv("a,0900,b", SV("c")));
+	assert_true(lists_prefix_match_csv("*", SV("anyone")));
+	assert_false(lists_prefix_match_csv("", SV("anyone")));
+	assert_false(lists_prefix_ok(SV("a b")));
+	assert_false(lists_prefix_ok(SV("a@b")));
+	assert_false(lists_prefix_ok(SV("")));
+	/* in the user's settings */
+	uset_init(&s);
+	apply_ok(&s, "block_callers=0900,+4990");
+	apply_ok(&s, "allow_callers=carol");
+	apply_ok(&s, "allow_only=yes");
+	assert_true(s.allow_only);
+	apply_bad(&s, "block_callers=0900,", "empty entry");
+	apply_bad(&s, "block_callers=a@b", "not a caller prefix");
+	assert_int_equal(uset_format(&s, err, sizeof(err)), 0);
+	assert_string_equal(err, "block_callers=0900,+4990 allow_callers=carol allow_only=yes");
+	assert_true(uset_is_default(&s)); /* lists do not change how terminals ring */
+}
+
+static const char dp_yaml[] =
+    "gateways:\n"
+    "  - {name: a1, address: 192.0.2.1}\n"
+    "  - {name: a2, address: 192.0.2.2, port: 5080}\n"
+    "  - {name: a3, address: 192.0.2.3, transport: tcp}\n"
+    "  - {name: b1, address: \"2001:db8::1\", probe: false}\n"
+    "gateway_groups:\n"
+    "  - name: carrier-a\n"
+    "    gateways:\n"
+    "      - {gateway: a1, priority: 1, weight: 90}\n"
+    "      - {gateway: a2, priority: 1, weight: 10}\n"
+    "      - {gateway: a3, priority: 2}\n"
+    "  - {name: carrier-b, gateways: [b1, a1]}\n"
+    "dialplan:\n"
+    "  max_callee_digits: 26\n"
+    "  rules:\n"
+    "    - prefix: \"0\"\n"
+    "      transform: [{strip: 1}, {prefix: \"+49\"}]\n"
+    "      route: [carrier-a, carrier-b]\n"
+    "    - prefix: \"00\"\n"
+    "      transform: [{strip: 2}, {prefix: \"+\"}]\n"
+    "      route: carrier-b\n"
+    "    - prefix: \"0049301234567\"\n"
+    "      transform: [{insert: 2, digits: \"99\"}, {delete: 0, count: 1}]\n"
+    "      route: [carrier-b]\n"
+    "      redirect: true\n"
+    "    - regex: \"^1[0-9]{2}$\"\n"
+    "      transform: [{replace: \"^1(.*)$\", with: \"+49110\\\\1\"}]\n"
+    "      route: [carrier-a]\n";
+
+static struct dp *load_dp(struct cfg *c)
+{
+	struct cfg_error err;
+	struct dp *d = NULL;
+
+	cfg_defaults(c);
+	if (cfg_load_string(c, dp_yaml, sizeof(dp_yaml) - 1, &err) || cfg_finish(c, &err))
+		fail_msg("line %u: %s", err.line, err.msg);
+	assert_int_equal(dp_create(&c->dialplan, &d), 0);
+	return d;
+}
+
+static void transform(struct dp *d, const char *in, const char *want)
+{
+	char out[DP_NUMBER_MAX];
+	int r = dp_match(d, sv_cstr(in));
+
+	assert_true(r >= 0);
+	assert_int_equal(dp_transform(d, r, sv_cstr(in), out, sizeof(out)), 0);
+	assert_string_equal(out, want);
+}
+
+static void test_dialplan_match_and_transform(void **state)
+{
+	static struct cfg c;
+	struct dp *d = load_dp(&c);
+
+	(void)state;
+	assert_int_equal(c.dialplan.max_callee_digits, 26);
+	assert_true(dp_is_number(SV("+4930123")));
+	assert_true(dp_is_number(SV("*72#")));
+	assert_false(dp_is_number(SV("alice")));
+	assert_false(dp_is_number(SV("+")));
+	assert_int_equal(dp_digits(SV("+4930")), 4);
+	/* longest prefix wins */
+	assert_int_equal(dp_match(d, SV("030123")), 0);
+	assert_int_equal(dp_match(d, SV("0044207")), 1);
+	assert_int_equal(dp_match(d, SV("00493012345678")), 2);
+	assert_true(dp_rule(d, 2)->redirect);
+	/* regex rules only when no prefix matches */
+	assert_int_equal(dp_match(d, SV("110")), 3);
+	assert_int_equal(dp_match(d, SV("1100")), -1);
+	assert_int_equal(dp_match(d, SV("+4930")), -1);
+	transform(d, "030123456", "+4930123456");
+	transform(d, "00442071234567", "+442071234567");
+	transform(d, "0049301234567", "09949301234567"); /* insert "99" at 2, then drop the first */
+	transform(d, "112", "+4911012");
+	dp_destroy(d);
+}
+
+static void test_dialplan_gateway_order(void **state)
+{
+	static struct cfg c;
+	struct dp *d = load_dp(&c);
+	unsigned gw[8], first_a1 = 0;
+	size_t n;
+
+	(void)state;
+	for (uint64_t rnd = 1; rnd <= 1000; rnd++) {
+		n = dp_gateways(d, 0, rnd * 7919, gw, 8);
+		assert_int_equal(n, 4); /* a1 a2 (priority 1, by weight), a3, then b1 (a1 only once) */
+		assert_true((gw[0] == 0 && gw[1] == 1) || (gw[0] == 1 && gw[1] == 0));
+		assert_int_equal(gw[2], 2);
+		assert_int_equal(gw[3], 3);
+		first_a1 += gw[0] == 0;
+	}
+	/* weight 90 against 10: a1 first about nine times in ten */
+	assert_in_range(first_a1, 820, 970);
+	dp_gateway_set_up(d, 0, false);
+	n = dp_gateways(d, 0, 5, gw, 8);
+	assert_int_equal(n, 3);
+	assert_int_equal(gw[0], 1);
+	assert_false(dp_gateway_is_up(d, 0));
+	dp_gateway_set_up(d, 0, true);
+	assert_true(dp_gateway_is_up(d, 0));
+	assert_true(dp_gateway(d, 3)->probe == false);
+	assert_int_equal(dp_gateway(d, 1)->port, 5080);
+	assert_true(dp_gateway(d, 2)->tcp);
+	dp_destroy(d);
+}
+
+static void config_error(const char *yaml, unsigned line, const char *want)
+{
+	static struct cfg c;
+	struct cfg_error err = {0};
+	int rc;
+
+	cfg_defaults(&c);
+	rc = cfg_load_string(&c, yaml, strlen(yaml), &err);
+	if (!rc)
+		rc = cfg_finish(&c, &err);
+	assert_int_not_equal(rc, 0);
+	if (!strstr(err.msg, want) || err.line != line)
+		fail_msg("got line %u '%s', want line %u '%s'", err.line, err.msg, line, want);
+}
+
+static void test_dialplan_config_errors(void **state)
+{
+	(void)state;
+	config_error("gateway_groups:\n  - {name: g, gateways: [nope]}\n", 2, "no gateway named 'nope'");
+	config_error("gateways:\n  - {name: a, address: 192.0.2.1}\ndialplan:\n  rules:\n"
+		     "    - {prefix: \"0\", route: [missing]}\n",
+		     5, "no gateway group named 'missing'");
+	config_error("dialplan:\n  rules:\n    - {prefix: \"0x\", route: [g]}\n", 3, "not digits");
+	config_error("dialplan:\n  rules:\n    - {regex: \"(\", route: [g]}\n", 3, "regular expression");
+	config_error("dialplan:\n  rules:\n    - {prefix: \"1\", regex: \"1\", route: [g]}\n", 3,
+		     "exactly one of");
+	config_error("dialplan:\n  rules:\n    - {prefix: \"1\", transform: [{frobnicate: 1}], route: [g]}\n",
+		     3, "unknown key 'frobnicate'");
+	config_error("dialplan:\n  rules:\n    - {prefix: \"1\", transform: [{insert: 1}], route: [g]}\n",
+		     3, "a transform step is one of");
+	config_error("gateways:\n  - {name: a, address: \"not a host\"}\n", 2, "not a host name");
+	config_error("gateways:\n  - {name: a, address: 192.0.2.1, transport: sctp}\n", 2, "udp or tcp");
+	config_error("dialplan:\n  max_callee_digits: 29\n", 2, "from 24 to 28");
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_terminal_sources_in_order),
+	    cmocka_unit_test(test_terminal_configured_patterns_first),
+	    cmocka_unit_test(test_settings_every_key),
+	    cmocka_unit_test(test_settings_bad_values),
+	    cmocka_unit_test(test_settings_canonical_round_trip),
+	    cmocka_unit_test(test_lists_networks),
+	    cmocka_unit_test(test_lists_prefixes),
+	    cmocka_unit_test(test_dialplan_match_and_transform),
+	    cmocka_unit_test(test_dialplan_gateway_order),
+	    cmocka_unit_test(test_dialplan_config_errors),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
