@@ -28,7 +28,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	memcpy(copy, data, size);
 	if (auth_cred_parse(sv_make(copy, size), &c) == 0) {
-		auth_verify(a, h, &c, SV("REGISTER"), "00000000000000000000000000000000", time(NULL));
+		auth_verify(a, h, &c, SV("REGISTER"), "00000000000000000000000000000000",
+			    time(NULL));
 		auth_verify(a, h, &c, SV("INVITE"), NULL, time(NULL));
 	}
 	free(copy);

@@ -14,7 +14,8 @@
 static void exercise(struct sip_msg *m)
 {
 	struct sip_hdr_iter it;
-	struct sip_reply rep = {.status = 400, .to_tag = SV("fuzz"), .via_params = SV(";received=1.2.3.4")};
+	struct sip_reply rep = {
+	    .status = 400, .to_tag = SV("fuzz"), .via_params = SV(";received=1.2.3.4")};
 	struct buf out;
 	sv_t elem;
 

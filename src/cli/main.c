@@ -9,15 +9,16 @@
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: switchboard COMMAND [ARGS]\n"
-		   "  serve [-c FILE] [--listen PROTO:IP:PORT]... [--domain D]... [--db PATH]\n"
-		   "                      run the SIP server in the foreground\n"
-		   "  check-config -c FILE  check a configuration file\n"
-		   "  user add|del|passwd|list|import ...   manage subscribers\n"
-		   "  reg list [AOR]        show registrations\n"
-		   "  version               print the version\n"
-		   "Each command takes --help. Exit codes: 0 ok, 1 failure, 2 usage, 3 bad config,\n"
-		   "4 not found, 5 already exists.\n");
+	fprintf(f,
+		"usage: switchboard COMMAND [ARGS]\n"
+		"  serve [-c FILE] [--listen PROTO:IP:PORT]... [--domain D]... [--db PATH]\n"
+		"                      run the SIP server in the foreground\n"
+		"  check-config -c FILE  check a configuration file\n"
+		"  user add|del|passwd|list|import ...   manage subscribers\n"
+		"  reg list [AOR]        show registrations\n"
+		"  version               print the version\n"
+		"Each command takes --help. Exit codes: 0 ok, 1 failure, 2 usage, 3 bad config,\n"
+		"4 not found, 5 already exists.\n");
 }
 
 int main(int argc, char **argv)

@@ -16,31 +16,33 @@
 enum { OPT_LISTEN = 256, OPT_DOMAIN, OPT_DB, OPT_WORKERS, OPT_LOG, OPT_DNS, OPT_STATELESS };
 
 static const struct option serve_opts[] = {
-	{"config", required_argument, NULL, 'c'},
-	{"listen", required_argument, NULL, OPT_LISTEN},
-	{"domain", required_argument, NULL, OPT_DOMAIN},
-	{"db", required_argument, NULL, OPT_DB},
-	{"workers", required_argument, NULL, OPT_WORKERS},
-	{"log-level", required_argument, NULL, OPT_LOG},
-	{"dns-servers", required_argument, NULL, OPT_DNS},
-	{"stateless", no_argument, NULL, OPT_STATELESS},
-	{"help", no_argument, NULL, 'h'},
-	{NULL, 0, NULL, 0},
+    {"config", required_argument, NULL, 'c'},
+    {"listen", required_argument, NULL, OPT_LISTEN},
+    {"domain", required_argument, NULL, OPT_DOMAIN},
+    {"db", required_argument, NULL, OPT_DB},
+    {"workers", required_argument, NULL, OPT_WORKERS},
+    {"log-level", required_argument, NULL, OPT_LOG},
+    {"dns-servers", required_argument, NULL, OPT_DNS},
+    {"stateless", no_argument, NULL, OPT_STATELESS},
+    {"help", no_argument, NULL, 'h'},
+    {NULL, 0, NULL, 0},
 };
 
 static void serve_usage(FILE *f)
 {
-	fprintf(f, "usage: switchboard serve [-c FILE] [--listen PROTO:IP:PORT]... [--domain DOMAIN]...\n"
-		   "                         [--db PATH] [--workers N] [--log-level LEVEL] [--stateless]\n"
-		   "  -c, --config FILE   YAML configuration (see config/switchboard.yaml)\n"
-		   "  --listen SPEC       udp:IP:PORT or tcp:IP:PORT (IPv6 in brackets); repeatable;\n"
-		   "                      replaces the configured listen addresses\n"
-		   "  --domain DOMAIN     a served SIP domain; repeatable; replaces the configured ones\n"
-		   "  --db PATH           SQLite database file\n"
-		   "  --workers N         worker threads (0 = one per core)\n"
-		   "  --log-level LEVEL   error, warn, info or debug\n"
-		   "  --stateless         forward statelessly (RFC 3261 16.11)\n"
-		   "  --dns-servers LIST  IP[:PORT],... instead of /etc/resolv.conf\n");
+	fprintf(
+	    f,
+	    "usage: switchboard serve [-c FILE] [--listen PROTO:IP:PORT]... [--domain DOMAIN]...\n"
+	    "                         [--db PATH] [--workers N] [--log-level LEVEL] [--stateless]\n"
+	    "  -c, --config FILE   YAML configuration (see config/switchboard.yaml)\n"
+	    "  --listen SPEC       udp:IP:PORT or tcp:IP:PORT (IPv6 in brackets); repeatable;\n"
+	    "                      replaces the configured listen addresses\n"
+	    "  --domain DOMAIN     a served SIP domain; repeatable; replaces the configured ones\n"
+	    "  --db PATH           SQLite database file\n"
+	    "  --workers N         worker threads (0 = one per core)\n"
+	    "  --log-level LEVEL   error, warn, info or debug\n"
+	    "  --stateless         forward statelessly (RFC 3261 16.11)\n"
+	    "  --dns-servers LIST  IP[:PORT],... instead of /etc/resolv.conf\n");
 }
 
 struct serve_args {
@@ -64,29 +66,46 @@ static int serve_parse(int argc, char **argv, struct serve_args *a)
 	opterr = 0;
 	while ((opt = getopt_long(argc, argv, "+c:h", serve_opts, NULL)) != -1) {
 		switch (opt) {
-		case 'c': a->config = optarg; break;
+		case 'c':
+			a->config = optarg;
+			break;
 		case OPT_LISTEN:
 			if (a->nlisten == CFG_MAX_LISTEN) {
-				fprintf(stderr, "serve: at most %d --listen options\n", CFG_MAX_LISTEN);
+				fprintf(stderr, "serve: at most %d --listen options\n",
+					CFG_MAX_LISTEN);
 				return CLI_EXIT_USAGE;
 			}
 			a->listen[a->nlisten++] = optarg;
 			break;
 		case OPT_DOMAIN:
 			if (a->ndomain == CFG_MAX_DOMAINS) {
-				fprintf(stderr, "serve: at most %d --domain options\n", CFG_MAX_DOMAINS);
+				fprintf(stderr, "serve: at most %d --domain options\n",
+					CFG_MAX_DOMAINS);
 				return CLI_EXIT_USAGE;
 			}
 			a->domain[a->ndomain++] = optarg;
 			break;
-		case OPT_DB: a->db = optarg; break;
-		case OPT_WORKERS: a->workers = optarg; break;
-		case OPT_LOG: a->log_level = optarg; break;
-		case OPT_DNS: a->dns = optarg; break;
-		case OPT_STATELESS: a->stateless = true; break;
-		case 'h': serve_usage(stdout); exit(CLI_EXIT_OK);
+		case OPT_DB:
+			a->db = optarg;
+			break;
+		case OPT_WORKERS:
+			a->workers = optarg;
+			break;
+		case OPT_LOG:
+			a->log_level = optarg;
+			break;
+		case OPT_DNS:
+			a->dns = optarg;
+			break;
+		case OPT_STATELESS:
+			a->stateless = true;
+			break;
+		case 'h':
+			serve_usage(stdout);
+			exit(CLI_EXIT_OK);
 		default:
-			fprintf(stderr, "serve: unknown option or missing value '%s' (try --help)\n",
+			fprintf(stderr,
+				"serve: unknown option or missing value '%s' (try --help)\n",
 				argv[optind - 1]);
 			return CLI_EXIT_USAGE;
 		}
@@ -136,7 +155,8 @@ static int serve_config(const struct serve_args *a, struct cfg *c)
 	if (a->workers) {
 		unsigned long n = strtoul(a->workers, &end, 10);
 		if (*end || end == a->workers || n > 256) {
-			fprintf(stderr, "serve: --workers must be a number from 0 to 256, not '%s'\n",
+			fprintf(stderr,
+				"serve: --workers must be a number from 0 to 256, not '%s'\n",
 				a->workers);
 			return CLI_EXIT_USAGE;
 		}

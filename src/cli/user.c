@@ -251,8 +251,8 @@ static int cli_user_set_settings(const struct cli_opts *o, const char *cmd)
 	}
 	uset_init(&set);
 	if (uset_parse(&set, sv_cstr(u.settings), why, sizeof(why)))
-		fprintf(stderr, "%s %s: stored settings partly unreadable (%s); rewriting them\n", cmd,
-			o->pos[0], why);
+		fprintf(stderr, "%s %s: stored settings partly unreadable (%s); rewriting them\n",
+			cmd, o->pos[0], why);
 	for (int i = 1; i < o->npos; i++) {
 		if (uset_apply(&set, sv_cstr(o->pos[i]), why, sizeof(why))) {
 			fprintf(stderr, "%s %s: %s\n", cmd, o->pos[0], why);

@@ -156,31 +156,23 @@ static const struct cfg_key cfg_lists_keys[] = {
 };
 
 static const struct cfg_key cfg_dialplan_keys[] = {
-    CFG_UINT("max_callee_digits", dialplan.max_callee_digits, DP_CALLEE_DIGITS, DP_CALLEE_DIGITS_MAX),
+    CFG_UINT("max_callee_digits", dialplan.max_callee_digits, DP_CALLEE_DIGITS,
+	     DP_CALLEE_DIGITS_MAX),
     CFG_UINT("probe_interval", dialplan.probe_interval_s, 0, 3600),
     CFG_SPECIAL("rules", CFG_K_RULES),
     {0},
 };
 
 static const struct cfg_key cfg_top_keys[] = {
-    CFG_SPECIAL("log_level", CFG_K_LOG_LEVEL),
-    CFG_UINT("workers", workers, 0, 256),
-    CFG_STR("server_name", server_name, false),
-    CFG_SPECIAL("domains", CFG_K_DOMAINS),
-    CFG_SPECIAL("listen", CFG_K_LISTEN),
-    CFG_SECTION("database", cfg_database_keys),
-    CFG_SECTION("timers", cfg_timer_keys),
-    CFG_SECTION("registrar", cfg_registrar_keys),
-    CFG_SECTION("auth", cfg_auth_keys),
-    CFG_SECTION("proxy", cfg_proxy_keys),
-    CFG_SECTION("tcp", cfg_tcp_keys),
-    CFG_SECTION("dns", cfg_dns_keys),
-    CFG_SECTION("calls", cfg_calls_keys),
-    CFG_SECTION("lists", cfg_lists_keys),
-    CFG_SPECIAL("gateways", CFG_K_GATEWAYS),
-    CFG_SPECIAL("gateway_groups", CFG_K_GROUPS),
-    CFG_SECTION("dialplan", cfg_dialplan_keys),
-    {0},
+    CFG_SPECIAL("log_level", CFG_K_LOG_LEVEL),	CFG_UINT("workers", workers, 0, 256),
+    CFG_STR("server_name", server_name, false), CFG_SPECIAL("domains", CFG_K_DOMAINS),
+    CFG_SPECIAL("listen", CFG_K_LISTEN),	CFG_SECTION("database", cfg_database_keys),
+    CFG_SECTION("timers", cfg_timer_keys),	CFG_SECTION("registrar", cfg_registrar_keys),
+    CFG_SECTION("auth", cfg_auth_keys),		CFG_SECTION("proxy", cfg_proxy_keys),
+    CFG_SECTION("tcp", cfg_tcp_keys),		CFG_SECTION("dns", cfg_dns_keys),
+    CFG_SECTION("calls", cfg_calls_keys),	CFG_SECTION("lists", cfg_lists_keys),
+    CFG_SPECIAL("gateways", CFG_K_GATEWAYS),	CFG_SPECIAL("gateway_groups", CFG_K_GROUPS),
+    CFG_SECTION("dialplan", cfg_dialplan_keys), {0},
 };
 
 /* "lo must not be greater than hi": the rules that span two keys. */
@@ -211,7 +203,7 @@ struct cfg_parse {
 	yaml_document_t *doc;
 	struct cfg *c;
 	struct cfg_error *err;
-	const char *section; /* NULL at the top level */
+	const char *section;	   /* NULL at the top level */
 	const struct cfg_key *key; /* the list being filled, for item callbacks */
 	struct cfg_seen seen[CFG_SEEN_MAX];
 	size_t nseen;
@@ -865,8 +857,9 @@ static int cfg_md5_only_item(struct cfg_parse *p, const yaml_node_t *item)
 		return cfg_fail_at(p, item, "'auth.md5_only_user_agents' has more than %d entries",
 				   CFG_MAX_QUIRKS);
 	if (!v[0] || strlen(v) >= sizeof(c->md5_only_ua[0]))
-		return cfg_fail_at(p, item, "'auth.md5_only_user_agents' entries must be 1 to %zu characters",
-				   sizeof(c->md5_only_ua[0]) - 1);
+		return cfg_fail_at(
+		    p, item, "'auth.md5_only_user_agents' entries must be 1 to %zu characters",
+		    sizeof(c->md5_only_ua[0]) - 1);
 	strcpy(c->md5_only_ua[c->nmd5_only_ua++], v);
 	return 0;
 }
@@ -886,25 +879,33 @@ static int cfg_set_terminals(struct cfg_parse *p, const struct cfg_key *k, const
 	if (cfg_is_null(v))
 		return 0;
 	if (v->type != YAML_MAPPING_NODE)
-		return cfg_fail_key(p, k->name, v, "a mapping of User-Agent substrings to terminal types");
-	for (yaml_node_pair_t *pr = v->data.mapping.pairs.start; pr < v->data.mapping.pairs.top; pr++) {
+		return cfg_fail_key(p, k->name, v,
+				    "a mapping of User-Agent substrings to terminal types");
+	for (yaml_node_pair_t *pr = v->data.mapping.pairs.start; pr < v->data.mapping.pairs.top;
+	     pr++) {
 		const yaml_node_t *kn = cfg_node(p, pr->key), *vn = cfg_node(p, pr->value);
 		struct term_pattern *tp;
 		const char *match;
 
 		if (kn->type != YAML_SCALAR_NODE || cfg_is_null(kn))
-			return cfg_fail_at(p, kn, "'calls.terminal_user_agents' keys must be User-Agent substrings");
+			return cfg_fail_at(
+			    p, kn,
+			    "'calls.terminal_user_agents' keys must be User-Agent substrings");
 		match = cfg_str(kn);
 		if (!match[0] || strlen(match) >= sizeof(tp->match))
-			return cfg_fail_at(p, kn, "'calls.terminal_user_agents' substrings must be 1 to %zu characters",
-					   sizeof(tp->match) - 1);
+			return cfg_fail_at(
+			    p, kn,
+			    "'calls.terminal_user_agents' substrings must be 1 to %zu characters",
+			    sizeof(tp->match) - 1);
 		if (c->nterminal_ua >= CFG_MAX_TERMINAL_UA)
-			return cfg_fail_at(p, kn, "'calls.terminal_user_agents' has more than %d entries",
+			return cfg_fail_at(p, kn,
+					   "'calls.terminal_user_agents' has more than %d entries",
 					   CFG_MAX_TERMINAL_UA);
 		tp = &c->terminal_ua[c->nterminal_ua];
 		if (vn->type != YAML_SCALAR_NODE || term_parse(cfg_sv(vn), &tp->type))
-			return cfg_fail_at(p, vn, "terminal type for '%.64s' must be desk, pc, mobile or other",
-					   match);
+			return cfg_fail_at(
+			    p, vn, "terminal type for '%.64s' must be desk, pc, mobile or other",
+			    match);
 		strcpy(tp->match, match);
 		c->nterminal_ua++;
 	}
@@ -917,14 +918,18 @@ static int cfg_redirect_item(struct cfg_parse *p, const yaml_node_t *item)
 	char norm[CFG_FIELD_SIZE(redirect_domains[0])];
 
 	if (item->type != YAML_SCALAR_NODE || cfg_is_null(item))
-		return cfg_fail_want(p, "entries of 'calls.redirect_domains'", item, "a domain name or \"*\"");
+		return cfg_fail_want(p, "entries of 'calls.redirect_domains'", item,
+				     "a domain name or \"*\"");
 	if (c->nredirect_domains >= CFG_MAX_DOMAINS)
-		return cfg_fail_at(p, item, "'calls.redirect_domains' has more than %d entries", CFG_MAX_DOMAINS);
+		return cfg_fail_at(p, item, "'calls.redirect_domains' has more than %d entries",
+				   CFG_MAX_DOMAINS);
 	if (strcmp(cfg_str(item), "*") == 0)
 		strcpy(norm, "*");
 	else if (cfg_domain_norm(cfg_str(item), norm, sizeof(norm)))
-		return cfg_fail_at(p, item, "'calls.redirect_domains': '%.64s' is not a valid host name or IP address",
-				   cfg_str(item));
+		return cfg_fail_at(
+		    p, item,
+		    "'calls.redirect_domains': '%.64s' is not a valid host name or IP address",
+		    cfg_str(item));
 	strcpy(c->redirect_domains[c->nredirect_domains++], norm);
 	return 0;
 }
@@ -944,8 +949,10 @@ static int cfg_prefix_item(struct cfg_parse *p, const yaml_node_t *item)
 	if (item->type != YAML_SCALAR_NODE || cfg_is_null(item))
 		return cfg_fail_want(p, "entries of 'lists'", item, "a number or user prefix");
 	if (!lists_prefix_ok(cfg_sv(item)))
-		return cfg_fail_at(p, item, "'%s': '%.64s' is not a prefix (1 to %d characters, no spaces, "
-				   "commas, '@', ':', '<', '>' or quotes)", path, cfg_str(item), LISTS_PREFIX_MAX - 1);
+		return cfg_fail_at(p, item,
+				   "'%s': '%.64s' is not a prefix (1 to %d characters, no spaces, "
+				   "commas, '@', ':', '<', '>' or quotes)",
+				   path, cfg_str(item), LISTS_PREFIX_MAX - 1);
 	if (l->n >= CFG_MAX_LIST)
 		return cfg_fail_at(p, item, "'%s' has more than %d entries", path, CFG_MAX_LIST);
 	strcpy(l->v[l->n++], cfg_str(item));
@@ -963,8 +970,9 @@ static int cfg_cidr_item(struct cfg_parse *p, const yaml_node_t *item)
 	if (l->n >= CFG_MAX_LIST)
 		return cfg_fail_at(p, item, "'%s' has more than %d entries", path, CFG_MAX_LIST);
 	if (lists_cidr_parse(cfg_sv(item), &l->v[l->n]))
-		return cfg_fail_at(p, item, "'%s': '%.64s' is not an IP address or network (ADDRESS/BITS)", path,
-				   cfg_str(item));
+		return cfg_fail_at(p, item,
+				   "'%s': '%.64s' is not an IP address or network (ADDRESS/BITS)",
+				   path, cfg_str(item));
 	l->n++;
 	return 0;
 }
@@ -985,15 +993,18 @@ static int cfg_set_list(struct cfg_parse *p, const struct cfg_key *k, const yaml
 
 /* ------------------------------------------------- gateways and dialplan */
 
-static bool cfg_key_repeated(struct cfg_parse *p, const yaml_node_t *map, const yaml_node_pair_t *at);
+static bool cfg_key_repeated(struct cfg_parse *p, const yaml_node_t *map,
+			     const yaml_node_pair_t *at);
 
 /* A scalar copied into out (1..size-1 bytes, no control characters). */
-static int cfg_entry_str(struct cfg_parse *p, const char *what, const yaml_node_t *v, char *out, size_t size)
+static int cfg_entry_str(struct cfg_parse *p, const char *what, const yaml_node_t *v, char *out,
+			 size_t size)
 {
 	if (v->type != YAML_SCALAR_NODE || cfg_is_null(v))
 		return cfg_fail_want(p, what, v, "a string");
 	if (cfg_sv(v).len >= size || cfg_has_ctl(cfg_sv(v)))
-		return cfg_fail_at(p, v, "%s must be 1 to %zu characters, no control characters", what, size - 1);
+		return cfg_fail_at(p, v, "%s must be 1 to %zu characters, no control characters",
+				   what, size - 1);
 	strcpy(out, cfg_str(v));
 	return 0;
 }
@@ -1020,13 +1031,15 @@ static int cfg_entry_bool(struct cfg_parse *p, const char *what, const yaml_node
 
 /* Every key of an entry mapping goes to fn; unknown keys are errors. */
 static int cfg_entry_walk(struct cfg_parse *p, const char *what, const yaml_node_t *map, void *obj,
-			  int (*fn)(struct cfg_parse *p, const char *key, const yaml_node_t *v, void *obj))
+			  int (*fn)(struct cfg_parse *p, const char *key, const yaml_node_t *v,
+				    void *obj))
 {
 	int rc;
 
 	if (map->type != YAML_MAPPING_NODE)
 		return cfg_fail_want(p, what, map, "a mapping");
-	for (yaml_node_pair_t *pr = map->data.mapping.pairs.start; pr < map->data.mapping.pairs.top; pr++) {
+	for (yaml_node_pair_t *pr = map->data.mapping.pairs.start; pr < map->data.mapping.pairs.top;
+	     pr++) {
 		const yaml_node_t *kn = cfg_node(p, pr->key);
 		if (kn->type != YAML_SCALAR_NODE)
 			return cfg_fail_at(p, kn, "keys must be plain names");
@@ -1053,8 +1066,9 @@ static int cfg_gateway_key(struct cfg_parse *p, const char *key, const yaml_node
 		rc = cfg_entry_str(p, "a gateway's 'address'", v, g->host, sizeof(g->host));
 		if (!rc && !cfg_hostname_ok(cfg_sv(v)) && !cfg_ip_ok(AF_INET, cfg_sv(v)) &&
 		    !cfg_ip_ok(AF_INET6, cfg_sv(v)))
-			return cfg_fail_at(p, v, "gateway address '%.64s' is not a host name or IP address",
-					   cfg_str(v));
+			return cfg_fail_at(
+			    p, v, "gateway address '%.64s' is not a host name or IP address",
+			    cfg_str(v));
 		return rc;
 	}
 	if (strcmp(key, "port") == 0) {
@@ -1121,17 +1135,20 @@ static int cfg_group_key(struct cfg_parse *p, const char *key, const yaml_node_t
 		return ENOENT;
 	if (v->type != YAML_SEQUENCE_NODE)
 		return cfg_fail_want(p, "a gateway group's 'gateways'", v, "a list");
-	for (yaml_node_item_t *it = v->data.sequence.items.start; it < v->data.sequence.items.top; it++) {
+	for (yaml_node_item_t *it = v->data.sequence.items.start; it < v->data.sequence.items.top;
+	     it++) {
 		const yaml_node_t *item = cfg_node(p, *it);
 		struct dp_member *m;
 		if (g->n >= DP_MAX_MEMBERS)
-			return cfg_fail_at(p, item, "a gateway group has more than %d gateways", DP_MAX_MEMBERS);
+			return cfg_fail_at(p, item, "a gateway group has more than %d gateways",
+					   DP_MAX_MEMBERS);
 		m = &g->m[g->n];
 		memset(m, 0, sizeof(*m));
 		m->weight = 1;
 		m->line = cfg_line(item);
 		if (item->type == YAML_SCALAR_NODE) /* just a name */
-			rc = cfg_entry_str(p, "a gateway group member", item, m->name, sizeof(m->name));
+			rc = cfg_entry_str(p, "a gateway group member", item, m->name,
+					   sizeof(m->name));
 		else
 			rc = cfg_entry_walk(p, "a gateway group member", item, m, cfg_member_key);
 		if (rc)
@@ -1167,7 +1184,8 @@ static bool cfg_digits_ok(sv_t s, bool plus)
 {
 	for (size_t i = 0; i < s.len; i++) {
 		char ch = s.p[i];
-		if (!((ch >= '0' && ch <= '9') || ch == '*' || ch == '#' || (plus && i == 0 && ch == '+')))
+		if (!((ch >= '0' && ch <= '9') || ch == '*' || ch == '#' ||
+		      (plus && i == 0 && ch == '+')))
 			return false;
 	}
 	return true;
@@ -1186,7 +1204,9 @@ static int cfg_op_key(struct cfg_parse *p, const char *key, const yaml_node_t *v
 		op->kind = DP_OP_PREFIX;
 		rc = cfg_entry_str(p, "'prefix'", v, op->text, sizeof(op->text));
 		if (!rc && !cfg_digits_ok(cfg_sv(v), true))
-			return cfg_fail_at(p, v, "'%.32s' is not digits (with an optional leading '+')", cfg_str(v));
+			return cfg_fail_at(p, v,
+					   "'%.32s' is not digits (with an optional leading '+')",
+					   cfg_str(v));
 		return rc;
 	}
 	if (strcmp(key, "digits") == 0) {
@@ -1223,8 +1243,9 @@ static int cfg_rule_key(struct cfg_parse *p, const char *key, const yaml_node_t 
 	if (strcmp(key, "prefix") == 0) {
 		rc = cfg_entry_str(p, "a rule's 'prefix'", v, r->prefix, sizeof(r->prefix));
 		if (!rc && !cfg_digits_ok(cfg_sv(v), true))
-			return cfg_fail_at(p, v, "prefix '%.32s' is not digits (with an optional leading '+')",
-					   cfg_str(v));
+			return cfg_fail_at(
+			    p, v, "prefix '%.32s' is not digits (with an optional leading '+')",
+			    cfg_str(v));
 		return rc;
 	}
 	if (strcmp(key, "regex") == 0)
@@ -1234,15 +1255,18 @@ static int cfg_rule_key(struct cfg_parse *p, const char *key, const yaml_node_t 
 	if (strcmp(key, "route") == 0) {
 		if (v->type == YAML_SCALAR_NODE && !cfg_is_null(v)) {
 			r->nroute = 1;
-			return cfg_entry_str(p, "a rule's 'route'", v, r->route_names[0], DP_NAME_MAX);
+			return cfg_entry_str(p, "a rule's 'route'", v, r->route_names[0],
+					     DP_NAME_MAX);
 		}
 		if (v->type != YAML_SEQUENCE_NODE)
 			return cfg_fail_want(p, "a rule's 'route'", v, "a list of gateway groups");
-		for (yaml_node_item_t *it = v->data.sequence.items.start; it < v->data.sequence.items.top; it++) {
+		for (yaml_node_item_t *it = v->data.sequence.items.start;
+		     it < v->data.sequence.items.top; it++) {
 			if (r->nroute >= DP_MAX_ROUTE)
-				return cfg_fail_at(p, v, "a rule routes to at most %d groups", DP_MAX_ROUTE);
-			rc = cfg_entry_str(p, "a gateway group name", cfg_node(p, *it), r->route_names[r->nroute],
-					   DP_NAME_MAX);
+				return cfg_fail_at(p, v, "a rule routes to at most %d groups",
+						   DP_MAX_ROUTE);
+			rc = cfg_entry_str(p, "a gateway group name", cfg_node(p, *it),
+					   r->route_names[r->nroute], DP_NAME_MAX);
 			if (rc)
 				return rc;
 			r->nroute++;
@@ -1252,23 +1276,28 @@ static int cfg_rule_key(struct cfg_parse *p, const char *key, const yaml_node_t 
 	if (strcmp(key, "transform") == 0) {
 		if (v->type != YAML_SEQUENCE_NODE)
 			return cfg_fail_want(p, "a rule's 'transform'", v, "a list of steps");
-		for (yaml_node_item_t *it = v->data.sequence.items.start; it < v->data.sequence.items.top; it++) {
+		for (yaml_node_item_t *it = v->data.sequence.items.start;
+		     it < v->data.sequence.items.top; it++) {
 			const yaml_node_t *item = cfg_node(p, *it);
 			struct dp_op *op;
 			if (r->nops >= DP_MAX_OPS)
-				return cfg_fail_at(p, item, "a rule has at most %d transform steps", DP_MAX_OPS);
+				return cfg_fail_at(p, item, "a rule has at most %d transform steps",
+						   DP_MAX_OPS);
 			op = &r->ops[r->nops];
 			memset(op, 0, sizeof(*op));
 			op->kind = DP_OP_UNSET;
 			rc = cfg_entry_walk(p, "a transform step", item, op, cfg_op_key);
 			if (rc)
 				return rc;
-			if (op->kind == DP_OP_UNSET || ((op->kind == DP_OP_INSERT || op->kind == DP_OP_PREFIX) && !op->text[0]) ||
+			if (op->kind == DP_OP_UNSET ||
+			    ((op->kind == DP_OP_INSERT || op->kind == DP_OP_PREFIX) &&
+			     !op->text[0]) ||
 			    (op->kind == DP_OP_DELETE && !op->count))
-				return cfg_fail_at(p, item,
-						   "a transform step is one of {strip: N}, {prefix: DIGITS}, "
-						   "{insert: POS, digits: DIGITS}, {delete: POS, count: N}, "
-						   "{replace: REGEX, with: TEXT}");
+				return cfg_fail_at(
+				    p, item,
+				    "a transform step is one of {strip: N}, {prefix: DIGITS}, "
+				    "{insert: POS, digits: DIGITS}, {delete: POS, count: N}, "
+				    "{replace: REGEX, with: TEXT}");
 			r->nops++;
 		}
 		return 0;
@@ -1291,7 +1320,8 @@ static int cfg_rule_item(struct cfg_parse *p, const yaml_node_t *item)
 	if (rc)
 		return rc;
 	if (!r->prefix[0] == !r->regex[0])
-		return cfg_fail_at(p, item, "a dialplan rule needs exactly one of 'prefix' and 'regex'");
+		return cfg_fail_at(p, item,
+				   "a dialplan rule needs exactly one of 'prefix' and 'regex'");
 	d->nrules++;
 	return 0;
 }

@@ -19,12 +19,12 @@
 #include "services/terminal.h"
 #include "sip/sip.h"
 
-#define CFG_MAX_LISTEN 16
-#define CFG_MAX_DOMAINS 64
-#define CFG_MAX_ALGOS 2
-#define CFG_MAX_QUIRKS 16
+#define CFG_MAX_LISTEN	    16
+#define CFG_MAX_DOMAINS	    64
+#define CFG_MAX_ALGOS	    2
+#define CFG_MAX_QUIRKS	    16
 #define CFG_MAX_TERMINAL_UA 64
-#define CFG_MAX_LIST 128
+#define CFG_MAX_LIST	    128
 
 struct cfg_prefix_list {
 	char v[CFG_MAX_LIST][LISTS_PREFIX_MAX];
@@ -50,7 +50,7 @@ enum cfg_auth_alg { CFG_ALG_MD5 = 0, CFG_ALG_SHA256 };
 struct cfg {
 	/* general */
 	enum log_level log_level;
-	unsigned workers; /* 0 = one per online CPU */
+	unsigned workers;     /* 0 = one per online CPU */
 	char server_name[64]; /* Server / User-Agent header value */
 
 	char domains[CFG_MAX_DOMAINS][128];
@@ -63,9 +63,9 @@ struct cfg {
 	char db_path[512];
 
 	/* RFC 3261 timers, milliseconds */
-	unsigned t1_ms; /* 500 */
-	unsigned t2_ms; /* 4000 */
-	unsigned t4_ms; /* 5000 */
+	unsigned t1_ms;	    /* 500 */
+	unsigned t2_ms;	    /* 4000 */
+	unsigned t4_ms;	    /* 5000 */
 	unsigned timer_c_s; /* INVITE proxy Timer C, seconds: 180 */
 
 	/* registrar */
@@ -78,12 +78,12 @@ struct cfg {
 	bool auth_enabled; /* true */
 	bool auth_preload; /* load every subscriber into the cache at start: true */
 	enum cfg_auth_alg algorithms[CFG_MAX_ALGOS]; /* offered in this order */
-	size_t nalgorithms; /* default: MD5 then SHA-256 (see config/switchboard.yaml) */
+	size_t nalgorithms;   /* default: MD5 then SHA-256 (see config/switchboard.yaml) */
 	unsigned nonce_ttl_s; /* 300 */
 	/* User-Agents (substrings) offered only MD5: clients that give up on a SHA-256 challenge */
 	char md5_only_ua[CFG_MAX_QUIRKS][64];
 	size_t nmd5_only_ua; /* default: "baresip v0.", "baresip v1." (libre < 2) */
-	char secret[129]; /* hex or text; "" = random per start */
+	char secret[129];    /* hex or text; "" = random per start */
 
 	/* proxy */
 	enum cfg_proxy_mode proxy_mode;
@@ -128,7 +128,8 @@ struct cfg_error {
 
 /* All defaults, no listeners, no domains. */
 void cfg_defaults(struct cfg *c);
-/* Loads a YAML file over the defaults already in c. 0, or EINVAL / ENOENT / EIO with *err filled. */
+/* Loads a YAML file over the defaults already in c. 0, or EINVAL / ENOENT / EIO with *err filled.
+ */
 int cfg_load_file(struct cfg *c, const char *path, struct cfg_error *err);
 /* Same, from a string (tests). */
 int cfg_load_string(struct cfg *c, const char *yaml, size_t len, struct cfg_error *err);

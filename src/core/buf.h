@@ -15,9 +15,9 @@ struct buf {
 	char *p;
 	size_t len;
 	size_t cap;
-	int err; /* first error (ENOMEM, EMSGSIZE) or 0 */
+	int err;    /* first error (ENOMEM, EMSGSIZE) or 0 */
 	size_t max; /* 0 = unlimited */
-	int fixed; /* p is caller storage: never realloc'd or freed */
+	int fixed;  /* p is caller storage: never realloc'd or freed */
 };
 
 void buf_init(struct buf *b, size_t max);

@@ -19,7 +19,7 @@ bool log_enabled(enum log_level level);
 int log_level_parse(const char *name, enum log_level *out);
 void log_write(enum log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-#define log_err(...) log_write(LOG_ERROR, __VA_ARGS__)
+#define log_err(...)  log_write(LOG_ERROR, __VA_ARGS__)
 #define log_warn(...) log_write(LOG_WARN, __VA_ARGS__)
 #define log_info(...) log_write(LOG_INFO, __VA_ARGS__)
 #define log_debug(...)                                                                             \

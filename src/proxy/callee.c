@@ -39,8 +39,8 @@
 
 #define CALLEE_MAX_TARGETS 16
 #define CALLEE_FEW_TARGETS 4
-#define CALLEE_MAX_STEPS 16
-#define CALLEE_AOR_MAX (STORE_USER_MAX + STORE_DOMAIN_MAX + 4)
+#define CALLEE_MAX_STEPS   16
+#define CALLEE_AOR_MAX	   (STORE_USER_MAX + STORE_DOMAIN_MAX + 4)
 
 /* The search for one call; the policy argument of its proxy context. */
 struct callee_ctx {
@@ -49,8 +49,8 @@ struct callee_ctx {
 	char aor[CALLEE_AOR_MAX]; /* whose settings govern now (changes when forwarded) */
 	struct uset set;
 	bool exists;
-	unsigned hops;		 /* forwardings: the request's Diversion entries and ours */
-	char diversion[512];	 /* our Diversion lines, newest first */
+	unsigned hops;		      /* forwardings: the request's Diversion entries and ours */
+	char diversion[512];	      /* our Diversion lines, newest first */
 	char external[STORE_URI_MAX]; /* a forwarding target outside our users */
 };
 
@@ -99,7 +99,8 @@ static enum users_lookup settings_of(struct callee_ctx *c, struct preq *r)
 	user = sv_make(c->aor, (size_t)(at - c->aor));
 	domain = sv_cstr(at + 1);
 	if (r)
-		rc = users_get(c->srv->users, r->w, user, domain, r->m, r->src, r->src->redelivered, &ue);
+		rc = users_get(c->srv->users, r->w, user, domain, r->m, r->src, r->src->redelivered,
+			       &ue);
 	else
 		rc = users_peek(c->srv->users, user, domain, &ue);
 	if (rc == USERS_HIT) {
@@ -177,7 +178,8 @@ static const struct uset_step default_order[] = {
     {TERM_DESK, 0}, {TERM_PC, 0}, {TERM_MOBILE, 0}, {TERM_OTHER, 0}};
 
 /* Groups the targets into steps by the ring policy. */
-static void plan_steps(const struct callee_ctx *c, const struct fwd_target *t, size_t n, struct callee_plan *pl)
+static void plan_steps(const struct callee_ctx *c, const struct fwd_target *t, size_t n,
+		       struct callee_plan *pl)
 {
 	struct fwd_target *out = pl->targets;
 	size_t k = 0;
@@ -186,7 +188,8 @@ static void plan_steps(const struct callee_ctx *c, const struct fwd_target *t, s
 	switch (c->set.ring) {
 	case USET_RING_SEQUENTIAL: {
 		const struct uset_step *order = c->set.norder ? c->set.order : default_order;
-		size_t norder = c->set.norder ? c->set.norder : sizeof(default_order) / sizeof(default_order[0]);
+		size_t norder = c->set.norder ? c->set.norder
+					      : sizeof(default_order) / sizeof(default_order[0]);
 		for (size_t s = 0; s < norder && pl->nsteps < CALLEE_MAX_STEPS; s++) {
 			struct fwd_step *st = &pl->steps[pl->nsteps++];
 			st->targets = out + k;
@@ -207,7 +210,8 @@ static void plan_steps(const struct callee_ctx *c, const struct fwd_target *t, s
 			if (pl->nsteps == 0 || out[k - 1].q != t[i].q) {
 				if (pl->nsteps == CALLEE_MAX_STEPS)
 					break;
-				pl->steps[pl->nsteps++] = (struct fwd_step){out + k, 0, step_ms(c, 0), false};
+				pl->steps[pl->nsteps++] =
+				    (struct fwd_step){out + k, 0, step_ms(c, 0), false};
 			}
 			out[k++] = t[i];
 			pl->steps[pl->nsteps - 1].n++;
@@ -215,7 +219,9 @@ static void plan_steps(const struct callee_ctx *c, const struct fwd_target *t, s
 		break;
 	default: {
 		unsigned ms = c->set.fwd[USET_FWD_NOANSWER][0]
-				  ? (c->set.noanswer_after ? c->set.noanswer_after : c->srv->cfg.noanswer_after_s) * 1000
+				  ? (c->set.noanswer_after ? c->set.noanswer_after
+							   : c->srv->cfg.noanswer_after_s) *
+					1000
 				  : 0;
 		memcpy(out, t, sizeof(*t) * n);
 		pl->steps[0] = (struct fwd_step){out, n, ms, false};
@@ -309,8 +315,8 @@ static enum callee_res plan_gateways(struct callee_ctx *c, struct callee_plan *p
 		bool v6 = strchr(g->host, ':') != NULL;
 		if (g->port)
 			snprintf(port, sizeof(port), ":%u", g->port);
-		snprintf(t->uri, sizeof(t->uri), "sip:%s@%s%s%s%s%s", num, v6 ? "[" : "", g->host, v6 ? "]" : "",
-			 port, g->tcp ? ";transport=tcp" : "");
+		snprintf(t->uri, sizeof(t->uri), "sip:%s@%s%s%s%s%s", num, v6 ? "[" : "", g->host,
+			 v6 ? "]" : "", port, g->tcp ? ";transport=tcp" : "");
 		memcpy(t->hop, t->uri, sizeof(t->hop));
 		memcpy(t->headers, c->diversion, sizeof(c->diversion));
 		pl->steps[i] = (struct fwd_step){t, 1, 0, i > 0};
@@ -415,7 +421,8 @@ static void callee_exhausted(struct ptx *p, void *arg, unsigned status)
 
 static bool has_forwarding_after_start(const struct uset *s)
 {
-	return s->fwd[USET_FWD_BUSY][0] || s->fwd[USET_FWD_NOANSWER][0] || s->fwd[USET_FWD_UNREGISTERED][0];
+	return s->fwd[USET_FWD_BUSY][0] || s->fwd[USET_FWD_NOANSWER][0] ||
+	       s->fwd[USET_FWD_UNREGISTERED][0];
 }
 
 /* The callee's own lists; true when the call was refused. */
@@ -452,7 +459,8 @@ static bool redirect_domain(const struct server *srv, const char *aor)
 }
 
 /* 302 listing a plan's targets, highest q first (registered contacts carry their q). */
-static enum proxy_step redirect_to_plan(struct preq *r, const struct callee_ctx *c, const struct callee_plan *pl)
+static enum proxy_step redirect_to_plan(struct preq *r, const struct callee_ctx *c,
+					const struct callee_plan *pl)
 {
 	const struct fwd_target *order[CALLEE_MAX_TARGETS];
 	bool with_q = !c->external[0] && !pl->redirect;
@@ -464,7 +472,8 @@ static enum proxy_step redirect_to_plan(struct preq *r, const struct callee_ctx 
 		for (size_t i = 0; i < pl->steps[s].n && n < CALLEE_MAX_TARGETS; i++) {
 			const struct fwd_target *t = &pl->steps[s].targets[i];
 			size_t j = n++;
-			while (j > 0 && order[j - 1]->q < t->q) { /* stable: equal q keep their order */
+			while (j > 0 &&
+			       order[j - 1]->q < t->q) { /* stable: equal q keep their order */
 				order[j] = order[j - 1];
 				j--;
 			}
@@ -539,7 +548,8 @@ static enum proxy_step redirect(struct preq *r, struct callee_ctx *c)
 }
 
 /* The common case: no settings, not forwarded: every contact at once. */
-static enum proxy_step route_plain(struct preq *r, struct fwd_plan *plan, const char *aor, bool exists)
+static enum proxy_step route_plain(struct preq *r, struct fwd_plan *plan, const char *aor,
+				   bool exists)
 {
 	struct loc_target small_b[CALLEE_FEW_TARGETS], *b = small_b;
 	struct fwd_target small_t[CALLEE_FEW_TARGETS], *t = small_t;
@@ -626,7 +636,8 @@ enum proxy_step callee_route(struct preq *r, struct fwd_plan *plan)
 		step = redirect_to_plan(r, c, &pl);
 		goto out;
 	}
-	policy.stop_on_busy = c->set.stop_on_busy < 0 ? r->srv->cfg.stop_on_busy : c->set.stop_on_busy;
+	policy.stop_on_busy =
+	    c->set.stop_on_busy < 0 ? r->srv->cfg.stop_on_busy : c->set.stop_on_busy;
 	if (has_forwarding_after_start(&c->set) && !c->external[0]) {
 		owned = malloc(sizeof(*owned));
 		if (owned) {

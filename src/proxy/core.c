@@ -74,7 +74,8 @@ static void classify(struct preq *r)
 	r->in_dialog = to && to->has_tag;
 	r->ruri_local = ruri && (ruri->kind == SIP_SCHEME_SIP || ruri->kind == SIP_SCHEME_SIPS) &&
 			proxy_domain_is_local(r->srv, ruri->host, ruri->port);
-	r->ruri_myself = ruri && r->ruri_local && ruri->user.len == 0 && proxy_uri_is_myself(r->srv, ruri);
+	r->ruri_myself =
+	    ruri && r->ruri_local && ruri->user.len == 0 && proxy_uri_is_myself(r->srv, ruri);
 	r->from_local = from && sip_uri_parse(from->uri, &fu) == 0 &&
 			(fu.kind == SIP_SCHEME_SIP || fu.kind == SIP_SCHEME_SIPS) &&
 			proxy_domain_is_local(r->srv, fu.host, fu.port);
@@ -125,7 +126,8 @@ static void on_ack(struct preq *r)
 			size_t n = 0;
 			char aor[STORE_USER_MAX + STORE_DOMAIN_MAX + 4];
 			if (proxy_aor_of(ruri, aor, sizeof(aor)) == 0)
-				loc_lookup(r->srv->loc, sv_cstr(aor), (int64_t)time(NULL), b, 1, &n);
+				loc_lookup(r->srv->loc, sv_cstr(aor), (int64_t)time(NULL), b, 1,
+					   &n);
 			if (n == 0)
 				return;
 			route_target_from_binding(&tgt, b);
@@ -264,8 +266,8 @@ void proxy_reply_blocked(struct preq *r, const char *why)
 	unsigned st = r->srv->cfg.block_status;
 
 	r->w->stats.calls_blocked++;
-	log_info("call from '%.*s' to %.*s blocked: %s", (int)caller.len, caller.p, (int)r->m->ruri_raw.len,
-		 r->m->ruri_raw.p, why);
+	log_info("call from '%.*s' to %.*s blocked: %s", (int)caller.len, caller.p,
+		 (int)r->m->ruri_raw.len, r->m->ruri_raw.p, why);
 	proxy_reply(r, st, st == 603 ? "Declined" : "Call blocked", SV_NULL);
 }
 
@@ -335,13 +337,15 @@ static enum proxy_step phase_auth(struct preq *r, struct fwd_plan *plan)
 	memcpy(plan->drop_cred_realm, realm, fu.host.len + 1);
 	/* a request delivered again after a lookup (of the callee, say) was checked
 	 * already: its nonce-count is no replay */
-	step = challenge_check(r, CHALLENGE_PROXY, sv_cstr(realm), fu.user, r->src->redelivered > 0, &replay);
+	step = challenge_check(r, CHALLENGE_PROXY, sv_cstr(realm), fu.user, r->src->redelivered > 0,
+			       &replay);
 	if (step == PROXY_CONTINUE)
 		r->authenticated = true;
 	return step;
 }
 
-static enum proxy_step forward(struct preq *r, struct fwd_plan *plan, struct fwd_target *t, size_t n)
+static enum proxy_step forward(struct preq *r, struct fwd_plan *plan, struct fwd_target *t,
+			       size_t n)
 {
 	if (r->srv->cfg.proxy_mode == CFG_PROXY_STATELESS)
 		return fwd_stateless(r, plan, &t[0]);
@@ -369,9 +373,9 @@ static enum proxy_step phase_target(struct preq *r, struct fwd_plan *plan)
 		sv_copy(r->ruri_override, t.hop, sizeof(t.hop));
 		return forward(r, plan, &t, 1);
 	}
-	if (r->ruri_local && !(r->in_dialog && sip_msg_ruri(r->m)->port &&
-				 !tp_is_local_address(r->srv->tp, sip_msg_ruri(r->m)->host,
-						      sip_msg_ruri(r->m)->port)))
+	if (r->ruri_local &&
+	    !(r->in_dialog && sip_msg_ruri(r->m)->port &&
+	      !tp_is_local_address(r->srv->tp, sip_msg_ruri(r->m)->host, sip_msg_ruri(r->m)->port)))
 		return callee_route(r, plan);
 	if (!r->from_local && !r->in_dialog && !r->authenticated) {
 		/* neither from nor to one of our users: we are not an open relay */

@@ -74,7 +74,8 @@ struct ptx {
 	size_t best_len;
 	unsigned best_status;
 	int best_rank;
-	unsigned local_status; /* best status generated here (408, 487, 503) when no response beats it */
+	unsigned
+	    local_status; /* best status generated here (408, 487, 503) when no response beats it */
 	char tag[32];
 };
 
@@ -123,7 +124,8 @@ static void edits_sort(struct edit_list *l)
 }
 
 /* Deletes the k-th value of the header list with id (whole line when it is the only one). */
-static void edit_delete_value(struct edit_list *l, struct sip_msg *m, enum sip_hdr_id id, unsigned k)
+static void edit_delete_value(struct edit_list *l, struct sip_msg *m, enum sip_hdr_id id,
+			      unsigned k)
 {
 	unsigned idx = 0;
 
@@ -215,7 +217,8 @@ int fwd_build(struct worker *w, struct buf *out, struct sip_msg *m, const struct
 	buf_append_sv(&topb, branch);
 	buf_append_str(&topb, "\r\n");
 	if (plan->record_route && !sip_msg_hdr(m, SIP_H_RECORD_ROUTE)) {
-		/* facing the callee first; a second entry when the caller reached us elsewhere (RFC 5658) */
+		/* facing the callee first; a second entry when the caller reached us elsewhere (RFC
+		 * 5658) */
 		print_rr(&topb, ol);
 		if (il && il != ol)
 			print_rr(&topb, il);
@@ -260,7 +263,8 @@ int fwd_build(struct worker *w, struct buf *out, struct sip_msg *m, const struct
 	if (plan->via_params_len) {
 		if (plan->via_drop_rport && via->rport_span.len)
 			edit_add(&l, via->rport_span.p, via->rport_span.len, SV_NULL);
-		edit_add(&l, via->raw.p + via->raw.len, 0, sv_make(plan->via_params, plan->via_params_len));
+		edit_add(&l, via->raw.p + via->raw.len, 0,
+			 sv_make(plan->via_params, plan->via_params_len));
 	}
 	/* Max-Forwards */
 	if (mf >= 0 && (h = sip_msg_hdr(m, SIP_H_MAX_FORWARDS))) {
@@ -280,15 +284,18 @@ int fwd_build(struct worker *w, struct buf *out, struct sip_msg *m, const struct
 		sip_hdr_iter_init(&it, m, SIP_H_ROUTE);
 		while (sip_hdr_iter_next(&it, &elem)) {
 			if (k++ == plan->pop_routes) {
-				/* insert as a separate header line before the one holding this value */
-				for (h = sip_msg_hdr(m, SIP_H_ROUTE); h; h = sip_msg_hdr_next(m, h)) {
+				/* insert as a separate header line before the one holding this
+				 * value */
+				for (h = sip_msg_hdr(m, SIP_H_ROUTE); h;
+				     h = sip_msg_hdr_next(m, h)) {
 					if (elem.p >= h->raw.p && elem.p < h->raw.p + h->raw.len)
 						break;
 				}
 				if (h && topb.len + strlen(t->path) + 10 < sizeof(top)) {
-					int n = snprintf(top + topb.len, sizeof(top) - topb.len, "Route: %s\r\n",
-							 t->path);
-					edit_add(&l, h->raw.p, 0, sv_make(top + topb.len, (size_t)n));
+					int n = snprintf(top + topb.len, sizeof(top) - topb.len,
+							 "Route: %s\r\n", t->path);
+					edit_add(&l, h->raw.p, 0,
+						 sv_make(top + topb.len, (size_t)n));
 					topb.len += (size_t)n;
 				}
 				break;
@@ -336,8 +343,8 @@ static int response_strip_via(struct buf *out, struct sip_msg *resp)
 /*
  * Destinations
  */
-static int dest_from_target(struct worker *w, const struct fwd_target *t, const struct dns_target *dt,
-			    struct tp_dest *d)
+static int dest_from_target(struct worker *w, const struct fwd_target *t,
+			    const struct dns_target *dt, struct tp_dest *d)
 {
 	memset(d, 0, sizeof(*d));
 	if (dt) {
@@ -357,7 +364,8 @@ static int dest_from_target(struct worker *w, const struct fwd_target *t, const 
  */
 static int rank_of(unsigned st)
 {
-	/* 16.7 step 6: 6xx first, then the lowest class; among 4xx those that let the caller retry */
+	/* 16.7 step 6: 6xx first, then the lowest class; among 4xx those that let the caller retry
+	 */
 	if (st >= 600)
 		return 0;
 	if (st >= 300 && st < 400)
@@ -375,12 +383,12 @@ static void ptx_reply_local(struct ptx *p, unsigned status, const char *reason)
 	struct sip_msg *m = calloc(1, sizeof(*m));
 	struct buf *out = &w->out2;
 	struct sip_reply rep = {
-		.status = status,
-		.reason = sv_cstr(reason),
-		.to_tag = sv_cstr(p->tag),
-		.via_params = sv_make(p->plan.via_params, p->plan.via_params_len),
-		.via_drop_rport = p->plan.via_drop_rport,
-		.server = sv_cstr(w->srv->cfg.server_name),
+	    .status = status,
+	    .reason = sv_cstr(reason),
+	    .to_tag = sv_cstr(p->tag),
+	    .via_params = sv_make(p->plan.via_params, p->plan.via_params_len),
+	    .via_drop_rport = p->plan.via_drop_rport,
+	    .server = sv_cstr(w->srv->cfg.server_name),
 	};
 
 	if (!m)
@@ -411,7 +419,8 @@ static void ptx_forward_response(struct ptx *p, struct sip_msg *resp, sv_t extra
 		}
 	}
 	if (resp->status == 503) {
-		/* 16.7 step 6: a 503 from downstream must not make upstream think we are overloaded */
+		/* 16.7 step 6: a 503 from downstream must not make upstream think we are overloaded
+		 */
 		memcpy(out->p + 8, "500", 3);
 		txn_srv_reply(&p->srv, out->p, out->len, 500);
 		return;
@@ -456,9 +465,11 @@ static void ptx_finish(struct ptx *p)
 		/* the best response's own challenges are in it already */
 		struct sip_hdr *h;
 		size_t own = 0;
-		for (h = sip_msg_hdr(best, SIP_H_WWW_AUTHENTICATE); h; h = sip_msg_hdr_next(best, h))
+		for (h = sip_msg_hdr(best, SIP_H_WWW_AUTHENTICATE); h;
+		     h = sip_msg_hdr_next(best, h))
 			own += h->raw.len;
-		for (h = sip_msg_hdr(best, SIP_H_PROXY_AUTHENTICATE); h; h = sip_msg_hdr_next(best, h))
+		for (h = sip_msg_hdr(best, SIP_H_PROXY_AUTHENTICATE); h;
+		     h = sip_msg_hdr_next(best, h))
 			own += h->raw.len;
 		ptx_forward_response(p, best, challenges.len > own ? buf_sv(&challenges) : SV_NULL);
 	}
@@ -568,7 +579,8 @@ static void branch_store_final(struct ptx_branch *b, struct sip_msg *resp)
 	if (resp->status == 486 || resp->status == 600 || resp->status == 603)
 		p->busy_seen = true;
 	if (resp->status == 401 || resp->status == 407) {
-		enum sip_hdr_id id = resp->status == 401 ? SIP_H_WWW_AUTHENTICATE : SIP_H_PROXY_AUTHENTICATE;
+		enum sip_hdr_id id =
+		    resp->status == 401 ? SIP_H_WWW_AUTHENTICATE : SIP_H_PROXY_AUTHENTICATE;
 		for (struct sip_hdr *h = sip_msg_hdr(resp, id); h; h = sip_msg_hdr_next(resp, h))
 			buf_append_sv(&b->challenge, h->raw);
 	}
@@ -668,9 +680,9 @@ static void branch_terminated(struct txn_cli *t)
 }
 
 static const struct txn_cli_ops branch_ops = {
-	.response = branch_response,
-	.timeout = branch_timeout,
-	.terminated = branch_terminated,
+    .response = branch_response,
+    .timeout = branch_timeout,
+    .terminated = branch_terminated,
 };
 
 static void timer_c_fired(evutil_socket_t fd, short what, void *arg)
@@ -827,8 +839,8 @@ static void ptx_srv_failed(struct txn_srv *t)
 }
 
 static const struct txn_srv_ops ptx_srv_ops = {
-	.failed = ptx_srv_failed,
-	.terminated = ptx_srv_terminated,
+    .failed = ptx_srv_failed,
+    .terminated = ptx_srv_terminated,
 };
 
 int fwd_add_step(struct ptx *p, const struct fwd_step *step)
@@ -973,8 +985,8 @@ nomem:
 	return PROXY_DONE;
 }
 
-enum proxy_step fwd_stateful(struct preq *r, const struct fwd_plan *plan, const struct fwd_target *targets,
-			     size_t n)
+enum proxy_step fwd_stateful(struct preq *r, const struct fwd_plan *plan,
+			     const struct fwd_target *targets, size_t n)
 {
 	struct fwd_step one = {(struct fwd_target *)targets, n, 0, false};
 
@@ -994,7 +1006,8 @@ void fwd_cancel(struct preq *r, struct ptx *p)
 /*
  * Stateless forwarding (16.11)
  */
-enum proxy_step fwd_stateless(struct preq *r, const struct fwd_plan *plan, const struct fwd_target *target)
+enum proxy_step fwd_stateless(struct preq *r, const struct fwd_plan *plan,
+			      const struct fwd_target *target)
 {
 	struct worker *w = r->w;
 	const struct sip_via *via = sip_msg_via1(r->m);
@@ -1052,7 +1065,8 @@ void fwd_response_stateless(struct worker *w, struct sip_msg *m, const struct tp
 	if (!port)
 		port = 5060;
 	err = tp_addr_from_sv(next.received.len ? next.received : next.host, port,
-			      next.proto == SIP_PROTO_TCP ? SIP_PROTO_TCP : SIP_PROTO_UDP, &dest.peer);
+			      next.proto == SIP_PROTO_TCP ? SIP_PROTO_TCP : SIP_PROTO_UDP,
+			      &dest.peer);
 	if (err)
 		return;
 	if (dest.peer.u.sa.sa_family == AF_INET && dest.peer.u.in.sin_addr.s_addr == 0xffffffff)

@@ -13,8 +13,8 @@
 struct txn_srv;
 
 struct fwd_plan {
-	unsigned pop_routes;	 /* leading Route values that are ours */
-	bool pop_last_route;	 /* strict-router compatibility: the last Route became the R-URI */
+	unsigned pop_routes; /* leading Route values that are ours */
+	bool pop_last_route; /* strict-router compatibility: the last Route became the R-URI */
 	bool record_route;
 	char drop_cred_realm[128]; /* Proxy-Authorization for this realm is consumed here */
 	char via_params[96];
@@ -31,8 +31,8 @@ struct fwd_target {
 	struct tp_addr received;
 	uint32_t conn_id;
 	uint16_t q;
-	uint8_t terminal;	  /* enum term_type of a registered contact */
-	char headers[512];	  /* header lines added on top (Diversion when forwarded), "" = none */
+	uint8_t terminal;  /* enum term_type of a registered contact */
+	char headers[512]; /* header lines added on top (Diversion when forwarded), "" = none */
 };
 
 /* One step of a search: targets rung together, for ring_ms at most (0 = until they answer). */
@@ -75,15 +75,16 @@ void route_target_from_binding(struct fwd_target *t, const struct loc_target *b)
 enum proxy_step callee_route(struct preq *r, struct fwd_plan *plan);
 
 /* fwd.c */
-enum proxy_step fwd_stateful(struct preq *r, const struct fwd_plan *plan, const struct fwd_target *targets,
-			     size_t n);
+enum proxy_step fwd_stateful(struct preq *r, const struct fwd_plan *plan,
+			     const struct fwd_target *targets, size_t n);
 /* Steps tried one after the other; targets are copied. Empty steps are skipped. */
 enum proxy_step fwd_stateful_steps(struct preq *r, const struct fwd_plan *plan,
 				   const struct fwd_step *steps, size_t nsteps,
 				   const struct fwd_policy *policy);
 /* Appends a step to a running search (from the exhausted hook); 0 or ENOMEM. */
 int fwd_add_step(struct ptx *p, const struct fwd_step *step);
-enum proxy_step fwd_stateless(struct preq *r, const struct fwd_plan *plan, const struct fwd_target *target);
+enum proxy_step fwd_stateless(struct preq *r, const struct fwd_plan *plan,
+			      const struct fwd_target *target);
 /* A response that matched no client transaction (stateless mode). */
 void fwd_response_stateless(struct worker *w, struct sip_msg *m, const struct tp_src *src);
 /* CANCEL for an INVITE we proxy: answered here, branches cancelled. */

@@ -47,7 +47,8 @@ static void probe_result(struct prober *pr, unsigned gw, bool up)
 	const struct dp_gateway *g = dp_gateway(dp, gw);
 
 	if (dp_gateway_is_up(dp, gw) != up)
-		log_warn("gateway %s (%s) is %s", g->name, g->host, up ? "up again" : "down: skipped until it answers");
+		log_warn("gateway %s (%s) is %s", g->name, g->host,
+			 up ? "up again" : "down: skipped until it answers");
 	dp_gateway_set_up(dp, gw, up);
 }
 
@@ -89,7 +90,8 @@ static const struct txn_cli_ops probe_ops = {
     .terminated = probe_terminated,
 };
 
-static int probe_dest(struct prober *pr, const struct dp_gateway *g, struct tp_dest *d, char *uri, size_t len)
+static int probe_dest(struct prober *pr, const struct dp_gateway *g, struct tp_dest *d, char *uri,
+		      size_t len)
 {
 	struct dns_target dt;
 	struct sip_uri u;
@@ -136,12 +138,14 @@ static void probe_one(struct prober *pr, unsigned gw)
 		   "CSeq: %llu OPTIONS\r\n"
 		   "User-Agent: %s\r\n"
 		   "Content-Length: 0\r\n\r\n",
-		   uri, sip_proto_name(l->proto), l->advertise, (int)t->branch_len, t->branch, l->advertise,
-		   (unsigned long long)worker_next_id(w), uri, (unsigned long long)worker_next_id(w), gw,
-		   (unsigned long long)++pr->seq, pr->srv->cfg.server_name);
+		   uri, sip_proto_name(l->proto), l->advertise, (int)t->branch_len, t->branch,
+		   l->advertise, (unsigned long long)worker_next_id(w), uri,
+		   (unsigned long long)worker_next_id(w), gw, (unsigned long long)++pr->seq,
+		   pr->srv->cfg.server_name);
 	if (b.err || txn_cli_send(t, &dest, b.p, b.len)) {
 		if (!b.err)
-			return; /* txn_cli_send ended the transaction: its timeout callback said "down" */
+			return; /* txn_cli_send ended the transaction: its timeout callback said
+				   "down" */
 		txn_cli_abandon(t);
 		return;
 	}

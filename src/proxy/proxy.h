@@ -40,7 +40,8 @@ struct preq {
 	struct sip_msg *m;
 	const struct tp_src *src;
 
-	/* added to the top Via of replies and of the forwarded request (RFC 3261 18.2.1, RFC 3581) */
+	/* added to the top Via of replies and of the forwarded request (RFC 3261 18.2.1, RFC 3581)
+	 */
 	char via_params[96];
 	size_t via_params_len;
 	bool via_drop_rport; /* the bare ";rport" is replaced by via_params' rport=N */
@@ -48,7 +49,7 @@ struct preq {
 	bool ruri_local;  /* the Request-URI's host is one of our domains */
 	bool ruri_myself; /* ... and names this server itself (no user, or our address) */
 	bool from_local;  /* the From domain is one of ours */
-	bool in_dialog;   /* To has a tag */
+	bool in_dialog;	  /* To has a tag */
 	bool authenticated;
 	uint64_t loop_hash;
 
@@ -89,7 +90,9 @@ void proxy_reply_blocked(struct preq *r, const char *why);
 enum proxy_step proxy_suspend(struct preq *r);
 
 /* What a Server/User-Agent header and an Allow header say about us. */
-#define PROXY_ALLOW "INVITE, ACK, BYE, CANCEL, OPTIONS, REGISTER, PRACK, SUBSCRIBE, NOTIFY, PUBLISH, INFO, REFER, MESSAGE, UPDATE"
+#define PROXY_ALLOW                                                                                \
+	"INVITE, ACK, BYE, CANCEL, OPTIONS, REGISTER, PRACK, SUBSCRIBE, NOTIFY, PUBLISH, INFO, "   \
+	"REFER, MESSAGE, UPDATE"
 #define PROXY_SUPPORTED "path, outbound"
 
 #endif

@@ -44,14 +44,14 @@ void proxy_reply_body(struct preq *r, unsigned status, const char *reason, sv_t 
 	struct buf *out = &w->out2;
 	char tag[32];
 	struct sip_reply rep = {
-		.status = status,
-		.reason = sv_cstr(reason),
-		.via_params = sv_make(r->via_params, r->via_params_len),
-		.via_drop_rport = r->via_drop_rport,
-		.headers = headers,
-		.content_type = content_type,
-		.body = body,
-		.server = sv_cstr(w->srv->cfg.server_name),
+	    .status = status,
+	    .reason = sv_cstr(reason),
+	    .via_params = sv_make(r->via_params, r->via_params_len),
+	    .via_drop_rport = r->via_drop_rport,
+	    .headers = headers,
+	    .content_type = content_type,
+	    .body = body,
+	    .server = sv_cstr(w->srv->cfg.server_name),
 	};
 	struct tp_dest dest;
 

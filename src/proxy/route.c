@@ -44,7 +44,8 @@ bool proxy_domain_is_local(struct server *srv, sv_t host, uint16_t port)
 		if (host_is_domain(host, srv->cfg.domains[i]))
 			return true;
 	}
-	/* the server's own addresses always name it (they are its domain when none is configured) */
+	/* the server's own addresses always name it (they are its domain when none is configured)
+	 */
 	return tp_is_local_ip(srv->tp, host);
 }
 
@@ -81,7 +82,8 @@ int proxy_aor_of(const struct sip_uri *u, char *out, size_t len)
 	char user[STORE_USER_MAX];
 	size_t ulen, n = 0;
 
-	if ((u->kind != SIP_SCHEME_SIP && u->kind != SIP_SCHEME_SIPS) || u->user.len >= sizeof(user))
+	if ((u->kind != SIP_SCHEME_SIP && u->kind != SIP_SCHEME_SIPS) ||
+	    u->user.len >= sizeof(user))
 		return EINVAL;
 	ulen = sip_unescape(u->user, user);
 	for (size_t i = 0; i < ulen; i++) {
@@ -241,7 +243,8 @@ static bool is_private(const struct sip_uri *u)
 		       (a >> 22) == (100u << 2 | 1) /* 100.64/10 */;
 	}
 	if (inet_pton(AF_INET6, host, &a6) == 1)
-		return (a6.s6_addr[0] & 0xfe) == 0xfc || (a6.s6_addr[0] == 0xfe && (a6.s6_addr[1] & 0xc0) == 0x80);
+		return (a6.s6_addr[0] & 0xfe) == 0xfc ||
+		       (a6.s6_addr[0] == 0xfe && (a6.s6_addr[1] & 0xc0) == 0x80);
 	return false;
 }
 

@@ -23,9 +23,9 @@
 #include "services/users.h"
 #include "store/store.h"
 
-#define DBQ_FLUSH_MS 100
-#define DBQ_VERSION_MS 250
-#define DBQ_PURGE_S 60
+#define DBQ_FLUSH_MS	100
+#define DBQ_VERSION_MS	250
+#define DBQ_PURGE_S	60
 #define DBQ_FLUSH_BATCH 4096
 
 struct dbq {
@@ -54,7 +54,8 @@ static int64_t now_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static int write_aor(void *arg, const char *aor, const struct store_binding *b, size_t n, bool replace)
+static int write_aor(void *arg, const char *aor, const struct store_binding *b, size_t n,
+		     bool replace)
 {
 	struct store *st = arg;
 	int err = replace ? store_binding_del_aor(st, aor) : 0;
@@ -154,7 +155,8 @@ static void *dbq_main(void *arg)
 	q->ready = true;
 	q->start_err = err;
 	if (err && !q->err[0])
-		snprintf(q->err, sizeof(q->err), "%s", q->store ? store_errmsg(q->store) : strerror(err));
+		snprintf(q->err, sizeof(q->err), "%s",
+			 q->store ? store_errmsg(q->store) : strerror(err));
 	pthread_cond_broadcast(&q->cond);
 	pthread_mutex_unlock(&q->lock);
 	if (err)

@@ -20,14 +20,15 @@ struct store;
 struct dbq;
 
 struct dbq_job {
-	struct wjob done;   /* posted to reply_to after run (done.fn runs there) */
+	struct wjob done;	 /* posted to reply_to after run (done.fn runs there) */
 	struct worker *reply_to; /* NULL: nothing to post; run() frees the job */
 	void (*run)(struct store *st, struct dbq_job *job);
 	struct dbq_job *next;
 };
 
 /* Opens the store on the new thread; err gets the reason on failure. */
-int dbq_create(struct server *srv, const char *location, struct dbq **out, char *err, size_t errlen);
+int dbq_create(struct server *srv, const char *location, struct dbq **out, char *err,
+	       size_t errlen);
 /* Finishes queued jobs, writes what is dirty, and stops the thread. */
 void dbq_destroy(struct dbq *q);
 void dbq_submit(struct dbq *q, struct dbq_job *job);

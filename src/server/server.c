@@ -89,8 +89,8 @@ static void log_listeners(struct server *s)
 {
 	for (unsigned i = 0; i < tp_listen_count(s->tp); i++) {
 		const struct tp_listen *l = tp_listen_get(s->tp, i);
-		log_info("listening on %s:%s:%u", l->proto == SIP_PROTO_TCP ? "tcp" : "udp", l->host,
-			 l->port);
+		log_info("listening on %s:%s:%u", l->proto == SIP_PROTO_TCP ? "tcp" : "udp",
+			 l->host, l->port);
 	}
 	if (s->cfg.ndomains == 0)
 		log_info("no domain configured: the server's own addresses are its domain");
@@ -112,7 +112,8 @@ int server_start(struct server *s, const struct cfg *cfg, char *err, size_t errl
 	signal(SIGPIPE, SIG_IGN);
 	evthread_use_pthreads();
 
-	if ((rc = loc_create(s->seed, &s->loc)) || (rc = users_create(s, SRV_USER_CACHE, &s->users)) ||
+	if ((rc = loc_create(s->seed, &s->loc)) ||
+	    (rc = users_create(s, SRV_USER_CACHE, &s->users)) ||
 	    (rc = txn_table_create(s, &s->txns))) {
 		snprintf(err, errlen, "out of memory");
 		return rc;
@@ -130,13 +131,15 @@ int server_start(struct server *s, const struct cfg *cfg, char *err, size_t errl
 			snprintf(err, errlen, "dialplan: %s", strerror(rc));
 			return rc;
 		}
-		log_info("dialplan: %zu rules, %zu gateways", cfg->dialplan.nrules, cfg->dialplan.ngw);
+		log_info("dialplan: %zu rules, %zu gateways", cfg->dialplan.nrules,
+			 cfg->dialplan.ngw);
 	}
 	log_info("database %s: %zu registrations loaded", cfg->db_path, loc_count(s->loc));
 	for (unsigned i = 0; i < s->nworkers; i++) {
 		rc = worker_create(s, i, &s->workers[i]);
 		if (rc) {
-			snprintf(err, errlen, "cannot start worker %u: %s (is another server listening?)", i,
+			snprintf(err, errlen,
+				 "cannot start worker %u: %s (is another server listening?)", i,
 				 strerror(rc));
 			return rc;
 		}
@@ -194,9 +197,11 @@ static void log_stats(struct server *s)
 		t.rx_dropped += w->stats.rx_dropped;
 		t.calls_blocked += w->stats.calls_blocked;
 	}
-	log_info("messages received %llu, sent %llu, malformed %llu, dropped %llu; calls blocked %llu",
-		 (unsigned long long)t.rx_msgs, (unsigned long long)t.tx_msgs, (unsigned long long)t.rx_bad,
-		 (unsigned long long)t.rx_dropped, (unsigned long long)t.calls_blocked);
+	log_info(
+	    "messages received %llu, sent %llu, malformed %llu, dropped %llu; calls blocked %llu",
+	    (unsigned long long)t.rx_msgs, (unsigned long long)t.tx_msgs,
+	    (unsigned long long)t.rx_bad, (unsigned long long)t.rx_dropped,
+	    (unsigned long long)t.calls_blocked);
 }
 
 void server_destroy(struct server *s)

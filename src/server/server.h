@@ -41,7 +41,7 @@ struct server {
 	struct users *users;
 	struct auth *auth;
 	struct dbq *dbq;
-	struct dp *dp;		 /* dialplan and gateways, NULL when none are configured */
+	struct dp *dp;	       /* dialplan and gateways, NULL when none are configured */
 	struct prober *prober; /* OPTIONS probes of the gateways, on worker 0 */
 
 	struct event_base *main_base;

@@ -121,7 +121,8 @@ const char *worker_date_header(struct worker *w)
 
 	if (now != w->date_sec) {
 		gmtime_r(&now, &tm);
-		strftime(w->date_text, sizeof(w->date_text), "Date: %a, %d %b %Y %H:%M:%S GMT\r\n", &tm);
+		strftime(w->date_text, sizeof(w->date_text), "Date: %a, %d %b %Y %H:%M:%S GMT\r\n",
+			 &tm);
 		w->date_sec = now;
 	}
 	return w->date_text;
@@ -169,7 +170,8 @@ int worker_create(struct server *srv, unsigned id, struct worker **out)
 	event_add(w->housekeeping_ev, &tick);
 	if ((err = auth_hasher_create(&w->hasher)))
 		goto out;
-	if ((err = dns_resolver_create(w->base, srv->dns_servers, srv->cfg.dns_cache_ttl_s, &w->dns)))
+	if ((err =
+		 dns_resolver_create(w->base, srv->dns_servers, srv->cfg.dns_cache_ttl_s, &w->dns)))
 		goto out;
 	if ((err = txn_worker_init(w)))
 		goto out;

@@ -38,7 +38,7 @@ struct worker_stats {
 	uint64_t rx_bad;     /* malformed, answered 400 or dropped */
 	uint64_t rx_dropped; /* oversized, unparseable, or refused */
 	uint64_t tx_errors;
-	uint64_t posted;     /* jobs handed to other workers */
+	uint64_t posted;	/* jobs handed to other workers */
 	uint64_t calls_blocked; /* refused by a black or white list */
 };
 
@@ -63,9 +63,9 @@ struct worker {
 	struct auth_hasher *hasher;
 	struct dns_resolver *dns;
 
-	uint64_t seq; /* for tags and branches */
-	int64_t date_sec;    /* the second date_text was made for */
-	char date_text[48];  /* "Date: ..." header line, made once a second */
+	uint64_t seq;	    /* for tags and branches */
+	int64_t date_sec;   /* the second date_text was made for */
+	char date_text[48]; /* "Date: ..." header line, made once a second */
 	/* one libevent common-timeout queue per distinct timer duration: O(1) timers */
 	struct {
 		unsigned ms;

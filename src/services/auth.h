@@ -67,7 +67,8 @@ enum auth_result {
 	AUTH_OK = 0,
 	AUTH_STALE,  /* our nonce, correctly answered, but expired or its slot reused */
 	AUTH_REPLAY, /* correct answer, but the nonce-count was not fresh */
-	AUTH_FAILED, /* wrong response, foreign or forged nonce, bad qop/uri: same answer as unknown user */
+	AUTH_FAILED, /* wrong response, foreign or forged nonce, bad qop/uri: same answer as unknown
+			user */
 };
 
 /*
@@ -83,8 +84,8 @@ enum auth_result auth_verify(struct auth *a, struct auth_hasher *h, const struct
  * the same fresh nonce): "WWW-Authenticate: ..." or, with proxy,
  * "Proxy-Authenticate: ...", each ending in CRLF.
  */
-void auth_challenge(struct auth *a, struct auth_hasher *h, struct buf *out, bool proxy,
-		    sv_t realm, bool stale, time_t now);
+void auth_challenge(struct auth *a, struct auth_hasher *h, struct buf *out, bool proxy, sv_t realm,
+		    bool stale, time_t now);
 
 /* The same, offering only the algorithms in alg_mask (bits 1 << enum auth_alg); all
  * offered ones when none of them is in the mask. */

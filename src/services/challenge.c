@@ -49,7 +49,8 @@ void challenge_send(struct preq *r, enum challenge_kind kind, sv_t realm, bool s
 enum proxy_step challenge_check(struct preq *r, enum challenge_kind kind, sv_t realm, sv_t user,
 				bool allow_replay, bool *replay)
 {
-	enum sip_hdr_id hdr = kind == CHALLENGE_PROXY ? SIP_H_PROXY_AUTHORIZATION : SIP_H_AUTHORIZATION;
+	enum sip_hdr_id hdr =
+	    kind == CHALLENGE_PROXY ? SIP_H_PROXY_AUTHORIZATION : SIP_H_AUTHORIZATION;
 	struct users_entry ue;
 	struct auth_cred c;
 	const char *ha1;
@@ -71,7 +72,8 @@ enum proxy_step challenge_check(struct preq *r, enum challenge_kind kind, sv_t r
 		proxy_reply(r, 403, "Credentials do not match the user", SV_NULL);
 		return PROXY_DONE;
 	}
-	switch (users_get(r->srv->users, r->w, c.username, realm, r->m, r->src, r->src->redelivered, &ue)) {
+	switch (users_get(r->srv->users, r->w, c.username, realm, r->m, r->src, r->src->redelivered,
+			  &ue)) {
 	case USERS_HIT:
 		break;
 	case USERS_PENDING:

@@ -57,7 +57,8 @@ int dp_config_resolve(struct dp_config *c, char *err, size_t errlen, unsigned *l
 		for (size_t j = 0; j < i; j++) {
 			if (strcmp(c->gw[i].name, c->gw[j].name) == 0) {
 				*line = c->gw[i].line;
-				snprintf(err, errlen, "gateway '%s' is defined twice", c->gw[i].name);
+				snprintf(err, errlen, "gateway '%s' is defined twice",
+					 c->gw[i].name);
 				return EINVAL;
 			}
 		}
@@ -67,7 +68,8 @@ int dp_config_resolve(struct dp_config *c, char *err, size_t errlen, unsigned *l
 		for (size_t j = 0; j < g; j++) {
 			if (strcmp(gr->name, c->grp[j].name) == 0) {
 				*line = gr->line;
-				snprintf(err, errlen, "gateway group '%s' is defined twice", gr->name);
+				snprintf(err, errlen, "gateway group '%s' is defined twice",
+					 gr->name);
 				return EINVAL;
 			}
 		}
@@ -75,8 +77,8 @@ int dp_config_resolve(struct dp_config *c, char *err, size_t errlen, unsigned *l
 			int k = find_gateway(c, gr->m[m].name);
 			if (k < 0) {
 				*line = gr->m[m].line;
-				snprintf(err, errlen, "gateway group '%s': no gateway named '%s'", gr->name,
-					 gr->m[m].name);
+				snprintf(err, errlen, "gateway group '%s': no gateway named '%s'",
+					 gr->name, gr->m[m].name);
 				return EINVAL;
 			}
 			gr->m[m].gw = (unsigned)k;
@@ -86,14 +88,17 @@ int dp_config_resolve(struct dp_config *c, char *err, size_t errlen, unsigned *l
 		struct dp_rule *ru = &c->rules[r];
 		if (ru->regex[0] && !regex_ok(ru->regex)) {
 			*line = ru->line;
-			snprintf(err, errlen, "dialplan rule: '%s' is not a valid extended regular expression",
+			snprintf(err, errlen,
+				 "dialplan rule: '%s' is not a valid extended regular expression",
 				 ru->regex);
 			return EINVAL;
 		}
 		for (size_t o = 0; o < ru->nops; o++) {
 			if (ru->ops[o].kind == DP_OP_REPLACE && !regex_ok(ru->ops[o].regex)) {
 				*line = ru->line;
-				snprintf(err, errlen, "dialplan rule: '%s' is not a valid extended regular expression",
+				snprintf(err, errlen,
+					 "dialplan rule: '%s' is not a valid extended regular "
+					 "expression",
 					 ru->ops[o].regex);
 				return EINVAL;
 			}
@@ -102,14 +107,16 @@ int dp_config_resolve(struct dp_config *c, char *err, size_t errlen, unsigned *l
 			int g = find_group(c, ru->route_names[k]);
 			if (g < 0) {
 				*line = ru->line;
-				snprintf(err, errlen, "dialplan rule: no gateway group named '%s'", ru->route_names[k]);
+				snprintf(err, errlen, "dialplan rule: no gateway group named '%s'",
+					 ru->route_names[k]);
 				return EINVAL;
 			}
 			ru->route[k] = (unsigned)g;
 		}
 		if (ru->nroute == 0) {
 			*line = ru->line;
-			snprintf(err, errlen, "dialplan rule: 'route' must name at least one gateway group");
+			snprintf(err, errlen,
+				 "dialplan rule: 'route' must name at least one gateway group");
 			return EINVAL;
 		}
 	}
@@ -283,7 +290,8 @@ int dp_transform(const struct dp *d, int rule, sv_t number, char *out, size_t le
 			memmove(out + at, out + at + cnt, n - at - cnt + 1);
 			break;
 		case DP_OP_REPLACE:
-			if (d->op_has_re[rule][o] && substitute(&d->op_re[rule][o], op->text, out, len))
+			if (d->op_has_re[rule][o] &&
+			    substitute(&d->op_re[rule][o], op->text, out, len))
 				return ENOSPC;
 			break;
 		case DP_OP_UNSET:

@@ -23,20 +23,20 @@
 
 #include "core/sv.h"
 
-#define DP_NAME_MAX 32
-#define DP_MAX_GATEWAYS 64
-#define DP_MAX_GROUPS 32
-#define DP_MAX_MEMBERS 16
-#define DP_MAX_RULES 128
-#define DP_MAX_OPS 6
-#define DP_MAX_ROUTE 8
-#define DP_PREFIX_MAX 24
-#define DP_TEXT_MAX 32
-#define DP_REGEX_MAX 96
-#define DP_NUMBER_MAX 64 /* a transformed number, with room beyond 28 digits for a prefix */
-#define DP_CALLEE_DIGITS 24
+#define DP_NAME_MAX	     32
+#define DP_MAX_GATEWAYS	     64
+#define DP_MAX_GROUPS	     32
+#define DP_MAX_MEMBERS	     16
+#define DP_MAX_RULES	     128
+#define DP_MAX_OPS	     6
+#define DP_MAX_ROUTE	     8
+#define DP_PREFIX_MAX	     24
+#define DP_TEXT_MAX	     32
+#define DP_REGEX_MAX	     96
+#define DP_NUMBER_MAX	     64 /* a transformed number, with room beyond 28 digits for a prefix */
+#define DP_CALLEE_DIGITS     24
 #define DP_CALLEE_DIGITS_MAX 28
-#define DP_CALLER_DIGITS 20
+#define DP_CALLER_DIGITS     20
 
 enum dp_op_kind {
 	DP_OP_STRIP = 0, /* delete count leading digits */

@@ -37,7 +37,8 @@ int lists_cidr_parse(sv_t text, struct lists_cidr *out)
 	}
 	out->bits = max;
 	if (slash >= 0) {
-		if (sv_to_u32(sv_make(text.p + slash + 1, text.len - (size_t)slash - 1), &bits) || bits > max)
+		if (sv_to_u32(sv_make(text.p + slash + 1, text.len - (size_t)slash - 1), &bits) ||
+		    bits > max)
 			return EINVAL;
 		out->bits = bits;
 	}
@@ -90,7 +91,8 @@ bool lists_prefix_ok(sv_t prefix)
 		return true;
 	for (size_t i = 0; i < prefix.len; i++) {
 		unsigned char c = (unsigned char)prefix.p[i];
-		if (c <= ' ' || c == 0x7f || c == ',' || c == '@' || c == ':' || c == '<' || c == '>' || c == '"')
+		if (c <= ' ' || c == 0x7f || c == ',' || c == '@' || c == ':' || c == '<' ||
+		    c == '>' || c == '"')
 			return false;
 	}
 	return true;

@@ -17,7 +17,7 @@
 #include "core/hash.h"
 #include "sip/sip.h"
 
-#define LOC_BUCKETS 16384
+#define LOC_BUCKETS		 16384
 #define LOC_MAX_BINDINGS_PER_AOR 64
 
 /* A compact copy of the REGISTER's source (a struct tp_addr is 136 bytes). */
@@ -265,7 +265,8 @@ static struct loc_binding **binding_find(struct loc_aor *a, const struct loc_con
 {
 	for (struct loc_binding **pp = &a->bindings; *pp; pp = &(*pp)->next) {
 		struct loc_binding *b = *pp;
-		if (c->instance.len && sv_eq(field(b, B_INSTANCE), c->instance) && b->reg_id == c->reg_id)
+		if (c->instance.len && sv_eq(field(b, B_INSTANCE), c->instance) &&
+		    b->reg_id == c->reg_id)
 			return pp;
 		if (contact_uri_eq(field(b, B_CONTACT), c->uri))
 			return pp;
@@ -337,7 +338,8 @@ static bool would_change(struct loc_aor *a, const struct loc_register *r)
 		if (!c->expires) {
 			if (pp && (*pp)->expires > r->now)
 				return true;
-		} else if (!pp || !sv_eq(field(*pp, B_CALLID), r->callid) || (*pp)->cseq != r->cseq) {
+		} else if (!pp || !sv_eq(field(*pp, B_CALLID), r->callid) ||
+			   (*pp)->cseq != r->cseq) {
 			return true;
 		}
 	}
@@ -345,7 +347,8 @@ static bool would_change(struct loc_aor *a, const struct loc_register *r)
 }
 
 /* Validates every contact before changing anything, so a REGISTER applies whole or not at all. */
-static enum loc_result register_check(struct loc_aor *a, const struct loc_register *r, bool *all_retrans)
+static enum loc_result register_check(struct loc_aor *a, const struct loc_register *r,
+				      bool *all_retrans)
 {
 	size_t adds = 0, removes = 0;
 
@@ -396,8 +399,8 @@ enum apply { APPLY_NONE, APPLY_UPDATE, APPLY_MEMBERSHIP, APPLY_NOMEM };
  */
 static bool same_binding(const struct loc_binding *a, const struct loc_binding *b)
 {
-	if (a->conn_id != b->conn_id || a->reg_id != b->reg_id || a->q != b->q || a->terminal != b->terminal ||
-	    memcmp(&a->src, &b->src, sizeof(a->src)) != 0)
+	if (a->conn_id != b->conn_id || a->reg_id != b->reg_id || a->q != b->q ||
+	    a->terminal != b->terminal || memcmp(&a->src, &b->src, sizeof(a->src)) != 0)
 		return false;
 	for (int f = 0; f < B_NFIELDS; f++) {
 		if (f != B_CALLID && !sv_eq(field(a, f), field(b, f)))
@@ -410,7 +413,8 @@ static enum apply register_apply_one(struct loc_aor *a, const struct loc_registe
 				     const struct loc_contact *c)
 {
 	struct loc_binding **pp = binding_find(a, c), *nb;
-	sv_t fields[B_NFIELDS] = {c->uri, r->callid, r->path, c->instance, r->user_agent, c->params};
+	sv_t fields[B_NFIELDS] = {c->uri,      r->callid,     r->path,
+				  c->instance, r->user_agent, c->params};
 	enum apply how = APPLY_MEMBERSHIP;
 
 	if (c->expires == 0) {
@@ -440,7 +444,8 @@ static enum apply register_apply_one(struct loc_aor *a, const struct loc_registe
 			if (old->persisted >= r->now + (int64_t)c->expires * 2 / 3)
 				how = APPLY_NONE;
 		} else if (!sv_eq(field(old, B_CONTACT), field(nb, B_CONTACT))) {
-			how = APPLY_MEMBERSHIP; /* same instance, new contact URI: the row's key changes */
+			how = APPLY_MEMBERSHIP; /* same instance, new contact URI: the row's key
+						   changes */
 		}
 		nb->next = old->next;
 		free(old);
@@ -452,7 +457,8 @@ static enum apply register_apply_one(struct loc_aor *a, const struct loc_registe
 	return how;
 }
 
-enum loc_result loc_register(struct loc_table *t, const struct loc_register *r, struct buf *contacts_out)
+enum loc_result loc_register(struct loc_table *t, const struct loc_register *r,
+			     struct buf *contacts_out)
 {
 	struct loc_bucket *bk = bucket_of(t, r->aor);
 	struct loc_aor *a;
@@ -526,7 +532,8 @@ static void target_fill(struct loc_target *tg, const struct loc_binding *b)
 	tg->expires = b->expires;
 }
 
-int loc_lookup(struct loc_table *t, sv_t aor, int64_t now, struct loc_target *out, size_t max, size_t *n)
+int loc_lookup(struct loc_table *t, sv_t aor, int64_t now, struct loc_target *out, size_t max,
+	       size_t *n)
 {
 	struct loc_bucket *bk = bucket_of(t, aor);
 	struct loc_aor *a;
@@ -621,7 +628,7 @@ int loc_load(struct loc_table *t, const struct store_binding *sb, int64_t now)
 {
 	sv_t aor = sv_cstr(sb->aor);
 	struct loc_bucket *bk = bucket_of(t, aor);
-	sv_t fields[B_NFIELDS] = {sv_cstr(sb->contact), sv_cstr(sb->callid), sv_cstr(sb->path),
+	sv_t fields[B_NFIELDS] = {sv_cstr(sb->contact),	 sv_cstr(sb->callid),	  sv_cstr(sb->path),
 				  sv_cstr(sb->instance), sv_cstr(sb->user_agent), SV_NULL};
 	struct tp_addr recv;
 	struct loc_binding *b;
@@ -655,7 +662,8 @@ int loc_load(struct loc_table *t, const struct store_binding *sb, int64_t now)
 	return err;
 }
 
-static void binding_export(const struct loc_aor *a, const struct loc_binding *b, struct store_binding *sb)
+static void binding_export(const struct loc_aor *a, const struct loc_binding *b,
+			   struct store_binding *sb)
 {
 	struct tp_addr recv;
 
@@ -714,7 +722,8 @@ size_t loc_flush_dirty(struct loc_table *t, loc_flush_fn fn, void *arg, size_t m
 		pthread_mutex_lock(&bk->lock);
 		a = aor_find(bk, aor);
 		if (a) {
-			for (struct loc_binding *b = a->bindings; b && n < LOC_MAX_BINDINGS_PER_AOR; b = b->next) {
+			for (struct loc_binding *b = a->bindings; b && n < LOC_MAX_BINDINGS_PER_AOR;
+			     b = b->next) {
 				binding_export(a, b, &snap[n++]);
 				b->persisted = b->expires;
 			}

@@ -23,11 +23,11 @@ struct loc_table;
 
 /* One Contact of a REGISTER, parsed by the registrar. */
 struct loc_contact {
-	sv_t uri;	 /* inside the angle brackets */
-	sv_t params;	 /* the header parameters, raw (feature tags, +sip.instance...) */
+	sv_t uri;	  /* inside the angle brackets */
+	sv_t params;	  /* the header parameters, raw (feature tags, +sip.instance...) */
 	uint32_t expires; /* seconds, already bounded; 0 = remove */
-	uint16_t q;	 /* 0..1000 */
-	sv_t instance;	 /* +sip.instance value, quotes included */
+	uint16_t q;	  /* 0..1000 */
+	sv_t instance;	  /* +sip.instance value, quotes included */
 	uint32_t reg_id;
 	uint8_t terminal; /* enum term_type, decided by the registrar */
 };
@@ -45,7 +45,7 @@ struct loc_register {
 	sv_t user_agent;
 	int64_t now;
 	unsigned max_contacts; /* 0 = unlimited */
-	bool dry_run; /* change nothing: only check and list the current bindings */
+	bool dry_run;	       /* change nothing: only check and list the current bindings */
 };
 
 enum loc_result {
@@ -78,7 +78,8 @@ void loc_destroy(struct loc_table *t);
  * Applies a REGISTER to its AOR atomically and appends the resulting
  * bindings to contacts_out as Contact header lines for the 200 response.
  */
-enum loc_result loc_register(struct loc_table *t, const struct loc_register *r, struct buf *contacts_out);
+enum loc_result loc_register(struct loc_table *t, const struct loc_register *r,
+			     struct buf *contacts_out);
 
 /* Current bindings of aor, highest q first (then most recent). */
 int loc_lookup(struct loc_table *t, sv_t aor, int64_t now, struct loc_target *out, size_t max,

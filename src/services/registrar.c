@@ -21,7 +21,7 @@
 #include "services/terminal.h"
 #include "transport/tport.h"
 
-#define REG_MAX_CONTACTS 32
+#define REG_MAX_CONTACTS   32
 #define REG_SUPPORTED_TAGS "path, outbound"
 
 /* q-value "0.5", "1", "1.000" as thousandths; -1 when malformed */
@@ -164,7 +164,8 @@ static void parse_contacts(struct preq *r, struct reg_parse *rp)
 			return;
 		}
 		if (!na.bracketed && u.headers.len) {
-			/* RFC 3261 20.10: such a URI must be in angle brackets (RFC 4475 regbadct) */
+			/* RFC 3261 20.10: such a URI must be in angle brackets (RFC 4475 regbadct)
+			 */
 			rp->status = 400;
 			rp->reason = "Contact URI with headers must be enclosed in <>";
 			return;
@@ -188,8 +189,8 @@ static void parse_contacts(struct preq *r, struct reg_parse *rp)
 			expires = cfg->max_expires;
 		c->expires = (uint32_t)expires;
 		if (expires)
-			c->terminal = (uint8_t)term_classify(c->params, c->uri, user_agent, cfg->terminal_ua,
-							     cfg->nterminal_ua);
+			c->terminal = (uint8_t)term_classify(c->params, c->uri, user_agent,
+							     cfg->terminal_ua, cfg->nterminal_ua);
 	}
 	if (!rp->status && rp->star && (rp->n || hdr_expires != 0)) {
 		rp->status = 400;

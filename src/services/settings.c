@@ -16,12 +16,12 @@
 #include "sip/sip.h"
 
 static const char *const uset_ring_names[] = {"parallel", "sequential", "q-value"};
-static const char *const uset_fwd_keys[USET_FWD_COUNT] = {"forward_always", "forward_busy",
-							  "forward_noanswer", "forward_unregistered"};
+static const char *const uset_fwd_keys[USET_FWD_COUNT] = {
+    "forward_always", "forward_busy", "forward_noanswer", "forward_unregistered"};
 /* short forms people know from PBXs */
 static const char *const uset_fwd_alias[USET_FWD_COUNT] = {"cfu", "cfb", "cfna", "cfnr"};
-static const char *const uset_fwd_reasons[USET_FWD_COUNT] = {"unconditional", "user-busy", "no-answer",
-							     "unavailable"};
+static const char *const uset_fwd_reasons[USET_FWD_COUNT] = {"unconditional", "user-busy",
+							     "no-answer", "unavailable"};
 
 void uset_init(struct uset *s)
 {
@@ -48,7 +48,8 @@ const char *uset_fwd_reason(enum uset_fwd k)
 	return (unsigned)k < USET_FWD_COUNT ? uset_fwd_reasons[k] : "unknown";
 }
 
-static int fail(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int fail(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 static int fail(char *err, size_t errlen, const char *fmt, ...)
 {
@@ -75,11 +76,13 @@ static int parse_secs(sv_t v, const char *key, unsigned *out, char *err, size_t 
 
 static int parse_bool(sv_t v, const char *key, int *out, char *err, size_t errlen)
 {
-	if (sv_ieq(v, SV("yes")) || sv_ieq(v, SV("true")) || sv_ieq(v, SV("on")) || sv_eq(v, SV("1"))) {
+	if (sv_ieq(v, SV("yes")) || sv_ieq(v, SV("true")) || sv_ieq(v, SV("on")) ||
+	    sv_eq(v, SV("1"))) {
 		*out = 1;
 		return 0;
 	}
-	if (sv_ieq(v, SV("no")) || sv_ieq(v, SV("false")) || sv_ieq(v, SV("off")) || sv_eq(v, SV("0"))) {
+	if (sv_ieq(v, SV("no")) || sv_ieq(v, SV("false")) || sv_ieq(v, SV("off")) ||
+	    sv_eq(v, SV("0"))) {
 		*out = 0;
 		return 0;
 	}
@@ -100,20 +103,24 @@ static int parse_order(sv_t v, struct uset *s, char *err, size_t errlen)
 		sv_t name = colon < 0 ? item : sv_make(item.p, (size_t)colon);
 		enum term_type t;
 
-		rest = comma < 0 ? sv_make(rest.p + rest.len, 0) : sv_make(rest.p + comma + 1, rest.len - (size_t)comma - 1);
+		rest = comma < 0 ? sv_make(rest.p + rest.len, 0)
+				 : sv_make(rest.p + comma + 1, rest.len - (size_t)comma - 1);
 		if (n == USET_MAX_ORDER)
 			return fail(err, errlen, "order: more than %d steps", USET_MAX_ORDER);
 		if (term_parse(name, &t))
-			return fail(err, errlen, "order: '%.*s' is not a terminal type (desk, pc, mobile, other)",
-				    (int)name.len, name.p);
+			return fail(
+			    err, errlen,
+			    "order: '%.*s' is not a terminal type (desk, pc, mobile, other)",
+			    (int)name.len, name.p);
 		for (size_t i = 0; i < n; i++) {
 			if (steps[i].type == t)
 				return fail(err, errlen, "order: '%s' appears twice", term_name(t));
 		}
 		steps[n].type = t;
 		steps[n].secs = 0;
-		if (colon >= 0 && parse_secs(sv_make(item.p + colon + 1, item.len - (size_t)colon - 1), "order",
-					     &steps[n].secs, err, errlen))
+		if (colon >= 0 &&
+		    parse_secs(sv_make(item.p + colon + 1, item.len - (size_t)colon - 1), "order",
+			       &steps[n].secs, err, errlen))
 			return EINVAL;
 		n++;
 	}
@@ -143,25 +150,30 @@ static int check_target(sv_t v, const char *key, char *err, size_t errlen)
 	struct sip_uri u;
 
 	if (v.len >= USET_TARGET_MAX)
-		return fail(err, errlen, "%s: target longer than %d characters", key, USET_TARGET_MAX - 1);
+		return fail(err, errlen, "%s: target longer than %d characters", key,
+			    USET_TARGET_MAX - 1);
 	for (size_t i = 0; i < v.len; i++) {
 		if ((unsigned char)v.p[i] <= ' ' || v.p[i] == 0x7f)
-			return fail(err, errlen, "%s: the target contains a space or control character", key);
+			return fail(err, errlen,
+				    "%s: the target contains a space or control character", key);
 	}
 	if (sv_istarts(v, SV("sip:")) || sv_istarts(v, SV("sips:"))) {
 		if (sip_uri_parse(v, &u) || u.host.len == 0)
-			return fail(err, errlen, "%s: '%.*s' is not a valid SIP URI", key, (int)v.len, v.p);
+			return fail(err, errlen, "%s: '%.*s' is not a valid SIP URI", key,
+				    (int)v.len, v.p);
 		return 0;
 	}
 	at = sv_find(v, '@');
 	for (size_t i = 0; i < v.len; i++) {
-		bool ok = (at < 0 || (ptrdiff_t)i < at) ? user_char(v.p[i]) : ((ptrdiff_t)i == at || host_char(v.p[i]));
+		bool ok = (at < 0 || (ptrdiff_t)i < at) ? user_char(v.p[i])
+							: ((ptrdiff_t)i == at || host_char(v.p[i]));
 		if (!ok)
-			return fail(err, errlen, "%s: '%.*s' is not a user, a number or a SIP URI", key,
-				    (int)v.len, v.p);
+			return fail(err, errlen, "%s: '%.*s' is not a user, a number or a SIP URI",
+				    key, (int)v.len, v.p);
 	}
 	if (at == 0 || (at > 0 && (size_t)at + 1 == v.len))
-		return fail(err, errlen, "%s: '%.*s' has an empty user or domain", key, (int)v.len, v.p);
+		return fail(err, errlen, "%s: '%.*s' has an empty user or domain", key, (int)v.len,
+			    v.p);
 	return 0;
 }
 
@@ -176,7 +188,8 @@ static int parse_prefixes(sv_t v, const char *key, char *out, size_t size, char 
 		ptrdiff_t comma = sv_find(rest, ',');
 		sv_t item = comma < 0 ? rest : sv_make(rest.p, (size_t)comma);
 		if (!lists_prefix_ok(item))
-			return fail(err, errlen, "%s: '%.*s' is not a caller prefix", key, (int)item.len, item.p);
+			return fail(err, errlen, "%s: '%.*s' is not a caller prefix", key,
+				    (int)item.len, item.p);
 		if (comma < 0)
 			break;
 		rest = sv_make(rest.p + comma + 1, rest.len - (size_t)comma - 1);
@@ -190,7 +203,8 @@ static int parse_prefixes(sv_t v, const char *key, char *out, size_t size, char 
 static int fwd_index(sv_t key)
 {
 	for (int i = 0; i < USET_FWD_COUNT; i++) {
-		if (sv_ieq(key, sv_cstr(uset_fwd_keys[i])) || sv_ieq(key, sv_cstr(uset_fwd_alias[i])))
+		if (sv_ieq(key, sv_cstr(uset_fwd_keys[i])) ||
+		    sv_ieq(key, sv_cstr(uset_fwd_alias[i])))
 			return i;
 	}
 	return -1;
@@ -214,8 +228,9 @@ int uset_apply(struct uset *s, sv_t word, char *err, size_t errlen)
 		else if (sv_ieq(v, SV("q-value")) || sv_ieq(v, SV("qvalue")) || sv_ieq(v, SV("q")))
 			s->ring = USET_RING_QVALUE;
 		else
-			return fail(err, errlen, "ring: '%.*s' is not parallel, sequential or q-value", (int)v.len,
-				    v.p);
+			return fail(err, errlen,
+				    "ring: '%.*s' is not parallel, sequential or q-value",
+				    (int)v.len, v.p);
 		return 0;
 	}
 	if (sv_ieq(key, SV("order")))
@@ -245,9 +260,11 @@ int uset_apply(struct uset *s, sv_t word, char *err, size_t errlen)
 		return 0;
 	}
 	if (sv_ieq(key, SV("block_callers")))
-		return parse_prefixes(v, "block_callers", s->block_callers, sizeof(s->block_callers), err, errlen);
+		return parse_prefixes(v, "block_callers", s->block_callers,
+				      sizeof(s->block_callers), err, errlen);
 	if (sv_ieq(key, SV("allow_callers")))
-		return parse_prefixes(v, "allow_callers", s->allow_callers, sizeof(s->allow_callers), err, errlen);
+		return parse_prefixes(v, "allow_callers", s->allow_callers,
+				      sizeof(s->allow_callers), err, errlen);
 	if (sv_ieq(key, SV("allow_only"))) {
 		b = 0;
 		if (v.len && parse_bool(v, "allow_only", &b, err, errlen))
@@ -262,11 +279,12 @@ int uset_apply(struct uset *s, sv_t word, char *err, size_t errlen)
 		sv_copy(v, s->fwd[k], sizeof(s->fwd[k]));
 		return 0;
 	}
-	return fail(err, errlen,
-		    "unknown setting '%.*s' (ring, order, ring_time, stop_on_busy, forward_always, "
-		    "forward_busy, forward_noanswer, noanswer_after, forward_unregistered, block_callers, "
-		    "allow_callers, allow_only)",
-		    (int)key.len, key.p);
+	return fail(
+	    err, errlen,
+	    "unknown setting '%.*s' (ring, order, ring_time, stop_on_busy, forward_always, "
+	    "forward_busy, forward_noanswer, noanswer_after, forward_unregistered, block_callers, "
+	    "allow_callers, allow_only)",
+	    (int)key.len, key.p);
 }
 
 int uset_parse(struct uset *s, sv_t text, char *err, size_t errlen)
@@ -281,13 +299,15 @@ int uset_parse(struct uset *s, sv_t text, char *err, size_t errlen)
 		start = i;
 		while (i < text.len && text.p[i] != ' ' && text.p[i] != '\t')
 			i++;
-		if (i > start && (rc = uset_apply(s, sv_make(text.p + start, i - start), err, errlen)))
+		if (i > start &&
+		    (rc = uset_apply(s, sv_make(text.p + start, i - start), err, errlen)))
 			return rc;
 	}
 	return 0;
 }
 
-static void put(char *out, size_t len, size_t *n, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+static void put(char *out, size_t len, size_t *n, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 
 static void put(char *out, size_t len, size_t *n, const char *fmt, ...)
 {
@@ -361,7 +381,9 @@ void uset_print(const struct uset *s, FILE *to)
 	else
 		fprintf(to, "  ring_time             (server default)\n");
 	fprintf(to, "  stop_on_busy          %s\n",
-		s->stop_on_busy < 0 ? "(server default)" : s->stop_on_busy ? "yes" : "no");
+		s->stop_on_busy < 0 ? "(server default)"
+		: s->stop_on_busy   ? "yes"
+				    : "no");
 	for (int k = 0; k < USET_FWD_COUNT; k++)
 		fprintf(to, "  %-21s %s\n", uset_fwd_keys[k], s->fwd[k][0] ? s->fwd[k] : "-");
 	if (s->noanswer_after)

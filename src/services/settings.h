@@ -35,11 +35,11 @@
 #include "core/sv.h"
 #include "services/terminal.h"
 
-#define USET_TEXT_MAX 1024
-#define USET_TARGET_MAX 160
-#define USET_MAX_ORDER 8
+#define USET_TEXT_MAX	 1024
+#define USET_TARGET_MAX	 160
+#define USET_MAX_ORDER	 8
 #define USET_MAX_SECONDS 600
-#define USET_LIST_MAX 256
+#define USET_LIST_MAX	 256
 
 enum uset_ring {
 	USET_RING_PARALLEL = 0,

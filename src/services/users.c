@@ -151,7 +151,8 @@ static void entry_read(const struct uentry *e, struct users_entry *out)
 static struct uentry *entry_find(struct ubucket *b, sv_t user, sv_t domain)
 {
 	for (struct uentry *e = b->head; e; e = e->next) {
-		if (e->ulen == user.len && e->dlen == domain.len && memcmp(e->key, user.p, user.len) == 0 &&
+		if (e->ulen == user.len && e->dlen == domain.len &&
+		    memcmp(e->key, user.p, user.len) == 0 &&
 		    sv_ieq(sv_make(e->key + e->ulen + 1, e->dlen), domain))
 			return e;
 	}
@@ -249,7 +250,8 @@ static void lookup_run(struct store *st, struct dbq_job *job)
 			wt = e->waiters;
 			e->waiters = NULL;
 			if (err && err != ENOENT) {
-				/* database trouble is not an answer: let the next request ask again */
+				/* database trouble is not an answer: let the next request ask again
+				 */
 				for (struct uentry **pp = &b->head; *pp; pp = &(*pp)->next) {
 					if (*pp == e) {
 						*pp = e->next;
@@ -268,7 +270,8 @@ static void lookup_run(struct store *st, struct dbq_job *job)
 	free(lj);
 }
 
-static int waiter_add(struct uentry *e, struct worker *w, const struct sip_msg *m, const struct tp_src *src)
+static int waiter_add(struct uentry *e, struct worker *w, const struct sip_msg *m,
+		      const struct tp_src *src)
 {
 	struct waiter *wt = malloc(sizeof(*wt));
 	struct tp_src again = *src;
@@ -360,7 +363,8 @@ void users_put(struct users *u, const struct store_user *su)
 	if (!e)
 		e = entry_add(u, b, user, domain);
 	if (e && !e->pending)
-		entry_set(e, su); /* a pending entry is being answered by its own lookup: leave it to that one */
+		entry_set(e, su); /* a pending entry is being answered by its own lookup: leave it
+				     to that one */
 	pthread_mutex_unlock(&b->lock);
 }
 

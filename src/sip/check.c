@@ -9,11 +9,15 @@
 #include "sip/internal.h"
 
 static const char *const single_names[] = {
-	[SIP_H_FROM] = "From",	 [SIP_H_TO] = "To",
-	[SIP_H_CALL_ID] = "Call-ID", [SIP_H_CSEQ] = "CSeq",
-	[SIP_H_MAX_FORWARDS] = "Max-Forwards", [SIP_H_CONTENT_LENGTH] = "Content-Length",
-	[SIP_H_CONTENT_TYPE] = "Content-Type", [SIP_H_EXPIRES] = "Expires",
-	[SIP_H_MIN_EXPIRES] = "Min-Expires",
+    [SIP_H_FROM] = "From",
+    [SIP_H_TO] = "To",
+    [SIP_H_CALL_ID] = "Call-ID",
+    [SIP_H_CSEQ] = "CSeq",
+    [SIP_H_MAX_FORWARDS] = "Max-Forwards",
+    [SIP_H_CONTENT_LENGTH] = "Content-Length",
+    [SIP_H_CONTENT_TYPE] = "Content-Type",
+    [SIP_H_EXPIRES] = "Expires",
+    [SIP_H_MIN_EXPIRES] = "Min-Expires",
 };
 
 static unsigned fail(struct sip_msg *m, unsigned status, const char *why)

@@ -41,7 +41,8 @@ sv_t sip_skip_lws(sv_t v)
 
 static sv_t rtrim_lws(sv_t v)
 {
-	while (v.len && (is_wsp(v.p[v.len - 1]) || v.p[v.len - 1] == '\r' || v.p[v.len - 1] == '\n'))
+	while (v.len &&
+	       (is_wsp(v.p[v.len - 1]) || v.p[v.len - 1] == '\r' || v.p[v.len - 1] == '\n'))
 		v.len--;
 	return v;
 }
@@ -333,8 +334,9 @@ int sip_via_parse(sv_t value, struct sip_via *via, sv_t *rest)
 			} else if (sv_ieq(p.name, SV("received"))) {
 				via->received = p.value;
 			} else if (sv_ieq(p.name, SV("rport"))) {
-				const char *start = p.name.p, *end = p.has_value ? p.value.p + p.value.len
-										 : p.name.p + p.name.len;
+				const char *start = p.name.p, *end = p.has_value
+									 ? p.value.p + p.value.len
+									 : p.name.p + p.name.len;
 				while (start > via->raw.p && start[-1] != ';')
 					start--;
 				if (start > via->raw.p)
@@ -432,7 +434,8 @@ int sip_naddr_parse(sv_t value, struct sip_naddr *na, sv_t *rest)
 	} else {
 		/* A '<' before any ';' or ',' means a name-addr with a token display name. */
 		size_t i = 0;
-		while (i < v.len && v.p[i] != '<' && v.p[i] != ';' && v.p[i] != ',' && v.p[i] != '"')
+		while (i < v.len && v.p[i] != '<' && v.p[i] != ';' && v.p[i] != ',' &&
+		       v.p[i] != '"')
 			i++;
 		if (i < v.len && v.p[i] == '<') {
 			na->display = rtrim_lws(sv_make(v.p, i));

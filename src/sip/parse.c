@@ -19,70 +19,88 @@ struct hdr_name {
 	uint8_t id;
 };
 
-#define HN(s, id) {s, sizeof(s) - 1, id}
+#define HN(s, id)                                                                                  \
+	{                                                                                          \
+		s, sizeof(s) - 1, id                                                               \
+	}
 
 /* Full names, grouped by length so the lookup compares few strings. */
 static const struct hdr_name hdr_names[] = {
-	HN("to", SIP_H_TO),
-	HN("via", SIP_H_VIA),
-	HN("from", SIP_H_FROM),
-	HN("cseq", SIP_H_CSEQ),
-	HN("date", SIP_H_DATE),
-	HN("path", SIP_H_PATH),
-	HN("route", SIP_H_ROUTE),
-	HN("allow", SIP_H_ALLOW),
-	HN("event", SIP_H_EVENT),
-	HN("accept", SIP_H_ACCEPT),
-	HN("server", SIP_H_SERVER),
-	HN("reason", SIP_H_REASON),
-	HN("call-id", SIP_H_CALL_ID),
-	HN("contact", SIP_H_CONTACT),
-	HN("expires", SIP_H_EXPIRES),
-	HN("require", SIP_H_REQUIRE),
-	HN("subject", SIP_H_SUBJECT),
-	HN("refer-to", SIP_H_REFER_TO),
-	HN("sip-etag", SIP_H_SIP_ETAG),
-	HN("supported", SIP_H_SUPPORTED),
-	HN("diversion", SIP_H_DIVERSION),
-	HN("user-agent", SIP_H_USER_AGENT),
-	HN("min-expires", SIP_H_MIN_EXPIRES),
-	HN("unsupported", SIP_H_UNSUPPORTED),
-	HN("retry-after", SIP_H_RETRY_AFTER),
-	HN("max-forwards", SIP_H_MAX_FORWARDS),
-	HN("record-route", SIP_H_RECORD_ROUTE),
-	HN("content-type", SIP_H_CONTENT_TYPE),
-	HN("allow-events", SIP_H_ALLOW_EVENTS),
-	HN("sip-if-match", SIP_H_SIP_IF_MATCH),
-	HN("history-info", SIP_H_HISTORY_INFO),
-	HN("proxy-require", SIP_H_PROXY_REQUIRE),
-	HN("authorization", SIP_H_AUTHORIZATION),
-	HN("accept-contact", SIP_H_ACCEPT_CONTACT),
-	HN("content-length", SIP_H_CONTENT_LENGTH),
-	HN("www-authenticate", SIP_H_WWW_AUTHENTICATE),
-	HN("content-encoding", SIP_H_CONTENT_ENCODING),
-	HN("proxy-authenticate", SIP_H_PROXY_AUTHENTICATE),
-	HN("subscription-state", SIP_H_SUBSCRIPTION_STATE),
-	HN("proxy-authorization", SIP_H_PROXY_AUTHORIZATION),
+    HN("to", SIP_H_TO),
+    HN("via", SIP_H_VIA),
+    HN("from", SIP_H_FROM),
+    HN("cseq", SIP_H_CSEQ),
+    HN("date", SIP_H_DATE),
+    HN("path", SIP_H_PATH),
+    HN("route", SIP_H_ROUTE),
+    HN("allow", SIP_H_ALLOW),
+    HN("event", SIP_H_EVENT),
+    HN("accept", SIP_H_ACCEPT),
+    HN("server", SIP_H_SERVER),
+    HN("reason", SIP_H_REASON),
+    HN("call-id", SIP_H_CALL_ID),
+    HN("contact", SIP_H_CONTACT),
+    HN("expires", SIP_H_EXPIRES),
+    HN("require", SIP_H_REQUIRE),
+    HN("subject", SIP_H_SUBJECT),
+    HN("refer-to", SIP_H_REFER_TO),
+    HN("sip-etag", SIP_H_SIP_ETAG),
+    HN("supported", SIP_H_SUPPORTED),
+    HN("diversion", SIP_H_DIVERSION),
+    HN("user-agent", SIP_H_USER_AGENT),
+    HN("min-expires", SIP_H_MIN_EXPIRES),
+    HN("unsupported", SIP_H_UNSUPPORTED),
+    HN("retry-after", SIP_H_RETRY_AFTER),
+    HN("max-forwards", SIP_H_MAX_FORWARDS),
+    HN("record-route", SIP_H_RECORD_ROUTE),
+    HN("content-type", SIP_H_CONTENT_TYPE),
+    HN("allow-events", SIP_H_ALLOW_EVENTS),
+    HN("sip-if-match", SIP_H_SIP_IF_MATCH),
+    HN("history-info", SIP_H_HISTORY_INFO),
+    HN("proxy-require", SIP_H_PROXY_REQUIRE),
+    HN("authorization", SIP_H_AUTHORIZATION),
+    HN("accept-contact", SIP_H_ACCEPT_CONTACT),
+    HN("content-length", SIP_H_CONTENT_LENGTH),
+    HN("www-authenticate", SIP_H_WWW_AUTHENTICATE),
+    HN("content-encoding", SIP_H_CONTENT_ENCODING),
+    HN("proxy-authenticate", SIP_H_PROXY_AUTHENTICATE),
+    HN("subscription-state", SIP_H_SUBSCRIPTION_STATE),
+    HN("proxy-authorization", SIP_H_PROXY_AUTHORIZATION),
 };
 
 static enum sip_hdr_id hdr_compact(char c)
 {
 	switch (sv_lower_char(c)) {
-	case 'v': return SIP_H_VIA;
-	case 'f': return SIP_H_FROM;
-	case 't': return SIP_H_TO;
-	case 'i': return SIP_H_CALL_ID;
-	case 'm': return SIP_H_CONTACT;
-	case 'l': return SIP_H_CONTENT_LENGTH;
-	case 'c': return SIP_H_CONTENT_TYPE;
-	case 'k': return SIP_H_SUPPORTED;
-	case 'e': return SIP_H_CONTENT_ENCODING;
-	case 'o': return SIP_H_EVENT;
-	case 'u': return SIP_H_ALLOW_EVENTS;
-	case 'r': return SIP_H_REFER_TO;
-	case 's': return SIP_H_SUBJECT;
-	case 'a': return SIP_H_ACCEPT_CONTACT;
-	default: return SIP_H_OTHER;
+	case 'v':
+		return SIP_H_VIA;
+	case 'f':
+		return SIP_H_FROM;
+	case 't':
+		return SIP_H_TO;
+	case 'i':
+		return SIP_H_CALL_ID;
+	case 'm':
+		return SIP_H_CONTACT;
+	case 'l':
+		return SIP_H_CONTENT_LENGTH;
+	case 'c':
+		return SIP_H_CONTENT_TYPE;
+	case 'k':
+		return SIP_H_SUPPORTED;
+	case 'e':
+		return SIP_H_CONTENT_ENCODING;
+	case 'o':
+		return SIP_H_EVENT;
+	case 'u':
+		return SIP_H_ALLOW_EVENTS;
+	case 'r':
+		return SIP_H_REFER_TO;
+	case 's':
+		return SIP_H_SUBJECT;
+	case 'a':
+		return SIP_H_ACCEPT_CONTACT;
+	default:
+		return SIP_H_OTHER;
 	}
 }
 
@@ -104,18 +122,21 @@ static enum sip_hdr_id hdr_lookup(const char *name, size_t len)
 }
 
 static const char *const method_names[SIP_METHOD_COUNT] = {
-	[SIP_INVITE] = "INVITE",     [SIP_ACK] = "ACK",	      [SIP_BYE] = "BYE",
-	[SIP_CANCEL] = "CANCEL",     [SIP_OPTIONS] = "OPTIONS", [SIP_REGISTER] = "REGISTER",
-	[SIP_PRACK] = "PRACK",	     [SIP_SUBSCRIBE] = "SUBSCRIBE", [SIP_NOTIFY] = "NOTIFY",
-	[SIP_PUBLISH] = "PUBLISH",   [SIP_INFO] = "INFO",	      [SIP_REFER] = "REFER",
-	[SIP_MESSAGE] = "MESSAGE",   [SIP_UPDATE] = "UPDATE",
+    [SIP_INVITE] = "INVITE",   [SIP_ACK] = "ACK",
+    [SIP_BYE] = "BYE",	       [SIP_CANCEL] = "CANCEL",
+    [SIP_OPTIONS] = "OPTIONS", [SIP_REGISTER] = "REGISTER",
+    [SIP_PRACK] = "PRACK",     [SIP_SUBSCRIBE] = "SUBSCRIBE",
+    [SIP_NOTIFY] = "NOTIFY",   [SIP_PUBLISH] = "PUBLISH",
+    [SIP_INFO] = "INFO",       [SIP_REFER] = "REFER",
+    [SIP_MESSAGE] = "MESSAGE", [SIP_UPDATE] = "UPDATE",
 };
 
 enum sip_method sip_method_from_name(sv_t name)
 {
 	/* Methods are case-sensitive (RFC 3261 7.1). */
 	for (int i = 1; i < SIP_METHOD_COUNT; i++) {
-		if (name.len == strlen(method_names[i]) && memcmp(name.p, method_names[i], name.len) == 0)
+		if (name.len == strlen(method_names[i]) &&
+		    memcmp(name.p, method_names[i], name.len) == 0)
 			return (enum sip_method)i;
 	}
 	return SIP_METHOD_OTHER;
@@ -303,7 +324,8 @@ static void msg_reset(struct sip_msg *m)
 	m->len = 0;
 	m->request = false;
 	m->method = SIP_METHOD_OTHER;
-	m->method_name = m->ruri_raw = m->version = m->reason = m->start_line = m->headers = m->body = SV_NULL;
+	m->method_name = m->ruri_raw = m->version = m->reason = m->start_line = m->headers =
+	    m->body = SV_NULL;
 	m->status = 0;
 	m->has_clen = false;
 	m->clen = 0;
@@ -385,7 +407,8 @@ static int parse_headers(struct sip_msg *m, const char *p, const char *end, cons
 				m->error = "Header continuation without a header";
 			if (stream)
 				return EBADMSG;
-			/* a datagram: remembered, and the lines after it still indexed, for the 400 */
+			/* a datagram: remembered, and the lines after it still indexed, for the 400
+			 */
 			*bad = EBADMSG;
 			p = nl + 1;
 			continue;
@@ -416,7 +439,8 @@ static int parse_headers(struct sip_msg *m, const char *p, const char *end, cons
 			raw_end = nl2 + 1;
 		}
 		if (raw_end >= end)
-			return EAGAIN; /* need to see the next line to know the header is complete */
+			return EAGAIN; /* need to see the next line to know the header is complete
+					*/
 		value = sv_trim(sv_make(vstart, (size_t)(raw_end - vstart)));
 		err = index_header(m, last, name, value, sv_make(p, (size_t)(raw_end - p)));
 		if (err)
@@ -487,7 +511,8 @@ int sip_parse(struct sip_msg *m, const char *buf, size_t len, unsigned flags)
 	}
 	avail = (size_t)(end - body_start);
 	if (!m->has_clen) {
-		/* RFC 3261 18.3: on a datagram the body runs to its end; a stream needs the header. */
+		/* RFC 3261 18.3: on a datagram the body runs to its end; a stream needs the header.
+		 */
 		m->body = sv_make(body_start, stream ? 0 : avail);
 	} else if (m->clen > avail) {
 		if (stream) {
@@ -560,12 +585,19 @@ enum sip_proto sip_proto_from_name(sv_t name)
 const char *sip_proto_name(enum sip_proto p)
 {
 	switch (p) {
-	case SIP_PROTO_UDP: return "UDP";
-	case SIP_PROTO_TCP: return "TCP";
-	case SIP_PROTO_TLS: return "TLS";
-	case SIP_PROTO_WS: return "WS";
-	case SIP_PROTO_WSS: return "WSS";
-	case SIP_PROTO_SCTP: return "SCTP";
-	default: return "UDP";
+	case SIP_PROTO_UDP:
+		return "UDP";
+	case SIP_PROTO_TCP:
+		return "TCP";
+	case SIP_PROTO_TLS:
+		return "TLS";
+	case SIP_PROTO_WS:
+		return "WS";
+	case SIP_PROTO_WSS:
+		return "WSS";
+	case SIP_PROTO_SCTP:
+		return "SCTP";
+	default:
+		return "UDP";
 	}
 }

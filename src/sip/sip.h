@@ -26,7 +26,7 @@
 /* Largest message accepted on any transport. */
 #define SIP_MAX_MSG 65535
 /* Header lines indexed inside struct sip_msg before the index spills to the heap. */
-#define SIP_HDR_INLINE 32
+#define SIP_HDR_INLINE	32
 #define SIP_MAX_HEADERS 1024
 
 enum sip_method {
@@ -95,11 +95,20 @@ enum sip_hdr_id {
 	SIP_H_COUNT
 };
 #define SIP_H_FIRST_SINGLE SIP_H_FROM
-#define SIP_H_LAST_SINGLE SIP_H_MIN_EXPIRES
+#define SIP_H_LAST_SINGLE  SIP_H_MIN_EXPIRES
 
 enum sip_scheme { SIP_SCHEME_OTHER = 0, SIP_SCHEME_SIP, SIP_SCHEME_SIPS, SIP_SCHEME_TEL };
 
-enum sip_proto { SIP_PROTO_NONE = 0, SIP_PROTO_UDP, SIP_PROTO_TCP, SIP_PROTO_TLS, SIP_PROTO_WS, SIP_PROTO_WSS, SIP_PROTO_SCTP, SIP_PROTO_OTHER };
+enum sip_proto {
+	SIP_PROTO_NONE = 0,
+	SIP_PROTO_UDP,
+	SIP_PROTO_TCP,
+	SIP_PROTO_TLS,
+	SIP_PROTO_WS,
+	SIP_PROTO_WSS,
+	SIP_PROTO_SCTP,
+	SIP_PROTO_OTHER
+};
 
 struct sip_hdr {
 	sv_t name;
@@ -115,10 +124,10 @@ struct sip_uri {
 	enum sip_scheme kind;
 	sv_t user; /* may hold ;params of a telephone-subscriber user part */
 	sv_t password;
-	sv_t host; /* IPv6 references without their brackets */
+	sv_t host;     /* IPv6 references without their brackets */
 	uint16_t port; /* 0 when absent */
 	bool host_v6;
-	sv_t params; /* after the first ';', before '?' */
+	sv_t params;  /* after the first ';', before '?' */
 	sv_t headers; /* after '?' */
 	/* well-known params, found while parsing */
 	sv_t transport;
@@ -128,7 +137,7 @@ struct sip_uri {
 };
 
 struct sip_via {
-	sv_t raw; /* this via-parm, without the separating comma */
+	sv_t raw;     /* this via-parm, without the separating comma */
 	sv_t version; /* "2.0" */
 	sv_t transport;
 	enum sip_proto proto;
@@ -138,7 +147,7 @@ struct sip_via {
 	sv_t params;
 	sv_t branch;
 	sv_t received;
-	sv_t rport; /* value, empty when the parameter has none */
+	sv_t rport;	 /* value, empty when the parameter has none */
 	sv_t rport_span; /* ";rport[=value]" as written, for replacing it */
 	bool has_rport;
 	bool has_branch;
@@ -187,7 +196,7 @@ struct sip_msg {
 	sv_t reason;
 
 	sv_t start_line; /* without its CRLF */
-	sv_t headers; /* from the first header line through the empty line */
+	sv_t headers;	 /* from the first header line through the empty line */
 	sv_t body;
 	bool has_clen;
 	uint32_t clen;
@@ -196,7 +205,7 @@ struct sip_msg {
 	uint16_t nhdrs;
 	uint16_t hcap;
 	uint16_t first[SIP_H_COUNT]; /* index + 1 of the first header with that id */
-	uint32_t dup_single; /* bit per single-valued id seen more than once */
+	uint32_t dup_single;	     /* bit per single-valued id seen more than once */
 
 	/* lazily parsed, see sip_parsed_bits */
 	uint32_t parsed;
@@ -323,23 +332,24 @@ sv_t sip_skip_lws(sv_t v);
  * caller; these helpers only copy and edit bytes. */
 struct sip_edit {
 	const char *at; /* position in the source message */
-	size_t del;     /* bytes to drop at that position */
-	sv_t ins;       /* bytes to insert there (before what follows) */
+	size_t del;	/* bytes to drop at that position */
+	sv_t ins;	/* bytes to insert there (before what follows) */
 };
 
 /* Copies m->buf[0..m->len) into out applying edits (must be sorted by position,
  * non-overlapping). Content-Length is not touched. */
-void sip_apply_edits(struct buf *out, const struct sip_msg *m, const struct sip_edit *edits, size_t n);
+void sip_apply_edits(struct buf *out, const struct sip_msg *m, const struct sip_edit *edits,
+		     size_t n);
 
 /* What a response generated here for a request carries besides the request's
  * Via/From/To/Call-ID/CSeq. */
 struct sip_reply {
 	unsigned status;
-	sv_t reason; /* empty: the standard phrase */
-	sv_t to_tag; /* added to To when the request had none (not for 100) */
-	sv_t via_params; /* appended to the top Via (";received=...;rport=...") */
+	sv_t reason;	     /* empty: the standard phrase */
+	sv_t to_tag;	     /* added to To when the request had none (not for 100) */
+	sv_t via_params;     /* appended to the top Via (";received=...;rport=...") */
 	bool via_drop_rport; /* via_params fills in rport: drop the bare ";rport" */
-	sv_t headers; /* extra header lines, each ending in CRLF */
+	sv_t headers;	     /* extra header lines, each ending in CRLF */
 	sv_t content_type;
 	sv_t body;
 	sv_t server; /* Server header value, empty = none */

@@ -207,11 +207,13 @@ static bool unescaped_eq(sv_t a, sv_t b, bool icase)
 		return icase ? sv_ieq(a, b) : sv_eq(a, b);
 	na = sip_unescape(a, ba);
 	nb = sip_unescape(b, bb);
-	return icase ? sv_ieq(sv_make(ba, na), sv_make(bb, nb)) : sv_eq(sv_make(ba, na), sv_make(bb, nb));
+	return icase ? sv_ieq(sv_make(ba, na), sv_make(bb, nb))
+		     : sv_eq(sv_make(ba, na), sv_make(bb, nb));
 }
 
 /* Parameters that must match when present in either URI (19.1.4). */
-static const sv_t strict_params[] = {SV("user"), SV("ttl"), SV("method"), SV("maddr"), SV("transport")};
+static const sv_t strict_params[] = {SV("user"), SV("ttl"), SV("method"), SV("maddr"),
+				     SV("transport")};
 
 static bool params_equal(sv_t pa, sv_t pb)
 {
@@ -238,7 +240,8 @@ bool sip_uri_equal(const struct sip_uri *a, const struct sip_uri *b)
 		return false;
 	if (a->kind == SIP_SCHEME_OTHER)
 		return sv_ieq(a->scheme, b->scheme) && sv_eq(a->raw, b->raw);
-	if (!unescaped_eq(a->user, b->user, false) || !unescaped_eq(a->password, b->password, false))
+	if (!unescaped_eq(a->user, b->user, false) ||
+	    !unescaped_eq(a->password, b->password, false))
 		return false;
 	if (!sv_ieq(a->host, b->host) || a->port != b->port)
 		return false;

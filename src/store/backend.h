@@ -28,8 +28,8 @@ struct store_ops {
 	int (*user_get)(struct store *s, const char *user, const char *domain,
 			struct store_user *out); /* ENOENT */
 	int (*user_list)(struct store *s, const char *domain, store_user_fn fn, void *arg);
-	int (*user_settings)(struct store *s, const char *user, const char *domain, const char *settings,
-			     int64_t now); /* ENOENT */
+	int (*user_settings)(struct store *s, const char *user, const char *domain,
+			     const char *settings, int64_t now); /* ENOENT */
 	int (*binding_put)(struct store *s, const struct store_binding *b);
 	int (*binding_del)(struct store *s, const char *aor, const char *contact); /* ENOENT */
 	int (*binding_del_aor)(struct store *s, const char *aor);

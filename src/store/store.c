@@ -317,7 +317,8 @@ int store_user_settings(struct store *s, sv_t user, sv_t domain, sv_t settings)
 	if (rc)
 		return rc;
 	if (settings.len >= sizeof(u.settings))
-		return store_fail(s, EINVAL, "settings longer than %zu characters", sizeof(u.settings) - 1);
+		return store_fail(s, EINVAL, "settings longer than %zu characters",
+				  sizeof(u.settings) - 1);
 	for (size_t i = 0; i < settings.len; i++) {
 		if ((unsigned char)settings.p[i] < 0x20 || settings.p[i] == 0x7f)
 			return store_fail(s, EINVAL, "settings contain a control character");

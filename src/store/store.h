@@ -19,9 +19,9 @@
 
 #include "core/sv.h"
 
-#define STORE_USER_MAX 128
-#define STORE_DOMAIN_MAX 128
-#define STORE_URI_MAX 512
+#define STORE_USER_MAX	   128
+#define STORE_DOMAIN_MAX   128
+#define STORE_URI_MAX	   512
 #define STORE_SETTINGS_MAX 1024
 
 struct store;
@@ -29,15 +29,16 @@ struct store;
 struct store_user {
 	char user[STORE_USER_MAX];
 	char domain[STORE_DOMAIN_MAX];
-	char ha1_md5[33];     /* lowercase hex MD5(user:domain:password) */
-	char ha1_sha256[65];  /* lowercase hex SHA-256(user:domain:password) */
-	char settings[STORE_SETTINGS_MAX]; /* call settings, "key=value ..." (services/settings.h) */
+	char ha1_md5[33];    /* lowercase hex MD5(user:domain:password) */
+	char ha1_sha256[65]; /* lowercase hex SHA-256(user:domain:password) */
+	char
+	    settings[STORE_SETTINGS_MAX]; /* call settings, "key=value ..." (services/settings.h) */
 };
 
 struct store_binding {
 	char aor[STORE_USER_MAX + STORE_DOMAIN_MAX + 2]; /* user@domain, lowercase domain */
-	char contact[STORE_URI_MAX];			  /* the Contact URI as registered */
-	char received[80];  /* source of the REGISTER: "udp:IP:PORT" / "tcp:[IPv6]:PORT" */
+	char contact[STORE_URI_MAX];			 /* the Contact URI as registered */
+	char received[80];	  /* source of the REGISTER: "udp:IP:PORT" / "tcp:[IPv6]:PORT" */
 	char path[STORE_URI_MAX]; /* Path header values, comma-joined, "" = none */
 	char instance[160];	  /* +sip.instance value, "" = none */
 	char user_agent[160];
@@ -60,9 +61,9 @@ void store_close(struct store *s);
 const char *store_errmsg(struct store *s);
 
 /* Subscribers. The password is hashed here and never stored. */
-int store_user_add(struct store *s, sv_t user, sv_t domain, sv_t password);      /* EEXIST */
-int store_user_passwd(struct store *s, sv_t user, sv_t domain, sv_t password);   /* ENOENT */
-int store_user_del(struct store *s, sv_t user, sv_t domain);                     /* ENOENT */
+int store_user_add(struct store *s, sv_t user, sv_t domain, sv_t password);	     /* EEXIST */
+int store_user_passwd(struct store *s, sv_t user, sv_t domain, sv_t password);	     /* ENOENT */
+int store_user_del(struct store *s, sv_t user, sv_t domain);			     /* ENOENT */
 int store_user_get(struct store *s, sv_t user, sv_t domain, struct store_user *out); /* ENOENT */
 /* Replaces a user's call settings line; ENOENT. The store keeps it as given. */
 int store_user_settings(struct store *s, sv_t user, sv_t domain, sv_t settings);

@@ -16,12 +16,12 @@
 struct event;
 struct evbuffer;
 
-#define TP_BATCH 32
+#define TP_BATCH	32
 #define TP_CONN_BUCKETS 1024
-#define TP_SEND_ARENA (256 * 1024)
+#define TP_SEND_ARENA	(256 * 1024)
 
 struct tp_conn {
-	struct wjob job; /* for deferred destruction; must stay first */
+	struct wjob job;  /* for deferred destruction; must stay first */
 	struct worker *w; /* owner */
 	uint32_t id;
 	int fd;
@@ -33,8 +33,8 @@ struct tp_conn {
 	size_t rlen;
 	size_t rcap;
 	struct evbuffer *wbuf;
-	time_t last_rx;	     /* last byte received */
-	time_t partial_since; /* a message has been incomplete since then, 0 = none */
+	time_t last_rx;		    /* last byte received */
+	time_t partial_since;	    /* a message has been incomplete since then, 0 = none */
 	_Atomic int64_t hold_until; /* a registration relies on this connection until then */
 	bool connecting;
 	bool close_after_write;
@@ -90,15 +90,15 @@ struct tp_worker {
 	char *arena;
 	size_t arena_used;
 
-	struct sip_msg msg; /* parse scratch */
+	struct sip_msg msg;    /* parse scratch */
 	struct tp_conn *conns; /* owned connections */
 };
 
 /* tport.c */
 struct tp_table *tp_table_of(struct worker *w);
 uint64_t tp_addr_hash(const struct tp_addr *a);
-void tp_deliver(struct worker *w, const char *buf, size_t len, unsigned flags, const struct tp_src *src,
-		struct sip_msg *m, int *parse_err);
+void tp_deliver(struct worker *w, const char *buf, size_t len, unsigned flags,
+		const struct tp_src *src, struct sip_msg *m, int *parse_err);
 
 /* udp.c */
 int tp_udp_open(struct worker *w, unsigned listen);

@@ -25,8 +25,8 @@
 
 /* How long a message may stay incomplete before the connection is given up. */
 #define TCP_PARTIAL_TIMEOUT_S 10
-#define TCP_MAX_RBUF (2 * SIP_MAX_MSG + 2)
-#define TCP_MAX_QUEUED (4 * 1024 * 1024)
+#define TCP_MAX_RBUF	      (2 * SIP_MAX_MSG + 2)
+#define TCP_MAX_QUEUED	      (4 * 1024 * 1024)
 
 static struct tp_bucket *bucket_by_id(struct tp_table *t, uint32_t id)
 {
@@ -76,7 +76,8 @@ static void table_remove(struct tp_table *t, struct tp_conn *c)
 }
 
 /* Id and owner of a live connection, found by id or else by peer; 0 when none. */
-static uint32_t table_find(struct tp_table *t, uint32_t id, const struct tp_addr *peer, unsigned *owner)
+static uint32_t table_find(struct tp_table *t, uint32_t id, const struct tp_addr *peer,
+			   unsigned *owner)
 {
 	uint32_t found = 0;
 
@@ -180,8 +181,8 @@ static void conn_arm(struct tp_conn *c, bool want_write)
 	c->writing = want_write;
 }
 
-static struct tp_conn *conn_new(struct worker *w, int fd, const struct tp_addr *peer, unsigned listen,
-				bool connecting)
+static struct tp_conn *conn_new(struct worker *w, int fd, const struct tp_addr *peer,
+				unsigned listen, bool connecting)
 {
 	struct tp_table *t = tp_table_of(w);
 	struct tp_worker *tw = w->tp;

@@ -58,7 +58,7 @@ int tp_addr_from_str(const char *ip, uint16_t port, enum sip_proto proto, struct
 const char *tp_addr_ip(const struct tp_addr *a, char *buf, size_t len)
 {
 	const void *src = a->u.sa.sa_family == AF_INET6 ? (const void *)&a->u.in6.sin6_addr
-							 : (const void *)&a->u.in.sin_addr;
+							: (const void *)&a->u.in.sin_addr;
 
 	if (!inet_ntop(a->u.sa.sa_family, src, buf, (socklen_t)len))
 		snprintf(buf, len, "?");
@@ -139,11 +139,16 @@ uint64_t tp_addr_hash(const struct tp_addr *a)
 static const char *proto_lower(enum sip_proto p)
 {
 	switch (p) {
-	case SIP_PROTO_TCP: return "tcp";
-	case SIP_PROTO_TLS: return "tls";
-	case SIP_PROTO_WS: return "ws";
-	case SIP_PROTO_WSS: return "wss";
-	default: return "udp";
+	case SIP_PROTO_TCP:
+		return "tcp";
+	case SIP_PROTO_TLS:
+		return "tls";
+	case SIP_PROTO_WS:
+		return "ws";
+	case SIP_PROTO_WSS:
+		return "wss";
+	default:
+		return "udp";
 	}
 }
 
@@ -220,7 +225,8 @@ static bool same_ip(const struct tp_addr *a, const struct tp_addr *b)
 }
 
 /* Is a (IP only) an address the listener l receives on? */
-static bool listener_has_ip(const struct tp_table *t, const struct tp_listen *l, const struct tp_addr *a)
+static bool listener_has_ip(const struct tp_table *t, const struct tp_listen *l,
+			    const struct tp_addr *a)
 {
 	if (l->addr.u.sa.sa_family != a->u.sa.sa_family)
 		return false;
@@ -267,7 +273,8 @@ static void collect_ifaddrs(struct tp_table *t)
 
 	if (getifaddrs(&list))
 		return;
-	for (ifa = list; ifa && t->nifaddrs < sizeof(t->ifaddrs) / sizeof(t->ifaddrs[0]); ifa = ifa->ifa_next) {
+	for (ifa = list; ifa && t->nifaddrs < sizeof(t->ifaddrs) / sizeof(t->ifaddrs[0]);
+	     ifa = ifa->ifa_next) {
 		struct tp_addr *a = &t->ifaddrs[t->nifaddrs];
 		if (!ifa->ifa_addr)
 			continue;
@@ -306,7 +313,8 @@ static int listen_setup(struct tp_listen *l, const struct cfg_listen *c, char *e
 	return 0;
 }
 
-int tp_table_create(struct server *srv, tp_recv_fn on_msg, struct tp_table **out, char *err, size_t errlen)
+int tp_table_create(struct server *srv, tp_recv_fn on_msg, struct tp_table **out, char *err,
+		    size_t errlen)
 {
 	struct tp_table *t = calloc(1, sizeof(*t));
 	int rc = 0;
@@ -449,8 +457,8 @@ static void log_msg(const char *dir, const struct tp_addr *peer, const char *dat
 	log_debug("%s %s %zu bytes: %.*s [%.*s]", dir, addr, len, (int)first, data, SV_ARG(callid));
 }
 
-void tp_deliver(struct worker *w, const char *buf, size_t len, unsigned flags, const struct tp_src *src,
-		struct sip_msg *m, int *parse_err)
+void tp_deliver(struct worker *w, const char *buf, size_t len, unsigned flags,
+		const struct tp_src *src, struct sip_msg *m, int *parse_err)
 {
 	int err = sip_parse(m, buf, len, flags);
 
@@ -526,7 +534,8 @@ struct wjob *tp_redeliver_job(const struct sip_msg *m, const struct tp_src *src)
 	return &rj->job;
 }
 
-int tp_redeliver(struct worker *w, unsigned owner, const struct sip_msg *m, const struct tp_src *src)
+int tp_redeliver(struct worker *w, unsigned owner, const struct sip_msg *m,
+		 const struct tp_src *src)
 {
 	struct tp_table *t = tp_table_of(w);
 	struct wjob *job;

@@ -39,15 +39,15 @@ struct tp_addr {
 /* Where a message came from. */
 struct tp_src {
 	struct tp_addr peer;
-	unsigned listen;  /* index of the listen address it arrived on */
-	uint32_t conn_id; /* TCP connection, 0 for UDP */
+	unsigned listen;     /* index of the listen address it arrived on */
+	uint32_t conn_id;    /* TCP connection, 0 for UDP */
 	uint8_t redelivered; /* times delivered again after an asynchronous lookup */
 };
 
 /* Where a message goes. */
 struct tp_dest {
 	struct tp_addr peer;
-	int listen;	  /* local address to send from, -1 = any of the right protocol and family */
+	int listen; /* local address to send from, -1 = any of the right protocol and family */
 	uint32_t conn_id; /* connection to use if still open; 0 = reuse one to peer or open one */
 };
 
@@ -55,7 +55,7 @@ struct tp_dest {
 struct tp_listen {
 	enum sip_proto proto;
 	struct tp_addr addr;
-	char host[72];	    /* as written in a URI: "192.0.2.1", "[2001:db8::1]" */
+	char host[72]; /* as written in a URI: "192.0.2.1", "[2001:db8::1]" */
 	uint16_t port;
 	char advertise[140]; /* "host:port" written in Via and Record-Route */
 };
@@ -68,9 +68,11 @@ struct tp_table;
  * Called for every message received: m is parsed (parse_err is sip_parse's
  * result: 0, EBADMSG...). m and its buffer are valid only during the call.
  */
-typedef void (*tp_recv_fn)(struct worker *w, struct sip_msg *m, int parse_err, const struct tp_src *src);
+typedef void (*tp_recv_fn)(struct worker *w, struct sip_msg *m, int parse_err,
+			   const struct tp_src *src);
 
-int tp_table_create(struct server *srv, tp_recv_fn on_msg, struct tp_table **out, char *err, size_t errlen);
+int tp_table_create(struct server *srv, tp_recv_fn on_msg, struct tp_table **out, char *err,
+		    size_t errlen);
 void tp_table_destroy(struct tp_table *t);
 
 int tp_worker_init(struct worker *w);
@@ -86,7 +88,8 @@ void tp_flush(struct worker *w);
  * Hands a received message to another worker, which parses it again and runs
  * the message handler on it (the message belongs to a transaction it owns).
  */
-int tp_redeliver(struct worker *w, unsigned owner, const struct sip_msg *m, const struct tp_src *src);
+int tp_redeliver(struct worker *w, unsigned owner, const struct sip_msg *m,
+		 const struct tp_src *src);
 /* The same as a job to post later (from any thread) with worker_post; NULL on ENOMEM. */
 struct wjob *tp_redeliver_job(const struct sip_msg *m, const struct tp_src *src);
 

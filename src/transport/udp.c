@@ -43,7 +43,8 @@ static void udp_process_batch(struct worker *w, unsigned listen, int n)
 		src.peer.proto = SIP_PROTO_UDP;
 		src.peer.len = mh->msg_hdr.msg_namelen;
 		memcpy(&src.peer.u.ss, &tw->raddr[i], sizeof(tw->raddr[i]));
-		if (len == 0 || (len <= 4 && tw->riov[i].iov_base && ((char *)tw->riov[i].iov_base)[0] == '\r'))
+		if (len == 0 ||
+		    (len <= 4 && tw->riov[i].iov_base && ((char *)tw->riov[i].iov_base)[0] == '\r'))
 			continue; /* keep-alive */
 		tp_deliver(w, tw->riov[i].iov_base, len, 0, &src, &tw->msg, &parse_err);
 	}
@@ -70,10 +71,10 @@ static void udp_readable(evutil_socket_t fd, short what, void *arg)
 			tw->riov[i].iov_base = tw->rbuf + (size_t)i * (SIP_MAX_MSG + 1);
 			tw->riov[i].iov_len = SIP_MAX_MSG + 1;
 			tw->rmsg[i].msg_hdr = (struct msghdr){
-				.msg_name = &tw->raddr[i],
-				.msg_namelen = sizeof(tw->raddr[i]),
-				.msg_iov = &tw->riov[i],
-				.msg_iovlen = 1,
+			    .msg_name = &tw->raddr[i],
+			    .msg_namelen = sizeof(tw->raddr[i]),
+			    .msg_iov = &tw->riov[i],
+			    .msg_iovlen = 1,
 			};
 		}
 		n = recvmmsg((int)fd, tw->rmsg, TP_BATCH, MSG_DONTWAIT, NULL);
@@ -148,10 +149,10 @@ void tp_udp_flush(struct worker *w)
 			struct tp_pending *p = &tw->pending[end];
 			iov[end - start] = (struct iovec){tw->arena + p->off, p->len};
 			msgs[end - start].msg_hdr = (struct msghdr){
-				.msg_name = &p->to.u.sa,
-				.msg_namelen = p->to.len,
-				.msg_iov = &iov[end - start],
-				.msg_iovlen = 1,
+			    .msg_name = &p->to.u.sa,
+			    .msg_namelen = p->to.len,
+			    .msg_iov = &iov[end - start],
+			    .msg_iovlen = 1,
 			};
 			end++;
 		}
@@ -161,7 +162,8 @@ void tp_udp_flush(struct worker *w)
 				if (sent < 0 && errno == EINTR)
 					continue;
 				w->stats.tx_errors += end - start - done;
-				/* skip the datagram the kernel refused (e.g. unreachable), keep the rest */
+				/* skip the datagram the kernel refused (e.g. unreachable), keep the
+				 * rest */
 				done++;
 				continue;
 			}

@@ -21,7 +21,7 @@
 #include "server/server.h"
 #include "server/worker.h"
 
-#define TXN_BUCKETS 16384
+#define TXN_BUCKETS	  16384
 #define TXN_SLOTS_INITIAL 1024
 
 struct txn_bucket {
@@ -235,8 +235,8 @@ static void srv_terminate(struct txn_srv *t)
 
 static void srv_send_last(struct txn_srv *t)
 {
-	if (t->resp && tp_send(t->w, &t->reply_to, t->resp, t->resp_len) && t->reliable &&
-	    t->ops && t->ops->failed)
+	if (t->resp && tp_send(t->w, &t->reply_to, t->resp, t->resp_len) && t->reliable && t->ops &&
+	    t->ops->failed)
 		t->ops->failed(t);
 }
 
@@ -496,7 +496,8 @@ static void cli_timer_retrans(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
-	if (invite ? t->state != TXN_CALLING : (t->state != TXN_TRYING && t->state != TXN_PROCEEDING))
+	if (invite ? t->state != TXN_CALLING
+		   : (t->state != TXN_TRYING && t->state != TXN_PROCEEDING))
 		return;
 	tp_send(t->w, &t->dest, t->req, t->req_len);
 	if (invite)
@@ -513,7 +514,8 @@ static void cli_timer_timeout(evutil_socket_t fd, short what, void *arg)
 {
 	struct txn_cli *t = arg;
 	struct worker *w = t->w;
-	bool waiting = t->state == TXN_CALLING || t->state == TXN_TRYING || t->state == TXN_PROCEEDING;
+	bool waiting =
+	    t->state == TXN_CALLING || t->state == TXN_TRYING || t->state == TXN_PROCEEDING;
 
 	(void)fd;
 	(void)what;
@@ -667,10 +669,11 @@ static void cli_send_cancel(struct txn_cli *t)
 	if (sip_parse(req, t->req, t->req_len, 0))
 		return;
 	buf_reset(out);
-	if (build_from_request(out, req, SV("CANCEL"), SV_NULL,
-			       t->cancel_elsewhere
-				       ? SV("Reason: SIP;cause=200;text=\"Call completed elsewhere\"\r\n")
-				       : SV_NULL))
+	if (build_from_request(
+		out, req, SV("CANCEL"), SV_NULL,
+		t->cancel_elsewhere
+		    ? SV("Reason: SIP;cause=200;text=\"Call completed elsewhere\"\r\n")
+		    : SV_NULL))
 		return;
 	c = calloc(1, sizeof(*c));
 	if (!c || slot_alloc(t->w->txw, c)) {
@@ -699,7 +702,8 @@ void txn_cli_cancel(struct txn_cli *t, bool completed_elsewhere)
 	if (t->state == TXN_PROCEEDING) {
 		cli_send_cancel(t);
 	} else if (t->state == TXN_CALLING) {
-		/* 9.1: no CANCEL before a provisional: stop retransmitting, send it when one comes */
+		/* 9.1: no CANCEL before a provisional: stop retransmitting, send it when one comes
+		 */
 		t->cancel_wanted = true;
 		timer_stop(&t->tmr_retrans);
 	}
@@ -816,7 +820,8 @@ static bool branch_decode(sv_t branch, unsigned *owner, uint32_t *slot, uint32_t
 	uint64_t o, s, g;
 	sv_t v;
 
-	if (branch.len < 7 + TXN_LOOP_HEX + 6 || !sv_eq(sv_make(branch.p, 7), SV(TXN_BRANCH_PREFIX)) ||
+	if (branch.len < 7 + TXN_LOOP_HEX + 6 ||
+	    !sv_eq(sv_make(branch.p, 7), SV(TXN_BRANCH_PREFIX)) ||
 	    branch.p[7 + TXN_LOOP_HEX] != '.')
 		return false;
 	v = sv_sub(branch, 7 + TXN_LOOP_HEX + 1, branch.len);

@@ -36,9 +36,10 @@ struct server;
 struct txn_table;
 
 #define TXN_BRANCH_MAX 96
-/* Our branches: "z9hG4bK" + 16 hex digits of the loop hash + "." + owner + "." + slot + "." + gen */
+/* Our branches: "z9hG4bK" + 16 hex digits of the loop hash + "." + owner + "." + slot + "." + gen
+ */
 #define TXN_BRANCH_PREFIX "z9hG4bK"
-#define TXN_LOOP_HEX 16
+#define TXN_LOOP_HEX	  16
 
 enum txn_state {
 	TXN_IDLE = 0,
@@ -163,8 +164,8 @@ struct txn_cli {
 	struct tp_dest dest;
 	char *req;
 	size_t req_len;
-	struct txn_cli *cancel; /* the CANCEL sent for this INVITE, if any */
-	struct txn_cli *parent; /* for a CANCEL: the INVITE it cancels */
+	struct txn_cli *cancel;	  /* the CANCEL sent for this INVITE, if any */
+	struct txn_cli *parent;	  /* for a CANCEL: the INVITE it cancels */
 	struct event tmr_retrans; /* A, E */
 	struct event tmr_timeout; /* B, F, D, K, M */
 };

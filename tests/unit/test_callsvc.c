@@ -34,8 +34,9 @@ static void test_terminal_sources_in_order(void **state)
 {
 	(void)state;
 	/* explicit parameter beats everything */
-	assert_int_equal(classify("terminal=desk;+sip.mobility=\"mobile\"", "sip:a@h", "Linphone Android"),
-			 TERM_DESK);
+	assert_int_equal(
+	    classify("terminal=desk;+sip.mobility=\"mobile\"", "sip:a@h", "Linphone Android"),
+	    TERM_DESK);
 	assert_int_equal(classify("", "sip:a@h;terminal=PC", "Yealink"), TERM_PC);
 	assert_int_equal(classify("terminal=\"mobile\"", "sip:a@h", ""), TERM_MOBILE);
 	/* RFC 3840 feature tags */
@@ -60,9 +61,12 @@ static void test_terminal_configured_patterns_first(void **state)
 	struct term_pattern p[] = {{"Yealink SIP-T5", TERM_PC}, {"mystery", TERM_MOBILE}};
 
 	(void)state;
-	assert_int_equal(term_classify(SV(""), SV("sip:a@h"), SV("Yealink SIP-T54W"), p, 2), TERM_PC);
-	assert_int_equal(term_classify(SV(""), SV("sip:a@h"), SV("Yealink SIP-T46S"), p, 2), TERM_DESK);
-	assert_int_equal(term_classify(SV(""), SV("sip:a@h"), SV("MYSTERY Box"), p, 2), TERM_MOBILE);
+	assert_int_equal(term_classify(SV(""), SV("sip:a@h"), SV("Yealink SIP-T54W"), p, 2),
+			 TERM_PC);
+	assert_int_equal(term_classify(SV(""), SV("sip:a@h"), SV("Yealink SIP-T46S"), p, 2),
+			 TERM_DESK);
+	assert_int_equal(term_classify(SV(""), SV("sip:a@h"), SV("MYSTERY Box"), p, 2),
+			 TERM_MOBILE);
 }
 
 static void apply_ok(struct uset *s, const char *word)
@@ -159,8 +163,9 @@ static void test_settings_canonical_round_trip(void **state)
 	uset_init(&a);
 	assert_int_equal(uset_format(&a, line, sizeof(line)), 0);
 	assert_string_equal(line, "");
-	assert_int_equal(uset_parse(&a, sv_cstr("  ring=sequential   order=desk:15,pc,mobile:20 "
-						"cfb=carol noanswer_after=9 stop_on_busy=no"),
+	assert_int_equal(uset_parse(&a,
+				    sv_cstr("  ring=sequential   order=desk:15,pc,mobile:20 "
+					    "cfb=carol noanswer_after=9 stop_on_busy=no"),
 				    err, sizeof(err)),
 			 0);
 	assert_int_equal(uset_format(&a, line, sizeof(line)), 0);
@@ -172,7 +177,8 @@ static void test_settings_canonical_round_trip(void **state)
 	assert_string_equal(line, line2);
 	/* a bad word in a stored line stops there, keeping what came before */
 	uset_init(&b);
-	assert_int_not_equal(uset_parse(&b, sv_cstr("ring=q-value bogus=1 cfb=x"), err, sizeof(err)), 0);
+	assert_int_not_equal(
+	    uset_parse(&b, sv_cstr("ring=q-value bogus=1 cfb=x"), err, sizeof(err)), 0);
 	assert_int_equal(b.ring, USET_RING_QVALUE);
 	assert_string_equal(b.fwd[USET_FWD_BUSY], "");
 	/* too small a buffer is an error, never a cut line */
@@ -350,7 +356,8 @@ static void test_dialplan_gateway_order(void **state)
 	(void)state;
 	for (uint64_t rnd = 1; rnd <= 1000; rnd++) {
 		n = dp_gateways(d, 0, rnd * 7919, gw, 8);
-		assert_int_equal(n, 4); /* a1 a2 (priority 1, by weight), a3, then b1 (a1 only once) */
+		assert_int_equal(n,
+				 4); /* a1 a2 (priority 1, by weight), a3, then b1 (a1 only once) */
 		assert_true((gw[0] == 0 && gw[1] == 1) || (gw[0] == 1 && gw[1] == 0));
 		assert_int_equal(gw[2], 2);
 		assert_int_equal(gw[3], 3);
@@ -389,20 +396,25 @@ static void config_error(const char *yaml, unsigned line, const char *want)
 static void test_dialplan_config_errors(void **state)
 {
 	(void)state;
-	config_error("gateway_groups:\n  - {name: g, gateways: [nope]}\n", 2, "no gateway named 'nope'");
+	config_error("gateway_groups:\n  - {name: g, gateways: [nope]}\n", 2,
+		     "no gateway named 'nope'");
 	config_error("gateways:\n  - {name: a, address: 192.0.2.1}\ndialplan:\n  rules:\n"
 		     "    - {prefix: \"0\", route: [missing]}\n",
 		     5, "no gateway group named 'missing'");
 	config_error("dialplan:\n  rules:\n    - {prefix: \"0x\", route: [g]}\n", 3, "not digits");
-	config_error("dialplan:\n  rules:\n    - {regex: \"(\", route: [g]}\n", 3, "regular expression");
+	config_error("dialplan:\n  rules:\n    - {regex: \"(\", route: [g]}\n", 3,
+		     "regular expression");
 	config_error("dialplan:\n  rules:\n    - {prefix: \"1\", regex: \"1\", route: [g]}\n", 3,
 		     "exactly one of");
-	config_error("dialplan:\n  rules:\n    - {prefix: \"1\", transform: [{frobnicate: 1}], route: [g]}\n",
+	config_error("dialplan:\n  rules:\n    - {prefix: \"1\", transform: [{frobnicate: 1}], "
+		     "route: [g]}\n",
 		     3, "unknown key 'frobnicate'");
-	config_error("dialplan:\n  rules:\n    - {prefix: \"1\", transform: [{insert: 1}], route: [g]}\n",
-		     3, "a transform step is one of");
+	config_error(
+	    "dialplan:\n  rules:\n    - {prefix: \"1\", transform: [{insert: 1}], route: [g]}\n", 3,
+	    "a transform step is one of");
 	config_error("gateways:\n  - {name: a, address: \"not a host\"}\n", 2, "not a host name");
-	config_error("gateways:\n  - {name: a, address: 192.0.2.1, transport: sctp}\n", 2, "udp or tcp");
+	config_error("gateways:\n  - {name: a, address: 192.0.2.1, transport: sctp}\n", 2,
+		     "udp or tcp");
 	config_error("dialplan:\n  max_callee_digits: 29\n", 2, "from 24 to 28");
 }
 

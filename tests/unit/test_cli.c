@@ -273,7 +273,8 @@ static void put_binding(const char *db, const char *aor, const char *contact, co
 }
 
 #define HEADER                                                                                     \
-	"AOR                CONTACT                       EXPIRES  Q    TRANSPORT  TERMINAL  USER-AGENT\n"
+	"AOR                CONTACT                       EXPIRES  Q    TRANSPORT  TERMINAL  "     \
+	"USER-AGENT\n"
 
 static void test_reg_list(void **state)
 {

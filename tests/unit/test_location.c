@@ -52,14 +52,13 @@ static int teardown(void **state)
 }
 
 /* A contact with q=1.0 and no instance. */
-static struct loc_contact C(const char *uri, uint32_t expires)
-{
+static struct loc_contact C(const char *uri, uint32_t expires) {
 	return (struct loc_contact){.uri = sv_cstr(uri), .expires = expires, .q = 1000};
 }
 
-static struct loc_register R(const char *aor, const char *callid, uint32_t cseq, int64_t now,
-			     const struct loc_contact *c, size_t n)
-{
+static struct loc_register
+R(const char *aor, const char *callid, uint32_t cseq, int64_t now, const struct loc_contact *c,
+  size_t n) {
 	struct loc_register r = {
 	    .aor = sv_cstr(aor),
 	    .callid = sv_cstr(callid),
@@ -75,7 +74,8 @@ static struct loc_register R(const char *aor, const char *callid, uint32_t cseq,
 	return r;
 }
 
-static enum loc_result reg(struct fx *f, const struct loc_register *r)
+static enum loc_result
+reg(struct fx *f, const struct loc_register *r)
 {
 	buf_reset(&f->out);
 	return loc_register(f->t, r, &f->out);
@@ -183,8 +183,8 @@ static void test_register_refresh_remove(void **state)
 	struct loc_target tg;
 
 	assert_int_equal(loc_count(f->t), 0);
-	assert_int_equal(reg1(f, "alice@example.com", "cid-1", 1, T0, "sip:alice@192.0.2.7:5062", 600),
-			 LOC_OK);
+	assert_int_equal(
+	    reg1(f, "alice@example.com", "cid-1", 1, T0, "sip:alice@192.0.2.7:5062", 600), LOC_OK);
 	assert_int_equal(loc_count(f->t), 1);
 	tg = one(f, "alice@example.com", T0);
 	assert_string_equal(tg.uri, "sip:alice@192.0.2.7:5062");
@@ -198,23 +198,26 @@ static void test_register_refresh_remove(void **state)
 	assert_int_equal(lookup(f, "bob@example.com", T0, &tg, 1), 0);
 
 	/* refresh: same Call-ID, higher CSeq, new expiry */
-	assert_int_equal(reg1(f, "alice@example.com", "cid-1", 2, T0 + 100, "sip:alice@192.0.2.7:5062", 900),
-			 LOC_OK);
+	assert_int_equal(
+	    reg1(f, "alice@example.com", "cid-1", 2, T0 + 100, "sip:alice@192.0.2.7:5062", 900),
+	    LOC_OK);
 	assert_int_equal(loc_count(f->t), 1);
 	assert_int_equal(one(f, "alice@example.com", T0 + 100).expires, T0 + 100 + 900);
 
 	/* a second contact */
-	assert_int_equal(reg1(f, "alice@example.com", "cid-2", 1, T0 + 100, "sip:alice@198.51.100.1", 600),
-			 LOC_OK);
+	assert_int_equal(
+	    reg1(f, "alice@example.com", "cid-2", 1, T0 + 100, "sip:alice@198.51.100.1", 600),
+	    LOC_OK);
 	assert_int_equal(loc_count(f->t), 2);
 
 	/* removal with expires 0; removing an unknown contact is fine and changes nothing */
-	assert_int_equal(reg1(f, "alice@example.com", "cid-1", 3, T0 + 200, "sip:alice@192.0.2.7:5062", 0),
-			 LOC_OK);
+	assert_int_equal(
+	    reg1(f, "alice@example.com", "cid-1", 3, T0 + 200, "sip:alice@192.0.2.7:5062", 0),
+	    LOC_OK);
 	assert_int_equal(loc_count(f->t), 1);
 	assert_string_equal(one(f, "alice@example.com", T0 + 200).uri, "sip:alice@198.51.100.1");
-	assert_int_equal(reg1(f, "alice@example.com", "cid-9", 1, T0 + 200, "sip:nobody@192.0.2.99", 0),
-			 LOC_OK);
+	assert_int_equal(
+	    reg1(f, "alice@example.com", "cid-9", 1, T0 + 200, "sip:nobody@192.0.2.99", 0), LOC_OK);
 	assert_int_equal(loc_count(f->t), 1);
 
 	/* a query (no Contact) lists what is there */
@@ -392,7 +395,8 @@ static void test_max_contacts(void **state)
 	r.max_contacts = 2;
 	assert_int_equal(reg(f, &r), LOC_OK);
 	assert_int_equal(lookup(f, aor, T0 + 3, tg, 4), 2);
-	assert_true(strcmp(tg[0].uri, "sip:a@192.0.2.1") != 0 && strcmp(tg[1].uri, "sip:a@192.0.2.1") != 0);
+	assert_true(strcmp(tg[0].uri, "sip:a@192.0.2.1") != 0 &&
+		    strcmp(tg[1].uri, "sip:a@192.0.2.1") != 0);
 
 	/* an expired binding does not count: b expired at T0+2+60 */
 	struct loc_contact d = C("sip:d@192.0.2.4", 600);
@@ -423,10 +427,12 @@ static void test_instance_reg_id(void **state)
 	struct loc_contact c3 = C("sip:alice@203.0.113.9:40001;ob", 600);
 	struct loc_target tg[4];
 
-	c1.instance = c2.instance = c3.instance = SV("\"<urn:uuid:00000000-0000-1000-8000-000A95A0E128>\"");
+	c1.instance = c2.instance = c3.instance =
+	    SV("\"<urn:uuid:00000000-0000-1000-8000-000A95A0E128>\"");
 	c1.reg_id = c2.reg_id = 1;
 	c3.reg_id = 2;
-	c1.params = c2.params = SV("+sip.instance=\"<urn:uuid:00000000-0000-1000-8000-000A95A0E128>\";reg-id=1");
+	c1.params = c2.params =
+	    SV("+sip.instance=\"<urn:uuid:00000000-0000-1000-8000-000A95A0E128>\";reg-id=1");
 
 	assert_int_equal(reg_n(f, aor, "cid-1", 1, T0, &c1, 1), LOC_OK);
 	assert_true(out_has(f, "Contact: <sip:alice@192.0.2.7:5062;ob>;expires=600;+sip.instance="
@@ -437,14 +443,17 @@ static void test_instance_reg_id(void **state)
 	assert_int_equal(reg_n(f, aor, "cid-2", 1, T0 + 10, &c2, 1), LOC_OK);
 	assert_int_equal(lookup(f, aor, T0 + 10, tg, 4), 1);
 	assert_string_equal(tg[0].uri, "sip:alice@203.0.113.9:40000;ob");
-	assert_string_equal(tg[0].params, "+sip.instance=\"<urn:uuid:00000000-0000-1000-8000-000A95A0E128>\";reg-id=1");
+	assert_string_equal(
+	    tg[0].params,
+	    "+sip.instance=\"<urn:uuid:00000000-0000-1000-8000-000A95A0E128>\";reg-id=1");
 	/* the row's key changed: the store must replace, not update */
 	struct rec r = flush(f, 0);
 	assert_int_equal(r.calls, 1);
 	assert_true(r.replace[0]);
 	assert_int_equal(r.n[0], 1);
 	assert_string_equal(r.b[0][0].contact, "sip:alice@203.0.113.9:40000;ob");
-	assert_string_equal(r.b[0][0].instance, "\"<urn:uuid:00000000-0000-1000-8000-000A95A0E128>\"");
+	assert_string_equal(r.b[0][0].instance,
+			    "\"<urn:uuid:00000000-0000-1000-8000-000A95A0E128>\"");
 	assert_int_equal(r.b[0][0].reg_id, 1);
 
 	/* the instance match obeys Call-ID/CSeq ordering too */
@@ -464,38 +473,45 @@ static void test_contact_uri_equality(void **state)
 	const char *aor = "alice@example.com";
 	struct loc_target tg[4];
 
-	assert_int_equal(reg1(f, aor, "cid-1", 1, T0, "sip:alice@Example.COM:5070;transport=udp;ob", 600),
-			 LOC_OK);
+	assert_int_equal(
+	    reg1(f, aor, "cid-1", 1, T0, "sip:alice@Example.COM:5070;transport=udp;ob", 600),
+	    LOC_OK);
 	/* host case, param order and param value case: the same contact, refreshed in place */
-	assert_int_equal(reg1(f, aor, "cid-1", 2, T0 + 1, "sip:alice@example.com:5070;ob;transport=UDP", 900),
-			 LOC_OK);
+	assert_int_equal(
+	    reg1(f, aor, "cid-1", 2, T0 + 1, "sip:alice@example.com:5070;ob;transport=UDP", 900),
+	    LOC_OK);
 	assert_int_equal(lookup(f, aor, T0 + 1, tg, 4), 1);
 	assert_int_equal(tg[0].expires, T0 + 1 + 900);
 	/* %-escapes in the user part */
-	assert_int_equal(reg1(f, aor, "cid-1", 3, T0 + 2, "sip:%61lice@EXAMPLE.com:5070;transport=udp;ob", 1000),
-			 LOC_OK);
+	assert_int_equal(
+	    reg1(f, aor, "cid-1", 3, T0 + 2, "sip:%61lice@EXAMPLE.com:5070;transport=udp;ob", 1000),
+	    LOC_OK);
 	assert_int_equal(lookup(f, aor, T0 + 2, tg, 4), 1);
 	assert_int_equal(tg[0].expires, T0 + 2 + 1000);
 	/* the scheme is case-insensitive too */
-	assert_int_equal(reg1(f, aor, "cid-1", 4, T0 + 3, "SIP:alice@example.com:5070;transport=udp;ob", 1100),
-			 LOC_OK);
+	assert_int_equal(
+	    reg1(f, aor, "cid-1", 4, T0 + 3, "SIP:alice@example.com:5070;transport=udp;ob", 1100),
+	    LOC_OK);
 	assert_int_equal(lookup(f, aor, T0 + 3, tg, 4), 1);
 
 	/* the user part is case-sensitive: a different contact */
-	assert_int_equal(reg1(f, aor, "cid-1", 5, T0 + 4, "sip:Alice@example.com:5070;transport=udp;ob", 600),
-			 LOC_OK);
+	assert_int_equal(
+	    reg1(f, aor, "cid-1", 5, T0 + 4, "sip:Alice@example.com:5070;transport=udp;ob", 600),
+	    LOC_OK);
 	assert_int_equal(lookup(f, aor, T0 + 4, tg, 4), 2);
 	/* a port that is present in one only differs (5060 is not "no port") */
 	assert_int_equal(reg1(f, aor, "cid-1", 6, T0 + 5, "sip:bob@192.0.2.1", 600), LOC_OK);
 	assert_int_equal(reg1(f, aor, "cid-1", 7, T0 + 5, "sip:bob@192.0.2.1:5060", 600), LOC_OK);
 	assert_int_equal(lookup(f, aor, T0 + 5, tg, 4), 4);
 	/* transport present in one only differs */
-	assert_int_equal(reg1(f, aor, "cid-1", 8, T0 + 5, "sip:bob@192.0.2.1;transport=tcp", 0), LOC_OK);
+	assert_int_equal(reg1(f, aor, "cid-1", 8, T0 + 5, "sip:bob@192.0.2.1;transport=tcp", 0),
+			 LOC_OK);
 	assert_int_equal(lookup(f, aor, T0 + 5, tg, 4), 4);
 
 	/* a removal written differently removes the equal contact */
-	assert_int_equal(reg1(f, aor, "cid-1", 9, T0 + 6, "sip:alice@EXAMPLE.COM:5070;TRANSPORT=udp;ob", 0),
-			 LOC_OK);
+	assert_int_equal(
+	    reg1(f, aor, "cid-1", 9, T0 + 6, "sip:alice@EXAMPLE.COM:5070;TRANSPORT=udp;ob", 0),
+	    LOC_OK);
 	assert_int_equal(lookup(f, aor, T0 + 6, tg, 4), 3);
 	for (size_t i = 0; i < 3; i++)
 		assert_null(strstr(tg[i].uri, ":alice@"));
@@ -552,7 +568,8 @@ static void test_lookup_max_keeps_highest_q(void **state)
 {
 	struct fx *f = *state;
 	const char *aor = "alice@example.com";
-	struct loc_contact best = C("sip:desk@192.0.2.1", 600), worse = C("sip:mobile@192.0.2.2", 600);
+	struct loc_contact best = C("sip:desk@192.0.2.1", 600),
+			   worse = C("sip:mobile@192.0.2.2", 600);
 	struct loc_target tg[2];
 
 	best.q = 1000;
@@ -733,7 +750,8 @@ static void test_mark_unpersisted(void **state)
 	struct rec rc;
 
 	assert_int_equal(reg1(f, "alice@example.com", "cid-1", 1, T0, uri, 3600), LOC_OK);
-	assert_int_equal(reg1(f, "bob@example.com", "cid-b", 1, T0, "sip:bob@192.0.2.8", 3600), LOC_OK);
+	assert_int_equal(reg1(f, "bob@example.com", "cid-b", 1, T0, "sip:bob@192.0.2.8", 3600),
+			 LOC_OK);
 	(void)flush(f, 0);
 	loc_mark_unpersisted(f->t);
 	assert_int_equal(loc_dirty_count(f->t), 0); /* everything is stored as it is */
@@ -807,7 +825,8 @@ static void test_flush_failure_once_per_call(void **state)
 	struct fx *f = *state;
 	struct rec rc;
 
-	assert_int_equal(reg1(f, "alice@example.com", "cid-1", 1, T0, "sip:alice@192.0.2.7", 3600), LOC_OK);
+	assert_int_equal(reg1(f, "alice@example.com", "cid-1", 1, T0, "sip:alice@192.0.2.7", 3600),
+			 LOC_OK);
 	memset(&rc, 0, sizeof(rc));
 	rc.fail = EIO;
 	size_t n = loc_flush_dirty(f->t, rec_fn, &rc, 100);
@@ -904,7 +923,8 @@ static void test_flush_all_bindings_of_big_aor(void **state)
 	}
 	/* seven REGISTERs of ten contacts, no limit configured */
 	for (int k = 0; k < 7; k++) {
-		if (reg_n(f, "pbx@example.com", "cid-1", (uint32_t)k + 1, T0, &c[k * 10], 10) == LOC_OK)
+		if (reg_n(f, "pbx@example.com", "cid-1", (uint32_t)k + 1, T0, &c[k * 10], 10) ==
+		    LOC_OK)
 			accepted += 10;
 	}
 	assert_int_equal(loc_count(f->t), accepted);
@@ -917,8 +937,7 @@ static void test_flush_all_bindings_of_big_aor(void **state)
 /*
  * Loading from the store
  */
-static struct store_binding SB(const char *aor, const char *contact, int64_t expires, uint16_t q)
-{
+static struct store_binding SB(const char *aor, const char *contact, int64_t expires, uint16_t q) {
 	struct store_binding b;
 
 	memset(&b, 0, sizeof(b));
@@ -933,11 +952,13 @@ static struct store_binding SB(const char *aor, const char *contact, int64_t exp
 	return b;
 }
 
-static void test_load(void **state)
+static void
+test_load(void **state)
 {
 	struct fx *f = *state;
 	struct store_binding live = SB("alice@example.com", "sip:alice@192.0.2.7", T0 + 3000, 1000);
-	struct store_binding low = SB("alice@example.com", "sip:alice@198.51.100.1", T0 + 3000, 200);
+	struct store_binding low =
+	    SB("alice@example.com", "sip:alice@198.51.100.1", T0 + 3000, 200);
 	struct store_binding old = SB("alice@example.com", "sip:alice@203.0.113.1", T0 - 1, 1000);
 	struct store_binding now = SB("bob@example.com", "sip:bob@203.0.113.2", T0, 1000);
 	struct loc_target tg[4];
@@ -946,7 +967,7 @@ static void test_load(void **state)
 	assert_int_equal(loc_load(f->t, &live, T0), 0);
 	assert_int_equal(loc_load(f->t, &old, T0), 0);
 	assert_int_equal(loc_load(f->t, &now, T0), 0);
-	assert_int_equal(loc_count(f->t), 2); /* expired rows are skipped */
+	assert_int_equal(loc_count(f->t), 2);	    /* expired rows are skipped */
 	assert_int_equal(loc_dirty_count(f->t), 0); /* what was loaded is stored */
 	assert_int_equal(lookup(f, "alice@example.com", T0, tg, 4), 2);
 	assert_string_equal(tg[0].uri, "sip:alice@192.0.2.7");
@@ -956,13 +977,15 @@ static void test_load(void **state)
 	assert_int_equal(lookup(f, "bob@example.com", T0, tg, 4), 0);
 
 	/* the stored Call-ID/CSeq order the next REGISTER */
-	assert_int_equal(reg1(f, "alice@example.com", "cid-1", 3, T0 + 1, "sip:alice@192.0.2.7", 3600),
-			 LOC_OUT_OF_ORDER);
-	assert_int_equal(reg1(f, "alice@example.com", "cid-1", 4, T0 + 1, "sip:alice@192.0.2.7", 3600),
-			 LOC_RETRANSMISSION);
+	assert_int_equal(
+	    reg1(f, "alice@example.com", "cid-1", 3, T0 + 1, "sip:alice@192.0.2.7", 3600),
+	    LOC_OUT_OF_ORDER);
+	assert_int_equal(
+	    reg1(f, "alice@example.com", "cid-1", 4, T0 + 1, "sip:alice@192.0.2.7", 3600),
+	    LOC_RETRANSMISSION);
 	/* the stored expiry counts as persisted: a refresh it covers is not written */
-	assert_int_equal(reg1(f, "alice@example.com", "cid-1", 5, T0 + 1, "sip:alice@192.0.2.7", 3600),
-			 LOC_OK);
+	assert_int_equal(
+	    reg1(f, "alice@example.com", "cid-1", 5, T0 + 1, "sip:alice@192.0.2.7", 3600), LOC_OK);
 	assert_int_equal(loc_dirty_count(f->t), 0);
 }
 
@@ -974,7 +997,8 @@ static void test_contact_lines(void **state)
 	struct fx *f = *state;
 	const char *aor = "alice@example.com";
 	struct loc_contact c[3] = {C("sip:alice@192.0.2.7;transport=udp", 3600),
-				   C("sip:alice@198.51.100.1", 1800), C("sip:alice@203.0.113.1", 120)};
+				   C("sip:alice@198.51.100.1", 1800),
+				   C("sip:alice@203.0.113.1", 120)};
 
 	c[1].q = 500;
 	c[2].q = 0;

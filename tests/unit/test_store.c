@@ -292,32 +292,37 @@ static void test_migration_from_v1(void **state)
 	f->s = NULL;
 	unlink(f->path);
 	assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
-	assert_int_equal(sqlite3_exec(db,
-				      "CREATE TABLE subscriber(id INTEGER PRIMARY KEY, username TEXT NOT NULL,"
-				      " domain TEXT NOT NULL, ha1_md5 TEXT NOT NULL, ha1_sha256 TEXT NOT NULL,"
-				      " created INTEGER NOT NULL, updated INTEGER NOT NULL, UNIQUE(username, domain));"
-				      "CREATE TABLE location(id INTEGER PRIMARY KEY, aor TEXT NOT NULL,"
-				      " contact TEXT NOT NULL, received TEXT NOT NULL DEFAULT '',"
-				      " path TEXT NOT NULL DEFAULT '', instance TEXT NOT NULL DEFAULT '',"
-				      " user_agent TEXT NOT NULL DEFAULT '', callid TEXT NOT NULL DEFAULT '',"
-				      " cseq INTEGER NOT NULL DEFAULT 0, expires INTEGER NOT NULL,"
-				      " q INTEGER NOT NULL DEFAULT 1000, reg_id INTEGER NOT NULL DEFAULT 0,"
-				      " flags INTEGER NOT NULL DEFAULT 0, updated INTEGER NOT NULL,"
-				      " UNIQUE(aor, contact));"
-				      "CREATE INDEX location_expires ON location(expires);"
-				      "INSERT INTO subscriber VALUES(1, 'old', 'example.com', 'a', 'b', 1, 1);"
-				      "PRAGMA user_version = 1;",
-				      NULL, NULL, NULL),
-			 SQLITE_OK);
+	assert_int_equal(
+	    sqlite3_exec(
+		db,
+		"CREATE TABLE subscriber(id INTEGER PRIMARY KEY, username TEXT NOT NULL,"
+		" domain TEXT NOT NULL, ha1_md5 TEXT NOT NULL, ha1_sha256 TEXT NOT NULL,"
+		" created INTEGER NOT NULL, updated INTEGER NOT NULL, UNIQUE(username, domain));"
+		"CREATE TABLE location(id INTEGER PRIMARY KEY, aor TEXT NOT NULL,"
+		" contact TEXT NOT NULL, received TEXT NOT NULL DEFAULT '',"
+		" path TEXT NOT NULL DEFAULT '', instance TEXT NOT NULL DEFAULT '',"
+		" user_agent TEXT NOT NULL DEFAULT '', callid TEXT NOT NULL DEFAULT '',"
+		" cseq INTEGER NOT NULL DEFAULT 0, expires INTEGER NOT NULL,"
+		" q INTEGER NOT NULL DEFAULT 1000, reg_id INTEGER NOT NULL DEFAULT 0,"
+		" flags INTEGER NOT NULL DEFAULT 0, updated INTEGER NOT NULL,"
+		" UNIQUE(aor, contact));"
+		"CREATE INDEX location_expires ON location(expires);"
+		"INSERT INTO subscriber VALUES(1, 'old', 'example.com', 'a', 'b', 1, 1);"
+		"PRAGMA user_version = 1;",
+		NULL, NULL, NULL),
+	    SQLITE_OK);
 	sqlite3_close(db);
 	f->s = reopen(f);
 	assert_int_equal(store_user_get(f->s, SV("old"), SV("example.com"), &u), 0);
 	assert_string_equal(u.settings, "");
-	assert_int_equal(store_user_settings(f->s, SV("old"), SV("example.com"), SV("ring=sequential")), 0);
+	assert_int_equal(
+	    store_user_settings(f->s, SV("old"), SV("example.com"), SV("ring=sequential")), 0);
 	assert_int_equal(store_user_get(f->s, SV("old"), SV("example.com"), &u), 0);
 	assert_string_equal(u.settings, "ring=sequential");
-	assert_int_equal(store_user_settings(f->s, SV("nobody"), SV("example.com"), SV("ring=q-value")), ENOENT);
-	assert_int_equal(store_user_settings(f->s, SV("old"), SV("example.com"), SV("a\nb")), EINVAL);
+	assert_int_equal(
+	    store_user_settings(f->s, SV("nobody"), SV("example.com"), SV("ring=q-value")), ENOENT);
+	assert_int_equal(store_user_settings(f->s, SV("old"), SV("example.com"), SV("a\nb")),
+			 EINVAL);
 	/* a new password leaves the settings alone */
 	assert_int_equal(store_user_passwd(f->s, SV("old"), SV("example.com"), SV("pw")), 0);
 	assert_int_equal(store_user_get(f->s, SV("old"), SV("example.com"), &u), 0);

@@ -45,10 +45,10 @@
 #define T2 160
 #define T4 200
 
-#define MAX_RX 128
-#define MAX_REQ 16
+#define MAX_RX	 128
+#define MAX_REQ	 16
 #define MAX_RESP 32
-#define MSG_MAX 4096
+#define MSG_MAX	 4096
 
 struct datagram {
 	int64_t at_us; /* when the peer read it, relative to fx->t0 */
@@ -304,7 +304,7 @@ static int teardown(void **state)
  */
 #define RUN_UNTIL(cond, max_ms)                                                                    \
 	do {                                                                                       \
-		int64_t deadline_ = mono_us() + (int64_t)(max_ms) * 1000;                          \
+		int64_t deadline_ = mono_us() + (int64_t)(max_ms)*1000;                            \
 		while (!(cond) && mono_us() < deadline_)                                           \
 			event_base_loop(g->w->base, EVLOOP_ONCE);                                  \
 	} while (0)
@@ -316,7 +316,7 @@ static int teardown(void **state)
  */
 #define RUN_UNTIL_REAPED(cond, max_ms)                                                             \
 	do {                                                                                       \
-		int64_t deadline_ = mono_us() + (int64_t)(max_ms) * 1000;                          \
+		int64_t deadline_ = mono_us() + (int64_t)(max_ms)*1000;                            \
 		while (!(cond) && mono_us() < deadline_) {                                         \
 			event_base_loop(g->w->base, EVLOOP_ONCE);                                  \
 			worker_reap(g->w);                                                         \
@@ -336,7 +336,8 @@ static void peer_wait(size_t n, unsigned max_ms)
 {
 	RUN_UNTIL(g->nrx >= n, max_ms);
 	if (g->nrx < n)
-		fail_msg("the peer received %zu datagrams, expected %zu within %u ms", g->nrx, n, max_ms);
+		fail_msg("the peer received %zu datagrams, expected %zu within %u ms", g->nrx, n,
+			 max_ms);
 }
 
 /* Waits until the worker has received n requests in all. */
@@ -349,9 +350,9 @@ static void req_wait(size_t n, unsigned max_ms)
 
 static void peer_send(const char *data, size_t len)
 {
-	assert_int_equal(sendto(g->peer_fd, data, len, 0, (struct sockaddr *)&g->w_addr,
-				sizeof(g->w_addr)),
-			 (ssize_t)len);
+	assert_int_equal(
+	    sendto(g->peer_fd, data, len, 0, (struct sockaddr *)&g->w_addr, sizeof(g->w_addr)),
+	    (ssize_t)len);
 }
 
 static void peer_send_buf(struct buf *b)
@@ -466,21 +467,22 @@ static void build_request(struct buf *b, const struct txn_cli *t, const char *me
 			  const char *extra)
 {
 	buf_reset(b);
-	buf_printf(b,
-		   "%s sip:bob@127.0.0.1:%u;transport=udp SIP/2.0\r\n"
-		   "Via: SIP/2.0/UDP 127.0.0.1:%u;branch=%.*s\r\n"
-		   "Via: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK-upstream-1;received=192.0.2.1\r\n"
-		   "Route: <sip:edge.example.com;lr>\r\n"
-		   "Max-Forwards: 69\r\n"
-		   "From: \"Alice\" <sip:alice@example.com>;tag=alice-tag\r\n"
-		   "To: <sip:bob@example.com>\r\n"
-		   "Call-ID: call-%.*s@test\r\n"
-		   "CSeq: %u %s\r\n"
-		   "Contact: <sip:alice@192.0.2.1:5060>\r\n"
-		   "%s"
-		   "Content-Length: 0\r\n\r\n",
-		   method, g->peer_port, g->w_port, (int)t->branch_len, t->branch, (int)t->branch_len,
-		   t->branch, cseq, method, extra ? extra : "");
+	buf_printf(
+	    b,
+	    "%s sip:bob@127.0.0.1:%u;transport=udp SIP/2.0\r\n"
+	    "Via: SIP/2.0/UDP 127.0.0.1:%u;branch=%.*s\r\n"
+	    "Via: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK-upstream-1;received=192.0.2.1\r\n"
+	    "Route: <sip:edge.example.com;lr>\r\n"
+	    "Max-Forwards: 69\r\n"
+	    "From: \"Alice\" <sip:alice@example.com>;tag=alice-tag\r\n"
+	    "To: <sip:bob@example.com>\r\n"
+	    "Call-ID: call-%.*s@test\r\n"
+	    "CSeq: %u %s\r\n"
+	    "Contact: <sip:alice@192.0.2.1:5060>\r\n"
+	    "%s"
+	    "Content-Length: 0\r\n\r\n",
+	    method, g->peer_port, g->w_port, (int)t->branch_len, t->branch, (int)t->branch_len,
+	    t->branch, cseq, method, extra ? extra : "");
 	assert_int_equal(b->err, 0);
 }
 
@@ -509,7 +511,8 @@ static void assert_sv_equal(sv_t a, sv_t b)
 }
 
 /* Checks an ACK or CANCEL that the client transaction built from its request (17.1.1.3, 9.1). */
-static void assert_built_from(size_t i, const struct buf *req, const char *method, const char *to_tag)
+static void assert_built_from(size_t i, const struct buf *req, const char *method,
+			      const char *to_tag)
 {
 	struct sip_msg m, r;
 	const struct sip_cseq *cs, *rcs;
@@ -563,7 +566,8 @@ static void assert_retransmissions(size_t first, const unsigned *expected_ms, si
 		snprintf(label, sizeof(label), "%s interval %zu", what, k + 1);
 		assert_int_equal(g->rx[first + k + 1].len, g->rx[first].len);
 		assert_memory_equal(g->rx[first + k + 1].data, g->rx[first].data, g->rx[first].len);
-		assert_interval(g->rx[first + k + 1].at_us - g->rx[first + k].at_us, expected_ms[k], label);
+		assert_interval(g->rx[first + k + 1].at_us - g->rx[first + k].at_us, expected_ms[k],
+				label);
 	}
 }
 
@@ -897,7 +901,8 @@ static void test_cancel_after_provisional(void **state)
 	assert_true(c >= (long)before);
 	assert_built_from((size_t)c, &req, "CANCEL", NULL);
 	parse_rx((size_t)c, &m);
-	assert_sv_equal(hdr_value(&m, SIP_H_REASON), SV("SIP;cause=200;text=\"Call completed elsewhere\""));
+	assert_sv_equal(hdr_value(&m, SIP_H_REASON),
+			SV("SIP;cause=200;text=\"Call completed elsewhere\""));
 	sip_msg_release(&m);
 	/* a second call does not send a second CANCEL */
 	txn_cli_cancel(t, false);
@@ -963,7 +968,8 @@ static void test_dispatch_matching(void **state)
 	size_t t2_rx = f->nrx;
 	t2 = cli_start(SIP_OPTIONS, 2, &req2);
 	assert_int_equal(t2->slot, slot);
-	assert_false(t2->branch_len == strlen(stale) && memcmp(t2->branch, stale, t2->branch_len) == 0);
+	assert_false(t2->branch_len == strlen(stale) &&
+		     memcmp(t2->branch, stale, t2->branch_len) == 0);
 	peer_wait(t2_rx + 1, 500);
 	size_t nd = f->ndispatch;
 	peer_reply(0, 200, "x"); /* to the first OPTIONS: stale branch */
@@ -1019,7 +1025,8 @@ static void test_branch_loop_hash(void **state)
 	struct txn_cli *t = NULL;
 	uint64_t lh = 0;
 
-	assert_int_equal(txn_cli_create(f->w, SIP_INVITE, 0xfedcba9876543210ULL, &cli_ops, f, &t), 0);
+	assert_int_equal(txn_cli_create(f->w, SIP_INVITE, 0xfedcba9876543210ULL, &cli_ops, f, &t),
+			 0);
 	assert_true(t->branch_len > 7 + TXN_LOOP_HEX);
 	assert_memory_equal(t->branch, "z9hG4bKfedcba9876543210.", 24);
 	assert_true(txn_branch_loop_hash(sv_make(t->branch, t->branch_len), &lh));
@@ -1028,12 +1035,12 @@ static void test_branch_loop_hash(void **state)
 	assert_true(lh == 1);
 
 	const char *foreign[] = {
-	    "z9hG4bK776asdhds",			   /* too short */
-	    "z9hG4bK0123456789abcdeX.0.1.1",	   /* not hex */
-	    "z9hG4bK0123456789ABCDEF.0.1.1",	   /* upper case: not ours */
-	    "z9hg4bk0123456789abcdef.0.1.1",	   /* cookie spelt differently: not ours */
-	    "xxxxxxx0123456789abcdef.0.1.1",	   /* no cookie */
-	    "0123456789abcdef0123456789abcdef",	   /* RFC 2543 */
+	    "z9hG4bK776asdhds",			/* too short */
+	    "z9hG4bK0123456789abcdeX.0.1.1",	/* not hex */
+	    "z9hG4bK0123456789ABCDEF.0.1.1",	/* upper case: not ours */
+	    "z9hg4bk0123456789abcdef.0.1.1",	/* cookie spelt differently: not ours */
+	    "xxxxxxx0123456789abcdef.0.1.1",	/* no cookie */
+	    "0123456789abcdef0123456789abcdef", /* RFC 2543 */
 	    "",
 	};
 	for (size_t i = 0; i < sizeof(foreign) / sizeof(foreign[0]); i++) {
@@ -1065,8 +1072,8 @@ static void test_branch_loop_hash_foreign_hex(void **state)
  */
 
 /* The peer sends a request (with its own Via) to the worker; returns its index in g->req. */
-static size_t peer_request(const char *method, const char *branch, uint32_t cseq, const char *via_extra,
-			   const char *to_tag)
+static size_t peer_request(const char *method, const char *branch, uint32_t cseq,
+			   const char *via_extra, const char *to_tag)
 {
 	struct buf b;
 	size_t n = g->nreq;
@@ -1181,13 +1188,14 @@ static void test_srv_table(void **state)
 		struct buf b;
 		size_t n = f->nreq;
 		buf_init(&b, 0);
-		buf_printf(&b,
-			   "INVITE sip:bob@127.0.0.1:%u SIP/2.0\r\n"
-			   "Via: SIP/2.0/UDP 192.0.2.55:%u;branch=z9hG4bK-peer-1\r\n"
-			   "From: <sip:carol@example.com>;tag=carol-tag\r\nTo: <sip:bob@example.com>\r\n"
-			   "Call-ID: srv-call@test\r\nCSeq: 1 INVITE\r\nMax-Forwards: 70\r\n"
-			   "Content-Length: 0\r\n\r\n",
-			   f->w_port, f->peer_port); /* same port, another host */
+		buf_printf(
+		    &b,
+		    "INVITE sip:bob@127.0.0.1:%u SIP/2.0\r\n"
+		    "Via: SIP/2.0/UDP 192.0.2.55:%u;branch=z9hG4bK-peer-1\r\n"
+		    "From: <sip:carol@example.com>;tag=carol-tag\r\nTo: <sip:bob@example.com>\r\n"
+		    "Call-ID: srv-call@test\r\nCSeq: 1 INVITE\r\nMax-Forwards: 70\r\n"
+		    "Content-Length: 0\r\n\r\n",
+		    f->w_port, f->peer_port); /* same port, another host */
 		peer_send_buf(&b);
 		buf_free(&b);
 		req_wait(n + 1, 500);
@@ -1473,7 +1481,8 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(test_invite_timer_a_and_b, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_invite_provisional_stops_retransmissions, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_invite_provisional_stops_retransmissions, setup,
+					    teardown),
 	    cmocka_unit_test_setup_teardown(test_invite_proceeding_no_timer_b, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_invite_non2xx_ack, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_invite_2xx_accepted, setup, teardown),
