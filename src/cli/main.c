@@ -15,7 +15,10 @@ static void usage(FILE *f)
 		"                      run the SIP server in the foreground\n"
 		"  check-config -c FILE  check a configuration file\n"
 		"  user add|del|passwd|list|import ...   manage subscribers\n"
+		"  user set|show ...     call settings (ringing, forwarding, lists) of a user\n"
 		"  reg list [AOR]        show registrations\n"
+		"  route show|test ...   the dialplan and gateways of a configuration\n"
+		"  list show|check ...   the black and white lists\n"
 		"  version               print the version\n"
 		"Each command takes --help. Exit codes: 0 ok, 1 failure, 2 usage, 3 bad config,\n"
 		"4 not found, 5 already exists.\n");
@@ -35,6 +38,10 @@ int main(int argc, char **argv)
 		return cli_user(argc - 1, argv + 1);
 	if (strcmp(cmd, "reg") == 0)
 		return cli_reg(argc - 1, argv + 1);
+	if (strcmp(cmd, "route") == 0)
+		return cli_route(argc - 1, argv + 1);
+	if (strcmp(cmd, "list") == 0)
+		return cli_list(argc - 1, argv + 1);
 	if (strcmp(cmd, "check-config") == 0)
 		return cli_check_config(argc - 1, argv + 1);
 	if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {

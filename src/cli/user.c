@@ -30,8 +30,8 @@ static void cli_user_usage(FILE *to)
 		"       switchboard user del USER@DOMAIN [OPTIONS]\n"
 		"       switchboard user list [DOMAIN] [OPTIONS]\n"
 		"       switchboard user import FILE|- [OPTIONS]\n"
-		"       switchboard user set USER@DOMAIN KEY=VALUE... [OPTIONS]\n"
-		"       switchboard user show USER@DOMAIN [OPTIONS]\n"
+		"       switchboard user set USER[@DOMAIN] KEY=VALUE... [OPTIONS]\n"
+		"       switchboard user show USER[@DOMAIN] [OPTIONS]\n"
 		"\n"
 		"  -p, --password PW   the password; '-' reads one line from standard input\n"
 		"  -c, --config FILE   take the database path from this configuration file\n"
@@ -49,6 +49,7 @@ static void cli_user_usage(FILE *to)
 		"  forward_always=TARGET   forward_busy=TARGET   forward_noanswer=TARGET\n"
 		"  forward_unregistered=TARGET   (TARGET: user, user@domain, number, sip: URI)\n"
 		"show prints every setting and each registered terminal with its type.\n"
+		"A bare USER is in the one domain of -c FILE.\n"
 		"Exit status: 0 ok, 1 error, 2 bad arguments, 3 bad configuration,\n"
 		"4 no such user, 5 user already exists.\n");
 }
@@ -65,6 +66,40 @@ static int cli_split_aor(const char *arg, const char *cmd, sv_t *user, sv_t *dom
 	*user = sv_make(arg, (size_t)(at - arg));
 	*domain = sv_cstr(at + 1);
 	return CLI_EXIT_OK;
+}
+
+/*
+ * USER@DOMAIN, or a bare USER when -c FILE serves exactly one domain (the
+ * phone-book way of naming people: `user set alice ring=sequential`).
+ * domain_buf holds that domain.
+ */
+static int cli_split_user(const struct cli_opts *o, const char *cmd, sv_t *user, sv_t *domain,
+			  char *domain_buf, size_t len)
+{
+	struct cfg *c;
+	struct cfg_error err;
+	int ex = CLI_EXIT_OK;
+
+	if (strchr(o->pos[0], '@') || !o->config)
+		return cli_split_aor(o->pos[0], cmd, user, domain);
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		return CLI_EXIT_FAILURE;
+	cfg_defaults(c);
+	if (cfg_load_file(c, o->config, &err)) {
+		cli_print_cfg_error(o->config, &err);
+		ex = CLI_EXIT_CONFIG;
+	} else if (c->ndomains != 1) {
+		fprintf(stderr, "%s %s: expected USER@DOMAIN (%s serves %zu domains)\n", cmd,
+			o->pos[0], o->config, c->ndomains);
+		ex = CLI_EXIT_USAGE;
+	} else {
+		snprintf(domain_buf, len, "%s", c->domains[0]);
+		*user = sv_cstr(o->pos[0]);
+		*domain = sv_cstr(domain_buf);
+	}
+	free(c);
+	return ex;
 }
 
 /* One line from stdin, without its line end; *out is malloc'd. */
@@ -236,10 +271,10 @@ static int cli_user_set_settings(const struct cli_opts *o, const char *cmd)
 	struct store_user u;
 	struct uset set;
 	sv_t user, domain;
-	char line[STORE_SETTINGS_MAX], why[256];
+	char line[STORE_SETTINGS_MAX], why[256], dbuf[STORE_DOMAIN_MAX];
 	int ex, rc;
 
-	ex = cli_split_aor(o->pos[0], cmd, &user, &domain);
+	ex = cli_split_user(o, cmd, &user, &domain, dbuf, sizeof(dbuf));
 	if (!ex)
 		ex = cli_open_store(o->config, o->db, &s);
 	if (ex)
@@ -277,10 +312,10 @@ static int cli_user_show(const struct cli_opts *o, const char *cmd)
 	struct store_user u;
 	struct uset set;
 	sv_t user, domain;
-	char aor[STORE_USER_MAX + STORE_DOMAIN_MAX + 2], why[256];
+	char aor[STORE_USER_MAX + STORE_DOMAIN_MAX + 2], why[256], dbuf[STORE_DOMAIN_MAX];
 	int ex, rc;
 
-	ex = cli_split_aor(o->pos[0], cmd, &user, &domain);
+	ex = cli_split_user(o, cmd, &user, &domain, dbuf, sizeof(dbuf));
 	if (!ex)
 		ex = cli_open_store(o->config, o->db, &s);
 	if (ex)

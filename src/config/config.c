@@ -44,6 +44,8 @@ enum cfg_kind {
 	CFG_K_REDIRECT,
 	CFG_K_PREFIXES,
 	CFG_K_CIDRS,
+	CFG_K_FWD_HEADER,
+	CFG_K_FEATURES,
 	CFG_K_GATEWAYS,
 	CFG_K_GROUPS,
 	CFG_K_RULES,
@@ -140,6 +142,8 @@ static const struct cfg_key cfg_calls_keys[] = {
     CFG_UINT("noanswer_after", noanswer_after_s, 1, 600),
     CFG_BOOL("stop_on_busy", stop_on_busy),
     CFG_UINT("max_forward_hops", max_forward_hops, 1, 20),
+    CFG_SPECIAL("forward_header", CFG_K_FWD_HEADER),
+    CFG_SPECIAL("feature_codes", CFG_K_FEATURES),
     CFG_SPECIAL("terminal_user_agents", CFG_K_TERMINALS),
     CFG_SPECIAL("redirect_domains", CFG_K_REDIRECT),
     {0},
@@ -239,6 +243,8 @@ void cfg_defaults(struct cfg *c)
 	    .ring_time_s = 20,
 	    .noanswer_after_s = 20,
 	    .max_forward_hops = 5,
+	    .forward_header = CFG_FWD_DIVERSION,
+	    .feature_codes = {"*72", "*73", "*90", "*91", "*92", "*93", "*94", "*95"},
 	    .block_status = 403,
 	    .dialplan = {.max_callee_digits = DP_CALLEE_DIGITS, .probe_interval_s = 30},
 	};
@@ -787,6 +793,65 @@ static int cfg_set_proxy_mode(struct cfg_parse *p, const struct cfg_key *k, cons
 		p->c->proxy_mode = CFG_PROXY_STATELESS;
 	else
 		return cfg_fail_key(p, k->name, v, "stateful or stateless");
+	return 0;
+}
+
+static int cfg_set_fwd_header(struct cfg_parse *p, const struct cfg_key *k, const yaml_node_t *v)
+{
+	const char *s = v->type == YAML_SCALAR_NODE ? cfg_str(v) : "";
+
+	if (strcmp(s, "diversion") == 0)
+		p->c->forward_header = CFG_FWD_DIVERSION;
+	else if (strcmp(s, "history-info") == 0)
+		p->c->forward_header = CFG_FWD_HISTORY_INFO;
+	else if (strcmp(s, "both") == 0)
+		p->c->forward_header = CFG_FWD_DIVERSION | CFG_FWD_HISTORY_INFO;
+	else
+		return cfg_fail_key(p, k->name, v, "diversion, history-info or both");
+	return 0;
+}
+
+static const char *const cfg_feature_names[CFG_FEATURE_COUNT] = {
+    "forward_always_on",       "forward_always_off",	  "forward_busy_on",
+    "forward_busy_off",	       "forward_noanswer_on",	  "forward_noanswer_off",
+    "forward_unregistered_on", "forward_unregistered_off"};
+
+/* calls.feature_codes: a mapping of the names above to codes ("*72"; "" disables one). */
+static int cfg_set_features(struct cfg_parse *p, const struct cfg_key *k, const yaml_node_t *v)
+{
+	if (cfg_is_null(v))
+		return 0;
+	if (v->type != YAML_MAPPING_NODE)
+		return cfg_fail_key(p, k->name, v, "a mapping of feature names to codes");
+	for (yaml_node_pair_t *pr = v->data.mapping.pairs.start; pr < v->data.mapping.pairs.top;
+	     pr++) {
+		const yaml_node_t *kn = cfg_node(p, pr->key), *vn = cfg_node(p, pr->value);
+		const char *code;
+		int i;
+
+		for (i = 0; i < CFG_FEATURE_COUNT; i++) {
+			if (kn->type == YAML_SCALAR_NODE &&
+			    strcmp(cfg_str(kn), cfg_feature_names[i]) == 0)
+				break;
+		}
+		if (i == CFG_FEATURE_COUNT)
+			return cfg_fail_at(
+			    p, kn,
+			    "unknown feature code '%.64s' (forward_always_on, forward_always_off, "
+			    "forward_busy_on/off, forward_noanswer_on/off, "
+			    "forward_unregistered_on/off)",
+			    kn->type == YAML_SCALAR_NODE ? cfg_str(kn) : "?");
+		code = vn->type == YAML_SCALAR_NODE && !cfg_is_null(vn) ? cfg_str(vn) : "";
+		if (strlen(code) >= sizeof(p->c->feature_codes[0]) ||
+		    strspn(code, "*#0123456789") != strlen(code) ||
+		    (code[0] && code[0] != '*' && code[0] != '#'))
+			return cfg_fail_at(
+			    p, vn,
+			    "feature code '%.32s' must start with * or # and have at most %zu "
+			    "keypad characters",
+			    code, sizeof(p->c->feature_codes[0]) - 1);
+		strcpy(p->c->feature_codes[i], code);
+	}
 	return 0;
 }
 
@@ -1513,6 +1578,10 @@ static int cfg_apply(struct cfg_parse *p, const struct cfg_key *k, const yaml_no
 	case CFG_K_PREFIXES:
 	case CFG_K_CIDRS:
 		return cfg_set_list(p, k, v);
+	case CFG_K_FWD_HEADER:
+		return cfg_set_fwd_header(p, k, v);
+	case CFG_K_FEATURES:
+		return cfg_set_features(p, k, v);
 	case CFG_K_GATEWAYS:
 		p->c->dialplan.ngw = 0;
 		return cfg_each_item(p, k, v, cfg_gateway_item);

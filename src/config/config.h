@@ -45,6 +45,13 @@ struct cfg_listen {
 
 enum cfg_proxy_mode { CFG_PROXY_STATEFUL = 0, CFG_PROXY_STATELESS };
 
+/* Feature codes, in this order: forward_always_on/off, forward_busy_on/off,
+ * forward_noanswer_on/off, forward_unregistered_on/off. */
+#define CFG_FEATURE_COUNT 8
+
+/* What a forwarded INVITE says about its forwarding (bits). */
+enum cfg_fwd_header { CFG_FWD_DIVERSION = 1, CFG_FWD_HISTORY_INFO = 2 };
+
 enum cfg_auth_alg { CFG_ALG_MD5 = 0, CFG_ALG_SHA256 };
 
 struct cfg {
@@ -101,6 +108,9 @@ struct cfg {
 	unsigned noanswer_after_s; /* parallel ringing before forwarding on no answer: 20 */
 	bool stop_on_busy;	   /* a busy terminal ends a sequential search: false */
 	unsigned max_forward_hops; /* Diversion entries before forwarding stops (loop cut): 5 */
+	unsigned forward_header;   /* enum cfg_fwd_header bits: Diversion (RFC 5806) by default */
+	char feature_codes[CFG_FEATURE_COUNT]
+			  [8]; /* "" = disabled; defaults *72, *73, *90, *91, *92, *93, *94, *95 */
 	/* domains answered as a redirect server (302 with the contacts); "*" = all */
 	char redirect_domains[CFG_MAX_DOMAINS][128];
 	size_t nredirect_domains;

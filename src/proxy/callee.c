@@ -49,8 +49,12 @@ struct callee_ctx {
 	char aor[CALLEE_AOR_MAX]; /* whose settings govern now (changes when forwarded) */
 	struct uset set;
 	bool exists;
-	unsigned hops;		      /* forwardings: the request's Diversion entries and ours */
-	char diversion[512];	      /* our Diversion lines, newest first */
+	unsigned hops;	     /* forwardings: the request's Diversion entries and ours */
+	bool hi_off;	     /* the request has History-Info of its own: we add none */
+	unsigned hi_depth;   /* our History-Info entries after the first (index 1.1.1...) */
+	unsigned hi_cause;   /* RFC 4458 cause of the forwarding being made */
+	char hinfo[500];     /* our History-Info lines, in index order */
+	char diversion[512]; /* our Diversion lines, newest first */
 	char external[STORE_URI_MAX]; /* a forwarding target outside our users */
 };
 
@@ -127,7 +131,47 @@ static bool divert(struct callee_ctx *c, enum uset_fwd why)
 	memmove(c->diversion + n, c->diversion, old + 1);
 	memcpy(c->diversion, line, (size_t)n);
 	c->hops++;
+	/* RFC 4458 causes: unconditional 302, user busy 486, no reply 408, not available 404 */
+	c->hi_cause = why == USET_FWD_ALWAYS	 ? 302
+		      : why == USET_FWD_BUSY	 ? 486
+		      : why == USET_FWD_NOANSWER ? 408
+						 : 404;
+	if (!c->hi_off && !c->hinfo[0])
+		snprintf(c->hinfo, sizeof(c->hinfo), "History-Info: <sip:%s>;index=1\r\n", c->aor);
 	return true;
+}
+
+/* The History-Info entry of a forwarding target (RFC 7044 10.1: mp names the entry it came from).
+ */
+static void history_add(struct callee_ctx *c, const char *uri)
+{
+	char index[64] = "1", parent[64];
+	size_t len = strlen(c->hinfo);
+	int n;
+
+	if (c->hi_off || !c->hinfo[0] || c->hi_depth >= 20)
+		return;
+	for (unsigned i = 0; i < c->hi_depth; i++)
+		strcat(index, ".1");
+	memcpy(parent, index, sizeof(index));
+	strcat(index, ".1");
+	n = snprintf(c->hinfo + len, sizeof(c->hinfo) - len,
+		     "History-Info: <%s%cReason=SIP%%3Bcause%%3D%u>;index=%s;mp=%s\r\n", uri,
+		     strchr(uri, '?') ? '&' : '?', c->hi_cause, index, parent);
+	if (n < 0 || (size_t)n >= sizeof(c->hinfo) - len) {
+		c->hinfo[len] = '\0'; /* no room: the entries so far stay consistent */
+		return;
+	}
+	c->hi_depth++;
+}
+
+/* The header lines a target of this search carries, as configured. */
+static void fill_headers(const struct callee_ctx *c, char *out, size_t len)
+{
+	unsigned what = c->srv->cfg.forward_header;
+
+	snprintf(out, len, "%s%s", (what & CFG_FWD_DIVERSION) ? c->diversion : "",
+		 (what & CFG_FWD_HISTORY_INFO) ? c->hinfo : "");
 }
 
 /*
@@ -157,6 +201,7 @@ static bool retarget(struct callee_ctx *c, const char *target)
 
 	if (!target_uri(c, target, uri, sizeof(uri), &u))
 		return false;
+	history_add(c, uri);
 	if (u.user.len && proxy_domain_is_local(c->srv, u.host, u.port) &&
 	    proxy_aor_of(&u, aor, sizeof(aor)) == 0) {
 		memcpy(c->aor, aor, sizeof(aor));
@@ -244,7 +289,7 @@ static size_t plan_user(struct callee_ctx *c, struct callee_plan *pl)
 	loc_lookup(c->srv->loc, sv_cstr(c->aor), (int64_t)time(NULL), b, CALLEE_MAX_TARGETS, &n);
 	for (size_t i = 0; i < n; i++) {
 		route_target_from_binding(&t[i], &b[i]);
-		memcpy(t[i].headers, c->diversion, sizeof(c->diversion));
+		fill_headers(c, t[i].headers, sizeof(t[i].headers));
 	}
 	if (n)
 		plan_steps(c, t, n, pl);
@@ -264,7 +309,7 @@ static void plan_external(struct callee_ctx *c, struct callee_plan *pl)
 		return;
 	snprintf(t->uri, sizeof(t->uri), "%s", c->external);
 	snprintf(t->hop, sizeof(t->hop), "%s", c->external);
-	memcpy(t->headers, c->diversion, sizeof(c->diversion));
+	fill_headers(c, t->headers, sizeof(t->headers));
 	pl->steps[0] = (struct fwd_step){t, 1, 0, false};
 	pl->nsteps = 1;
 }
@@ -318,7 +363,7 @@ static enum callee_res plan_gateways(struct callee_ctx *c, struct callee_plan *p
 		snprintf(t->uri, sizeof(t->uri), "sip:%s@%s%s%s%s%s", num, v6 ? "[" : "", g->host,
 			 v6 ? "]" : "", port, g->tcp ? ";transport=tcp" : "");
 		memcpy(t->hop, t->uri, sizeof(t->hop));
-		memcpy(t->headers, c->diversion, sizeof(c->diversion));
+		fill_headers(c, t->headers, sizeof(t->headers));
 		pl->steps[i] = (struct fwd_step){t, 1, 0, i > 0};
 	}
 	pl->nsteps = n;
@@ -487,8 +532,11 @@ static enum proxy_step redirect_to_plan(struct preq *r, const struct callee_ctx 
 			buf_printf(&hdrs, ";q=%u.%03u", order[i]->q / 1000, order[i]->q % 1000);
 		buf_append_str(&hdrs, "\r\n");
 	}
-	if (c->diversion[0])
-		buf_append_str(&hdrs, c->diversion);
+	if (c->diversion[0]) {
+		char extra[1024];
+		fill_headers(c, extra, sizeof(extra));
+		buf_append_str(&hdrs, extra);
+	}
 	if (hdrs.err)
 		proxy_reply(r, 500, "Too many contacts to redirect to", SV_NULL);
 	else
@@ -505,7 +553,7 @@ static enum proxy_step redirect(struct preq *r, struct callee_ctx *c)
 {
 	struct callee_plan pl = {0};
 	enum proxy_step step;
-	char store[1024];
+	char store[2048], extra[1024];
 	struct buf hdrs;
 	enum uset_fwd kind = USET_FWD_ALWAYS;
 
@@ -524,9 +572,11 @@ static enum proxy_step redirect(struct preq *r, struct callee_ctx *c)
 			proxy_reply(r, 480, "Forwarding target unusable", SV_NULL);
 			return PROXY_DONE;
 		}
+		history_add(c, uri);
 		buf_init_fixed(&hdrs, store, sizeof(store));
 		buf_printf(&hdrs, "Contact: <%s>\r\n", uri);
-		buf_append_str(&hdrs, c->diversion);
+		fill_headers(c, extra, sizeof(extra));
+		buf_append_str(&hdrs, extra);
 		proxy_reply(r, 302, NULL, buf_sv(&hdrs));
 		return PROXY_DONE;
 	}
@@ -593,7 +643,8 @@ enum proxy_step callee_route(struct preq *r, struct fwd_plan *plan)
 	struct fwd_policy policy = {0};
 	enum proxy_step step = PROXY_DONE;
 
-	memset(&local, 0, offsetof(struct callee_ctx, diversion) + 1);
+	memset(&local, 0, offsetof(struct callee_ctx, hinfo) + 1);
+	local.diversion[0] = '\0';
 	local.external[0] = '\0';
 	c->srv = r->srv;
 	c->w = r->w;
@@ -602,6 +653,7 @@ enum proxy_step callee_route(struct preq *r, struct fwd_plan *plan)
 		goto out;
 	}
 	c->hops = count_diversions(r->m);
+	c->hi_off = sip_msg_hdr(r->m, SIP_H_HISTORY_INFO) != NULL;
 	if (settings_of(c, r) == USERS_PENDING) {
 		step = PROXY_SUSPENDED;
 		goto out;

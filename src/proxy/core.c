@@ -373,6 +373,12 @@ static enum proxy_step phase_target(struct preq *r, struct fwd_plan *plan)
 		sv_copy(r->ruri_override, t.hop, sizeof(t.hop));
 		return forward(r, plan, &t, 1);
 	}
+	if (r->ruri_local && !r->in_dialog && r->from_local && r->m->method == SIP_INVITE &&
+	    (r->authenticated || !r->srv->cfg.auth_enabled)) {
+		enum proxy_step step = feat_handle(r);
+		if (step != PROXY_CONTINUE)
+			return step;
+	}
 	if (r->ruri_local &&
 	    !(r->in_dialog && sip_msg_ruri(r->m)->port &&
 	      !tp_is_local_address(r->srv->tp, sip_msg_ruri(r->m)->host, sip_msg_ruri(r->m)->port)))

@@ -32,7 +32,7 @@ struct fwd_target {
 	uint32_t conn_id;
 	uint16_t q;
 	uint8_t terminal;  /* enum term_type of a registered contact */
-	char headers[512]; /* header lines added on top (Diversion when forwarded), "" = none */
+	char headers[1024]; /* header lines added on top (Diversion, History-Info), "" = none */
 };
 
 /* One step of a search: targets rung together, for ring_ms at most (0 = until they answer). */
@@ -70,6 +70,9 @@ bool route_is_loop(struct preq *r);
 sv_t route_next_hop(struct preq *r, const struct fwd_plan *plan);
 /* A registered contact as a target (NAT and connection reuse decided here). */
 void route_target_from_binding(struct fwd_target *t, const struct loc_target *b);
+
+/* features.c: *72<number> and the like from our own users; PROXY_CONTINUE when not one */
+enum proxy_step feat_handle(struct preq *r);
 
 /* callee.c: a request for a local user, by that user's call settings */
 enum proxy_step callee_route(struct preq *r, struct fwd_plan *plan);

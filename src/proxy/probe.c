@@ -3,6 +3,9 @@
  * seconds, as ordinary client transactions of worker 0 (so retransmission
  * and Timer F come from the transaction layer).
  *
+ * Gateways given by name are resolved (RFC 3263, through the worker's
+ * c-ares resolver and its cache) before each probe.
+ *
  * Any final answer but 503 means the gateway is alive (404 or 405 from a
  * gateway that does not serve OPTIONS still proves it runs); a timeout, a
  * transport error or a 503 marks it down. A gateway that is down is probed
@@ -28,11 +31,23 @@
 #include "services/dialplan.h"
 #include "txn/txn.h"
 
+struct prober;
+
+/* The callback argument of a gateway's DNS lookup (kept in the prober: no allocation). */
+struct probe_dns {
+	struct prober *pr;
+	unsigned gw;
+};
+
 struct prober {
 	struct server *srv;
 	struct worker *w;
 	struct event *timer;
 	struct txn_cli *inflight[DP_MAX_GATEWAYS];
+	/* gateways given by name are resolved (RFC 3263) before each probe */
+	struct dns_query *dq[DP_MAX_GATEWAYS];
+	bool resolving[DP_MAX_GATEWAYS];
+	struct probe_dns dns_arg[DP_MAX_GATEWAYS];
 	uint64_t seq;
 };
 
@@ -90,11 +105,8 @@ static const struct txn_cli_ops probe_ops = {
     .terminated = probe_terminated,
 };
 
-static int probe_dest(struct prober *pr, const struct dp_gateway *g, struct tp_dest *d, char *uri,
-		      size_t len)
+static void probe_uri(const struct dp_gateway *g, char *uri, size_t len)
 {
-	struct dns_target dt;
-	struct sip_uri u;
 	bool v6 = strchr(g->host, ':') != NULL;
 	char port[8] = "";
 
@@ -102,27 +114,28 @@ static int probe_dest(struct prober *pr, const struct dp_gateway *g, struct tp_d
 		snprintf(port, sizeof(port), ":%u", g->port);
 	snprintf(uri, len, "sip:%s%s%s%s%s", v6 ? "[" : "", g->host, v6 ? "]" : "", port,
 		 g->tcp ? ";transport=tcp" : "");
-	if (sip_uri_parse(sv_cstr(uri), &u) || dns_resolve_numeric(&u, &dt))
-		return EAFNOSUPPORT; /* host names are not probed (they are resolved per call) */
+}
+
+static int probe_dest(struct prober *pr, const struct dns_target *dt, struct tp_dest *d)
+{
 	memset(d, 0, sizeof(*d));
-	d->peer.proto = dt.proto;
-	d->peer.len = dt.addrlen;
-	memcpy(&d->peer.u.ss, &dt.addr, sizeof(dt.addr));
+	d->peer.proto = dt->proto;
+	d->peer.len = dt->addrlen;
+	memcpy(&d->peer.u.ss, &dt->addr, sizeof(dt->addr));
 	d->listen = tp_listen_pick(pr->srv->tp, d->peer.proto, d->peer.u.sa.sa_family);
 	return d->listen < 0 ? EAFNOSUPPORT : 0;
 }
 
-static void probe_one(struct prober *pr, unsigned gw)
+static void probe_send(struct prober *pr, unsigned gw, const char *uri, const struct dns_target *dt)
 {
-	const struct dp_gateway *g = dp_gateway(pr->srv->dp, gw);
 	struct worker *w = pr->w;
 	const struct tp_listen *l;
 	struct txn_cli *t;
 	struct tp_dest dest;
-	char uri[200], store[1024];
+	char store[1024];
 	struct buf b;
 
-	if (!g->probe || pr->inflight[gw] || probe_dest(pr, g, &dest, uri, sizeof(uri)))
+	if (pr->inflight[gw] || probe_dest(pr, dt, &dest))
 		return;
 	l = tp_listen_get(pr->srv->tp, (unsigned)dest.listen);
 	if (!l || txn_cli_create(w, SIP_OPTIONS, 0, &probe_ops, (void *)(uintptr_t)(gw + 1), &t))
@@ -150,6 +163,50 @@ static void probe_one(struct prober *pr, unsigned gw)
 		return;
 	}
 	pr->inflight[gw] = t;
+}
+
+static void probe_dns_done(void *arg, int err, const struct dns_target *targets, size_t n)
+{
+	struct probe_dns *pd = arg;
+	struct prober *pr = pd->pr;
+	char uri[200];
+
+	pr->resolving[pd->gw] = false;
+	pr->dq[pd->gw] = NULL;
+	if (err || n == 0) {
+		probe_result(pr, pd->gw, false); /* a name that does not resolve is no gateway */
+		return;
+	}
+	probe_uri(dp_gateway(pr->srv->dp, pd->gw), uri, sizeof(uri));
+	probe_send(pr, pd->gw, uri, &targets[0]);
+	tp_flush(pr->w);
+}
+
+static void probe_one(struct prober *pr, unsigned gw)
+{
+	const struct dp_gateway *g = dp_gateway(pr->srv->dp, gw);
+	struct dns_target dt;
+	struct dns_query *q = NULL;
+	struct sip_uri u;
+	char uri[200];
+
+	if (!g->probe || pr->inflight[gw] || pr->resolving[gw])
+		return;
+	probe_uri(g, uri, sizeof(uri));
+	if (sip_uri_parse(sv_cstr(uri), &u))
+		return;
+	if (dns_resolve_numeric(&u, &dt) == 0) {
+		probe_send(pr, gw, uri, &dt);
+		return;
+	}
+	pr->dns_arg[gw] = (struct probe_dns){pr, gw};
+	pr->resolving[gw] = true;
+	if (dns_resolve_uri(pr->w->dns, &u, probe_dns_done, &pr->dns_arg[gw], &q)) {
+		pr->resolving[gw] = false;
+		return;
+	}
+	if (pr->resolving[gw])
+		pr->dq[gw] = q; /* still running: kept to cancel at the end */
 }
 
 static void probe_tick(evutil_socket_t fd, short what, void *arg)
@@ -214,6 +271,10 @@ void probe_destroy(struct server *srv)
 	if (!pr)
 		return;
 	srv->prober = NULL; /* callbacks from transactions freed later see no prober */
+	for (unsigned i = 0; i < DP_MAX_GATEWAYS; i++) {
+		if (pr->resolving[i] && pr->dq[i])
+			dns_cancel(pr->dq[i]);
+	}
 	if (pr->timer)
 		event_free(pr->timer);
 	free(pr);

@@ -298,6 +298,39 @@ def test_forwarding_unconditional_busy_noanswer_unregistered():
         check("reason=unavailable" in diversion_of(carol), "Diversion: %r" % diversion_of(carol))
 
 
+def test_forwarding_with_history_info():
+    """calls.forward_header: both -> Diversion and History-Info (RFC 7044,
+    RFC 4458 cause) on the forwarded INVITE; a chain bob -> carol -> dave
+    indexes 1, 1.1, 1.1.1."""
+    tmp = tempfile.mkdtemp()
+    cfg = os.path.join(tmp, "hi.yaml")
+    with open(cfg, "w") as f:
+        f.write("calls:\n  forward_header: both\n")
+    with Server(config=cfg) as s:
+        users(s, "alice", "bob", "carol", "dave")
+        dave = Phone(s, tmp, "dave", "davepw", "uas_answer.xml", name="dave-hi")
+        user_set(s, "bob@127.0.0.1", "forward_always=carol")
+        user_set(s, "carol@127.0.0.1", "forward_unregistered=dave")
+        call(s, tmp, "bob")
+        rc, out = dave.wait(20)
+        check(rc == 0, "dave failed:\n" + out[-1500:])
+        msg = dave.invites()[0][1]
+        hi = [l.strip() for l in msg.splitlines() if l.lower().startswith("history-info:")]
+        want = ["History-Info: <sip:bob@127.0.0.1>;index=1",
+                "History-Info: <sip:carol@127.0.0.1?Reason=SIP%3Bcause%3D302>;index=1.1;mp=1",
+                "History-Info: <sip:dave@127.0.0.1?Reason=SIP%3Bcause%3D404>;index=1.1.1;mp=1.1"]
+        check(hi == want, "History-Info: %r" % hi)
+        div = [l.strip() for l in msg.splitlines() if l.lower().startswith("diversion:")]
+        check(len(div) == 2 and "carol" in div[0] and "unavailable" in div[0] and "bob" in div[1],
+              "Diversion, newest first: %r" % div)
+    p = cli("check-config", "-c", cfg, check_rc=False)
+    check(p.returncode == 0, p.stderr)
+    with open(cfg, "w") as f:
+        f.write("calls:\n  forward_header: pigeon\n")
+    p = cli("check-config", "-c", cfg, check_rc=False)
+    check(p.returncode == 3 and "diversion, history-info or both" in p.stderr, p.stderr)
+
+
 def test_forwarding_loop_is_cut():
     tmp = tempfile.mkdtemp()
     with Server() as s:
@@ -543,6 +576,114 @@ def test_gateway_probe_down_and_recovery():
         check(gw1.seen >= 1, "no OPTIONS probe reached gw1")
 
 
+def dial_code(server, user, code, cseq=1):
+    """An authenticated INVITE from user to a feature code; the final response."""
+    c = SipClient(server)
+    ruri = "sip:%s@127.0.0.1" % code
+    frm = "<sip:%s@127.0.0.1>" % user
+    r = c.request("INVITE", ruri, from_=frm, cseq=cseq)
+    check(r is not None and r.status == 407, "no 407 for %s: %r" % (code, r))
+    a = c.auth_header(r, user, user + "pw", "INVITE", ruri, proxy=True)
+    r = c.request("INVITE", ruri, [a], from_=frm, cseq=cseq + 1)
+    c.close()
+    check(r is not None, "no answer to %s" % code)
+    return r
+
+
+def test_feature_codes():
+    """*72<target> turns unconditional forwarding on, *73 off, from the
+    phone; the setting is stored (user show sees it) and used by the next
+    call; wrong use gets 484 with the reason."""
+    tmp = tempfile.mkdtemp()
+    with Server() as s:
+        users(s, "alice", "bob", "carol")
+        r = dial_code(s, "bob", "*72carol")
+        check(r.status == 200 and "forwarding on" in r.reason.lower() and r.get("Contact"),
+              "*72: %r" % r)
+        show = cli("user", "show", "bob@127.0.0.1", db=s.db).stdout
+        check(re.search(r"forward_always\s+carol", show), "not stored:\n" + show)
+        r = dial_code(s, "bob", "*72carol")
+        check(r.status == 200, "the same code again: %r" % r)
+        carol = Phone(s, tmp, "carol", "carolpw", "uas_answer.xml", name="carol-fc")
+        call(s, tmp, "bob")
+        rc, out = carol.wait(20)
+        check(rc == 0, "the call did not follow *72:\n" + out[-1500:])
+        r = dial_code(s, "bob", "*73")
+        check(r.status == 200 and "off" in r.reason.lower(), "*73: %r" % r)
+        show = cli("user", "show", "bob@127.0.0.1", db=s.db).stdout
+        check(re.search(r"forward_always\s+-", show), "not cleared:\n" + show)
+        r = dial_code(s, "bob", "*72")
+        check(r.status == 484, "*72 without a target: %r" % r)
+        r = dial_code(s, "bob", "*73123")
+        check(r.status == 484, "*73 with a number: %r" % r)
+        r = dial_code(s, "bob", "*90+4930123%23")  # "#" travels escaped in a SIP URI
+        check(r.status == 200, "*90 (busy) with a number: %r" % r)
+        show = cli("user", "show", "bob@127.0.0.1", db=s.db).stdout
+        check(re.search(r"forward_busy\s+\+4930123\n", show), "busy target not stored:\n" + show)
+
+
+def test_gateway_probe_by_name():
+    """A gateway given by name is resolved (through a real DNS server) and
+    probed; one whose name does not resolve is marked down."""
+    from test_proxy_routing import Dnsmasq
+    tmp = tempfile.mkdtemp()
+    port = free_port()
+    dns = Dnsmasq(["--host-record=gw.example.test,127.0.0.1"])
+    try:
+        gw = OptionsResponder(port)
+        cfg = os.path.join(tmp, "gwdns.yaml")
+        with open(cfg, "w") as f:
+            f.write("gateways:\n"
+                    "  - {name: named, address: gw.example.test, port: %d}\n"
+                    "  - {name: nowhere, address: nx.example.test, port: 5060}\n"
+                    "gateway_groups:\n  - {name: g, gateways: [named, nowhere]}\n"
+                    "dialplan:\n  probe_interval: 1\n  rules:\n    - {prefix: \"0\", route: [g]}\n"
+                    % port)
+        with Server(config=cfg, extra=["--dns-servers", dns.server]) as s:
+            deadline = time.time() + 10
+            while (gw.seen == 0 or "gateway nowhere" not in s.log_text()) and time.time() < deadline:
+                time.sleep(0.2)
+            check(gw.seen >= 1, "the named gateway was not probed")
+            check("gateway nowhere (nx.example.test) is down" in s.log_text(),
+                  "unresolvable gateway not marked down:\n" + s.log_tail(20))
+            check("gateway named" not in s.log_text(), "the answering gateway was marked down")
+        gw.close()
+    finally:
+        dns.stop()
+
+
+def test_route_and_list_commands():
+    """switchboard route show/test and list show/check answer what the server would do."""
+    tmp = tempfile.mkdtemp()
+    cfg = gateway_config(tmp, [("gw1", 5071, 1, False), ("gw2", 5072, 2, False)],
+                         extra="lists:\n  block_callers: [\"0900\"]\n  allow_callers: [noc]\n"
+                               "  block_sources: [\"203.0.113.0/24\"]\n")
+    p = cli("route", "show", "-c", cfg)
+    check("gw1" in p.stdout and "prefix 0 " in p.stdout and "(redirect)" in p.stdout, p.stdout)
+    p = cli("route", "test", "0301234", "-c", cfg)
+    check("number sent: +49301234" in p.stdout and
+          re.search(r"1\. gw1 +sip:\+49301234@127.0.0.1:5071", p.stdout) and
+          re.search(r"2\. gw2 +sip:\+49301234@127.0.0.1:5072", p.stdout), p.stdout)
+    p = cli("route", "test", "4930", "-c", cfg, check_rc=False)
+    check(p.returncode == 4 and "no dialplan rule" in p.stdout, p.stdout)
+    p = cli("route", "test", "abc", "-c", cfg, check_rc=False)
+    check(p.returncode == 2 and "not a number" in p.stderr, p.stderr)
+    p = cli("route", "test", "0301234", check_rc=False)
+    check(p.returncode == 2 and "-c FILE" in p.stderr, p.stderr)
+    p = cli("list", "show", "-c", cfg)
+    check("0900" in p.stdout and "203.0.113.0/24" in p.stdout, p.stdout)
+    db = os.path.join(tmp, "l.db")
+    cli("user", "add", "bob@127.0.0.1", "--password", "x", db=db)
+    cli("user", "set", "bob@127.0.0.1", "block_callers=mallory", db=db)
+    for args, rc, text in ((["09001", "bob@127.0.0.1"], 1, "lists.block_callers"),
+                           (["alice", "bob@127.0.0.1", "203.0.113.9"], 1, "block_sources"),
+                           (["noc", "bob@127.0.0.1", "203.0.113.9"], 0, "allow_callers"),
+                           (["mallory", "bob@127.0.0.1"], 1, "callee's black list"),
+                           (["alice", "bob@127.0.0.1"], 0, "no list applies")):
+        p = cli("list", "check", *args, "-c", cfg, db=db, check_rc=False)
+        check(p.returncode == rc and text in p.stdout, "%r -> %d %r" % (args, p.returncode, p.stdout))
+
+
 def test_cli_settings_errors_and_show():
     with Server() as s:
         users(s, "bob")
@@ -565,6 +706,18 @@ def test_cli_settings_errors_and_show():
         user_set(s, aor, "ring=", "order=", "cfb=", "forward_noanswer=")
         show = cli("user", "show", aor, db=s.db).stdout
         check("parallel" in show and "+4930" not in show, "settings not cleared:\n" + show)
+    # a bare user name is in the configuration's one domain
+    tmp = tempfile.mkdtemp()
+    db = os.path.join(tmp, "one.db")
+    one = os.path.join(tmp, "one.yaml")
+    with open(one, "w") as f:
+        f.write("domains: [example.com]\n")
+    cli("user", "add", "alice@example.com", "--password", "x", db=db)
+    cli("user", "set", "alice", "ring=q-value", "-c", one, db=db)
+    show = cli("user", "show", "alice", "-c", one, db=db).stdout
+    check("user alice@example.com" in show and "q-value" in show, show)
+    p = cli("user", "set", "alice", "ring=q-value", db=db, check_rc=False)
+    check(p.returncode == 2 and "USER@DOMAIN" in p.stderr, p.stderr)
 
 
 if __name__ == "__main__":
