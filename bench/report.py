@@ -92,6 +92,17 @@ def table(res):
     return head + "\n" + "\n".join(rows), (sb1, sb2, kam)
 
 
+def fail_busy(s, kind):
+    """The server core's busy share at the first failing step of each sweep (the highest)."""
+    seen = []
+    for rep in get(s, kind, "steps") or []:
+        for st in rep:
+            if not st.get("pass") and "busy" in st:
+                seen.append(st["busy"])
+                break
+    return max(seen) if seen else None
+
+
 def targets(res, sb1, sb2, kam):
     out = []
 
@@ -110,7 +121,14 @@ def targets(res, sb1, sb2, kam):
         a, k = get(sb1, kind, "max"), get(kam, kind, "max")
         if a and k:
             capped = get(sb1, kind, "capped_by_rates")
-            note = " (every offered rate passed: the ceiling was the load generator, see below)" if capped else ""
+            busy = fail_busy(sb1, kind)
+            if capped:
+                note = " (every offered rate passed: the ceiling is above the highest rate offered)"
+            elif busy is not None and busy < 0.9:
+                note = (" (at the first failing rate Switchboard's core was %.0f%% busy: the limit was "
+                        "the load generator, SIPp on its one core, not the server)" % (busy * 100))
+            else:
+                note = ""
             check(a >= 2 * k, "highest sustained %s at least twice Kamailio's: %s vs %s%s"
                   % (what, fmt(a), fmt(k), note))
     rates = res.get("latency_rates", {})

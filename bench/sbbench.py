@@ -21,7 +21,8 @@ Outputs: bench/results/<time>/ (raw data, results.json) and, with `report`,
 docs/benchmarks.md and docs/bench-*.png (gnuplot).
 
 Usage: bench/sbbench.py [all|limit|reg|call|cpu|latency|memory|report] [--quick]
-Environment: STEP_SECS (10), REPEATS (3), SERVERS (sb1,sb2,kam), RESULTS dir.
+Environment: STEP_SECS (10), REPEATS (3), SERVERS (sb1,sb2,kam), RESULTS dir,
+REG_RATES and CALL_RATES (comma-separated offered rates of the sweeps).
 """
 
 import json
@@ -54,8 +55,14 @@ CALLEES = 1000
 CALLERS = 10000
 CLK = os.sysconf("SC_CLK_TCK")
 
-REG_RATES = [2000, 4000, 6000, 8000, 10000, 12000, 14000, 16000]
-CALL_RATES = [500, 1000, 1500, 2000, 2500, 3000, 3500, 4000]
+def _rates(name, default):
+    v = os.environ.get(name)
+    return [int(x) for x in v.split(",")] if v else default
+
+
+REG_RATES = _rates("REG_RATES", [2000, 4000, 6000, 8000, 10000, 12000, 14000, 16000, 18000, 20000,
+                                 24000])
+CALL_RATES = _rates("CALL_RATES", [500, 1000, 1500, 2000, 2500, 3000, 3500, 4000, 5000, 6000, 7000])
 FIXED_REG = 4000
 FIXED_CALL = 1000
 
