@@ -264,30 +264,45 @@ static int cli_user_import(const struct cli_opts *o, const char *cmd)
 	return ex;
 }
 
+/*
+ * The user named by the first argument, opened store and parsed settings: what
+ * set and show both start from. *s is to be closed by the caller.
+ */
+static int cli_user_settings_of(const struct cli_opts *o, const char *cmd, struct store **s,
+				struct store_user *u, struct uset *set)
+{
+	sv_t user, domain;
+	char why[256], dbuf[STORE_DOMAIN_MAX];
+	int ex, rc;
+
+	*s = NULL;
+	ex = cli_split_user(o, cmd, &user, &domain, dbuf, sizeof(dbuf));
+	if (!ex)
+		ex = cli_open_store(o->config, o->db, s);
+	if (ex)
+		return ex;
+	rc = store_user_get(*s, user, domain, u);
+	if (rc)
+		return cli_result(cmd, o->pos[0], *s, rc);
+	uset_init(set);
+	if (uset_parse(set, sv_cstr(u->settings), why, sizeof(why)))
+		fprintf(stderr, "%s %s: stored settings partly unreadable (%s)\n", cmd, o->pos[0],
+			why);
+	return CLI_EXIT_OK;
+}
+
 /* Every word is checked before anything is written: all of them apply, or none. */
 static int cli_user_set_settings(const struct cli_opts *o, const char *cmd)
 {
 	struct store *s = NULL;
 	struct store_user u;
 	struct uset set;
-	sv_t user, domain;
-	char line[STORE_SETTINGS_MAX], why[256], dbuf[STORE_DOMAIN_MAX];
-	int ex, rc;
+	char line[STORE_SETTINGS_MAX], why[256];
+	int ex;
 
-	ex = cli_split_user(o, cmd, &user, &domain, dbuf, sizeof(dbuf));
-	if (!ex)
-		ex = cli_open_store(o->config, o->db, &s);
+	ex = cli_user_settings_of(o, cmd, &s, &u, &set);
 	if (ex)
 		goto out;
-	rc = store_user_get(s, user, domain, &u);
-	if (rc) {
-		ex = cli_result(cmd, o->pos[0], s, rc);
-		goto out;
-	}
-	uset_init(&set);
-	if (uset_parse(&set, sv_cstr(u.settings), why, sizeof(why)))
-		fprintf(stderr, "%s %s: stored settings partly unreadable (%s); rewriting them\n",
-			cmd, o->pos[0], why);
 	for (int i = 1; i < o->npos; i++) {
 		if (uset_apply(&set, sv_cstr(o->pos[i]), why, sizeof(why))) {
 			fprintf(stderr, "%s %s: %s\n", cmd, o->pos[0], why);
@@ -300,7 +315,8 @@ static int cli_user_set_settings(const struct cli_opts *o, const char *cmd)
 		ex = CLI_EXIT_USAGE;
 		goto out;
 	}
-	ex = cli_result(cmd, o->pos[0], s, store_user_settings(s, user, domain, sv_cstr(line)));
+	ex = cli_result(cmd, o->pos[0], s,
+			store_user_settings(s, sv_cstr(u.user), sv_cstr(u.domain), sv_cstr(line)));
 out:
 	store_close(s);
 	return ex;
@@ -311,26 +327,14 @@ static int cli_user_show(const struct cli_opts *o, const char *cmd)
 	struct store *s = NULL;
 	struct store_user u;
 	struct uset set;
-	sv_t user, domain;
-	char aor[STORE_USER_MAX + STORE_DOMAIN_MAX + 2], why[256], dbuf[STORE_DOMAIN_MAX];
-	int ex, rc;
+	char aor[STORE_USER_MAX + STORE_DOMAIN_MAX + 2];
+	int ex;
 
-	ex = cli_split_user(o, cmd, &user, &domain, dbuf, sizeof(dbuf));
-	if (!ex)
-		ex = cli_open_store(o->config, o->db, &s);
+	ex = cli_user_settings_of(o, cmd, &s, &u, &set);
 	if (ex)
 		goto out;
-	rc = store_user_get(s, user, domain, &u);
-	if (rc) {
-		ex = cli_result(cmd, o->pos[0], s, rc);
-		goto out;
-	}
-	uset_init(&set);
-	if (uset_parse(&set, sv_cstr(u.settings), why, sizeof(why)))
-		printf("warning: stored settings partly unreadable: %s\n", why);
 	snprintf(aor, sizeof(aor), "%s@%s", u.user, u.domain);
-	printf("user %s\n", aor);
-	printf("settings:\n");
+	printf("user %s\nsettings:\n", aor);
 	uset_print(&set, stdout);
 	printf("bindings:\n");
 	ex = cli_reg_show(s, aor, cmd);

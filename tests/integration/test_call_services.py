@@ -18,6 +18,7 @@ import time
 
 from sbtest import (SCENARIOS, Server, SippBackground, SipClient, auth_kw, check, cli, free_port,
                     main, need, sipp, write_inf)
+from test_calls import uac_scenario
 
 
 class Phone:
@@ -83,32 +84,7 @@ def user_set(server, aor, *words, expect_rc=0):
 
 def call(server, tmp, callee, expect=200, caller="alice"):
     """One call from a SIPp UAC with 407 auth; expect is the final status it must see."""
-    xml = os.path.join(SCENARIOS, "uac_call_auth.xml")
-    if expect != 200:
-        with open(xml) as f:
-            s = f.read()
-        head = s[:s.index('<recv response="100" optional="true"/>\n  <recv response="180"')]
-        s = head + """<recv response="100" optional="true"/>
-  <recv response="180" optional="true"/>
-  <recv response="%d"/>
-  <send>
-    <![CDATA[
-      ACK sip:[field3]@[field2] SIP/2.0
-      [last_Via:]
-      Max-Forwards: 70
-      From: <sip:[field0]@[field2]>;tag=[pid]SIPpTag01[call_number]
-      [last_To:]
-      Call-ID: [call_id]
-      CSeq: 2 ACK
-      Content-Length: 0
-
-    ]]>
-  </send>
-</scenario>
-""" % expect
-        xml = os.path.join(tmp, "uac_%d.xml" % expect)
-        with open(xml, "w") as f:
-            f.write(s)
+    xml = os.path.join(SCENARIOS, "uac_call_auth.xml") if expect == 200 else uac_scenario(tmp, expect)
     inf = write_inf(os.path.join(tmp, "callers.csv"),
                     [(caller, auth_kw(caller, caller + "pw"), "127.0.0.1", callee)])
     log = os.path.join(tmp, "uac-%d.msg.log" % time.time_ns())

@@ -110,8 +110,8 @@ def test_call_udp_with_10_percent_loss():
         check("Retrans" in out, "no retransmission statistics")
 
 
-def caller_expecting(server, tmp, status, callee="bob", cancel_after_ms=None):
-    """A SIPp caller that expects `status` as the final answer (after its own 407 round)."""
+def uac_scenario(tmp, status, cancel_after_ms=None):
+    """uac_call_auth.xml ending in `status` (ACKed), or in a CANCEL after cancel_after_ms."""
     xml = os.path.join(tmp, "uac_%d.xml" % status)
     with open(os.path.join(SCENARIOS, "uac_call_auth.xml")) as f:
         s = f.read()
@@ -171,6 +171,12 @@ def caller_expecting(server, tmp, status, callee="bob", cancel_after_ms=None):
 """ % cancel_after_ms
     with open(xml, "w") as f:
         f.write(head + tail)
+    return xml
+
+
+def caller_expecting(server, tmp, status, callee="bob", cancel_after_ms=None):
+    """A SIPp caller that expects `status` as the final answer (after its own 407 round)."""
+    xml = uac_scenario(tmp, status, cancel_after_ms)
     inf = write_inf(os.path.join(tmp, "c.csv"),
                     [("alice", auth_kw("alice", "alicepw"), "127.0.0.1", callee)])
     return sipp([server.host, "-sf", xml, "-inf", inf, "-m", 1, "-i", "127.0.0.1",
