@@ -12,6 +12,7 @@ that does not exit cleanly (a crash, a sanitizer report, a leak) fails the
 test that stopped it.
 """
 
+import atexit
 import hashlib
 import os
 import random
@@ -348,6 +349,17 @@ def sipp(args, timeout=120, cwd=None):
     return p.returncode, p.stdout + p.stderr
 
 
+_RUNNING = []
+
+
+@atexit.register
+def _kill_leftovers():
+    for proc in _RUNNING:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
 class SippBackground:
     """A SIPp instance (usually a UAS) running while the test drives calls."""
 
@@ -356,6 +368,7 @@ class SippBackground:
         self.proc = subprocess.Popen(["sipp"] + [str(a) for a in args] + ["-nostdin"],
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                      cwd=self.cwd, text=True)
+        _RUNNING.append(self.proc)  # a failed test must not leave it running
         time.sleep(0.3)
 
     def wait(self, timeout=60):
