@@ -75,18 +75,6 @@ struct callee_plan {
 	bool redirect; /* a dialplan rule answers 302 to its gateways */
 };
 
-static unsigned count_diversions(struct sip_msg *m)
-{
-	struct sip_hdr_iter it;
-	sv_t v;
-	unsigned n = 0;
-
-	sip_hdr_iter_init(&it, m, SIP_H_DIVERSION);
-	while (sip_hdr_iter_next(&it, &v))
-		n++;
-	return n;
-}
-
 /* The callee's settings: from the cache, waiting for it only when r is given. */
 static enum users_lookup settings_of(struct callee_ctx *c, struct preq *r)
 {
@@ -378,9 +366,9 @@ static enum callee_res plan_gateways(struct callee_ctx *c, struct callee_plan *p
  */
 static enum callee_res resolve(struct callee_ctx *c, struct preq *r, struct callee_plan *pl)
 {
-	for (;;) {
-		enum users_lookup ul = settings_of(c, r);
-		if (ul == USERS_PENDING)
+	/* the caller loaded c->aor's settings; a forwarding target's are loaded here */
+	for (bool loaded = true;; loaded = false) {
+		if (!loaded && settings_of(c, r) == USERS_PENDING)
 			return CALLEE_SUSPEND;
 		if (c->set.fwd[USET_FWD_ALWAYS][0]) {
 			if (!divert(c, USET_FWD_ALWAYS)) {
@@ -453,9 +441,12 @@ static void callee_exhausted(struct ptx *p, void *arg, unsigned status)
 		return;
 	if (c->external[0]) {
 		plan_external(c, &pl);
-	} else if (resolve(c, NULL, &pl) == CALLEE_REPLY) {
-		free(pl.targets);
-		return; /* the search ends with what it has */
+	} else {
+		settings_of(c, NULL); /* the target's own, from the cache: the call is running */
+		if (resolve(c, NULL, &pl) == CALLEE_REPLY) {
+			free(pl.targets);
+			return; /* the search ends with what it has */
+		}
 	}
 	for (size_t i = 0; i < pl.nsteps; i++) {
 		if (fwd_add_step(p, &pl.steps[i]))
@@ -652,7 +643,7 @@ enum proxy_step callee_route(struct preq *r, struct fwd_plan *plan)
 		proxy_reply(r, 404, NULL, SV_NULL);
 		goto out;
 	}
-	c->hops = count_diversions(r->m);
+	c->hops = sip_hdr_count(r->m, SIP_H_DIVERSION);
 	c->hi_off = sip_msg_hdr(r->m, SIP_H_HISTORY_INFO) != NULL;
 	if (settings_of(c, r) == USERS_PENDING) {
 		step = PROXY_SUSPENDED;

@@ -165,7 +165,8 @@ enum proxy_step feat_handle(struct preq *r)
 	case USERS_PENDING:
 		return PROXY_SUSPENDED;
 	default:
-		return feat_reply(r, 500, "Subscriber database unavailable");
+		return feat_reply(r, 503,
+				  "Subscriber database unavailable"); /* as for authentication */
 	}
 	if (!ue.exists)
 		return feat_reply(r, 403, "Feature codes are for our own users");

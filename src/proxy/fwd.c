@@ -156,18 +156,6 @@ static void edit_delete_value(struct edit_list *l, struct sip_msg *m, enum sip_h
 	}
 }
 
-static unsigned count_values(struct sip_msg *m, enum sip_hdr_id id)
-{
-	struct sip_hdr_iter it;
-	sv_t elem;
-	unsigned n = 0;
-
-	sip_hdr_iter_init(&it, m, id);
-	while (sip_hdr_iter_next(&it, &elem))
-		n++;
-	return n;
-}
-
 static sv_t last_route_uri(struct sip_msg *m)
 {
 	struct sip_hdr_iter it;
@@ -227,7 +215,7 @@ int fwd_build(struct worker *w, struct buf *out, struct sip_msg *m, const struct
 		buf_append_str(&topb, "Max-Forwards: 70\r\n");
 	if (t->headers[0])
 		buf_append_str(&topb, t->headers); /* newest Diversion first (RFC 5806) */
-	nroutes = count_values(m, SIP_H_ROUTE) - plan->pop_routes - (plan->pop_last_route ? 1 : 0);
+	nroutes = sip_hdr_count(m, SIP_H_ROUTE) - plan->pop_routes - (plan->pop_last_route ? 1 : 0);
 	if (t->path[0] && nroutes == 0) {
 		buf_append_str(&topb, "Route: ");
 		buf_append_str(&topb, t->path);
@@ -273,7 +261,7 @@ int fwd_build(struct worker *w, struct buf *out, struct sip_msg *m, const struct
 	}
 	/* our Route values (highest index first, so the indexes of the others hold) */
 	if (plan->pop_last_route)
-		edit_delete_value(&l, m, SIP_H_ROUTE, count_values(m, SIP_H_ROUTE) - 1);
+		edit_delete_value(&l, m, SIP_H_ROUTE, sip_hdr_count(m, SIP_H_ROUTE) - 1);
 	for (unsigned k = plan->pop_routes; k > 0; k--)
 		edit_delete_value(&l, m, SIP_H_ROUTE, k - 1);
 	/* the path route set goes before the Route values that stay */

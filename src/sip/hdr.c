@@ -201,6 +201,18 @@ sv_t sip_list_split(sv_t *v)
 	return elem;
 }
 
+unsigned sip_hdr_count(const struct sip_msg *m, enum sip_hdr_id id)
+{
+	struct sip_hdr_iter it;
+	sv_t elem;
+	unsigned n = 0;
+
+	sip_hdr_iter_init(&it, m, id);
+	while (sip_hdr_iter_next(&it, &elem))
+		n++;
+	return n;
+}
+
 void sip_hdr_iter_init(struct sip_hdr_iter *it, const struct sip_msg *m, enum sip_hdr_id id)
 {
 	it->m = m;
