@@ -19,6 +19,10 @@ static void usage(FILE *f)
 		"  reg list [AOR]        show registrations\n"
 		"  route show|test ...   the dialplan and gateways of a configuration\n"
 		"  list show|check ...   the black and white lists\n"
+		"  msg list|del ...      stored (offline) instant messages\n"
+		"  presence list [AOR]   presence subscriptions and publications\n"
+		"  topic list|create|delete|members|add|remove ...   IM broker topics\n"
+		"  mwi set|list ...      mailbox summaries for message-summary subscribers\n"
 		"  version               print the version\n"
 		"Each command takes --help. Exit codes: 0 ok, 1 failure, 2 usage, 3 bad config,\n"
 		"4 not found, 5 already exists.\n");
@@ -42,6 +46,9 @@ int main(int argc, char **argv)
 		return cli_route(argc - 1, argv + 1);
 	if (strcmp(cmd, "list") == 0)
 		return cli_list(argc - 1, argv + 1);
+	if (strcmp(cmd, "msg") == 0 || strcmp(cmd, "presence") == 0 || strcmp(cmd, "topic") == 0 ||
+	    strcmp(cmd, "mwi") == 0)
+		return cli_im(cmd, argc - 1, argv + 1);
 	if (strcmp(cmd, "check-config") == 0)
 		return cli_check_config(argc - 1, argv + 1);
 	if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {

@@ -167,16 +167,50 @@ static const struct cfg_key cfg_dialplan_keys[] = {
     {0},
 };
 
+static const struct cfg_key cfg_messaging_keys[] = {
+    CFG_UINT("max_size", msg_max_size, 64, 1048576),
+    CFG_UINT("store_time", msg_store_time_s, 1, 31536000),
+    CFG_UINT("max_stored", msg_max_stored, 0, 100000),
+    {0},
+};
+
+static const struct cfg_key cfg_presence_keys[] = {
+    CFG_UINT("min_expires", pres_min_expires, 1, CFG_EXPIRES_MAX),
+    CFG_UINT("max_expires", pres_max_expires, 1, CFG_EXPIRES_MAX),
+    CFG_UINT("default_expires", pres_default_expires, 1, CFG_EXPIRES_MAX),
+    CFG_UINT("max_body", pres_max_body, 256, 1048576),
+    {0},
+};
+
+static const struct cfg_key cfg_broker_keys[] = {
+    CFG_STR("domain", broker_domain, true),
+    CFG_BOOL("auto_create", broker_auto_create),
+    CFG_UINT("max_members", broker_max_members, 1, 1000000),
+    {0},
+};
+
 static const struct cfg_key cfg_top_keys[] = {
-    CFG_SPECIAL("log_level", CFG_K_LOG_LEVEL),	CFG_UINT("workers", workers, 0, 256),
-    CFG_STR("server_name", server_name, false), CFG_SPECIAL("domains", CFG_K_DOMAINS),
-    CFG_SPECIAL("listen", CFG_K_LISTEN),	CFG_SECTION("database", cfg_database_keys),
-    CFG_SECTION("timers", cfg_timer_keys),	CFG_SECTION("registrar", cfg_registrar_keys),
-    CFG_SECTION("auth", cfg_auth_keys),		CFG_SECTION("proxy", cfg_proxy_keys),
-    CFG_SECTION("tcp", cfg_tcp_keys),		CFG_SECTION("dns", cfg_dns_keys),
-    CFG_SECTION("calls", cfg_calls_keys),	CFG_SECTION("lists", cfg_lists_keys),
-    CFG_SPECIAL("gateways", CFG_K_GATEWAYS),	CFG_SPECIAL("gateway_groups", CFG_K_GROUPS),
-    CFG_SECTION("dialplan", cfg_dialplan_keys), {0},
+    CFG_SPECIAL("log_level", CFG_K_LOG_LEVEL),
+    CFG_UINT("workers", workers, 0, 256),
+    CFG_STR("server_name", server_name, false),
+    CFG_SPECIAL("domains", CFG_K_DOMAINS),
+    CFG_SPECIAL("listen", CFG_K_LISTEN),
+    CFG_SECTION("database", cfg_database_keys),
+    CFG_SECTION("timers", cfg_timer_keys),
+    CFG_SECTION("registrar", cfg_registrar_keys),
+    CFG_SECTION("auth", cfg_auth_keys),
+    CFG_SECTION("proxy", cfg_proxy_keys),
+    CFG_SECTION("tcp", cfg_tcp_keys),
+    CFG_SECTION("dns", cfg_dns_keys),
+    CFG_SECTION("calls", cfg_calls_keys),
+    CFG_SECTION("lists", cfg_lists_keys),
+    CFG_SPECIAL("gateways", CFG_K_GATEWAYS),
+    CFG_SPECIAL("gateway_groups", CFG_K_GROUPS),
+    CFG_SECTION("dialplan", cfg_dialplan_keys),
+    CFG_SECTION("messaging", cfg_messaging_keys),
+    CFG_SECTION("presence", cfg_presence_keys),
+    CFG_SECTION("broker", cfg_broker_keys),
+    {0},
 };
 
 /* "lo must not be greater than hi": the rules that span two keys. */
@@ -195,6 +229,11 @@ static const struct cfg_rule cfg_rules[] = {
     CFG_RULE(min_expires, "registrar.min_expires", max_expires, "registrar.max_expires"),
     CFG_RULE(min_expires, "registrar.min_expires", default_expires, "registrar.default_expires"),
     CFG_RULE(default_expires, "registrar.default_expires", max_expires, "registrar.max_expires"),
+    CFG_RULE(pres_min_expires, "presence.min_expires", pres_max_expires, "presence.max_expires"),
+    CFG_RULE(pres_min_expires, "presence.min_expires", pres_default_expires,
+	     "presence.default_expires"),
+    CFG_RULE(pres_default_expires, "presence.default_expires", pres_max_expires,
+	     "presence.max_expires"),
 };
 
 /* Where each integer came from, so a cross-field error can point at a line. */
@@ -247,6 +286,15 @@ void cfg_defaults(struct cfg *c)
 	    .feature_codes = {"*72", "*73", "*90", "*91", "*92", "*93", "*94", "*95"},
 	    .block_status = 403,
 	    .dialplan = {.max_callee_digits = DP_CALLEE_DIGITS, .probe_interval_s = 30},
+	    .msg_max_size = 16384,
+	    .msg_store_time_s = 7 * 86400,
+	    .msg_max_stored = 100,
+	    .pres_min_expires = 60,
+	    .pres_max_expires = 3600,
+	    .pres_default_expires = 3600,
+	    .pres_max_body = 65536,
+	    .broker_auto_create = true,
+	    .broker_max_members = 10000,
 	};
 	strcpy(c->server_name, "Switchboard");
 	strcpy(c->db_path, "var/switchboard.db");

@@ -128,6 +128,22 @@ struct cfg {
 
 	/* PSTN: gateways, gateway groups, number analysis (services/dialplan.h) */
 	struct dp_config dialplan;
+
+	/* messaging (RFC 3428): store-and-forward for users who are offline */
+	unsigned msg_max_size;	   /* body bytes; a larger MESSAGE gets 413: 16384 */
+	unsigned msg_store_time_s; /* how long a stored message waits: 7 days */
+	unsigned msg_max_stored;   /* per recipient; beyond it 480: 100 */
+
+	/* presence (RFC 3903, RFC 6665) */
+	unsigned pres_min_expires;     /* 60; below it: 423 */
+	unsigned pres_max_expires;     /* 3600; above it: lowered */
+	unsigned pres_default_expires; /* 3600 */
+	unsigned pres_max_body;	       /* PIDF bytes in a PUBLISH: 65536 */
+
+	/* IM broker: topics are sip:NAME@broker_domain; "" = no broker */
+	char broker_domain[128];
+	bool broker_auto_create;     /* a SUBSCRIBE to an unknown topic creates it: true */
+	unsigned broker_max_members; /* per topic: 10000 */
 };
 
 struct cfg_error {

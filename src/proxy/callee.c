@@ -33,6 +33,7 @@
 #include "server/server.h"
 #include "server/worker.h"
 #include "services/dialplan.h"
+#include "services/home.h"
 #include "services/lists.h"
 #include "services/settings.h"
 #include "services/users.h"
@@ -589,6 +590,46 @@ static enum proxy_step redirect(struct preq *r, struct callee_ctx *c)
 }
 
 /* The common case: no settings, not forwarded: every contact at once. */
+/*
+ * A MESSAGE none of the user's contacts took (408, 480, 5xx, or nobody
+ * there) is kept for the user's next REGISTER and answered 202 (RFC 3428
+ * lets a store-and-forward server accept it).
+ */
+static void message_exhausted(struct ptx *p, void *arg, unsigned status)
+{
+	int err;
+
+	if (!(status == 0 || status == 408 || status == 480 || status >= 500))
+		return; /* a real answer (404, 415, 486...): the sender gets it */
+	err = home_message_keep(fwd_ptx_server(p), arg, fwd_ptx_request(p));
+	if (err == 0)
+		fwd_finish_local(p, 202, "Accepted: stored for delivery");
+	else if (err == ENOSPC)
+		fwd_finish_local(p, 480, "Offline message store full");
+}
+
+static enum proxy_step route_message(struct preq *r, struct fwd_plan *plan, const char *aor,
+				     const struct fwd_target *t, size_t n)
+{
+	struct fwd_step one = {(struct fwd_target *)t, n, 0, false};
+	struct fwd_policy policy = {.exhausted = message_exhausted, .free_arg = free};
+
+	if (n == 0 || home_message_waiting(r->srv, aor))
+		return home_message_store(r, aor); /* offline, or behind older messages */
+	policy.arg = strdup(aor);
+	if (!policy.arg) {
+		proxy_reply(r, 500, "Out of memory", SV_NULL);
+		return PROXY_DONE;
+	}
+	return fwd_stateful_steps(r, plan, &one, 1, &policy);
+}
+
+static bool message_is_stored(const struct preq *r)
+{
+	return r->m->method == SIP_MESSAGE && !r->in_dialog && r->srv->home &&
+	       r->srv->cfg.proxy_mode != CFG_PROXY_STATELESS;
+}
+
 static enum proxy_step route_plain(struct preq *r, struct fwd_plan *plan, const char *aor,
 				   bool exists)
 {
@@ -609,13 +650,15 @@ static enum proxy_step route_plain(struct preq *r, struct fwd_plan *plan, const 
 		}
 		loc_lookup(r->srv->loc, sv_cstr(aor), now, b, CALLEE_MAX_TARGETS, &n);
 	}
-	if (n == 0) {
+	if (n == 0 && !(exists && message_is_stored(r))) {
 		proxy_reply(r, exists ? 480 : 404, NULL, SV_NULL);
 		goto out;
 	}
 	for (size_t i = 0; i < n; i++)
 		route_target_from_binding(&t[i], &b[i]);
-	if (r->srv->cfg.proxy_mode == CFG_PROXY_STATELESS)
+	if (message_is_stored(r))
+		step = route_message(r, plan, aor, t, n);
+	else if (r->srv->cfg.proxy_mode == CFG_PROXY_STATELESS)
 		step = fwd_stateless(r, plan, &t[0]);
 	else
 		step = fwd_stateful(r, plan, t, n);

@@ -20,6 +20,7 @@
 #include "server/server.h"
 #include "server/worker.h"
 #include "services/challenge.h"
+#include "services/home.h"
 #include "services/lists.h"
 #include "services/location.h"
 #include "services/registrar.h"
@@ -206,6 +207,11 @@ static enum proxy_step phase_local(struct preq *r)
 		proxy_reply(r, 420, NULL, buf_sv(&unsup));
 		return PROXY_DONE;
 	}
+	if (r->in_dialog && m->method == SIP_SUBSCRIBE) {
+		enum proxy_step step = home_handle_in_dialog(r); /* a subscription refresh */
+		if (step != PROXY_CONTINUE)
+			return step;
+	}
 	switch (m->method) {
 	case SIP_OPTIONS:
 		proxy_reply(r, 200, NULL,
@@ -233,6 +239,13 @@ static enum proxy_step phase_policy(struct preq *r)
 	struct buf unsup;
 	char store[512];
 
+	if (r->m->method == SIP_MESSAGE && r->m->body.len > r->srv->cfg.msg_max_size) {
+		char reason[80];
+		snprintf(reason, sizeof(reason), "Message body over %u bytes",
+			 r->srv->cfg.msg_max_size);
+		proxy_reply(r, 413, reason, SV_NULL);
+		return PROXY_DONE;
+	}
 	if (sip_msg_max_forwards(r->m) == 0) {
 		proxy_reply(r, 483, NULL, SV_NULL);
 		return PROXY_DONE;
@@ -373,6 +386,12 @@ static enum proxy_step phase_target(struct preq *r, struct fwd_plan *plan)
 		sv_copy(r->ruri_override, t.hop, sizeof(t.hop));
 		return forward(r, plan, &t, 1);
 	}
+	if (!r->in_dialog && r->srv->home && home_wants(r)) {
+		/* presence, subscriptions, topics; a MESSAGE to a user comes back as CONTINUE */
+		enum proxy_step step = home_handle(r);
+		if (step != PROXY_CONTINUE)
+			return step;
+	}
 	if (r->ruri_local && !r->in_dialog && r->from_local && r->m->method == SIP_INVITE &&
 	    (r->authenticated || !r->srv->cfg.auth_enabled)) {
 		enum proxy_step step = feat_handle(r);
@@ -412,6 +431,11 @@ static void on_request(struct worker *w, struct sip_msg *m, const struct tp_src 
 	}
 	via_params_fill(&r);
 	classify(&r);
+	if (w->srv->home && w->id != home_worker(w->srv) && home_wants(&r)) {
+		/* the home services' state lives on one worker: the request goes there */
+		tp_redeliver(w, home_worker(w->srv), m, src);
+		return;
+	}
 	if (m->method == SIP_ACK) {
 		on_ack(&r);
 		return;

@@ -468,6 +468,28 @@ static void ptx_finish(struct ptx *p)
 
 static void step_start(struct ptx *p, struct sip_msg *m);
 
+void fwd_finish_local(struct ptx *p, unsigned status, const char *reason)
+{
+	if (p->final_sent)
+		return;
+	p->final_sent = true;
+	if (p->step_timer_armed) {
+		evtimer_del(&p->step_timer);
+		p->step_timer_armed = false;
+	}
+	ptx_reply_local(p, status, reason);
+}
+
+sv_t fwd_ptx_request(const struct ptx *p)
+{
+	return sv_make(p->req, p->req_len);
+}
+
+struct server *fwd_ptx_server(const struct ptx *p)
+{
+	return p->w->srv;
+}
+
 /*
  * A branch of the current step ended. When the step is over: the next step,
  * or what the policy adds when there is none (forwarding), or the best answer.

@@ -31,7 +31,7 @@ struct fwd_target {
 	struct tp_addr received;
 	uint32_t conn_id;
 	uint16_t q;
-	uint8_t terminal;  /* enum term_type of a registered contact */
+	uint8_t terminal;   /* enum term_type of a registered contact */
 	char headers[1024]; /* header lines added on top (Diversion, History-Info), "" = none */
 };
 
@@ -95,8 +95,12 @@ void fwd_cancel(struct preq *r, struct ptx *ptx);
 /* Builds the forwarded request into out. */
 int fwd_build(struct worker *w, struct buf *out, struct sip_msg *m, const struct fwd_plan *plan,
 	      const struct fwd_target *t, sv_t branch, const struct tp_dest *dest, int in_listen);
-/* Stateless To tag for replies generated here: the same for retransmissions. */
-void proxy_stateless_tag(struct preq *r, char *out, size_t len);
+
+/* From the exhausted hook: ends the search with a final made here (202 for a stored MESSAGE). */
+void fwd_finish_local(struct ptx *p, unsigned status, const char *reason);
+/* The request the search forwards, as received. */
+sv_t fwd_ptx_request(const struct ptx *p);
+struct server *fwd_ptx_server(const struct ptx *p);
 
 /* ptx access for core.c: the proxy context of a server transaction */
 struct ptx *fwd_ptx_of(struct txn_srv *t);

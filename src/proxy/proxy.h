@@ -25,6 +25,7 @@
 struct worker;
 struct server;
 struct ptx;
+struct txn_srv;
 
 enum proxy_step {
 	PROXY_CONTINUE = 0, /* go on with the next phase */
@@ -59,7 +60,8 @@ struct preq {
 	/* the Request-URI to use after strict-route compatibility (RFC 3261 16.4) */
 	sv_t ruri_override;
 
-	struct ptx *ptx; /* set once the request is handled statefully */
+	struct ptx *ptx;	   /* set once the request is handled statefully */
+	struct txn_srv *local_txn; /* a local service's server transaction, if it made one */
 };
 
 /* The transport's message handler. */
@@ -81,10 +83,21 @@ bool proxy_uri_is_myself(struct server *srv, const struct sip_uri *u);
 /* The address-of-record key "user@domain" (user unescaped, domain lower-case, no port). */
 int proxy_aor_of(const struct sip_uri *u, char *out, size_t len);
 
+/* Stateless To tag for replies generated here: the same for retransmissions. */
+void proxy_stateless_tag(struct preq *r, char *out, size_t len);
+
 /* The From URI's user part ("" when there is none): the caller for the lists. */
 sv_t proxy_caller_user(struct preq *r);
 /* Refuses a call a list blocks: lists.block_status, counted and logged. */
 void proxy_reply_blocked(struct preq *r, const char *why);
+
+/*
+ * A server transaction for a request a local service answers itself, so a
+ * retransmission gets the same answer instead of being acted on twice.
+ * proxy_reply() goes through it afterwards. 0, EEXIST (a retransmission
+ * raced us: drop the request) or ENOMEM.
+ */
+int proxy_local_txn(struct preq *r);
 
 /* The request is re-delivered to this worker once a pending lookup completes. */
 enum proxy_step proxy_suspend(struct preq *r);

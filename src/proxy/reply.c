@@ -8,7 +8,9 @@
  */
 #include "proxy/internal.h"
 
+#include <errno.h>
 #include <inttypes.h>
+#include <stdlib.h>
 #include <stdio.h>
 
 #include "core/hash.h"
@@ -64,6 +66,10 @@ void proxy_reply_body(struct preq *r, unsigned status, const char *reason, sv_t 
 		txn_srv_reply(fwd_ptx_srv(r->ptx), out->p, out->len, status);
 		return;
 	}
+	if (r->local_txn) {
+		txn_srv_reply(r->local_txn, out->p, out->len, status);
+		return;
+	}
 	txn_reply_dest(r->m, r->src, &dest);
 	tp_send(w, &dest, out->p, out->len);
 }
@@ -71,4 +77,44 @@ void proxy_reply_body(struct preq *r, unsigned status, const char *reason, sv_t 
 void proxy_reply(struct preq *r, unsigned status, const char *reason, sv_t headers)
 {
 	proxy_reply_body(r, status, reason, headers, SV_NULL, SV_NULL);
+}
+
+/* A local transaction owns nothing but itself: it is freed when it ends. */
+struct local_txn {
+	struct txn_srv srv;
+};
+
+static void local_txn_failed(struct txn_srv *t)
+{
+	(void)t;
+}
+
+static void local_txn_terminated(struct txn_srv *t)
+{
+	free(t->tu);
+}
+
+static const struct txn_srv_ops local_txn_ops = {
+    .failed = local_txn_failed,
+    .terminated = local_txn_terminated,
+};
+
+int proxy_local_txn(struct preq *r)
+{
+	struct local_txn *lt;
+	int err;
+
+	if (r->local_txn || r->ptx)
+		return 0;
+	lt = calloc(1, sizeof(*lt));
+	if (!lt)
+		return ENOMEM;
+	err = txn_srv_init(r->w, &lt->srv, r->m, r->src, &local_txn_ops, lt);
+	if (err) {
+		txn_srv_cleanup(&lt->srv);
+		free(lt);
+		return err;
+	}
+	r->local_txn = &lt->srv;
+	return 0;
 }

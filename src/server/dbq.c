@@ -19,6 +19,7 @@
 
 #include "core/log.h"
 #include "server/server.h"
+#include "services/home.h"
 #include "services/location.h"
 #include "services/users.h"
 #include "store/store.h"
@@ -109,6 +110,7 @@ static void check_changes(struct dbq *q)
 		log_debug("database changed by another process: reloading subscribers");
 		users_flush(q->srv->users);
 		preload_users(q);
+		home_store_changed(q->srv);
 	}
 }
 
@@ -118,6 +120,9 @@ static void purge(struct dbq *q)
 
 	if (store_binding_purge(q->store, (int64_t)time(NULL), &n) == 0 && n)
 		log_debug("purged %zu expired bindings from the store", n);
+	n = 0;
+	if (store_record_purge(q->store, (int64_t)time(NULL), &n) == 0 && n)
+		log_debug("purged %zu expired messages and subscriptions from the store", n);
 }
 
 static int load_binding(void *arg, const struct store_binding *b)
@@ -147,6 +152,8 @@ static void *dbq_main(void *arg)
 	err = store_open(q->location, &q->store, q->err, sizeof(q->err));
 	if (!err)
 		err = store_binding_list(q->store, NULL, load_binding, q);
+	if (!err && q->srv->home)
+		err = home_load(q->srv->home, q->store);
 	if (!err)
 		store_data_version(q->store, &q->data_version);
 	if (!err)

@@ -26,6 +26,8 @@
 #include "proxy/probe.h"
 #include "proxy/proxy.h"
 #include "server/dbq.h"
+#include "services/home.h"
+#include "services/pidf.h"
 #include "server/worker.h"
 #include "services/auth.h"
 #include "services/dialplan.h"
@@ -122,6 +124,11 @@ int server_start(struct server *s, const struct cfg *cfg, char *err, size_t errl
 		return rc;
 	if ((rc = tp_table_create(s, proxy_on_message, &s->tp, err, errlen)))
 		return rc;
+	if ((rc = home_create(s, &s->home))) {
+		snprintf(err, errlen, "out of memory");
+		return rc;
+	}
+	pidf_init();
 	rc = dbq_create(s, cfg->db_path, &s->dbq, err, errlen);
 	if (rc)
 		return rc;
@@ -166,6 +173,7 @@ int server_start(struct server *s, const struct cfg *cfg, char *err, size_t errl
 			return rc;
 		}
 	}
+	home_start(s);
 	if ((rc = probe_start(s))) {
 		snprintf(err, errlen, "cannot start gateway probes: %s", strerror(rc));
 		return rc;
@@ -217,6 +225,7 @@ void server_destroy(struct server *s)
 	 * still dirty; then the workers drain their inboxes and go.
 	 */
 	probe_destroy(s);
+	home_stop(s->home); /* its last writes go to the database thread before that stops */
 	dbq_destroy(s->dbq);
 	log_stats(s);
 	for (unsigned i = 0; i < s->nworkers; i++) {
@@ -237,5 +246,6 @@ void server_destroy(struct server *s)
 	loc_destroy(s->loc);
 	auth_destroy(s->auth);
 	dp_destroy(s->dp);
+	home_destroy(s->home);
 	libevent_global_shutdown();
 }

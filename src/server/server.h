@@ -28,6 +28,7 @@ struct auth;
 struct dbq;
 struct dp;
 struct prober;
+struct home;
 
 struct server {
 	struct cfg cfg;
@@ -43,6 +44,7 @@ struct server {
 	struct dbq *dbq;
 	struct dp *dp;	       /* dialplan and gateways, NULL when none are configured */
 	struct prober *prober; /* OPTIONS probes of the gateways, on worker 0 */
+	struct home *home;     /* messaging, presence and topics, on the home worker */
 
 	struct event_base *main_base;
 	struct event *sig_int;

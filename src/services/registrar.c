@@ -17,6 +17,7 @@
 #include "server/server.h"
 #include "server/worker.h"
 #include "services/challenge.h"
+#include "services/home.h"
 #include "services/location.h"
 #include "services/terminal.h"
 #include "transport/tport.h"
@@ -257,6 +258,8 @@ static enum proxy_step reg_answer(struct preq *r, struct loc_register *lr, struc
 			break;
 		}
 		proxy_reply(r, 200, NULL, buf_sv(hdrs));
+		if (res == LOC_OK)
+			home_registered(r->w, lr->aor); /* messages may wait, watchers may care */
 		if (lr->conn_id && (rp->n || rp->star))
 			tp_conn_hold(r->srv->tp, lr->conn_id, lr->now + r->srv->cfg.max_expires);
 		break;

@@ -200,6 +200,64 @@ static int parse_prefixes(sv_t v, const char *key, char *out, size_t size, char 
 	return 0;
 }
 
+static bool watcher_ok(sv_t w)
+{
+	if (w.len == 0)
+		return false;
+	for (size_t i = 0; i < w.len; i++) {
+		unsigned char c = (unsigned char)w.p[i];
+		if (c <= ' ' || c == ',' || c == '"' || c == '<' || c == '>' || c == 0x7f)
+			return false;
+	}
+	return !(w.len == 1 && w.p[0] == '@');
+}
+
+static int parse_watchers(sv_t v, const char *key, char *out, size_t size, char *err, size_t errlen)
+{
+	sv_t rest = v;
+
+	if (v.len >= size)
+		return fail(err, errlen, "%s: list longer than %zu characters", key, size - 1);
+	while (rest.len) {
+		ptrdiff_t comma = sv_find(rest, ',');
+		sv_t item = comma < 0 ? rest : sv_make(rest.p, (size_t)comma);
+		if (!watcher_ok(item))
+			return fail(err, errlen,
+				    "%s: '%.*s' is not a watcher (user, user@domain or @domain)",
+				    key, (int)item.len, item.p);
+		if (comma < 0)
+			break;
+		rest = sv_make(rest.p + comma + 1, rest.len - (size_t)comma - 1);
+		if (rest.len == 0)
+			return fail(err, errlen, "%s: empty entry at the end", key);
+	}
+	sv_copy(v, out, size);
+	return 0;
+}
+
+bool uset_watcher_listed(const char *list, sv_t watcher, sv_t domain)
+{
+	sv_t rest = sv_cstr(list);
+	ptrdiff_t at = sv_find(watcher, '@');
+	sv_t wuser = at < 0 ? watcher : sv_make(watcher.p, (size_t)at);
+	sv_t wdom = at < 0 ? domain : sv_make(watcher.p + at + 1, watcher.len - (size_t)at - 1);
+
+	while (rest.len) {
+		ptrdiff_t comma = sv_find(rest, ',');
+		sv_t item = comma < 0 ? rest : sv_make(rest.p, (size_t)comma);
+		ptrdiff_t iat = sv_find(item, '@');
+		sv_t iuser = iat < 0 ? item : sv_make(item.p, (size_t)iat);
+		sv_t idom =
+		    iat < 0 ? domain : sv_make(item.p + iat + 1, item.len - (size_t)iat - 1);
+		if (sv_ieq(idom, wdom) && (iuser.len == 0 || sv_eq(iuser, wuser)))
+			return true;
+		if (comma < 0)
+			break;
+		rest = sv_make(rest.p + comma + 1, rest.len - (size_t)comma - 1);
+	}
+	return false;
+}
+
 static int fwd_index(sv_t key)
 {
 	for (int i = 0; i < USET_FWD_COUNT; i++) {
@@ -272,6 +330,24 @@ int uset_apply(struct uset *s, sv_t word, char *err, size_t errlen)
 		s->allow_only = b;
 		return 0;
 	}
+	if (sv_ieq(key, SV("watchers"))) {
+		if (v.len == 0 || sv_ieq(v, SV("domain")))
+			s->watchers = USET_WATCH_DOMAIN;
+		else if (sv_ieq(v, SV("all")))
+			s->watchers = USET_WATCH_ALL;
+		else if (sv_ieq(v, SV("list")))
+			s->watchers = USET_WATCH_LIST;
+		else
+			return fail(err, errlen, "watchers: '%.*s' is not domain, all or list",
+				    (int)v.len, v.p);
+		return 0;
+	}
+	if (sv_ieq(key, SV("watch_allow")))
+		return parse_watchers(v, "watch_allow", s->watch_allow, sizeof(s->watch_allow), err,
+				      errlen);
+	if (sv_ieq(key, SV("watch_block")))
+		return parse_watchers(v, "watch_block", s->watch_block, sizeof(s->watch_block), err,
+				      errlen);
 	k = fwd_index(key);
 	if (k >= 0) {
 		if (v.len && check_target(v, uset_fwd_keys[k], err, errlen))
@@ -283,7 +359,7 @@ int uset_apply(struct uset *s, sv_t word, char *err, size_t errlen)
 	    err, errlen,
 	    "unknown setting '%.*s' (ring, order, ring_time, stop_on_busy, forward_always, "
 	    "forward_busy, forward_noanswer, noanswer_after, forward_unregistered, block_callers, "
-	    "allow_callers, allow_only)",
+	    "allow_callers, allow_only, watchers, watch_allow, watch_block)",
 	    (int)key.len, key.p);
 }
 
@@ -362,6 +438,12 @@ int uset_format(const struct uset *s, char *out, size_t len)
 		put(out, len, &n, " allow_callers=%s", s->allow_callers);
 	if (s->allow_only)
 		put(out, len, &n, " allow_only=yes");
+	if (s->watchers != USET_WATCH_DOMAIN)
+		put(out, len, &n, " watchers=%s", s->watchers == USET_WATCH_ALL ? "all" : "list");
+	if (s->watch_allow[0])
+		put(out, len, &n, " watch_allow=%s", s->watch_allow);
+	if (s->watch_block[0])
+		put(out, len, &n, " watch_block=%s", s->watch_block);
 	if (n >= len)
 		return ENOSPC;
 	if (n)
@@ -393,4 +475,10 @@ void uset_print(const struct uset *s, FILE *to)
 	fprintf(to, "  block_callers         %s\n", s->block_callers[0] ? s->block_callers : "-");
 	fprintf(to, "  allow_callers         %s\n", s->allow_callers[0] ? s->allow_callers : "-");
 	fprintf(to, "  allow_only            %s\n", s->allow_only ? "yes" : "no");
+	fprintf(to, "  watchers              %s\n",
+		s->watchers == USET_WATCH_ALL	 ? "all"
+		: s->watchers == USET_WATCH_LIST ? "list"
+						 : "domain");
+	fprintf(to, "  watch_allow           %s\n", s->watch_allow[0] ? s->watch_allow : "-");
+	fprintf(to, "  watch_block           %s\n", s->watch_block[0] ? s->watch_block : "-");
 }

@@ -21,6 +21,13 @@
  *   block_callers=P1,P2             callers (From user prefixes) refused
  *   allow_callers=P1,P2             the white list: never refused by a list
  *   allow_only=yes|no               only the white list may call
+ *   watchers=domain|all|list        who may see the user's presence without asking:
+ *                                   the same domain (default), anyone, or only
+ *                                   watch_allow; others wait as pending
+ *   watch_allow=W1,W2               watchers always allowed
+ *   watch_block=W1,W2               watchers always refused
+ *
+ * A watcher W is "user" (in the user's domain), "user@domain" or "@domain".
  *
  * TARGET is a local user ("bob", "bob@example.com"), a number ("+4930123")
  * or a SIP URI; an empty value clears the setting.
@@ -60,6 +67,12 @@ struct uset_step {
 	unsigned secs; /* 0 = the user's ring_time */
 };
 
+enum uset_watchers {
+	USET_WATCH_DOMAIN = 0,
+	USET_WATCH_ALL,
+	USET_WATCH_LIST,
+};
+
 struct uset {
 	enum uset_ring ring;
 	struct uset_step order[USET_MAX_ORDER];
@@ -71,6 +84,9 @@ struct uset {
 	char block_callers[USET_LIST_MAX]; /* comma-separated prefixes, "" = none */
 	char allow_callers[USET_LIST_MAX];
 	bool allow_only;
+	enum uset_watchers watchers;
+	char watch_allow[USET_LIST_MAX]; /* comma-separated watchers, "" = none */
+	char watch_block[USET_LIST_MAX];
 };
 
 void uset_init(struct uset *s);
@@ -89,6 +105,11 @@ int uset_format(const struct uset *s, char *out, size_t len);
 void uset_print(const struct uset *s, FILE *to);
 
 const char *uset_ring_name(enum uset_ring r);
+/*
+ * Is watcher (an AOR "user@domain") on a watch_allow / watch_block list of
+ * the user in domain? Entries are "user", "user@domain" or "@domain".
+ */
+bool uset_watcher_listed(const char *list, sv_t watcher, sv_t domain);
 /* The Diversion reason (RFC 5806) of each kind of forwarding. */
 const char *uset_fwd_reason(enum uset_fwd k);
 

@@ -35,6 +35,11 @@ struct store_ops {
 	int (*binding_del_aor)(struct store *s, const char *aor);
 	int (*binding_list)(struct store *s, const char *aor, store_binding_fn fn, void *arg);
 	int (*binding_purge)(struct store *s, int64_t now, size_t *purged);
+	int (*record_put)(struct store *s, const struct store_record *r);
+	int (*record_del)(struct store *s, int kind, const char *key); /* ENOENT */
+	int (*record_list)(struct store *s, int kind, const char *owner, store_record_fn fn,
+			   void *arg);
+	int (*record_purge)(struct store *s, int64_t now, size_t *purged);
 	int (*begin)(struct store *s);
 	int (*commit)(struct store *s);
 	int (*rollback)(struct store *s);

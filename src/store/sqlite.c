@@ -55,6 +55,17 @@ static const char *const store_sq_migrations[] = {
     "CREATE INDEX location_expires ON location(expires);",
     /* 2: per-user call settings (services/settings.h), one canonical line */
     "ALTER TABLE subscriber ADD COLUMN settings TEXT NOT NULL DEFAULT '';",
+    /* 3: messaging, presence and topic state (store_record) */
+    "CREATE TABLE record("
+    " kind INTEGER NOT NULL,"
+    " key TEXT NOT NULL,"
+    " owner TEXT NOT NULL DEFAULT '',"
+    " seq INTEGER NOT NULL DEFAULT 0,"
+    " expires INTEGER NOT NULL DEFAULT 0,"
+    " meta TEXT NOT NULL DEFAULT '',"
+    " body BLOB,"
+    " PRIMARY KEY(kind, key));"
+    "CREATE INDEX record_owner ON record(kind, owner, seq);",
 };
 
 #define STORE_SQ_NMIGRATIONS (sizeof(store_sq_migrations) / sizeof(store_sq_migrations[0]))
@@ -73,6 +84,11 @@ enum store_sq_stmt {
 	STORE_SQ_BIND_LIST_ALL,
 	STORE_SQ_BIND_LIST_AOR,
 	STORE_SQ_BIND_PURGE,
+	STORE_SQ_REC_PUT,
+	STORE_SQ_REC_DEL,
+	STORE_SQ_REC_LIST_ALL,
+	STORE_SQ_REC_LIST_OWNER,
+	STORE_SQ_REC_PURGE,
 	STORE_SQ_BEGIN,
 	STORE_SQ_COMMIT,
 	STORE_SQ_ROLLBACK,
@@ -118,6 +134,15 @@ static const char *const store_sq_sql[STORE_SQ_COUNT] = {
     [STORE_SQ_BIND_LIST_AOR] = "SELECT " STORE_SQ_BIND_COLS " FROM location WHERE aor = ?1 "
 			       "ORDER BY q DESC, contact",
     [STORE_SQ_BIND_PURGE] = "DELETE FROM location WHERE expires <= ?1",
+    [STORE_SQ_REC_PUT] =
+	"INSERT OR REPLACE INTO record(kind, key, owner, seq, expires, meta, body) "
+	"VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    [STORE_SQ_REC_DEL] = "DELETE FROM record WHERE kind = ?1 AND key = ?2",
+    [STORE_SQ_REC_LIST_ALL] = "SELECT kind, key, owner, seq, expires, meta, body FROM record "
+			      "WHERE kind = ?1 ORDER BY owner, seq, key",
+    [STORE_SQ_REC_LIST_OWNER] = "SELECT kind, key, owner, seq, expires, meta, body FROM record "
+				"WHERE kind = ?1 AND owner = ?2 ORDER BY seq, key",
+    [STORE_SQ_REC_PURGE] = "DELETE FROM record WHERE expires > 0 AND expires <= ?1",
     [STORE_SQ_BEGIN] = "BEGIN IMMEDIATE",
     [STORE_SQ_COMMIT] = "COMMIT",
     [STORE_SQ_ROLLBACK] = "ROLLBACK",
@@ -634,6 +659,82 @@ static int store_sq_binding_purge(struct store *s, int64_t now, size_t *purged)
 	return store_sq_run(q, st, purged);
 }
 
+/* ---------------------------------------------------------------- records */
+
+static int store_sq_record_put(struct store *s, const struct store_record *r)
+{
+	struct store_sq *q = store_sq(s);
+	sqlite3_stmt *st = store_sq_get(q, STORE_SQ_REC_PUT);
+
+	sqlite3_bind_int(st, 1, r->kind);
+	store_sq_text(st, 2, r->key);
+	store_sq_text(st, 3, r->owner);
+	sqlite3_bind_int64(st, 4, r->seq);
+	sqlite3_bind_int64(st, 5, r->expires);
+	store_sq_text(st, 6, r->meta ? r->meta : "");
+	sqlite3_bind_blob64(st, 7, r->body_len ? r->body : "", r->body_len, SQLITE_STATIC);
+	return store_sq_run(q, st, NULL);
+}
+
+static int store_sq_record_del(struct store *s, int kind, const char *key)
+{
+	struct store_sq *q = store_sq(s);
+	sqlite3_stmt *st = store_sq_get(q, STORE_SQ_REC_DEL);
+	size_t n = 0;
+	int rc;
+
+	sqlite3_bind_int(st, 1, kind);
+	store_sq_text(st, 2, key);
+	rc = store_sq_run(q, st, &n);
+	if (!rc && n == 0)
+		rc = store_fail(s, ENOENT, "no such record");
+	return rc;
+}
+
+static int store_sq_record_list(struct store *s, int kind, const char *owner, store_record_fn fn,
+				void *arg)
+{
+	struct store_sq *q = store_sq(s);
+	sqlite3_stmt *st = store_sq_get(q, owner ? STORE_SQ_REC_LIST_OWNER : STORE_SQ_REC_LIST_ALL);
+	struct store_record *r = malloc(sizeof(*r));
+	int rc;
+
+	if (!r)
+		return store_fail(s, ENOMEM, "out of memory");
+	sqlite3_bind_int(st, 1, kind);
+	if (owner)
+		store_sq_text(st, 2, owner);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		r->kind = sqlite3_column_int(st, 0);
+		store_sq_col(st, 1, r->key, sizeof(r->key));
+		store_sq_col(st, 2, r->owner, sizeof(r->owner));
+		r->seq = sqlite3_column_int64(st, 3);
+		r->expires = sqlite3_column_int64(st, 4);
+		r->meta = (const char *)sqlite3_column_text(st, 5);
+		if (!r->meta)
+			r->meta = "";
+		r->body = sqlite3_column_blob(st, 6);
+		r->body_len = (size_t)sqlite3_column_bytes(st, 6);
+		rc = fn(arg, r);
+		if (rc)
+			goto out;
+	}
+	rc = rc == SQLITE_DONE ? 0 : store_sq_fail(q, rc);
+out:
+	store_sq_done(st);
+	free(r);
+	return rc;
+}
+
+static int store_sq_record_purge(struct store *s, int64_t now, size_t *purged)
+{
+	struct store_sq *q = store_sq(s);
+	sqlite3_stmt *st = store_sq_get(q, STORE_SQ_REC_PURGE);
+
+	sqlite3_bind_int64(st, 1, now);
+	return store_sq_run(q, st, purged);
+}
+
 /* ------------------------------------------------------ transactions, misc */
 
 static int store_sq_simple(struct store *s, enum store_sq_stmt id)
@@ -688,6 +789,10 @@ static const struct store_ops store_sq_ops = {
     .binding_del_aor = store_sq_binding_del_aor,
     .binding_list = store_sq_binding_list,
     .binding_purge = store_sq_binding_purge,
+    .record_put = store_sq_record_put,
+    .record_del = store_sq_record_del,
+    .record_list = store_sq_record_list,
+    .record_purge = store_sq_record_purge,
     .begin = store_sq_begin,
     .commit = store_sq_commit,
     .rollback = store_sq_rollback,

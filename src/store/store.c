@@ -556,6 +556,33 @@ int store_binding_list(struct store *s, const char *aor, store_binding_fn fn, vo
 	return rc ? rc : s->ops->binding_list(s, a, fn, arg);
 }
 
+int store_record_put(struct store *s, const struct store_record *r)
+{
+	if (r->kind < STORE_REC_MESSAGE || r->kind > STORE_REC_POLICY)
+		return store_fail(s, EINVAL, "unknown record kind %d", r->kind);
+	if (!r->key[0] || memchr(r->key, '\0', sizeof(r->key)) == NULL)
+		return store_fail(s, EINVAL, "record key missing or too long");
+	if (r->body_len > STORE_BODY_MAX)
+		return store_fail(s, E2BIG, "record body of %zu bytes is over %d", r->body_len,
+				  STORE_BODY_MAX);
+	return s->ops->record_put(s, r);
+}
+
+int store_record_del(struct store *s, int kind, const char *key)
+{
+	return s->ops->record_del(s, kind, key);
+}
+
+int store_record_list(struct store *s, int kind, const char *owner, store_record_fn fn, void *arg)
+{
+	return s->ops->record_list(s, kind, owner, fn, arg);
+}
+
+int store_record_purge(struct store *s, int64_t now, size_t *purged)
+{
+	return s->ops->record_purge(s, now, purged);
+}
+
 int store_binding_purge(struct store *s, int64_t now, size_t *purged)
 {
 	*purged = 0;

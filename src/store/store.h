@@ -98,6 +98,43 @@ int store_commit(struct store *s);
 int store_rollback(struct store *s);
 
 /*
+ * Service state (messaging, presence, topics): records of a kind, each with a
+ * key unique within its kind, the AOR or topic it belongs to, an order within
+ * that owner, an absolute expiry (0 = never), header-like text (meta) and an
+ * opaque body. One shape for every service keeps each backend one table (or
+ * one hash) long, and lets a service add a kind without a schema change.
+ */
+enum store_rec_kind {
+	STORE_REC_MESSAGE = 1,	    /* a MESSAGE waiting for its recipient */
+	STORE_REC_PUBLICATION = 2,  /* a PUBLISHed state (RFC 3903) */
+	STORE_REC_SUBSCRIPTION = 3, /* a subscription dialog (RFC 6665) */
+	STORE_REC_TOPIC = 4,	    /* a broker topic */
+	STORE_REC_MEMBER = 5,	    /* a topic member: key "topic member" */
+	STORE_REC_MAILBOX = 6,	    /* message-summary state of a mailbox (RFC 3842) */
+	STORE_REC_POLICY = 7, /* a presence authorisation decision: key "presentity watcher" */
+};
+#define STORE_KEY_MAX  600
+#define STORE_BODY_MAX (1024 * 1024)
+
+struct store_record {
+	int kind;
+	char key[STORE_KEY_MAX];
+	char owner[STORE_URI_MAX];
+	int64_t seq;
+	int64_t expires;
+	const char *meta; /* NUL-terminated, "" = none */
+	const void *body;
+	size_t body_len;
+};
+typedef int (*store_record_fn)(void *arg, const struct store_record *r);
+int store_record_put(struct store *s, const struct store_record *r); /* insert or replace */
+int store_record_del(struct store *s, int kind, const char *key);    /* ENOENT */
+/* owner NULL = all of the kind; ordered by owner, then seq, then key. */
+int store_record_list(struct store *s, int kind, const char *owner, store_record_fn fn, void *arg);
+/* Deletes records with 0 < expires <= now; *purged gets how many. */
+int store_record_purge(struct store *s, int64_t now, size_t *purged);
+
+/*
  * A number that changes whenever another process (the CLI) has committed a
  * change since the last call on this handle; the server polls it to drop its
  * caches so a CLI change takes effect at once.

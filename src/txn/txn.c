@@ -423,6 +423,8 @@ void txn_worker_fini(struct worker *w)
 	for (uint32_t i = 0; i < tw->nslots; i++) {
 		struct txn_cli *t = tw->slots[i];
 		if (t) {
+			if (t->ops && t->ops->discard)
+				t->ops->discard(t);
 			timer_stop(&t->tmr_retrans);
 			timer_stop(&t->tmr_timeout);
 			free(t->req);

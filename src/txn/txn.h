@@ -141,6 +141,8 @@ struct txn_cli_ops {
 	void (*timeout)(struct txn_cli *t, int err);
 	/* The transaction is over; it is freed after this returns. */
 	void (*terminated)(struct txn_cli *t);
+	/* Optional: the worker is going away with t still running; free what tu holds. */
+	void (*discard)(struct txn_cli *t);
 };
 
 struct txn_cli {

@@ -273,7 +273,7 @@ static void test_migration(void **state)
 	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
 	version = sqlite3_column_int(st, 0);
 	sqlite3_finalize(st);
-	assert_int_equal(version, 2);
+	assert_int_equal(version, 3);
 	/* a database from a newer program is refused, not damaged */
 	assert_int_equal(sqlite3_exec(db, "PRAGMA user_version = 99", NULL, NULL, NULL), SQLITE_OK);
 	sqlite3_close(db);

@@ -1,0 +1,655 @@
+/*
+ * home.c - the home worker's glue: which requests go there, the
+ * write-behind of records in batches on the database thread, the loading
+ * of saved state, the once-a-second sweep of expiries, and re-reading what
+ * the CLI changed (topics, mailboxes) while the server runs.
+ */
+#include "services/home_int.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <event2/event.h>
+
+#include "core/log.h"
+#include "server/dbq.h"
+#include "server/server.h"
+#include "server/worker.h"
+#include "services/pidf.h"
+#include "transport/tport.h"
+
+#define HOME_SWEEP_MS 1000
+
+struct rec_op {
+	bool del;
+	int kind;
+	char *key, *owner, *meta;
+	void *body;
+	size_t body_len;
+	int64_t seq, expires;
+};
+
+struct rec_batch {
+	struct dbq_job job;
+	struct home *h;
+	struct rec_op *ops;
+	size_t n, cap;
+};
+
+/* What the CLI may change, read on the database thread and applied on the home worker. */
+struct home_snapshot {
+	struct dbq_job job;
+	struct home *h;
+	uint64_t ops_done;
+	char **topics;
+	size_t ntopics;
+	char **members; /* "topic member" */
+	size_t nmembers;
+	char **mailboxes; /* "aor new old" */
+	size_t nmailboxes;
+	int err;
+};
+
+unsigned home_worker(const struct server *srv)
+{
+	(void)srv;
+	return 0;
+}
+
+/* ---------------------------------------------------------------- helpers */
+
+int home_aor_of_uri(sv_t uri, char *out, size_t len)
+{
+	struct sip_uri u;
+
+	if (sip_uri_parse(uri, &u) || (u.kind != SIP_SCHEME_SIP && u.kind != SIP_SCHEME_SIPS))
+		return EINVAL;
+	return proxy_aor_of(&u, out, len);
+}
+
+sv_t home_meta_get(const char *meta, const char *name)
+{
+	size_t nl = strlen(name);
+	const char *p = meta;
+
+	while (p && *p) {
+		const char *eol = strstr(p, "\r\n");
+		size_t len = eol ? (size_t)(eol - p) : strlen(p);
+		if (len > nl + 1 && strncasecmp(p, name, nl) == 0 && p[nl] == ':') {
+			sv_t v = sv_make(p + nl + 1, len - nl - 1);
+			return sv_trim(v);
+		}
+		p = eol ? eol + 2 : NULL;
+	}
+	return SV_NULL;
+}
+
+void home_interest_update(struct home *h)
+{
+	unsigned v = h->stored > 0 || h->subs != NULL;
+	atomic_store(&h->interest, v);
+}
+
+/* ------------------------------------------------------------ write-behind */
+
+static void rec_op_free(struct rec_op *op)
+{
+	free(op->key);
+	free(op->owner);
+	free(op->meta);
+	free(op->body);
+}
+
+static void rec_batch_run(struct store *st, struct dbq_job *job)
+{
+	struct rec_batch *b = (struct rec_batch *)job;
+	int err = store_begin(st);
+
+	for (size_t i = 0; i < b->n && !err; i++) {
+		struct rec_op *op = &b->ops[i];
+		if (op->del) {
+			int rc = store_record_del(st, op->kind, op->key);
+			err = rc == ENOENT ? 0 : rc;
+		} else {
+			struct store_record r = {.kind = op->kind,
+						 .seq = op->seq,
+						 .expires = op->expires,
+						 .meta = op->meta ? op->meta : "",
+						 .body = op->body,
+						 .body_len = op->body_len};
+			snprintf(r.key, sizeof(r.key), "%s", op->key);
+			snprintf(r.owner, sizeof(r.owner), "%s", op->owner ? op->owner : "");
+			err = store_record_put(st, &r);
+		}
+	}
+	if (err) {
+		log_err("saving messaging/presence state: %s", store_errmsg(st));
+		store_rollback(st);
+	} else if (store_commit(st)) {
+		log_err("saving messaging/presence state: %s", store_errmsg(st));
+		store_rollback(st);
+	}
+	atomic_fetch_add(&b->h->ops_done, 1);
+	for (size_t i = 0; i < b->n; i++)
+		rec_op_free(&b->ops[i]);
+	free(b->ops);
+	free(b);
+}
+
+static struct rec_op *rec_slot(struct home *h)
+{
+	struct rec_batch *b = h->batch;
+
+	if (!b) {
+		b = calloc(1, sizeof(*b));
+		if (!b)
+			return NULL;
+		b->h = h;
+		b->job.run = rec_batch_run;
+		h->batch = b;
+		if (h->started)
+			event_active(&h->flush_ev, EV_TIMEOUT, 0);
+	}
+	if (b->n == b->cap) {
+		size_t ncap = b->cap ? b->cap * 2 : 16;
+		struct rec_op *n = realloc(b->ops, ncap * sizeof(*n));
+		if (!n)
+			return NULL;
+		b->ops = n;
+		b->cap = ncap;
+	}
+	memset(&b->ops[b->n], 0, sizeof(b->ops[0]));
+	return &b->ops[b->n++];
+}
+
+void home_rec_put(struct home *h, int kind, const char *key, const char *owner, int64_t seq,
+		  int64_t expires, const char *meta, const void *body, size_t body_len)
+{
+	struct rec_op *op = rec_slot(h);
+
+	if (!op) {
+		log_err("out of memory saving messaging/presence state");
+		return;
+	}
+	op->kind = kind;
+	op->key = strdup(key);
+	op->owner = strdup(owner ? owner : "");
+	op->meta = strdup(meta ? meta : "");
+	op->seq = seq;
+	op->expires = expires;
+	if (body_len) {
+		op->body = malloc(body_len);
+		if (op->body) {
+			memcpy(op->body, body, body_len);
+			op->body_len = body_len;
+		}
+	}
+}
+
+void home_rec_del(struct home *h, int kind, const char *key)
+{
+	struct rec_op *op = rec_slot(h);
+
+	if (!op) {
+		log_err("out of memory saving messaging/presence state");
+		return;
+	}
+	op->del = true;
+	op->kind = kind;
+	op->key = strdup(key);
+}
+
+static void home_flush(struct home *h)
+{
+	struct rec_batch *b = h->batch;
+
+	if (!b)
+		return;
+	h->batch = NULL;
+	h->ops_submitted++;
+	dbq_submit(h->srv->dbq, &b->job);
+}
+
+static void home_flush_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	home_flush(arg);
+}
+
+/* --------------------------------------------------------------- loading */
+
+static int load_one(void *arg, const struct store_record *rec)
+{
+	struct home *h = arg;
+
+	switch (rec->kind) {
+	case STORE_REC_MESSAGE:
+		return im_load_message(h, rec);
+	case STORE_REC_TOPIC:
+		return im_load_topic(h, rec);
+	case STORE_REC_MEMBER:
+		return im_load_member(h, rec);
+	case STORE_REC_PUBLICATION:
+		return pres_load_pub(h, rec);
+	case STORE_REC_SUBSCRIPTION:
+		return pres_load_sub(h, rec);
+	case STORE_REC_MAILBOX: {
+		unsigned nw = 0, old = 0;
+		sscanf(rec->meta, "%u %u", &nw, &old);
+		pres_mailbox_set(h, rec->owner, nw, old);
+		return 0;
+	}
+	default:
+		return 0;
+	}
+}
+
+int home_load(struct home *h, struct store *st)
+{
+	static const int order[] = {STORE_REC_TOPIC,   STORE_REC_MEMBER,
+				    STORE_REC_MESSAGE, STORE_REC_PUBLICATION,
+				    STORE_REC_MAILBOX, STORE_REC_SUBSCRIPTION};
+	int err = 0;
+
+	for (size_t i = 0; i < sizeof(order) / sizeof(order[0]) && !err; i++)
+		err = store_record_list(st, order[i], NULL, load_one, h);
+	if (err)
+		return err;
+	/* what was loaded is on disk already: nothing to write back */
+	if (h->batch) {
+		for (size_t i = 0; i < h->batch->n; i++)
+			rec_op_free(&h->batch->ops[i]);
+		free(h->batch->ops);
+		free(h->batch);
+		h->batch = NULL;
+	}
+	home_interest_update(h);
+	log_info("messaging and presence: %zu stored messages, %s", h->stored,
+		 h->subs ? "subscriptions restored" : "no subscriptions");
+	return 0;
+}
+
+/* ------------------------------------------------------------- snapshots */
+
+static int snap_push(char ***v, size_t *n, const char *s)
+{
+	char **nv = realloc(*v, (*n + 1) * sizeof(**v));
+	if (!nv)
+		return ENOMEM;
+	*v = nv;
+	nv[*n] = strdup(s);
+	if (!nv[*n])
+		return ENOMEM;
+	(*n)++;
+	return 0;
+}
+
+static int snap_row(void *arg, const struct store_record *rec)
+{
+	struct home_snapshot *s = arg;
+	char line[STORE_KEY_MAX + 64];
+
+	switch (rec->kind) {
+	case STORE_REC_TOPIC:
+		return snap_push(&s->topics, &s->ntopics, rec->key);
+	case STORE_REC_MEMBER:
+		return snap_push(&s->members, &s->nmembers, rec->key);
+	case STORE_REC_MAILBOX:
+		snprintf(line, sizeof(line), "%s %s", rec->owner, rec->meta);
+		return snap_push(&s->mailboxes, &s->nmailboxes, line);
+	default:
+		return 0;
+	}
+}
+
+static void snap_free(struct home_snapshot *s)
+{
+	for (size_t i = 0; i < s->ntopics; i++)
+		free(s->topics[i]);
+	for (size_t i = 0; i < s->nmembers; i++)
+		free(s->members[i]);
+	for (size_t i = 0; i < s->nmailboxes; i++)
+		free(s->mailboxes[i]);
+	free(s->topics);
+	free(s->members);
+	free(s->mailboxes);
+	free(s);
+}
+
+static void snap_read(struct store *st, struct dbq_job *job)
+{
+	struct home_snapshot *s = (struct home_snapshot *)job;
+
+	s->ops_done = atomic_load(&s->h->ops_done);
+	s->err = store_record_list(st, STORE_REC_TOPIC, NULL, snap_row, s);
+	if (!s->err)
+		s->err = store_record_list(st, STORE_REC_MEMBER, NULL, snap_row, s);
+	if (!s->err)
+		s->err = store_record_list(st, STORE_REC_MAILBOX, NULL, snap_row, s);
+	/* job->done is posted to the home worker by the caller's contract (reply_to) */
+	worker_post(job->reply_to, &job->done);
+}
+
+static void home_request_snapshot(struct home *h);
+
+static bool snap_has(char **v, size_t n, const char *s)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (strcmp(v[i], s) == 0)
+			return true;
+	}
+	return false;
+}
+
+static void snap_apply(struct home *h, struct home_snapshot *s)
+{
+	/* mailboxes: set what is there, clear what went */
+	for (size_t i = 0; i < s->nmailboxes; i++) {
+		char aor[HOME_AOR_MAX];
+		unsigned nw = 0, old = 0;
+		if (sscanf(s->mailboxes[i], "%383s %u %u", aor, &nw, &old) >= 1)
+			pres_mailbox_set(h, aor, nw, old);
+	}
+	for (struct home_mailbox *mb = h->mailboxes; mb; mb = mb->next) {
+		bool found = false;
+		size_t al = strlen(mb->aor);
+		for (size_t i = 0; i < s->nmailboxes && !found; i++)
+			found = strncmp(s->mailboxes[i], mb->aor, al) == 0 &&
+				s->mailboxes[i][al] == ' ';
+		if (!found && (mb->new_msgs || mb->old_msgs))
+			pres_mailbox_set(h, mb->aor, 0, 0);
+	}
+	/* topics and members: the store is the truth once our own writes are in it */
+	for (size_t i = 0; i < s->ntopics; i++) {
+		if (!im_topic_find(h, s->topics[i]))
+			im_topic_create(h, s->topics[i], false);
+	}
+	for (struct im_topic *t = h->topics, *next; t; t = next) {
+		next = t->next;
+		if (!snap_has(s->topics, s->ntopics, t->key)) {
+			log_info("topic %s was deleted", t->key);
+			im_topic_delete(h, t->key);
+		}
+	}
+	for (size_t i = 0; i < s->nmembers; i++) {
+		char *sp = strchr(s->members[i], ' ');
+		if (!sp)
+			continue;
+		*sp = '\0';
+		if (im_topic_find(h, s->members[i]))
+			im_topic_join(h, s->members[i], sp + 1);
+		*sp = ' ';
+	}
+	for (struct im_topic *t = h->topics; t; t = t->next) {
+		for (size_t j = 0; j < t->n;) {
+			char key[STORE_KEY_MAX];
+			snprintf(key, sizeof(key), "%s %s", t->key, t->members[j]);
+			if (!snap_has(s->members, s->nmembers, key)) {
+				im_topic_leave(h, t->key, t->members[j]);
+				continue; /* the array moved down */
+			}
+			j++;
+		}
+	}
+}
+
+static void snap_done(struct worker *w, struct wjob *job)
+{
+	struct home_snapshot *s = (struct home_snapshot *)job;
+	struct home *h = s->h;
+
+	if (atomic_load(&w->srv->stopping)) {
+		snap_free(s);
+		return;
+	}
+	if (s->err) {
+		log_warn("re-reading topics and mailboxes failed; keeping what is in memory");
+	} else if (s->ops_done != h->ops_submitted || h->batch) {
+		/* our own writes were still on their way: the copy is behind us; ask again */
+		h->snapshot_wanted = true;
+	} else {
+		snap_apply(h, s);
+		home_flush(h); /* joins or leaves that apply wrote nothing new, but be sure */
+		tp_flush(h->w);
+	}
+	snap_free(s);
+}
+
+static void home_request_snapshot(struct home *h)
+{
+	struct home_snapshot *s = calloc(1, sizeof(*s));
+
+	if (!s)
+		return;
+	s->h = h;
+	s->job.run = snap_read;
+	s->job.reply_to = h->w;
+	s->job.done.fn = snap_done;
+	h->snapshot_wanted = false;
+	home_flush(h);
+	dbq_submit(h->srv->dbq, &s->job);
+}
+
+static void changed_job(struct worker *w, struct wjob *job)
+{
+	free(job);
+	if (w->srv->home && !atomic_load(&w->srv->stopping))
+		home_request_snapshot(w->srv->home);
+}
+
+void home_store_changed(struct server *srv)
+{
+	struct wjob *job;
+
+	if (!srv->home || !srv->home->started)
+		return;
+	job = calloc(1, sizeof(*job));
+	if (!job)
+		return;
+	job->fn = changed_job;
+	worker_post(srv->workers[home_worker(srv)], job);
+}
+
+/* ------------------------------------------------------------------ sweep */
+
+static void home_sweep_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct home *h = arg;
+	int64_t now = (int64_t)time(NULL);
+
+	(void)fd;
+	(void)what;
+	im_sweep(h, now);
+	pres_sweep(h, now);
+	if (h->snapshot_wanted)
+		home_request_snapshot(h);
+	home_interest_update(h);
+	tp_flush(h->w);
+	worker_reap(h->w);
+	worker_timer_add(h->w, &h->sweep_ev, HOME_SWEEP_MS);
+}
+
+static void home_kick_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct home *h = arg;
+
+	(void)fd;
+	(void)what;
+	im_kick_run(h);
+	tp_flush(h->w);
+	worker_reap(h->w);
+}
+
+static void start_job(struct worker *w, struct wjob *job)
+{
+	struct home *h = w->srv->home;
+
+	free(job);
+	if (atomic_load(&w->srv->stopping))
+		return;
+	h->w = w;
+	event_assign(&h->flush_ev, w->base, -1, 0, home_flush_cb, h);
+	event_assign(&h->kick_ev, w->base, -1, 0, home_kick_cb, h);
+	evtimer_assign(&h->sweep_ev, w->base, home_sweep_cb, h);
+	worker_timer_add(w, &h->sweep_ev, HOME_SWEEP_MS);
+	h->started = true;
+	if (h->kick_head)
+		event_active(&h->kick_ev, EV_TIMEOUT, 0);
+	/* subscriptions restored from the store learn the state now (RFC 6665 refresh NOTIFY) */
+	pres_sweep(h, (int64_t)time(NULL));
+	tp_flush(w);
+}
+
+void home_start(struct server *srv)
+{
+	struct wjob *job;
+
+	if (!srv->home)
+		return;
+	job = calloc(1, sizeof(*job));
+	if (!job)
+		return;
+	job->fn = start_job;
+	srv->home->w = srv->workers[home_worker(srv)];
+	worker_post(srv->workers[home_worker(srv)], job);
+}
+
+/* ------------------------------------------------------------ life cycle */
+
+int home_create(struct server *srv, struct home **out)
+{
+	struct home *h = calloc(1, sizeof(*h));
+
+	if (!h)
+		return ENOMEM;
+	h->srv = srv;
+	h->next_msg_id = (uint64_t)time(NULL) * 1000;
+	h->next_sub_id = 1;
+	*out = h;
+	return 0;
+}
+
+void home_stop(struct home *h)
+{
+	if (!h)
+		return;
+	if (h->started) {
+		event_del(&h->flush_ev);
+		event_del(&h->kick_ev);
+		event_del(&h->sweep_ev);
+		h->started = false;
+	}
+	home_flush(h);
+}
+
+void home_destroy(struct home *h)
+{
+	if (!h)
+		return;
+	/* the workers' transactions are gone, and their requests' wrappers with them */
+	for (size_t i = 0; i < HOME_BUCKETS; i++) {
+		for (struct im_box *b = h->boxes[i]; b; b = b->hnext)
+			b->inflight = NULL;
+	}
+	for (struct pres_sub *s = h->subs; s; s = s->next)
+		s->inflight = NULL;
+	im_free_all(h);
+	pres_free_all(h);
+	if (h->batch) {
+		for (size_t i = 0; i < h->batch->n; i++)
+			rec_op_free(&h->batch->ops[i]);
+		free(h->batch->ops);
+		free(h->batch);
+	}
+	free(h);
+}
+
+/* -------------------------------------------------------------- requests */
+
+static bool home_is_broker_host(const struct server *srv, sv_t host)
+{
+	return srv->cfg.broker_domain[0] && sv_ieq(host, sv_cstr(srv->cfg.broker_domain));
+}
+
+bool home_wants(const struct preq *r)
+{
+	const struct sip_msg *m = r->m;
+	const struct sip_uri *ruri;
+
+	if (m->method != SIP_MESSAGE && m->method != SIP_PUBLISH && m->method != SIP_SUBSCRIBE)
+		return false;
+	ruri = &((struct sip_msg *)m)->ruri;
+	if (!(m->parsed & SIP_P_RURI))
+		ruri = sip_msg_ruri((struct sip_msg *)m);
+	if (!ruri)
+		return false;
+	if (r->in_dialog)
+		return m->method == SIP_SUBSCRIBE && r->ruri_myself;
+	if (home_is_broker_host(r->srv, ruri->host))
+		return m->method != SIP_PUBLISH;
+	return r->ruri_local && ruri->user.len > 0;
+}
+
+enum proxy_step home_handle(struct preq *r)
+{
+	struct home *h = r->srv->home;
+
+	if (!h)
+		return PROXY_CONTINUE;
+	switch (r->m->method) {
+	case SIP_MESSAGE:
+		return im_handle_message(h, r);
+	case SIP_PUBLISH:
+		return pres_handle_publish(h, r);
+	case SIP_SUBSCRIBE:
+		return pres_handle_subscribe(h, r);
+	default:
+		return PROXY_CONTINUE;
+	}
+}
+
+enum proxy_step home_handle_in_dialog(struct preq *r)
+{
+	struct home *h = r->srv->home;
+
+	if (!h || r->m->method != SIP_SUBSCRIBE)
+		return PROXY_CONTINUE;
+	return pres_handle_in_dialog(h, r);
+}
+
+struct registered_job {
+	struct wjob base;
+	char aor[HOME_AOR_MAX];
+};
+
+static void registered_run(struct worker *w, struct wjob *job)
+{
+	struct registered_job *rj = (struct registered_job *)job;
+	struct home *h = w->srv->home;
+
+	if (!atomic_load(&w->srv->stopping) && h->started) {
+		im_registered(h, rj->aor);
+		pres_registered(h, rj->aor);
+	}
+	free(rj);
+	tp_flush(w);
+}
+
+void home_registered(struct worker *w, sv_t aor)
+{
+	struct home *h = w->srv->home;
+	struct registered_job *rj;
+
+	if (!h || !h->started || atomic_load(&h->interest) == 0)
+		return; /* nothing waits for anyone: the registrar's fast path */
+	rj = calloc(1, sizeof(*rj));
+	if (!rj)
+		return;
+	sv_copy(aor, rj->aor, sizeof(rj->aor));
+	rj->base.fn = registered_run;
+	worker_post(w->srv->workers[home_worker(w->srv)], &rj->base);
+}

@@ -1,0 +1,186 @@
+/*
+ * home_int.h - what the home's files share (home.c, im.c, presence.c): the
+ * in-memory state, owned by the home worker, and the write-behind of
+ * records. Not part of any public API.
+ */
+#ifndef SB_SERVICES_HOME_INT_H
+#define SB_SERVICES_HOME_INT_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <event2/event_struct.h>
+
+#include "services/home.h"
+#include "services/uac.h"
+#include "store/store.h"
+
+#define HOME_AOR_MAX	  (STORE_USER_MAX + STORE_DOMAIN_MAX + 2)
+#define HOME_BUCKETS	  4096
+#define HOME_FANOUT_CHUNK 64 /* recipients started per loop turn */
+
+/* A message waiting for (or on its way to) one recipient. */
+struct im_msg {
+	struct im_msg *next;
+	uint64_t id; /* store key "<id>", and the order of arrival */
+	int64_t expires;
+	char *meta; /* "From: ...\r\nTo: ...\r\nDate: ...\r\nContent-Type: ...\r\n" */
+	char *body;
+	size_t body_len;
+	bool persisted;
+};
+
+/* One recipient's queue. */
+struct im_box {
+	struct im_box *hnext;
+	struct im_box *kick_next; /* on the fan-out list */
+	bool kick_queued;
+	char aor[HOME_AOR_MAX];
+	struct im_msg *head, *tail;
+	unsigned count;
+	struct uac *inflight;
+	unsigned target; /* which binding the current attempt uses */
+	struct home *home;
+};
+
+struct im_topic {
+	struct im_topic *next;
+	char key[HOME_AOR_MAX]; /* "name@domain" */
+	char **members;		/* AORs "user@domain" */
+	size_t n, cap;
+	int64_t created;
+};
+
+struct pres_pub {
+	struct pres_pub *next;
+	char etag[24];
+	char aor[HOME_AOR_MAX];
+	int64_t expires;
+	uint64_t order; /* later publications win a tuple id */
+	char *body;
+	size_t len;
+};
+
+enum pres_event {
+	PRES_EV_PRESENCE = 0,
+	PRES_EV_WINFO,
+	PRES_EV_MWI,
+	PRES_EV_TOPIC,
+};
+
+enum pres_state {
+	PRES_PENDING = 0,
+	PRES_ACTIVE,
+	PRES_TERMINATED,
+};
+
+struct pres_sub {
+	struct pres_sub *next;
+	struct home *home;
+	uint64_t id;
+	enum pres_event ev;
+	enum pres_state state;
+	bool topic;		    /* target is a topic (the broker), not a presentity */
+	char event_name[32];	    /* as the watcher wrote it */
+	char target[HOME_AOR_MAX];  /* presentity AOR or topic key */
+	char watcher[HOME_AOR_MAX]; /* watcher AOR */
+	char callid[256];
+	char local_tag[40];
+	char remote_tag[128];
+	char local_uri[STORE_URI_MAX];	 /* our side: the SUBSCRIBE's To, no tag */
+	char remote_from[STORE_URI_MAX]; /* their From, with its tag */
+	char contact[STORE_URI_MAX];	 /* remote target */
+	char route[STORE_URI_MAX];	 /* route set from Record-Route */
+	struct tp_addr peer;		 /* where the SUBSCRIBE came from */
+	uint32_t conn_id;
+	uint32_t cseq;
+	uint32_t remote_cseq;
+	int64_t expires;
+	/* NOTIFY in flight; another change waits for its answer */
+	struct uac *inflight;
+	bool again;
+	bool final_pending; /* the next NOTIFY ends the subscription */
+	char reason[24];    /* Subscription-State reason of the final NOTIFY */
+	int last_basic;	    /* registration-derived state last sent: -1 none, 0 closed, 1 open */
+	uint32_t winfo_version;
+};
+
+/* A snapshot of what the CLI may change: posted from the database thread. */
+struct home_snapshot;
+
+struct home {
+	struct server *srv;
+	struct worker *w; /* the home worker */
+	/* offline messages */
+	struct im_box *boxes[HOME_BUCKETS];
+	uint64_t next_msg_id;
+	size_t stored; /* messages held, for home_registered's fast path */
+	struct im_box *kick_head, *kick_tail;
+	struct event kick_ev;
+	/* broker */
+	struct im_topic *topics;
+	/* presence */
+	struct pres_pub *pubs;
+	struct pres_sub *subs;
+	uint64_t next_sub_id;
+	uint64_t pub_order;
+	/* message-summary: "aor new old" lines of the mailboxes */
+	struct home_mailbox {
+		struct home_mailbox *next;
+		char aor[HOME_AOR_MAX];
+		unsigned new_msgs, old_msgs;
+	} * mailboxes;
+	/* interest: REGISTERs only bother the home when something may wait for them */
+	atomic_uint interest;
+	/* write-behind */
+	struct rec_batch *batch;
+	struct event flush_ev;
+	uint64_t ops_submitted;
+	atomic_ullong ops_done; /* batches the database thread has written */
+	uint64_t snapshot_at;	/* ops_submitted when the pending re-read was asked */
+	bool snapshot_wanted;
+	struct event sweep_ev;
+	bool started;
+};
+
+/* home.c: write-behind of records, in order, many per database transaction */
+void home_rec_put(struct home *h, int kind, const char *key, const char *owner, int64_t seq,
+		  int64_t expires, const char *meta, const void *body, size_t body_len);
+void home_rec_del(struct home *h, int kind, const char *key);
+void home_interest_update(struct home *h);
+/* The AOR key "user@domain" of a SIP URI (as the location service keys it). */
+int home_aor_of_uri(sv_t uri, char *out, size_t len);
+/* Header value by name from a meta text ("Name: value\r\n" lines); SV_NULL when absent. */
+sv_t home_meta_get(const char *meta, const char *name);
+
+/* im.c */
+enum proxy_step im_handle_message(struct home *h, struct preq *r);
+void im_registered(struct home *h, const char *aor);
+void im_sweep(struct home *h, int64_t now);
+int im_load_message(struct home *h, const struct store_record *rec);
+int im_load_topic(struct home *h, const struct store_record *rec);
+int im_load_member(struct home *h, const struct store_record *rec);
+void im_kick_run(struct home *h);
+struct im_topic *im_topic_find(struct home *h, const char *key);
+/* A watcher joins a topic (creating it when allowed): 0, ENOENT (no topic), ENOSPC (full). */
+int im_topic_join(struct home *h, const char *key, const char *member);
+void im_topic_leave(struct home *h, const char *key, const char *member);
+int im_topic_create(struct home *h, const char *key, bool persist);
+void im_topic_delete(struct home *h, const char *key);
+void im_free_all(struct home *h);
+bool im_is_topic_uri(struct home *h, const struct sip_uri *u);
+
+/* presence.c */
+enum proxy_step pres_handle_publish(struct home *h, struct preq *r);
+enum proxy_step pres_handle_subscribe(struct home *h, struct preq *r);
+enum proxy_step pres_handle_in_dialog(struct home *h, struct preq *r);
+void pres_registered(struct home *h, const char *aor);
+void pres_sweep(struct home *h, int64_t now);
+int pres_load_pub(struct home *h, const struct store_record *rec);
+int pres_load_sub(struct home *h, const struct store_record *rec);
+void pres_mailbox_set(struct home *h, const char *aor, unsigned new_msgs, unsigned old_msgs);
+void pres_topic_changed(struct home *h, const char *key);
+void pres_free_all(struct home *h);
+
+#endif
