@@ -34,11 +34,6 @@ static void cli_im_usage(FILE *to)
 		"Each takes -c FILE or --db PATH to find the database.\n");
 }
 
-static int cli_im_expect(const struct cli_opts *o, int min, int max, const char *cmd)
-{
-	return cli_want_args(o, min, max, cmd);
-}
-
 /* "sip:Alice@Example.COM" -> "Alice@example.com"; EINVAL without user@domain. */
 static int cli_aor(const char *in, char *out, size_t len)
 {
@@ -118,7 +113,7 @@ static int cli_msg(const struct cli_opts *o, struct store *s, const char *sub)
 	int rc;
 
 	if (strcmp(sub, "list") == 0) {
-		if (cli_im_expect(o, 0, 1, "msg list"))
+		if (cli_want_args(o, 0, 1, "msg list"))
 			return CLI_EXIT_USAGE;
 		if (o->npos && cli_aor(o->pos[0], aor, sizeof(aor))) {
 			fprintf(stderr, "msg list: '%s' is not USER@DOMAIN\n", o->pos[0]);
@@ -134,7 +129,7 @@ static int cli_msg(const struct cli_opts *o, struct store *s, const char *sub)
 		return CLI_EXIT_OK;
 	}
 	if (strcmp(sub, "del") == 0) {
-		if (cli_im_expect(o, 1, 1, "msg del"))
+		if (cli_want_args(o, 1, 1, "msg del"))
 			return CLI_EXIT_USAGE;
 		rc = store_record_del(s, STORE_REC_MESSAGE, o->pos[0]);
 		if (rc) {
@@ -196,7 +191,7 @@ static int cli_presence(const struct cli_opts *o, struct store *s, const char *s
 		fprintf(stderr, "presence: unknown command '%s' (try --help)\n", sub);
 		return CLI_EXIT_USAGE;
 	}
-	if (cli_im_expect(o, 0, 1, "presence list"))
+	if (cli_want_args(o, 0, 1, "presence list"))
 		return CLI_EXIT_USAGE;
 	if (o->npos) {
 		if (cli_aor(o->pos[0], aor, sizeof(aor))) {
@@ -272,7 +267,7 @@ static int cli_topic(const struct cli_opts *o, struct store *s, const char *sub)
 	int rc = 0;
 
 	if (strcmp(sub, "list") == 0) {
-		if (cli_im_expect(o, 0, 0, "topic list"))
+		if (cli_want_args(o, 0, 0, "topic list"))
 			return CLI_EXIT_USAGE;
 		rc = store_record_list(s, STORE_REC_TOPIC, NULL, cli_topic_row, &c);
 		if (!rc && !c.n)
@@ -287,7 +282,7 @@ static int cli_topic(const struct cli_opts *o, struct store *s, const char *sub)
 	if (rc)
 		goto out;
 	if (strcmp(sub, "create") == 0) {
-		if (cli_im_expect(o, 1, 1, "topic create"))
+		if (cli_want_args(o, 1, 1, "topic create"))
 			return CLI_EXIT_USAGE;
 		if (exists) {
 			fprintf(stderr, "topic create: sip:%s exists already\n", topic);
@@ -308,7 +303,7 @@ static int cli_topic(const struct cli_opts *o, struct store *s, const char *sub)
 		return CLI_EXIT_NOT_FOUND;
 	}
 	if (strcmp(sub, "delete") == 0) {
-		if (cli_im_expect(o, 1, 1, "topic delete"))
+		if (cli_want_args(o, 1, 1, "topic delete"))
 			return CLI_EXIT_USAGE;
 		rc = store_begin(s);
 		if (!rc)
@@ -321,7 +316,7 @@ static int cli_topic(const struct cli_opts *o, struct store *s, const char *sub)
 		goto out;
 	}
 	if (strcmp(sub, "members") == 0) {
-		if (cli_im_expect(o, 1, 1, "topic members"))
+		if (cli_want_args(o, 1, 1, "topic members"))
 			return CLI_EXIT_USAGE;
 		c.filter = topic;
 		rc = store_record_list(s, STORE_REC_MEMBER, topic, cli_topic_row, &c);
@@ -330,7 +325,7 @@ static int cli_topic(const struct cli_opts *o, struct store *s, const char *sub)
 		goto out;
 	}
 	if (strcmp(sub, "add") == 0 || strcmp(sub, "remove") == 0) {
-		if (cli_im_expect(o, 2, 2, strcmp(sub, "add") == 0 ? "topic add" : "topic remove"))
+		if (cli_want_args(o, 2, 2, strcmp(sub, "add") == 0 ? "topic add" : "topic remove"))
 			return CLI_EXIT_USAGE;
 		if (cli_aor(o->pos[1], member, sizeof(member))) {
 			fprintf(stderr, "topic %s: '%s' is not USER@DOMAIN\n", sub, o->pos[1]);
@@ -398,13 +393,13 @@ static int cli_mwi(const struct cli_opts *o, struct store *s, const char *sub)
 	int rc;
 
 	if (strcmp(sub, "list") == 0) {
-		if (cli_im_expect(o, 0, 0, "mwi list"))
+		if (cli_want_args(o, 0, 0, "mwi list"))
 			return CLI_EXIT_USAGE;
 		rc = store_record_list(s, STORE_REC_MAILBOX, NULL, cli_mwi_row, &c);
 		if (!rc && !c.n)
 			printf("no mailboxes\n");
 	} else if (strcmp(sub, "set") == 0) {
-		if (cli_im_expect(o, 3, 3, "mwi set"))
+		if (cli_want_args(o, 3, 3, "mwi set"))
 			return CLI_EXIT_USAGE;
 		if (cli_aor(o->pos[0], rec.owner, STORE_USER_MAX + STORE_DOMAIN_MAX + 2)) {
 			fprintf(stderr, "mwi set: '%s' is not USER@DOMAIN\n", o->pos[0]);

@@ -424,6 +424,14 @@ static void branch_stop_timer_c(struct ptx_branch *b)
 	}
 }
 
+static void step_timer_stop(struct ptx *p)
+{
+	if (p->step_timer_armed) {
+		evtimer_del(&p->step_timer);
+		p->step_timer_armed = false;
+	}
+}
+
 static void ptx_finish(struct ptx *p)
 {
 	struct buf challenges;
@@ -432,10 +440,7 @@ static void ptx_finish(struct ptx *p)
 	if (p->final_sent)
 		return;
 	p->final_sent = true;
-	if (p->step_timer_armed) {
-		evtimer_del(&p->step_timer);
-		p->step_timer_armed = false;
-	}
+	step_timer_stop(p);
 	if (!p->best) {
 		ptx_reply_local(p, p->local_status ? p->local_status : 408,
 				p->local_status == 480 ? "No answer" : NULL);
@@ -473,10 +478,7 @@ void fwd_finish_local(struct ptx *p, unsigned status, const char *reason)
 	if (p->final_sent)
 		return;
 	p->final_sent = true;
-	if (p->step_timer_armed) {
-		evtimer_del(&p->step_timer);
-		p->step_timer_armed = false;
-	}
+	step_timer_stop(p);
 	ptx_reply_local(p, status, reason);
 }
 
@@ -498,10 +500,7 @@ static void step_done(struct ptx *p)
 {
 	if (p->final_sent || p->pending || p->starting)
 		return;
-	if (p->step_timer_armed) {
-		evtimer_del(&p->step_timer);
-		p->step_timer_armed = false;
-	}
+	step_timer_stop(p);
 	/* a 6xx ends the whole search (16.7), but for 600 Busy Everywhere: busy moves on */
 	if (p->cancelled || (p->best && p->best_rank == 0 && p->best_status != 600)) {
 		ptx_finish(p);
@@ -633,10 +632,7 @@ static void branch_response(struct txn_cli *t, struct sip_msg *resp)
 		/* every 2xx goes up at once, retransmissions too (16.7 step 5, RFC 6026) */
 		ptx_forward_response(p, resp, SV_NULL);
 		p->final_sent = true;
-		if (p->step_timer_armed) {
-			evtimer_del(&p->step_timer);
-			p->step_timer_armed = false;
-		}
+		step_timer_stop(p);
 		if (!b->done) {
 			b->done = true;
 			b->status = st;

@@ -14,6 +14,7 @@
 
 #include <event2/event.h>
 
+#include "core/hash.h"
 #include "core/log.h"
 #include "server/dbq.h"
 #include "server/server.h"
@@ -39,16 +40,28 @@ struct rec_batch {
 	size_t n, cap;
 };
 
+/* A mailbox summary as the store holds it. */
+struct snap_mailbox {
+	char aor[HOME_AOR_MAX];
+	unsigned new_msgs, old_msgs;
+};
+
+/* A topic member as the store holds it. */
+struct snap_member {
+	char topic[HOME_AOR_MAX];
+	char member[HOME_AOR_MAX];
+};
+
 /* What the CLI may change, read on the database thread and applied on the home worker. */
 struct home_snapshot {
 	struct dbq_job job;
 	struct home *h;
 	uint64_t ops_done;
-	char **topics;
+	char (*topics)[HOME_AOR_MAX];
 	size_t ntopics;
-	char **members; /* "topic member" */
+	struct snap_member *members;
 	size_t nmembers;
-	char **mailboxes; /* "aor new old" */
+	struct snap_mailbox *mailboxes;
 	size_t nmailboxes;
 	int err;
 };
@@ -87,10 +100,35 @@ sv_t home_meta_get(const char *meta, const char *name)
 	return SV_NULL;
 }
 
-void home_interest_update(struct home *h)
+static unsigned interest_bit(sv_t aor)
 {
-	unsigned v = h->stored > 0 || h->subs != NULL;
-	atomic_store(&h->interest, v);
+	return (unsigned)(hash_sv(aor, 0x1e5) % (HOME_INTEREST_WORDS * 64));
+}
+
+void home_interest_add(uint64_t *bits, const char *aor)
+{
+	unsigned bit = interest_bit(sv_cstr(aor));
+
+	bits[bit / 64] |= 1ull << (bit % 64);
+}
+
+void home_interest_mark(struct home *h, const char *aor)
+{
+	unsigned bit = interest_bit(sv_cstr(aor));
+
+	atomic_fetch_or(&h->interest[bit / 64], 1ull << (bit % 64));
+}
+
+/* The bits of AORs no longer of interest go; one whose interest stays never reads 0. */
+static void interest_rebuild(struct home *h)
+{
+	uint64_t *bits = h->interest_next;
+
+	memset(h->interest_next, 0, sizeof(h->interest_next));
+	im_interest(h, bits);
+	pres_interest(h, bits);
+	for (size_t i = 0; i < HOME_INTEREST_WORDS; i++)
+		atomic_store(&h->interest[i], bits[i]);
 }
 
 /* ------------------------------------------------------------ write-behind */
@@ -267,53 +305,68 @@ int home_load(struct home *h, struct store *st)
 		free(h->batch);
 		h->batch = NULL;
 	}
-	home_interest_update(h);
-	log_info("messaging and presence: %zu stored messages, %s", h->stored,
-		 h->subs ? "subscriptions restored" : "no subscriptions");
 	return 0;
 }
 
 /* ------------------------------------------------------------- snapshots */
 
-static int snap_push(char ***v, size_t *n, const char *s)
+/* Appends one zeroed element to a growing array; NULL when out of memory. */
+static void *snap_grow(void *v, size_t *n, size_t size, void **out)
 {
-	char **nv = realloc(*v, (*n + 1) * sizeof(**v));
+	char *nv = realloc(v, (*n + 1) * size);
+
 	if (!nv)
-		return ENOMEM;
-	*v = nv;
-	nv[*n] = strdup(s);
-	if (!nv[*n])
-		return ENOMEM;
+		return NULL;
+	memset(nv + *n * size, 0, size);
+	*out = nv + *n * size;
 	(*n)++;
-	return 0;
+	return nv;
 }
 
 static int snap_row(void *arg, const struct store_record *rec)
 {
 	struct home_snapshot *s = arg;
-	char line[STORE_KEY_MAX + 64];
+	const char *sp;
+	void *nv = NULL, *e = NULL;
 
 	switch (rec->kind) {
 	case STORE_REC_TOPIC:
-		return snap_push(&s->topics, &s->ntopics, rec->key);
+		nv = snap_grow(s->topics, &s->ntopics, sizeof(*s->topics), &e);
+		if (nv) {
+			s->topics = nv;
+			sv_copy(sv_cstr(rec->key), e, HOME_AOR_MAX);
+		}
+		break;
 	case STORE_REC_MEMBER:
-		return snap_push(&s->members, &s->nmembers, rec->key);
+		sp = strchr(rec->key, ' '); /* "topic member" */
+		if (!sp)
+			return 0;
+		nv = snap_grow(s->members, &s->nmembers, sizeof(*s->members), &e);
+		if (nv) {
+			struct snap_member *m = e;
+			s->members = nv;
+			sv_copy(sv_cstr(rec->owner), m->topic, sizeof(m->topic));
+			sv_copy(sv_cstr(sp + 1), m->member, sizeof(m->member));
+		}
+		break;
 	case STORE_REC_MAILBOX:
-		snprintf(line, sizeof(line), "%s %s", rec->owner, rec->meta);
-		return snap_push(&s->mailboxes, &s->nmailboxes, line);
+		nv = snap_grow(s->mailboxes, &s->nmailboxes, sizeof(*s->mailboxes), &e);
+		if (nv) {
+			struct snap_mailbox *mb = e;
+			s->mailboxes = nv;
+			sv_copy(sv_cstr(rec->owner), mb->aor, sizeof(mb->aor));
+			if (sscanf(rec->meta, "%u %u", &mb->new_msgs, &mb->old_msgs) != 2)
+				mb->new_msgs = mb->old_msgs = 0;
+		}
+		break;
 	default:
 		return 0;
 	}
+	return nv ? 0 : ENOMEM;
 }
 
 static void snap_free(struct home_snapshot *s)
 {
-	for (size_t i = 0; i < s->ntopics; i++)
-		free(s->topics[i]);
-	for (size_t i = 0; i < s->nmembers; i++)
-		free(s->members[i]);
-	for (size_t i = 0; i < s->nmailboxes; i++)
-		free(s->mailboxes[i]);
 	free(s->topics);
 	free(s->members);
 	free(s->mailboxes);
@@ -330,69 +383,79 @@ static void snap_read(struct store *st, struct dbq_job *job)
 		s->err = store_record_list(st, STORE_REC_MEMBER, NULL, snap_row, s);
 	if (!s->err)
 		s->err = store_record_list(st, STORE_REC_MAILBOX, NULL, snap_row, s);
-	/* job->done is posted to the home worker by the caller's contract (reply_to) */
 	worker_post(job->reply_to, &job->done);
 }
 
-static void home_request_snapshot(struct home *h);
-
-static bool snap_has(char **v, size_t n, const char *s)
+static bool snap_has_topic(const struct home_snapshot *s, const char *key)
 {
-	for (size_t i = 0; i < n; i++) {
-		if (strcmp(v[i], s) == 0)
+	for (size_t i = 0; i < s->ntopics; i++) {
+		if (strcmp(s->topics[i], key) == 0)
 			return true;
 	}
 	return false;
 }
 
-static void snap_apply(struct home *h, struct home_snapshot *s)
+static bool snap_has_member(const struct home_snapshot *s, const char *topic, const char *member)
 {
-	/* mailboxes: set what is there, clear what went */
+	for (size_t i = 0; i < s->nmembers; i++) {
+		if (strcmp(s->members[i].topic, topic) == 0 &&
+		    strcmp(s->members[i].member, member) == 0)
+			return true;
+	}
+	return false;
+}
+
+static bool snap_has_mailbox(const struct home_snapshot *s, const char *aor)
+{
 	for (size_t i = 0; i < s->nmailboxes; i++) {
-		char aor[HOME_AOR_MAX];
-		unsigned nw = 0, old = 0;
-		if (sscanf(s->mailboxes[i], "%383s %u %u", aor, &nw, &old) >= 1)
-			pres_mailbox_set(h, aor, nw, old);
+		if (strcmp(s->mailboxes[i].aor, aor) == 0)
+			return true;
 	}
-	for (struct home_mailbox *mb = h->mailboxes; mb; mb = mb->next) {
-		bool found = false;
-		size_t al = strlen(mb->aor);
-		for (size_t i = 0; i < s->nmailboxes && !found; i++)
-			found = strncmp(s->mailboxes[i], mb->aor, al) == 0 &&
-				s->mailboxes[i][al] == ' ';
-		if (!found && (mb->new_msgs || mb->old_msgs))
-			pres_mailbox_set(h, mb->aor, 0, 0);
-	}
-	/* topics and members: the store is the truth once our own writes are in it */
+	return false;
+}
+
+struct mailbox_gone {
+	struct home *h;
+	const struct home_snapshot *s;
+};
+
+static void clear_mailbox_if_gone(void *arg, const char *aor)
+{
+	struct mailbox_gone *g = arg;
+
+	if (!snap_has_mailbox(g->s, aor))
+		pres_mailbox_set(g->h, aor, 0, 0);
+}
+
+/* The store is the truth once our own writes are in it: memory follows it, writing nothing. */
+static void snap_apply(struct home *h, const struct home_snapshot *s)
+{
+	struct mailbox_gone g = {h, s};
+
+	for (size_t i = 0; i < s->nmailboxes; i++)
+		pres_mailbox_set(h, s->mailboxes[i].aor, s->mailboxes[i].new_msgs,
+				 s->mailboxes[i].old_msgs);
+	pres_mailbox_each(h, clear_mailbox_if_gone, &g);
 	for (size_t i = 0; i < s->ntopics; i++) {
 		if (!im_topic_find(h, s->topics[i]))
 			im_topic_create(h, s->topics[i], false);
 	}
 	for (struct im_topic *t = h->topics, *next; t; t = next) {
 		next = t->next;
-		if (!snap_has(s->topics, s->ntopics, t->key)) {
-			log_info("topic %s was deleted", t->key);
-			im_topic_delete(h, t->key);
+		if (!snap_has_topic(s, t->key)) {
+			log_info("topic sip:%s was deleted", t->key);
+			im_topic_delete(h, t->key, false);
 		}
 	}
-	for (size_t i = 0; i < s->nmembers; i++) {
-		char *sp = strchr(s->members[i], ' ');
-		if (!sp)
-			continue;
-		*sp = '\0';
-		if (im_topic_find(h, s->members[i]))
-			im_topic_join(h, s->members[i], sp + 1);
-		*sp = ' ';
-	}
+	for (size_t i = 0; i < s->nmembers; i++)
+		im_topic_join(h, s->members[i].topic, s->members[i].member, false);
 	for (struct im_topic *t = h->topics; t; t = t->next) {
 		for (size_t j = 0; j < t->n;) {
-			char key[STORE_KEY_MAX];
-			snprintf(key, sizeof(key), "%s %s", t->key, t->members[j]);
-			if (!snap_has(s->members, s->nmembers, key)) {
-				im_topic_leave(h, t->key, t->members[j]);
-				continue; /* the array moved down */
-			}
-			j++;
+			if (!snap_has_member(s, t->key, t->members[j]))
+				im_topic_leave(h, t->key, t->members[j],
+					       false); /* the array moves down */
+			else
+				j++;
 		}
 	}
 }
@@ -413,7 +476,6 @@ static void snap_done(struct worker *w, struct wjob *job)
 		h->snapshot_wanted = true;
 	} else {
 		snap_apply(h, s);
-		home_flush(h); /* joins or leaves that apply wrote nothing new, but be sure */
 		tp_flush(h->w);
 	}
 	snap_free(s);
@@ -436,9 +498,15 @@ static void home_request_snapshot(struct home *h)
 
 static void changed_job(struct worker *w, struct wjob *job)
 {
+	struct home *h = w->srv->home;
+
 	free(job);
-	if (w->srv->home && !atomic_load(&w->srv->stopping))
-		home_request_snapshot(w->srv->home);
+	if (atomic_load(&w->srv->stopping))
+		return;
+	/* the subscriber cache was re-read before this was posted: settings are current */
+	pres_policy_changed(h);
+	home_request_snapshot(h);
+	tp_flush(w);
 }
 
 void home_store_changed(struct server *srv)
@@ -467,7 +535,7 @@ static void home_sweep_cb(evutil_socket_t fd, short what, void *arg)
 	pres_sweep(h, now);
 	if (h->snapshot_wanted)
 		home_request_snapshot(h);
-	home_interest_update(h);
+	interest_rebuild(h);
 	tp_flush(h->w);
 	worker_reap(h->w);
 	worker_timer_add(h->w, &h->sweep_ev, HOME_SWEEP_MS);
@@ -499,8 +567,8 @@ static void start_job(struct worker *w, struct wjob *job)
 	h->started = true;
 	if (h->kick_head)
 		event_active(&h->kick_ev, EV_TIMEOUT, 0);
-	/* subscriptions restored from the store learn the state now (RFC 6665 refresh NOTIFY) */
-	pres_sweep(h, (int64_t)time(NULL));
+	/* subscriptions restored from the store learn the state now */
+	pres_resume(h);
 	tp_flush(w);
 }
 
@@ -550,13 +618,7 @@ void home_destroy(struct home *h)
 {
 	if (!h)
 		return;
-	/* the workers' transactions are gone, and their requests' wrappers with them */
-	for (size_t i = 0; i < HOME_BUCKETS; i++) {
-		for (struct im_box *b = h->boxes[i]; b; b = b->hnext)
-			b->inflight = NULL;
-	}
-	for (struct pres_sub *s = h->subs; s; s = s->next)
-		s->inflight = NULL;
+	/* the workers' transactions are gone, and the requests in flight with them */
 	im_free_all(h);
 	pres_free_all(h);
 	if (h->batch) {
@@ -643,9 +705,14 @@ void home_registered(struct worker *w, sv_t aor)
 {
 	struct home *h = w->srv->home;
 	struct registered_job *rj;
+	unsigned bit;
 
-	if (!h || !h->started || atomic_load(&h->interest) == 0)
-		return; /* nothing waits for anyone: the registrar's fast path */
+	if (!h || !h->started)
+		return;
+	bit = interest_bit(aor);
+	if (!(atomic_load_explicit(&h->interest[bit / 64], memory_order_relaxed) &
+	      (1ull << (bit % 64))))
+		return; /* nothing waits for this AOR: the registrar's fast path */
 	rj = calloc(1, sizeof(*rj));
 	if (!rj)
 		return;

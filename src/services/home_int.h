@@ -52,10 +52,11 @@ struct im_topic {
 	int64_t created;
 };
 
+struct pres_res;
+
 struct pres_pub {
-	struct pres_pub *next;
+	struct pres_pub *next; /* in its presentity's list */
 	char etag[24];
-	char aor[HOME_AOR_MAX];
 	int64_t expires;
 	uint64_t order; /* later publications win a tuple id */
 	char *body;
@@ -76,14 +77,14 @@ enum pres_state {
 };
 
 struct pres_sub {
-	struct pres_sub *next;
+	struct pres_sub *rnext; /* in its resource's list */
+	struct pres_sub *dnext; /* in its dialog bucket (by Call-ID) */
+	struct pres_res *res;	/* what it watches */
 	struct home *home;
 	uint64_t id;
 	enum pres_event ev;
 	enum pres_state state;
-	bool topic;		    /* target is a topic (the broker), not a presentity */
 	char event_name[32];	    /* as the watcher wrote it */
-	char target[HOME_AOR_MAX];  /* presentity AOR or topic key */
 	char watcher[HOME_AOR_MAX]; /* watcher AOR */
 	char callid[256];
 	char local_tag[40];
@@ -102,12 +103,24 @@ struct pres_sub {
 	bool again;
 	bool final_pending; /* the next NOTIFY ends the subscription */
 	char reason[24];    /* Subscription-State reason of the final NOTIFY */
-	int last_basic;	    /* registration-derived state last sent: -1 none, 0 closed, 1 open */
 	uint32_t winfo_version;
 };
 
-/* A snapshot of what the CLI may change: posted from the database thread. */
-struct home_snapshot;
+/*
+ * A resource: a presentity (its publications, its mailbox) or a topic, with
+ * the subscriptions to it, so that a change touches only its own watchers.
+ */
+struct pres_res {
+	struct pres_res *hnext;
+	char key[HOME_AOR_MAX]; /* presentity AOR or topic key */
+	bool topic;
+	struct pres_pub *pubs;
+	struct pres_sub *subs;
+	int open; /* registration-derived state last notified: -1 none yet, 0 closed, 1 open */
+	unsigned mwi_new, mwi_old;
+};
+
+#define HOME_INTEREST_WORDS 1024 /* 65536 bits: AORs a REGISTER must tell the home about */
 
 struct home {
 	struct server *srv;
@@ -115,30 +128,27 @@ struct home {
 	/* offline messages */
 	struct im_box *boxes[HOME_BUCKETS];
 	uint64_t next_msg_id;
-	size_t stored; /* messages held, for home_registered's fast path */
 	struct im_box *kick_head, *kick_tail;
 	struct event kick_ev;
 	/* broker */
 	struct im_topic *topics;
-	/* presence */
-	struct pres_pub *pubs;
-	struct pres_sub *subs;
+	/* presence, by resource and by dialog */
+	struct pres_res *res[HOME_BUCKETS];
+	struct pres_sub *dialogs[HOME_BUCKETS];
 	uint64_t next_sub_id;
 	uint64_t pub_order;
-	/* message-summary: "aor new old" lines of the mailboxes */
-	struct home_mailbox {
-		struct home_mailbox *next;
-		char aor[HOME_AOR_MAX];
-		unsigned new_msgs, old_msgs;
-	} * mailboxes;
-	/* interest: REGISTERs only bother the home when something may wait for them */
-	atomic_uint interest;
+	/*
+	 * A bit per AOR hash with messages waiting or presence watchers: the
+	 * registrar reads it without a lock and posts to the home only on a hit
+	 * (a false hit costs one post). Set at once, rebuilt by the sweep.
+	 */
+	atomic_ullong interest[HOME_INTEREST_WORDS];
+	uint64_t interest_next[HOME_INTEREST_WORDS]; /* the sweep's rebuild, then copied over */
 	/* write-behind */
 	struct rec_batch *batch;
 	struct event flush_ev;
 	uint64_t ops_submitted;
 	atomic_ullong ops_done; /* batches the database thread has written */
-	uint64_t snapshot_at;	/* ops_submitted when the pending re-read was asked */
 	bool snapshot_wanted;
 	struct event sweep_ev;
 	bool started;
@@ -148,7 +158,10 @@ struct home {
 void home_rec_put(struct home *h, int kind, const char *key, const char *owner, int64_t seq,
 		  int64_t expires, const char *meta, const void *body, size_t body_len);
 void home_rec_del(struct home *h, int kind, const char *key);
-void home_interest_update(struct home *h);
+/* aor must reach the home when it registers (a message waits, a watcher watches). */
+void home_interest_mark(struct home *h, const char *aor);
+/* The same into a bit set being rebuilt (HOME_INTEREST_WORDS words). */
+void home_interest_add(uint64_t *bits, const char *aor);
 /* The AOR key "user@domain" of a SIP URI (as the location service keys it). */
 int home_aor_of_uri(sv_t uri, char *out, size_t len);
 /* Header value by name from a meta text ("Name: value\r\n" lines); SV_NULL when absent. */
@@ -163,11 +176,17 @@ int im_load_topic(struct home *h, const struct store_record *rec);
 int im_load_member(struct home *h, const struct store_record *rec);
 void im_kick_run(struct home *h);
 struct im_topic *im_topic_find(struct home *h, const char *key);
-/* A watcher joins a topic (creating it when allowed): 0, ENOENT (no topic), ENOSPC (full). */
-int im_topic_join(struct home *h, const char *key, const char *member);
-void im_topic_leave(struct home *h, const char *key, const char *member);
+/*
+ * Topics and members. persist is false when the change comes from the store
+ * (loading, or the CLI's change read back): nothing to write then.
+ * join: 0, ENOENT (no topic, and none may be made), ENOSPC (full).
+ */
+int im_topic_join(struct home *h, const char *key, const char *member, bool persist);
+void im_topic_leave(struct home *h, const char *key, const char *member, bool persist);
 int im_topic_create(struct home *h, const char *key, bool persist);
-void im_topic_delete(struct home *h, const char *key);
+void im_topic_delete(struct home *h, const char *key, bool persist);
+/* Marks the recipients with messages waiting in the interest bits being rebuilt. */
+void im_interest(struct home *h, uint64_t *bits);
 void im_free_all(struct home *h);
 bool im_is_topic_uri(struct home *h, const struct sip_uri *u);
 
@@ -177,6 +196,14 @@ enum proxy_step pres_handle_subscribe(struct home *h, struct preq *r);
 enum proxy_step pres_handle_in_dialog(struct home *h, struct preq *r);
 void pres_registered(struct home *h, const char *aor);
 void pres_sweep(struct home *h, int64_t now);
+/* After a restart: each restored subscription is told where it stands. */
+void pres_resume(struct home *h);
+/* The subscribers' settings may have changed (the CLI): watchers are authorised again. */
+void pres_policy_changed(struct home *h);
+/* Marks the watched presentities in the interest bits being rebuilt. */
+void pres_interest(struct home *h, uint64_t *bits);
+/* The mailboxes with a summary, for re-reading them: fn(arg, aor). */
+void pres_mailbox_each(struct home *h, void (*fn)(void *arg, const char *aor), void *arg);
 int pres_load_pub(struct home *h, const struct store_record *rec);
 int pres_load_sub(struct home *h, const struct store_record *rec);
 void pres_mailbox_set(struct home *h, const char *aor, unsigned new_msgs, unsigned old_msgs);

@@ -106,10 +106,10 @@ static void box_append(struct home *h, struct im_box *b, struct im_msg *m)
 		b->head = m;
 	b->tail = m;
 	b->count++;
-	h->stored++;
+	home_interest_mark(h, b->aor); /* its next REGISTER delivers */
 }
 
-static struct im_msg *box_pop(struct home *h, struct im_box *b)
+static struct im_msg *box_pop(struct im_box *b)
 {
 	struct im_msg *m = b->head;
 
@@ -119,7 +119,6 @@ static struct im_msg *box_pop(struct home *h, struct im_box *b)
 	if (!b->head)
 		b->tail = NULL;
 	b->count--;
-	h->stored--;
 	m->next = NULL;
 	return m;
 }
@@ -151,7 +150,7 @@ static void box_done(void *arg, unsigned status, const struct sip_msg *resp)
 	(void)resp;
 	b->inflight = NULL;
 	if (status >= 200 && status < 300) {
-		struct im_msg *m = box_pop(h, b);
+		struct im_msg *m = box_pop(b);
 		if (m) {
 			if (m->persisted) {
 				char key[32];
@@ -231,7 +230,7 @@ static void box_deliver(struct im_box *b)
 	date_v = home_meta_get(m->meta, "Date");
 	snprintf(date, sizeof(date), "Date: %.*s\r\n", (int)date_v.len, date_v.p);
 	rq = (struct uac_req){
-	    .method = "MESSAGE",
+	    .method = SIP_MESSAGE,
 	    .ruri = sv_cstr(t->uri),
 	    .route = sv_cstr(t->path),
 	    .from = home_meta_get(m->meta, "From"),
@@ -352,7 +351,6 @@ static int im_keep(struct home *h, const char *aor, struct sip_msg *m, sv_t to_o
 	if (persist)
 		msg_persist(h, aor, msg);
 	box_kick(h, b);
-	home_interest_update(h);
 	return 0;
 }
 
@@ -480,23 +478,23 @@ static int member_add(struct home *h, struct im_topic *t, const char *member, bo
 	return 0;
 }
 
-int im_topic_join(struct home *h, const char *key, const char *member)
+int im_topic_join(struct home *h, const char *key, const char *member, bool persist)
 {
 	struct im_topic *t = im_topic_find(h, key);
 	int err;
 
 	if (!t) {
-		if (!h->srv->cfg.broker_auto_create)
+		if (!persist || !h->srv->cfg.broker_auto_create)
 			return ENOENT;
 		err = im_topic_create(h, key, true);
 		if (err)
 			return err;
 		t = im_topic_find(h, key);
 	}
-	return member_add(h, t, member, true);
+	return member_add(h, t, member, persist);
 }
 
-void im_topic_leave(struct home *h, const char *key, const char *member)
+void im_topic_leave(struct home *h, const char *key, const char *member, bool persist)
 {
 	struct im_topic *t = im_topic_find(h, key);
 	char rkey[STORE_KEY_MAX];
@@ -509,8 +507,10 @@ void im_topic_leave(struct home *h, const char *key, const char *member)
 		free(t->members[i]);
 		memmove(&t->members[i], &t->members[i + 1], (t->n - i - 1) * sizeof(char *));
 		t->n--;
-		member_key(rkey, sizeof(rkey), key, member);
-		home_rec_del(h, STORE_REC_MEMBER, rkey);
+		if (persist) {
+			member_key(rkey, sizeof(rkey), key, member);
+			home_rec_del(h, STORE_REC_MEMBER, rkey);
+		}
 		return;
 	}
 }
@@ -523,7 +523,7 @@ static void topic_free(struct im_topic *t)
 	free(t);
 }
 
-void im_topic_delete(struct home *h, const char *key)
+void im_topic_delete(struct home *h, const char *key, bool persist)
 {
 	struct im_topic **pp, *t;
 	char rkey[STORE_KEY_MAX];
@@ -533,11 +533,12 @@ void im_topic_delete(struct home *h, const char *key)
 			continue;
 		t = *pp;
 		*pp = t->next;
-		for (size_t i = 0; i < t->n; i++) {
+		for (size_t i = 0; i < t->n && persist; i++) {
 			member_key(rkey, sizeof(rkey), key, t->members[i]);
 			home_rec_del(h, STORE_REC_MEMBER, rkey);
 		}
-		home_rec_del(h, STORE_REC_TOPIC, key);
+		if (persist)
+			home_rec_del(h, STORE_REC_TOPIC, key);
 		topic_free(t);
 		pres_topic_changed(h, key);
 		return;
@@ -552,7 +553,7 @@ static enum proxy_step topic_message(struct home *h, struct preq *r)
 	char key[HOME_AOR_MAX], sender[HOME_AOR_MAX], to[HOME_AOR_MAX + 16];
 	struct im_topic *t;
 	bool member = false;
-	size_t sent = 0, full = 0;
+	size_t full = 0;
 
 	if (proxy_aor_of(ruri, key, sizeof(key)) || !from ||
 	    home_aor_of_uri(from->uri, sender, sizeof(sender))) {
@@ -579,15 +580,11 @@ static enum proxy_step topic_message(struct home *h, struct preq *r)
 			continue;
 		/* online members get it at once and it is written only if that fails */
 		err = im_keep(h, t->members[i], r->m, sv_cstr(to), false);
-		if (err == ENOSPC)
-			full++;
-		else if (err == 0)
-			sent++;
+		full += err == ENOSPC;
 	}
 	if (full)
 		log_warn("topic %s: %zu members' stores are full; they miss a message", key, full);
 	proxy_reply(r, 202, "Accepted: delivered to the topic", SV_NULL);
-	(void)sent;
 	return PROXY_DONE;
 }
 
@@ -619,7 +616,6 @@ void im_sweep(struct home *h, int64_t now)
 				if (b->tail == m)
 					b->tail = prev;
 				b->count--;
-				h->stored--;
 				log_info("message for %s expired undelivered", b->aor);
 				if (m->persisted) {
 					char key[32];
@@ -664,12 +660,21 @@ int im_load_member(struct home *h, const struct store_record *rec)
 	return member_add(h, t, sp + 1, false) == ENOMEM ? ENOMEM : 0;
 }
 
+void im_interest(struct home *h, uint64_t *bits)
+{
+	for (size_t i = 0; i < HOME_BUCKETS; i++) {
+		for (struct im_box *b = h->boxes[i]; b; b = b->hnext) {
+			if (b->count)
+				home_interest_add(bits, b->aor);
+		}
+	}
+}
+
 void im_free_all(struct home *h)
 {
 	for (size_t i = 0; i < HOME_BUCKETS; i++) {
 		for (struct im_box *b = h->boxes[i], *next; b; b = next) {
-			next = b->hnext;
-			uac_forget(b->inflight);
+			next = b->hnext; /* a delivery in flight died with its worker */
 			for (struct im_msg *m = b->head, *mn; m; m = mn) {
 				mn = m->next;
 				msg_free(m);

@@ -30,11 +30,6 @@ void pidf_init(void)
 	xmlSetGenericErrorFunc(NULL, pidf_silent);
 }
 
-void pidf_fini(void)
-{
-	/* xmlCleanupParser() would break another user of libxml2 in the process: nothing to do */
-}
-
 static bool pidf_is(const xmlNode *n, const char *name)
 {
 	return n && n->type == XML_ELEMENT_NODE && n->ns && n->ns->href &&

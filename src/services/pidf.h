@@ -19,7 +19,6 @@
 
 /* Once per process, before threads use the parser. */
 void pidf_init(void);
-void pidf_fini(void);
 
 /*
  * 0 when body is a PIDF document: well-formed, a <presence> root in the

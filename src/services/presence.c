@@ -20,6 +20,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "core/hash.h"
 #include "core/log.h"
 #include "server/server.h"
 #include "server/worker.h"
@@ -62,29 +63,16 @@ static int event_of(sv_t value, bool topic, enum pres_event *ev)
 	return ENOENT;
 }
 
-static void our_contact(struct preq *r, char *out, size_t len)
-{
-	const struct tp_listen *l = tp_listen_get(r->srv->tp, r->src->listen);
-
-	if (!l) {
-		out[0] = '\0';
-		return;
-	}
-	snprintf(out, len, "<sip:%s:%u;transport=%s>", l->host, l->port,
-		 l->proto == SIP_PROTO_TCP ? "tcp" : "udp");
-}
-
-static void our_contact_for(struct home *h, const struct tp_addr *peer, char *out, size_t len)
+/* Our Contact for a dialog with peer: the listen address a request to peer leaves from. */
+static void our_contact(struct home *h, const struct tp_addr *peer, char *out, size_t len)
 {
 	int li = tp_listen_pick(h->srv->tp, peer->proto, peer->u.sa.sa_family);
 	const struct tp_listen *l = li < 0 ? NULL : tp_listen_get(h->srv->tp, (unsigned)li);
 
-	if (!l) {
-		out[0] = '\0';
-		return;
-	}
-	snprintf(out, len, "<sip:%s:%u;transport=%s>", l->host, l->port,
-		 l->proto == SIP_PROTO_TCP ? "tcp" : "udp");
+	out[0] = '\0';
+	if (l)
+		snprintf(out, len, "<sip:%s:%u;transport=%s>", l->host, l->port,
+			 l->proto == SIP_PROTO_TCP ? "tcp" : "udp");
 }
 
 /* The expiry a SUBSCRIBE or PUBLISH asks for, bounded; -1 after answering 423. */
@@ -104,38 +92,96 @@ static int64_t asked_expires(struct home *h, struct preq *r)
 	return e > c->pres_max_expires ? c->pres_max_expires : e;
 }
 
+static bool is_registered(struct home *h, const char *aor)
+{
+	struct loc_target t[1];
+	size_t n = 0;
+
+	loc_lookup(h->srv->loc, sv_cstr(aor), (int64_t)time(NULL), t, 1, &n);
+	return n > 0;
+}
+
+/* ------------------------------------------------------------ resources */
+
+static size_t res_bucket(const char *key)
+{
+	return (size_t)(hash_sv(sv_cstr(key), 0x9e5) % HOME_BUCKETS);
+}
+
+static struct pres_res *res_find(struct home *h, const char *key, bool topic)
+{
+	for (struct pres_res *r = h->res[res_bucket(key)]; r; r = r->hnext) {
+		if (r->topic == topic && strcmp(r->key, key) == 0)
+			return r;
+	}
+	return NULL;
+}
+
+static struct pres_res *res_get(struct home *h, const char *key, bool topic)
+{
+	struct pres_res *r = res_find(h, key, topic);
+	size_t i;
+
+	if (r)
+		return r;
+	r = calloc(1, sizeof(*r));
+	if (!r)
+		return NULL;
+	snprintf(r->key, sizeof(r->key), "%s", key);
+	r->topic = topic;
+	r->open = -1;
+	i = res_bucket(key);
+	r->hnext = h->res[i];
+	h->res[i] = r;
+	return r;
+}
+
+/* A resource nobody watches, with nothing published and an empty mailbox, goes. */
+static void res_release_if_empty(struct home *h, struct pres_res *r)
+{
+	if (r->subs || r->pubs || r->mwi_new || r->mwi_old)
+		return;
+	for (struct pres_res **pp = &h->res[res_bucket(r->key)]; *pp; pp = &(*pp)->hnext) {
+		if (*pp == r) {
+			*pp = r->hnext;
+			free(r);
+			return;
+		}
+	}
+}
+
+/* Every resource, in a way that lets fn release the one it is given. */
+static void res_each(struct home *h, void (*fn)(struct home *h, struct pres_res *r, void *arg),
+		     void *arg)
+{
+	for (size_t i = 0; i < HOME_BUCKETS; i++) {
+		for (struct pres_res *r = h->res[i], *next; r; r = next) {
+			next = r->hnext;
+			fn(h, r, arg);
+		}
+	}
+}
+
 /* --------------------------------------------------------- publications */
 
-static struct pres_pub *pub_find(struct home *h, sv_t etag, const char *aor)
+static struct pres_pub *pub_find(struct pres_res *r, sv_t etag)
 {
-	for (struct pres_pub *p = h->pubs; p; p = p->next) {
-		if (sv_eq(etag, sv_cstr(p->etag)) && strcmp(p->aor, aor) == 0)
+	for (struct pres_pub *p = r->pubs; p; p = p->next) {
+		if (sv_eq(etag, sv_cstr(p->etag)))
 			return p;
 	}
 	return NULL;
 }
 
-static bool has_pubs(struct home *h, const char *aor)
+static void pub_save(struct home *h, struct pres_res *r, struct pres_pub *p)
 {
-	for (struct pres_pub *p = h->pubs; p; p = p->next) {
-		if (strcmp(p->aor, aor) == 0)
-			return true;
-	}
-	return false;
-}
-
-static void pub_save(struct home *h, struct pres_pub *p)
-{
-	char meta[64];
-
-	snprintf(meta, sizeof(meta), "Order: %" PRIu64 "\r\n", p->order);
-	home_rec_put(h, STORE_REC_PUBLICATION, p->etag, p->aor, (int64_t)p->order, p->expires, meta,
+	home_rec_put(h, STORE_REC_PUBLICATION, p->etag, r->key, (int64_t)p->order, p->expires, "",
 		     p->body, p->len);
 }
 
-static void pub_remove(struct home *h, struct pres_pub *p)
+static void pub_remove(struct home *h, struct pres_res *r, struct pres_pub *p)
 {
-	for (struct pres_pub **pp = &h->pubs; *pp; pp = &(*pp)->next) {
+	for (struct pres_pub **pp = &r->pubs; *pp; pp = &(*pp)->next) {
 		if (*pp == p) {
 			*pp = p->next;
 			break;
@@ -151,51 +197,41 @@ static void new_etag(struct home *h, char *out, size_t len)
 	snprintf(out, len, "%016" PRIx64, worker_next_id(h->w));
 }
 
-/* The presentity's document: its publications, or its registrations when it publishes nothing. */
-static int compose(struct home *h, const char *aor, struct buf *out)
+static int pub_order_cmp(const void *a, const void *b)
 {
-	char entity[HOME_AOR_MAX + 8];
-	sv_t docs[32];
-	size_t n = 0;
-	uint64_t last = 0;
-
-	snprintf(entity, sizeof(entity), "sip:%s", aor);
-	/* oldest first, so a later publication's tuple wins its id */
-	while (n < sizeof(docs) / sizeof(docs[0])) {
-		struct pres_pub *next = NULL;
-		for (struct pres_pub *p = h->pubs; p; p = p->next) {
-			if (strcmp(p->aor, aor) == 0 && p->order > last &&
-			    (!next || p->order < next->order))
-				next = p;
-		}
-		if (!next)
-			break;
-		docs[n++] = sv_make(next->body, next->len);
-		last = next->order;
-	}
-	if (n)
-		return pidf_compose(entity, docs, n, out);
-	{
-		struct loc_target t[1];
-		size_t nb = 0;
-		loc_lookup(h->srv->loc, sv_cstr(aor), (int64_t)time(NULL), t, 1, &nb);
-		return pidf_basic(entity, nb > 0, nb ? t[0].uri : NULL, NULL, out);
-	}
+	const struct pres_pub *x = *(struct pres_pub *const *)a, *y = *(struct pres_pub *const *)b;
+	return x->order < y->order ? -1 : x->order > y->order;
 }
 
-static bool is_registered(struct home *h, const char *aor)
+/* The presentity's document: its publications, or its registrations when it publishes nothing. */
+static int compose(struct home *h, struct pres_res *r, struct buf *out)
 {
-	struct loc_target t[1];
+	char entity[HOME_AOR_MAX + 8];
+	struct pres_pub *byage[32];
+	sv_t docs[32];
 	size_t n = 0;
 
-	loc_lookup(h->srv->loc, sv_cstr(aor), (int64_t)time(NULL), t, 1, &n);
-	return n > 0;
+	snprintf(entity, sizeof(entity), "sip:%s", r->key);
+	if (!r->pubs) {
+		struct loc_target t[1];
+		size_t nb = 0;
+		loc_lookup(h->srv->loc, sv_cstr(r->key), (int64_t)time(NULL), t, 1, &nb);
+		r->open = nb > 0;
+		return pidf_basic(entity, nb > 0, nb ? t[0].uri : NULL, NULL, out);
+	}
+	for (struct pres_pub *p = r->pubs; p && n < 32; p = p->next)
+		byage[n++] = p;
+	/* oldest first, so a later publication's tuple wins its id */
+	qsort(byage, n, sizeof(byage[0]), pub_order_cmp);
+	for (size_t i = 0; i < n; i++)
+		docs[i] = sv_make(byage[i]->body, byage[i]->len);
+	return pidf_compose(entity, docs, n, out);
 }
 
 /* -------------------------------------------------------------- NOTIFY */
 
 static void sub_notify(struct pres_sub *s);
-static void winfo_changed(struct home *h, const char *aor);
+static void notify_event(struct pres_res *r, enum pres_event ev);
 
 static void sub_save(struct home *h, struct pres_sub *s)
 {
@@ -207,43 +243,62 @@ static void sub_save(struct home *h, struct pres_sub *s)
 		peer[0] = '\0';
 	buf_init(&meta, 0);
 	buf_printf(&meta,
-		   "Event: %s\r\nEv: %d\r\nState: %d\r\nTopic: %d\r\nTarget: %s\r\nWatcher: %s\r\n"
+		   "Event: %s\r\nEv: %d\r\nState: %d\r\nTopic: %d\r\nWatcher: %s\r\n"
 		   "Call-ID: %s\r\nLocal-Tag: %s\r\nRemote-Tag: %s\r\nLocal-URI: %s\r\n"
 		   "Remote-From: %s\r\nContact: %s\r\nRoute: %s\r\nPeer: %s\r\nCSeq: %u\r\n"
 		   "Remote-CSeq: %u\r\n",
-		   s->event_name, (int)s->ev, (int)s->state, (int)s->topic, s->target, s->watcher,
+		   s->event_name, (int)s->ev, (int)s->state, (int)s->res->topic, s->watcher,
 		   s->callid, s->local_tag, s->remote_tag, s->local_uri, s->remote_from, s->contact,
 		   s->route, peer, s->cseq, s->remote_cseq);
 	buf_append_char(&meta, '\0');
 	if (!meta.err)
-		home_rec_put(h, STORE_REC_SUBSCRIPTION, key, s->target, (int64_t)s->id, s->expires,
-			     meta.p, NULL, 0);
+		home_rec_put(h, STORE_REC_SUBSCRIPTION, key, s->res->key, (int64_t)s->id,
+			     s->expires, meta.p, NULL, 0);
 	buf_free(&meta);
 }
 
-static void sub_free(struct pres_sub *s)
+static size_t dialog_bucket(sv_t callid)
 {
-	uac_forget(s->inflight);
-	free(s);
+	return (size_t)(hash_sv(callid, 0xd1a) % HOME_BUCKETS);
+}
+
+static void sub_link(struct home *h, struct pres_sub *s, struct pres_res *r)
+{
+	size_t i = dialog_bucket(sv_cstr(s->callid));
+
+	s->res = r;
+	s->rnext = r->subs;
+	r->subs = s;
+	s->dnext = h->dialogs[i];
+	h->dialogs[i] = s;
+	if (!r->topic && s->ev == PRES_EV_PRESENCE)
+		home_interest_mark(h, r->key); /* its REGISTERs change what the watcher sees */
 }
 
 static void sub_remove(struct home *h, struct pres_sub *s)
 {
+	struct pres_res *r = s->res;
 	char key[32];
-	bool presence = s->ev == PRES_EV_PRESENCE && !s->topic;
 
-	for (struct pres_sub **pp = &h->subs; *pp; pp = &(*pp)->next) {
+	for (struct pres_sub **pp = &r->subs; *pp; pp = &(*pp)->rnext) {
 		if (*pp == s) {
-			*pp = s->next;
+			*pp = s->rnext;
+			break;
+		}
+	}
+	for (struct pres_sub **pp = &h->dialogs[dialog_bucket(sv_cstr(s->callid))]; *pp;
+	     pp = &(*pp)->dnext) {
+		if (*pp == s) {
+			*pp = s->dnext;
 			break;
 		}
 	}
 	snprintf(key, sizeof(key), "%" PRIu64, s->id);
 	home_rec_del(h, STORE_REC_SUBSCRIPTION, key);
-	if (presence)
-		winfo_changed(h, s->target);
-	sub_free(s);
-	home_interest_update(h);
+	uac_forget(s->inflight);
+	if (!r->topic && s->ev == PRES_EV_PRESENCE)
+		notify_event(r, PRES_EV_WINFO); /* the watcher list changed */
+	free(s); /* its resource stays until the sweep: a caller may be walking it */
 }
 
 static void sub_terminate(struct pres_sub *s, const char *reason)
@@ -258,6 +313,7 @@ static void sub_terminate(struct pres_sub *s, const char *reason)
 static void notify_done(void *arg, unsigned status, const struct sip_msg *resp)
 {
 	struct pres_sub *s = arg;
+	struct pres_res *r = s->res;
 	struct home *h = s->home;
 
 	(void)resp;
@@ -265,8 +321,9 @@ static void notify_done(void *arg, unsigned status, const struct sip_msg *resp)
 	if (s->state == PRES_TERMINATED || status >= 300) {
 		if (status >= 300 && s->state != PRES_TERMINATED)
 			log_info("subscription of %s to %s ended: NOTIFY answered %u", s->watcher,
-				 s->target, status);
+				 r->key, status);
 		sub_remove(h, s);
+		res_release_if_empty(h, r); /* an answer: nothing of ours is on the stack */
 		return;
 	}
 	if (s->again) {
@@ -275,17 +332,19 @@ static void notify_done(void *arg, unsigned status, const struct sip_msg *resp)
 	}
 }
 
-static void winfo_body(struct home *h, struct pres_sub *ws, struct buf *b)
+static void winfo_body(struct pres_sub *ws, struct buf *b)
 {
+	struct pres_res *r = ws->res;
+
 	buf_printf(b,
 		   "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
 		   "<watcherinfo xmlns=\"urn:ietf:params:xml:ns:watcherinfo\" version=\"%u\" "
 		   "state=\"full\">\n<watcher-list resource=\"sip:",
 		   ws->winfo_version++);
-	pidf_escape(b, sv_cstr(ws->target));
+	pidf_escape(b, sv_cstr(r->key));
 	buf_append_str(b, "\" package=\"presence\">\n");
-	for (struct pres_sub *s = h->subs; s; s = s->next) {
-		if (s->topic || s->ev != PRES_EV_PRESENCE || strcmp(s->target, ws->target) != 0)
+	for (struct pres_sub *s = r->subs; s; s = s->rnext) {
+		if (s->ev != PRES_EV_PRESENCE)
 			continue;
 		buf_printf(b, "<watcher id=\"w%" PRIu64 "\" event=\"%s\" status=\"%s\">sip:", s->id,
 			   s->state == PRES_PENDING ? "subscribe" : "approved",
@@ -298,107 +357,85 @@ static void winfo_body(struct home *h, struct pres_sub *ws, struct buf *b)
 	buf_append_str(b, "</watcher-list>\n</watcherinfo>\n");
 }
 
-static struct home_mailbox *mailbox_find(struct home *h, const char *aor)
+static void mwi_body(const struct pres_res *r, struct buf *b)
 {
-	for (struct home_mailbox *mb = h->mailboxes; mb; mb = mb->next) {
-		if (strcmp(mb->aor, aor) == 0)
-			return mb;
+	buf_printf(b,
+		   "Messages-Waiting: %s\r\nMessage-Account: sip:%s\r\n"
+		   "Voice-Message: %u/%u (0/0)\r\n",
+		   r->mwi_new ? "yes" : "no", r->key, r->mwi_new, r->mwi_old);
+}
+
+static const char *topic_body(struct home *h, struct pres_sub *s, struct buf *b)
+{
+	struct im_topic *t = im_topic_find(h, s->res->key);
+	char entity[HOME_AOR_MAX + 8], note[64];
+
+	snprintf(entity, sizeof(entity), "sip:%s", s->res->key);
+	if (strcmp(s->event_name, "presence") == 0) {
+		snprintf(note, sizeof(note), "%zu members", t ? t->n : 0);
+		pidf_basic(entity, t != NULL, entity, note, b);
+		return "application/pidf+xml";
+	}
+	buf_printf(b, "topic: %s\r\nmembers: %zu\r\n", entity, t ? t->n : 0);
+	return "text/plain";
+}
+
+/* What a NOTIFY of s carries now; the Content-Type, or NULL for no body. */
+static const char *sub_body(struct pres_sub *s, struct buf *body)
+{
+	struct home *h = s->home;
+
+	if (s->state == PRES_PENDING || (s->state == PRES_TERMINATED && s->ev == PRES_EV_PRESENCE))
+		return NULL; /* nothing to show a watcher who is not (or no longer) allowed */
+	switch (s->ev) {
+	case PRES_EV_PRESENCE:
+		return compose(h, s->res, body) == 0 ? "application/pidf+xml" : NULL;
+	case PRES_EV_WINFO:
+		winfo_body(s, body);
+		return "application/watcherinfo+xml";
+	case PRES_EV_MWI:
+		mwi_body(s->res, body);
+		return "application/simple-message-summary";
+	case PRES_EV_TOPIC:
+		return topic_body(h, s, body);
 	}
 	return NULL;
 }
 
-static void mwi_body(struct home *h, const char *aor, struct buf *b)
-{
-	struct home_mailbox *mb = mailbox_find(h, aor);
-	unsigned nw = mb ? mb->new_msgs : 0, old = mb ? mb->old_msgs : 0;
-
-	buf_printf(b,
-		   "Messages-Waiting: %s\r\nMessage-Account: sip:%s\r\n"
-		   "Voice-Message: %u/%u (0/0)\r\n",
-		   nw ? "yes" : "no", aor, nw, old);
-}
-
-static void topic_body(struct home *h, struct pres_sub *s, struct buf *b, const char **ct)
-{
-	struct im_topic *t = im_topic_find(h, s->target);
-	char entity[HOME_AOR_MAX + 8], note[64];
-
-	snprintf(entity, sizeof(entity), "sip:%s", s->target);
-	snprintf(note, sizeof(note), "%zu members", t ? t->n : 0);
-	if (strcmp(s->event_name, "presence") == 0) {
-		pidf_basic(entity, t != NULL, entity, note, b);
-		*ct = "application/pidf+xml";
-	} else {
-		buf_printf(b, "topic: %s\r\nmembers: %zu\r\n", entity, t ? t->n : 0);
-		*ct = "text/plain";
-	}
-}
-
-static void sub_notify(struct pres_sub *s)
+/* Sends one NOTIFY with the given body (ct NULL: none), through the subscription's dialog. */
+static void sub_send(struct pres_sub *s, const char *ct, sv_t body)
 {
 	struct home *h = s->home;
-	struct buf body, hdrs;
-	char from[STORE_URI_MAX + 64], contact[160];
-	const char *ct = NULL;
+	char from[STORE_URI_MAX + 64], contact[160], hdrs[512];
 	int64_t left = s->expires - (int64_t)time(NULL);
 	struct uac_req rq;
-	int err;
+	int n, err;
 
-	if (s->inflight) {
-		s->again = true;
-		return;
-	}
 	if (s->final_pending)
 		s->state = PRES_TERMINATED;
-	buf_init(&body, 0);
-	buf_init(&hdrs, 0);
-	if (s->state == PRES_ACTIVE ||
-	    (s->state == PRES_TERMINATED && !s->topic && s->ev != PRES_EV_PRESENCE)) {
-		switch (s->ev) {
-		case PRES_EV_PRESENCE:
-			if (compose(h, s->target, &body) == 0)
-				ct = "application/pidf+xml";
-			s->last_basic = is_registered(h, s->target);
-			break;
-		case PRES_EV_WINFO:
-			winfo_body(h, s, &body);
-			ct = "application/watcherinfo+xml";
-			break;
-		case PRES_EV_MWI:
-			mwi_body(h, s->target, &body);
-			ct = "application/simple-message-summary";
-			break;
-		case PRES_EV_TOPIC:
-			topic_body(h, s, &body, &ct);
-			break;
-		}
-	}
+	our_contact(h, &s->peer, contact, sizeof(contact));
 	if (s->state == PRES_TERMINATED)
-		buf_printf(&hdrs, "Subscription-State: terminated;reason=%s\r\n",
-			   s->reason[0] ? s->reason : "timeout");
+		n = snprintf(hdrs, sizeof(hdrs), "Subscription-State: terminated;reason=%s\r\n",
+			     s->reason[0] ? s->reason : "timeout");
 	else
-		buf_printf(&hdrs, "Subscription-State: %s;expires=%" PRId64 "\r\n",
-			   s->state == PRES_ACTIVE ? "active" : "pending", left > 0 ? left : 0);
-	our_contact_for(h, &s->peer, contact, sizeof(contact));
-	buf_printf(&hdrs, "Event: %s\r\nContact: %s\r\n", s->event_name, contact);
+		n = snprintf(hdrs, sizeof(hdrs), "Subscription-State: %s;expires=%" PRId64 "\r\n",
+			     s->state == PRES_ACTIVE ? "active" : "pending", left > 0 ? left : 0);
+	snprintf(hdrs + n, sizeof(hdrs) - (size_t)n, "Event: %s\r\nContact: %s\r\n", s->event_name,
+		 contact);
 	snprintf(from, sizeof(from), "%s;tag=%s", s->local_uri, s->local_tag);
 	rq = (struct uac_req){
-	    .method = "NOTIFY",
+	    .method = SIP_NOTIFY,
 	    .ruri = sv_cstr(s->contact),
 	    .route = sv_cstr(s->route),
 	    .from = sv_cstr(from),
 	    .to = sv_cstr(s->remote_from),
 	    .callid = sv_cstr(s->callid),
 	    .cseq = ++s->cseq,
-	    .headers = buf_sv(&hdrs),
+	    .headers = sv_cstr(hdrs),
 	    .content_type = ct ? sv_cstr(ct) : SV_NULL,
-	    .body = ct ? buf_sv(&body) : SV_NULL,
+	    .body = ct ? body : SV_NULL,
 	};
-	err = hdrs.err || body.err ? ENOMEM : 0;
-	if (!err)
-		err = uac_send(h->w, &s->peer, s->conn_id, &rq, notify_done, s, &s->inflight);
-	buf_free(&body);
-	buf_free(&hdrs);
+	err = uac_send(h->w, &s->peer, s->conn_id, &rq, notify_done, s, &s->inflight);
 	if (err) {
 		log_warn("NOTIFY to %s not sent: %s", s->watcher, strerror(err));
 		if (s->state == PRES_TERMINATED)
@@ -409,20 +446,57 @@ static void sub_notify(struct pres_sub *s)
 		sub_save(h, s); /* the CSeq moved */
 }
 
-static void notify_presentity(struct home *h, const char *aor)
+static void sub_notify(struct pres_sub *s)
 {
-	for (struct pres_sub *s = h->subs; s; s = s->next) {
-		if (!s->topic && s->ev == PRES_EV_PRESENCE && s->state == PRES_ACTIVE &&
-		    strcmp(s->target, aor) == 0)
-			sub_notify(s);
+	struct buf body;
+	const char *ct;
+
+	if (s->inflight) {
+		s->again = true; /* after the answer to the one on its way */
+		return;
 	}
+	if (s->final_pending)
+		s->state = PRES_TERMINATED;
+	buf_init(&body, 0);
+	ct = sub_body(s, &body);
+	if (body.err) {
+		log_err("out of memory for a NOTIFY to %s", s->watcher);
+		ct = NULL;
+	}
+	sub_send(s, ct, buf_sv(&body));
+	buf_free(&body);
 }
 
-static void winfo_changed(struct home *h, const char *aor)
+/* A presentity changed: its document is composed once for all of its active watchers. */
+static void notify_presentity(struct home *h, struct pres_res *r)
 {
-	for (struct pres_sub *s = h->subs; s; s = s->next) {
-		if (!s->topic && s->ev == PRES_EV_WINFO && s->state == PRES_ACTIVE &&
-		    strcmp(s->target, aor) == 0)
+	struct buf body;
+	const char *ct = NULL;
+	bool composed = false;
+
+	buf_init(&body, 0);
+	for (struct pres_sub *s = r->subs, *next; s; s = next) {
+		next = s->rnext;
+		if (s->ev != PRES_EV_PRESENCE || s->state != PRES_ACTIVE || s->final_pending)
+			continue;
+		if (s->inflight) {
+			s->again = true;
+			continue;
+		}
+		if (!composed) {
+			ct = compose(h, r, &body) == 0 && !body.err ? "application/pidf+xml" : NULL;
+			composed = true;
+		}
+		sub_send(s, ct, buf_sv(&body));
+	}
+	buf_free(&body);
+}
+
+static void notify_event(struct pres_res *r, enum pres_event ev)
+{
+	for (struct pres_sub *s = r->subs, *next; s; s = next) {
+		next = s->rnext;
+		if (s->ev == ev && s->state == PRES_ACTIVE)
 			sub_notify(s);
 	}
 }
@@ -506,14 +580,62 @@ static void reply_published(struct preq *r, const struct pres_pub *p, int64_t e)
 	proxy_reply(r, 200, NULL, sv_cstr(hdrs));
 }
 
+/* SIP-If-Match: refresh, modify or remove an existing publication. */
+static enum proxy_step publish_existing(struct home *h, struct preq *r, sv_t ifmatch, int64_t e,
+					const char *aor)
+{
+	struct pres_res *res = res_find(h, aor, false);
+	struct pres_pub *p = res ? pub_find(res, ifmatch) : NULL;
+	int64_t now = (int64_t)time(NULL);
+	sv_t body = r->m->body;
+
+	if (!p || p->expires <= now) {
+		proxy_reply(r, 412, NULL, SV_NULL);
+		return PROXY_DONE;
+	}
+	if (body.len && !body_checked(h, r))
+		return PROXY_DONE;
+	if (proxy_local_txn(r) == EEXIST)
+		return PROXY_DONE;
+	if (e == 0) {
+		pub_remove(h, res, p);
+		proxy_reply(r, 200, NULL, SV("Expires: 0\r\n"));
+		notify_presentity(h, res);
+		res_release_if_empty(h, res);
+		return PROXY_DONE;
+	}
+	if (body.len) {
+		char *nb = malloc(body.len);
+		if (!nb) {
+			proxy_reply(r, 500, "Out of memory", SV_NULL);
+			return PROXY_DONE;
+		}
+		memcpy(nb, body.p, body.len);
+		free(p->body);
+		p->body = nb;
+		p->len = body.len;
+		p->order = ++h->pub_order;
+	}
+	/* RFC 3903 4.1: every successful refresh or modification gets a new entity tag */
+	home_rec_del(h, STORE_REC_PUBLICATION, p->etag);
+	new_etag(h, p->etag, sizeof(p->etag));
+	p->expires = now + e;
+	pub_save(h, res, p);
+	reply_published(r, p, e);
+	if (body.len)
+		notify_presentity(h, res);
+	return PROXY_DONE;
+}
+
 enum proxy_step pres_handle_publish(struct home *h, struct preq *r)
 {
 	const struct sip_naddr *from = sip_msg_from(r->m);
 	char aor[HOME_AOR_MAX], who[HOME_AOR_MAX];
 	sv_t ifmatch = sip_msg_value(r->m, SIP_H_SIP_IF_MATCH);
-	enum pres_event ev;
+	struct pres_res *res;
 	struct pres_pub *p;
-	int64_t e, now = (int64_t)time(NULL);
+	enum pres_event ev;
+	int64_t e;
 
 	if (proxy_aor_of(sip_msg_ruri(r->m), aor, sizeof(aor)) || !from ||
 	    home_aor_of_uri(from->uri, who, sizeof(who))) {
@@ -531,41 +653,8 @@ enum proxy_step pres_handle_publish(struct home *h, struct preq *r)
 	e = asked_expires(h, r);
 	if (e < 0)
 		return PROXY_DONE;
-	if (ifmatch.len) {
-		p = pub_find(h, ifmatch, aor);
-		if (!p || p->expires <= now) {
-			proxy_reply(r, 412, NULL, SV_NULL);
-			return PROXY_DONE;
-		}
-		if (r->m->body.len && !body_checked(h, r))
-			return PROXY_DONE;
-		if (proxy_local_txn(r) == EEXIST)
-			return PROXY_DONE;
-		if (e == 0) {
-			pub_remove(h, p);
-			proxy_reply(r, 200, NULL, SV("Expires: 0\r\n"));
-			notify_presentity(h, aor);
-			return PROXY_DONE;
-		}
-		home_rec_del(h, STORE_REC_PUBLICATION, p->etag);
-		new_etag(h, p->etag, sizeof(p->etag));
-		p->expires = now + e;
-		if (r->m->body.len) {
-			char *nb = malloc(r->m->body.len);
-			if (nb) {
-				memcpy(nb, r->m->body.p, r->m->body.len);
-				free(p->body);
-				p->body = nb;
-				p->len = r->m->body.len;
-				p->order = ++h->pub_order;
-			}
-		}
-		pub_save(h, p);
-		reply_published(r, p, e);
-		if (r->m->body.len)
-			notify_presentity(h, aor);
-		return PROXY_DONE;
-	}
+	if (ifmatch.len)
+		return publish_existing(h, r, ifmatch, e, aor);
 	if (!r->m->body.len) {
 		proxy_reply(r, 400, "A PUBLISH without a body needs SIP-If-Match", SV_NULL);
 		return PROXY_DONE;
@@ -576,50 +665,34 @@ enum proxy_step pres_handle_publish(struct home *h, struct preq *r)
 	}
 	if (!body_checked(h, r) || proxy_local_txn(r) == EEXIST)
 		return PROXY_DONE;
-	p = calloc(1, sizeof(*p));
+	res = res_get(h, aor, false);
+	p = res ? calloc(1, sizeof(*p)) : NULL;
 	if (p)
 		p->body = malloc(r->m->body.len);
 	if (!p || !p->body) {
 		free(p);
+		if (res)
+			res_release_if_empty(h, res);
 		proxy_reply(r, 500, "Out of memory", SV_NULL);
 		return PROXY_DONE;
 	}
 	memcpy(p->body, r->m->body.p, r->m->body.len);
 	p->len = r->m->body.len;
-	snprintf(p->aor, sizeof(p->aor), "%s", aor);
 	new_etag(h, p->etag, sizeof(p->etag));
-	p->expires = now + e;
+	p->expires = (int64_t)time(NULL) + e;
 	p->order = ++h->pub_order;
-	p->next = h->pubs;
-	h->pubs = p;
-	pub_save(h, p);
+	p->next = res->pubs;
+	res->pubs = p;
+	pub_save(h, res, p);
 	reply_published(r, p, e);
-	notify_presentity(h, aor);
+	notify_presentity(h, res);
 	return PROXY_DONE;
 }
 
 /* ---------------------------------------------------------- SUBSCRIBE */
 
-static void join_route(struct sip_msg *m, char *out, size_t len)
-{
-	struct sip_hdr_iter it;
-	sv_t v;
-	size_t n = 0;
-
-	out[0] = '\0';
-	sip_hdr_iter_init(&it, m, SIP_H_RECORD_ROUTE);
-	while (sip_hdr_iter_next(&it, &v)) {
-		int k = snprintf(out + n, len - n, "%s%.*s", n ? ", " : "", (int)v.len, v.p);
-		if (k < 0 || (size_t)k >= len - n) {
-			out[0] = '\0'; /* a route set we cannot hold: the direct way */
-			return;
-		}
-		n += (size_t)k;
-	}
-}
-
-static struct pres_sub *sub_new(struct home *h, struct preq *r, enum pres_event ev, bool topic,
-				const char *target, const char *watcher, int64_t e)
+static struct pres_sub *sub_new(struct home *h, struct preq *r, enum pres_event ev,
+				const char *watcher, int64_t e)
 {
 	struct sip_msg *m = r->m;
 	const struct sip_naddr *from = sip_msg_from(m);
@@ -640,12 +713,9 @@ static struct pres_sub *sub_new(struct home *h, struct preq *r, enum pres_event 
 	s->home = h;
 	s->id = h->next_sub_id++;
 	s->ev = ev;
-	s->topic = topic;
-	s->last_basic = -1;
 	sv_copy(event_token(sip_msg_value(m, SIP_H_EVENT)), s->event_name, sizeof(s->event_name));
 	for (char *p = s->event_name; *p; p++)
 		*p = sv_lower_char(*p);
-	snprintf(s->target, sizeof(s->target), "%s", target);
 	snprintf(s->watcher, sizeof(s->watcher), "%s", watcher);
 	sv_copy(sip_msg_callid(m), s->callid, sizeof(s->callid));
 	proxy_stateless_tag(r, s->local_tag, sizeof(s->local_tag));
@@ -653,7 +723,8 @@ static struct pres_sub *sub_new(struct home *h, struct preq *r, enum pres_event 
 	sv_copy(to->value, s->local_uri, sizeof(s->local_uri));
 	sv_copy(fromh->value, s->remote_from, sizeof(s->remote_from));
 	sv_copy(cna.uri, s->contact, sizeof(s->contact));
-	join_route(m, s->route, sizeof(s->route));
+	/* a route set we cannot hold leaves it empty: the direct way to the watcher */
+	sip_hdr_join(m, SIP_H_RECORD_ROUTE, s->route, sizeof(s->route));
 	s->peer = r->src->peer;
 	s->conn_id = r->src->conn_id;
 	s->remote_cseq = sip_msg_cseq(m)->num;
@@ -661,13 +732,63 @@ static struct pres_sub *sub_new(struct home *h, struct preq *r, enum pres_event 
 	return s;
 }
 
-static void reply_subscribed(struct preq *r, int64_t e)
+static void reply_subscribed(struct home *h, struct preq *r, int64_t e)
 {
 	char hdrs[256], contact[160];
 
-	our_contact(r, contact, sizeof(contact));
+	our_contact(h, &r->src->peer, contact, sizeof(contact));
 	snprintf(hdrs, sizeof(hdrs), "Expires: %" PRId64 "\r\nContact: %s\r\n", e, contact);
 	proxy_reply(r, 200, NULL, sv_cstr(hdrs));
+}
+
+/* Joining or leaving a topic; false when the SUBSCRIBE was answered with an error. */
+static bool subscribe_topic(struct home *h, struct preq *r, const char *topic, const char *watcher,
+			    int64_t e)
+{
+	int err;
+
+	if (!r->from_local || (h->srv->cfg.auth_enabled && !r->authenticated)) {
+		proxy_reply(r, 403, "Topics are for this server's users", SV_NULL);
+		return false;
+	}
+	if (e == 0) {
+		im_topic_leave(h, topic, watcher, true);
+		return true;
+	}
+	err = im_topic_join(h, topic, watcher, true);
+	if (err == ENOENT)
+		proxy_reply(r, 404, "No such topic", SV_NULL);
+	else if (err)
+		proxy_reply(r, 403, err == ENOSPC ? "Topic full" : "Cannot join", SV_NULL);
+	return err == 0;
+}
+
+/* How a watcher of a presentity starts: PROXY_CONTINUE with *state, or the request is done. */
+static enum proxy_step authorise(struct home *h, struct preq *r, const char *target,
+				 const char *watcher, enum pres_state *state)
+{
+	struct users_entry ue;
+
+	switch (user_of(h, r, target, &ue)) {
+	case USERS_PENDING:
+		return PROXY_SUSPENDED;
+	case USERS_ERROR:
+		proxy_reply(r, 503, "Subscriber database unavailable", SV("Retry-After: 5\r\n"));
+		return PROXY_DONE;
+	case USERS_HIT:
+		break;
+	}
+	if (!ue.exists && r->authenticated) {
+		proxy_reply(r, 404, NULL, SV_NULL);
+		return PROXY_DONE;
+	}
+	/* an unknown presentity looks like one that has not decided: no enumeration */
+	*state = ue.exists ? decide(target, watcher, &ue) : PRES_PENDING;
+	if (*state == PRES_TERMINATED) {
+		proxy_reply(r, 403, "Not authorised to watch this presentity", SV_NULL);
+		return PROXY_DONE;
+	}
+	return PROXY_CONTINUE;
 }
 
 enum proxy_step pres_handle_subscribe(struct home *h, struct preq *r)
@@ -677,8 +798,9 @@ enum proxy_step pres_handle_subscribe(struct home *h, struct preq *r)
 	char target[HOME_AOR_MAX], watcher[HOME_AOR_MAX];
 	bool topic = im_is_topic_uri(h, ruri);
 	enum pres_state state = PRES_ACTIVE;
+	enum proxy_step step;
 	enum pres_event ev;
-	struct users_entry ue;
+	struct pres_res *res;
 	struct pres_sub *s;
 	int64_t e;
 
@@ -698,26 +820,7 @@ enum proxy_step pres_handle_subscribe(struct home *h, struct preq *r)
 	e = asked_expires(h, r);
 	if (e < 0)
 		return PROXY_DONE;
-	if (topic) {
-		if (!r->from_local || (h->srv->cfg.auth_enabled && !r->authenticated)) {
-			proxy_reply(r, 403, "Topics are for this server's users", SV_NULL);
-			return PROXY_DONE;
-		}
-		if (e == 0) {
-			im_topic_leave(h, target, watcher);
-		} else {
-			int err = im_topic_join(h, target, watcher);
-			if (err == ENOENT) {
-				proxy_reply(r, 404, "No such topic", SV_NULL);
-				return PROXY_DONE;
-			}
-			if (err) {
-				proxy_reply(r, 403, err == ENOSPC ? "Topic full" : "Cannot join",
-					    SV_NULL);
-				return PROXY_DONE;
-			}
-		}
-	} else if (ev == PRES_EV_WINFO || ev == PRES_EV_MWI) {
+	if (ev == PRES_EV_WINFO || ev == PRES_EV_MWI) {
 		if (strcmp(target, watcher) != 0 ||
 		    (h->srv->cfg.auth_enabled && !r->authenticated)) {
 			proxy_reply(r, 403,
@@ -726,40 +829,27 @@ enum proxy_step pres_handle_subscribe(struct home *h, struct preq *r)
 				    SV_NULL);
 			return PROXY_DONE;
 		}
-	} else {
-		switch (user_of(h, r, target, &ue)) {
-		case USERS_PENDING:
-			return PROXY_SUSPENDED;
-		case USERS_ERROR:
-			proxy_reply(r, 503, "Subscriber database unavailable",
-				    SV("Retry-After: 5\r\n"));
-			return PROXY_DONE;
-		case USERS_HIT:
-			break;
-		}
-		if (!ue.exists && r->authenticated) {
-			proxy_reply(r, 404, NULL, SV_NULL);
-			return PROXY_DONE;
-		}
-		/* an unknown presentity looks like one that has not decided: no enumeration */
-		state = ue.exists ? decide(target, watcher, &ue) : PRES_PENDING;
-		if (state == PRES_TERMINATED) {
-			proxy_reply(r, 403, "Not authorised to watch this presentity", SV_NULL);
-			return PROXY_DONE;
-		}
+	} else if (ev == PRES_EV_PRESENCE) {
+		step = authorise(h, r, target, watcher, &state);
+		if (step != PROXY_CONTINUE)
+			return step;
 	}
 	if (proxy_local_txn(r) == EEXIST)
 		return PROXY_DONE;
-	s = sub_new(h, r, ev, topic, target, watcher, e);
+	if (topic && !subscribe_topic(h, r, target, watcher, e))
+		return PROXY_DONE;
+	res = res_get(h, target, topic);
+	s = res ? sub_new(h, r, ev, watcher, e) : NULL;
 	if (!s) {
+		if (res)
+			res_release_if_empty(h, res);
 		proxy_reply(r, 400, "Cannot keep this subscription (Contact, tags or sizes)",
 			    SV_NULL);
 		return PROXY_DONE;
 	}
 	s->state = state;
-	s->next = h->subs;
-	h->subs = s;
-	reply_subscribed(r, e);
+	sub_link(h, s, res);
+	reply_subscribed(h, r, e);
 	if (e == 0) {
 		sub_terminate(s, "timeout"); /* a fetch: one NOTIFY with the state, then the end */
 	} else {
@@ -767,25 +857,31 @@ enum proxy_step pres_handle_subscribe(struct home *h, struct preq *r)
 		sub_notify(s);
 	}
 	if (!topic && ev == PRES_EV_PRESENCE)
-		winfo_changed(h, target);
-	home_interest_update(h);
+		notify_event(res, PRES_EV_WINFO);
 	return PROXY_DONE;
+}
+
+static struct pres_sub *dialog_find(struct home *h, struct preq *r)
+{
+	const struct sip_naddr *from = sip_msg_from(r->m), *to = sip_msg_to(r->m);
+	sv_t callid = sip_msg_callid(r->m);
+
+	if (!from || !to)
+		return NULL;
+	for (struct pres_sub *s = h->dialogs[dialog_bucket(callid)]; s; s = s->dnext) {
+		if (sv_eq(callid, sv_cstr(s->callid)) && sv_eq(to->tag, sv_cstr(s->local_tag)) &&
+		    sv_eq(from->tag, sv_cstr(s->remote_tag)) && !s->final_pending)
+			return s;
+	}
+	return NULL;
 }
 
 enum proxy_step pres_handle_in_dialog(struct home *h, struct preq *r)
 {
-	const struct sip_naddr *from = sip_msg_from(r->m), *to = sip_msg_to(r->m);
 	const struct sip_cseq *cseq = sip_msg_cseq(r->m);
-	sv_t callid = sip_msg_callid(r->m);
-	struct pres_sub *s;
+	struct pres_sub *s = dialog_find(h, r);
 	int64_t e;
 
-	for (s = h->subs; s; s = s->next) {
-		if (sv_eq(callid, sv_cstr(s->callid)) && to &&
-		    sv_eq(to->tag, sv_cstr(s->local_tag)) && from &&
-		    sv_eq(from->tag, sv_cstr(s->remote_tag)) && !s->final_pending)
-			break;
-	}
 	if (!s) {
 		proxy_reply(r, 481, "Subscription does not exist", SV_NULL);
 		return PROXY_DONE;
@@ -795,15 +891,13 @@ enum proxy_step pres_handle_in_dialog(struct home *h, struct preq *r)
 		return PROXY_DONE;
 	}
 	e = asked_expires(h, r);
-	if (e < 0)
-		return PROXY_DONE;
-	if (proxy_local_txn(r) == EEXIST)
+	if (e < 0 || proxy_local_txn(r) == EEXIST)
 		return PROXY_DONE;
 	s->remote_cseq = cseq ? cseq->num : s->remote_cseq + 1;
-	reply_subscribed(r, e);
+	reply_subscribed(h, r, e);
 	if (e == 0) {
-		if (s->topic)
-			im_topic_leave(h, s->target, s->watcher);
+		if (s->res->topic)
+			im_topic_leave(h, s->res->key, s->watcher, true);
 		sub_terminate(s, "timeout");
 		return PROXY_DONE;
 	}
@@ -815,115 +909,176 @@ enum proxy_step pres_handle_in_dialog(struct home *h, struct preq *r)
 
 /* ------------------------------------------------------ changes, sweep */
 
+/* A presentity that publishes nothing is as open as its registrations: tell on a change. */
+static void registration_check(struct home *h, struct pres_res *r)
+{
+	if (r->topic || r->pubs || r->open < 0)
+		return;
+	if (r->open != (int)is_registered(h, r->key))
+		notify_presentity(h, r);
+}
+
 void pres_registered(struct home *h, const char *aor)
 {
-	bool reg = is_registered(h, aor);
+	struct pres_res *r = res_find(h, aor, false);
 
-	if (has_pubs(h, aor))
-		return; /* its publications say what it is */
-	for (struct pres_sub *s = h->subs; s; s = s->next) {
-		if (!s->topic && s->ev == PRES_EV_PRESENCE && s->state == PRES_ACTIVE &&
-		    strcmp(s->target, aor) == 0 && s->last_basic != (int)reg)
-			sub_notify(s);
-	}
+	if (r)
+		registration_check(h, r);
 }
 
 void pres_mailbox_set(struct home *h, const char *aor, unsigned new_msgs, unsigned old_msgs)
 {
-	struct home_mailbox *mb = mailbox_find(h, aor);
+	struct pres_res *r = res_find(h, aor, false);
 
-	if (!mb) {
-		mb = calloc(1, sizeof(*mb));
-		if (!mb)
-			return;
-		snprintf(mb->aor, sizeof(mb->aor), "%s", aor);
-		mb->next = h->mailboxes;
-		h->mailboxes = mb;
-	} else if (mb->new_msgs == new_msgs && mb->old_msgs == old_msgs) {
+	if (!r && !new_msgs && !old_msgs)
 		return;
-	}
-	mb->new_msgs = new_msgs;
-	mb->old_msgs = old_msgs;
-	if (!h->started)
+	if (!r)
+		r = res_get(h, aor, false);
+	if (!r || (r->mwi_new == new_msgs && r->mwi_old == old_msgs))
 		return;
-	for (struct pres_sub *s = h->subs; s; s = s->next) {
-		if (!s->topic && s->ev == PRES_EV_MWI && s->state == PRES_ACTIVE &&
-		    strcmp(s->target, aor) == 0)
-			sub_notify(s);
-	}
+	r->mwi_new = new_msgs;
+	r->mwi_old = old_msgs;
+	if (h->started)
+		notify_event(r, PRES_EV_MWI);
+	res_release_if_empty(h, r);
+}
+
+struct mailbox_visit {
+	void (*fn)(void *arg, const char *aor);
+	void *arg;
+};
+
+static void mailbox_visit(struct home *h, struct pres_res *r, void *arg)
+{
+	struct mailbox_visit *v = arg;
+
+	(void)h;
+	if (r->mwi_new || r->mwi_old)
+		v->fn(v->arg, r->key);
+}
+
+void pres_mailbox_each(struct home *h, void (*fn)(void *arg, const char *aor), void *arg)
+{
+	struct mailbox_visit v = {fn, arg};
+
+	res_each(h, mailbox_visit, &v);
 }
 
 void pres_topic_changed(struct home *h, const char *key)
 {
-	bool exists = im_topic_find(h, key) != NULL;
+	struct pres_res *r = res_find(h, key, true);
 
-	for (struct pres_sub *s = h->subs, *next; s; s = next) {
-		next = s->next;
-		if (s->topic && strcmp(s->target, key) == 0 && !exists)
-			sub_terminate(s, "noresource");
+	if (!r || im_topic_find(h, key))
+		return;
+	for (struct pres_sub *s = r->subs, *next; s; s = next) {
+		next = s->rnext;
+		sub_terminate(s, "noresource");
 	}
 }
 
-/* Watchers whose presentity changed its mind (user set ... watch_allow=...). */
-static void reauthorize(struct home *h, struct pres_sub *s)
+/* Watchers of a presentity that changed its mind (user set ... watch_allow=...). */
+static void reauthorise(struct home *h, struct pres_res *r, void *arg)
 {
 	struct users_entry ue;
-	enum pres_state now;
+	bool changed = false;
 
-	if (user_of(h, NULL, s->target, &ue) != USERS_HIT || !ue.exists)
+	(void)arg;
+	if (r->topic || !r->subs || user_of(h, NULL, r->key, &ue) != USERS_HIT || !ue.exists)
 		return;
-	now = decide(s->target, s->watcher, &ue);
-	if (now == s->state)
-		return;
-	if (now == PRES_TERMINATED) {
-		sub_terminate(s, "rejected");
-	} else {
-		s->state = now;
-		sub_save(h, s);
-		sub_notify(s);
+	for (struct pres_sub *s = r->subs, *next; s; s = next) {
+		enum pres_state now;
+		next = s->rnext;
+		if (s->ev != PRES_EV_PRESENCE || s->final_pending)
+			continue;
+		now = decide(r->key, s->watcher, &ue);
+		if (now == s->state)
+			continue;
+		changed = true;
+		if (now == PRES_TERMINATED) {
+			sub_terminate(s, "rejected");
+		} else {
+			s->state = now;
+			sub_save(h, s);
+			sub_notify(s);
+		}
 	}
-	winfo_changed(h, s->target);
+	if (changed)
+		notify_event(r, PRES_EV_WINFO); /* the watcher list changed */
+}
+
+void pres_policy_changed(struct home *h)
+{
+	res_each(h, reauthorise, NULL);
+}
+
+static void sweep_res(struct home *h, struct pres_res *r, void *arg)
+{
+	int64_t now = *(int64_t *)arg;
+	bool published = false;
+
+	for (struct pres_pub *p = r->pubs, *next; p; p = next) {
+		next = p->next;
+		if (p->expires <= now) {
+			pub_remove(h, r, p);
+			published = true;
+		}
+	}
+	if (published)
+		notify_presentity(h, r);
+	for (struct pres_sub *s = r->subs, *next; s; s = next) {
+		next = s->rnext;
+		if (!s->final_pending && s->expires <= now)
+			sub_terminate(s, "timeout");
+	}
+	registration_check(h, r); /* a registration that ran out */
+	res_release_if_empty(h, r);
 }
 
 void pres_sweep(struct home *h, int64_t now)
 {
-	/* publications that ran out */
-	for (struct pres_pub *p = h->pubs, *next; p; p = next) {
-		char aor[HOME_AOR_MAX];
-		next = p->next;
-		if (p->expires > now)
-			continue;
-		snprintf(aor, sizeof(aor), "%s", p->aor);
-		pub_remove(h, p);
-		notify_presentity(h, aor);
+	res_each(h, sweep_res, &now);
+}
+
+static void resume_res(struct home *h, struct pres_res *r, void *arg)
+{
+	(void)h;
+	(void)arg;
+	for (struct pres_sub *s = r->subs, *next; s; s = next) {
+		next = s->rnext;
+		if (s->state == PRES_ACTIVE)
+			sub_notify(s);
 	}
-	for (struct pres_sub *s = h->subs, *next; s; s = next) {
-		next = s->next;
-		if (s->final_pending)
-			continue;
-		if (s->expires <= now) {
-			sub_terminate(s, "timeout");
-			continue;
+}
+
+void pres_resume(struct home *h)
+{
+	res_each(h, resume_res, NULL);
+}
+
+static void interest_res(struct home *h, struct pres_res *r, void *arg)
+{
+	(void)h;
+	if (r->topic)
+		return;
+	for (struct pres_sub *s = r->subs; s; s = s->rnext) {
+		if (s->ev == PRES_EV_PRESENCE) {
+			home_interest_add(arg, r->key);
+			return;
 		}
-		if (s->topic || s->ev != PRES_EV_PRESENCE)
-			continue;
-		if (s->state != PRES_ACTIVE || s->last_basic < 0 || !has_pubs(h, s->target)) {
-			if (s->state == PRES_ACTIVE && s->last_basic >= 0 &&
-			    s->last_basic != (int)is_registered(h, s->target))
-				sub_notify(s); /* a registration ran out */
-		}
-		reauthorize(h, s);
-		if (s->last_basic < 0 && s->state == PRES_ACTIVE && !s->inflight)
-			sub_notify(
-			    s); /* restored from the store: tell the watcher where it stands */
 	}
+}
+
+void pres_interest(struct home *h, uint64_t *bits)
+{
+	res_each(h, interest_res, bits);
 }
 
 /* --------------------------------------------------------------- load */
 
 int pres_load_pub(struct home *h, const struct store_record *rec)
 {
-	struct pres_pub *p = calloc(1, sizeof(*p));
+	struct pres_res *r = res_get(h, rec->owner, false);
+	struct pres_pub *p = r ? calloc(1, sizeof(*p)) : NULL;
 
 	if (!p)
 		return ENOMEM;
@@ -935,13 +1090,12 @@ int pres_load_pub(struct home *h, const struct store_record *rec)
 	memcpy(p->body, rec->body, rec->body_len);
 	p->len = rec->body_len;
 	sv_copy(sv_cstr(rec->key), p->etag, sizeof(p->etag));
-	sv_copy(sv_cstr(rec->owner), p->aor, sizeof(p->aor));
 	p->expires = rec->expires;
 	p->order = (uint64_t)rec->seq;
 	if (p->order > h->pub_order)
 		h->pub_order = p->order;
-	p->next = h->pubs;
-	h->pubs = p;
+	p->next = r->pubs;
+	r->pubs = p;
 	return 0;
 }
 
@@ -960,6 +1114,7 @@ static unsigned meta_uint(const char *meta, const char *name)
 int pres_load_sub(struct home *h, const struct store_record *rec)
 {
 	struct pres_sub *s = calloc(1, sizeof(*s));
+	struct pres_res *r;
 	char peer[96];
 
 	if (!s)
@@ -970,9 +1125,7 @@ int pres_load_sub(struct home *h, const struct store_record *rec)
 		h->next_sub_id = s->id + 1;
 	s->ev = (enum pres_event)meta_uint(rec->meta, "Ev");
 	s->state = (enum pres_state)meta_uint(rec->meta, "State");
-	s->topic = meta_uint(rec->meta, "Topic") != 0;
 	meta_copy(rec->meta, "Event", s->event_name, sizeof(s->event_name));
-	meta_copy(rec->meta, "Target", s->target, sizeof(s->target));
 	meta_copy(rec->meta, "Watcher", s->watcher, sizeof(s->watcher));
 	meta_copy(rec->meta, "Call-ID", s->callid, sizeof(s->callid));
 	meta_copy(rec->meta, "Local-Tag", s->local_tag, sizeof(s->local_tag));
@@ -985,33 +1138,39 @@ int pres_load_sub(struct home *h, const struct store_record *rec)
 	s->cseq = meta_uint(rec->meta, "CSeq");
 	s->remote_cseq = meta_uint(rec->meta, "Remote-CSeq");
 	s->expires = rec->expires;
-	s->last_basic = -1;
 	if ((unsigned)s->ev > PRES_EV_TOPIC || (unsigned)s->state > PRES_ACTIVE || !s->callid[0] ||
 	    !s->contact[0] || tp_addr_parse(sv_cstr(peer), &s->peer)) {
 		free(s);
 		return 0; /* a record we cannot use: dropped */
 	}
-	s->next = h->subs;
-	h->subs = s;
+	r = res_get(h, rec->owner, meta_uint(rec->meta, "Topic") != 0);
+	if (!r) {
+		free(s);
+		return ENOMEM;
+	}
+	sub_link(h, s, r);
 	return 0;
 }
 
-void pres_free_all(struct home *h)
+static void free_res(struct home *h, struct pres_res *r, void *arg)
 {
-	for (struct pres_pub *p = h->pubs, *next; p; p = next) {
+	(void)h;
+	(void)arg;
+	for (struct pres_pub *p = r->pubs, *next; p; p = next) {
 		next = p->next;
 		free(p->body);
 		free(p);
 	}
-	h->pubs = NULL;
-	for (struct pres_sub *s = h->subs, *next; s; s = next) {
-		next = s->next;
-		sub_free(s);
+	for (struct pres_sub *s = r->subs, *next; s; s = next) {
+		next = s->rnext;
+		free(s); /* the workers are gone, and the NOTIFYs in flight with them */
 	}
-	h->subs = NULL;
-	for (struct home_mailbox *mb = h->mailboxes, *next; mb; mb = next) {
-		next = mb->next;
-		free(mb);
-	}
-	h->mailboxes = NULL;
+	free(r);
+}
+
+void pres_free_all(struct home *h)
+{
+	res_each(h, free_res, NULL);
+	memset(h->res, 0, sizeof(h->res));
+	memset(h->dialogs, 0, sizeof(h->dialogs));
 }

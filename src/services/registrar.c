@@ -201,26 +201,6 @@ static void parse_contacts(struct preq *r, struct reg_parse *rp)
 
 /* The Path values, comma-joined; EMSGSIZE when they do not fit (never truncated:
  * a cut route set would send requests past the edge proxies). */
-static int join_path(struct sip_msg *m, char *out, size_t len)
-{
-	struct sip_hdr_iter it;
-	sv_t elem;
-	size_t n = 0;
-
-	out[0] = '\0';
-	sip_hdr_iter_init(&it, m, SIP_H_PATH);
-	while (sip_hdr_iter_next(&it, &elem)) {
-		if (n + (n ? 1 : 0) + elem.len >= len)
-			return EMSGSIZE;
-		if (n)
-			out[n++] = ',';
-		memcpy(out + n, elem.p, elem.len);
-		n += elem.len;
-		out[n] = '\0';
-	}
-	return 0;
-}
-
 static enum proxy_step reg_answer(struct preq *r, struct loc_register *lr, struct reg_parse *rp,
 				  bool replay, sv_t realm)
 {
@@ -241,7 +221,7 @@ static enum proxy_step reg_answer(struct preq *r, struct loc_register *lr, struc
 	 * fresh challenge.
 	 */
 	lr->dry_run = replay;
-	if (join_path(r->m, path, sizeof(path))) {
+	if (sip_hdr_join(r->m, SIP_H_PATH, path, sizeof(path))) {
 		proxy_reply(r, 400, "Path too long", SV_NULL);
 		return PROXY_DONE;
 	}

@@ -178,7 +178,9 @@ static int check_target(sv_t v, const char *key, char *err, size_t errlen)
 }
 
 /* "0900,+4990,anonymous" */
-static int parse_prefixes(sv_t v, const char *key, char *out, size_t size, char *err, size_t errlen)
+/* A comma-separated list whose every entry ok() accepts; what is stored is v as given. */
+static int parse_list(sv_t v, const char *key, bool (*ok)(sv_t item), const char *what, char *out,
+		      size_t size, char *err, size_t errlen)
 {
 	sv_t rest = v;
 
@@ -187,9 +189,9 @@ static int parse_prefixes(sv_t v, const char *key, char *out, size_t size, char 
 	while (rest.len) {
 		ptrdiff_t comma = sv_find(rest, ',');
 		sv_t item = comma < 0 ? rest : sv_make(rest.p, (size_t)comma);
-		if (!lists_prefix_ok(item))
-			return fail(err, errlen, "%s: '%.*s' is not a caller prefix", key,
-				    (int)item.len, item.p);
+		if (!ok(item))
+			return fail(err, errlen, "%s: '%.*s' is not %s", key, (int)item.len, item.p,
+				    what);
 		if (comma < 0)
 			break;
 		rest = sv_make(rest.p + comma + 1, rest.len - (size_t)comma - 1);
@@ -198,6 +200,11 @@ static int parse_prefixes(sv_t v, const char *key, char *out, size_t size, char 
 	}
 	sv_copy(v, out, size);
 	return 0;
+}
+
+static int parse_prefixes(sv_t v, const char *key, char *out, size_t size, char *err, size_t errlen)
+{
+	return parse_list(v, key, lists_prefix_ok, "a caller prefix", out, size, err, errlen);
 }
 
 static bool watcher_ok(sv_t w)
@@ -214,25 +221,8 @@ static bool watcher_ok(sv_t w)
 
 static int parse_watchers(sv_t v, const char *key, char *out, size_t size, char *err, size_t errlen)
 {
-	sv_t rest = v;
-
-	if (v.len >= size)
-		return fail(err, errlen, "%s: list longer than %zu characters", key, size - 1);
-	while (rest.len) {
-		ptrdiff_t comma = sv_find(rest, ',');
-		sv_t item = comma < 0 ? rest : sv_make(rest.p, (size_t)comma);
-		if (!watcher_ok(item))
-			return fail(err, errlen,
-				    "%s: '%.*s' is not a watcher (user, user@domain or @domain)",
-				    key, (int)item.len, item.p);
-		if (comma < 0)
-			break;
-		rest = sv_make(rest.p + comma + 1, rest.len - (size_t)comma - 1);
-		if (rest.len == 0)
-			return fail(err, errlen, "%s: empty entry at the end", key);
-	}
-	sv_copy(v, out, size);
-	return 0;
+	return parse_list(v, key, watcher_ok, "a watcher (user, user@domain or @domain)", out, size,
+			  err, errlen);
 }
 
 bool uset_watcher_listed(const char *list, sv_t watcher, sv_t domain)

@@ -47,7 +47,7 @@ static void uac_terminated(struct txn_cli *t)
 {
 	struct uac *u = t->tu;
 
-	uac_finish(u, 408, NULL);
+	uac_finish(u, 503, NULL); /* ended with no final and no timeout: the send failed */
 	free(u);
 }
 
@@ -66,15 +66,17 @@ static const struct txn_cli_ops uac_ops = {
 static int uac_build(struct buf *b, const struct txn_cli *t, const struct tp_listen *l,
 		     const struct uac_req *rq, const char *server_name)
 {
-	buf_printf(b, "%s %.*s SIP/2.0\r\nVia: SIP/2.0/%s %s;branch=%.*s;rport\r\n", rq->method,
-		   (int)rq->ruri.len, rq->ruri.p, sip_proto_name(l->proto), l->advertise,
-		   (int)t->branch_len, t->branch);
+	sv_t method = sip_method_name(rq->method);
+
+	buf_printf(b, "%.*s %.*s SIP/2.0\r\nVia: SIP/2.0/%s %s;branch=%.*s;rport\r\n",
+		   (int)method.len, method.p, (int)rq->ruri.len, rq->ruri.p,
+		   sip_proto_name(l->proto), l->advertise, (int)t->branch_len, t->branch);
 	buf_append_str(b, "Max-Forwards: 70\r\n");
 	if (rq->route.len)
 		buf_printf(b, "Route: %.*s\r\n", (int)rq->route.len, rq->route.p);
-	buf_printf(b, "From: %.*s\r\nTo: %.*s\r\nCall-ID: %.*s\r\nCSeq: %u %s\r\n",
+	buf_printf(b, "From: %.*s\r\nTo: %.*s\r\nCall-ID: %.*s\r\nCSeq: %u %.*s\r\n",
 		   (int)rq->from.len, rq->from.p, (int)rq->to.len, rq->to.p, (int)rq->callid.len,
-		   rq->callid.p, rq->cseq, rq->method);
+		   rq->callid.p, rq->cseq, (int)method.len, method.p);
 	buf_append_sv(b, rq->headers);
 	buf_printf(b, "User-Agent: %s\r\n", server_name);
 	if (rq->content_type.len)
@@ -93,7 +95,6 @@ int uac_send(struct worker *w, const struct tp_addr *peer, uint32_t conn_id,
 	struct txn_cli *t = NULL;
 	struct uac *u;
 	struct buf *b = &w->out2;
-	enum sip_method m = strcmp(rq->method, "NOTIFY") == 0 ? SIP_NOTIFY : SIP_MESSAGE;
 	int err;
 
 	if (out)
@@ -107,7 +108,7 @@ int uac_send(struct worker *w, const struct tp_addr *peer, uint32_t conn_id,
 		return ENOMEM;
 	u->done = done;
 	u->arg = arg;
-	err = txn_cli_create(w, m, 0, &uac_ops, u, &t);
+	err = txn_cli_create(w, rq->method, 0, &uac_ops, u, &t);
 	if (err) {
 		free(u);
 		return err;
@@ -121,7 +122,7 @@ int uac_send(struct worker *w, const struct tp_addr *peer, uint32_t conn_id,
 	}
 	if (out)
 		*out = u;
-	/* on a send failure the transaction ends through uac_timeout: done says 503 */
+	/* a send failure ends the transaction later (deferred): done says so then */
 	txn_cli_send(t, &dest, b->p, b->len);
 	return 0;
 }

@@ -5,8 +5,9 @@
  *
  * A request goes out as an ordinary client transaction of the calling
  * worker (retransmissions and Timer F come from the transaction layer); its
- * caller learns one final status: the response's, 408 when nothing came
- * back in time, 503 when the transport failed.
+ * caller learns one final status, always later on the same worker (never
+ * from inside uac_send): the response's, 408 when none came back in
+ * time, 503 when the transport reported a failure.
  */
 #ifndef SB_SERVICES_UAC_H
 #define SB_SERVICES_UAC_H
@@ -21,7 +22,7 @@ struct worker;
 struct uac;
 
 struct uac_req {
-	const char *method; /* "NOTIFY", "MESSAGE" */
+	enum sip_method method; /* SIP_NOTIFY, SIP_MESSAGE */
 	sv_t ruri;
 	sv_t route; /* Route header values, comma-joined; "" = none */
 	sv_t from;  /* full From header value, tag included */

@@ -213,6 +213,30 @@ unsigned sip_hdr_count(const struct sip_msg *m, enum sip_hdr_id id)
 	return n;
 }
 
+int sip_hdr_join(const struct sip_msg *m, enum sip_hdr_id id, char *out, size_t len)
+{
+	struct sip_hdr_iter it;
+	sv_t elem;
+	size_t n = 0;
+
+	if (len == 0)
+		return EMSGSIZE;
+	out[0] = '\0';
+	sip_hdr_iter_init(&it, m, id);
+	while (sip_hdr_iter_next(&it, &elem)) {
+		if (n + (n ? 1 : 0) + elem.len >= len) {
+			out[0] = '\0';
+			return EMSGSIZE;
+		}
+		if (n)
+			out[n++] = ',';
+		memcpy(out + n, elem.p, elem.len);
+		n += elem.len;
+		out[n] = '\0';
+	}
+	return 0;
+}
+
 void sip_hdr_iter_init(struct sip_hdr_iter *it, const struct sip_msg *m, enum sip_hdr_id id)
 {
 	it->m = m;

@@ -309,6 +309,8 @@ struct sip_hdr_iter {
 void sip_hdr_iter_init(struct sip_hdr_iter *it, const struct sip_msg *m, enum sip_hdr_id id);
 /* How many comma-separated values all headers with this id hold (Route, Diversion...). */
 unsigned sip_hdr_count(const struct sip_msg *m, enum sip_hdr_id id);
+/* All values of the headers with this id, comma-joined into out; EMSGSIZE when they do not fit. */
+int sip_hdr_join(const struct sip_msg *m, enum sip_hdr_id id, char *out, size_t len);
 /* 1 = *elem holds the next element, 0 = done. Commas inside quotes and <> do not split. */
 int sip_hdr_iter_next(struct sip_hdr_iter *it, sv_t *elem);
 /* Splits one comma-separated element off the front of v (quote- and <>-aware). */

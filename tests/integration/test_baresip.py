@@ -59,7 +59,8 @@ def free_sip_port():
 class Baresip:
     """One baresip process with its own config directory, driven over ctrl_tcp."""
 
-    def __init__(self, name, server, user, password, tmp, transport="udp", answermode="manual"):
+    def __init__(self, name, server, user, password, tmp, transport="udp", answermode="manual",
+                 modules=(), contacts=(), account_params=""):
         need("baresip")
         self.name = name
         self.dir = os.path.join(tmp, name)
@@ -86,11 +87,13 @@ class Baresip:
                 "module_tmp\taccount.so",
                 "module_app\tmenu.so",
                 "module_app\tctrl_tcp.so",
-                "ctrl_tcp_listen\t127.0.0.1:%d" % self.ctrl_port,
-                ""]))
+                "ctrl_tcp_listen\t127.0.0.1:%d" % self.ctrl_port]
+                + ["module_app\t%s" % m for m in modules] + [""]))
+        with open(os.path.join(self.dir, "contacts"), "w") as f:
+            f.write("".join(c + "\n" for c in contacts))
         with open(os.path.join(self.dir, "accounts"), "w") as f:
-            f.write("<sip:%s@%s;transport=%s>;auth_pass=%s;regint=600;answermode=%s\n"
-                    % (user, server.host, transport, password, answermode))
+            f.write("<sip:%s@%s;transport=%s>;auth_pass=%s;regint=600;answermode=%s%s\n"
+                    % (user, server.host, transport, password, answermode, account_params))
         self.log_path = os.path.join(tmp, "%s.log" % name)
         self.log = open(self.log_path, "wb")
         # -t: baresip quits by itself after 2 minutes even if the test dies

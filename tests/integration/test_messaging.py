@@ -14,6 +14,12 @@ from a mailbox set with the CLI; topics: three members join with SUBSCRIBE,
 one is offline, a MESSAGE to the topic reaches the others with the sender in
 From and is stored for the offline one, membership and backlog survive a
 restart, a member who unsubscribes leaves.
+
+Real peers: SIPp is a presence watcher (scenarios/watcher.xml: 407, NOTIFY
+with open, unsubscribe, final NOTIFY); baresip (contact and presence modules)
+watches a user, reports her going online, and PUBLISHes its own state, which
+another watcher then sees; baresip takes the messages stored for it when it
+registers. sipsak's MESSAGE to an offline user is in test_sipsak.py.
 """
 import os
 import random
@@ -27,7 +33,10 @@ except ImportError:  # a python3 of its own (pyenv) ahead of Debian's on PATH
     sys.path.append("/usr/lib/python3/dist-packages")
     from lxml import etree
 
-from sbtest import Response, Server, SipClient, check, cli, main
+from sbtest import (Response, Server, SipClient, auth_kw, check, cli, free_port, main, sipp,
+                    write_inf)
+
+SCENARIOS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "scenarios")
 
 PIDF_NS = "urn:ietf:params:xml:ns:pidf"
 TOPICS = "topics.example.com"
@@ -268,6 +277,7 @@ def test_presence_subscribe_notify():
         r = alice.send("PUBLISH", alice.aor, ["Event: presence",
                                               "Content-Type: application/pidf+xml"],
                        pidf(alice.aor, "closed", "Phone off", "mobile"))
+        check(r.status == 200, "second publication: %r" % r)
         root, basics, notes = parse_pidf(notify_of(bob).body)
         check(sorted(basics) == ["closed", "open"] and len(notes) == 2, "composed: %r" % basics)
 
@@ -413,6 +423,90 @@ def test_topics():
         p = cli("topic", "members", "nope@" + TOPICS, db=srv.db, check_rc=False)
         check(p.returncode == 4, p.stderr)
         check("sip:team-red@" + TOPICS in cli("topic", "list", db=srv.db).stdout, "list")
+
+
+def test_sipp_watcher():
+    """SIPp as the watcher: 407, SUBSCRIBE, NOTIFY with open, unsubscribe, final NOTIFY."""
+    with server() as srv:
+        users(srv, "alice", "bob")
+        UA(srv, "alice").reg()
+        inf = write_inf(os.path.join(srv.tmp, "watchers.csv"),
+                        [("bob", auth_kw("bob", "pw-x"), "127.0.0.1", "alice")])
+        rc, out = sipp([srv.host, "-sf", os.path.join(SCENARIOS, "watcher.xml"), "-inf", inf,
+                        "-m", 1, "-i", "127.0.0.1", "-p", free_port(), "-t", "u1",
+                        "-timeout", "20s", "-timeout_error"], cwd=srv.tmp)
+        check(rc == 0, "SIPp watcher failed (%d):\n%s\n%s" % (rc, out[-2000:], srv.log_tail()))
+        time.sleep(0.3)
+        check("bob@127.0.0.1" not in cli("presence", "list", db=srv.db).stdout,
+              "the subscription outlived its unsubscribe")
+
+
+def test_baresip_watches_and_publishes():
+    """baresip (contact + presence modules) as a real softphone: it subscribes to alice's
+    presence and reports her status changes; it publishes its own, which a watcher sees."""
+    from test_baresip import Baresip
+    with server() as srv:
+        users(srv, "alice", "bob", "carol")
+        alice, carol = UA(srv, "alice"), UA(srv, "carol")
+        bob = Baresip("bob", srv, "bob", "pw-x", srv.tmp, modules=("contact.so", "presence.so"),
+                      account_params=";pubint=600", contacts=['"Alice" <sip:alice@%s>;presence=p2p' % srv.host])
+        try:
+            def wait_output(pattern, what):
+                deadline = time.time() + 15
+                while time.time() < deadline:
+                    if re.search(pattern, bob.output()):
+                        return
+                    time.sleep(0.2)
+                raise AssertionError("baresip: no %s:\n%s\n%s" % (what, bob.output(),
+                                                                   srv.log_tail()))
+            time.sleep(1.0)
+            alice.reg()  # registered and publishing nothing: open
+            wait_output(r"<sip:alice@[^>]*> changed status from .*Offline.* to .*Online",
+                        "online status for alice")
+            # carol watches bob: open from his registration, then closed from the PIDF
+            # that baresip PUBLISHes (RFC 3903) when set offline
+            r = subscribe(carol, "sip:bob@127.0.0.1")
+            check(r.status == 200, r)
+            _, basics, _ = parse_pidf(notify_of(carol).body)
+            check(basics == ["open"], "bob registered: %r" % basics)
+            bob.command("presence_offline")
+            n = notify_of(carol, timeout=10)
+            _, basics, _ = parse_pidf(n.body)
+            check(basics == ["closed"], "baresip's publication: %r\n%s" % (n.body, bob.output()))
+            out = cli("presence", "list", "bob@127.0.0.1", db=srv.db).stdout
+            check(re.search(r"(?m)^[0-9a-f]{16}\s+bob@127.0.0.1", out),
+                  "baresip's publication is not listed:\n" + out)
+        finally:
+            bob.stop()
+
+
+def test_baresip_takes_stored_messages():
+    """baresip registers as bob and accepts (2xx) each message kept while it was away: the
+    store empties only on 2xx, in order of arrival (the server log shows the deliveries)."""
+    from test_baresip import Baresip
+    with server() as srv:
+        users(srv, "alice", "bob")
+        alice = UA(srv, "alice")
+        for i in range(2):
+            r = alice.send("MESSAGE", "sip:bob@127.0.0.1", ["Content-Type: text/plain"],
+                           "kept %d" % i)
+            check(r.status == 202, "offline MESSAGE: %r" % r)
+        time.sleep(0.3)
+        check(cli("msg", "list", db=srv.db).stdout.count("bob@127.0.0.1") == 2, "not stored")
+        bob = Baresip("bob", srv, "bob", "pw-x", srv.tmp)
+        try:
+            deadline = time.time() + 15
+            while time.time() < deadline:
+                if "no stored messages" in cli("msg", "list", db=srv.db).stdout:
+                    break
+                time.sleep(0.3)
+            check("no stored messages" in cli("msg", "list", db=srv.db).stdout,
+                  "baresip did not accept its messages:\n" + srv.log_tail())
+            sent = re.findall(r"send to \S+ \d+ bytes: MESSAGE sip:bob\S+ SIP/2.0 \[im-[0-9a-f]+-(\d+)",
+                              srv.log_text())
+            check(len(sent) == 2 and int(sent[0]) < int(sent[1]), "deliveries: %r" % sent)
+        finally:
+            bob.stop()
 
 
 if __name__ == "__main__":

@@ -9,6 +9,9 @@ and a MESSAGE from a registered local user, challenged with 407, delivered to
 another registered user (a UDP socket registered by the raw client, which
 answers 200 and checks the body), the sender seeing that 200.
 
+A MESSAGE from sipsak to a user who is offline gets 202 and reaches the user
+when it registers (store-and-forward).
+
 Also: sipsak's default 15 s expiry is refused with 423 (min_expires 60), and
 a MESSAGE with a wrong password is never delivered.
 
@@ -209,9 +212,50 @@ class MessageSink:
         self.client.close()
 
 
+def message_file(s, text, callid):
+    """A MESSAGE from alice to bob for sipsak's shoot mode (-f)."""
+    msg = "\n".join([
+        "MESSAGE sip:bob@%s SIP/2.0" % s.host,
+        "From: <sip:alice@127.0.0.1>;tag=%x" % random.getrandbits(32),
+        "To: <sip:bob@127.0.0.1>",
+        "Call-ID: %s" % callid,
+        "CSeq: 1 MESSAGE",
+        "Max-Forwards: 70",
+        "Content-Type: text/plain",
+        "Content-Length: %d" % len(text),
+        "",
+        text])
+    path = os.path.join(s.tmp, "message-%x.sip" % random.getrandbits(32))
+    with open(path, "w") as f:
+        f.write(msg)
+    return path
+
+
+def test_message_to_offline_user_is_stored_then_delivered():
+    """RFC 3428 store-and-forward: 202 to sipsak, delivery when bob registers."""
+    with server() as s:
+        s.add_user("alice", "alicepw")
+        s.add_user("bob", "bobpw")
+        text = "while you were out %d" % random.getrandbits(20)
+        path = message_file(s, text, "sipsak-off-%x@127.0.0.1" % random.getrandbits(40))
+        rc, out = sipsak("-vvv", "-f", path, "-s", "sip:bob@%s" % s.host, "-a", "alicepw",
+                         "-u", "alice")
+        check(rc == 0, "sipsak MESSAGE to offline bob: exit %d:\n%s\n%s" % (rc, out, s.log_tail()))
+        check(re.search(r"(?m)^SIP/2.0 202 ", out), "no 202 Accepted for sipsak:\n" + out)
+        bob = MessageSink(s, "bob", "bobpw")
+        try:
+            deadline = time.time() + 3
+            while not bob.received and time.time() < deadline:
+                time.sleep(0.05)
+            check(len(bob.received) == 1, "bob received %d stored MESSAGEs" % len(bob.received))
+            check(bob.received[0].body == text, "body: %r" % bob.received[0].body)
+            check("alice@127.0.0.1" in bob.received[0].get("From"), bob.received[0].get("From"))
+        finally:
+            bob.close()
+
+
 def test_message_between_registered_users():
     with server() as s:
-        tmp = s.tmp
         s.add_user("alice", "alicepw")
         s.add_user("bob", "bobpw")
         # alice registers with sipsak, bob is a socket that answers 200
@@ -223,20 +267,7 @@ def test_message_between_registered_users():
         try:
             text = "hello bob, from sipsak %d" % random.getrandbits(20)
             callid = "sipsak-msg-%x@127.0.0.1" % random.getrandbits(40)
-            msg = "\n".join([
-                "MESSAGE sip:bob@%s SIP/2.0" % s.host,
-                "From: <sip:alice@127.0.0.1>;tag=%x" % random.getrandbits(32),
-                "To: <sip:bob@127.0.0.1>",
-                "Call-ID: %s" % callid,
-                "CSeq: 1 MESSAGE",
-                "Max-Forwards: 70",
-                "Content-Type: text/plain",
-                "Content-Length: %d" % len(text),
-                "",
-                text])
-            path = os.path.join(tmp, "message.sip")
-            with open(path, "w") as f:
-                f.write(msg)
+            path = message_file(s, text, callid)
             # sipsak adds its Via, turns LF into CRLF and answers the 407 with -a/-u
             rc, out = sipsak("-vvv", "-f", path, "-s", "sip:bob@%s" % s.host, "-a", "alicepw",
                              "-u", "alice")
@@ -263,20 +294,11 @@ def test_message_between_registered_users():
 
 def test_message_wrong_password_not_delivered():
     with server() as s:
-        tmp = s.tmp
         s.add_user("alice", "alicepw")
         s.add_user("bob", "bobpw")
         bob = MessageSink(s, "bob", "bobpw")
         try:
-            path = os.path.join(tmp, "message.sip")
-            with open(path, "w") as f:
-                f.write("\n".join([
-                    "MESSAGE sip:bob@%s SIP/2.0" % s.host,
-                    "From: <sip:alice@127.0.0.1>;tag=%x" % random.getrandbits(32),
-                    "To: <sip:bob@127.0.0.1>",
-                    "Call-ID: sipsak-bad-%x@127.0.0.1" % random.getrandbits(40),
-                    "CSeq: 1 MESSAGE", "Max-Forwards: 70", "Content-Type: text/plain",
-                    "Content-Length: 5", "", "nope!"]))
+            path = message_file(s, "nope!", "sipsak-bad-%x@127.0.0.1" % random.getrandbits(40))
             rc, out = sipsak("-vv", "-f", path, "-s", "sip:bob@%s" % s.host, "-a", "wrong",
                              "-u", "alice")
             check(rc != 0, "MESSAGE with a wrong password: exit 0:\n" + out)
