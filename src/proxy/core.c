@@ -263,6 +263,20 @@ static enum proxy_step phase_policy(struct preq *r)
 	return PROXY_CONTINUE;
 }
 
+enum proxy_step proxy_user(struct preq *r, sv_t user, sv_t domain, struct users_entry *ue)
+{
+	switch (
+	    users_get(r->srv->users, r->w, user, domain, r->m, r->src, r->src->redelivered, ue)) {
+	case USERS_HIT:
+		return PROXY_CONTINUE;
+	case USERS_PENDING:
+		return PROXY_SUSPENDED;
+	default:
+		proxy_reply(r, 503, "Subscriber database unavailable", SV("Retry-After: 5\r\n"));
+		return PROXY_DONE;
+	}
+}
+
 sv_t proxy_caller_user(struct preq *r)
 {
 	const struct sip_naddr *from = sip_msg_from(r->m);

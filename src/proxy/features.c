@@ -142,6 +142,7 @@ enum proxy_step feat_handle(struct preq *r)
 	char word[USET_TARGET_MAX + 32], why[200], line[STORE_SETTINGS_MAX],
 	    now[STORE_SETTINGS_MAX];
 	struct users_entry ue;
+	enum proxy_step step;
 	struct feat_job *fj;
 	struct sip_uri fu;
 	struct uset set;
@@ -158,16 +159,9 @@ enum proxy_step feat_handle(struct preq *r)
 		return feat_reply(r, 484, "Dial the code followed by the forwarding target");
 	if (!feat_table[code].on && rest.len)
 		return feat_reply(r, 484, "This code takes no number");
-	switch (users_get(r->srv->users, r->w, fu.user, fu.host, r->m, r->src, r->src->redelivered,
-			  &ue)) {
-	case USERS_HIT:
-		break;
-	case USERS_PENDING:
-		return PROXY_SUSPENDED;
-	default:
-		return feat_reply(r, 503,
-				  "Subscriber database unavailable"); /* as for authentication */
-	}
+	step = proxy_user(r, fu.user, fu.host, &ue); /* 503 when the database is down */
+	if (step != PROXY_CONTINUE)
+		return step;
 	if (!ue.exists)
 		return feat_reply(r, 403, "Feature codes are for our own users");
 	uset_init(&set);

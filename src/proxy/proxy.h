@@ -86,6 +86,15 @@ int proxy_aor_of(const struct sip_uri *u, char *out, size_t len);
 /* Stateless To tag for replies generated here: the same for retransmissions. */
 void proxy_stateless_tag(struct preq *r, char *out, size_t len);
 
+struct users_entry;
+/*
+ * The subscriber user@domain for request r, from the cache: PROXY_CONTINUE
+ * with *ue filled (ue->exists may be false), PROXY_SUSPENDED while it is read
+ * from the database (r comes again), or PROXY_DONE after a 503 when the
+ * database cannot answer.
+ */
+enum proxy_step proxy_user(struct preq *r, sv_t user, sv_t domain, struct users_entry *ue);
+
 /* The From URI's user part ("" when there is none): the caller for the lists. */
 sv_t proxy_caller_user(struct preq *r);
 /* Refuses a call a list blocks: lists.block_status, counted and logged. */

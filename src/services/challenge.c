@@ -52,6 +52,7 @@ enum proxy_step challenge_check(struct preq *r, enum challenge_kind kind, sv_t r
 	enum sip_hdr_id hdr =
 	    kind == CHALLENGE_PROXY ? SIP_H_PROXY_AUTHORIZATION : SIP_H_AUTHORIZATION;
 	struct users_entry ue;
+	enum proxy_step step;
 	struct auth_cred c;
 	const char *ha1;
 	enum auth_result res;
@@ -72,16 +73,9 @@ enum proxy_step challenge_check(struct preq *r, enum challenge_kind kind, sv_t r
 		proxy_reply(r, 403, "Credentials do not match the user", SV_NULL);
 		return PROXY_DONE;
 	}
-	switch (users_get(r->srv->users, r->w, c.username, realm, r->m, r->src, r->src->redelivered,
-			  &ue)) {
-	case USERS_HIT:
-		break;
-	case USERS_PENDING:
-		return PROXY_SUSPENDED;
-	default:
-		proxy_reply(r, 503, "Subscriber database unavailable", SV("Retry-After: 5\r\n"));
-		return PROXY_DONE;
-	}
+	step = proxy_user(r, c.username, realm, &ue);
+	if (step != PROXY_CONTINUE)
+		return step;
 	ha1 = !ue.exists ? NULL : c.alg == AUTH_ALG_SHA256 ? ue.ha1_sha256 : ue.ha1_md5;
 	res = auth_verify(r->srv->auth, r->w->hasher, &c, r->m->method_name, ha1, time(NULL));
 	switch (res) {

@@ -532,20 +532,16 @@ static enum pres_state decide(const char *presentity, const char *watcher,
 	}
 }
 
-static enum users_lookup user_of(struct home *h, struct preq *r, const char *aor,
-				 struct users_entry *ue)
+/* "user@domain" split for the subscriber cache; false when there is no '@'. */
+static bool aor_split(const char *aor, sv_t *user, sv_t *domain)
 {
 	const char *at = strchr(aor, '@');
-	sv_t user, domain;
 
 	if (!at)
-		return USERS_ERROR;
-	user = sv_make(aor, (size_t)(at - aor));
-	domain = sv_cstr(at + 1);
-	if (r)
-		return users_get(h->srv->users, r->w, user, domain, r->m, r->src,
-				 r->src->redelivered, ue);
-	return users_peek(h->srv->users, user, domain, ue);
+		return false;
+	*user = sv_make(aor, (size_t)(at - aor));
+	*domain = sv_cstr(at + 1);
+	return true;
 }
 
 /* ------------------------------------------------------------ PUBLISH */
@@ -764,20 +760,20 @@ static bool subscribe_topic(struct home *h, struct preq *r, const char *topic, c
 }
 
 /* How a watcher of a presentity starts: PROXY_CONTINUE with *state, or the request is done. */
-static enum proxy_step authorise(struct home *h, struct preq *r, const char *target,
-				 const char *watcher, enum pres_state *state)
+static enum proxy_step authorise(struct preq *r, const char *target, const char *watcher,
+				 enum pres_state *state)
 {
 	struct users_entry ue;
+	enum proxy_step step;
+	sv_t user, domain;
 
-	switch (user_of(h, r, target, &ue)) {
-	case USERS_PENDING:
-		return PROXY_SUSPENDED;
-	case USERS_ERROR:
-		proxy_reply(r, 503, "Subscriber database unavailable", SV("Retry-After: 5\r\n"));
+	if (!aor_split(target, &user, &domain)) {
+		proxy_reply(r, 400, "Malformed Request-URI", SV_NULL);
 		return PROXY_DONE;
-	case USERS_HIT:
-		break;
 	}
+	step = proxy_user(r, user, domain, &ue);
+	if (step != PROXY_CONTINUE)
+		return step;
 	if (!ue.exists && r->authenticated) {
 		proxy_reply(r, 404, NULL, SV_NULL);
 		return PROXY_DONE;
@@ -830,7 +826,7 @@ enum proxy_step pres_handle_subscribe(struct home *h, struct preq *r)
 			return PROXY_DONE;
 		}
 	} else if (ev == PRES_EV_PRESENCE) {
-		step = authorise(h, r, target, watcher, &state);
+		step = authorise(r, target, watcher, &state);
 		if (step != PROXY_CONTINUE)
 			return step;
 	}
@@ -983,7 +979,10 @@ static void reauthorise(struct home *h, struct pres_res *r, void *arg)
 	bool changed = false;
 
 	(void)arg;
-	if (r->topic || !r->subs || user_of(h, NULL, r->key, &ue) != USERS_HIT || !ue.exists)
+	sv_t user, domain;
+
+	if (r->topic || !r->subs || !aor_split(r->key, &user, &domain) ||
+	    users_peek(h->srv->users, user, domain, &ue) != USERS_HIT || !ue.exists)
 		return;
 	for (struct pres_sub *s = r->subs, *next; s; s = next) {
 		enum pres_state now;
