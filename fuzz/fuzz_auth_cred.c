@@ -1,7 +1,8 @@
 /*
  * fuzz_auth_cred.c - libFuzzer target for the digest credentials parser
  * (Authorization / Proxy-Authorization values) and the verification that
- * follows it, with a correct and an unknown user.
+ * follows it, with a correct and an unknown user; and the same input as a
+ * gateway's challenge (WWW-/Proxy-Authenticate), answered as we answer one.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -31,6 +32,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		auth_verify(a, h, &c, SV("REGISTER"), "00000000000000000000000000000000",
 			    time(NULL));
 		auth_verify(a, h, &c, SV("INVITE"), NULL, time(NULL));
+	}
+	if (auth_challenge_parse(sv_make(copy, size), &c) == 0 && c.alg_known) {
+		char resp[65];
+		auth_response_hex(h, c.alg, "00000000000000000000000000000000", c.nonce,
+				  SV("00000001"), SV("0a1b2c3d"), c.qop, SV("INVITE"),
+				  SV("sip:+49301234@192.0.2.1"), resp);
 	}
 	free(copy);
 	return 0;

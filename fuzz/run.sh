@@ -9,14 +9,15 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 
-mkdir -p "$WORK/sip" "$WORK/auth" "$WORK/config" "$WORK/settings" "$WORK/pidf"
+mkdir -p "$WORK/sip" "$WORK/auth" "$WORK/config" "$WORK/settings" "$WORK/pidf" "$WORK/dptext"
 cp "$HERE"/../tests/conformance/rfc4475/*.dat "$HERE"/../tests/conformance/rfc5118/wire/* "$WORK/sip/"
 cp "$HERE"/corpus/auth/* "$WORK/auth/"
 cp "$HERE"/corpus/config/* "$WORK/config/"
 cp "$HERE"/corpus/settings/* "$WORK/settings/"
 cp "$HERE"/corpus/pidf/* "$WORK/pidf/"
+cp "$HERE"/corpus/dptext/* "$WORK/dptext/"
 
-for target in sip_parse:sip auth_cred:auth config:config settings:settings pidf:pidf; do
+for target in sip_parse:sip auth_cred:auth config:config settings:settings pidf:pidf dptext:dptext; do
 	name=${target%%:*}
 	corpus=${target#*:}
 	bin="$BUILD/fuzz_$name"

@@ -42,6 +42,11 @@ struct store;
 /* reg.c: the bindings of aor (NULL = all) as a table on stdout; an exit status. */
 int cli_reg_show(struct store *s, const char *aor, const char *cmd);
 
+/* The password as given, or read from stdin for "-"; free with cli_password_free. */
+int cli_password(const struct cli_opts *o, const char *cmd, char **out);
+/* Wipes and frees it. */
+void cli_password_free(char *pw);
+
 /* The exit status for an errno from the store. */
 int cli_exit_for(int err);
 

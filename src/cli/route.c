@@ -1,11 +1,12 @@
 /*
- * route.c - `switchboard route` and `switchboard list`: what the dialplan
- * and the black and white lists of a configuration do, asked before a call
- * is made ("where does 0301234 go?", "may 0900555 call bob?").
+ * route.c - `switchboard route` and `switchboard list`: the dialplan, the
+ * gateways and the global black and white lists, shown, tested ("where does
+ * 0301234 go?", "may 0900555 call bob?") and changed.
  *
- * Both read the same files the server reads and run the same matching code,
- * so the answer is the server's answer; the dialplan and the global lists
- * are edited in the YAML file, per-user lists with `user set`.
+ * A change is kept in the store as one entry over the configuration file's
+ * (services/rules.h), checked first against the whole (a group must name
+ * gateways that exist...), and a running server on the same database uses
+ * it within a second. The answers run the server's own matching code.
  */
 #include "cli/internal.h"
 
@@ -19,29 +20,61 @@
 
 #include "services/dialplan.h"
 #include "services/lists.h"
+#include "services/rules.h"
 #include "services/settings.h"
 #include "store/store.h"
 
 static void cli_route_usage(FILE *to)
 {
-	fprintf(to, "usage: switchboard route show -c FILE\n"
-		    "       switchboard route test NUMBER -c FILE\n"
-		    "show prints the gateways, gateway groups and dialplan rules of FILE; test\n"
-		    "prints which rule a called number matches, the number sent to the gateway,\n"
-		    "and the gateways in the order they would be tried (all assumed up).\n");
+	fprintf(to,
+		"usage: switchboard route show [-c FILE] [--db PATH]\n"
+		"       switchboard route test NUMBER [-c FILE] [--db PATH]\n"
+		"       switchboard route gateway add|set NAME KEY=VALUE... [--password PW|-]\n"
+		"       switchboard route gateway del NAME\n"
+		"       switchboard route group add|set NAME GATEWAY[:PRIORITY[:WEIGHT]]...\n"
+		"       switchboard route group del NAME\n"
+		"       switchboard route rule add|set MATCH KEY=VALUE...\n"
+		"       switchboard route rule del MATCH\n"
+		"show prints the gateways, gateway groups and dialplan rules in force (the\n"
+		"configuration file's with the changes made here); test prints which rule a\n"
+		"called number matches, the number sent, and the gateways in the order tried.\n"
+		"Gateway keys: address=HOST port=N transport=udp|tcp probe=yes|no, and for a\n"
+		"gateway that challenges us auth_user=USER auth_realm=REALM with --password\n"
+		"(only its hashes are stored); auth=none drops the credentials.\n"
+		"A rule's MATCH is a number prefix (0301, +49) or /REGEX/; its keys:\n"
+		"route=GROUP[,GROUP...] redirect=yes|no, and the transform steps, in order:\n"
+		"strip=N prefix=DIGITS insert=POS:DIGITS delete=POS:COUNT replace=/REGEX/WITH/\n"
+		"(transform=none drops them). add makes a new entry, set changes one (also one\n"
+		"of the file's), del removes it. The running server applies a change at once.\n");
 }
 
 static void cli_list_usage(FILE *to)
 {
 	fprintf(to,
-		"usage: switchboard list show -c FILE\n"
+		"usage: switchboard list show [-c FILE] [--db PATH]\n"
+		"       switchboard list add|del LIST VALUE... [-c FILE] [--db PATH]\n"
+		"       switchboard list status 403|603 [-c FILE] [--db PATH]\n"
 		"       switchboard list check CALLER CALLEE [SOURCE-IP] [-c FILE] [--db PATH]\n"
-		"show prints the global black and white lists of FILE; check says whether a\n"
-		"call from CALLER (a From user part) to CALLEE (user@domain, or a user part)\n"
-		"from SOURCE-IP is let through, applying the global lists and the callee's\n"
-		"own (switchboard user set ... block_callers=/allow_callers=/allow_only=).\n"
-		"Exit status: 0 allowed, 1 blocked, 2 usage, 3 bad configuration.\n");
+		"LIST is block_callers, allow_callers or block_callees (VALUE: a user part\n"
+		"prefix such as 0900 or +44909, or * for everyone), block_sources or\n"
+		"allow_sources (VALUE: an address or ADDRESS/BITS network). status sets the\n"
+		"answer to a blocked call. The running server applies a change at once.\n"
+		"check says whether a call from CALLER (a From user part) to CALLEE\n"
+		"(user@domain, or a user part) from SOURCE-IP is let through, by the global\n"
+		"lists and the callee's own (switchboard user set ... block_callers=...).\n"
+		"Exit status of check: 0 allowed, 1 blocked.\n");
 }
+
+/* What a command works on: the file's rules, those in force, and the store. */
+struct cli_rules {
+	const char *cmd;
+	struct cfg *cfg;
+	struct rules_conf *base;
+	struct rules_conf *cur;
+	struct store *st;
+	bool bad; /* the store's changes do not fit the file (a change may repair it) */
+	char why[400];
+};
 
 /* Loads and checks FILE as the server would; *c is heap (it is large). */
 static int cli_load_cfg(const char *path, const char *cmd, struct cfg **out)
@@ -55,18 +88,116 @@ static int cli_load_cfg(const char *path, const char *cmd, struct cfg **out)
 		return CLI_EXIT_FAILURE;
 	}
 	cfg_defaults(c);
-	if (path && (cfg_load_file(c, path, &err) || cfg_finish(c, &err))) {
-		cli_print_cfg_error(path, &err);
-		free(c);
-		return CLI_EXIT_CONFIG;
-	}
-	if (!path && cfg_finish(c, &err)) {
+	if ((path && cfg_load_file(c, path, &err)) || cfg_finish(c, &err)) {
+		cli_print_cfg_error(path ? path : cmd, &err);
 		free(c);
 		return CLI_EXIT_CONFIG;
 	}
 	*out = c;
 	return CLI_EXIT_OK;
 }
+
+static void cli_rules_close(struct cli_rules *cr)
+{
+	if (cr->st)
+		store_close(cr->st);
+	free(cr->cfg);
+	free(cr->base);
+	free(cr->cur);
+}
+
+static int cli_rules_open(const struct cli_opts *o, const char *cmd, struct cli_rules *cr)
+{
+	int ex;
+
+	*cr = (struct cli_rules){.cmd = cmd};
+	ex = cli_load_cfg(o->config, cmd, &cr->cfg);
+	if (!ex)
+		ex = cli_open_store(o->config, o->db, &cr->st);
+	if (ex)
+		return ex;
+	cr->base = calloc(1, sizeof(*cr->base));
+	cr->cur = calloc(1, sizeof(*cr->cur));
+	if (!cr->base || !cr->cur) {
+		fprintf(stderr, "%s: out of memory\n", cmd);
+		return CLI_EXIT_FAILURE;
+	}
+	cr->base->dp = cr->cfg->dialplan;
+	cr->base->lists = cr->cfg->lists;
+	if (rules_conf_load(cr->st, cr->base, cr->cur, cr->why, sizeof(cr->why)))
+		cr->bad = true;
+	return CLI_EXIT_OK;
+}
+
+/* Before showing or testing: the rules must be whole. */
+static int cli_rules_whole(const struct cli_rules *cr)
+{
+	if (!cr->bad)
+		return CLI_EXIT_OK;
+	fprintf(stderr, "%s: %s\n", cr->cmd, cr->why);
+	return CLI_EXIT_CONFIG;
+}
+
+/* After a change to cr->cur: the whole must still resolve. */
+static int cli_rules_check(struct cli_rules *cr)
+{
+	char why[300];
+	unsigned line = 0;
+
+	if (dp_config_resolve(&cr->cur->dp, why, sizeof(why), &line) == 0)
+		return CLI_EXIT_OK;
+	if (line)
+		fprintf(stderr, "%s: refused: %s (line %u of the configuration file)\n", cr->cmd,
+			why, line);
+	else
+		fprintf(stderr, "%s: refused: %s\n", cr->cmd, why);
+	return CLI_EXIT_USAGE;
+}
+
+static int cli_rules_saved(struct cli_rules *cr, int rc, const char *what)
+{
+	if (rc == EILSEQ) {
+		fprintf(stderr, "%s: %s cannot be stored (a value holds a space)\n", cr->cmd, what);
+		return CLI_EXIT_USAGE;
+	}
+	if (rc) {
+		fprintf(stderr, "%s: %s\n", cr->cmd,
+			rc == ENAMETOOLONG ? "too long" : store_errmsg(cr->st));
+		return CLI_EXIT_FAILURE;
+	}
+	printf("%s: done\n", cr->cmd);
+	return CLI_EXIT_OK;
+}
+
+static bool cli_name_ok(const char *n)
+{
+	size_t len = strlen(n);
+
+	if (len == 0 || len >= DP_NAME_MAX)
+		return false;
+	for (const char *p = n; *p; p++) {
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+		      (*p >= '0' && *p <= '9') || *p == '-' || *p == '_' || *p == '.'))
+			return false;
+	}
+	return true;
+}
+
+/* "key=value" into its halves; false when there is no '='. */
+static bool cli_kv(const char *word, sv_t *key, sv_t *value)
+{
+	const char *eq = strchr(word, '=');
+
+	if (!eq)
+		return false;
+	*key = sv_make(word, (size_t)(eq - word));
+	*value = sv_cstr(eq + 1);
+	return true;
+}
+
+/*
+ * Showing and testing
+ */
 
 static const char *cli_op_text(const struct dp_op *op, char *buf, size_t len)
 {
@@ -93,6 +224,11 @@ static const char *cli_op_text(const struct dp_op *op, char *buf, size_t len)
 	return buf;
 }
 
+static const char *cli_origin(unsigned line)
+{
+	return line ? "" : "  [set from the CLI]";
+}
+
 static void cli_route_print_rule(const struct dp_config *d, const struct dp_rule *r)
 {
 	char op[200];
@@ -108,20 +244,21 @@ static void cli_route_print_rule(const struct dp_config *d, const struct dp_rule
 		printf(" (redirect)");
 	for (size_t o = 0; o < r->nops; o++)
 		printf("%s%s", o ? ", " : "; ", cli_op_text(&r->ops[o], op, sizeof(op)));
-	printf("\n");
+	printf("%s\n", cli_origin(r->line));
 }
 
-static int cli_route_show(const struct cfg *c)
+static int cli_route_show(const struct dp_config *d)
 {
-	const struct dp_config *d = &c->dialplan;
-
 	printf("gateways:\n");
 	if (!d->ngw)
 		printf("  (none)\n");
 	for (size_t i = 0; i < d->ngw; i++) {
 		const struct dp_gateway *g = &d->gw[i];
-		printf("  %-16s %s:%u %s%s\n", g->name, g->host, g->port ? g->port : 5060,
+		printf("  %-16s %s:%u %s%s", g->name, g->host, g->port ? g->port : 5060,
 		       g->tcp ? "tcp" : "udp", g->probe ? "" : " (not probed)");
+		if (g->cred.user[0])
+			printf(" auth %s realm %s", g->cred.user, g->cred.realm);
+		printf("%s\n", cli_origin(g->line));
 	}
 	printf("gateway groups:\n");
 	if (!d->ngrp)
@@ -132,7 +269,7 @@ static int cli_route_show(const struct cfg *c)
 		for (size_t m = 0; m < g->n; m++)
 			printf(" %s(priority %u, weight %u)", d->gw[g->m[m].gw].name,
 			       g->m[m].priority, g->m[m].weight);
-		printf("\n");
+		printf("%s\n", cli_origin(g->line));
 	}
 	printf("dialplan (callee numbers up to %u digits):\n", d->max_callee_digits);
 	if (!d->nrules)
@@ -142,7 +279,7 @@ static int cli_route_show(const struct cfg *c)
 	return CLI_EXIT_OK;
 }
 
-static int cli_route_test(const struct cfg *c, const char *number)
+static int cli_route_test(const struct dp_config *c, const char *number)
 {
 	struct dp *d = NULL;
 	unsigned gws[32];
@@ -158,13 +295,13 @@ static int cli_route_test(const struct cfg *c, const char *number)
 		    number);
 		return CLI_EXIT_USAGE;
 	}
-	if (dp_create(&c->dialplan, &d)) {
+	if (dp_create(c, NULL, &d)) {
 		fprintf(stderr, "route test: cannot build the dialplan\n");
 		return CLI_EXIT_FAILURE;
 	}
-	if (dp_digits(num) > c->dialplan.max_callee_digits) {
+	if (dp_digits(num) > c->max_callee_digits) {
 		printf("%s: more than %u digits: 404 Number too long\n", number,
-		       c->dialplan.max_callee_digits);
+		       c->max_callee_digits);
 		ex = CLI_EXIT_NOT_FOUND;
 		goto out;
 	}
@@ -176,7 +313,7 @@ static int cli_route_test(const struct cfg *c, const char *number)
 		goto out;
 	}
 	printf("rule:");
-	cli_route_print_rule(&c->dialplan, dp_rule(d, rule));
+	cli_route_print_rule(c, dp_rule(d, rule));
 	if (dp_transform(d, rule, num, out, sizeof(out))) {
 		printf("the transformation fails: 404 Number cannot be transformed\n");
 		ex = CLI_EXIT_NOT_FOUND;
@@ -200,10 +337,297 @@ out:
 	return ex;
 }
 
+/*
+ * Changing gateways, groups and rules
+ */
+
+/* Applies the KEY=VALUE words of pos[from..] to g; a password hashes into its credentials. */
+static int cli_gateway_words(struct cli_rules *cr, const struct cli_opts *o, int from,
+			     struct dp_gateway *g, bool creds_changed)
+{
+	char err[200];
+	char *pw = NULL;
+	sv_t k, v;
+	int ex;
+
+	for (int i = from; i < o->npos; i++) {
+		if (!cli_kv(o->pos[i], &k, &v)) {
+			fprintf(stderr, "%s: '%s' is not KEY=VALUE\n", cr->cmd, o->pos[i]);
+			return CLI_EXIT_USAGE;
+		}
+		if (sv_eq(k, SV("auth")) && sv_eq(v, SV("none"))) {
+			memset(&g->cred, 0, sizeof(g->cred));
+			continue;
+		}
+		if (sv_eq(k, SV("ha1")) || sv_eq(k, SV("ha1_sha256"))) {
+			fprintf(stderr, "%s: give the gateway's password with --password\n",
+				cr->cmd);
+			return CLI_EXIT_USAGE;
+		}
+		if (dp_gateway_set(g, k, v, err, sizeof(err))) {
+			fprintf(stderr, "%s: %s\n", cr->cmd, err);
+			return CLI_EXIT_USAGE;
+		}
+		if (sv_eq(k, SV("auth_user")) || sv_eq(k, SV("auth_realm")))
+			creds_changed = true;
+	}
+	if (!g->host[0]) {
+		fprintf(stderr, "%s: a gateway needs address=HOST\n", cr->cmd);
+		return CLI_EXIT_USAGE;
+	}
+	if (!g->cred.user[0] != !g->cred.realm[0]) {
+		fprintf(stderr, "%s: credentials need both auth_user and auth_realm\n", cr->cmd);
+		return CLI_EXIT_USAGE;
+	}
+	if (o->password && !g->cred.user[0]) {
+		fprintf(stderr, "%s: --password needs auth_user and auth_realm\n", cr->cmd);
+		return CLI_EXIT_USAGE;
+	}
+	if (g->cred.user[0] && (creds_changed || o->password)) {
+		/* the hashes cover user and realm: a change of either needs the password */
+		ex = cli_password(o, cr->cmd, &pw);
+		if (ex)
+			return ex;
+		dp_cred_hash(&g->cred, sv_cstr(pw));
+		cli_password_free(pw);
+	}
+	return CLI_EXIT_OK;
+}
+
+static int cli_gateway(struct cli_rules *cr, const struct cli_opts *o, const char *verb)
+{
+	struct dp_config *d = &cr->cur->dp;
+	const char *name = o->pos[0];
+	int i = rules_find_gateway(d, name), ex;
+	struct dp_gateway g;
+
+	if (!cli_name_ok(name)) {
+		fprintf(stderr, "%s: '%s' is not a name (1 to %d letters, digits, '-', '_', '.')\n",
+			cr->cmd, name, DP_NAME_MAX - 1);
+		return CLI_EXIT_USAGE;
+	}
+	if (strcmp(verb, "add") == 0 && i >= 0) {
+		fprintf(stderr, "%s: gateway '%s' already exists (route gateway set changes it)\n",
+			cr->cmd, name);
+		return CLI_EXIT_EXISTS;
+	}
+	if (strcmp(verb, "add") != 0 && i < 0) {
+		fprintf(stderr, "%s: no gateway named '%s'\n", cr->cmd, name);
+		return CLI_EXIT_NOT_FOUND;
+	}
+	if (strcmp(verb, "del") == 0) {
+		memmove(&d->gw[i], &d->gw[i + 1], (d->ngw - (size_t)i - 1) * sizeof(g));
+		d->ngw--;
+		if ((ex = cli_rules_check(cr)))
+			return ex;
+		return cli_rules_saved(cr,
+				       rules_forget(cr->st, STORE_REC_GATEWAY, name,
+						    rules_find_gateway(&cr->base->dp, name) >= 0),
+				       "the gateway");
+	}
+	if (i < 0 && d->ngw >= DP_MAX_GATEWAYS) {
+		fprintf(stderr, "%s: there are %d gateways already\n", cr->cmd, DP_MAX_GATEWAYS);
+		return CLI_EXIT_USAGE;
+	}
+	if (i >= 0) {
+		g = d->gw[i];
+	} else {
+		memset(&g, 0, sizeof(g));
+		g.probe = true;
+		strcpy(g.name, name);
+	}
+	g.line = 0;
+	if ((ex = cli_gateway_words(cr, o, 1, &g, false)))
+		return ex;
+	d->gw[i >= 0 ? (size_t)i : d->ngw++] = g;
+	if ((ex = cli_rules_check(cr)))
+		return ex;
+	return cli_rules_saved(cr, rules_save_gateway(cr->st, &g), "the gateway");
+}
+
+static int cli_group(struct cli_rules *cr, const struct cli_opts *o, const char *verb)
+{
+	struct dp_config *d = &cr->cur->dp;
+	const char *name = o->pos[0];
+	int i = rules_find_group(d, name), ex;
+	struct dp_group g;
+	char err[200];
+
+	if (!cli_name_ok(name)) {
+		fprintf(stderr, "%s: '%s' is not a name (1 to %d letters, digits, '-', '_', '.')\n",
+			cr->cmd, name, DP_NAME_MAX - 1);
+		return CLI_EXIT_USAGE;
+	}
+	if (strcmp(verb, "add") == 0 && i >= 0) {
+		fprintf(stderr, "%s: group '%s' already exists (route group set changes it)\n",
+			cr->cmd, name);
+		return CLI_EXIT_EXISTS;
+	}
+	if (strcmp(verb, "add") != 0 && i < 0) {
+		fprintf(stderr, "%s: no gateway group named '%s'\n", cr->cmd, name);
+		return CLI_EXIT_NOT_FOUND;
+	}
+	if (strcmp(verb, "del") == 0) {
+		memmove(&d->grp[i], &d->grp[i + 1], (d->ngrp - (size_t)i - 1) * sizeof(g));
+		d->ngrp--;
+		if ((ex = cli_rules_check(cr)))
+			return ex;
+		return cli_rules_saved(cr,
+				       rules_forget(cr->st, STORE_REC_GWGROUP, name,
+						    rules_find_group(&cr->base->dp, name) >= 0),
+				       "the group");
+	}
+	if (o->npos < 2) {
+		fprintf(stderr, "%s: name the group's gateways: GATEWAY[:PRIORITY[:WEIGHT]]...\n",
+			cr->cmd);
+		return CLI_EXIT_USAGE;
+	}
+	if (o->npos - 1 > DP_MAX_MEMBERS) {
+		fprintf(stderr, "%s: a group has at most %d gateways\n", cr->cmd, DP_MAX_MEMBERS);
+		return CLI_EXIT_USAGE;
+	}
+	if (i < 0 && d->ngrp >= DP_MAX_GROUPS) {
+		fprintf(stderr, "%s: there are %d groups already\n", cr->cmd, DP_MAX_GROUPS);
+		return CLI_EXIT_USAGE;
+	}
+	memset(&g, 0, sizeof(g));
+	strcpy(g.name, name);
+	for (int k = 1; k < o->npos; k++) {
+		if (dp_member_parse(sv_cstr(o->pos[k]), &g.m[g.n++], err, sizeof(err))) {
+			fprintf(stderr, "%s: '%s': %s\n", cr->cmd, o->pos[k], err);
+			return CLI_EXIT_USAGE;
+		}
+	}
+	d->grp[i >= 0 ? (size_t)i : d->ngrp++] = g;
+	if ((ex = cli_rules_check(cr)))
+		return ex;
+	return cli_rules_saved(cr, rules_save_group(cr->st, &g), "the group");
+}
+
+static int cli_rule_words(struct cli_rules *cr, const struct cli_opts *o, struct dp_rule *r)
+{
+	bool ops_given = false;
+	char err[200];
+	sv_t k, v;
+
+	for (int i = 1; i < o->npos; i++) {
+		if (!cli_kv(o->pos[i], &k, &v)) {
+			fprintf(stderr, "%s: '%s' is not KEY=VALUE\n", cr->cmd, o->pos[i]);
+			return CLI_EXIT_USAGE;
+		}
+		bool is_op = !sv_eq(k, SV("route")) && !sv_eq(k, SV("redirect"));
+		if (is_op && !ops_given) {
+			r->nops = 0; /* the steps given replace the rule's */
+			ops_given = true;
+		}
+		if (sv_eq(k, SV("transform")) && sv_eq(v, SV("none")))
+			continue;
+		if (dp_rule_set(r, k, v, err, sizeof(err))) {
+			fprintf(stderr, "%s: %s\n", cr->cmd, err);
+			return CLI_EXIT_USAGE;
+		}
+	}
+	if (!r->nroute) {
+		fprintf(stderr, "%s: a rule needs route=GROUP[,GROUP...]\n", cr->cmd);
+		return CLI_EXIT_USAGE;
+	}
+	return CLI_EXIT_OK;
+}
+
+static int cli_rule(struct cli_rules *cr, const struct cli_opts *o, const char *verb)
+{
+	struct dp_config *d = &cr->cur->dp;
+	struct dp_rule *r = calloc(1, sizeof(*r));
+	char key[DP_REGEX_MAX + 2], err[200];
+	int i, ex;
+
+	if (!r)
+		return CLI_EXIT_FAILURE;
+	if (dp_rule_match_parse(sv_cstr(o->pos[0]), r, err, sizeof(err))) {
+		fprintf(stderr, "%s: %s\n", cr->cmd, err);
+		ex = CLI_EXIT_USAGE;
+		goto out;
+	}
+	dp_rule_key(r, key, sizeof(key));
+	i = rules_find_rule(d, key);
+	ex = CLI_EXIT_OK;
+	if (strcmp(verb, "add") == 0 && i >= 0) {
+		fprintf(stderr, "%s: a rule for %s exists already (route rule set changes it)\n",
+			cr->cmd, key);
+		ex = CLI_EXIT_EXISTS;
+	} else if (strcmp(verb, "add") != 0 && i < 0) {
+		fprintf(stderr, "%s: no rule for %s\n", cr->cmd, key);
+		ex = CLI_EXIT_NOT_FOUND;
+	} else if (i < 0 && d->nrules >= DP_MAX_RULES) {
+		fprintf(stderr, "%s: there are %d rules already\n", cr->cmd, DP_MAX_RULES);
+		ex = CLI_EXIT_USAGE;
+	}
+	if (ex)
+		goto out;
+	if (strcmp(verb, "del") == 0) {
+		memmove(&d->rules[i], &d->rules[i + 1], (d->nrules - (size_t)i - 1) * sizeof(*r));
+		d->nrules--;
+		ex = cli_rules_check(cr);
+		if (!ex)
+			ex = cli_rules_saved(cr,
+					     rules_forget(cr->st, STORE_REC_DPRULE, key,
+							  rules_find_rule(&cr->base->dp, key) >= 0),
+					     "the rule");
+		goto out;
+	}
+	if (i >= 0)
+		*r = d->rules[i];
+	r->line = 0;
+	if ((ex = cli_rule_words(cr, o, r)))
+		goto out;
+	d->rules[i >= 0 ? (size_t)i : d->nrules++] = *r;
+	ex = cli_rules_check(cr);
+	if (!ex)
+		ex = cli_rules_saved(cr, rules_save_rule(cr->st, r), "the rule");
+out:
+	free(r);
+	return ex;
+}
+
+/* `route gateway|group|rule add|set|del ...` */
+static int cli_route_change(int argc, char **argv)
+{
+	const char *what = argv[1], *verb = argc > 2 ? argv[2] : "";
+	char cmd[64];
+	struct cli_opts o;
+	struct cli_rules cr;
+	bool gw = strcmp(what, "gateway") == 0;
+	int ex;
+
+	snprintf(cmd, sizeof(cmd), "route %s %s", what, verb);
+	if (strcmp(verb, "add") != 0 && strcmp(verb, "set") != 0 && strcmp(verb, "del") != 0) {
+		fprintf(stderr, "route %s: add, set or del (try --help)\n", what);
+		return CLI_EXIT_USAGE;
+	}
+	ex = cli_parse(argc - 2, argv + 2, cmd, CLI_OPT_STORE | (gw ? CLI_OPT_PASSWORD : 0), &o);
+	if (!ex && o.help) {
+		cli_route_usage(stdout);
+		return CLI_EXIT_OK;
+	}
+	if (!ex)
+		ex = cli_want_args(&o, 1, strcmp(verb, "del") == 0 ? 1 : CLI_MAX_POS, cmd);
+	if (ex)
+		return ex;
+	ex = cli_rules_open(&o, cmd, &cr);
+	if (!ex && gw)
+		ex = cli_gateway(&cr, &o, verb);
+	else if (!ex && strcmp(what, "group") == 0)
+		ex = cli_group(&cr, &o, verb);
+	else if (!ex)
+		ex = cli_rule(&cr, &o, verb);
+	cli_rules_close(&cr);
+	return ex;
+}
+
 int cli_route(int argc, char **argv)
 {
 	struct cli_opts o;
-	struct cfg *c = NULL;
+	struct cli_rules cr;
 	bool test;
 	int ex;
 
@@ -211,12 +635,15 @@ int cli_route(int argc, char **argv)
 		cli_route_usage(argc < 2 ? stderr : stdout);
 		return argc < 2 ? CLI_EXIT_USAGE : CLI_EXIT_OK;
 	}
+	if (strcmp(argv[1], "gateway") == 0 || strcmp(argv[1], "group") == 0 ||
+	    strcmp(argv[1], "rule") == 0)
+		return cli_route_change(argc, argv);
 	test = strcmp(argv[1], "test") == 0;
 	if (!test && strcmp(argv[1], "show") != 0) {
 		fprintf(stderr, "route: unknown command '%s' (try --help)\n", argv[1]);
 		return CLI_EXIT_USAGE;
 	}
-	ex = cli_parse(argc - 1, argv + 1, test ? "route test" : "route show", CLI_OPT_CONFIG, &o);
+	ex = cli_parse(argc - 1, argv + 1, test ? "route test" : "route show", CLI_OPT_STORE, &o);
 	if (!ex && o.help) {
 		cli_route_usage(stdout);
 		return CLI_EXIT_OK;
@@ -224,20 +651,22 @@ int cli_route(int argc, char **argv)
 	if (!ex)
 		ex = cli_want_args(&o, test ? 1 : 0, test ? 1 : 0,
 				   test ? "route test" : "route show");
-	if (!ex && !o.config) {
-		fprintf(stderr,
-			"route: missing -c FILE (the dialplan is in the configuration file)\n");
-		ex = CLI_EXIT_USAGE;
-	}
+	if (ex)
+		return ex;
+	ex = cli_rules_open(&o, test ? "route test" : "route show", &cr);
 	if (!ex)
-		ex = cli_load_cfg(o.config, "route", &c);
+		ex = cli_rules_whole(&cr);
 	if (!ex)
-		ex = test ? cli_route_test(c, o.pos[0]) : cli_route_show(c);
-	free(c);
+		ex = test ? cli_route_test(&cr.cur->dp, o.pos[0]) : cli_route_show(&cr.cur->dp);
+	cli_rules_close(&cr);
 	return ex;
 }
 
-static void cli_print_prefixes(const char *name, const struct cfg_prefix_list *l)
+/*
+ * The global lists
+ */
+
+static void cli_print_prefixes(const char *name, const struct lists_prefixes *l)
 {
 	printf("  %-14s", name);
 	if (!l->n)
@@ -247,7 +676,7 @@ static void cli_print_prefixes(const char *name, const struct cfg_prefix_list *l
 	printf("\n");
 }
 
-static void cli_print_nets(const char *name, const struct cfg_cidr_list *l)
+static void cli_print_nets(const char *name, const struct lists_nets *l)
 {
 	char ip[INET6_ADDRSTRLEN];
 
@@ -261,14 +690,14 @@ static void cli_print_nets(const char *name, const struct cfg_cidr_list *l)
 	printf("\n");
 }
 
-static int cli_list_show(const struct cfg *c)
+static int cli_list_show(const struct lists_global *g)
 {
-	printf("global lists (answer %u when blocked):\n", c->block_status);
-	cli_print_prefixes("block_callers", &c->block_callers);
-	cli_print_prefixes("allow_callers", &c->allow_callers);
-	cli_print_prefixes("block_callees", &c->block_callees);
-	cli_print_nets("block_sources", &c->block_sources);
-	cli_print_nets("allow_sources", &c->allow_sources);
+	printf("global lists (answer %u when blocked):\n", g->block_status);
+	cli_print_prefixes("block_callers", &g->block_callers);
+	cli_print_prefixes("allow_callers", &g->allow_callers);
+	cli_print_prefixes("block_callees", &g->block_callees);
+	cli_print_nets("block_sources", &g->block_sources);
+	cli_print_nets("allow_sources", &g->allow_sources);
 	return CLI_EXIT_OK;
 }
 
@@ -282,18 +711,18 @@ static int cli_verdict(bool blocked, const char *why, unsigned status)
 	return CLI_EXIT_OK;
 }
 
-/* The same order as the server: global exceptions, global blocks, then the callee's lists. */
-static int cli_list_check(const struct cli_opts *o, const struct cfg *c)
+/* The same order as the server: the global lists, then the callee's. */
+static int cli_list_check(const struct cli_opts *o, struct cli_rules *cr)
 {
+	const struct lists_global *g = &cr->cur->lists;
 	const char *caller = o->pos[0], *callee = o->pos[1];
-	const char *at = strchr(callee, '@');
+	const char *at = strchr(callee, '@'), *why;
 	sv_t callee_user = at ? sv_make(callee, (size_t)(at - callee)) : sv_cstr(callee);
 	struct sockaddr_storage ss;
-	struct store *s = NULL;
 	struct store_user u;
 	struct uset set;
-	char why[200];
-	int ex;
+	char err[200];
+	enum lists_verdict v;
 
 	memset(&ss, 0, sizeof(ss));
 	if (o->npos > 2) {
@@ -307,71 +736,172 @@ static int cli_list_check(const struct cli_opts *o, const struct cfg *c)
 			fprintf(stderr, "list check: '%s' is not an IP address\n", o->pos[2]);
 			return CLI_EXIT_USAGE;
 		}
-		if (lists_cidr_match(c->allow_sources.v, c->allow_sources.n,
-				     (struct sockaddr *)&ss))
-			return cli_verdict(false, "source on lists.allow_sources", 0);
 	}
-	if (lists_prefix_match(c->allow_callers.v, c->allow_callers.n, sv_cstr(caller)))
-		return cli_verdict(false, "caller on lists.allow_callers", 0);
-	if (o->npos > 2 &&
-	    lists_cidr_match(c->block_sources.v, c->block_sources.n, (struct sockaddr *)&ss))
-		return cli_verdict(true, "source address on lists.block_sources", c->block_status);
-	if (lists_prefix_match(c->block_callers.v, c->block_callers.n, sv_cstr(caller)))
-		return cli_verdict(true, "caller on lists.block_callers", c->block_status);
-	if (lists_prefix_match(c->block_callees.v, c->block_callees.n, callee_user))
-		return cli_verdict(true, "callee on lists.block_callees", c->block_status);
+	v = lists_global_check(g, sv_cstr(caller), callee_user,
+			       o->npos > 2 ? (struct sockaddr *)&ss : NULL, &why);
+	if (v != LISTS_NONE)
+		return cli_verdict(v == LISTS_BLOCKED, why, g->block_status);
 	if (!at)
 		return cli_verdict(
 		    false, "no global list applies (give USER@DOMAIN for the callee's own lists)",
 		    0);
-	ex = cli_open_store(o->config, o->db, &s);
-	if (ex)
-		return ex;
-	if (store_user_get(s, callee_user, sv_cstr(at + 1), &u)) {
-		store_close(s);
+	if (store_user_get(cr->st, callee_user, sv_cstr(at + 1), &u))
 		return cli_verdict(false, "no global list applies; the callee is not a user", 0);
-	}
-	store_close(s);
 	uset_init(&set);
-	uset_parse(&set, sv_cstr(u.settings), why, sizeof(why));
+	uset_parse(&set, sv_cstr(u.settings), err, sizeof(err));
 	if (set.allow_callers[0] && lists_prefix_match_csv(set.allow_callers, sv_cstr(caller)))
 		return cli_verdict(false, "caller on the callee's white list", 0);
 	if (set.allow_only)
 		return cli_verdict(true, "not on the callee's white list (allow_only)",
-				   c->block_status);
+				   g->block_status);
 	if (lists_prefix_match_csv(set.block_callers, sv_cstr(caller)))
-		return cli_verdict(true, "on the callee's black list", c->block_status);
+		return cli_verdict(true, "on the callee's black list", g->block_status);
 	return cli_verdict(false, "no list applies", 0);
+}
+
+/* Whether value is on list name of g; -1 when value is not a valid entry of it. */
+static int cli_list_has(struct lists_global *g, const char *name, const char *value)
+{
+	struct lists_prefixes *pl = lists_global_prefixes(g, sv_cstr(name));
+	struct lists_nets *nl = lists_global_nets(g, sv_cstr(name));
+	struct lists_cidr c;
+
+	if (pl) {
+		if (!lists_prefix_ok(sv_cstr(value)))
+			return -1;
+		for (size_t i = 0; i < pl->n; i++) {
+			if (strcmp(pl->v[i], value) == 0)
+				return 1;
+		}
+		return 0;
+	}
+	if (!nl || lists_cidr_parse(sv_cstr(value), &c))
+		return -1;
+	for (size_t i = 0; i < nl->n; i++) {
+		if (nl->v[i].family == c.family && nl->v[i].bits == c.bits &&
+		    memcmp(nl->v[i].addr, c.addr, sizeof(c.addr)) == 0)
+			return 1;
+	}
+	return 0;
+}
+
+static int cli_list_change(const struct cli_opts *o, struct cli_rules *cr, bool add)
+{
+	const char *name = o->pos[0];
+	bool prefixes = lists_global_prefixes(&cr->cur->lists, sv_cstr(name)) != NULL;
+	int ex = CLI_EXIT_OK;
+
+	if (!prefixes && !lists_global_nets(&cr->cur->lists, sv_cstr(name))) {
+		fprintf(stderr,
+			"%s: no list '%s' (block_callers, allow_callers, block_callees, "
+			"block_sources, allow_sources)\n",
+			cr->cmd, name);
+		return CLI_EXIT_USAGE;
+	}
+	for (int i = 1; i < o->npos && !ex; i++) {
+		const char *v = o->pos[i];
+		int has = cli_list_has(&cr->cur->lists, name, v), rc;
+		if (has < 0) {
+			fprintf(stderr, "%s: '%s' is not %s\n", cr->cmd, v,
+				prefixes ? "a prefix (up to 31 characters, no spaces, commas, '@', "
+					   "':', '<', '>' or quotes; * for everyone)"
+					 : "an IP address or ADDRESS/BITS network");
+			return CLI_EXIT_USAGE;
+		}
+		if (add && has) {
+			fprintf(stderr, "%s: '%s' is on %s already\n", cr->cmd, v, name);
+			return CLI_EXIT_EXISTS;
+		}
+		if (!add && !has) {
+			fprintf(stderr, "%s: '%s' is not on %s\n", cr->cmd, v, name);
+			return CLI_EXIT_NOT_FOUND;
+		}
+		if (add) {
+			rc = rules_save_list_item(cr->st, name, v);
+		} else {
+			char key[STORE_KEY_MAX];
+			snprintf(key, sizeof(key), "%s %s", name, v);
+			rc = rules_forget(cr->st, STORE_REC_LISTITEM, key,
+					  cli_list_has(&cr->base->lists, name, v) == 1);
+		}
+		if (rc) {
+			fprintf(stderr, "%s: %s\n", cr->cmd, store_errmsg(cr->st));
+			ex = CLI_EXIT_FAILURE;
+		}
+	}
+	if (!ex)
+		printf("%s: done\n", cr->cmd);
+	return ex;
 }
 
 int cli_list(int argc, char **argv)
 {
+	enum list_verb { LV_SHOW, LV_CHECK, LV_ADD, LV_DEL, LV_STATUS };
+	static const struct {
+		const char *verb;
+		enum list_verb id;
+		int min, max;
+	} verbs[] = {{"show", LV_SHOW, 0, 0},
+		     {"check", LV_CHECK, 2, 3},
+		     {"add", LV_ADD, 2, CLI_MAX_POS},
+		     {"del", LV_DEL, 2, CLI_MAX_POS},
+		     {"status", LV_STATUS, 1, 1}};
 	struct cli_opts o;
-	struct cfg *c = NULL;
-	bool check;
+	struct cli_rules cr;
+	char cmd[32];
+	size_t vi = 0;
 	int ex;
 
 	if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
 		cli_list_usage(argc < 2 ? stderr : stdout);
 		return argc < 2 ? CLI_EXIT_USAGE : CLI_EXIT_OK;
 	}
-	check = strcmp(argv[1], "check") == 0;
-	if (!check && strcmp(argv[1], "show") != 0) {
+	while (vi < sizeof(verbs) / sizeof(verbs[0]) && strcmp(argv[1], verbs[vi].verb) != 0)
+		vi++;
+	if (vi == sizeof(verbs) / sizeof(verbs[0])) {
 		fprintf(stderr, "list: unknown command '%s' (try --help)\n", argv[1]);
 		return CLI_EXIT_USAGE;
 	}
-	ex = cli_parse(argc - 1, argv + 1, check ? "list check" : "list show", CLI_OPT_STORE, &o);
+	snprintf(cmd, sizeof(cmd), "list %s", verbs[vi].verb);
+	ex = cli_parse(argc - 1, argv + 1, cmd, CLI_OPT_STORE, &o);
 	if (!ex && o.help) {
 		cli_list_usage(stdout);
 		return CLI_EXIT_OK;
 	}
 	if (!ex)
-		ex = cli_want_args(&o, check ? 2 : 0, check ? 3 : 0,
-				   check ? "list check" : "list show");
-	if (!ex)
-		ex = cli_load_cfg(o.config, "list", &c);
-	if (!ex)
-		ex = check ? cli_list_check(&o, c) : cli_list_show(c);
-	free(c);
+		ex = cli_want_args(&o, verbs[vi].min, verbs[vi].max, cmd);
+	if (ex)
+		return ex;
+	ex = cli_rules_open(&o, cmd, &cr);
+	if (ex)
+		goto out;
+	switch (verbs[vi].id) {
+	case LV_SHOW:
+		ex = cli_rules_whole(&cr);
+		if (!ex)
+			ex = cli_list_show(&cr.cur->lists);
+		break;
+	case LV_CHECK:
+		ex = cli_rules_whole(&cr);
+		if (!ex)
+			ex = cli_list_check(&o, &cr);
+		break;
+	case LV_STATUS:
+		if (strcmp(o.pos[0], "403") != 0 && strcmp(o.pos[0], "603") != 0) {
+			fprintf(stderr, "list status: 403 or 603\n");
+			ex = CLI_EXIT_USAGE;
+		} else {
+			ex = cli_rules_saved(
+			    &cr, rules_save_block_status(cr.st, (unsigned)atoi(o.pos[0])),
+			    "the status");
+		}
+		break;
+	case LV_ADD:
+	case LV_DEL:
+		ex = cli_list_change(&o, &cr, verbs[vi].id == LV_ADD);
+		break;
+	}
+out:
+	cli_rules_close(&cr);
 	return ex;
 }

@@ -102,51 +102,6 @@ static int cli_split_user(const struct cli_opts *o, const char *cmd, sv_t *user,
 	return ex;
 }
 
-/* One line from stdin, without its line end; *out is malloc'd. */
-static int cli_password_stdin(const char *cmd, char **out)
-{
-	char *line = NULL;
-	size_t cap = 0;
-
-	if (getline(&line, &cap, stdin) < 0) {
-		free(line); /* getline may allocate even when it reads nothing */
-		fprintf(stderr, "%s: no password on standard input\n", cmd);
-		return CLI_EXIT_USAGE;
-	}
-	line[strcspn(line, "\r\n")] = '\0';
-	*out = line;
-	return CLI_EXIT_OK;
-}
-
-/* The password as given, or read from stdin for "-"; free with cli_password_free. */
-static int cli_password(const struct cli_opts *o, const char *cmd, char **out)
-{
-	*out = NULL;
-	if (!o->password) {
-		fprintf(stderr,
-			"%s: missing --password (use '--password -' to read it from "
-			"standard input)\n",
-			cmd);
-		return CLI_EXIT_USAGE;
-	}
-	if (strcmp(o->password, "-") == 0)
-		return cli_password_stdin(cmd, out);
-	*out = strdup(o->password);
-	if (!*out) {
-		fprintf(stderr, "%s: out of memory\n", cmd);
-		return CLI_EXIT_FAILURE;
-	}
-	return CLI_EXIT_OK;
-}
-
-static void cli_password_free(char *pw)
-{
-	if (pw) {
-		explicit_bzero(pw, strlen(pw));
-		free(pw);
-	}
-}
-
 /* Prints "user add alice@example.com: user already exists" and maps the errno. */
 static int cli_result(const char *cmd, const char *what, struct store *s, int rc)
 {

@@ -150,12 +150,12 @@ static const struct cfg_key cfg_calls_keys[] = {
 };
 
 static const struct cfg_key cfg_lists_keys[] = {
-    CFG_LIST("block_callers", CFG_K_PREFIXES, block_callers),
-    CFG_LIST("allow_callers", CFG_K_PREFIXES, allow_callers),
-    CFG_LIST("block_callees", CFG_K_PREFIXES, block_callees),
-    CFG_LIST("block_sources", CFG_K_CIDRS, block_sources),
-    CFG_LIST("allow_sources", CFG_K_CIDRS, allow_sources),
-    CFG_UINT("block_status", block_status, 403, 603),
+    CFG_LIST("block_callers", CFG_K_PREFIXES, lists.block_callers),
+    CFG_LIST("allow_callers", CFG_K_PREFIXES, lists.allow_callers),
+    CFG_LIST("block_callees", CFG_K_PREFIXES, lists.block_callees),
+    CFG_LIST("block_sources", CFG_K_CIDRS, lists.block_sources),
+    CFG_LIST("allow_sources", CFG_K_CIDRS, lists.allow_sources),
+    CFG_UINT("block_status", lists.block_status, 403, 603),
     {0},
 };
 
@@ -284,7 +284,7 @@ void cfg_defaults(struct cfg *c)
 	    .max_forward_hops = 5,
 	    .forward_header = CFG_FWD_DIVERSION,
 	    .feature_codes = {"*72", "*73", "*90", "*91", "*92", "*93", "*94", "*95"},
-	    .block_status = 403,
+	    .lists.block_status = 403,
 	    .dialplan = {.max_callee_digits = DP_CALLEE_DIGITS, .probe_interval_s = 30},
 	    .msg_max_size = 16384,
 	    .msg_store_time_s = 7 * 86400,
@@ -621,7 +621,7 @@ int cfg_finish(struct cfg *c, struct cfg_error *err)
 		return cfg_cross_fail(c, r, err, 0, 0);
 	if (c->auth_enabled && c->nalgorithms == 0)
 		return cfg_fail(err, 0, 0, "'auth.algorithms' must list at least one algorithm");
-	if (c->block_status != 403 && c->block_status != 603)
+	if (c->lists.block_status != 403 && c->lists.block_status != 603)
 		return cfg_fail(err, 0, 0, "'lists.block_status' must be 403 or 603");
 	{
 		char why[200];
@@ -1055,7 +1055,7 @@ static int cfg_set_redirect(struct cfg_parse *p, const struct cfg_key *k, const 
 
 static int cfg_prefix_item(struct cfg_parse *p, const yaml_node_t *item)
 {
-	struct cfg_prefix_list *l = (struct cfg_prefix_list *)((char *)p->c + p->key->off);
+	struct lists_prefixes *l = (struct lists_prefixes *)((char *)p->c + p->key->off);
 	char path[64];
 
 	cfg_path(p, p->key->name, path, sizeof(path));
@@ -1066,22 +1066,22 @@ static int cfg_prefix_item(struct cfg_parse *p, const yaml_node_t *item)
 				   "'%s': '%.64s' is not a prefix (1 to %d characters, no spaces, "
 				   "commas, '@', ':', '<', '>' or quotes)",
 				   path, cfg_str(item), LISTS_PREFIX_MAX - 1);
-	if (l->n >= CFG_MAX_LIST)
-		return cfg_fail_at(p, item, "'%s' has more than %d entries", path, CFG_MAX_LIST);
+	if (l->n >= LISTS_MAX)
+		return cfg_fail_at(p, item, "'%s' has more than %d entries", path, LISTS_MAX);
 	strcpy(l->v[l->n++], cfg_str(item));
 	return 0;
 }
 
 static int cfg_cidr_item(struct cfg_parse *p, const yaml_node_t *item)
 {
-	struct cfg_cidr_list *l = (struct cfg_cidr_list *)((char *)p->c + p->key->off);
+	struct lists_nets *l = (struct lists_nets *)((char *)p->c + p->key->off);
 	char path[64];
 
 	cfg_path(p, p->key->name, path, sizeof(path));
 	if (item->type != YAML_SCALAR_NODE || cfg_is_null(item))
 		return cfg_fail_want(p, "entries of 'lists'", item, "an IP address or network");
-	if (l->n >= CFG_MAX_LIST)
-		return cfg_fail_at(p, item, "'%s' has more than %d entries", path, CFG_MAX_LIST);
+	if (l->n >= LISTS_MAX)
+		return cfg_fail_at(p, item, "'%s' has more than %d entries", path, LISTS_MAX);
 	if (lists_cidr_parse(cfg_sv(item), &l->v[l->n]))
 		return cfg_fail_at(p, item,
 				   "'%s': '%.64s' is not an IP address or network (ADDRESS/BITS)",
@@ -1095,9 +1095,9 @@ static int cfg_set_list(struct cfg_parse *p, const struct cfg_key *k, const yaml
 	int rc;
 
 	if (k->kind == CFG_K_PREFIXES)
-		((struct cfg_prefix_list *)((char *)p->c + k->off))->n = 0;
+		((struct lists_prefixes *)((char *)p->c + k->off))->n = 0;
 	else
-		((struct cfg_cidr_list *)((char *)p->c + k->off))->n = 0;
+		((struct lists_nets *)((char *)p->c + k->off))->n = 0;
 	p->key = k;
 	rc = cfg_each_item(p, k, v, k->kind == CFG_K_PREFIXES ? cfg_prefix_item : cfg_cidr_item);
 	p->key = NULL;
@@ -1167,9 +1167,39 @@ static int cfg_entry_walk(struct cfg_parse *p, const char *what, const yaml_node
 	return 0;
 }
 
+/* A gateway being read: its password is hashed once user and realm are known. */
+struct cfg_gateway_entry {
+	struct dp_gateway *g;
+	char password[128];
+};
+
+static int cfg_gateway_cred_key(struct cfg_parse *p, const char *key, const yaml_node_t *v,
+				struct cfg_gateway_entry *e)
+{
+	struct dp_cred *c = &e->g->cred;
+	char err[128] = "";
+
+	if (strcmp(key, "auth_user") == 0)
+		return cfg_entry_str(p, "a gateway's 'auth_user'", v, c->user, sizeof(c->user));
+	if (strcmp(key, "auth_realm") == 0)
+		return cfg_entry_str(p, "a gateway's 'auth_realm'", v, c->realm, sizeof(c->realm));
+	if (strcmp(key, "auth_password") == 0)
+		return cfg_entry_str(p, "a gateway's 'auth_password'", v, e->password,
+				     sizeof(e->password));
+	if (strcmp(key, "auth_ha1") == 0 || strcmp(key, "auth_ha1_sha256") == 0) {
+		if (v->type != YAML_SCALAR_NODE ||
+		    dp_gateway_set(e->g, sv_cstr(key + 5), cfg_sv(v), err, sizeof(err)))
+			return cfg_fail_at(p, v, "a gateway's '%s': %s", key,
+					   err[0] ? err : "hex digits");
+		return 0;
+	}
+	return ENOENT;
+}
+
 static int cfg_gateway_key(struct cfg_parse *p, const char *key, const yaml_node_t *v, void *obj)
 {
-	struct dp_gateway *g = obj;
+	struct cfg_gateway_entry *e = obj;
+	struct dp_gateway *g = e->g;
 	unsigned port;
 	int rc;
 
@@ -1200,12 +1230,13 @@ static int cfg_gateway_key(struct cfg_parse *p, const char *key, const yaml_node
 	}
 	if (strcmp(key, "probe") == 0)
 		return cfg_entry_bool(p, "a gateway's 'probe'", v, &g->probe);
-	return ENOENT;
+	return cfg_gateway_cred_key(p, key, v, e);
 }
 
 static int cfg_gateway_item(struct cfg_parse *p, const yaml_node_t *item)
 {
 	struct dp_config *d = &p->c->dialplan;
+	struct cfg_gateway_entry e = {0};
 	struct dp_gateway *g;
 	int rc;
 
@@ -1215,13 +1246,31 @@ static int cfg_gateway_item(struct cfg_parse *p, const yaml_node_t *item)
 	memset(g, 0, sizeof(*g));
 	g->probe = true;
 	g->line = cfg_line(item);
-	rc = cfg_entry_walk(p, "a gateway", item, g, cfg_gateway_key);
+	e.g = g;
+	rc = cfg_entry_walk(p, "a gateway", item, &e, cfg_gateway_key);
 	if (rc)
-		return rc;
-	if (!g->name[0] || !g->host[0])
-		return cfg_fail_at(p, item, "a gateway needs a 'name' and an 'address'");
+		goto out;
+	rc = EINVAL;
+	if (!g->name[0] || !g->host[0]) {
+		cfg_fail_at(p, item, "a gateway needs a 'name' and an 'address'");
+		goto out;
+	}
+	if (!g->cred.user[0] != !g->cred.realm[0] ||
+	    (g->cred.user[0] && !e.password[0] && !g->cred.ha1_md5[0] && !g->cred.ha1_sha256[0]) ||
+	    (!g->cred.user[0] && (e.password[0] || g->cred.ha1_md5[0] || g->cred.ha1_sha256[0]))) {
+		cfg_fail_at(p, item,
+			    "gateway '%s': credentials need 'auth_user', 'auth_realm' and "
+			    "'auth_password' (or 'auth_ha1' / 'auth_ha1_sha256')",
+			    g->name);
+		goto out;
+	}
+	if (e.password[0])
+		dp_cred_hash(&g->cred, sv_cstr(e.password));
 	d->ngw++;
-	return 0;
+	rc = 0;
+out:
+	explicit_bzero(e.password, sizeof(e.password));
+	return rc;
 }
 
 static int cfg_member_key(struct cfg_parse *p, const char *key, const yaml_node_t *v, void *obj)
@@ -1293,17 +1342,6 @@ static int cfg_group_item(struct cfg_parse *p, const yaml_node_t *item)
 	return 0;
 }
 
-static bool cfg_digits_ok(sv_t s, bool plus)
-{
-	for (size_t i = 0; i < s.len; i++) {
-		char ch = s.p[i];
-		if (!((ch >= '0' && ch <= '9') || ch == '*' || ch == '#' ||
-		      (plus && i == 0 && ch == '+')))
-			return false;
-	}
-	return true;
-}
-
 static int cfg_op_key(struct cfg_parse *p, const char *key, const yaml_node_t *v, void *obj)
 {
 	struct dp_op *op = obj;
@@ -1316,7 +1354,7 @@ static int cfg_op_key(struct cfg_parse *p, const char *key, const yaml_node_t *v
 	if (strcmp(key, "prefix") == 0) {
 		op->kind = DP_OP_PREFIX;
 		rc = cfg_entry_str(p, "'prefix'", v, op->text, sizeof(op->text));
-		if (!rc && !cfg_digits_ok(cfg_sv(v), true))
+		if (!rc && !dp_digits_ok(cfg_sv(v), true))
 			return cfg_fail_at(p, v,
 					   "'%.32s' is not digits (with an optional leading '+')",
 					   cfg_str(v));
@@ -1324,7 +1362,7 @@ static int cfg_op_key(struct cfg_parse *p, const char *key, const yaml_node_t *v
 	}
 	if (strcmp(key, "digits") == 0) {
 		rc = cfg_entry_str(p, "'digits'", v, op->text, sizeof(op->text));
-		if (!rc && !cfg_digits_ok(cfg_sv(v), false))
+		if (!rc && !dp_digits_ok(cfg_sv(v), false))
 			return cfg_fail_at(p, v, "'%.32s' is not digits", cfg_str(v));
 		return rc;
 	}
@@ -1355,7 +1393,7 @@ static int cfg_rule_key(struct cfg_parse *p, const char *key, const yaml_node_t 
 
 	if (strcmp(key, "prefix") == 0) {
 		rc = cfg_entry_str(p, "a rule's 'prefix'", v, r->prefix, sizeof(r->prefix));
-		if (!rc && !cfg_digits_ok(cfg_sv(v), true))
+		if (!rc && !dp_digits_ok(cfg_sv(v), true))
 			return cfg_fail_at(
 			    p, v, "prefix '%.32s' is not digits (with an optional leading '+')",
 			    cfg_str(v));

@@ -24,17 +24,6 @@
 #define CFG_MAX_ALGOS	    2
 #define CFG_MAX_QUIRKS	    16
 #define CFG_MAX_TERMINAL_UA 64
-#define CFG_MAX_LIST	    128
-
-struct cfg_prefix_list {
-	char v[CFG_MAX_LIST][LISTS_PREFIX_MAX];
-	size_t n;
-};
-
-struct cfg_cidr_list {
-	struct lists_cidr v[CFG_MAX_LIST];
-	size_t n;
-};
 
 struct cfg_listen {
 	enum sip_proto proto; /* SIP_PROTO_UDP or SIP_PROTO_TCP */
@@ -118,13 +107,9 @@ struct cfg {
 	struct term_pattern terminal_ua[CFG_MAX_TERMINAL_UA];
 	size_t nterminal_ua;
 
-	/* black and white lists (INVITE and MESSAGE out of dialog) */
-	struct cfg_prefix_list block_callers; /* From user prefixes */
-	struct cfg_prefix_list allow_callers; /* exceptions to every block list */
-	struct cfg_prefix_list block_callees; /* Request-URI user prefixes */
-	struct cfg_cidr_list block_sources;   /* source addresses / networks */
-	struct cfg_cidr_list allow_sources;   /* exceptions to every block list */
-	unsigned block_status;		      /* 403 (default) or 603 */
+	/* black and white lists (INVITE and MESSAGE out of dialog); `switchboard list`
+	 * changes them on a running server (services/rules.h) */
+	struct lists_global lists;
 
 	/* PSTN: gateways, gateway groups, number analysis (services/dialplan.h) */
 	struct dp_config dialplan;

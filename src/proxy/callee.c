@@ -35,6 +35,7 @@
 #include "services/dialplan.h"
 #include "services/home.h"
 #include "services/lists.h"
+#include "services/rules.h"
 #include "services/settings.h"
 #include "services/users.h"
 
@@ -308,9 +309,15 @@ static void plan_external(struct callee_ctx *c, struct callee_plan *pl)
  * each a failover for the one before. CALLEE_STEPS with the plan, CALLEE_REPLY
  * with a status, or CALLEE_SUSPEND meaning "no rule": not a PSTN number.
  */
+/* The dialplan in force now (a context lives across loop turns: never keep it). */
+static struct dp *callee_dp(struct callee_ctx *c)
+{
+	return rules_dp(rules_view_get(&c->w->rules, c->srv->rules));
+}
+
 static enum callee_res plan_gateways(struct callee_ctx *c, struct callee_plan *pl)
 {
-	struct dp *dp = c->srv->dp;
+	struct dp *dp = callee_dp(c);
 	const char *at = strchr(c->aor, '@');
 	sv_t number = sv_make(c->aor, (size_t)(at - c->aor));
 	unsigned gws[CALLEE_MAX_STEPS];
@@ -703,7 +710,7 @@ enum proxy_step callee_route(struct preq *r, struct fwd_plan *plan)
 	}
 	/* ringing policy and forwarding are for calls; other requests fork to every contact */
 	if (r->srv->cfg.proxy_mode == CFG_PROXY_STATELESS || r->m->method != SIP_INVITE ||
-	    (uset_is_default(&c->set) && (c->exists || !r->srv->dp))) {
+	    (uset_is_default(&c->set) && (c->exists || !callee_dp(c)))) {
 		step = route_plain(r, plan, c->aor, c->exists);
 		goto out;
 	}

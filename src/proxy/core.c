@@ -24,6 +24,7 @@
 #include "services/lists.h"
 #include "services/location.h"
 #include "services/registrar.h"
+#include "services/rules.h"
 #include "services/users.h"
 #include "txn/txn.h"
 
@@ -290,7 +291,7 @@ sv_t proxy_caller_user(struct preq *r)
 void proxy_reply_blocked(struct preq *r, const char *why)
 {
 	sv_t caller = proxy_caller_user(r);
-	unsigned st = r->srv->cfg.block_status;
+	unsigned st = rules_lists(proxy_rules(r))->block_status;
 
 	r->w->stats.calls_blocked++;
 	log_info("call from '%.*s' to %.*s blocked: %s", (int)caller.len, caller.p,
@@ -298,35 +299,29 @@ void proxy_reply_blocked(struct preq *r, const char *why)
 	proxy_reply(r, st, st == 603 ? "Declined" : "Call blocked", SV_NULL);
 }
 
+struct rules *proxy_rules(struct preq *r)
+{
+	return rules_view_get(&r->w->rules, r->srv->rules);
+}
+
 /* The global black and white lists, for calls and messages from anyone. */
 static enum proxy_step phase_lists(struct preq *r)
 {
-	const struct cfg *c = &r->srv->cfg;
+	const struct lists_global *g;
 	const struct sip_uri *ruri;
-	sv_t caller;
+	const char *why;
 
 	if (r->in_dialog || (r->m->method != SIP_INVITE && r->m->method != SIP_MESSAGE))
 		return PROXY_CONTINUE;
-	if (!c->block_callers.n && !c->block_callees.n && !c->block_sources.n)
+	g = rules_lists(proxy_rules(r));
+	if (lists_global_empty(g))
 		return PROXY_CONTINUE; /* the common case: nothing to look at */
-	caller = proxy_caller_user(r);
-	if (lists_cidr_match(c->allow_sources.v, c->allow_sources.n, &r->src->peer.u.sa) ||
-	    (caller.len && lists_prefix_match(c->allow_callers.v, c->allow_callers.n, caller)))
-		return PROXY_CONTINUE;
-	if (lists_cidr_match(c->block_sources.v, c->block_sources.n, &r->src->peer.u.sa)) {
-		proxy_reply_blocked(r, "source address on lists.block_sources");
-		return PROXY_DONE;
-	}
-	if (lists_prefix_match(c->block_callers.v, c->block_callers.n, caller)) {
-		proxy_reply_blocked(r, "caller on lists.block_callers");
-		return PROXY_DONE;
-	}
 	ruri = sip_msg_ruri(r->m);
-	if (ruri && lists_prefix_match(c->block_callees.v, c->block_callees.n, ruri->user)) {
-		proxy_reply_blocked(r, "callee on lists.block_callees");
-		return PROXY_DONE;
-	}
-	return PROXY_CONTINUE;
+	if (lists_global_check(g, proxy_caller_user(r), ruri ? ruri->user : SV_NULL,
+			       &r->src->peer.u.sa, &why) != LISTS_BLOCKED)
+		return PROXY_CONTINUE;
+	proxy_reply_blocked(r, why);
+	return PROXY_DONE;
 }
 
 static bool needs_auth(const struct preq *r)

@@ -26,6 +26,8 @@
 #include "server/server.h"
 #include "server/worker.h"
 #include "services/auth.h"
+#include "services/dialplan.h"
+#include "services/rules.h"
 #include "txn/txn.h"
 
 struct ptx_branch {
@@ -36,7 +38,9 @@ struct ptx_branch {
 	bool done;
 	bool provisional;
 	bool ring_timeout; /* cancelled by us because its step's ring time ran out */
+	bool auth_sent;	   /* re-sent with our credentials for the gateway's challenge */
 	unsigned step;
+	struct tp_dest dest; /* where it went (a gateway's challenge is answered there) */
 	unsigned status;
 	struct fwd_target target;
 	struct buf challenge; /* WWW-/Proxy-Authenticate lines of a 401/407 */
@@ -606,6 +610,144 @@ static void branch_store_final(struct ptx_branch *b, struct sip_msg *resp)
 	p->best_rank = rank;
 }
 
+static void branch_send(struct ptx_branch *b, struct sip_msg *m, const struct tp_dest *dest);
+static void branch_failed(struct ptx_branch *b, unsigned status);
+
+enum gw_auth {
+	GW_AUTH_NOT_OURS, /* not a gateway we hold credentials for: the caller sees it */
+	GW_AUTH_RESENT,	  /* answered: the branch goes on with the new transaction */
+	GW_AUTH_REFUSED,  /* our credentials do not do (wrong, other realm): a failure */
+};
+
+/* The gateway's challenge we can answer: our realm, an algorithm we have the HA1 for. */
+static bool gw_pick_challenge(struct sip_msg *resp, const struct dp_cred *cr, struct auth_cred *out,
+			      const char **ha1)
+{
+	enum sip_hdr_id id =
+	    resp->status == 401 ? SIP_H_WWW_AUTHENTICATE : SIP_H_PROXY_AUTHENTICATE;
+	bool found = false;
+
+	for (struct sip_hdr *h = sip_msg_hdr(resp, id); h; h = sip_msg_hdr_next(resp, h)) {
+		struct auth_cred c;
+		if (auth_challenge_parse(h->value, &c) || !c.alg_known ||
+		    !sv_ieq(c.realm, sv_cstr(cr->realm)))
+			continue;
+		if (c.alg == AUTH_ALG_SHA256 && cr->ha1_sha256[0]) {
+			*out = c; /* the stronger one wins */
+			*ha1 = cr->ha1_sha256;
+			return true;
+		}
+		if (c.alg == AUTH_ALG_MD5 && cr->ha1_md5[0] && !found) {
+			*out = c;
+			*ha1 = cr->ha1_md5;
+			found = true;
+		}
+	}
+	return found;
+}
+
+/* Appends our Authorization / Proxy-Authorization line to the branch's added headers. */
+static int gw_add_credentials(struct ptx_branch *b, unsigned status, const struct dp_cred *cr,
+			      const struct auth_cred *ch, const char *ha1, sv_t uri)
+{
+	struct worker *w = b->ptx->w;
+	bool qop = false;
+	char cnonce[17], resp[65];
+	struct buf hb;
+	size_t used = strlen(b->target.headers);
+	sv_t q = ch->qop;
+
+	/* qop="auth,auth-int": we do "auth" (the body is not ours to hash) */
+	while (q.len) {
+		ptrdiff_t c = sv_find(q, ',');
+		sv_t one = sv_trim(c < 0 ? q : sv_sub(q, 0, (size_t)c));
+		if (sv_ieq(one, SV("auth")))
+			qop = true;
+		q = c < 0 ? SV_NULL : sv_sub(q, (size_t)c + 1, q.len);
+	}
+	sv_hex64(cnonce, worker_next_id(w) ^ w->srv->seed);
+	cnonce[16] = '\0';
+	auth_response_hex(w->hasher, ch->alg, ha1, ch->nonce, qop ? SV("00000001") : SV_NULL,
+			  qop ? sv_make(cnonce, 16) : SV_NULL, qop ? SV("auth") : SV_NULL,
+			  sip_method_name(b->ptx->method), uri, resp);
+	if (!resp[0])
+		return ENOMEM;
+	buf_init_fixed(&hb, b->target.headers + used, sizeof(b->target.headers) - used);
+	buf_printf(&hb,
+		   "%s: Digest username=\"%s\", realm=\"%s\", nonce=\"%.*s\", uri=\"%.*s\", "
+		   "response=\"%s\", algorithm=%s",
+		   status == 401 ? "Authorization" : "Proxy-Authorization", cr->user, cr->realm,
+		   (int)ch->nonce.len, ch->nonce.p, (int)uri.len, uri.p, resp,
+		   ch->alg == AUTH_ALG_SHA256 ? "SHA-256" : "MD5");
+	if (qop)
+		buf_printf(&hb, ", qop=auth, nc=00000001, cnonce=\"%s\"", cnonce);
+	if (ch->opaque.p)
+		buf_printf(&hb, ", opaque=\"%.*s\"", (int)ch->opaque.len, ch->opaque.p);
+	buf_append_str(&hb, "\r\n");
+	if (hb.err || used + hb.len >= sizeof(b->target.headers)) {
+		b->target.headers[used] = '\0';
+		return ENOSPC;
+	}
+	b->target.headers[used + hb.len] = '\0';
+	return 0;
+}
+
+/*
+ * A 401/407 from a gateway that we hold credentials for (outbound digest):
+ * the request goes again, on a new branch, with our answer, as the
+ * gateway's account, not the caller's. The CSeq stays the caller's (a proxy
+ * cannot renumber a dialog it does not own); gateways take the new branch.
+ */
+static enum gw_auth branch_gateway_challenge(struct ptx_branch *b, struct sip_msg *resp)
+{
+	struct ptx *p = b->ptx;
+	struct dp *dp = rules_dp(rules_view_get(&p->w->rules, p->w->srv->rules));
+	struct sip_msg *m = NULL;
+	struct auth_cred ch;
+	struct sip_uri hop;
+	const struct dp_gateway *g;
+	const char *ha1 = NULL;
+	enum gw_auth res = GW_AUTH_REFUSED;
+	int gi;
+
+	if (!dp || sip_uri_parse(sv_cstr(b->target.hop), &hop))
+		hop.host = SV_NULL;
+	gi = dp ? dp_gateway_find(dp, &b->dest.peer.u.sa, hop.host) : -1;
+	g = gi >= 0 ? dp_gateway(dp, (unsigned)gi) : NULL;
+	if (!g || !g->cred.user[0] || p->final_sent || p->cancelled)
+		return GW_AUTH_NOT_OURS;
+	if (b->auth_sent) {
+		log_warn("gateway %s refused our credentials (user %s, realm %s): failing over",
+			 g->name, g->cred.user, g->cred.realm);
+		goto out;
+	}
+	if (!gw_pick_challenge(resp, &g->cred, &ch, &ha1)) {
+		log_warn("gateway %s: no challenge for realm %s with an algorithm we have a hash "
+			 "for: failing over",
+			 g->name, g->cred.realm);
+		goto out;
+	}
+	m = calloc(1, sizeof(*m));
+	if (!m || sip_parse(m, p->req, p->req_len, 0))
+		goto out;
+	if (gw_add_credentials(b, resp->status, &g->cred, &ch, ha1,
+			       b->target.uri[0] ? sv_cstr(b->target.uri) : m->ruri_raw))
+		goto out;
+	/* the old transaction stays to absorb the challenge's retransmissions */
+	if (b->t)
+		txn_cli_abandon(b->t);
+	b->t = NULL;
+	b->auth_sent = true;
+	res = GW_AUTH_RESENT;
+	branch_send(b, m, &b->dest);
+out:
+	if (m) {
+		sip_msg_release(m);
+		free(m);
+	}
+	return res;
+}
+
 static void branch_response(struct txn_cli *t, struct sip_msg *resp)
 {
 	struct ptx_branch *b = t->tu;
@@ -643,6 +785,15 @@ static void branch_response(struct txn_cli *t, struct sip_msg *resp)
 	}
 	if (b->done)
 		return;
+	if (st == 401 || st == 407) {
+		enum gw_auth a = branch_gateway_challenge(b, resp);
+		if (a == GW_AUTH_RESENT)
+			return;
+		if (a == GW_AUTH_REFUSED) {
+			branch_failed(b, 503);
+			return;
+		}
+	}
 	b->done = true;
 	b->status = st;
 	p->pending--;
@@ -726,6 +877,7 @@ static void branch_send(struct ptx_branch *b, struct sip_msg *m, const struct tp
 		return;
 	}
 	b->t = t;
+	b->dest = *dest;
 	err = fwd_build(w, out, m, &p->plan, &b->target, sv_make(t->branch, t->branch_len), dest,
 			(int)p->src.listen);
 	if (!err)

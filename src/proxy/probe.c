@@ -10,6 +10,11 @@
  * gateway that does not serve OPTIONS still proves it runs); a timeout, a
  * transport error or a 503 marks it down. A gateway that is down is probed
  * like the others and comes back with its first answer.
+ *
+ * The prober holds its own reference to the routing rules, so the gateway
+ * indexes of the probes in flight stay valid; when the CLI changes the
+ * rules, the probes in flight are dropped and every gateway is probed at
+ * once against the new table (which kept the state of those that stayed).
  */
 #include "proxy/probe.h"
 
@@ -29,6 +34,7 @@
 #include "server/server.h"
 #include "server/worker.h"
 #include "services/dialplan.h"
+#include "services/rules.h"
 #include "txn/txn.h"
 
 struct prober;
@@ -43,6 +49,8 @@ struct prober {
 	struct server *srv;
 	struct worker *w;
 	struct event *timer;
+	struct rules_view view; /* the rules the indexes below refer to */
+	struct dp *dp;		/* theirs; NULL when they have no gateway */
 	struct txn_cli *inflight[DP_MAX_GATEWAYS];
 	/* gateways given by name are resolved (RFC 3263) before each probe */
 	struct dns_query *dq[DP_MAX_GATEWAYS];
@@ -58,9 +66,11 @@ struct start_job {
 
 static void probe_result(struct prober *pr, unsigned gw, bool up)
 {
-	struct dp *dp = pr->srv->dp;
-	const struct dp_gateway *g = dp_gateway(dp, gw);
+	struct dp *dp = pr->dp;
+	const struct dp_gateway *g = dp ? dp_gateway(dp, gw) : NULL;
 
+	if (!g)
+		return;
 	if (dp_gateway_is_up(dp, gw) != up)
 		log_warn("gateway %s (%s) is %s", g->name, g->host,
 			 up ? "up again" : "down: skipped until it answers");
@@ -177,14 +187,16 @@ static void probe_dns_done(void *arg, int err, const struct dns_target *targets,
 		probe_result(pr, pd->gw, false); /* a name that does not resolve is no gateway */
 		return;
 	}
-	probe_uri(dp_gateway(pr->srv->dp, pd->gw), uri, sizeof(uri));
+	if (!pr->dp || !dp_gateway(pr->dp, pd->gw))
+		return;
+	probe_uri(dp_gateway(pr->dp, pd->gw), uri, sizeof(uri));
 	probe_send(pr, pd->gw, uri, &targets[0]);
 	tp_flush(pr->w);
 }
 
 static void probe_one(struct prober *pr, unsigned gw)
 {
-	const struct dp_gateway *g = dp_gateway(pr->srv->dp, gw);
+	const struct dp_gateway *g = dp_gateway(pr->dp, gw);
 	struct dns_target dt;
 	struct dns_query *q = NULL;
 	struct sip_uri u;
@@ -209,13 +221,33 @@ static void probe_one(struct prober *pr, unsigned gw)
 		pr->dq[gw] = q; /* still running: kept to cancel at the end */
 }
 
+/* Drops the probes in flight: their gateway indexes belong to older rules. */
+static void probe_forget(struct prober *pr)
+{
+	for (unsigned i = 0; i < DP_MAX_GATEWAYS; i++) {
+		if (pr->resolving[i] && pr->dq[i])
+			dns_cancel(pr->dq[i]);
+		if (pr->inflight[i])
+			txn_cli_abandon(pr->inflight[i]);
+		pr->resolving[i] = false;
+		pr->dq[i] = NULL;
+		pr->inflight[i] = NULL;
+	}
+}
+
 static void probe_tick(evutil_socket_t fd, short what, void *arg)
 {
 	struct prober *pr = arg;
+	uint64_t gen = pr->view.gen;
+	struct rules *r = rules_view_get(&pr->view, pr->srv->rules);
 
 	(void)fd;
 	(void)what;
-	for (unsigned i = 0; i < dp_gateway_count(pr->srv->dp); i++)
+	if (pr->view.gen != gen || !pr->dp) {
+		probe_forget(pr);
+		pr->dp = rules_dp(r);
+	}
+	for (unsigned i = 0; pr->dp && i < dp_gateway_count(pr->dp); i++)
 		probe_one(pr, i);
 	tp_flush(pr->w);
 }
@@ -237,17 +269,35 @@ static void probe_begin(struct worker *w, struct wjob *job)
 	probe_tick(-1, 0, pr); /* at once: a gateway down at start is known before the first call */
 }
 
+/* On worker 0: the rules changed; probe the new table now. */
+static void probe_changed_job(struct worker *w, struct wjob *job)
+{
+	struct server *srv = ((struct start_job *)job)->srv;
+
+	(void)w;
+	free(job);
+	if (!atomic_load(&srv->stopping) && srv->prober && srv->prober->timer)
+		probe_tick(-1, 0, srv->prober);
+}
+
+void probe_rules_changed(struct server *srv)
+{
+	struct start_job *job;
+
+	if (!srv->cfg.dialplan.probe_interval_s || !(job = calloc(1, sizeof(*job))))
+		return;
+	job->base.fn = probe_changed_job;
+	job->srv = srv;
+	worker_post(srv->workers[0], &job->base);
+}
+
 int probe_start(struct server *srv)
 {
 	struct prober *pr;
 	struct start_job *job;
-	bool any = false;
 
-	if (!srv->dp || !srv->cfg.dialplan.probe_interval_s)
-		return 0;
-	for (unsigned i = 0; i < dp_gateway_count(srv->dp); i++)
-		any |= dp_gateway(srv->dp, i)->probe;
-	if (!any)
+	/* even with no gateway yet: the CLI may add some to the running server */
+	if (!srv->cfg.dialplan.probe_interval_s)
 		return 0;
 	pr = calloc(1, sizeof(*pr));
 	job = calloc(1, sizeof(*job));
@@ -275,6 +325,7 @@ void probe_destroy(struct server *srv)
 		if (pr->resolving[i] && pr->dq[i])
 			dns_cancel(pr->dq[i]);
 	}
+	rules_view_release(&pr->view);
 	if (pr->timer)
 		event_free(pr->timer);
 	free(pr);

@@ -8,8 +8,10 @@
 
 struct server;
 
-/* Starts probing on worker 0 (a job posted to it); no-op without gateways to probe. */
+/* Starts probing on worker 0 (a job posted to it); no-op when probing is off. */
 int probe_start(struct server *srv);
+/* From any thread: the routing rules changed; worker 0 probes the new gateways at once. */
+void probe_rules_changed(struct server *srv);
 /* After the workers stopped: no callback of a probe touches freed state. */
 void probe_destroy(struct server *srv);
 

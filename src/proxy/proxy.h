@@ -99,6 +99,8 @@ enum proxy_step proxy_user(struct preq *r, sv_t user, sv_t domain, struct users_
 sv_t proxy_caller_user(struct preq *r);
 /* Refuses a call a list blocks: lists.block_status, counted and logged. */
 void proxy_reply_blocked(struct preq *r, const char *why);
+/* The routing rules in force for this request (the worker's view of them). */
+struct rules *proxy_rules(struct preq *r);
 
 /*
  * A server transaction for a request a local service answers itself, so a

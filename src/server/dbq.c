@@ -18,9 +18,11 @@
 #include <time.h>
 
 #include "core/log.h"
+#include "proxy/probe.h"
 #include "server/server.h"
 #include "services/home.h"
 #include "services/location.h"
+#include "services/rules.h"
 #include "services/users.h"
 #include "store/store.h"
 
@@ -42,9 +44,12 @@ struct dbq {
 	/* start-up handshake */
 	bool ready;
 	int start_err;
-	char err[256];
+	char err[512];
 	uint64_t data_version;
 	const char *location;
+	/* routing rules: the file's, and the last ones published (to skip equal rebuilds) */
+	struct rules_conf *rules_base;
+	struct rules_conf *rules_last;
 };
 
 static int64_t now_ms(void)
@@ -99,6 +104,56 @@ static void preload_users(struct dbq *q)
 		log_warn("subscriber preload: %s", store_errmsg(q->store));
 }
 
+/*
+ * The file's routing rules with the CLI's changes, published when they differ
+ * from those in force. At start a failure stops the server (the message
+ * says what to fix); later the rules in force stay and the error is logged.
+ */
+static int reload_rules(struct dbq *q, bool at_start)
+{
+	struct rules_conf *c = malloc(sizeof(*c));
+	char err[400];
+	int rc;
+
+	if (!c)
+		return ENOMEM;
+	if (!q->rules_base) {
+		q->rules_base = calloc(1, sizeof(*q->rules_base));
+		if (!q->rules_base) {
+			free(c);
+			return ENOMEM;
+		}
+		q->rules_base->dp = q->srv->cfg.dialplan;
+		q->rules_base->lists = q->srv->cfg.lists;
+	}
+	rc = rules_conf_load(q->store, q->rules_base, c, err, sizeof(err));
+	if (!rc && q->rules_last && memcmp(q->rules_last, c, sizeof(*c)) == 0)
+		goto out; /* another kind of change (a user's settings): nothing to rebuild */
+	if (!rc)
+		rc = rules_publish(q->srv->rules, c);
+	if (rc) {
+		if (!err[0])
+			snprintf(err, sizeof(err), "%s", strerror(rc));
+		if (at_start)
+			snprintf(q->err, sizeof(q->err), "routing rules: %s", err);
+		else
+			log_err("routing rules changed in the database are not applied: %s", err);
+		goto out;
+	}
+	log_info("routing rules%s: %zu dialplan rules, %zu gateways in %zu groups; lists: %zu "
+		 "caller, %zu callee, %zu source blocks",
+		 at_start ? "" : " changed", c->dp.nrules, c->dp.ngw, c->dp.ngrp,
+		 c->lists.block_callers.n, c->lists.block_callees.n, c->lists.block_sources.n);
+	free(q->rules_last);
+	q->rules_last = c;
+	c = NULL;
+	if (!at_start)
+		probe_rules_changed(q->srv);
+out:
+	free(c);
+	return rc;
+}
+
 static void check_changes(struct dbq *q)
 {
 	uint64_t v;
@@ -111,6 +166,7 @@ static void check_changes(struct dbq *q)
 		users_flush(q->srv->users);
 		preload_users(q);
 		home_store_changed(q->srv);
+		reload_rules(q, false);
 	}
 }
 
@@ -154,6 +210,8 @@ static void *dbq_main(void *arg)
 		err = store_binding_list(q->store, NULL, load_binding, q);
 	if (!err && q->srv->home)
 		err = home_load(q->srv->home, q->store);
+	if (!err)
+		err = reload_rules(q, true);
 	if (!err)
 		store_data_version(q->store, &q->data_version);
 	if (!err)
@@ -248,6 +306,8 @@ int dbq_create(struct server *srv, const char *location, struct dbq **out, char 
 		pthread_join(q->thread, NULL);
 		if (q->store)
 			store_close(q->store);
+		free(q->rules_base);
+		free(q->rules_last);
 		pthread_mutex_destroy(&q->lock);
 		pthread_cond_destroy(&q->cond);
 		free(q);
@@ -269,6 +329,8 @@ void dbq_destroy(struct dbq *q)
 	store_close(q->store);
 	pthread_mutex_destroy(&q->lock);
 	pthread_cond_destroy(&q->cond);
+	free(q->rules_base);
+	free(q->rules_last);
 	free(q);
 }
 

@@ -30,7 +30,7 @@
 #include "services/pidf.h"
 #include "server/worker.h"
 #include "services/auth.h"
-#include "services/dialplan.h"
+#include "services/rules.h"
 #include "services/location.h"
 #include "services/users.h"
 #include "transport/tport.h"
@@ -129,18 +129,14 @@ int server_start(struct server *s, const struct cfg *cfg, char *err, size_t errl
 		return rc;
 	}
 	pidf_init();
+	if ((rc = rules_slot_create(&s->rules))) {
+		snprintf(err, errlen, "out of memory");
+		return rc;
+	}
+	/* the database thread publishes the first rules before it says it is ready */
 	rc = dbq_create(s, cfg->db_path, &s->dbq, err, errlen);
 	if (rc)
 		return rc;
-	if (cfg->dialplan.nrules || cfg->dialplan.ngw) {
-		rc = dp_create(&cfg->dialplan, &s->dp);
-		if (rc) {
-			snprintf(err, errlen, "dialplan: %s", strerror(rc));
-			return rc;
-		}
-		log_info("dialplan: %zu rules, %zu gateways", cfg->dialplan.nrules,
-			 cfg->dialplan.ngw);
-	}
 	log_info("database %s: %zu registrations loaded", cfg->db_path, loc_count(s->loc));
 	for (unsigned i = 0; i < s->nworkers; i++) {
 		rc = worker_create(s, i, &s->workers[i]);
@@ -245,7 +241,7 @@ void server_destroy(struct server *s)
 	users_destroy(s->users);
 	loc_destroy(s->loc);
 	auth_destroy(s->auth);
-	dp_destroy(s->dp);
+	rules_slot_destroy(s->rules);
 	home_destroy(s->home);
 	libevent_global_shutdown();
 }

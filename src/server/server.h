@@ -26,7 +26,7 @@ struct loc_table;
 struct users;
 struct auth;
 struct dbq;
-struct dp;
+struct rules_slot;
 struct prober;
 struct home;
 
@@ -42,9 +42,9 @@ struct server {
 	struct users *users;
 	struct auth *auth;
 	struct dbq *dbq;
-	struct dp *dp;	       /* dialplan and gateways, NULL when none are configured */
-	struct prober *prober; /* OPTIONS probes of the gateways, on worker 0 */
-	struct home *home;     /* messaging, presence and topics, on the home worker */
+	struct rules_slot *rules; /* dialplan, gateways, global lists in force (services/rules.h) */
+	struct prober *prober;	  /* OPTIONS probes of the gateways, on worker 0 */
+	struct home *home;	  /* messaging, presence and topics, on the home worker */
 
 	struct event_base *main_base;
 	struct event *sig_int;

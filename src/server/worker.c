@@ -238,6 +238,7 @@ void worker_destroy(struct worker *w)
 	worker_reap(w);
 	if (w->dns)
 		dns_resolver_destroy(w->dns);
+	rules_view_release(&w->rules);
 	if (w->hasher)
 		auth_hasher_destroy(w->hasher);
 	if (w->inbox_ev)

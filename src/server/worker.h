@@ -16,6 +16,7 @@
 #include <stdint.h>
 
 #include "core/buf.h"
+#include "services/rules.h"
 
 struct server;
 struct event_base;
@@ -62,6 +63,7 @@ struct worker {
 	struct txn_worker *txw;
 	struct auth_hasher *hasher;
 	struct dns_resolver *dns;
+	struct rules_view rules; /* the routing rules this worker uses (services/rules.h) */
 
 	uint64_t seq;	    /* for tags and branches */
 	int64_t date_sec;   /* the second date_text was made for */

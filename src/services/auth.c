@@ -613,6 +613,7 @@ static const struct auth_field auth_fields[] = {
     {AUTH_FIELD("qop", qop)},		{AUTH_FIELD("nc", nc)},
 };
 #define AUTH_REQUIRED	 0x1fu
+#define AUTH_CHALLENGE	 0x06u /* a challenge needs realm and nonce */
 #define AUTH_F_ALGORITHM (1u << 5)
 
 /* The parser looks at every byte of a header that arrives with each request:
@@ -756,7 +757,7 @@ static void auth_set_alg(struct auth_cred *c, bool present)
 }
 
 /* Leaves what it parsed in c even on EINVAL: auth_find_cred looks at the realm. */
-static int auth_cred_scan(sv_t v, struct auth_cred *c)
+static int auth_cred_scan(sv_t v, struct auth_cred *c, unsigned required)
 {
 	sv_t name, val;
 	unsigned seen = 0;
@@ -772,7 +773,7 @@ static int auth_cred_scan(sv_t v, struct auth_cred *c)
 	}
 	if (rc)
 		return rc;
-	if ((seen & AUTH_REQUIRED) != AUTH_REQUIRED)
+	if ((seen & required) != required)
 		return EINVAL;
 	auth_set_alg(c, seen & AUTH_F_ALGORITHM);
 	return 0;
@@ -781,7 +782,13 @@ static int auth_cred_scan(sv_t v, struct auth_cred *c)
 int auth_cred_parse(sv_t value, struct auth_cred *c)
 {
 	memset(c, 0, sizeof(*c));
-	return auth_cred_scan(value, c);
+	return auth_cred_scan(value, c, AUTH_REQUIRED);
+}
+
+int auth_challenge_parse(sv_t value, struct auth_cred *c)
+{
+	memset(c, 0, sizeof(*c));
+	return auth_cred_scan(value, c, AUTH_CHALLENGE);
 }
 
 int auth_find_cred(const struct sip_msg *m, enum sip_hdr_id hdr, sv_t realm, struct auth_cred *out)

@@ -55,6 +55,8 @@ struct auth_cred {
 
 /* Parses "Digest k=v, k="v", ..." ; 0, EINVAL (malformed), ENOTSUP (not Digest). */
 int auth_cred_parse(sv_t value, struct auth_cred *c);
+/* The same for a WWW-/Proxy-Authenticate value (a gateway's challenge): realm and nonce needed. */
+int auth_challenge_parse(sv_t value, struct auth_cred *c);
 
 /*
  * Finds the credentials for realm among all headers with id hdr

@@ -1,9 +1,10 @@
 /*
  * dialplan.c - matching, transforming and gateway ordering for numbers.
  *
- * Tables are small (at most DP_MAX_RULES rules) and read-only after start,
+ * Tables are small (at most DP_MAX_RULES rules) and read-only once built,
  * so matching is a scan with no locks; only the gateways' up/down state
- * changes, as atomics written by the prober.
+ * changes, as atomics written by the prober. A change from the CLI builds a
+ * new table (services/rules.c); the text form of its entries is at the end.
  */
 #include "services/dialplan.h"
 
@@ -13,6 +14,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <arpa/inet.h>
+
+#include "store/store.h"
 
 struct dp {
 	struct dp_config cfg;
@@ -123,7 +128,7 @@ int dp_config_resolve(struct dp_config *c, char *err, size_t errlen, unsigned *l
 	return 0;
 }
 
-int dp_create(const struct dp_config *c, struct dp **out)
+int dp_create(const struct dp_config *c, const struct dp *prev, struct dp **out)
 {
 	struct dp *d = calloc(1, sizeof(*d));
 
@@ -145,8 +150,16 @@ int dp_create(const struct dp_config *c, struct dp **out)
 			d->op_has_re[r][o] = true;
 		}
 	}
-	for (size_t g = 0; g < DP_MAX_GATEWAYS; g++)
-		atomic_init(&d->down[g], false);
+	for (size_t g = 0; g < DP_MAX_GATEWAYS; g++) {
+		bool down = false;
+		for (size_t k = 0; prev && g < c->ngw && k < prev->cfg.ngw; k++) {
+			if (strcmp(prev->cfg.gw[k].name, c->gw[g].name) == 0 &&
+			    strcmp(prev->cfg.gw[k].host, c->gw[g].host) == 0 &&
+			    prev->cfg.gw[k].port == c->gw[g].port)
+				down = atomic_load(&prev->down[k]);
+		}
+		atomic_init(&d->down[g], down);
+	}
 	*out = d;
 	return 0;
 bad:
@@ -366,4 +379,483 @@ void dp_gateway_set_up(struct dp *d, unsigned gw, bool up)
 bool dp_gateway_is_up(const struct dp *d, unsigned gw)
 {
 	return gw < DP_MAX_GATEWAYS && !atomic_load(&d->down[gw]);
+}
+
+/*
+ * The text form (`switchboard route`, the store)
+ */
+
+bool dp_digits_ok(sv_t s, bool plus)
+{
+	if (s.len == 0)
+		return false;
+	for (size_t i = 0; i < s.len; i++) {
+		char ch = s.p[i];
+		if (!((ch >= '0' && ch <= '9') || ch == '*' || ch == '#' ||
+		      (plus && i == 0 && ch == '+')))
+			return false;
+	}
+	return true;
+}
+
+static bool host_ok(sv_t h)
+{
+	char tmp[130];
+	unsigned char bin[16];
+
+	if (h.len == 0 || h.len >= sizeof(tmp))
+		return false;
+	memcpy(tmp, h.p, h.len);
+	tmp[h.len] = '\0';
+	if (inet_pton(AF_INET, tmp, bin) == 1 || inet_pton(AF_INET6, tmp, bin) == 1)
+		return true;
+	for (size_t i = 0; i < h.len; i++) {
+		char ch = h.p[i];
+		if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+		      (ch >= '0' && ch <= '9') || ch == '-' || ch == '.'))
+			return false;
+	}
+	return h.p[0] != '.' && h.p[0] != '-';
+}
+
+static bool hex_ok(sv_t v, size_t len)
+{
+	if (v.len != len)
+		return false;
+	for (size_t i = 0; i < len; i++) {
+		char ch = v.p[i];
+		if (!((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f')))
+			return false;
+	}
+	return true;
+}
+
+/* A value with no space or control character, copied whole into out. */
+static int word_copy(sv_t key, sv_t v, char *out, size_t size, char *err, size_t errlen)
+{
+	for (size_t i = 0; i < v.len; i++) {
+		if ((unsigned char)v.p[i] <= ' ' || v.p[i] == 0x7f) {
+			snprintf(err, errlen, "%.*s: no spaces or control characters", (int)key.len,
+				 key.p);
+			return EINVAL;
+		}
+	}
+	if (v.len == 0 || v.len >= size) {
+		snprintf(err, errlen, "%.*s: 1 to %zu characters", (int)key.len, key.p, size - 1);
+		return EINVAL;
+	}
+	memcpy(out, v.p, v.len);
+	out[v.len] = '\0';
+	return 0;
+}
+
+static int uint_in(sv_t key, sv_t v, unsigned lo, unsigned hi, unsigned *out, char *err,
+		   size_t errlen)
+{
+	uint32_t n;
+
+	if (sv_to_u32(v, &n) || n < lo || n > hi) {
+		snprintf(err, errlen, "%.*s: '%.*s' is not a number from %u to %u", (int)key.len,
+			 key.p, (int)(v.len > 32 ? 32 : v.len), v.p, lo, hi);
+		return EINVAL;
+	}
+	*out = n;
+	return 0;
+}
+
+static int yes_no(sv_t key, sv_t v, bool *out, char *err, size_t errlen)
+{
+	if (sv_eq(v, SV("yes")) || sv_eq(v, SV("true")) || sv_eq(v, SV("on"))) {
+		*out = true;
+		return 0;
+	}
+	if (sv_eq(v, SV("no")) || sv_eq(v, SV("false")) || sv_eq(v, SV("off"))) {
+		*out = false;
+		return 0;
+	}
+	snprintf(err, errlen, "%.*s: yes or no", (int)key.len, key.p);
+	return EINVAL;
+}
+
+int dp_gateway_set(struct dp_gateway *g, sv_t key, sv_t v, char *err, size_t errlen)
+{
+	unsigned n;
+	int rc;
+
+	if (sv_eq(key, SV("address"))) {
+		if (!host_ok(v)) {
+			snprintf(err, errlen, "address: '%.*s' is not a host name or IP address",
+				 (int)(v.len > 64 ? 64 : v.len), v.p);
+			return EINVAL;
+		}
+		return word_copy(key, v, g->host, sizeof(g->host), err, errlen);
+	}
+	if (sv_eq(key, SV("port"))) {
+		rc = uint_in(key, v, 1, 65535, &n, err, errlen);
+		if (!rc)
+			g->port = (uint16_t)n;
+		return rc;
+	}
+	if (sv_eq(key, SV("transport"))) {
+		if (!sv_eq(v, SV("udp")) && !sv_eq(v, SV("tcp"))) {
+			snprintf(err, errlen, "transport: udp or tcp");
+			return EINVAL;
+		}
+		g->tcp = v.p[0] == 't';
+		return 0;
+	}
+	if (sv_eq(key, SV("probe")))
+		return yes_no(key, v, &g->probe, err, errlen);
+	if (sv_eq(key, SV("auth_user")))
+		return word_copy(key, v, g->cred.user, sizeof(g->cred.user), err, errlen);
+	if (sv_eq(key, SV("auth_realm")))
+		return word_copy(key, v, g->cred.realm, sizeof(g->cred.realm), err, errlen);
+	if (sv_eq(key, SV("ha1")) || sv_eq(key, SV("ha1_sha256"))) {
+		bool md5 = key.len == 3;
+		if (!hex_ok(v, md5 ? 32 : 64)) {
+			snprintf(err, errlen, "%.*s: %u lower-case hex digits", (int)key.len, key.p,
+				 md5 ? 32u : 64u);
+			return EINVAL;
+		}
+		return word_copy(key, v, md5 ? g->cred.ha1_md5 : g->cred.ha1_sha256,
+				 md5 ? sizeof(g->cred.ha1_md5) : sizeof(g->cred.ha1_sha256), err,
+				 errlen);
+	}
+	snprintf(err, errlen,
+		 "unknown gateway setting '%.*s' (address, port, transport, probe, auth_user, "
+		 "auth_realm)",
+		 (int)(key.len > 32 ? 32 : key.len), key.p);
+	return ENOENT;
+}
+
+int dp_member_parse(sv_t text, struct dp_member *m, char *err, size_t errlen)
+{
+	ptrdiff_t c1 = sv_find(text, ':');
+	sv_t name = c1 < 0 ? text : sv_sub(text, 0, (size_t)c1);
+	int rc;
+
+	memset(m, 0, sizeof(*m));
+	m->weight = 1;
+	rc = word_copy(SV("gateway"), name, m->name, sizeof(m->name), err, errlen);
+	if (rc || c1 < 0)
+		return rc;
+	text = sv_sub(text, (size_t)c1 + 1, text.len);
+	ptrdiff_t c2 = sv_find(text, ':');
+	rc = uint_in(SV("priority"), c2 < 0 ? text : sv_sub(text, 0, (size_t)c2), 0, 1000,
+		     &m->priority, err, errlen);
+	if (!rc && c2 >= 0)
+		rc = uint_in(SV("weight"), sv_sub(text, (size_t)c2 + 1, text.len), 1, 1000,
+			     &m->weight, err, errlen);
+	return rc;
+}
+
+static int op_add(struct dp_rule *r, struct dp_op **op, char *err, size_t errlen)
+{
+	if (r->nops >= DP_MAX_OPS) {
+		snprintf(err, errlen, "a rule has at most %d transform steps", DP_MAX_OPS);
+		return EINVAL;
+	}
+	*op = &r->ops[r->nops];
+	memset(*op, 0, sizeof(**op));
+	return 0;
+}
+
+/* "POS:TEXT" into at and the rest. */
+static int pos_pair(sv_t key, sv_t v, unsigned *at, sv_t *rest, char *err, size_t errlen)
+{
+	ptrdiff_t c = sv_find(v, ':');
+
+	if (c < 0) {
+		snprintf(err, errlen, "%.*s: POSITION:%s", (int)key.len, key.p,
+			 key.p[0] == 'i' ? "DIGITS" : "COUNT");
+		return EINVAL;
+	}
+	*rest = sv_sub(v, (size_t)c + 1, v.len);
+	return uint_in(key, sv_sub(v, 0, (size_t)c), 0, DP_CALLEE_DIGITS_MAX, at, err, errlen);
+}
+
+static int op_replace(sv_t v, struct dp_op *op, char *err, size_t errlen)
+{
+	char d = v.len ? v.p[0] : 0;
+	sv_t body = v.len > 1 ? sv_sub(v, 1, v.len) : SV_NULL;
+	ptrdiff_t mid = d ? sv_find(body, d) : -1;
+	sv_t re, with;
+
+	if (!d || body.len < 3 || mid <= 0 || body.p[body.len - 1] != d ||
+	    (size_t)mid + 1 >= body.len) {
+		snprintf(err, errlen, "replace: /REGEX/WITH/ (any delimiter, e.g. |^0|+49|)");
+		return EINVAL;
+	}
+	re = sv_sub(body, 0, (size_t)mid);
+	with = sv_sub(body, (size_t)mid + 1, body.len - (size_t)mid - 2);
+	if (sv_find(with, d) >= 0) {
+		snprintf(err, errlen, "replace: the delimiter '%c' appears more than three times",
+			 d);
+		return EINVAL;
+	}
+	op->kind = DP_OP_REPLACE;
+	if (word_copy(SV("replace"), re, op->regex, sizeof(op->regex), err, errlen))
+		return EINVAL;
+	if (with.len && word_copy(SV("replace"), with, op->text, sizeof(op->text), err, errlen))
+		return EINVAL;
+	if (!regex_ok(op->regex)) {
+		snprintf(err, errlen, "replace: '%s' is not a valid extended regular expression",
+			 op->regex);
+		return EINVAL;
+	}
+	return 0;
+}
+
+int dp_rule_set(struct dp_rule *r, sv_t key, sv_t v, char *err, size_t errlen)
+{
+	struct dp_op *op;
+	sv_t rest;
+	int rc;
+
+	if (sv_eq(key, SV("route"))) {
+		r->nroute = 0;
+		while (v.len) {
+			ptrdiff_t c = sv_find(v, ',');
+			sv_t name = c < 0 ? v : sv_sub(v, 0, (size_t)c);
+			if (r->nroute >= DP_MAX_ROUTE) {
+				snprintf(err, errlen, "route: at most %d gateway groups",
+					 DP_MAX_ROUTE);
+				return EINVAL;
+			}
+			rc = word_copy(key, name, r->route_names[r->nroute], DP_NAME_MAX, err,
+				       errlen);
+			if (rc)
+				return rc;
+			r->nroute++;
+			v = c < 0 ? SV_NULL : sv_sub(v, (size_t)c + 1, v.len);
+		}
+		if (r->nroute == 0) {
+			snprintf(err, errlen, "route: one or more gateway groups, comma-separated");
+			return EINVAL;
+		}
+		return 0;
+	}
+	if (sv_eq(key, SV("redirect")))
+		return yes_no(key, v, &r->redirect, err, errlen);
+	if (!sv_eq(key, SV("strip")) && !sv_eq(key, SV("prefix")) && !sv_eq(key, SV("insert")) &&
+	    !sv_eq(key, SV("delete")) && !sv_eq(key, SV("replace"))) {
+		snprintf(err, errlen,
+			 "unknown rule setting '%.*s' (route, redirect, strip, prefix, insert, "
+			 "delete, replace)",
+			 (int)(key.len > 32 ? 32 : key.len), key.p);
+		return ENOENT;
+	}
+	if ((rc = op_add(r, &op, err, errlen)))
+		return rc;
+	switch (key.p[0]) {
+	case 's':
+		op->kind = DP_OP_STRIP;
+		rc = uint_in(key, v, 1, DP_CALLEE_DIGITS_MAX, &op->count, err, errlen);
+		break;
+	case 'p':
+		op->kind = DP_OP_PREFIX;
+		rc = dp_digits_ok(v, true)
+			 ? word_copy(key, v, op->text, sizeof(op->text), err, errlen)
+			 : EINVAL;
+		if (rc && !err[0])
+			snprintf(err, errlen, "prefix: digits, with an optional leading '+'");
+		break;
+	case 'i':
+		op->kind = DP_OP_INSERT;
+		rc = pos_pair(key, v, &op->at, &rest, err, errlen);
+		if (!rc && !dp_digits_ok(rest, false)) {
+			snprintf(err, errlen, "insert: POSITION:DIGITS");
+			rc = EINVAL;
+		}
+		if (!rc)
+			rc = word_copy(key, rest, op->text, sizeof(op->text), err, errlen);
+		break;
+	case 'd':
+		op->kind = DP_OP_DELETE;
+		rc = pos_pair(key, v, &op->at, &rest, err, errlen);
+		if (!rc)
+			rc = uint_in(key, rest, 1, DP_CALLEE_DIGITS_MAX, &op->count, err, errlen);
+		break;
+	default:
+		rc = op_replace(v, op, err, errlen);
+		break;
+	}
+	if (!rc)
+		r->nops++;
+	return rc;
+}
+
+int dp_rule_match_parse(sv_t text, struct dp_rule *r, char *err, size_t errlen)
+{
+	r->prefix[0] = r->regex[0] = '\0';
+	if (text.len >= 2 && text.p[0] == '/' && text.p[text.len - 1] == '/') {
+		if (word_copy(SV("regex"), sv_sub(text, 1, text.len - 2), r->regex,
+			      sizeof(r->regex), err, errlen))
+			return EINVAL;
+		if (!regex_ok(r->regex)) {
+			snprintf(err, errlen, "'%s' is not a valid extended regular expression",
+				 r->regex);
+			return EINVAL;
+		}
+		return 0;
+	}
+	if (!dp_digits_ok(text, true) || text.len >= sizeof(r->prefix)) {
+		snprintf(
+		    err, errlen,
+		    "'%.*s' is neither a number prefix (up to %d digits, optional leading '+') "
+		    "nor /REGEX/",
+		    (int)(text.len > 40 ? 40 : text.len), text.p, DP_PREFIX_MAX - 1);
+		return EINVAL;
+	}
+	memcpy(r->prefix, text.p, text.len);
+	r->prefix[text.len] = '\0';
+	return 0;
+}
+
+void dp_rule_key(const struct dp_rule *r, char *out, size_t len)
+{
+	if (r->prefix[0])
+		snprintf(out, len, "%s", r->prefix);
+	else
+		snprintf(out, len, "/%s/", r->regex);
+}
+
+/* Appends one " key=value" word; EILSEQ when value holds a space. */
+static int put_word(char *out, size_t len, size_t *n, const char *key, const char *value)
+{
+	int k;
+
+	if (strpbrk(value, " \t\r\n"))
+		return EILSEQ;
+	k = snprintf(out + *n, len - *n, "%s%s=%s", *n ? " " : "", key, value);
+	if (k < 0 || (size_t)k >= len - *n)
+		return ENOSPC;
+	*n += (size_t)k;
+	return 0;
+}
+
+int dp_gateway_print(const struct dp_gateway *g, char *out, size_t len)
+{
+	char port[8];
+	size_t n = 0;
+	int rc;
+
+	out[0] = '\0';
+	snprintf(port, sizeof(port), "%u", g->port);
+	rc = put_word(out, len, &n, "address", g->host);
+	if (!rc && g->port)
+		rc = put_word(out, len, &n, "port", port);
+	if (!rc)
+		rc = put_word(out, len, &n, "transport", g->tcp ? "tcp" : "udp");
+	if (!rc)
+		rc = put_word(out, len, &n, "probe", g->probe ? "yes" : "no");
+	if (!rc && g->cred.user[0])
+		rc = put_word(out, len, &n, "auth_user", g->cred.user);
+	if (!rc && g->cred.realm[0])
+		rc = put_word(out, len, &n, "auth_realm", g->cred.realm);
+	if (!rc && g->cred.ha1_md5[0])
+		rc = put_word(out, len, &n, "ha1", g->cred.ha1_md5);
+	if (!rc && g->cred.ha1_sha256[0])
+		rc = put_word(out, len, &n, "ha1_sha256", g->cred.ha1_sha256);
+	return rc;
+}
+
+int dp_group_print(const struct dp_group *g, char *out, size_t len)
+{
+	size_t n = 0;
+
+	out[0] = '\0';
+	for (size_t i = 0; i < g->n; i++) {
+		int k = snprintf(out + n, len - n, "%s%s:%u:%u", i ? " " : "", g->m[i].name,
+				 g->m[i].priority, g->m[i].weight);
+		if (k < 0 || (size_t)k >= len - n)
+			return ENOSPC;
+		n += (size_t)k;
+	}
+	return 0;
+}
+
+int dp_rule_print(const struct dp_rule *r, char *out, size_t len)
+{
+	char v[DP_REGEX_MAX + DP_TEXT_MAX + 8];
+	size_t n = 0;
+	int rc = 0;
+
+	out[0] = '\0';
+	v[0] = '\0';
+	for (size_t i = 0; i < r->nroute; i++) {
+		size_t l = strlen(v);
+		snprintf(v + l, sizeof(v) - l, "%s%s", i ? "," : "", r->route_names[i]);
+	}
+	rc = put_word(out, len, &n, "route", v);
+	if (!rc && r->redirect)
+		rc = put_word(out, len, &n, "redirect", "yes");
+	for (size_t i = 0; i < r->nops && !rc; i++) {
+		const struct dp_op *op = &r->ops[i];
+		const char *delims = "/|!#%,", *d = delims;
+		switch (op->kind) {
+		case DP_OP_STRIP:
+			snprintf(v, sizeof(v), "%u", op->count);
+			rc = put_word(out, len, &n, "strip", v);
+			break;
+		case DP_OP_PREFIX:
+			rc = put_word(out, len, &n, "prefix", op->text);
+			break;
+		case DP_OP_INSERT:
+			snprintf(v, sizeof(v), "%u:%s", op->at, op->text);
+			rc = put_word(out, len, &n, "insert", v);
+			break;
+		case DP_OP_DELETE:
+			snprintf(v, sizeof(v), "%u:%u", op->at, op->count);
+			rc = put_word(out, len, &n, "delete", v);
+			break;
+		case DP_OP_REPLACE:
+			while (*d && (strchr(op->regex, *d) || strchr(op->text, *d)))
+				d++;
+			if (!*d)
+				return EILSEQ;
+			snprintf(v, sizeof(v), "%c%s%c%s%c", *d, op->regex, *d, op->text, *d);
+			rc = put_word(out, len, &n, "replace", v);
+			break;
+		default:
+			rc = EINVAL;
+			break;
+		}
+	}
+	return rc;
+}
+
+void dp_cred_hash(struct dp_cred *cred, sv_t password)
+{
+	store_ha1_md5(sv_cstr(cred->user), sv_cstr(cred->realm), password, cred->ha1_md5);
+	store_ha1_sha256(sv_cstr(cred->user), sv_cstr(cred->realm), password, cred->ha1_sha256);
+}
+
+/* The address of a gateway given by number equals sa (address and port). */
+static bool gateway_at(const struct dp_gateway *g, const struct sockaddr *sa)
+{
+	unsigned port = g->port ? g->port : 5060;
+	unsigned char bin[16];
+
+	if (sa->sa_family == AF_INET) {
+		const struct sockaddr_in *a = (const struct sockaddr_in *)sa;
+		return ntohs(a->sin_port) == port && inet_pton(AF_INET, g->host, bin) == 1 &&
+		       memcmp(bin, &a->sin_addr, 4) == 0;
+	}
+	if (sa->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)sa;
+		return ntohs(a->sin6_port) == port && inet_pton(AF_INET6, g->host, bin) == 1 &&
+		       memcmp(bin, &a->sin6_addr, 16) == 0;
+	}
+	return false;
+}
+
+int dp_gateway_find(const struct dp *d, const struct sockaddr *sa, sv_t uri_host)
+{
+	for (size_t i = 0; d && i < d->cfg.ngw; i++) {
+		const struct dp_gateway *g = &d->cfg.gw[i];
+		if ((sa && gateway_at(g, sa)) || sv_ieq(uri_host, sv_cstr(g->host)))
+			return (int)i;
+	}
+	return -1;
 }

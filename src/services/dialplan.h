@@ -23,6 +23,8 @@
 
 #include "core/sv.h"
 
+struct sockaddr;
+
 #define DP_NAME_MAX	     32
 #define DP_MAX_GATEWAYS	     64
 #define DP_MAX_GROUPS	     32
@@ -66,13 +68,28 @@ struct dp_rule {
 	unsigned line;
 };
 
+/*
+ * What we answer a gateway's 401/407 with (outbound digest): the account and
+ * its realm, and only the HA1 hashes, never the password.
+ */
+struct dp_cred {
+	char user[64];	  /* "" = the gateway does not challenge us */
+	char realm[128];  /* the realm the HA1s are for; another realm's challenge fails */
+	char ha1_md5[33]; /* lower-case hex, "" = unknown */
+	char ha1_sha256[65];
+};
+
+/* Fills both HA1s from the password for cred's user and realm (the password is not kept). */
+void dp_cred_hash(struct dp_cred *cred, sv_t password);
+
 struct dp_gateway {
 	char name[DP_NAME_MAX];
 	char host[128]; /* IP address or host name */
 	uint16_t port;	/* 0 = by DNS (SRV) or 5060 */
 	bool tcp;
 	bool probe; /* OPTIONS probing (default on) */
-	unsigned line;
+	struct dp_cred cred;
+	unsigned line; /* 0 = set from the CLI (kept in the store) */
 };
 
 struct dp_member {
@@ -109,7 +126,12 @@ struct dp;
  */
 int dp_config_resolve(struct dp_config *c, char *err, size_t errlen, unsigned *line);
 
-int dp_create(const struct dp_config *c, struct dp **out);
+/*
+ * Builds the matcher from a resolved config. Gateways of prev (may be NULL)
+ * with the same name and address keep their up/down state, so a change of
+ * the rules does not forget what the probes found.
+ */
+int dp_create(const struct dp_config *c, const struct dp *prev, struct dp **out);
 void dp_destroy(struct dp *d);
 
 /* A dialable number: optional '+', then digits, '*' and '#'. */
@@ -131,6 +153,38 @@ size_t dp_gateways(const struct dp *d, int rule, uint64_t rnd, unsigned *out, si
 const struct dp_gateway *dp_gateway(const struct dp *d, unsigned gw);
 size_t dp_gateway_count(const struct dp *d);
 void dp_gateway_set_up(struct dp *d, unsigned gw, bool up);
+/*
+ * The gateway a request went to: by the address it was sent to (a gateway
+ * given by IP address and port, 5060 when none), or by the host of its
+ * Request-URI (one given by name). -1 when it went to none of them.
+ */
+int dp_gateway_find(const struct dp *d, const struct sockaddr *sa, sv_t uri_host);
 bool dp_gateway_is_up(const struct dp *d, unsigned gw);
+
+/*
+ * The text form of gateways, groups and rules, as `switchboard route` takes
+ * them and the store keeps them: space-separated key=value words.
+ *   gateway: address=HOST port=N transport=udp|tcp probe=yes|no
+ *            auth_user=USER auth_realm=REALM ha1=HEX ha1_sha256=HEX
+ *   member:  GATEWAY[:PRIORITY[:WEIGHT]]
+ *   rule:    route=GROUP[,GROUP...] redirect=yes|no, then the transform steps
+ *            in order: strip=N prefix=DIGITS insert=POS:DIGITS delete=POS:COUNT
+ *            replace=/REGEX/WITH/ (any delimiter: replace=|^0|+49|)
+ * A rule's match is its key: digits (a prefix) or /REGEX/.
+ * Each setter takes one word: 0, ENOENT for an unknown key, EINVAL for a bad
+ * value, with the reason in err.
+ */
+int dp_gateway_set(struct dp_gateway *g, sv_t key, sv_t value, char *err, size_t errlen);
+int dp_member_parse(sv_t text, struct dp_member *m, char *err, size_t errlen);
+int dp_rule_set(struct dp_rule *r, sv_t key, sv_t value, char *err, size_t errlen);
+int dp_rule_match_parse(sv_t text, struct dp_rule *r, char *err, size_t errlen);
+/* Digits, '*' and '#', with a leading '+' when plus. */
+bool dp_digits_ok(sv_t s, bool plus);
+/* The text forms; ENOSPC, or EILSEQ when a value holds a space (a YAML regex may). */
+int dp_gateway_print(const struct dp_gateway *g, char *out, size_t len);
+int dp_group_print(const struct dp_group *g, char *out, size_t len);
+int dp_rule_print(const struct dp_rule *r, char *out, size_t len);
+/* The match as a rule key: the prefix, or /REGEX/. */
+void dp_rule_key(const struct dp_rule *r, char *out, size_t len);
 
 #endif

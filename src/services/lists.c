@@ -129,3 +129,55 @@ bool lists_prefix_match_csv(const char *csv, sv_t user)
 	}
 	return false;
 }
+
+bool lists_global_empty(const struct lists_global *g)
+{
+	return !g->block_callers.n && !g->block_callees.n && !g->block_sources.n;
+}
+
+enum lists_verdict lists_global_check(const struct lists_global *g, sv_t caller, sv_t callee,
+				      const struct sockaddr *sa, const char **why)
+{
+	if (sa && lists_cidr_match(g->allow_sources.v, g->allow_sources.n, sa)) {
+		*why = "source on lists.allow_sources";
+		return LISTS_ALLOWED;
+	}
+	if (caller.len && lists_prefix_match(g->allow_callers.v, g->allow_callers.n, caller)) {
+		*why = "caller on lists.allow_callers";
+		return LISTS_ALLOWED;
+	}
+	if (sa && lists_cidr_match(g->block_sources.v, g->block_sources.n, sa)) {
+		*why = "source address on lists.block_sources";
+		return LISTS_BLOCKED;
+	}
+	if (lists_prefix_match(g->block_callers.v, g->block_callers.n, caller)) {
+		*why = "caller on lists.block_callers";
+		return LISTS_BLOCKED;
+	}
+	if (lists_prefix_match(g->block_callees.v, g->block_callees.n, callee)) {
+		*why = "callee on lists.block_callees";
+		return LISTS_BLOCKED;
+	}
+	*why = "no global list applies";
+	return LISTS_NONE;
+}
+
+struct lists_prefixes *lists_global_prefixes(struct lists_global *g, sv_t name)
+{
+	if (sv_eq(name, SV("block_callers")))
+		return &g->block_callers;
+	if (sv_eq(name, SV("allow_callers")))
+		return &g->allow_callers;
+	if (sv_eq(name, SV("block_callees")))
+		return &g->block_callees;
+	return NULL;
+}
+
+struct lists_nets *lists_global_nets(struct lists_global *g, sv_t name)
+{
+	if (sv_eq(name, SV("block_sources")))
+		return &g->block_sources;
+	if (sv_eq(name, SV("allow_sources")))
+		return &g->allow_sources;
+	return NULL;
+}

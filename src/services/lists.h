@@ -20,6 +20,7 @@
 struct sockaddr;
 
 #define LISTS_PREFIX_MAX 32
+#define LISTS_MAX	 128 /* entries in one global list */
 
 /* An IPv4 or IPv6 network: address and prefix length. */
 struct lists_cidr {
@@ -40,5 +41,46 @@ bool lists_prefix_ok(sv_t prefix);
 bool lists_prefix_match(const char (*prefixes)[LISTS_PREFIX_MAX], size_t n, sv_t user);
 /* The same against a comma-separated list ("0900,+4990,anonymous"). */
 bool lists_prefix_match_csv(const char *csv, sv_t user);
+
+/* A global list of prefixes, and one of networks. */
+struct lists_prefixes {
+	char v[LISTS_MAX][LISTS_PREFIX_MAX];
+	size_t n;
+};
+
+struct lists_nets {
+	struct lists_cidr v[LISTS_MAX];
+	size_t n;
+};
+
+/* The global lists: from the configuration, with the changes made by `switchboard list`. */
+struct lists_global {
+	struct lists_prefixes block_callers; /* From user prefixes */
+	struct lists_prefixes allow_callers; /* exceptions to every block list */
+	struct lists_prefixes block_callees; /* Request-URI user prefixes */
+	struct lists_nets block_sources;     /* source addresses / networks */
+	struct lists_nets allow_sources;     /* exceptions to every block list */
+	unsigned block_status;		     /* 403 (default) or 603 */
+};
+
+enum lists_verdict {
+	LISTS_NONE = 0, /* no global list says anything: the callee's own lists decide */
+	LISTS_ALLOWED,	/* on a global white list: no list blocks it */
+	LISTS_BLOCKED,
+};
+
+/*
+ * A call or message from caller (a From user part, may be empty) to callee
+ * (a Request-URI user part) from sa (NULL = unknown), against the global
+ * lists: white lists first, then the block lists. *why names the list.
+ */
+enum lists_verdict lists_global_check(const struct lists_global *g, sv_t caller, sv_t callee,
+				      const struct sockaddr *sa, const char **why);
+/* True when the block lists are empty (the common case: nothing to look at). */
+bool lists_global_empty(const struct lists_global *g);
+
+/* The list called name ("block_callers"...) as prefixes or as networks; NULL when unknown. */
+struct lists_prefixes *lists_global_prefixes(struct lists_global *g, sv_t name);
+struct lists_nets *lists_global_nets(struct lists_global *g, sv_t name);
 
 #endif

@@ -558,7 +558,7 @@ int store_binding_list(struct store *s, const char *aor, store_binding_fn fn, vo
 
 int store_record_put(struct store *s, const struct store_record *r)
 {
-	if (r->kind < STORE_REC_MESSAGE || r->kind > STORE_REC_POLICY)
+	if (r->kind < STORE_REC_MESSAGE || r->kind > STORE_REC_LAST)
 		return store_fail(s, EINVAL, "unknown record kind %d", r->kind);
 	if (!r->key[0] || memchr(r->key, '\0', sizeof(r->key)) == NULL)
 		return store_fail(s, EINVAL, "record key missing or too long");

@@ -112,6 +112,13 @@ enum store_rec_kind {
 	STORE_REC_MEMBER = 5,	    /* a topic member: key "topic member" */
 	STORE_REC_MAILBOX = 6,	    /* message-summary state of a mailbox (RFC 3842) */
 	STORE_REC_POLICY = 7, /* a presence authorisation decision: key "presentity watcher" */
+	/* routing rules changed from the CLI (services/rules.h); meta "deleted" hides one of
+	 * the configuration file's */
+	STORE_REC_GATEWAY = 8,	 /* key: name; meta: dp_gateway_print */
+	STORE_REC_GWGROUP = 9,	 /* key: name; meta: dp_group_print */
+	STORE_REC_DPRULE = 10,	 /* key: prefix or /regex/; meta: dp_rule_print */
+	STORE_REC_LISTITEM = 11, /* key: "LIST ENTRY" ("block_callers 0900"), or "block_status" */
+	STORE_REC_LAST = STORE_REC_LISTITEM,
 };
 #define STORE_KEY_MAX  600
 #define STORE_BODY_MAX (1024 * 1024)

@@ -11,6 +11,7 @@ first-answer-wins with CANCEL of the rest, busy handling, q-value order,
 every kind of forwarding, the loop cut, and the CLI's answers to bad values.
 """
 import datetime
+import hashlib
 import os
 import re
 import tempfile
@@ -634,21 +635,22 @@ def test_route_and_list_commands():
     cfg = gateway_config(tmp, [("gw1", 5071, 1, False), ("gw2", 5072, 2, False)],
                          extra="lists:\n  block_callers: [\"0900\"]\n  allow_callers: [noc]\n"
                                "  block_sources: [\"203.0.113.0/24\"]\n")
-    p = cli("route", "show", "-c", cfg)
+    db = os.path.join(tmp, "l.db")
+    p = cli("route", "show", "-c", cfg, db=db)
     check("gw1" in p.stdout and "prefix 0 " in p.stdout and "(redirect)" in p.stdout, p.stdout)
-    p = cli("route", "test", "0301234", "-c", cfg)
+    p = cli("route", "test", "0301234", "-c", cfg, db=db)
     check("number sent: +49301234" in p.stdout and
           re.search(r"1\. gw1 +sip:\+49301234@127.0.0.1:5071", p.stdout) and
           re.search(r"2\. gw2 +sip:\+49301234@127.0.0.1:5072", p.stdout), p.stdout)
-    p = cli("route", "test", "4930", "-c", cfg, check_rc=False)
+    p = cli("route", "test", "4930", "-c", cfg, db=db, check_rc=False)
     check(p.returncode == 4 and "no dialplan rule" in p.stdout, p.stdout)
-    p = cli("route", "test", "abc", "-c", cfg, check_rc=False)
+    p = cli("route", "test", "abc", "-c", cfg, db=db, check_rc=False)
     check(p.returncode == 2 and "not a number" in p.stderr, p.stderr)
-    p = cli("route", "test", "0301234", check_rc=False)
-    check(p.returncode == 2 and "-c FILE" in p.stderr, p.stderr)
-    p = cli("list", "show", "-c", cfg)
+    # with no file, only what the CLI set (nothing yet)
+    p = cli("route", "test", "0301234", db=os.path.join(tmp, "empty.db"), check_rc=False)
+    check(p.returncode == 4 and "no dialplan rule" in p.stdout, p.stdout)
+    p = cli("list", "show", "-c", cfg, db=db)
     check("0900" in p.stdout and "203.0.113.0/24" in p.stdout, p.stdout)
-    db = os.path.join(tmp, "l.db")
     cli("user", "add", "bob@127.0.0.1", "--password", "x", db=db)
     cli("user", "set", "bob@127.0.0.1", "block_callers=mallory", db=db)
     for args, rc, text in ((["09001", "bob@127.0.0.1"], 1, "lists.block_callers"),
@@ -658,6 +660,170 @@ def test_route_and_list_commands():
                            (["alice", "bob@127.0.0.1"], 0, "no list applies")):
         p = cli("list", "check", *args, "-c", cfg, db=db, check_rc=False)
         check(p.returncode == rc and text in p.stdout, "%r -> %d %r" % (args, p.returncode, p.stdout))
+    # an entry of the file deleted from the CLI stays deleted; added back, it is there again
+    cli("list", "del", "block_callers", "0900", "-c", cfg, db=db)
+    p = cli("list", "check", "09001", "bob@127.0.0.1", "-c", cfg, db=db, check_rc=False)
+    check(p.returncode == 0, "0900 still blocked after list del: %r" % p.stdout)
+    cli("list", "add", "block_callers", "0900", "-c", cfg, db=db)
+    p = cli("list", "check", "09001", "bob@127.0.0.1", "-c", cfg, db=db, check_rc=False)
+    check(p.returncode == 1, "0900 not blocked after list add: %r" % p.stdout)
+    # a regex rule from the CLI, tried when no prefix matches
+    cli("route", "rule", "add", "/^9[0-9]{3}$/", "route=pstn", "replace=|^9|+4930|", "-c", cfg,
+        db=db)
+    p = cli("route", "test", "9123", "-c", cfg, db=db)
+    check("number sent: +4930123" in p.stdout and "[set from the CLI]" in p.stdout, p.stdout)
+
+
+def rcli(cfg, server, *args, rc=0):
+    """A route/list command on the running server's database; rc is the exit status wanted."""
+    p = cli(*args, "-c", cfg, db=server.db, check_rc=False)
+    check(p.returncode == rc, "%s -> %d (want %d):\n%s%s"
+          % (" ".join(args), p.returncode, rc, p.stdout, p.stderr))
+    return p
+
+
+def test_cli_changes_reach_running_server():
+    """Gateways, groups, rules and list entries added from the CLI are used by
+    the running server at once; changes that would break the rules are
+    refused with the reason."""
+    tmp = tempfile.mkdtemp()
+    p1, p2 = free_port(), free_port()
+    cfg = gateway_config(tmp, [("gw1", p1, 1, False)])
+    with Server(config=cfg) as s:
+        users(s, "alice", "bob")
+        for args, rc, text in (
+                (("route", "gateway", "del", "gw1"), 2, "no gateway named 'gw1'"),
+                (("route", "gateway", "add", "gw1", "address=127.0.0.1"), 5, "already exists"),
+                (("route", "gateway", "add", "gw9", "address=not/a/host"), 2, "not a host name"),
+                (("route", "gateway", "add", "gw9", "address=127.0.0.1", "port=99999"), 2,
+                 "port"),
+                (("route", "gateway", "add", "gw9", "address=127.0.0.1", "colour=red"), 2,
+                 "unknown gateway setting"),
+                (("route", "gateway", "add", "gw9", "address=127.0.0.1", "auth_user=x"), 2,
+                 "auth_realm"),
+                (("route", "group", "add", "g9", "nosuch"), 2, "no gateway named 'nosuch'"),
+                (("route", "group", "add", "g9", "gw1:x"), 2, "priority"),
+                (("route", "rule", "add", "07x", "route=pstn"), 2, "neither a number prefix"),
+                (("route", "rule", "add", "0777", "route=nosuch"), 2,
+                 "no gateway group named 'nosuch'"),
+                (("route", "rule", "add", "0777", "route=pstn", "insert=3"), 2, "POSITION"),
+                (("route", "rule", "add", "/a(/", "route=pstn"), 2, "regular expression"),
+                (("route", "rule", "del", "0999"), 4, "no rule"),
+                (("list", "add", "block_sources", "300.1.1.1"), 2, "IP address"),
+                (("list", "add", "nolist", "1"), 2, "no list"),
+                (("list", "del", "block_callers", "zed"), 4, "not on"),
+                (("list", "status", "404"), 2, "403 or 603")):
+            p = rcli(cfg, s, *args, rc=rc)
+            check(text in p.stderr, "%s: no precise error: %r" % (" ".join(args), p.stderr))
+
+        # a new gateway in a new group for a new prefix
+        rcli(cfg, s, "route", "gateway", "add", "gw2", "address=127.0.0.1", "port=%d" % p2,
+             "probe=no")
+        rcli(cfg, s, "route", "group", "add", "intl", "gw2:1:100")
+        rcli(cfg, s, "route", "rule", "add", "0033", "route=intl", "replace=|^00|+|")
+        show = rcli(cfg, s, "route", "show").stdout
+        check(re.search(r"gw2 .*\[set from the CLI\]", show) and "intl" in show, show)
+        gw2 = SippBackground(["-sf", os.path.join(SCENARIOS, "uas_answer.xml"), "-i", "127.0.0.1",
+                              "-p", p2, "-m", 1, "-trace_msg", "-message_file",
+                              os.path.join(tmp, "gw2.msg.log")], cwd=tmp)
+        time.sleep(1.0)  # the server looks for changes every 250 ms
+        call(s, tmp, "0033123456")
+        rc, out = gw2.wait(20)
+        check(rc == 0, "the gateway added from the CLI was not called:\n" + out[-1500:] +
+              s.log_tail(20))
+        text = open(os.path.join(tmp, "gw2.msg.log")).read()
+        check("INVITE sip:+33123456@127.0.0.1:%d SIP/2.0" % p2 in text,
+              "the rule from the CLI did not transform the number:\n" + text[:1500])
+        check("routing rules changed" in s.log_text(), "no log line for the change")
+
+        # lists: a blocked caller, the status, and the entry taken back
+        r = invite_status(s, "mallory", "bob")
+        check(r.status == 480, "mallory before the list: %r" % r)
+        rcli(cfg, s, "list", "add", "block_callers", "mallory", "0900")
+        time.sleep(1.0)
+        r = invite_status(s, "mallory", "bob")
+        check(r.status == 403, "list add did not reach the server: %r" % r)
+        rcli(cfg, s, "list", "status", "603")
+        time.sleep(1.0)
+        r = invite_status(s, "09005", "bob")
+        check(r.status == 603, "list status did not reach the server: %r" % r)
+        rcli(cfg, s, "list", "del", "block_callers", "mallory")
+        time.sleep(1.0)
+        r = invite_status(s, "mallory", "bob")
+        check(r.status == 480, "list del did not reach the server: %r" % r)
+        # deleting what is in use is refused; in order, it works
+        rcli(cfg, s, "route", "gateway", "del", "gw2", rc=2)
+        rcli(cfg, s, "route", "rule", "del", "0033")
+        rcli(cfg, s, "route", "group", "del", "intl")
+        rcli(cfg, s, "route", "gateway", "del", "gw2")
+        check("gw2" not in rcli(cfg, s, "route", "show").stdout, "gw2 still shown")
+    # the changes survive a restart (they are in the store)
+    with Server(config=cfg, db=s.db) as s2:
+        r = invite_status(s2, "09005", "bob")
+        check(r.status == 603, "the list changes did not survive a restart: %r" % r)
+
+
+def test_gateway_outbound_digest():
+    """A gateway that challenges (407) gets our account's digest, set from
+    the CLI with only its hashes stored; wrong credentials fail over to the
+    next gateway."""
+    tmp = tempfile.mkdtemp()
+    p1, p2 = free_port(), free_port()
+    cfg = gateway_config(tmp, [("gw1", p1, 1, False), ("gw2", p2, 2, False)])
+    with Server(config=cfg) as s:
+        users(s, "alice")
+        rcli(cfg, s, "route", "gateway", "set", "gw1", "auth_user=trunk1",
+             "auth_realm=gw.example.net", "--password", "s3cret")
+        check("s3cret" not in open(s.db, "rb").read().decode("latin-1"),
+              "the gateway password is stored in clear")
+        show = rcli(cfg, s, "route", "show").stdout
+        check("auth trunk1 realm gw.example.net" in show, show)
+        gw1 = SippBackground(["-sf", os.path.join(SCENARIOS, "uas_gw_auth.xml"), "-i",
+                              "127.0.0.1", "-p", p1, "-m", 1, "-trace_msg", "-message_file",
+                              os.path.join(tmp, "gw1.msg.log")], cwd=tmp)
+        time.sleep(1.0)
+        call(s, tmp, "0301234")
+        rc, out = gw1.wait(20)
+        check(rc == 0, "the gateway did not accept our credentials:\n" + out[-2000:])
+        text = open(os.path.join(tmp, "gw1.msg.log")).read()
+        check(re.search(r"Authorization: Digest username=\"trunk1\", realm=\"gw.example.net\""
+                        r".*response=\"[0-9a-f]{32}\"", text),
+              "no credentials in the INVITE:\n" + text[-2000:])
+
+        # a wrong password: the gateway challenges again; the call goes to gw2
+        rcli(cfg, s, "route", "gateway", "set", "gw1", "--password", "wrong")
+        gw1 = SippBackground(["-sf", os.path.join(SCENARIOS, "uas_gw_auth.xml"), "-i",
+                              "127.0.0.1", "-p", p1, "-m", 1], cwd=tmp)
+        gw2 = SippBackground(["-sf", os.path.join(SCENARIOS, "uas_answer.xml"), "-i", "127.0.0.1",
+                              "-p", p2, "-m", 1], cwd=tmp)
+        time.sleep(1.0)
+        call(s, tmp, "0301234")
+        for g in (gw1, gw2):
+            rc, out = g.wait(20)
+            check(rc == 0, "failover after refused credentials:\n" + out[-1500:])
+        check("refused our credentials" in s.log_text(), "no warning about the credentials")
+
+        # a 407 (Proxy-Authorization), with qop and opaque: the digest is checked here
+        rcli(cfg, s, "route", "gateway", "set", "gw1", "--password", "s3cret")
+        log = os.path.join(tmp, "gw407.msg.log")
+        gw1 = SippBackground(["-sf", os.path.join(SCENARIOS, "uas_gw_auth407.xml"), "-i",
+                              "127.0.0.1", "-p", p1, "-m", 1, "-trace_msg", "-message_file", log],
+                             cwd=tmp)
+        time.sleep(1.0)
+        call(s, tmp, "0301234")
+        rc, out = gw1.wait(20)
+        check(rc == 0, "407 gateway:\n" + out[-1500:])
+        text = open(log).read()
+        m = re.search(r"^Proxy-Authorization: Digest (.*)$", text, re.M)
+        check(m, "no Proxy-Authorization:\n" + text[-2000:])
+        f = dict(re.findall(r'(\w+)="?([^",]*)"?', m.group(1)))
+        md5 = lambda x: hashlib.md5(x.encode()).hexdigest()
+        want = md5("%s:%s:%s:%s:auth:%s" % (
+            md5("trunk1:gw.example.net:s3cret"), f["nonce"], f["nc"], f["cnonce"],
+            md5("INVITE:" + f["uri"])))
+        check(f.get("response") == want and f.get("qop") == "auth" and
+              f.get("opaque") == "op4que" and f["uri"].startswith("sip:+49301234@"),
+              "wrong digest for the 407: %r" % f)
 
 
 def test_cli_settings_errors_and_show():

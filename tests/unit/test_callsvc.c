@@ -3,7 +3,9 @@
  * type classification (explicit parameter, RFC 3840 feature tags,
  * configured and built-in User-Agent patterns, in that order) and the
  * per-user settings line (every key, bad values refused with a precise
- * reason and no change, the canonical form reading back the same).
+ * reason and no change, the canonical form reading back the same), the
+ * dialplan, and the CLI's changes over the file's rules (services/rules.h)
+ * with a real SQLite store.
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -22,8 +24,13 @@
 #include "config/config.h"
 #include "services/dialplan.h"
 #include "services/lists.h"
+#include "services/rules.h"
 #include "services/settings.h"
 #include "services/terminal.h"
+#include "store/store.h"
+
+#include <stdlib.h>
+#include <unistd.h>
 
 static enum term_type classify(const char *params, const char *uri, const char *ua)
 {
@@ -304,7 +311,7 @@ static struct dp *load_dp(struct cfg *c)
 	cfg_defaults(c);
 	if (cfg_load_string(c, dp_yaml, sizeof(dp_yaml) - 1, &err) || cfg_finish(c, &err))
 		fail_msg("line %u: %s", err.line, err.msg);
-	assert_int_equal(dp_create(&c->dialplan, &d), 0);
+	assert_int_equal(dp_create(&c->dialplan, NULL, &d), 0);
 	return d;
 }
 
@@ -416,6 +423,219 @@ static void test_dialplan_config_errors(void **state)
 	config_error("gateways:\n  - {name: a, address: 192.0.2.1, transport: sctp}\n", 2,
 		     "udp or tcp");
 	config_error("dialplan:\n  max_callee_digits: 29\n", 2, "from 24 to 28");
+	config_error("gateways:\n  - {name: a, address: 192.0.2.1, auth_user: t}\n", 2,
+		     "credentials need");
+	config_error("gateways:\n  - {name: a, address: 192.0.2.1, auth_password: x}\n", 2,
+		     "credentials need");
+	config_error("gateways:\n  - {name: a, address: 192.0.2.1, auth_user: t, auth_realm: r, "
+		     "auth_ha1: xyz}\n",
+		     2, "auth_ha1");
+
+	/* a password is hashed at load and not kept */
+	static struct cfg c;
+	struct cfg_error err = {0};
+	static const char yaml[] = "gateways:\n  - {name: a, address: 192.0.2.1, auth_user: t, "
+				   "auth_realm: r, auth_password: pw}\n";
+	char want[33];
+	cfg_defaults(&c);
+	assert_int_equal(cfg_load_string(&c, yaml, sizeof(yaml) - 1, &err), 0);
+	store_ha1_md5(SV("t"), SV("r"), SV("pw"), want);
+	assert_string_equal(c.dialplan.gw[0].cred.ha1_md5, want);
+	assert_int_equal(strlen(c.dialplan.gw[0].cred.ha1_sha256), 64);
+}
+
+/* Applies "k=v k=v" words to a gateway or a rule; the first error's text in err. */
+static int gw_words(struct dp_gateway *g, const char *words, char *err, size_t len)
+{
+	char buf[512];
+	int rc = 0;
+
+	snprintf(buf, sizeof(buf), "%s", words);
+	for (char *w = strtok(buf, " "); w && !rc; w = strtok(NULL, " ")) {
+		char *eq = strchr(w, '=');
+		rc = dp_gateway_set(g, sv_make(w, (size_t)(eq - w)), sv_cstr(eq + 1), err, len);
+	}
+	return rc;
+}
+
+static int rule_words(struct dp_rule *r, const char *words, char *err, size_t len)
+{
+	char buf[512];
+	int rc = 0;
+
+	snprintf(buf, sizeof(buf), "%s", words);
+	for (char *w = strtok(buf, " "); w && !rc; w = strtok(NULL, " ")) {
+		char *eq = strchr(w, '=');
+		rc = dp_rule_set(r, sv_make(w, (size_t)(eq - w)), sv_cstr(eq + 1), err, len);
+	}
+	return rc;
+}
+
+static void test_dialplan_text_form(void **state)
+{
+	struct dp_gateway g = {.probe = true};
+	struct dp_rule r, r2;
+	struct dp_member m;
+	char err[200], out[1024];
+
+	(void)state;
+	assert_int_equal(gw_words(&g,
+				  "address=gw.example.net port=5080 transport=tcp probe=no "
+				  "auth_user=trunk auth_realm=example.net",
+				  err, sizeof(err)),
+			 0);
+	assert_string_equal(g.host, "gw.example.net");
+	assert_int_equal(g.port, 5080);
+	assert_true(g.tcp);
+	assert_false(g.probe);
+	dp_cred_hash(&g.cred, SV("secret"));
+	assert_int_equal(strlen(g.cred.ha1_md5), 32);
+	assert_int_equal(strlen(g.cred.ha1_sha256), 64);
+	assert_int_equal(dp_gateway_print(&g, out, sizeof(out)), 0);
+	assert_non_null(strstr(out, "address=gw.example.net port=5080 transport=tcp probe=no "
+				    "auth_user=trunk auth_realm=example.net ha1="));
+	assert_null(strstr(out, "secret"));
+	/* what it prints reads back the same */
+	struct dp_gateway g2 = {.probe = true};
+	assert_int_equal(gw_words(&g2, out, err, sizeof(err)), 0);
+	assert_memory_equal(&g.cred, &g2.cred, sizeof(g.cred));
+	assert_string_equal(g2.host, g.host);
+	/* bad values, each with its reason */
+	assert_int_equal(gw_words(&g2, "address=a/b", err, sizeof(err)), EINVAL);
+	assert_non_null(strstr(err, "not a host name"));
+	assert_int_equal(gw_words(&g2, "port=0", err, sizeof(err)), EINVAL);
+	assert_int_equal(gw_words(&g2, "transport=sctp", err, sizeof(err)), EINVAL);
+	assert_int_equal(gw_words(&g2, "ha1=XYZ", err, sizeof(err)), EINVAL);
+	assert_int_equal(gw_words(&g2, "colour=red", err, sizeof(err)), ENOENT);
+
+	assert_int_equal(dp_member_parse(SV("gw-a:2:50"), &m, err, sizeof(err)), 0);
+	assert_string_equal(m.name, "gw-a");
+	assert_int_equal(m.priority, 2);
+	assert_int_equal(m.weight, 50);
+	assert_int_equal(dp_member_parse(SV("gw-a"), &m, err, sizeof(err)), 0);
+	assert_int_equal(m.weight, 1);
+	assert_int_equal(dp_member_parse(SV("gw-a:1:0"), &m, err, sizeof(err)), EINVAL);
+	assert_int_equal(dp_member_parse(SV("gw-a:x"), &m, err, sizeof(err)), EINVAL);
+
+	memset(&r, 0, sizeof(r));
+	assert_int_equal(dp_rule_match_parse(SV("+4930"), &r, err, sizeof(err)), 0);
+	assert_string_equal(r.prefix, "+4930");
+	assert_int_equal(dp_rule_match_parse(SV("/^1[0-9]{2}$/"), &r, err, sizeof(err)), 0);
+	assert_string_equal(r.regex, "^1[0-9]{2}$");
+	assert_int_equal(dp_rule_match_parse(SV("07x"), &r, err, sizeof(err)), EINVAL);
+	assert_int_equal(dp_rule_match_parse(SV("/a(/"), &r, err, sizeof(err)), EINVAL);
+	assert_int_equal(rule_words(&r,
+				    "route=a,b redirect=yes strip=1 prefix=+49 insert=2:99 "
+				    "delete=0:1 replace=|^(.*)$|\\1#|",
+				    err, sizeof(err)),
+			 0);
+	assert_int_equal(r.nroute, 2);
+	assert_int_equal(r.nops, 5);
+	assert_int_equal(r.ops[2].kind, DP_OP_INSERT);
+	assert_int_equal(r.ops[2].at, 2);
+	assert_string_equal(r.ops[2].text, "99");
+	assert_int_equal(r.ops[4].kind, DP_OP_REPLACE);
+	assert_string_equal(r.ops[4].regex, "^(.*)$");
+	assert_string_equal(r.ops[4].text, "\\1#");
+	assert_int_equal(dp_rule_print(&r, out, sizeof(out)), 0);
+	memset(&r2, 0, sizeof(r2));
+	assert_int_equal(rule_words(&r2, out, err, sizeof(err)), 0);
+	assert_int_equal(r2.nops, r.nops);
+	assert_memory_equal(r2.ops, r.ops, sizeof(r.ops));
+	assert_true(r2.redirect);
+	/* bad steps, each refused */
+	static const char *const bad[] = {
+	    "insert=3",	   "insert=3:ab",   "delete=1:0",     "strip=0", "prefix=12a",
+	    "replace=/x/", "replace=/(/y/", "redirect=maybe", "route=",	 "colour=red"};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		memset(&r2, 0, sizeof(r2));
+		err[0] = '\0';
+		assert_int_not_equal(rule_words(&r2, bad[i], err, sizeof(err)), 0);
+		assert_true(err[0] != '\0');
+	}
+}
+
+/* The CLI's changes over the file's rules, through a real store. */
+static void test_rules_over_the_file(void **state)
+{
+	static struct cfg c;
+	static struct rules_conf base, out;
+	struct store *st;
+	struct dp_gateway g = {.probe = true};
+	struct dp_group grp = {.n = 1};
+	struct dp_rule r;
+	char path[] = "/tmp/sb-rules-XXXXXX", db[64], err[400];
+	int fd = mkstemp(path);
+	struct cfg_error cerr;
+
+	(void)state;
+	assert_true(fd >= 0);
+	close(fd);
+	snprintf(db, sizeof(db), "%s.db", path);
+	assert_int_equal(store_open(db, &st, err, sizeof(err)), 0);
+	cfg_defaults(&c);
+	if (cfg_load_string(&c, dp_yaml, sizeof(dp_yaml) - 1, &cerr) || cfg_finish(&c, &cerr))
+		fail_msg("line %u: %s", cerr.line, cerr.msg);
+	base.dp = c.dialplan;
+	base.lists = c.lists;
+
+	/* nothing in the store: the file's rules */
+	assert_int_equal(rules_conf_load(st, &base, &out, err, sizeof(err)), 0);
+	assert_int_equal(out.dp.ngw, base.dp.ngw);
+	assert_int_equal(out.dp.nrules, base.dp.nrules);
+
+	/* a new gateway and group, a new rule, a rule of the file hidden, list entries */
+	strcpy(g.name, "z1");
+	strcpy(g.host, "192.0.2.99");
+	assert_int_equal(rules_save_gateway(st, &g), 0);
+	strcpy(grp.name, "zgrp");
+	strcpy(grp.m[0].name, "z1");
+	grp.m[0].weight = 1;
+	assert_int_equal(rules_save_group(st, &grp), 0);
+	memset(&r, 0, sizeof(r));
+	assert_int_equal(dp_rule_match_parse(SV("0033"), &r, err, sizeof(err)), 0);
+	assert_int_equal(rule_words(&r, "route=zgrp replace=|^00|+|", err, sizeof(err)), 0);
+	assert_int_equal(rules_save_rule(st, &r), 0);
+	assert_int_equal(rules_forget(st, STORE_REC_DPRULE, "00", true), 0);
+	assert_int_equal(rules_save_list_item(st, "block_callers", "0900"), 0);
+	assert_int_equal(rules_save_list_item(st, "block_sources", "198.51.100.0/24"), 0);
+	assert_int_equal(rules_save_block_status(st, 603), 0);
+	assert_int_equal(rules_conf_load(st, &base, &out, err, sizeof(err)), 0);
+	assert_int_equal(out.dp.ngw, base.dp.ngw + 1);
+	assert_int_equal(rules_find_rule(&out.dp, "00"), -1);
+	assert_true(rules_find_rule(&out.dp, "0033") >= 0);
+	assert_int_equal(out.dp.rules[rules_find_rule(&out.dp, "0033")].line, 0);
+	assert_int_equal(out.lists.block_callers.n, 1);
+	assert_int_equal(out.lists.block_sources.n, 1);
+	assert_int_equal(out.lists.block_status, 603);
+
+	/* the snapshot matches with it; a republished one keeps a gateway's state */
+	struct rules_slot *slot;
+	struct rules_view v = {0};
+	struct dp *d;
+	char num[DP_NUMBER_MAX];
+	int ri;
+	assert_int_equal(rules_slot_create(&slot), 0);
+	assert_int_equal(rules_publish(slot, &out), 0);
+	d = rules_dp(rules_view_get(&v, slot));
+	ri = dp_match(d, SV("0033123"));
+	assert_int_equal(dp_transform(d, ri, SV("0033123"), num, sizeof(num)), 0);
+	assert_string_equal(num, "+33123");
+	dp_gateway_set_up(d, (unsigned)rules_find_gateway(&out.dp, "z1"), false);
+	assert_int_equal(rules_publish(slot, &out), 0);
+	d = rules_dp(rules_view_get(&v, slot)); /* the view moves on; the old one is freed */
+	assert_false(dp_gateway_is_up(d, (unsigned)rules_find_gateway(&out.dp, "z1")));
+	rules_view_release(&v);
+	rules_slot_destroy(slot);
+
+	/* a change that no longer fits the file is reported with what is wrong */
+	assert_int_equal(rules_forget(st, STORE_REC_GATEWAY, "z1", false), 0);
+	assert_int_equal(rules_conf_load(st, &base, &out, err, sizeof(err)), EINVAL);
+	assert_non_null(strstr(err, "no gateway named 'z1'"));
+
+	store_close(st);
+	unlink(db);
+	unlink(path);
 }
 
 int main(void)
@@ -431,6 +651,8 @@ int main(void)
 	    cmocka_unit_test(test_dialplan_match_and_transform),
 	    cmocka_unit_test(test_dialplan_gateway_order),
 	    cmocka_unit_test(test_dialplan_config_errors),
+	    cmocka_unit_test(test_dialplan_text_form),
+	    cmocka_unit_test(test_rules_over_the_file),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,0 +1,86 @@
+/*
+ * fuzz_dptext.c - libFuzzer target for the text form of the routing rules
+ * (what `switchboard route` takes and the store keeps): gateway, member and
+ * rule words, rule matches, list entries, and the print/parse round trip.
+ * The first byte picks the parser; the rest is its input.
+ */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "services/dialplan.h"
+#include "services/lists.h"
+
+/* Each space-separated word of text through fn. */
+static void words(sv_t text, int (*fn)(void *obj, sv_t k, sv_t v), void *obj)
+{
+	while (text.len) {
+		ptrdiff_t sp = sv_find(text, ' ');
+		sv_t w = sp < 0 ? text : sv_sub(text, 0, (size_t)sp);
+		ptrdiff_t eq = sv_find(w, '=');
+		if (eq >= 0)
+			fn(obj, sv_sub(w, 0, (size_t)eq), sv_sub(w, (size_t)eq + 1, w.len));
+		text = sp < 0 ? SV_NULL : sv_sub(text, (size_t)sp + 1, text.len);
+	}
+}
+
+static int gateway_word(void *obj, sv_t k, sv_t v)
+{
+	char err[200];
+
+	return dp_gateway_set(obj, k, v, err, sizeof(err));
+}
+
+static int rule_word(void *obj, sv_t k, sv_t v)
+{
+	char err[200];
+
+	return dp_rule_set(obj, k, v, err, sizeof(err));
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	static struct dp_rule r;
+	struct dp_gateway g;
+	struct dp_member m;
+	struct lists_cidr c;
+	char err[200], out[2048], *copy;
+	sv_t in;
+
+	if (size < 1)
+		return 0;
+	copy = malloc(size);
+	if (!copy)
+		return 0;
+	memcpy(copy, data + 1, size - 1);
+	in = sv_make(copy, size - 1);
+	switch (data[0] % 5) {
+	case 0:
+		memset(&g, 0, sizeof(g));
+		words(in, gateway_word, &g);
+		dp_gateway_print(&g, out, sizeof(out));
+		break;
+	case 1:
+		dp_member_parse(in, &m, err, sizeof(err));
+		break;
+	case 2:
+		memset(&r, 0, sizeof(r));
+		words(in, rule_word, &r);
+		if (dp_rule_print(&r, out, sizeof(out)) == 0) {
+			memset(&r, 0, sizeof(r));
+			words(sv_cstr(out), rule_word, &r);
+		}
+		break;
+	case 3:
+		memset(&r, 0, sizeof(r));
+		dp_rule_match_parse(in, &r, err, sizeof(err));
+		dp_rule_key(&r, out, sizeof(out));
+		break;
+	default:
+		lists_cidr_parse(in, &c);
+		lists_prefix_ok(in);
+		break;
+	}
+	free(copy);
+	return 0;
+}
