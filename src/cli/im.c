@@ -137,8 +137,7 @@ static int cli_msg(const struct cli_opts *o, struct store *s, const char *sub)
 				rc == ENOENT ? "no such message" : store_errmsg(s));
 			return cli_exit_for(rc);
 		}
-		printf("message %s deleted (a running server forgets it at its restart)\n",
-		       o->pos[0]);
+		printf("message %s deleted\n", o->pos[0]);
 		return CLI_EXIT_OK;
 	}
 	fprintf(stderr, "msg: unknown command '%s' (try --help)\n", sub);

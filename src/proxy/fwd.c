@@ -738,6 +738,7 @@ static enum gw_auth branch_gateway_challenge(struct ptx_branch *b, struct sip_ms
 		txn_cli_abandon(b->t);
 	b->t = NULL;
 	b->auth_sent = true;
+	b->provisional = false; /* the new transaction has had none yet (CANCEL waits for one) */
 	res = GW_AUTH_RESENT;
 	branch_send(b, m, &b->dest);
 out:

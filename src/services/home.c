@@ -63,6 +63,8 @@ struct home_snapshot {
 	size_t nmembers;
 	struct snap_mailbox *mailboxes;
 	size_t nmailboxes;
+	uint64_t *msg_ids; /* the stored messages, sorted (`msg del` removes some) */
+	size_t nmsgs;
 	int err;
 };
 
@@ -349,6 +351,13 @@ static int snap_row(void *arg, const struct store_record *rec)
 			sv_copy(sv_cstr(sp + 1), m->member, sizeof(m->member));
 		}
 		break;
+	case STORE_REC_MESSAGE:
+		nv = snap_grow(s->msg_ids, &s->nmsgs, sizeof(*s->msg_ids), &e);
+		if (nv) {
+			s->msg_ids = nv;
+			*(uint64_t *)e = (uint64_t)rec->seq;
+		}
+		break;
 	case STORE_REC_MAILBOX:
 		nv = snap_grow(s->mailboxes, &s->nmailboxes, sizeof(*s->mailboxes), &e);
 		if (nv) {
@@ -370,6 +379,7 @@ static void snap_free(struct home_snapshot *s)
 	free(s->topics);
 	free(s->members);
 	free(s->mailboxes);
+	free(s->msg_ids);
 	free(s);
 }
 
@@ -383,6 +393,10 @@ static void snap_read(struct store *st, struct dbq_job *job)
 		s->err = store_record_list(st, STORE_REC_MEMBER, NULL, snap_row, s);
 	if (!s->err)
 		s->err = store_record_list(st, STORE_REC_MAILBOX, NULL, snap_row, s);
+	if (!s->err)
+		s->err = store_record_list(st, STORE_REC_MESSAGE, NULL, snap_row, s);
+	if (!s->err && s->nmsgs)
+		qsort(s->msg_ids, s->nmsgs, sizeof(*s->msg_ids), im_id_cmp);
 	worker_post(job->reply_to, &job->done);
 }
 
@@ -447,6 +461,7 @@ static void snap_apply(struct home *h, const struct home_snapshot *s)
 			im_topic_delete(h, t->key, false);
 		}
 	}
+	im_drop_deleted(h, s->msg_ids, s->nmsgs);
 	for (size_t i = 0; i < s->nmembers; i++)
 		im_topic_join(h, s->members[i].topic, s->members[i].member, false);
 	for (struct im_topic *t = h->topics; t; t = t->next) {
@@ -470,7 +485,8 @@ static void snap_done(struct worker *w, struct wjob *job)
 		return;
 	}
 	if (s->err) {
-		log_warn("re-reading topics and mailboxes failed; keeping what is in memory");
+		log_warn(
+		    "re-reading topics, mailboxes and messages failed; keeping what is in memory");
 	} else if (s->ops_done != h->ops_submitted || h->batch) {
 		/* our own writes were still on their way: the copy is behind us; ask again */
 		h->snapshot_wanted = true;

@@ -29,6 +29,7 @@ struct im_msg {
 	char *body;
 	size_t body_len;
 	bool persisted;
+	bool deleted; /* deleted from the CLI while its delivery runs: not tried again */
 };
 
 /* One recipient's queue. */
@@ -171,6 +172,10 @@ sv_t home_meta_get(const char *meta, const char *name);
 enum proxy_step im_handle_message(struct home *h, struct preq *r);
 void im_registered(struct home *h, const char *aor);
 void im_sweep(struct home *h, int64_t now);
+/* Drops the stored messages the store no longer has (ids: those it has, sorted): `msg del`. */
+void im_drop_deleted(struct home *h, const uint64_t *ids, size_t n);
+/* Orders message ids (uint64_t) for qsort and bsearch. */
+int im_id_cmp(const void *a, const void *b);
 int im_load_message(struct home *h, const struct store_record *rec);
 int im_load_topic(struct home *h, const struct store_record *rec);
 int im_load_member(struct home *h, const struct store_record *rec);

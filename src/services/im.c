@@ -160,6 +160,9 @@ static void box_done(void *arg, unsigned status, const struct sip_msg *resp)
 			msg_free(m);
 		}
 		b->target = 0;
+	} else if (b->head && b->head->deleted) {
+		msg_free(box_pop(b)); /* deleted from the CLI meanwhile: not tried again */
+		b->target = 0;
 	} else {
 		log_debug("message for %s: contact %u answered %u", b->aor, b->target, status);
 		b->target++; /* the next contact, if there is one */
@@ -622,6 +625,48 @@ void im_sweep(struct home *h, int64_t now)
 					snprintf(key, sizeof(key), "%020" PRIu64, m->id);
 					home_rec_del(h, STORE_REC_MESSAGE, key);
 				}
+				msg_free(m);
+			}
+			box_release_if_empty(b);
+		}
+	}
+}
+
+int im_id_cmp(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+void im_drop_deleted(struct home *h, const uint64_t *ids, size_t n)
+{
+	for (size_t i = 0; i < HOME_BUCKETS; i++) {
+		for (struct im_box *b = h->boxes[i], *next; b; b = next) {
+			struct im_msg **pp = &b->head, *prev = NULL;
+			next = b->hnext;
+			while (*pp) {
+				struct im_msg *m = *pp;
+				if (!m->persisted ||
+				    bsearch(&m->id, ids, n, sizeof(*ids), im_id_cmp)) {
+					prev = m;
+					pp = &m->next;
+					continue;
+				}
+				if (!m->deleted)
+					log_info("stored message %020" PRIu64
+						 " for %s deleted from the CLI",
+						 m->id, b->aor);
+				if (m == b->head && b->inflight) {
+					m->deleted = true; /* its delivery ends it (box_done) */
+					prev = m;
+					pp = &m->next;
+					continue;
+				}
+				*pp = m->next;
+				if (b->tail == m)
+					b->tail = prev;
+				b->count--;
 				msg_free(m);
 			}
 			box_release_if_empty(b);

@@ -163,6 +163,36 @@ def test_offline_store_then_delivery_in_order():
         check("no stored messages" in cli("msg", "list", db=srv.db).stdout, "not deleted")
 
 
+def test_msg_del_on_running_server():
+    """A stored message deleted with the CLI is dropped by the running server:
+    the user gets the others, in order, and never the deleted one."""
+    with server() as srv:
+        users(srv, "alice", "bob")
+        alice, bob = UA(srv, "alice"), UA(srv, "bob")
+        alice.reg()
+        for i in range(3):
+            r = alice.send("MESSAGE", bob.aor, ["Content-Type: text/plain"], "note %d" % i)
+            check(r.status == 202, "offline MESSAGE: %r" % r)
+        time.sleep(0.5)
+        rows = [l.split()[0] for l in cli("msg", "list", "bob@127.0.0.1", db=srv.db).stdout
+                .splitlines()[1:]]
+        check(len(rows) == 3, "stored: %r" % rows)
+        p = cli("msg", "del", rows[1], db=srv.db)
+        check("deleted" in p.stdout and "restart" not in p.stdout, p.stdout)
+        p = cli("msg", "del", rows[1], db=srv.db, check_rc=False)
+        check(p.returncode == 4 and "no such message" in p.stderr, p.stderr)
+        time.sleep(1.0)  # the server notices the change within 250 ms
+        bob.reg()
+        got = []
+        while True:
+            m = bob.wait("MESSAGE", timeout=2)
+            if m is None:
+                break
+            got.append(m.body)
+        check(got == ["note 0", "note 2"], "after msg del: %r" % got)
+        check("deleted from the CLI" in srv.log_text(), "no log line for the deletion")
+
+
 def test_failed_delivery_is_stored_and_survives_restart():
     with server() as srv:
         users(srv, "alice", "bob")
