@@ -9,6 +9,7 @@
 #include "services/dialplan.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <regex.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -46,11 +47,88 @@ static int find_group(const struct dp_config *c, const char *name)
 	return -1;
 }
 
+/* The bound of "{n}", "{n,}" or "{n,m}" at p (after '{'): the larger number, n+1 for "{n,}". */
+static unsigned long regex_bound(const char **p)
+{
+	unsigned long n = 0, m = 0;
+	bool comma = false, have_m = false;
+
+	for (; **p && **p != '}'; (*p)++) {
+		if (**p == ',') {
+			comma = true;
+		} else if (**p >= '0' && **p <= '9') {
+			unsigned long *v = comma ? &m : &n;
+			*v = *v * 10 + (unsigned long)(**p - '0');
+			have_m |= comma;
+			if (*v > 100000)
+				return ULONG_MAX;
+		}
+	}
+	return comma ? (have_m ? m : n + 1) : n;
+}
+
+/*
+ * glibc's regcomp copies the tree of a sub-expression once per "+" and per
+ * count of a bound ("{n}"), so stacked or nested ones grow it exponentially:
+ * "a++++..." with forty "+" takes gigabytes. A dialplan regex needs none of
+ * that; stacked repetitions are undefined in POSIX anyway. Refuses them,
+ * and a product of "+" (2) and bounds (their count) over 4096.
+ */
+static bool regex_tame(const char *re)
+{
+	unsigned long weight = 1;
+	bool after_quant = false;
+
+	for (const char *p = re; *p; p++) {
+		if (*p == '\\' && p[1]) {
+			p++;
+			after_quant = false;
+			continue;
+		}
+		if (*p == '[') { /* a bracket expression: its '+' and '{' are plain */
+			const char *q = p + 1;
+			if (*q == '^')
+				q++;
+			if (*q == ']')
+				q++;
+			while (*q && *q != ']')
+				q++;
+			if (!*q)
+				return true; /* unbalanced: regcomp refuses it */
+			p = q;
+			after_quant = false;
+			continue;
+		}
+		if (*p != '*' && *p != '+' && *p != '?' && *p != '{') {
+			after_quant = false;
+			continue;
+		}
+		if (after_quant)
+			return false;
+		after_quant = true;
+		if (*p == '+')
+			weight *= 2;
+		if (*p == '{') {
+			unsigned long b;
+			p++;
+			b = regex_bound(&p);
+			if (b > 4096)
+				return false;
+			weight *= b ? b : 1;
+			if (!*p)
+				return true;
+		}
+		if (weight > 4096)
+			return false;
+	}
+	return true;
+}
+
 static bool regex_ok(const char *re)
 {
 	regex_t r;
 
-	if (regcomp(&r, re, REG_EXTENDED) != 0)
+	if (!regex_tame(re) || regcomp(&r, re, REG_EXTENDED) != 0)
 		return false;
 	regfree(&r);
 	return true;
@@ -94,7 +172,8 @@ int dp_config_resolve(struct dp_config *c, char *err, size_t errlen, unsigned *l
 		if (ru->regex[0] && !regex_ok(ru->regex)) {
 			*line = ru->line;
 			snprintf(err, errlen,
-				 "dialplan rule: '%s' is not a valid extended regular expression",
+				 "dialplan rule: '%s' is not a valid extended regular expression "
+				 "(or stacks repetitions)",
 				 ru->regex);
 			return EINVAL;
 		}
@@ -599,7 +678,9 @@ static int op_replace(sv_t v, struct dp_op *op, char *err, size_t errlen)
 	if (with.len && word_copy(SV("replace"), with, op->text, sizeof(op->text), err, errlen))
 		return EINVAL;
 	if (!regex_ok(op->regex)) {
-		snprintf(err, errlen, "replace: '%s' is not a valid extended regular expression",
+		snprintf(err, errlen,
+			 "replace: '%s' is not a valid extended regular expression (or stacks "
+			 "repetitions)",
 			 op->regex);
 		return EINVAL;
 	}
@@ -693,7 +774,9 @@ int dp_rule_match_parse(sv_t text, struct dp_rule *r, char *err, size_t errlen)
 			      sizeof(r->regex), err, errlen))
 			return EINVAL;
 		if (!regex_ok(r->regex)) {
-			snprintf(err, errlen, "'%s' is not a valid extended regular expression",
+			snprintf(err, errlen,
+				 "'%s' is not a valid extended regular expression (or stacks "
+				 "repetitions)",
 				 r->regex);
 			return EINVAL;
 		}

@@ -524,6 +524,14 @@ static void test_dialplan_text_form(void **state)
 	assert_string_equal(r.regex, "^1[0-9]{2}$");
 	assert_int_equal(dp_rule_match_parse(SV("07x"), &r, err, sizeof(err)), EINVAL);
 	assert_int_equal(dp_rule_match_parse(SV("/a(/"), &r, err, sizeof(err)), EINVAL);
+	/* repetitions glibc would expand into gigabytes: refused before regcomp (fuzz_dptext) */
+	assert_int_equal(
+	    dp_rule_match_parse(SV("/:a++++++++++++++++++++++++++++++++/"), &r, err, sizeof(err)),
+	    EINVAL);
+	assert_int_equal(dp_rule_match_parse(SV("/(((0{17}){17}){17})/"), &r, err, sizeof(err)),
+			 EINVAL);
+	assert_int_equal(dp_rule_match_parse(SV("/^(0+)+[1-9]{2,4}[+*]$/"), &r, err, sizeof(err)),
+			 0);
 	assert_int_equal(rule_words(&r,
 				    "route=a,b redirect=yes strip=1 prefix=+49 insert=2:99 "
 				    "delete=0:1 replace=|^(.*)$|\\1#|",
