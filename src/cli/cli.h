@@ -27,6 +27,7 @@ int cli_check_config(int argc, char **argv);
 /* What the dialplan does with a number, and what the lists do with a call (route.c). */
 int cli_route(int argc, char **argv);
 int cli_list(int argc, char **argv);
+int cli_terminal(int argc, char **argv);
 /* msg, presence, topic, mwi: messaging and presence state (im.c); group is the command. */
 int cli_im(const char *group, int argc, char **argv);
 /* Runs the server in the foreground until SIGINT/SIGTERM. */

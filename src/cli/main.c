@@ -9,23 +9,24 @@
 
 static void usage(FILE *f)
 {
-	fprintf(f,
-		"usage: switchboard COMMAND [ARGS]\n"
-		"  serve [-c FILE] [--listen PROTO:IP:PORT]... [--domain D]... [--db PATH]\n"
-		"                      run the SIP server in the foreground\n"
-		"  check-config -c FILE  check a configuration file\n"
-		"  user add|del|passwd|list|import ...   manage subscribers\n"
-		"  user set|show ...     call settings (ringing, forwarding, lists) of a user\n"
-		"  reg list [AOR]        show registrations\n"
-		"  route show|test ...   the dialplan and gateways of a configuration\n"
-		"  list show|check ...   the black and white lists\n"
-		"  msg list|del ...      stored (offline) instant messages\n"
-		"  presence list [AOR]   presence subscriptions and publications\n"
-		"  topic list|create|delete|members|add|remove ...   IM broker topics\n"
-		"  mwi set|list ...      mailbox summaries for message-summary subscribers\n"
-		"  version               print the version\n"
-		"Each command takes --help. Exit codes: 0 ok, 1 failure, 2 usage, 3 bad config,\n"
-		"4 not found, 5 already exists.\n");
+	fprintf(
+	    f, "usage: switchboard COMMAND [ARGS]\n"
+	       "  serve [-c FILE] [--listen PROTO:IP:PORT]... [--domain D]... [--db PATH]\n"
+	       "                      run the SIP server in the foreground\n"
+	       "  check-config -c FILE  check a configuration file\n"
+	       "  user add|del|passwd|list|import ...   manage subscribers\n"
+	       "  user set|show ...     call settings (ringing, forwarding, lists) of a user\n"
+	       "  reg list [AOR]        show registrations\n"
+	       "  route show|test|gateway|group|rule|redirect ...   dialplan, gateways, redirects\n"
+	       "  list show|check|add|del|status ...   the global black and white lists\n"
+	       "  terminal list|test|add|del ...   User-Agent patterns for terminal types\n"
+	       "  msg list|del ...      stored (offline) instant messages\n"
+	       "  presence list [AOR]   presence subscriptions and publications\n"
+	       "  topic list|create|delete|members|add|remove ...   IM broker topics\n"
+	       "  mwi set|list ...      mailbox summaries for message-summary subscribers\n"
+	       "  version               print the version\n"
+	       "Each command takes --help. Exit codes: 0 ok, 1 failure, 2 usage, 3 bad config,\n"
+	       "4 not found, 5 already exists.\n");
 }
 
 int main(int argc, char **argv)
@@ -46,6 +47,8 @@ int main(int argc, char **argv)
 		return cli_route(argc - 1, argv + 1);
 	if (strcmp(cmd, "list") == 0)
 		return cli_list(argc - 1, argv + 1);
+	if (strcmp(cmd, "terminal") == 0)
+		return cli_terminal(argc - 1, argv + 1);
 	if (strcmp(cmd, "msg") == 0 || strcmp(cmd, "presence") == 0 || strcmp(cmd, "topic") == 0 ||
 	    strcmp(cmd, "mwi") == 0)
 		return cli_im(cmd, argc - 1, argv + 1);

@@ -1,7 +1,9 @@
 /*
- * route.c - `switchboard route` and `switchboard list`: the dialplan, the
- * gateways and the global black and white lists, shown, tested ("where does
- * 0301234 go?", "may 0900555 call bob?") and changed.
+ * route.c - `switchboard route`, `switchboard list` and `switchboard
+ * terminal`: the dialplan, the gateways, the redirect domains, the global
+ * black and white lists and the User-Agent patterns of terminal types,
+ * shown, tested ("where does 0301234 go?", "may 0900555 call bob?", "what is
+ * a Yealink?") and changed.
  *
  * A change is kept in the store as one entry over the configuration file's
  * (services/rules.h), checked first against the whole (a group must name
@@ -22,6 +24,7 @@
 #include "services/lists.h"
 #include "services/rules.h"
 #include "services/settings.h"
+#include "services/terminal.h"
 #include "store/store.h"
 
 static void cli_route_usage(FILE *to)
@@ -35,6 +38,7 @@ static void cli_route_usage(FILE *to)
 		"       switchboard route group del NAME\n"
 		"       switchboard route rule add|set MATCH KEY=VALUE...\n"
 		"       switchboard route rule del MATCH\n"
+		"       switchboard route redirect add|del DOMAIN|*\n"
 		"show prints the gateways, gateway groups and dialplan rules in force (the\n"
 		"configuration file's with the changes made here); test prints which rule a\n"
 		"called number matches, the number sent, and the gateways in the order tried.\n"
@@ -45,7 +49,23 @@ static void cli_route_usage(FILE *to)
 		"route=GROUP[,GROUP...] redirect=yes|no, and the transform steps, in order:\n"
 		"strip=N prefix=DIGITS insert=POS:DIGITS delete=POS:COUNT replace=/REGEX/WITH/\n"
 		"(transform=none drops them). add makes a new entry, set changes one (also one\n"
-		"of the file's), del removes it. The running server applies a change at once.\n");
+		"of the file's), del removes it. redirect makes INVITEs for a domain's users\n"
+		"get 302 with their contacts (* = every domain). The running server applies a\n"
+		"change at once.\n");
+}
+
+static void cli_terminal_usage(FILE *to)
+{
+	fprintf(to, "usage: switchboard terminal list [-c FILE] [--db PATH]\n"
+		    "       switchboard terminal test USER-AGENT [CONTACT-PARAMS]\n"
+		    "       switchboard terminal add PATTERN desk|pc|mobile|other\n"
+		    "       switchboard terminal del PATTERN\n"
+		    "A registration whose User-Agent contains PATTERN gets its type; the\n"
+		    "patterns are tried in order (the file's, then those added here), before\n"
+		    "the built-in table, and after an explicit terminal= Contact parameter and\n"
+		    "RFC 3840 feature tags. test prints the type a registration would get.\n"
+		    "add replaces the type of an existing pattern. The running server uses a\n"
+		    "change for the next REGISTER.\n");
 }
 
 static void cli_list_usage(FILE *to)
@@ -122,8 +142,7 @@ static int cli_rules_open(const struct cli_opts *o, const char *cmd, struct cli_
 		fprintf(stderr, "%s: out of memory\n", cmd);
 		return CLI_EXIT_FAILURE;
 	}
-	cr->base->dp = cr->cfg->dialplan;
-	cr->base->lists = cr->cfg->lists;
+	rules_conf_from_cfg(cr->base, cr->cfg);
 	if (rules_conf_load(cr->st, cr->base, cr->cur, cr->why, sizeof(cr->why)))
 		cr->bad = true;
 	return CLI_EXIT_OK;
@@ -245,6 +264,19 @@ static void cli_route_print_rule(const struct dp_config *d, const struct dp_rule
 	for (size_t o = 0; o < r->nops; o++)
 		printf("%s%s", o ? ", " : "; ", cli_op_text(&r->ops[o], op, sizeof(op)));
 	printf("%s\n", cli_origin(r->line));
+}
+
+static void cli_show_redirects(const struct cli_rules *cr)
+{
+	const struct rules_conf *c = cr->cur;
+
+	printf("redirect domains (302 with the contacts):");
+	if (!c->nredirect)
+		printf(" -");
+	for (size_t i = 0; i < c->nredirect; i++)
+		printf(" %s%s", c->redirect_domains[i],
+		       rules_find_redirect(cr->base, c->redirect_domains[i]) < 0 ? " [CLI]" : "");
+	printf("\n");
 }
 
 static int cli_route_show(const struct dp_config *d)
@@ -398,7 +430,7 @@ static int cli_gateway(struct cli_rules *cr, const struct cli_opts *o, const cha
 {
 	struct dp_config *d = &cr->cur->dp;
 	const char *name = o->pos[0];
-	int i = rules_find_gateway(d, name), ex;
+	int i = dp_config_find_gateway(d, name), ex;
 	struct dp_gateway g;
 
 	if (!cli_name_ok(name)) {
@@ -420,10 +452,11 @@ static int cli_gateway(struct cli_rules *cr, const struct cli_opts *o, const cha
 		d->ngw--;
 		if ((ex = cli_rules_check(cr)))
 			return ex;
-		return cli_rules_saved(cr,
-				       rules_forget(cr->st, STORE_REC_GATEWAY, name,
-						    rules_find_gateway(&cr->base->dp, name) >= 0),
-				       "the gateway");
+		return cli_rules_saved(
+		    cr,
+		    rules_forget(cr->st, STORE_REC_GATEWAY, name,
+				 dp_config_find_gateway(&cr->base->dp, name) >= 0),
+		    "the gateway");
 	}
 	if (i < 0 && d->ngw >= DP_MAX_GATEWAYS) {
 		fprintf(stderr, "%s: there are %d gateways already\n", cr->cmd, DP_MAX_GATEWAYS);
@@ -449,7 +482,7 @@ static int cli_group(struct cli_rules *cr, const struct cli_opts *o, const char 
 {
 	struct dp_config *d = &cr->cur->dp;
 	const char *name = o->pos[0];
-	int i = rules_find_group(d, name), ex;
+	int i = dp_config_find_group(d, name), ex;
 	struct dp_group g;
 	char err[200];
 
@@ -474,7 +507,7 @@ static int cli_group(struct cli_rules *cr, const struct cli_opts *o, const char 
 			return ex;
 		return cli_rules_saved(cr,
 				       rules_forget(cr->st, STORE_REC_GWGROUP, name,
-						    rules_find_group(&cr->base->dp, name) >= 0),
+						    dp_config_find_group(&cr->base->dp, name) >= 0),
 				       "the group");
 	}
 	if (o->npos < 2) {
@@ -589,7 +622,46 @@ out:
 	return ex;
 }
 
-/* `route gateway|group|rule add|set|del ...` */
+static int cli_redirect(struct cli_rules *cr, const struct cli_opts *o, const char *verb)
+{
+	struct rules_conf *c = cr->cur;
+	char norm[sizeof(c->redirect_domains[0])];
+	int i;
+
+	if (strcmp(verb, "set") == 0 || o->npos != 1) {
+		fprintf(stderr, "%s: usage: route redirect add|del DOMAIN|*\n", cr->cmd);
+		return CLI_EXIT_USAGE;
+	}
+	if (strcmp(o->pos[0], "*") == 0) {
+		strcpy(norm, "*");
+	} else if (cfg_domain_norm(o->pos[0], norm, sizeof(norm))) {
+		fprintf(stderr, "%s: '%s' is not a host name or IP address\n", cr->cmd, o->pos[0]);
+		return CLI_EXIT_USAGE;
+	}
+	i = rules_find_redirect(c, norm);
+	if (strcmp(verb, "add") == 0) {
+		if (i >= 0) {
+			fprintf(stderr, "%s: %s is answered with 302 already\n", cr->cmd, norm);
+			return CLI_EXIT_EXISTS;
+		}
+		if (c->nredirect >= CFG_MAX_DOMAINS) {
+			fprintf(stderr, "%s: there are %d redirect domains already\n", cr->cmd,
+				CFG_MAX_DOMAINS);
+			return CLI_EXIT_USAGE;
+		}
+		return cli_rules_saved(cr, rules_save_redirect(cr->st, norm), "the domain");
+	}
+	if (i < 0) {
+		fprintf(stderr, "%s: %s is not a redirect domain\n", cr->cmd, norm);
+		return CLI_EXIT_NOT_FOUND;
+	}
+	return cli_rules_saved(cr,
+			       rules_forget(cr->st, STORE_REC_REDIRECT, norm,
+					    rules_find_redirect(cr->base, norm) >= 0),
+			       "the domain");
+}
+
+/* `route gateway|group|rule|redirect add|set|del ...` */
 static int cli_route_change(int argc, char **argv)
 {
 	const char *what = argv[1], *verb = argc > 2 ? argv[2] : "";
@@ -601,7 +673,8 @@ static int cli_route_change(int argc, char **argv)
 
 	snprintf(cmd, sizeof(cmd), "route %s %s", what, verb);
 	if (strcmp(verb, "add") != 0 && strcmp(verb, "set") != 0 && strcmp(verb, "del") != 0) {
-		fprintf(stderr, "route %s: add, set or del (try --help)\n", what);
+		fprintf(stderr, "route %s: %s (try --help)\n", what,
+			strcmp(what, "redirect") == 0 ? "add or del" : "add, set or del");
 		return CLI_EXIT_USAGE;
 	}
 	ex = cli_parse(argc - 2, argv + 2, cmd, CLI_OPT_STORE | (gw ? CLI_OPT_PASSWORD : 0), &o);
@@ -614,7 +687,9 @@ static int cli_route_change(int argc, char **argv)
 	if (ex)
 		return ex;
 	ex = cli_rules_open(&o, cmd, &cr);
-	if (!ex && gw)
+	if (!ex && strcmp(what, "redirect") == 0)
+		ex = cli_redirect(&cr, &o, verb);
+	else if (!ex && gw)
 		ex = cli_gateway(&cr, &o, verb);
 	else if (!ex && strcmp(what, "group") == 0)
 		ex = cli_group(&cr, &o, verb);
@@ -636,7 +711,7 @@ int cli_route(int argc, char **argv)
 		return argc < 2 ? CLI_EXIT_USAGE : CLI_EXIT_OK;
 	}
 	if (strcmp(argv[1], "gateway") == 0 || strcmp(argv[1], "group") == 0 ||
-	    strcmp(argv[1], "rule") == 0)
+	    strcmp(argv[1], "rule") == 0 || strcmp(argv[1], "redirect") == 0)
 		return cli_route_change(argc, argv);
 	test = strcmp(argv[1], "test") == 0;
 	if (!test && strcmp(argv[1], "show") != 0) {
@@ -658,6 +733,8 @@ int cli_route(int argc, char **argv)
 		ex = cli_rules_whole(&cr);
 	if (!ex)
 		ex = test ? cli_route_test(&cr.cur->dp, o.pos[0]) : cli_route_show(&cr.cur->dp);
+	if (!ex && !test)
+		cli_show_redirects(&cr);
 	cli_rules_close(&cr);
 	return ex;
 }
@@ -834,48 +911,73 @@ static int cli_list_change(const struct cli_opts *o, struct cli_rules *cr, bool 
 	return ex;
 }
 
-int cli_list(int argc, char **argv)
+/* One subcommand of `list` or `terminal`, its positional arguments from min to max. */
+struct cli_verb {
+	const char *name;
+	int min, max;
+};
+
+/*
+ * The common start of `list` and `terminal`: picks argv[1] among verbs
+ * (*vi), parses the options and the arguments, and opens the rules. Returns
+ * an exit status; *done is set when the command is over (help, an error).
+ */
+#define CLI_CMD_MAX 48
+
+static int cli_rules_command(int argc, char **argv, const char *group, const struct cli_verb *verbs,
+			     size_t nverbs, void (*usage)(FILE *), size_t *vi, struct cli_opts *o,
+			     struct cli_rules *cr, bool *done, char cmd[CLI_CMD_MAX])
 {
-	enum list_verb { LV_SHOW, LV_CHECK, LV_ADD, LV_DEL, LV_STATUS };
-	static const struct {
-		const char *verb;
-		enum list_verb id;
-		int min, max;
-	} verbs[] = {{"show", LV_SHOW, 0, 0},
-		     {"check", LV_CHECK, 2, 3},
-		     {"add", LV_ADD, 2, CLI_MAX_POS},
-		     {"del", LV_DEL, 2, CLI_MAX_POS},
-		     {"status", LV_STATUS, 1, 1}};
-	struct cli_opts o;
-	struct cli_rules cr;
-	char cmd[32];
-	size_t vi = 0;
 	int ex;
 
+	*done = true;
 	if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
-		cli_list_usage(argc < 2 ? stderr : stdout);
+		usage(argc < 2 ? stderr : stdout);
 		return argc < 2 ? CLI_EXIT_USAGE : CLI_EXIT_OK;
 	}
-	while (vi < sizeof(verbs) / sizeof(verbs[0]) && strcmp(argv[1], verbs[vi].verb) != 0)
-		vi++;
-	if (vi == sizeof(verbs) / sizeof(verbs[0])) {
-		fprintf(stderr, "list: unknown command '%s' (try --help)\n", argv[1]);
+	for (*vi = 0; *vi < nverbs && strcmp(argv[1], verbs[*vi].name) != 0; (*vi)++)
+		;
+	if (*vi == nverbs) {
+		fprintf(stderr, "%s: unknown command '%s' (try --help)\n", group, argv[1]);
 		return CLI_EXIT_USAGE;
 	}
-	snprintf(cmd, sizeof(cmd), "list %s", verbs[vi].verb);
-	ex = cli_parse(argc - 1, argv + 1, cmd, CLI_OPT_STORE, &o);
-	if (!ex && o.help) {
-		cli_list_usage(stdout);
+	snprintf(cmd, CLI_CMD_MAX, "%s %s", group, verbs[*vi].name);
+	ex = cli_parse(argc - 1, argv + 1, cmd, CLI_OPT_STORE, o);
+	if (!ex && o->help) {
+		usage(stdout);
 		return CLI_EXIT_OK;
 	}
 	if (!ex)
-		ex = cli_want_args(&o, verbs[vi].min, verbs[vi].max, cmd);
-	if (ex)
+		ex = cli_want_args(o, verbs[*vi].min, verbs[*vi].max, cmd);
+	if (!ex) {
+		ex = cli_rules_open(o, cmd, cr);
+		*done = ex != 0;
+		if (ex)
+			cli_rules_close(cr);
+	}
+	return ex;
+}
+
+int cli_list(int argc, char **argv)
+{
+	enum list_verb { LV_SHOW, LV_CHECK, LV_ADD, LV_DEL, LV_STATUS };
+	static const struct cli_verb verbs[] = {{"show", 0, 0},
+						{"check", 2, 3},
+						{"add", 2, CLI_MAX_POS},
+						{"del", 2, CLI_MAX_POS},
+						{"status", 1, 1}};
+	struct cli_opts o;
+	struct cli_rules cr;
+	char cmd[CLI_CMD_MAX];
+	size_t vi;
+	bool done;
+	int ex;
+
+	ex = cli_rules_command(argc, argv, "list", verbs, sizeof(verbs) / sizeof(verbs[0]),
+			       cli_list_usage, &vi, &o, &cr, &done, cmd);
+	if (done)
 		return ex;
-	ex = cli_rules_open(&o, cmd, &cr);
-	if (ex)
-		goto out;
-	switch (verbs[vi].id) {
+	switch ((enum list_verb)vi) {
 	case LV_SHOW:
 		ex = cli_rules_whole(&cr);
 		if (!ex)
@@ -898,10 +1000,97 @@ int cli_list(int argc, char **argv)
 		break;
 	case LV_ADD:
 	case LV_DEL:
-		ex = cli_list_change(&o, &cr, verbs[vi].id == LV_ADD);
+		ex = cli_list_change(&o, &cr, vi == LV_ADD);
 		break;
 	}
-out:
+	cli_rules_close(&cr);
+	return ex;
+}
+
+/*
+ * Terminal types by User-Agent
+ */
+
+static int cli_terminal_list(const struct cli_rules *cr)
+{
+	const struct rules_conf *c = cr->cur;
+
+	printf("User-Agent patterns, tried in order before the built-in table:\n");
+	if (!c->nterminal_ua)
+		printf("  (none)\n");
+	for (size_t i = 0; i < c->nterminal_ua; i++)
+		printf("  %-32s %s%s\n", c->terminal_ua[i].match, term_name(c->terminal_ua[i].type),
+		       rules_find_terminal(cr->base, c->terminal_ua[i].match) < 0 ||
+			       cr->base->terminal_ua[rules_find_terminal(cr->base,
+									 c->terminal_ua[i].match)]
+				       .type != c->terminal_ua[i].type
+			   ? "  [set from the CLI]"
+			   : "");
+	return CLI_EXIT_OK;
+}
+
+static int cli_terminal_change(struct cli_rules *cr, const struct cli_opts *o, bool add)
+{
+	struct rules_conf *c = cr->cur;
+	struct term_pattern p;
+	int i;
+
+	memset(&p, 0, sizeof(p));
+	if (!o->pos[0][0] || strlen(o->pos[0]) >= sizeof(p.match)) {
+		fprintf(stderr, "%s: a pattern is 1 to %zu characters\n", cr->cmd,
+			sizeof(p.match) - 1);
+		return CLI_EXIT_USAGE;
+	}
+	strcpy(p.match, o->pos[0]);
+	i = rules_find_terminal(c, p.match);
+	if (!add) {
+		if (i < 0) {
+			fprintf(stderr, "%s: no pattern '%s'\n", cr->cmd, p.match);
+			return CLI_EXIT_NOT_FOUND;
+		}
+		return cli_rules_saved(cr,
+				       rules_forget(cr->st, STORE_REC_TERMINAL, p.match,
+						    rules_find_terminal(cr->base, p.match) >= 0),
+				       "the pattern");
+	}
+	if (term_parse(sv_cstr(o->pos[1]), &p.type)) {
+		fprintf(stderr, "%s: '%s' is not a terminal type (desk, pc, mobile, other)\n",
+			cr->cmd, o->pos[1]);
+		return CLI_EXIT_USAGE;
+	}
+	if (i < 0 && c->nterminal_ua >= CFG_MAX_TERMINAL_UA) {
+		fprintf(stderr, "%s: there are %d patterns already\n", cr->cmd,
+			CFG_MAX_TERMINAL_UA);
+		return CLI_EXIT_USAGE;
+	}
+	return cli_rules_saved(cr, rules_save_terminal(cr->st, &p), "the pattern");
+}
+
+int cli_terminal(int argc, char **argv)
+{
+	static const struct cli_verb verbs[] = {
+	    {"list", 0, 0}, {"test", 1, 2}, {"add", 2, 2}, {"del", 1, 1}};
+	struct cli_opts o;
+	struct cli_rules cr;
+	char cmd[CLI_CMD_MAX];
+	size_t vi;
+	bool done;
+	int ex;
+
+	ex = cli_rules_command(argc, argv, "terminal", verbs, sizeof(verbs) / sizeof(verbs[0]),
+			       cli_terminal_usage, &vi, &o, &cr, &done, cmd);
+	if (done)
+		return ex;
+	if (vi == 0) {
+		ex = cli_terminal_list(&cr);
+	} else if (vi == 1) {
+		enum term_type t =
+		    term_classify(sv_cstr(o.npos > 1 ? o.pos[1] : ""), SV("sip:x@x"),
+				  sv_cstr(o.pos[0]), cr.cur->terminal_ua, cr.cur->nterminal_ua);
+		printf("%s\n", term_name(t));
+	} else {
+		ex = cli_terminal_change(&cr, &o, vi == 2);
+	}
 	cli_rules_close(&cr);
 	return ex;
 }

@@ -537,7 +537,7 @@ int cfg_add_listen(struct cfg *c, const char *spec, struct cfg_error *err)
 /* ---------------------------------------------------------------- domains */
 
 /* Lowercase, and IPv6 in brackets, as the host part of a request URI has it. */
-static int cfg_domain_norm(const char *domain, char *out, size_t size)
+int cfg_domain_norm(const char *domain, char *out, size_t size)
 {
 	sv_t d = sv_cstr(domain);
 	int n;

@@ -147,6 +147,8 @@ int cfg_load_string(struct cfg *c, const char *yaml, size_t len, struct cfg_erro
 /* "udp:IP:PORT", "tcp:[::1]:5060"; 0 or EINVAL with err->msg. */
 int cfg_add_listen(struct cfg *c, const char *spec, struct cfg_error *err);
 int cfg_add_domain(struct cfg *c, const char *domain, struct cfg_error *err);
+/* A domain as the server compares it (lower case, IPv6 in brackets); EINVAL, ENAMETOOLONG. */
+int cfg_domain_norm(const char *domain, char *out, size_t size);
 /* Fills what is still unset (listen on 127.0.0.1:5060 udp+tcp) and checks cross-field rules. */
 int cfg_finish(struct cfg *c, struct cfg_error *err);
 

@@ -490,16 +490,9 @@ static bool user_lists_block(struct preq *r, const struct uset *s)
 	return false;
 }
 
-static bool redirect_domain(const struct server *srv, const char *aor)
+static bool redirect_domain(struct preq *r, const char *aor)
 {
-	const char *domain = strchr(aor, '@') + 1;
-
-	for (size_t i = 0; i < srv->cfg.nredirect_domains; i++) {
-		if (strcmp(srv->cfg.redirect_domains[i], "*") == 0 ||
-		    strcasecmp(srv->cfg.redirect_domains[i], domain) == 0)
-			return true;
-	}
-	return false;
+	return rules_redirects(proxy_rules(r), strchr(aor, '@') + 1);
 }
 
 /* 302 listing a plan's targets, highest q first (registered contacts carry their q). */
@@ -704,7 +697,7 @@ enum proxy_step callee_route(struct preq *r, struct fwd_plan *plan)
 		step = PROXY_DONE;
 		goto out;
 	}
-	if (r->m->method == SIP_INVITE && redirect_domain(r->srv, c->aor)) {
+	if (r->m->method == SIP_INVITE && redirect_domain(r, c->aor)) {
 		step = redirect(r, c);
 		goto out;
 	}

@@ -123,8 +123,7 @@ static int reload_rules(struct dbq *q, bool at_start)
 			free(c);
 			return ENOMEM;
 		}
-		q->rules_base->dp = q->srv->cfg.dialplan;
-		q->rules_base->lists = q->srv->cfg.lists;
+		rules_conf_from_cfg(q->rules_base, &q->srv->cfg);
 	}
 	rc = rules_conf_load(q->store, q->rules_base, c, err, sizeof(err));
 	if (!rc && q->rules_last && memcmp(q->rules_last, c, sizeof(*c)) == 0)

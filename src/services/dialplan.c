@@ -29,7 +29,7 @@ struct dp {
 	atomic_bool down[DP_MAX_GATEWAYS];
 };
 
-static int find_gateway(const struct dp_config *c, const char *name)
+int dp_config_find_gateway(const struct dp_config *c, const char *name)
 {
 	for (size_t i = 0; i < c->ngw; i++) {
 		if (strcmp(c->gw[i].name, name) == 0)
@@ -38,7 +38,7 @@ static int find_gateway(const struct dp_config *c, const char *name)
 	return -1;
 }
 
-static int find_group(const struct dp_config *c, const char *name)
+int dp_config_find_group(const struct dp_config *c, const char *name)
 {
 	for (size_t i = 0; i < c->ngrp; i++) {
 		if (strcmp(c->grp[i].name, name) == 0)
@@ -157,7 +157,7 @@ int dp_config_resolve(struct dp_config *c, char *err, size_t errlen, unsigned *l
 			}
 		}
 		for (size_t m = 0; m < gr->n; m++) {
-			int k = find_gateway(c, gr->m[m].name);
+			int k = dp_config_find_gateway(c, gr->m[m].name);
 			if (k < 0) {
 				*line = gr->m[m].line;
 				snprintf(err, errlen, "gateway group '%s': no gateway named '%s'",
@@ -188,7 +188,7 @@ int dp_config_resolve(struct dp_config *c, char *err, size_t errlen, unsigned *l
 			}
 		}
 		for (size_t k = 0; k < ru->nroute; k++) {
-			int g = find_group(c, ru->route_names[k]);
+			int g = dp_config_find_group(c, ru->route_names[k]);
 			if (g < 0) {
 				*line = ru->line;
 				snprintf(err, errlen, "dialplan rule: no gateway group named '%s'",

@@ -125,6 +125,9 @@ struct dp;
  * checks the regexes. EINVAL with the message and the line of the culprit.
  */
 int dp_config_resolve(struct dp_config *c, char *err, size_t errlen, unsigned *line);
+/* The index of the gateway or group of that name; -1 when there is none. */
+int dp_config_find_gateway(const struct dp_config *c, const char *name);
+int dp_config_find_group(const struct dp_config *c, const char *name);
 
 /*
  * Builds the matcher from a resolved config. Gateways of prev (may be NULL)

@@ -19,6 +19,7 @@
 #include "services/challenge.h"
 #include "services/home.h"
 #include "services/location.h"
+#include "services/rules.h"
 #include "services/terminal.h"
 #include "transport/tport.h"
 
@@ -189,9 +190,13 @@ static void parse_contacts(struct preq *r, struct reg_parse *rp)
 		if (expires > cfg->max_expires)
 			expires = cfg->max_expires;
 		c->expires = (uint32_t)expires;
-		if (expires)
-			c->terminal = (uint8_t)term_classify(c->params, c->uri, user_agent,
-							     cfg->terminal_ua, cfg->nterminal_ua);
+		if (expires) {
+			size_t np;
+			const struct term_pattern *pats =
+			    rules_terminal_patterns(proxy_rules(r), &np);
+			c->terminal =
+			    (uint8_t)term_classify(c->params, c->uri, user_agent, pats, np);
+		}
 	}
 	if (!rp->status && rp->star && (rp->n || hdr_expires != 0)) {
 		rp->status = 400;

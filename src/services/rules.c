@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include <sys/socket.h>
@@ -27,6 +28,10 @@ struct rules {
 	uint64_t gen;
 	struct dp *dp;
 	struct lists_global lists;
+	char (*redirect_domains)[128];
+	size_t nredirect;
+	struct term_pattern *terminal_ua;
+	size_t nterminal_ua;
 };
 
 struct rules_slot {
@@ -64,24 +69,6 @@ static bool next_word(sv_t *rest, sv_t *key, sv_t *value)
 	return true;
 }
 
-int rules_find_gateway(const struct dp_config *d, const char *name)
-{
-	for (size_t i = 0; i < d->ngw; i++) {
-		if (strcmp(d->gw[i].name, name) == 0)
-			return (int)i;
-	}
-	return -1;
-}
-
-int rules_find_group(const struct dp_config *d, const char *name)
-{
-	for (size_t i = 0; i < d->ngrp; i++) {
-		if (strcmp(d->grp[i].name, name) == 0)
-			return (int)i;
-	}
-	return -1;
-}
-
 int rules_find_rule(const struct dp_config *d, const char *key)
 {
 	char k[DP_REGEX_MAX + 2];
@@ -109,7 +96,7 @@ static int load_gateway(void *arg, const struct store_record *rec)
 {
 	struct rules_load *l = arg;
 	struct dp_config *d = &l->c->dp;
-	int i = rules_find_gateway(d, rec->key);
+	int i = dp_config_find_gateway(d, rec->key);
 	struct dp_gateway g;
 	sv_t rest = sv_cstr(rec->meta), k, v;
 	char why[160];
@@ -142,7 +129,7 @@ static int load_group(void *arg, const struct store_record *rec)
 {
 	struct rules_load *l = arg;
 	struct dp_config *d = &l->c->dp;
-	int i = rules_find_group(d, rec->key);
+	int i = dp_config_find_group(d, rec->key);
 	struct dp_group g;
 	sv_t rest = sv_cstr(rec->meta), k, v;
 	char why[160];
@@ -265,6 +252,78 @@ static int load_list_item(void *arg, const struct store_record *rec)
 	return load_fail(l, "list entry", rec->key, "no such list");
 }
 
+int rules_find_redirect(const struct rules_conf *c, const char *domain)
+{
+	for (size_t i = 0; i < c->nredirect; i++) {
+		if (strcmp(c->redirect_domains[i], domain) == 0)
+			return (int)i;
+	}
+	return -1;
+}
+
+int rules_find_terminal(const struct rules_conf *c, const char *match)
+{
+	for (size_t i = 0; i < c->nterminal_ua; i++) {
+		if (strcmp(c->terminal_ua[i].match, match) == 0)
+			return (int)i;
+	}
+	return -1;
+}
+
+static int load_redirect(void *arg, const struct store_record *rec)
+{
+	struct rules_load *l = arg;
+	struct rules_conf *c = l->c;
+	int i = rules_find_redirect(c, rec->key);
+
+	if (is_deleted(rec)) {
+		if (i >= 0)
+			memmove(c->redirect_domains[i], c->redirect_domains[i + 1],
+				(c->nredirect-- - (size_t)i - 1) * sizeof(c->redirect_domains[0]));
+		return 0;
+	}
+	if (strlen(rec->key) >= sizeof(c->redirect_domains[0]))
+		return load_fail(l, "redirect domain", rec->key, "too long");
+	if (i < 0 && c->nredirect < CFG_MAX_DOMAINS)
+		strcpy(c->redirect_domains[c->nredirect++], rec->key);
+	return 0;
+}
+
+static int load_terminal(void *arg, const struct store_record *rec)
+{
+	struct rules_load *l = arg;
+	struct rules_conf *c = l->c;
+	int i = rules_find_terminal(c, rec->key);
+	struct term_pattern p;
+
+	if (is_deleted(rec)) {
+		if (i >= 0)
+			memmove(&c->terminal_ua[i], &c->terminal_ua[i + 1],
+				(c->nterminal_ua-- - (size_t)i - 1) * sizeof(p));
+		return 0;
+	}
+	memset(&p, 0, sizeof(p));
+	if (strlen(rec->key) >= sizeof(p.match) || term_parse(sv_cstr(rec->meta), &p.type))
+		return load_fail(l, "terminal pattern", rec->key, "bad pattern or type");
+	strcpy(p.match, rec->key);
+	if (i >= 0)
+		c->terminal_ua[i] = p;
+	else if (c->nterminal_ua < CFG_MAX_TERMINAL_UA)
+		c->terminal_ua[c->nterminal_ua++] = p;
+	return 0;
+}
+
+void rules_conf_from_cfg(struct rules_conf *out, const struct cfg *c)
+{
+	memset(out, 0, sizeof(*out));
+	out->dp = c->dialplan;
+	out->lists = c->lists;
+	memcpy(out->redirect_domains, c->redirect_domains, sizeof(out->redirect_domains));
+	out->nredirect = c->nredirect_domains;
+	memcpy(out->terminal_ua, c->terminal_ua, sizeof(out->terminal_ua));
+	out->nterminal_ua = c->nterminal_ua;
+}
+
 int rules_conf_load(struct store *st, const struct rules_conf *base, struct rules_conf *out,
 		    char *err, size_t errlen)
 {
@@ -279,7 +338,9 @@ int rules_conf_load(struct store *st, const struct rules_conf *base, struct rule
 	if ((rc = store_record_list(st, STORE_REC_GATEWAY, NULL, load_gateway, &l)) ||
 	    (rc = store_record_list(st, STORE_REC_GWGROUP, NULL, load_group, &l)) ||
 	    (rc = store_record_list(st, STORE_REC_DPRULE, NULL, load_rule, &l)) ||
-	    (rc = store_record_list(st, STORE_REC_LISTITEM, NULL, load_list_item, &l)))
+	    (rc = store_record_list(st, STORE_REC_LISTITEM, NULL, load_list_item, &l)) ||
+	    (rc = store_record_list(st, STORE_REC_REDIRECT, NULL, load_redirect, &l)) ||
+	    (rc = store_record_list(st, STORE_REC_TERMINAL, NULL, load_terminal, &l)))
 		goto out;
 	rc = dp_config_resolve(&out->dp, why, sizeof(why), &line);
 	if (rc) {
@@ -356,6 +417,16 @@ int rules_save_block_status(struct store *st, unsigned status)
 	return save(st, STORE_REC_LISTITEM, "block_status", meta);
 }
 
+int rules_save_redirect(struct store *st, const char *domain)
+{
+	return save(st, STORE_REC_REDIRECT, domain, "");
+}
+
+int rules_save_terminal(struct store *st, const struct term_pattern *p)
+{
+	return save(st, STORE_REC_TERMINAL, p->match, term_name(p->type));
+}
+
 int rules_forget(struct store *st, int kind, const char *key, bool in_file)
 {
 	int rc;
@@ -374,6 +445,8 @@ static void rules_put(struct rules *r)
 {
 	if (r && atomic_fetch_sub(&r->refs, 1) == 1) {
 		dp_destroy(r->dp);
+		free(r->redirect_domains);
+		free(r->terminal_ua);
 		free(r);
 	}
 }
@@ -408,10 +481,26 @@ int rules_publish(struct rules_slot *s, const struct rules_conf *c)
 		return ENOMEM;
 	atomic_init(&r->refs, 1);
 	r->lists = c->lists;
+	/* copies of their used length only: a snapshot stays small */
+	r->nredirect = c->nredirect;
+	r->nterminal_ua = c->nterminal_ua;
+	r->redirect_domains = malloc(sizeof(*r->redirect_domains) * (c->nredirect + 1));
+	r->terminal_ua = malloc(sizeof(*r->terminal_ua) * (c->nterminal_ua + 1));
+	if (!r->redirect_domains || !r->terminal_ua) {
+		free(r->redirect_domains);
+		free(r->terminal_ua);
+		free(r);
+		return ENOMEM;
+	}
+	memcpy(r->redirect_domains, c->redirect_domains,
+	       sizeof(*r->redirect_domains) * c->nredirect);
+	memcpy(r->terminal_ua, c->terminal_ua, sizeof(*r->terminal_ua) * c->nterminal_ua);
 	/* only this thread publishes: s->cur cannot go away under us */
 	if (c->dp.nrules || c->dp.ngw)
 		rc = dp_create(&c->dp, s->cur ? s->cur->dp : NULL, &r->dp);
 	if (rc) {
+		free(r->redirect_domains);
+		free(r->terminal_ua);
 		free(r);
 		return rc;
 	}
@@ -457,6 +546,22 @@ struct dp *rules_dp(const struct rules *r)
 const struct lists_global *rules_lists(const struct rules *r)
 {
 	return &r->lists;
+}
+
+bool rules_redirects(const struct rules *r, const char *domain)
+{
+	for (size_t i = 0; r && i < r->nredirect; i++) {
+		if (strcmp(r->redirect_domains[i], "*") == 0 ||
+		    strcasecmp(r->redirect_domains[i], domain) == 0)
+			return true;
+	}
+	return false;
+}
+
+const struct term_pattern *rules_terminal_patterns(const struct rules *r, size_t *n)
+{
+	*n = r ? r->nterminal_ua : 0;
+	return r ? r->terminal_ua : NULL;
 }
 
 uint64_t rules_gen(const struct rules *r)

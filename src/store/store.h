@@ -118,7 +118,9 @@ enum store_rec_kind {
 	STORE_REC_GWGROUP = 9,	 /* key: name; meta: dp_group_print */
 	STORE_REC_DPRULE = 10,	 /* key: prefix or /regex/; meta: dp_rule_print */
 	STORE_REC_LISTITEM = 11, /* key: "LIST ENTRY" ("block_callers 0900"), or "block_status" */
-	STORE_REC_LAST = STORE_REC_LISTITEM,
+	STORE_REC_REDIRECT = 12, /* key: a domain answered with 302, or "*" */
+	STORE_REC_TERMINAL = 13, /* key: a User-Agent substring; meta: its terminal type */
+	STORE_REC_LAST = STORE_REC_TERMINAL,
 };
 #define STORE_KEY_MAX  600
 #define STORE_BODY_MAX (1024 * 1024)

@@ -763,6 +763,70 @@ def test_cli_changes_reach_running_server():
         check(r.status == 603, "the list changes did not survive a restart: %r" % r)
 
 
+def test_redirect_and_terminal_patterns_from_cli():
+    """Redirect domains and User-Agent patterns changed from the CLI reach the
+    running server: INVITEs get 302 (and not after del); a REGISTER gets the
+    type of a pattern added (and the built-in one after del)."""
+    tmp = tempfile.mkdtemp()
+    cfg = os.path.join(tmp, "t.yaml")
+    with open(cfg, "w") as f:
+        # t1 50 ms: an INVITE to bob's dead contacts ends with 408 after 3.2 s
+        f.write("timers:\n  t1: 50\ncalls:\n  terminal_user_agents: {\"Acme DeskPro\": desk}\n")
+    with Server(config=cfg) as s:
+        users(s, "bob")
+
+        def reg_as(ua, port):
+            c = SipClient(s)
+            r = c.register("bob", "bobpw", contact="<sip:bob@127.0.0.1:%d>" % port,
+                           expires=600, extra=["User-Agent: " + ua])
+            c.close()
+            check(r is not None and r.status == 200, "register: %r" % r)
+            time.sleep(0.4)  # bindings reach the store write-behind (100 ms)
+            out = cli("reg", "list", "bob@127.0.0.1", db=s.db).stdout
+            line = next((l for l in out.splitlines() if ":%d" % port in l), "")
+            return line
+
+        for args, rc, text in ((("terminal", "add", "Zed"), 2, "missing"),
+                               (("terminal", "add", "Zed", "fax"), 2, "not a terminal type"),
+                               (("terminal", "del", "nosuch"), 4, "no pattern"),
+                               (("route", "redirect", "add", "bad host"), 2, "not a host name"),
+                               (("route", "redirect", "del", "example.org"), 4,
+                                "not a redirect domain")):
+            p = rcli(cfg, s, *args, rc=rc)
+            check(text in p.stderr, "%s: %r" % (" ".join(args), p.stderr))
+        p = rcli(cfg, s, "terminal", "test", "Acme DeskPro 2.1")
+        check(p.stdout.strip() == "desk", "the file's pattern: %r" % p.stdout)
+        check(" other " in reg_as("ZedPhone 7", 5101), "before: not 'other'")
+        rcli(cfg, s, "terminal", "add", "ZedPhone", "mobile")
+        check("[set from the CLI]" in rcli(cfg, s, "terminal", "list").stdout, "list")
+        time.sleep(1.0)
+        check(" mobile " in reg_as("ZedPhone 7", 5102), "the pattern from the CLI not used")
+        rcli(cfg, s, "terminal", "del", "ZedPhone")
+        time.sleep(1.0)
+        check(" other " in reg_as("ZedPhone 7", 5103), "the deleted pattern still used")
+
+        def invite():
+            """A new client each time: a 408 retransmitted to the last one is not an answer."""
+            c = SipClient(s)
+            r = c.request("INVITE", "sip:bob@127.0.0.1", from_="<sip:eve@example.org>",
+                          to="<sip:bob@127.0.0.1>", timeout=6.0)
+            c.close()
+            return r
+
+        r = invite()
+        check(r is not None and r.status == 408, "redirected before the change: %r" % r)
+        rcli(cfg, s, "route", "redirect", "add", "127.0.0.1")
+        check("127.0.0.1 [CLI]" in rcli(cfg, s, "route", "show").stdout, "route show")
+        time.sleep(1.0)
+        r = invite()
+        check(r is not None and r.status == 302 and len(r.all("Contact")) == 3,
+              "redirect from the CLI: %r" % r)
+        rcli(cfg, s, "route", "redirect", "del", "127.0.0.1")
+        time.sleep(1.0)
+        r = invite()
+        check(r is not None and r.status == 408, "still redirected after del: %r" % r)
+
+
 def test_gateway_outbound_digest():
     """A gateway that challenges (407) gets our account's digest, set from
     the CLI with only its hashes stored; wrong credentials fail over to the

@@ -584,8 +584,7 @@ static void test_rules_over_the_file(void **state)
 	cfg_defaults(&c);
 	if (cfg_load_string(&c, dp_yaml, sizeof(dp_yaml) - 1, &cerr) || cfg_finish(&c, &cerr))
 		fail_msg("line %u: %s", cerr.line, cerr.msg);
-	base.dp = c.dialplan;
-	base.lists = c.lists;
+	rules_conf_from_cfg(&base, &c);
 
 	/* nothing in the store: the file's rules */
 	assert_int_equal(rules_conf_load(st, &base, &out, err, sizeof(err)), 0);
@@ -608,7 +607,12 @@ static void test_rules_over_the_file(void **state)
 	assert_int_equal(rules_save_list_item(st, "block_callers", "0900"), 0);
 	assert_int_equal(rules_save_list_item(st, "block_sources", "198.51.100.0/24"), 0);
 	assert_int_equal(rules_save_block_status(st, 603), 0);
+	assert_int_equal(rules_save_redirect(st, "redirect.example.com"), 0);
+	struct term_pattern tp = {.match = "ZedPhone", .type = TERM_MOBILE};
+	assert_int_equal(rules_save_terminal(st, &tp), 0);
 	assert_int_equal(rules_conf_load(st, &base, &out, err, sizeof(err)), 0);
+	assert_true(rules_find_redirect(&out, "redirect.example.com") >= 0);
+	assert_int_equal(out.terminal_ua[rules_find_terminal(&out, "ZedPhone")].type, TERM_MOBILE);
 	assert_int_equal(out.dp.ngw, base.dp.ngw + 1);
 	assert_int_equal(rules_find_rule(&out.dp, "00"), -1);
 	assert_true(rules_find_rule(&out.dp, "0033") >= 0);
@@ -626,13 +630,15 @@ static void test_rules_over_the_file(void **state)
 	assert_int_equal(rules_slot_create(&slot), 0);
 	assert_int_equal(rules_publish(slot, &out), 0);
 	d = rules_dp(rules_view_get(&v, slot));
+	assert_true(rules_redirects(rules_view_get(&v, slot), "Redirect.Example.com"));
+	assert_false(rules_redirects(rules_view_get(&v, slot), "example.com"));
 	ri = dp_match(d, SV("0033123"));
 	assert_int_equal(dp_transform(d, ri, SV("0033123"), num, sizeof(num)), 0);
 	assert_string_equal(num, "+33123");
-	dp_gateway_set_up(d, (unsigned)rules_find_gateway(&out.dp, "z1"), false);
+	dp_gateway_set_up(d, (unsigned)dp_config_find_gateway(&out.dp, "z1"), false);
 	assert_int_equal(rules_publish(slot, &out), 0);
 	d = rules_dp(rules_view_get(&v, slot)); /* the view moves on; the old one is freed */
-	assert_false(dp_gateway_is_up(d, (unsigned)rules_find_gateway(&out.dp, "z1")));
+	assert_false(dp_gateway_is_up(d, (unsigned)dp_config_find_gateway(&out.dp, "z1")));
 	rules_view_release(&v);
 	rules_slot_destroy(slot);
 
