@@ -937,7 +937,11 @@ int dp_gateway_find(const struct dp *d, const struct sockaddr *sa, sv_t uri_host
 {
 	for (size_t i = 0; d && i < d->cfg.ngw; i++) {
 		const struct dp_gateway *g = &d->cfg.gw[i];
-		if ((sa && gateway_at(g, sa)) || sv_ieq(uri_host, sv_cstr(g->host)))
+		unsigned char bin[16];
+		bool numeric =
+		    inet_pton(AF_INET, g->host, bin) == 1 || inet_pton(AF_INET6, g->host, bin) == 1;
+		/* by name only for one given by name: an IP gateway is that address and port */
+		if ((sa && gateway_at(g, sa)) || (!numeric && sv_ieq(uri_host, sv_cstr(g->host))))
 			return (int)i;
 	}
 	return -1;

@@ -635,6 +635,13 @@ static void test_rules_over_the_file(void **state)
 	ri = dp_match(d, SV("0033123"));
 	assert_int_equal(dp_transform(d, ri, SV("0033123"), num, sizeof(num)), 0);
 	assert_string_equal(num, "+33123");
+	/* which gateway a request went to: by address and port, or by name for a named one */
+	struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons(5060)};
+	inet_pton(AF_INET, "192.0.2.99", &sin.sin_addr);
+	assert_int_equal(dp_gateway_find(d, (struct sockaddr *)&sin, SV_NULL),
+			 dp_config_find_gateway(&out.dp, "z1"));
+	sin.sin_port = htons(5061);
+	assert_int_equal(dp_gateway_find(d, (struct sockaddr *)&sin, SV("192.0.2.99")), -1);
 	dp_gateway_set_up(d, (unsigned)dp_config_find_gateway(&out.dp, "z1"), false);
 	assert_int_equal(rules_publish(slot, &out), 0);
 	d = rules_dp(rules_view_get(&v, slot)); /* the view moves on; the old one is freed */
