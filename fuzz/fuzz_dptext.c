@@ -40,7 +40,7 @@ static int rule_word(void *obj, sv_t k, sv_t v)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	static struct dp_rule r;
+	static struct dp_rule r, r2;
 	struct dp_gateway g;
 	struct dp_member m;
 	struct lists_cidr c;
@@ -67,8 +67,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		memset(&r, 0, sizeof(r));
 		words(in, rule_word, &r);
 		if (dp_rule_print(&r, out, sizeof(out)) == 0) {
-			memset(&r, 0, sizeof(r));
-			words(sv_cstr(out), rule_word, &r);
+			/* what is stored must read back as the same rule */
+			memset(&r2, 0, sizeof(r2));
+			words(sv_cstr(out), rule_word, &r2);
+			if (r2.nroute != r.nroute || r2.nops != r.nops ||
+			    r2.redirect != r.redirect ||
+			    memcmp(r2.route_names, r.route_names, sizeof(r.route_names)) != 0 ||
+			    memcmp(r2.ops, r.ops, sizeof(r.ops[0]) * r.nops) != 0)
+				abort();
 		}
 		break;
 	case 3:

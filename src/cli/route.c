@@ -855,11 +855,30 @@ static int cli_list_has(struct lists_global *g, const char *name, const char *va
 	if (!nl || lists_cidr_parse(sv_cstr(value), &c))
 		return -1;
 	for (size_t i = 0; i < nl->n; i++) {
-		if (nl->v[i].family == c.family && nl->v[i].bits == c.bits &&
-		    memcmp(nl->v[i].addr, c.addr, sizeof(c.addr)) == 0)
+		if (lists_cidr_equal(&nl->v[i], &c))
 			return 1;
 	}
 	return 0;
+}
+
+static bool cli_list_full(struct lists_global *g, const char *name)
+{
+	struct lists_prefixes *pl = lists_global_prefixes(g, sv_cstr(name));
+	struct lists_nets *nl = lists_global_nets(g, sv_cstr(name));
+
+	return (pl ? pl->n : nl->n) >= LISTS_MAX;
+}
+
+/* An entry just saved, into the copy in hand: the next values of the command see it. */
+static void cli_list_put(struct lists_global *g, const char *name, const char *value)
+{
+	struct lists_prefixes *pl = lists_global_prefixes(g, sv_cstr(name));
+	struct lists_nets *nl = lists_global_nets(g, sv_cstr(name));
+
+	if (pl && pl->n < LISTS_MAX && strlen(value) < sizeof(pl->v[0]))
+		memcpy(pl->v[pl->n++], value, strlen(value) + 1);
+	else if (nl && nl->n < LISTS_MAX && lists_cidr_parse(sv_cstr(value), &nl->v[nl->n]) == 0)
+		nl->n++;
 }
 
 static int cli_list_change(const struct cli_opts *o, struct cli_rules *cr, bool add)
@@ -876,8 +895,16 @@ static int cli_list_change(const struct cli_opts *o, struct cli_rules *cr, bool 
 		return CLI_EXIT_USAGE;
 	}
 	for (int i = 1; i < o->npos && !ex; i++) {
+		char canon[64];
+		struct lists_cidr net;
 		const char *v = o->pos[i];
 		int has = cli_list_has(&cr->cur->lists, name, v), rc;
+		/* a network is kept under one text, however it was typed (10.0.0.1 = 10.0.0.1/32)
+		 */
+		if (!prefixes && has >= 0 && lists_cidr_parse(sv_cstr(v), &net) == 0) {
+			lists_cidr_format(&net, canon, sizeof(canon));
+			v = canon;
+		}
 		if (has < 0) {
 			fprintf(stderr, "%s: '%s' is not %s\n", cr->cmd, v,
 				prefixes ? "a prefix (up to 31 characters, no spaces, commas, '@', "
@@ -893,8 +920,14 @@ static int cli_list_change(const struct cli_opts *o, struct cli_rules *cr, bool 
 			fprintf(stderr, "%s: '%s' is not on %s\n", cr->cmd, v, name);
 			return CLI_EXIT_NOT_FOUND;
 		}
+		if (add && cli_list_full(&cr->cur->lists, name)) {
+			fprintf(stderr, "%s: %s has %d entries already\n", cr->cmd, name,
+				LISTS_MAX);
+			return CLI_EXIT_USAGE;
+		}
 		if (add) {
 			rc = rules_save_list_item(cr->st, name, v);
+			cli_list_put(&cr->cur->lists, name, v);
 		} else {
 			char key[STORE_KEY_MAX];
 			snprintf(key, sizeof(key), "%s %s", name, v);

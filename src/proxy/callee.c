@@ -360,6 +360,7 @@ static enum callee_res plan_gateways(struct callee_ctx *c, struct callee_plan *p
 			 v6 ? "]" : "", port, g->tcp ? ";transport=tcp" : "");
 		memcpy(t->hop, t->uri, sizeof(t->hop));
 		fill_headers(c, t->headers, sizeof(t->headers));
+		t->gateway = true;
 		pl->steps[i] = (struct fwd_step){t, 1, 0, i > 0};
 	}
 	pl->nsteps = n;

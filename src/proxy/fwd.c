@@ -693,10 +693,10 @@ static int gw_add_credentials(struct ptx_branch *b, unsigned status, const struc
 }
 
 /*
- * A 401/407 from a gateway that we hold credentials for (outbound digest):
- * the request goes again, on a new branch, with our answer, as the
- * gateway's account, not the caller's. The CSeq stays the caller's (a proxy
- * cannot renumber a dialog it does not own); gateways take the new branch.
+ * A 401/407 from a gateway that we hold credentials for (outbound digest),
+ * on a branch the dialplan routed there: the request goes again, on a new
+ * branch, with our answer, as the gateway's account, not the caller's. The CSeq stays the caller's
+ * (a proxy cannot renumber a dialog it does not own); gateways take the new branch.
  */
 static enum gw_auth branch_gateway_challenge(struct ptx_branch *b, struct sip_msg *resp)
 {
@@ -710,6 +710,10 @@ static enum gw_auth branch_gateway_challenge(struct ptx_branch *b, struct sip_ms
 	enum gw_auth res = GW_AUTH_REFUSED;
 	int gi;
 
+	/* only a call the dialplan sent there: a caller dialling sip:x@gateway, a forwarding
+	 * target or a Route to it must not use our account (toll fraud) */
+	if (!b->target.gateway)
+		return GW_AUTH_NOT_OURS;
 	if (!dp || sip_uri_parse(sv_cstr(b->target.hop), &hop))
 		hop.host = SV_NULL;
 	gi = dp ? dp_gateway_find(dp, &b->dest.peer.u.sa, hop.host) : -1;

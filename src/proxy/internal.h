@@ -28,6 +28,7 @@ struct fwd_target {
 	char hop[STORE_URI_MAX];  /* where to send it (a Route or Path URI, or the R-URI) */
 	char path[STORE_URI_MAX]; /* Route set to add (from Path), "" = none */
 	bool has_received;	  /* a registered contact: how it reached us */
+	bool gateway; /* routed to a PSTN gateway by the dialplan: its challenge is ours */
 	struct tp_addr received;
 	uint32_t conn_id;
 	uint16_t q;

@@ -71,35 +71,50 @@ static unsigned long regex_bound(const char **p)
  * glibc's regcomp copies the tree of a sub-expression once per "+" and per
  * count of a bound ("{n}"), so stacked or nested ones grow it exponentially:
  * "a++++..." with forty "+" takes gigabytes. A dialplan regex needs none of
- * that; stacked repetitions are undefined in POSIX anyway. Refuses them,
- * and a product of "+" (2) and bounds (their count) over 4096.
+ * that; stacked repetitions are undefined in POSIX anyway. Refuses them, and
+ * a regex whose expanded size (atoms, times their repetitions, through the
+ * nesting of groups) passes REGEX_MAX_SIZE.
  */
+#define REGEX_MAX_SIZE	20000UL
+#define REGEX_MAX_DEPTH 32
+
 static bool regex_tame(const char *re)
 {
-	unsigned long weight = 1;
+	unsigned long sum[REGEX_MAX_DEPTH] = {0}, last = 0;
+	unsigned depth = 0;
 	bool after_quant = false;
 
 	for (const char *p = re; *p; p++) {
-		if (*p == '\\' && p[1]) {
-			p++;
+		unsigned long factor = 1;
+
+		if (*p == '(') {
+			if (++depth >= REGEX_MAX_DEPTH)
+				return false;
+			sum[depth] = 0;
 			after_quant = false;
 			continue;
 		}
-		if (*p == '[') { /* a bracket expression: its '+' and '{' are plain */
-			const char *q = p + 1;
-			if (*q == '^')
-				q++;
-			if (*q == ']')
-				q++;
-			while (*q && *q != ']')
-				q++;
-			if (!*q)
-				return true; /* unbalanced: regcomp refuses it */
-			p = q;
+		if (*p == ')' && depth > 0) {
+			last = sum[depth--] + 1; /* the group, as one item of its parent */
+			sum[depth] += last;
 			after_quant = false;
 			continue;
 		}
 		if (*p != '*' && *p != '+' && *p != '?' && *p != '{') {
+			if (*p == '\\' && p[1])
+				p++;
+			else if (*p == '[') { /* a bracket expression is one atom */
+				const char *q = p + 1;
+				q += *q == '^';
+				q += *q == ']';
+				while (*q && *q != ']')
+					q++;
+				if (!*q)
+					return true; /* unbalanced: regcomp refuses it */
+				p = q;
+			}
+			last = 1;
+			sum[depth] += last;
 			after_quant = false;
 			continue;
 		}
@@ -107,21 +122,23 @@ static bool regex_tame(const char *re)
 			return false;
 		after_quant = true;
 		if (*p == '+')
-			weight *= 2;
+			factor = 2;
 		if (*p == '{') {
-			unsigned long b;
 			p++;
-			b = regex_bound(&p);
-			if (b > 4096)
+			factor = regex_bound(&p);
+			if (factor > REGEX_MAX_SIZE)
 				return false;
-			weight *= b ? b : 1;
 			if (!*p)
 				return true;
 		}
-		if (weight > 4096)
+		/* the item just before repeats: its copies add to the level it is in */
+		if (factor > 1)
+			sum[depth] += last * (factor - 1);
+		last *= factor ? factor : 1;
+		if (sum[depth] > REGEX_MAX_SIZE || last > REGEX_MAX_SIZE)
 			return false;
 	}
-	return true;
+	return sum[0] <= REGEX_MAX_SIZE;
 }
 
 static bool regex_ok(const char *re)
@@ -477,24 +494,33 @@ bool dp_digits_ok(sv_t s, bool plus)
 	return true;
 }
 
+/* An IPv4 or IPv6 address, or a host name: labels of 1 to 63 letters, digits and inner '-'. */
 static bool host_ok(sv_t h)
 {
 	char tmp[130];
 	unsigned char bin[16];
+	size_t label = 0;
 
-	if (h.len == 0 || h.len >= sizeof(tmp))
+	if (h.len == 0 || h.len >= sizeof(tmp) || h.len > 253)
 		return false;
 	memcpy(tmp, h.p, h.len);
 	tmp[h.len] = '\0';
 	if (inet_pton(AF_INET, tmp, bin) == 1 || inet_pton(AF_INET6, tmp, bin) == 1)
 		return true;
-	for (size_t i = 0; i < h.len; i++) {
-		char ch = h.p[i];
+	for (size_t i = 0; i <= h.len; i++) {
+		char ch = i < h.len ? h.p[i] : '.';
+		if (ch == '.') {
+			if (label == 0 || label > 63 || h.p[i - 1] == '-')
+				return false;
+			label = 0;
+			continue;
+		}
 		if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
-		      (ch >= '0' && ch <= '9') || ch == '-' || ch == '.'))
+		      (ch >= '0' && ch <= '9') || (ch == '-' && label > 0)))
 			return false;
+		label++;
 	}
-	return h.p[0] != '.' && h.p[0] != '-';
+	return true;
 }
 
 static bool hex_ok(sv_t v, size_t len)
@@ -694,26 +720,30 @@ int dp_rule_set(struct dp_rule *r, sv_t key, sv_t v, char *err, size_t errlen)
 	int rc;
 
 	if (sv_eq(key, SV("route"))) {
-		r->nroute = 0;
+		/* into a copy: a refused list leaves the rule's as it was */
+		char names[DP_MAX_ROUTE][DP_NAME_MAX];
+		size_t n = 0;
+		memset(names, 0, sizeof(names));
 		while (v.len) {
 			ptrdiff_t c = sv_find(v, ',');
 			sv_t name = c < 0 ? v : sv_sub(v, 0, (size_t)c);
-			if (r->nroute >= DP_MAX_ROUTE) {
+			if (n >= DP_MAX_ROUTE) {
 				snprintf(err, errlen, "route: at most %d gateway groups",
 					 DP_MAX_ROUTE);
 				return EINVAL;
 			}
-			rc = word_copy(key, name, r->route_names[r->nroute], DP_NAME_MAX, err,
-				       errlen);
+			rc = word_copy(key, name, names[n], DP_NAME_MAX, err, errlen);
 			if (rc)
 				return rc;
-			r->nroute++;
+			n++;
 			v = c < 0 ? SV_NULL : sv_sub(v, (size_t)c + 1, v.len);
 		}
-		if (r->nroute == 0) {
+		if (n == 0) {
 			snprintf(err, errlen, "route: one or more gateway groups, comma-separated");
 			return EINVAL;
 		}
+		memcpy(r->route_names, names, sizeof(names));
+		r->nroute = n;
 		return 0;
 	}
 	if (sv_eq(key, SV("redirect")))
@@ -735,11 +765,12 @@ int dp_rule_set(struct dp_rule *r, sv_t key, sv_t v, char *err, size_t errlen)
 		break;
 	case 'p':
 		op->kind = DP_OP_PREFIX;
-		rc = dp_digits_ok(v, true)
-			 ? word_copy(key, v, op->text, sizeof(op->text), err, errlen)
-			 : EINVAL;
-		if (rc && !err[0])
+		if (!dp_digits_ok(v, true)) {
 			snprintf(err, errlen, "prefix: digits, with an optional leading '+'");
+			rc = EINVAL;
+		} else {
+			rc = word_copy(key, v, op->text, sizeof(op->text), err, errlen);
+		}
 		break;
 	case 'i':
 		op->kind = DP_OP_INSERT;
@@ -763,6 +794,8 @@ int dp_rule_set(struct dp_rule *r, sv_t key, sv_t v, char *err, size_t errlen)
 	}
 	if (!rc)
 		r->nops++;
+	else
+		memset(op, 0, sizeof(*op)); /* a refused step leaves nothing behind */
 	return rc;
 }
 
@@ -860,7 +893,8 @@ int dp_group_print(const struct dp_group *g, char *out, size_t len)
 
 int dp_rule_print(const struct dp_rule *r, char *out, size_t len)
 {
-	char v[DP_REGEX_MAX + DP_TEXT_MAX + 8];
+	/* the longest value: every route group, or a replace step */
+	char v[DP_MAX_ROUTE * DP_NAME_MAX + DP_REGEX_MAX + DP_TEXT_MAX + 8];
 	size_t n = 0;
 	int rc = 0;
 

@@ -10,6 +10,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
 
@@ -180,4 +181,18 @@ struct lists_nets *lists_global_nets(struct lists_global *g, sv_t name)
 	if (sv_eq(name, SV("allow_sources")))
 		return &g->allow_sources;
 	return NULL;
+}
+
+bool lists_cidr_equal(const struct lists_cidr *a, const struct lists_cidr *b)
+{
+	return a->family == b->family && a->bits == b->bits &&
+	       memcmp(a->addr, b->addr, a->family == AF_INET ? 4 : 16) == 0;
+}
+
+void lists_cidr_format(const struct lists_cidr *c, char *out, size_t len)
+{
+	char ip[INET6_ADDRSTRLEN] = "?";
+
+	inet_ntop(c->family, c->addr, ip, sizeof(ip));
+	snprintf(out, len, "%s/%u", ip, c->bits);
 }

@@ -32,6 +32,9 @@ struct lists_cidr {
 /* "192.0.2.0/24", "2001:db8::/32", "198.51.100.7" (a host); 0 or EINVAL. */
 int lists_cidr_parse(sv_t text, struct lists_cidr *out);
 bool lists_cidr_match(const struct lists_cidr *nets, size_t n, const struct sockaddr *sa);
+bool lists_cidr_equal(const struct lists_cidr *a, const struct lists_cidr *b);
+/* The one text of a network: "192.0.2.0/24", "2001:db8::/32", "198.51.100.7/32". */
+void lists_cidr_format(const struct lists_cidr *c, char *out, size_t len);
 
 /*
  * A caller or callee prefix: the start of a user part ("+49900", "0900",

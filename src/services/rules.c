@@ -199,12 +199,6 @@ bad:
 	return load_fail(l, "dialplan rule", rec->key, why);
 }
 
-static bool nets_equal(const struct lists_cidr *a, const struct lists_cidr *b)
-{
-	return a->family == b->family && a->bits == b->bits &&
-	       memcmp(a->addr, b->addr, a->family == AF_INET ? 4 : 16) == 0;
-}
-
 static int load_list_item(void *arg, const struct store_record *rec)
 {
 	struct rules_load *l = arg;
@@ -241,7 +235,7 @@ static int load_list_item(void *arg, const struct store_record *rec)
 		size_t i = 0;
 		if (lists_cidr_parse(value, &c))
 			return load_fail(l, "list entry", rec->key, "not an address or network");
-		while (i < nl->n && !nets_equal(&nl->v[i], &c))
+		while (i < nl->n && !lists_cidr_equal(&nl->v[i], &c))
 			i++;
 		if (del && i < nl->n)
 			memmove(&nl->v[i], &nl->v[i + 1], (nl->n-- - i - 1) * sizeof(c));
@@ -362,17 +356,43 @@ out:
  * The CLI's side: one record per entry
  */
 
+/* The seq an entry keeps (its place among the regex rules), or the next one for a new entry. */
+struct seq_find {
+	const char *key;
+	int64_t found, max;
+};
+
+static int seq_row(void *arg, const struct store_record *rec)
+{
+	struct seq_find *f = arg;
+
+	if (strcmp(rec->key, f->key) == 0)
+		f->found = rec->seq;
+	if (rec->seq > f->max)
+		f->max = rec->seq;
+	return 0;
+}
+
 static int save(struct store *st, int kind, const char *key, const char *meta)
 {
 	struct store_record rec = {.kind = kind, .meta = meta};
+	struct seq_find f = {key, -1, 0};
 	struct timespec ts;
+	int rc;
 
 	if (strlen(key) >= sizeof(rec.key))
 		return ENAMETOOLONG;
 	strcpy(rec.key, key);
-	/* the order of creation: regex rules are tried in it */
+	/* the order of creation, kept on a change: regex rules are tried in it */
+	rc = store_record_list(st, kind, NULL, seq_row, &f);
+	if (rc)
+		return rc;
 	clock_gettime(CLOCK_REALTIME, &ts);
 	rec.seq = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	if (f.found >= 0)
+		rec.seq = f.found;
+	else if (rec.seq <= f.max)
+		rec.seq = f.max + 1;
 	return store_record_put(st, &rec);
 }
 
@@ -394,7 +414,7 @@ int rules_save_group(struct store *st, const struct dp_group *g)
 
 int rules_save_rule(struct store *st, const struct dp_rule *r)
 {
-	char meta[1024], key[DP_REGEX_MAX + 2];
+	char meta[4096], key[DP_REGEX_MAX + 2];
 	int rc = dp_rule_print(r, meta, sizeof(meta));
 
 	dp_rule_key(r, key, sizeof(key));

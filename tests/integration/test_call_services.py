@@ -838,8 +838,12 @@ def test_gateway_outbound_digest():
         users(s, "alice")
         rcli(cfg, s, "route", "gateway", "set", "gw1", "auth_user=trunk1",
              "auth_realm=gw.example.net", "--password", "s3cret")
-        check("s3cret" not in open(s.db, "rb").read().decode("latin-1"),
-              "the gateway password is stored in clear")
+        import sqlite3
+        db = sqlite3.connect(s.db)
+        metas = [m for (m,) in db.execute("SELECT meta FROM record WHERE kind = 8")]
+        db.close()
+        check(len(metas) == 1 and "s3cret" not in metas[0] and "ha1=" in metas[0] and
+              "ha1_sha256=" in metas[0], "the gateway's credentials as stored: %r" % metas)
         show = rcli(cfg, s, "route", "show").stdout
         check("auth trunk1 realm gw.example.net" in show, show)
         gw1 = SippBackground(["-sf", os.path.join(SCENARIOS, "uas_gw_auth.xml"), "-i",

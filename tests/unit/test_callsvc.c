@@ -503,6 +503,9 @@ static void test_dialplan_text_form(void **state)
 	/* bad values, each with its reason */
 	assert_int_equal(gw_words(&g2, "address=a/b", err, sizeof(err)), EINVAL);
 	assert_non_null(strstr(err, "not a host name"));
+	assert_int_equal(gw_words(&g2, "address=a..b", err, sizeof(err)), EINVAL);
+	assert_int_equal(gw_words(&g2, "address=-a.example", err, sizeof(err)), EINVAL);
+	assert_int_equal(gw_words(&g2, "address=sbc-1.carrier.example", err, sizeof(err)), 0);
 	assert_int_equal(gw_words(&g2, "port=0", err, sizeof(err)), EINVAL);
 	assert_int_equal(gw_words(&g2, "transport=sctp", err, sizeof(err)), EINVAL);
 	assert_int_equal(gw_words(&g2, "ha1=XYZ", err, sizeof(err)), EINVAL);
@@ -528,10 +531,15 @@ static void test_dialplan_text_form(void **state)
 	assert_int_equal(
 	    dp_rule_match_parse(SV("/:a++++++++++++++++++++++++++++++++/"), &r, err, sizeof(err)),
 	    EINVAL);
-	assert_int_equal(dp_rule_match_parse(SV("/(((0{17}){17}){17})/"), &r, err, sizeof(err)),
+	assert_int_equal(dp_rule_match_parse(SV("/(((0{30}){30}){30})/"), &r, err, sizeof(err)),
 			 EINVAL);
 	assert_int_equal(dp_rule_match_parse(SV("/^(0+)+[1-9]{2,4}[+*]$/"), &r, err, sizeof(err)),
 			 0);
+	/* siblings add up, only nesting multiplies: long numbers are fine */
+	assert_int_equal(
+	    dp_rule_match_parse(SV("/^a+b+c+d+e+f+g+h+i+j+k+l+m+n+[0-9]{10}[0-9]{50}$/"), &r, err,
+				sizeof(err)),
+	    0);
 	assert_int_equal(rule_words(&r,
 				    "route=a,b redirect=yes strip=1 prefix=+49 insert=2:99 "
 				    "delete=0:1 replace=|^(.*)$|\\1#|",
@@ -550,7 +558,24 @@ static void test_dialplan_text_form(void **state)
 	assert_int_equal(rule_words(&r2, out, err, sizeof(err)), 0);
 	assert_int_equal(r2.nops, r.nops);
 	assert_memory_equal(r2.ops, r.ops, sizeof(r.ops));
+	assert_memory_equal(r2.route_names, r.route_names, sizeof(r.route_names));
 	assert_true(r2.redirect);
+	/* the longest route list reads back whole */
+	memset(&r, 0, sizeof(r));
+	assert_int_equal(
+	    rule_words(&r,
+		       "route=gggggggggggggggggggggggggggg01,gggggggggggggggggggggggggggg02,"
+		       "gggggggggggggggggggggggggggg03,gggggggggggggggggggggggggggg04,"
+		       "gggggggggggggggggggggggggggg05,gggggggggggggggggggggggggggg06,"
+		       "gggggggggggggggggggggggggggg07,gggggggggggggggggggggggggggg08",
+		       err, sizeof(err)),
+	    0);
+	assert_int_equal(r.nroute, DP_MAX_ROUTE);
+	assert_int_equal(dp_rule_print(&r, out, sizeof(out)), 0);
+	memset(&r2, 0, sizeof(r2));
+	assert_int_equal(rule_words(&r2, out, err, sizeof(err)), 0);
+	assert_int_equal(r2.nroute, DP_MAX_ROUTE);
+	assert_memory_equal(r2.route_names, r.route_names, sizeof(r.route_names));
 	/* bad steps, each refused */
 	static const char *const bad[] = {
 	    "insert=3",	   "insert=3:ab",   "delete=1:0",     "strip=0", "prefix=12a",
@@ -612,6 +637,7 @@ static void test_rules_over_the_file(void **state)
 	assert_int_equal(rules_save_terminal(st, &tp), 0);
 	assert_int_equal(rules_conf_load(st, &base, &out, err, sizeof(err)), 0);
 	assert_true(rules_find_redirect(&out, "redirect.example.com") >= 0);
+	assert_true(rules_find_terminal(&out, "ZedPhone") >= 0);
 	assert_int_equal(out.terminal_ua[rules_find_terminal(&out, "ZedPhone")].type, TERM_MOBILE);
 	assert_int_equal(out.dp.ngw, base.dp.ngw + 1);
 	assert_int_equal(rules_find_rule(&out.dp, "00"), -1);
