@@ -426,6 +426,30 @@ static int cli_gateway_words(struct cli_rules *cr, const struct cli_opts *o, int
 	return CLI_EXIT_OK;
 }
 
+/*
+ * What every add/set/del of a named entry checks first: the name, and that
+ * the entry exists (set, del) or does not (add). i is its index or -1.
+ */
+static int cli_entry_check(const struct cli_rules *cr, const char *what, const char *name,
+			   const char *verb, int i)
+{
+	if (!cli_name_ok(name)) {
+		fprintf(stderr, "%s: '%s' is not a name (1 to %d letters, digits, '-', '_', '.')\n",
+			cr->cmd, name, DP_NAME_MAX - 1);
+		return CLI_EXIT_USAGE;
+	}
+	if (strcmp(verb, "add") == 0 && i >= 0) {
+		fprintf(stderr, "%s: %s '%s' already exists (set changes it)\n", cr->cmd, what,
+			name);
+		return CLI_EXIT_EXISTS;
+	}
+	if (strcmp(verb, "add") != 0 && i < 0) {
+		fprintf(stderr, "%s: no %s named '%s'\n", cr->cmd, what, name);
+		return CLI_EXIT_NOT_FOUND;
+	}
+	return CLI_EXIT_OK;
+}
+
 static int cli_gateway(struct cli_rules *cr, const struct cli_opts *o, const char *verb)
 {
 	struct dp_config *d = &cr->cur->dp;
@@ -433,20 +457,8 @@ static int cli_gateway(struct cli_rules *cr, const struct cli_opts *o, const cha
 	int i = dp_config_find_gateway(d, name), ex;
 	struct dp_gateway g;
 
-	if (!cli_name_ok(name)) {
-		fprintf(stderr, "%s: '%s' is not a name (1 to %d letters, digits, '-', '_', '.')\n",
-			cr->cmd, name, DP_NAME_MAX - 1);
-		return CLI_EXIT_USAGE;
-	}
-	if (strcmp(verb, "add") == 0 && i >= 0) {
-		fprintf(stderr, "%s: gateway '%s' already exists (route gateway set changes it)\n",
-			cr->cmd, name);
-		return CLI_EXIT_EXISTS;
-	}
-	if (strcmp(verb, "add") != 0 && i < 0) {
-		fprintf(stderr, "%s: no gateway named '%s'\n", cr->cmd, name);
-		return CLI_EXIT_NOT_FOUND;
-	}
+	if ((ex = cli_entry_check(cr, "gateway", name, verb, i)))
+		return ex;
 	if (strcmp(verb, "del") == 0) {
 		memmove(&d->gw[i], &d->gw[i + 1], (d->ngw - (size_t)i - 1) * sizeof(g));
 		d->ngw--;
@@ -486,20 +498,8 @@ static int cli_group(struct cli_rules *cr, const struct cli_opts *o, const char 
 	struct dp_group g;
 	char err[200];
 
-	if (!cli_name_ok(name)) {
-		fprintf(stderr, "%s: '%s' is not a name (1 to %d letters, digits, '-', '_', '.')\n",
-			cr->cmd, name, DP_NAME_MAX - 1);
-		return CLI_EXIT_USAGE;
-	}
-	if (strcmp(verb, "add") == 0 && i >= 0) {
-		fprintf(stderr, "%s: group '%s' already exists (route group set changes it)\n",
-			cr->cmd, name);
-		return CLI_EXIT_EXISTS;
-	}
-	if (strcmp(verb, "add") != 0 && i < 0) {
-		fprintf(stderr, "%s: no gateway group named '%s'\n", cr->cmd, name);
-		return CLI_EXIT_NOT_FOUND;
-	}
+	if ((ex = cli_entry_check(cr, "gateway group", name, verb, i)))
+		return ex;
 	if (strcmp(verb, "del") == 0) {
 		memmove(&d->grp[i], &d->grp[i + 1], (d->ngrp - (size_t)i - 1) * sizeof(g));
 		d->ngrp--;

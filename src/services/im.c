@@ -602,7 +602,9 @@ enum proxy_step im_handle_message(struct home *h, struct preq *r)
 
 /* ------------------------------------------------------------ expiry, load */
 
-void im_sweep(struct home *h, int64_t now)
+/* Every stored message through drop(); those it returns true for are unlinked and freed. */
+static void boxes_drop_each(struct home *h, bool (*drop)(struct im_box *, struct im_msg *, void *),
+			    void *arg)
 {
 	for (size_t i = 0; i < HOME_BUCKETS; i++) {
 		for (struct im_box *b = h->boxes[i], *next; b; b = next) {
@@ -610,7 +612,7 @@ void im_sweep(struct home *h, int64_t now)
 			next = b->hnext;
 			while (*pp) {
 				struct im_msg *m = *pp;
-				if (m->expires > now || (m == b->head && b->inflight)) {
+				if (!drop(b, m, arg)) {
 					prev = m;
 					pp = &m->next;
 					continue;
@@ -619,17 +621,31 @@ void im_sweep(struct home *h, int64_t now)
 				if (b->tail == m)
 					b->tail = prev;
 				b->count--;
-				log_info("message for %s expired undelivered", b->aor);
-				if (m->persisted) {
-					char key[32];
-					snprintf(key, sizeof(key), "%020" PRIu64, m->id);
-					home_rec_del(h, STORE_REC_MESSAGE, key);
-				}
 				msg_free(m);
 			}
 			box_release_if_empty(b);
 		}
 	}
+}
+
+static bool drop_expired(struct im_box *b, struct im_msg *m, void *arg)
+{
+	int64_t now = *(const int64_t *)arg;
+
+	if (m->expires > now || (m == b->head && b->inflight))
+		return false;
+	log_info("message for %s expired undelivered", b->aor);
+	if (m->persisted) {
+		char key[32];
+		snprintf(key, sizeof(key), "%020" PRIu64, m->id);
+		home_rec_del(b->home, STORE_REC_MESSAGE, key);
+	}
+	return true;
+}
+
+void im_sweep(struct home *h, int64_t now)
+{
+	boxes_drop_each(h, drop_expired, &now);
 }
 
 int im_id_cmp(const void *a, const void *b)
@@ -639,39 +655,32 @@ int im_id_cmp(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
+struct id_set {
+	const uint64_t *ids;
+	size_t n;
+};
+
+static bool drop_deleted(struct im_box *b, struct im_msg *m, void *arg)
+{
+	const struct id_set *set = arg;
+
+	if (!m->persisted || bsearch(&m->id, set->ids, set->n, sizeof(*set->ids), im_id_cmp))
+		return false;
+	if (!m->deleted)
+		log_info("stored message %020" PRIu64 " for %s deleted from the CLI", m->id,
+			 b->aor);
+	if (m == b->head && b->inflight) {
+		m->deleted = true; /* its delivery ends it (box_done) */
+		return false;
+	}
+	return true;
+}
+
 void im_drop_deleted(struct home *h, const uint64_t *ids, size_t n)
 {
-	for (size_t i = 0; i < HOME_BUCKETS; i++) {
-		for (struct im_box *b = h->boxes[i], *next; b; b = next) {
-			struct im_msg **pp = &b->head, *prev = NULL;
-			next = b->hnext;
-			while (*pp) {
-				struct im_msg *m = *pp;
-				if (!m->persisted ||
-				    bsearch(&m->id, ids, n, sizeof(*ids), im_id_cmp)) {
-					prev = m;
-					pp = &m->next;
-					continue;
-				}
-				if (!m->deleted)
-					log_info("stored message %020" PRIu64
-						 " for %s deleted from the CLI",
-						 m->id, b->aor);
-				if (m == b->head && b->inflight) {
-					m->deleted = true; /* its delivery ends it (box_done) */
-					prev = m;
-					pp = &m->next;
-					continue;
-				}
-				*pp = m->next;
-				if (b->tail == m)
-					b->tail = prev;
-				b->count--;
-				msg_free(m);
-			}
-			box_release_if_empty(b);
-		}
-	}
+	struct id_set set = {ids, n};
+
+	boxes_drop_each(h, drop_deleted, &set);
 }
 
 int im_load_message(struct home *h, const struct store_record *rec)
