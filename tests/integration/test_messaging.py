@@ -489,7 +489,13 @@ def test_baresip_watches_and_publishes():
                     time.sleep(0.2)
                 raise AssertionError("baresip: no %s:\n%s\n%s" % (what, bob.output(),
                                                                    srv.log_tail()))
-            time.sleep(1.0)
+            # baresip subscribes on its own time: alice registers only once its
+            # subscription is in place, so it sees her go from offline to online
+            deadline = time.time() + 15
+            while "bob@127.0.0.1" not in cli("presence", "list", "alice@127.0.0.1",
+                                             db=srv.db).stdout:
+                check(time.time() < deadline, "baresip never subscribed:\n" + srv.log_tail())
+                time.sleep(0.2)
             alice.reg()  # registered and publishing nothing: open
             wait_output(r"<sip:alice@[^>]*> changed status from .*Offline.* to .*Online",
                         "online status for alice")
