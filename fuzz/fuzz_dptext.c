@@ -1,7 +1,7 @@
 /*
  * fuzz_dptext.c - libFuzzer target for the text form of the routing rules
- * (what `switchboard route` takes and the store keeps): gateway, member and
- * rule words, rule matches, list entries, and the print/parse round trip.
+ * (what `switchboard route` takes and the store keeps): gateway, group and
+ * rule lines, rule matches, list entries, and the print/parse round trip.
  * The first byte picks the parser; the rest is its input.
  */
 #include <stdint.h>
@@ -11,38 +11,12 @@
 #include "services/dialplan.h"
 #include "services/lists.h"
 
-/* Each space-separated word of text through fn. */
-static void words(sv_t text, int (*fn)(void *obj, sv_t k, sv_t v), void *obj)
-{
-	while (text.len) {
-		ptrdiff_t sp = sv_find(text, ' ');
-		sv_t w = sp < 0 ? text : sv_sub(text, 0, (size_t)sp);
-		ptrdiff_t eq = sv_find(w, '=');
-		if (eq >= 0)
-			fn(obj, sv_sub(w, 0, (size_t)eq), sv_sub(w, (size_t)eq + 1, w.len));
-		text = sp < 0 ? SV_NULL : sv_sub(text, (size_t)sp + 1, text.len);
-	}
-}
-
-static int gateway_word(void *obj, sv_t k, sv_t v)
-{
-	char err[200];
-
-	return dp_gateway_set(obj, k, v, err, sizeof(err));
-}
-
-static int rule_word(void *obj, sv_t k, sv_t v)
-{
-	char err[200];
-
-	return dp_rule_set(obj, k, v, err, sizeof(err));
-}
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static struct dp_rule r, r2;
 	struct dp_gateway g;
 	struct dp_member m;
+	static struct dp_group grp;
 	struct lists_cidr c;
 	char err[200], out[2048], *copy;
 	sv_t in;
@@ -57,19 +31,22 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	switch (data[0] % 5) {
 	case 0:
 		memset(&g, 0, sizeof(g));
-		words(in, gateway_word, &g);
+		dp_gateway_parse(&g, in, err, sizeof(err));
 		dp_gateway_print(&g, out, sizeof(out));
 		break;
 	case 1:
+		memset(&grp, 0, sizeof(grp));
+		dp_group_parse(&grp, in, err, sizeof(err));
 		dp_member_parse(in, &m, err, sizeof(err));
 		break;
 	case 2:
 		memset(&r, 0, sizeof(r));
-		words(in, rule_word, &r);
+		dp_rule_parse(&r, in, err, sizeof(err));
 		if (dp_rule_print(&r, out, sizeof(out)) == 0) {
 			/* what is stored must read back as the same rule */
 			memset(&r2, 0, sizeof(r2));
-			words(sv_cstr(out), rule_word, &r2);
+			if (dp_rule_parse(&r2, sv_cstr(out), err, sizeof(err)))
+				abort();
 			if (r2.nroute != r.nroute || r2.nops != r.nops ||
 			    r2.redirect != r.redirect ||
 			    memcmp(r2.route_names, r.route_names, sizeof(r.route_names)) != 0 ||

@@ -6,6 +6,8 @@
 #define SB_CLI_INTERNAL_H
 
 #include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
 
 #include "cli/cli.h"
 #include "config/config.h"
@@ -49,5 +51,44 @@ void cli_password_free(char *pw);
 
 /* The exit status for an errno from the store. */
 int cli_exit_for(int err);
+
+/*
+ * rules.c: what route, list and terminal work on: the file's routing rules,
+ * those in force (with the store's changes), and the store.
+ */
+struct rules_conf;
+struct cli_rules {
+	const char *cmd;
+	struct cfg *cfg;
+	struct rules_conf *base;
+	struct rules_conf *cur;
+	struct store *st;
+	bool bad; /* the store's changes do not fit the file (a change may repair it) */
+	char why[400];
+};
+int cli_rules_open(const struct cli_opts *o, const char *cmd, struct cli_rules *cr);
+void cli_rules_close(struct cli_rules *cr);
+/* Before showing or testing: the rules must be whole (CLI_EXIT_CONFIG otherwise). */
+int cli_rules_whole(const struct cli_rules *cr);
+/* After a change to cr->cur: the whole must still resolve (CLI_EXIT_USAGE otherwise). */
+int cli_rules_check(struct cli_rules *cr);
+/* The exit status of saving a change (rc from rules_save_*), with its message. */
+int cli_rules_saved(struct cli_rules *cr, int rc, const char *what);
+
+/* One subcommand of `list` or `terminal`, its positional arguments from min to max. */
+struct cli_verb {
+	const char *name;
+	int min, max;
+};
+/* A `list` or `terminal` command under way. */
+struct cli_rules_cmd {
+	struct cli_opts o;
+	struct cli_rules cr;
+	char name[48];
+	size_t verb; /* index in the verbs given */
+	bool ready;
+};
+int cli_rules_command(int argc, char **argv, const char *group, const struct cli_verb *verbs,
+		      size_t nverbs, void (*usage)(FILE *), struct cli_rules_cmd *c);
 
 #endif

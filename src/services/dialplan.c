@@ -828,6 +828,82 @@ int dp_rule_match_parse(sv_t text, struct dp_rule *r, char *err, size_t errlen)
 	return 0;
 }
 
+/* Each space-separated word of line through take(); stops at the first failure. */
+static int each_word(sv_t line, int (*take)(void *obj, sv_t word, char *err, size_t errlen),
+		     void *obj, char *err, size_t errlen)
+{
+	while (line.len) {
+		ptrdiff_t sp = sv_find(line, ' ');
+		sv_t w = sp < 0 ? line : sv_sub(line, 0, (size_t)sp);
+		int rc = w.len ? take(obj, w, err, errlen) : 0;
+		if (rc)
+			return rc;
+		line = sp < 0 ? SV_NULL : sv_sub(line, (size_t)sp + 1, line.len);
+	}
+	return 0;
+}
+
+/* "key=value" split; EINVAL when there is no '='. */
+static int key_value(sv_t w, sv_t *k, sv_t *v, char *err, size_t errlen)
+{
+	ptrdiff_t eq = sv_find(w, '=');
+
+	if (eq < 0) {
+		snprintf(err, errlen, "'%.*s' is not KEY=VALUE", (int)(w.len > 40 ? 40 : w.len),
+			 w.p);
+		return EINVAL;
+	}
+	*k = sv_sub(w, 0, (size_t)eq);
+	*v = sv_sub(w, (size_t)eq + 1, w.len);
+	return 0;
+}
+
+static int gateway_word(void *obj, sv_t w, char *err, size_t errlen)
+{
+	sv_t k, v;
+	int rc = key_value(w, &k, &v, err, errlen);
+
+	return rc ? rc : dp_gateway_set(obj, k, v, err, errlen);
+}
+
+static int rule_word(void *obj, sv_t w, char *err, size_t errlen)
+{
+	sv_t k, v;
+	int rc = key_value(w, &k, &v, err, errlen);
+
+	return rc ? rc : dp_rule_set(obj, k, v, err, errlen);
+}
+
+static int member_word(void *obj, sv_t w, char *err, size_t errlen)
+{
+	struct dp_group *g = obj;
+	int rc;
+
+	if (g->n >= DP_MAX_MEMBERS) {
+		snprintf(err, errlen, "a group has at most %d gateways", DP_MAX_MEMBERS);
+		return EINVAL;
+	}
+	rc = dp_member_parse(w, &g->m[g->n], err, errlen);
+	if (!rc)
+		g->n++;
+	return rc;
+}
+
+int dp_gateway_parse(struct dp_gateway *g, sv_t line, char *err, size_t errlen)
+{
+	return each_word(line, gateway_word, g, err, errlen);
+}
+
+int dp_rule_parse(struct dp_rule *r, sv_t line, char *err, size_t errlen)
+{
+	return each_word(line, rule_word, r, err, errlen);
+}
+
+int dp_group_parse(struct dp_group *grp, sv_t line, char *err, size_t errlen)
+{
+	return each_word(line, member_word, grp, err, errlen);
+}
+
 void dp_rule_key(const struct dp_rule *r, char *out, size_t len)
 {
 	if (r->prefix[0])
@@ -904,7 +980,8 @@ int dp_rule_print(const struct dp_rule *r, char *out, size_t len)
 		size_t l = strlen(v);
 		snprintf(v + l, sizeof(v) - l, "%s%s", i ? "," : "", r->route_names[i]);
 	}
-	rc = put_word(out, len, &n, "route", v);
+	if (r->nroute)
+		rc = put_word(out, len, &n, "route", v);
 	if (!rc && r->redirect)
 		rc = put_word(out, len, &n, "redirect", "yes");
 	for (size_t i = 0; i < r->nops && !rc; i++) {

@@ -181,6 +181,13 @@ int dp_gateway_set(struct dp_gateway *g, sv_t key, sv_t value, char *err, size_t
 int dp_member_parse(sv_t text, struct dp_member *m, char *err, size_t errlen);
 int dp_rule_set(struct dp_rule *r, sv_t key, sv_t value, char *err, size_t errlen);
 int dp_rule_match_parse(sv_t text, struct dp_rule *r, char *err, size_t errlen);
+/*
+ * A whole line of words (as dp_*_print writes it) into g or r, or the group's
+ * members into grp->m; the first failure is returned (EINVAL with err).
+ */
+int dp_gateway_parse(struct dp_gateway *g, sv_t line, char *err, size_t errlen);
+int dp_rule_parse(struct dp_rule *r, sv_t line, char *err, size_t errlen);
+int dp_group_parse(struct dp_group *grp, sv_t line, char *err, size_t errlen);
 /* Digits, '*' and '#', with a leading '+' when plus. */
 bool dp_digits_ok(sv_t s, bool plus);
 /* The text forms; ENOSPC, or EILSEQ when a value holds a space (a YAML regex may). */

@@ -351,13 +351,6 @@ static int snap_row(void *arg, const struct store_record *rec)
 			sv_copy(sv_cstr(sp + 1), m->member, sizeof(m->member));
 		}
 		break;
-	case STORE_REC_MESSAGE:
-		nv = snap_grow(s->msg_ids, &s->nmsgs, sizeof(*s->msg_ids), &e);
-		if (nv) {
-			s->msg_ids = nv;
-			*(uint64_t *)e = (uint64_t)rec->seq;
-		}
-		break;
 	case STORE_REC_MAILBOX:
 		nv = snap_grow(s->mailboxes, &s->nmailboxes, sizeof(*s->mailboxes), &e);
 		if (nv) {
@@ -372,6 +365,20 @@ static int snap_row(void *arg, const struct store_record *rec)
 		return 0;
 	}
 	return nv ? 0 : ENOMEM;
+}
+
+/* A stored message's id (its seq): only the ids are read, not the messages. */
+static int snap_msg_id(void *arg, const char *key, int64_t seq)
+{
+	struct home_snapshot *s = arg;
+	void *e = NULL, *nv = snap_grow(s->msg_ids, &s->nmsgs, sizeof(*s->msg_ids), &e);
+
+	(void)key;
+	if (!nv)
+		return ENOMEM;
+	s->msg_ids = nv;
+	*(uint64_t *)e = (uint64_t)seq;
+	return 0;
 }
 
 static void snap_free(struct home_snapshot *s)
@@ -394,7 +401,7 @@ static void snap_read(struct store *st, struct dbq_job *job)
 	if (!s->err)
 		s->err = store_record_list(st, STORE_REC_MAILBOX, NULL, snap_row, s);
 	if (!s->err)
-		s->err = store_record_list(st, STORE_REC_MESSAGE, NULL, snap_row, s);
+		s->err = store_record_keys(st, STORE_REC_MESSAGE, snap_msg_id, s);
 	if (!s->err && s->nmsgs)
 		qsort(s->msg_ids, s->nmsgs, sizeof(*s->msg_ids), im_id_cmp);
 	worker_post(job->reply_to, &job->done);

@@ -134,6 +134,8 @@ static void parse_contacts(struct preq *r, struct reg_parse *rp)
 	const struct cfg *cfg = &r->srv->cfg;
 	int64_t hdr_expires = sip_msg_expires(r->m);
 	sv_t user_agent = sip_msg_value(r->m, SIP_H_USER_AGENT);
+	size_t npats;
+	const struct term_pattern *pats = rules_terminal_patterns(proxy_rules(r), &npats);
 	struct sip_hdr_iter it;
 	sv_t elem;
 
@@ -190,13 +192,9 @@ static void parse_contacts(struct preq *r, struct reg_parse *rp)
 		if (expires > cfg->max_expires)
 			expires = cfg->max_expires;
 		c->expires = (uint32_t)expires;
-		if (expires) {
-			size_t np;
-			const struct term_pattern *pats =
-			    rules_terminal_patterns(proxy_rules(r), &np);
+		if (expires)
 			c->terminal =
-			    (uint8_t)term_classify(c->params, c->uri, user_agent, pats, np);
-		}
+			    (uint8_t)term_classify(c->params, c->uri, user_agent, pats, npats);
 	}
 	if (!rp->status && rp->star && (rp->n || hdr_expires != 0)) {
 		rp->status = 400;

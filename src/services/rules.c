@@ -47,28 +47,6 @@ struct rules_load {
 	size_t errlen;
 };
 
-/* The next "key=value" word of *rest; false at the end. */
-static bool next_word(sv_t *rest, sv_t *key, sv_t *value)
-{
-	size_t i = 0, start;
-	ptrdiff_t eq;
-	sv_t w;
-
-	while (i < rest->len && rest->p[i] == ' ')
-		i++;
-	if (i == rest->len)
-		return false;
-	start = i;
-	while (i < rest->len && rest->p[i] != ' ')
-		i++;
-	w = sv_make(rest->p + start, i - start);
-	*rest = sv_sub(*rest, i, rest->len);
-	eq = sv_find(w, '=');
-	*key = eq < 0 ? w : sv_sub(w, 0, (size_t)eq);
-	*value = eq < 0 ? SV_NULL : sv_sub(w, (size_t)eq + 1, w.len);
-	return true;
-}
-
 int rules_find_rule(const struct dp_config *d, const char *key)
 {
 	char k[DP_REGEX_MAX + 2];
@@ -98,7 +76,6 @@ static int load_gateway(void *arg, const struct store_record *rec)
 	struct dp_config *d = &l->c->dp;
 	int i = dp_config_find_gateway(d, rec->key);
 	struct dp_gateway g;
-	sv_t rest = sv_cstr(rec->meta), k, v;
 	char why[160];
 
 	memset(&g, 0, sizeof(g)); /* padding too: equal rules compare equal (dbq.c) */
@@ -113,10 +90,8 @@ static int load_gateway(void *arg, const struct store_record *rec)
 	if (strlen(rec->key) >= sizeof(g.name))
 		return load_fail(l, "gateway", rec->key, "name too long");
 	strcpy(g.name, rec->key);
-	while (next_word(&rest, &k, &v)) {
-		if (dp_gateway_set(&g, k, v, why, sizeof(why)))
-			return load_fail(l, "gateway", rec->key, why);
-	}
+	if (dp_gateway_parse(&g, sv_cstr(rec->meta), why, sizeof(why)))
+		return load_fail(l, "gateway", rec->key, why);
 	if (!g.host[0])
 		return load_fail(l, "gateway", rec->key, "no address");
 	if (i < 0 && d->ngw >= DP_MAX_GATEWAYS)
@@ -131,7 +106,6 @@ static int load_group(void *arg, const struct store_record *rec)
 	struct dp_config *d = &l->c->dp;
 	int i = dp_config_find_group(d, rec->key);
 	struct dp_group g;
-	sv_t rest = sv_cstr(rec->meta), k, v;
 	char why[160];
 
 	memset(&g, 0, sizeof(g));
@@ -145,14 +119,8 @@ static int load_group(void *arg, const struct store_record *rec)
 	if (strlen(rec->key) >= sizeof(g.name))
 		return load_fail(l, "gateway group", rec->key, "name too long");
 	strcpy(g.name, rec->key);
-	while (next_word(&rest, &k, &v)) {
-		if (g.n >= DP_MAX_MEMBERS)
-			return load_fail(l, "gateway group", rec->key, "more than 16 gateways");
-		/* a member is one word, "gw:prio:weight": no '=' in it */
-		if (dp_member_parse(k, &g.m[g.n], why, sizeof(why)))
-			return load_fail(l, "gateway group", rec->key, why);
-		g.n++;
-	}
+	if (dp_group_parse(&g, sv_cstr(rec->meta), why, sizeof(why)))
+		return load_fail(l, "gateway group", rec->key, why);
 	if (!g.n)
 		return load_fail(l, "gateway group", rec->key, "no gateways");
 	if (i < 0 && d->ngrp >= DP_MAX_GROUPS)
@@ -167,7 +135,6 @@ static int load_rule(void *arg, const struct store_record *rec)
 	struct dp_config *d = &l->c->dp;
 	int i = rules_find_rule(d, rec->key);
 	struct dp_rule *r;
-	sv_t rest = sv_cstr(rec->meta), k, v;
 	char why[160];
 
 	if (is_deleted(rec)) {
@@ -183,10 +150,8 @@ static int load_rule(void *arg, const struct store_record *rec)
 		return ENOMEM;
 	if (dp_rule_match_parse(sv_cstr(rec->key), r, why, sizeof(why)))
 		goto bad;
-	while (next_word(&rest, &k, &v)) {
-		if (dp_rule_set(r, k, v, why, sizeof(why)))
-			goto bad;
-	}
+	if (dp_rule_parse(r, sv_cstr(rec->meta), why, sizeof(why)))
+		goto bad;
 	if (i < 0 && d->nrules >= DP_MAX_RULES) {
 		snprintf(why, sizeof(why), "more than %d rules", DP_MAX_RULES);
 		goto bad;
@@ -362,14 +327,14 @@ struct seq_find {
 	int64_t found, max;
 };
 
-static int seq_row(void *arg, const struct store_record *rec)
+static int seq_row(void *arg, const char *key, int64_t seq)
 {
 	struct seq_find *f = arg;
 
-	if (strcmp(rec->key, f->key) == 0)
-		f->found = rec->seq;
-	if (rec->seq > f->max)
-		f->max = rec->seq;
+	if (strcmp(key, f->key) == 0)
+		f->found = seq;
+	if (seq > f->max)
+		f->max = seq;
 	return 0;
 }
 
@@ -384,7 +349,7 @@ static int save(struct store *st, int kind, const char *key, const char *meta)
 		return ENAMETOOLONG;
 	strcpy(rec.key, key);
 	/* the order of creation, kept on a change: regex rules are tried in it */
-	rc = store_record_list(st, kind, NULL, seq_row, &f);
+	rc = store_record_keys(st, kind, seq_row, &f);
 	if (rc)
 		return rc;
 	clock_gettime(CLOCK_REALTIME, &ts);

@@ -39,6 +39,7 @@ struct store_ops {
 	int (*record_del)(struct store *s, int kind, const char *key); /* ENOENT */
 	int (*record_list)(struct store *s, int kind, const char *owner, store_record_fn fn,
 			   void *arg);
+	int (*record_keys)(struct store *s, int kind, store_record_key_fn fn, void *arg);
 	int (*record_purge)(struct store *s, int64_t now, size_t *purged);
 	int (*begin)(struct store *s);
 	int (*commit)(struct store *s);

@@ -88,6 +88,7 @@ enum store_sq_stmt {
 	STORE_SQ_REC_DEL,
 	STORE_SQ_REC_LIST_ALL,
 	STORE_SQ_REC_LIST_OWNER,
+	STORE_SQ_REC_KEYS,
 	STORE_SQ_REC_PURGE,
 	STORE_SQ_BEGIN,
 	STORE_SQ_COMMIT,
@@ -142,6 +143,7 @@ static const char *const store_sq_sql[STORE_SQ_COUNT] = {
 			      "WHERE kind = ?1 ORDER BY owner, seq, key",
     [STORE_SQ_REC_LIST_OWNER] = "SELECT kind, key, owner, seq, expires, meta, body FROM record "
 				"WHERE kind = ?1 AND owner = ?2 ORDER BY seq, key",
+    [STORE_SQ_REC_KEYS] = "SELECT key, seq FROM record WHERE kind = ?1",
     [STORE_SQ_REC_PURGE] = "DELETE FROM record WHERE expires > 0 AND expires <= ?1",
     [STORE_SQ_BEGIN] = "BEGIN IMMEDIATE",
     [STORE_SQ_COMMIT] = "COMMIT",
@@ -626,27 +628,52 @@ static void store_sq_row_binding(sqlite3_stmt *st, struct store_binding *b)
 	b->updated = sqlite3_column_int64(st, 12);
 }
 
-static int store_sq_binding_list(struct store *s, const char *aor, store_binding_fn fn, void *arg)
+/* Runs row() on each result row of st, up to its first non-zero; then resets st. */
+static int store_sq_each(struct store_sq *q, sqlite3_stmt *st, int (*row)(sqlite3_stmt *, void *),
+			 void *ctx)
 {
-	struct store_sq *q = store_sq(s);
-	sqlite3_stmt *st = store_sq_get(q, aor ? STORE_SQ_BIND_LIST_AOR : STORE_SQ_BIND_LIST_ALL);
-	struct store_binding *b = malloc(sizeof(*b));
 	int rc;
 
-	if (!b)
-		return store_fail(s, ENOMEM, "out of memory");
-	if (aor)
-		store_sq_text(st, 1, aor);
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		store_sq_row_binding(st, b);
-		rc = fn(arg, b);
+		rc = row(st, ctx);
 		if (rc)
 			goto out;
 	}
 	rc = rc == SQLITE_DONE ? 0 : store_sq_fail(q, rc);
 out:
 	store_sq_done(st);
-	free(b);
+	return rc;
+}
+
+struct store_sq_bindings {
+	struct store_binding b;
+	store_binding_fn fn;
+	void *arg;
+};
+
+static int store_sq_binding_row(sqlite3_stmt *st, void *ctx)
+{
+	struct store_sq_bindings *c = ctx;
+
+	store_sq_row_binding(st, &c->b);
+	return c->fn(c->arg, &c->b);
+}
+
+static int store_sq_binding_list(struct store *s, const char *aor, store_binding_fn fn, void *arg)
+{
+	struct store_sq *q = store_sq(s);
+	sqlite3_stmt *st = store_sq_get(q, aor ? STORE_SQ_BIND_LIST_AOR : STORE_SQ_BIND_LIST_ALL);
+	struct store_sq_bindings *c = malloc(sizeof(*c));
+	int rc;
+
+	if (!c)
+		return store_fail(s, ENOMEM, "out of memory");
+	c->fn = fn;
+	c->arg = arg;
+	if (aor)
+		store_sq_text(st, 1, aor);
+	rc = store_sq_each(q, st, store_sq_binding_row, c);
+	free(c);
 	return rc;
 }
 
@@ -691,39 +718,71 @@ static int store_sq_record_del(struct store *s, int kind, const char *key)
 	return rc;
 }
 
+struct store_sq_records {
+	struct store_record r;
+	store_record_fn fn;
+	void *arg;
+};
+
+static int store_sq_record_row(sqlite3_stmt *st, void *ctx)
+{
+	struct store_sq_records *c = ctx;
+	struct store_record *r = &c->r;
+
+	r->kind = sqlite3_column_int(st, 0);
+	store_sq_col(st, 1, r->key, sizeof(r->key));
+	store_sq_col(st, 2, r->owner, sizeof(r->owner));
+	r->seq = sqlite3_column_int64(st, 3);
+	r->expires = sqlite3_column_int64(st, 4);
+	r->meta = (const char *)sqlite3_column_text(st, 5);
+	if (!r->meta)
+		r->meta = "";
+	r->body = sqlite3_column_blob(st, 6);
+	r->body_len = (size_t)sqlite3_column_bytes(st, 6);
+	return c->fn(c->arg, r);
+}
+
 static int store_sq_record_list(struct store *s, int kind, const char *owner, store_record_fn fn,
 				void *arg)
 {
 	struct store_sq *q = store_sq(s);
 	sqlite3_stmt *st = store_sq_get(q, owner ? STORE_SQ_REC_LIST_OWNER : STORE_SQ_REC_LIST_ALL);
-	struct store_record *r = malloc(sizeof(*r));
+	struct store_sq_records *c = malloc(sizeof(*c));
 	int rc;
 
-	if (!r)
+	if (!c)
 		return store_fail(s, ENOMEM, "out of memory");
+	c->fn = fn;
+	c->arg = arg;
 	sqlite3_bind_int(st, 1, kind);
 	if (owner)
 		store_sq_text(st, 2, owner);
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		r->kind = sqlite3_column_int(st, 0);
-		store_sq_col(st, 1, r->key, sizeof(r->key));
-		store_sq_col(st, 2, r->owner, sizeof(r->owner));
-		r->seq = sqlite3_column_int64(st, 3);
-		r->expires = sqlite3_column_int64(st, 4);
-		r->meta = (const char *)sqlite3_column_text(st, 5);
-		if (!r->meta)
-			r->meta = "";
-		r->body = sqlite3_column_blob(st, 6);
-		r->body_len = (size_t)sqlite3_column_bytes(st, 6);
-		rc = fn(arg, r);
-		if (rc)
-			goto out;
-	}
-	rc = rc == SQLITE_DONE ? 0 : store_sq_fail(q, rc);
-out:
-	store_sq_done(st);
-	free(r);
+	rc = store_sq_each(q, st, store_sq_record_row, c);
+	free(c);
 	return rc;
+}
+
+struct store_sq_keys {
+	store_record_key_fn fn;
+	void *arg;
+};
+
+static int store_sq_key_row(sqlite3_stmt *st, void *ctx)
+{
+	struct store_sq_keys *c = ctx;
+	const char *key = (const char *)sqlite3_column_text(st, 0);
+
+	return c->fn(c->arg, key ? key : "", sqlite3_column_int64(st, 1));
+}
+
+static int store_sq_record_keys(struct store *s, int kind, store_record_key_fn fn, void *arg)
+{
+	struct store_sq *q = store_sq(s);
+	sqlite3_stmt *st = store_sq_get(q, STORE_SQ_REC_KEYS);
+	struct store_sq_keys c = {fn, arg};
+
+	sqlite3_bind_int(st, 1, kind);
+	return store_sq_each(q, st, store_sq_key_row, &c);
 }
 
 static int store_sq_record_purge(struct store *s, int64_t now, size_t *purged)
@@ -792,6 +851,7 @@ static const struct store_ops store_sq_ops = {
     .record_put = store_sq_record_put,
     .record_del = store_sq_record_del,
     .record_list = store_sq_record_list,
+    .record_keys = store_sq_record_keys,
     .record_purge = store_sq_record_purge,
     .begin = store_sq_begin,
     .commit = store_sq_commit,

@@ -578,6 +578,11 @@ int store_record_list(struct store *s, int kind, const char *owner, store_record
 	return s->ops->record_list(s, kind, owner, fn, arg);
 }
 
+int store_record_keys(struct store *s, int kind, store_record_key_fn fn, void *arg)
+{
+	return s->ops->record_keys(s, kind, fn, arg);
+}
+
 int store_record_purge(struct store *s, int64_t now, size_t *purged)
 {
 	return s->ops->record_purge(s, now, purged);

@@ -140,6 +140,9 @@ int store_record_put(struct store *s, const struct store_record *r); /* insert o
 int store_record_del(struct store *s, int kind, const char *key);    /* ENOENT */
 /* owner NULL = all of the kind; ordered by owner, then seq, then key. */
 int store_record_list(struct store *s, int kind, const char *owner, store_record_fn fn, void *arg);
+/* Only the key and seq of each record of a kind (no meta, no body), in no order. */
+typedef int (*store_record_key_fn)(void *arg, const char *key, int64_t seq);
+int store_record_keys(struct store *s, int kind, store_record_key_fn fn, void *arg);
 /* Deletes records with 0 < expires <= now; *purged gets how many. */
 int store_record_purge(struct store *s, int64_t now, size_t *purged);
 

@@ -444,31 +444,15 @@ static void test_dialplan_config_errors(void **state)
 	assert_int_equal(strlen(c.dialplan.gw[0].cred.ha1_sha256), 64);
 }
 
-/* Applies "k=v k=v" words to a gateway or a rule; the first error's text in err. */
+/* A line of "k=v" words into a gateway or a rule; the first error's text in err. */
 static int gw_words(struct dp_gateway *g, const char *words, char *err, size_t len)
 {
-	char buf[512];
-	int rc = 0;
-
-	snprintf(buf, sizeof(buf), "%s", words);
-	for (char *w = strtok(buf, " "); w && !rc; w = strtok(NULL, " ")) {
-		char *eq = strchr(w, '=');
-		rc = dp_gateway_set(g, sv_make(w, (size_t)(eq - w)), sv_cstr(eq + 1), err, len);
-	}
-	return rc;
+	return dp_gateway_parse(g, sv_cstr(words), err, len);
 }
 
 static int rule_words(struct dp_rule *r, const char *words, char *err, size_t len)
 {
-	char buf[512];
-	int rc = 0;
-
-	snprintf(buf, sizeof(buf), "%s", words);
-	for (char *w = strtok(buf, " "); w && !rc; w = strtok(NULL, " ")) {
-		char *eq = strchr(w, '=');
-		rc = dp_rule_set(r, sv_make(w, (size_t)(eq - w)), sv_cstr(eq + 1), err, len);
-	}
-	return rc;
+	return dp_rule_parse(r, sv_cstr(words), err, len);
 }
 
 static void test_dialplan_text_form(void **state)

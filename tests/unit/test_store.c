@@ -547,6 +547,74 @@ static void test_data_version(void **state)
 	store_close(cli);
 }
 
+struct rec_seen {
+	char keys[8][STORE_KEY_MAX];
+	int64_t seqs[8];
+	size_t n;
+	bool had_body;
+};
+
+static int rec_row(void *arg, const struct store_record *r)
+{
+	struct rec_seen *c = arg;
+
+	if (c->n < 8)
+		snprintf(c->keys[c->n++], sizeof(c->keys[0]), "%s", r->key);
+	c->had_body |= r->body_len > 0;
+	return 0;
+}
+
+static int rec_key(void *arg, const char *key, int64_t seq)
+{
+	struct rec_seen *c = arg;
+
+	if (c->n < 8) {
+		c->seqs[c->n] = seq;
+		snprintf(c->keys[c->n++], sizeof(c->keys[0]), "%s", key);
+	}
+	return 0;
+}
+
+/* Service records: replace by key, order by owner then seq, keys alone, delete, purge. */
+static void test_records(void **state)
+{
+	struct fixture *f = *state;
+	struct store_record r = {.kind = STORE_REC_MESSAGE, .meta = "From: <sip:a@x>\r\n"};
+	struct rec_seen c = {.n = 0};
+	size_t purged = 0;
+
+	r.body = "hello";
+	r.body_len = 5;
+	for (int i = 3; i >= 1; i--) {
+		snprintf(r.key, sizeof(r.key), "m%d", i);
+		strcpy(r.owner, "bob@x");
+		r.seq = i;
+		r.expires = i == 2 ? 1 : 0; /* m2 expired long ago */
+		assert_int_equal(store_record_put(f->s, &r), 0);
+	}
+	r.seq = 9; /* replace m1: one record still, now last */
+	assert_int_equal(store_record_put(f->s, &r), 0);
+	assert_int_equal(store_record_list(f->s, STORE_REC_MESSAGE, "bob@x", rec_row, &c), 0);
+	assert_int_equal(c.n, 3);
+	assert_string_equal(c.keys[0], "m2");
+	assert_string_equal(c.keys[2], "m1");
+	assert_true(c.had_body);
+	memset(&c, 0, sizeof(c));
+	assert_int_equal(store_record_keys(f->s, STORE_REC_MESSAGE, rec_key, &c), 0);
+	assert_int_equal(c.n, 3);
+	for (size_t i = 0; i < c.n; i++)
+		assert_int_equal(c.seqs[i], strcmp(c.keys[i], "m1") == 0 ? 9 : c.keys[i][1] - '0');
+	memset(&c, 0, sizeof(c));
+	assert_int_equal(store_record_keys(f->s, STORE_REC_TOPIC, rec_key, &c), 0);
+	assert_int_equal(c.n, 0);
+	assert_int_equal(store_record_purge(f->s, 100, &purged), 0);
+	assert_int_equal(purged, 1);
+	assert_int_equal(store_record_del(f->s, STORE_REC_MESSAGE, "m3"), 0);
+	assert_int_equal(store_record_del(f->s, STORE_REC_MESSAGE, "m3"), ENOENT);
+	r.kind = 99;
+	assert_int_equal(store_record_put(f->s, &r), EINVAL);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -561,6 +629,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_bindings, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_transactions, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_data_version, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_records, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_migration_from_v1, setup, teardown),
 	};
 
