@@ -10,6 +10,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <termios.h>
+#include <unistd.h>
 
 #include "store/store.h"
 
@@ -185,13 +187,29 @@ int cli_open_store(const char *config_path, const char *db_path, struct store **
 	return CLI_EXIT_OK;
 }
 
-/* One line from stdin, without its line end; *out is malloc'd. */
+/*
+ * One line from stdin, without its line end; *out is malloc'd. On a terminal
+ * the password is not echoed (and a prompt says what is read).
+ */
 static int cli_password_stdin(const char *cmd, char **out)
 {
 	char *line = NULL;
 	size_t cap = 0;
+	struct termios old, quiet;
+	bool tty = isatty(STDIN_FILENO) && tcgetattr(STDIN_FILENO, &old) == 0;
+	ssize_t n;
 
-	if (getline(&line, &cap, stdin) < 0) {
+	if (tty) {
+		quiet = old;
+		quiet.c_lflag &= ~(tcflag_t)ECHO;
+		quiet.c_lflag |= ECHONL;
+		fprintf(stderr, "Password: ");
+		tcsetattr(STDIN_FILENO, TCSAFLUSH, &quiet);
+	}
+	n = getline(&line, &cap, stdin);
+	if (tty)
+		tcsetattr(STDIN_FILENO, TCSAFLUSH, &old);
+	if (n < 0) {
 		free(line); /* getline may allocate even when it reads nothing */
 		fprintf(stderr, "%s: no password on standard input\n", cmd);
 		return CLI_EXIT_USAGE;

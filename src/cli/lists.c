@@ -112,7 +112,7 @@ static int cli_list_check(const struct cli_opts *o, struct cli_rules *cr)
 			return CLI_EXIT_USAGE;
 		}
 	}
-	v = lists_global_check(g, sv_cstr(caller), callee_user,
+	v = lists_global_check(g, sv_cstr(caller), true, callee_user,
 			       o->npos > 2 ? (struct sockaddr *)&ss : NULL, &why);
 	if (v != LISTS_NONE)
 		return cli_verdict(v == LISTS_BLOCKED, why, g->block_status);

@@ -89,6 +89,11 @@ struct cfg_key {
 		.name = n, .kind = CFG_K_SECTION, .sub = t                                         \
 	}
 
+static const struct cfg_key cfg_security_keys[] = {
+    CFG_LIST("trusted_peers", CFG_K_CIDRS, trusted_peers),
+    {0},
+};
+
 static const struct cfg_key cfg_database_keys[] = {
     CFG_STR("path", db_path, false),
     {0},
@@ -204,6 +209,7 @@ static const struct cfg_key cfg_top_keys[] = {
     CFG_SECTION("dns", cfg_dns_keys),
     CFG_SECTION("calls", cfg_calls_keys),
     CFG_SECTION("lists", cfg_lists_keys),
+    CFG_SECTION("security", cfg_security_keys),
     CFG_SPECIAL("gateways", CFG_K_GATEWAYS),
     CFG_SPECIAL("gateway_groups", CFG_K_GROUPS),
     CFG_SECTION("dialplan", cfg_dialplan_keys),

@@ -85,6 +85,10 @@ struct cfg {
 	enum cfg_proxy_mode proxy_mode;
 	bool record_route; /* true */
 
+	/* security (docs/security.md): sources trusted like an authenticated user (a carrier's
+	 * SBC, a PBX): they may call numbers the dialplan routes to gateways, and relay */
+	struct lists_nets trusted_peers;
+
 	/* tcp */
 	unsigned tcp_max_connections; /* 4096 */
 	unsigned tcp_idle_timeout_s;  /* 600 */

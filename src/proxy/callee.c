@@ -51,6 +51,8 @@ struct callee_ctx {
 	char aor[CALLEE_AOR_MAX]; /* whose settings govern now (changes when forwarded) */
 	struct uset set;
 	bool exists;
+	bool pstn_ok;	     /* the caller may reach gateways (proxy_may_use_gateways) */
+	bool stranger;	     /* the caller's identity was not checked: no hint who exists */
 	unsigned hops;	     /* forwardings: the request's Diversion entries and ours */
 	bool hi_off;	     /* the request has History-Info of its own: we add none */
 	unsigned hi_depth;   /* our History-Info entries after the first (index 1.1.1...) */
@@ -103,6 +105,17 @@ static enum users_lookup settings_of(struct callee_ctx *c, struct preq *r)
 			log_warn("settings of %s: %s (the rest is ignored)", c->aor, why);
 	}
 	return rc;
+}
+
+/*
+ * Nobody to ring: 404 for a name that is no user, 480 for a user with no
+ * terminal. A caller whose identity was not checked gets 404 for both (as
+ * Kamailio's default configuration answers), so that a stranger cannot map
+ * the user base (sipvicious svwar).
+ */
+static unsigned callee_absent_status(bool stranger, bool exists)
+{
+	return exists && !stranger ? 480 : 404;
 }
 
 /* Puts a Diversion for the current user on top; false when the hop limit is reached. */
@@ -327,6 +340,16 @@ static enum callee_res plan_gateways(struct callee_ctx *c, struct callee_plan *p
 
 	if (!dp || !dp_is_number(number) || (rule = dp_match(dp, number)) < 0)
 		return CALLEE_SUSPEND;
+	if (!c->pstn_ok) {
+		/* toll fraud: a number on our trunks only for a caller we can bill */
+		c->w->stats.calls_blocked++;
+		log_info(
+		    "call to %s refused: the caller is neither authenticated nor a trusted peer",
+		    c->aor);
+		pl->status = 403;
+		pl->reason = "Calls to this number need an authenticated caller";
+		return CALLEE_REPLY;
+	}
 	if (dp_digits(number) > c->srv->cfg.dialplan.max_callee_digits) {
 		pl->status = 404;
 		pl->reason = "Number too long";
@@ -407,7 +430,7 @@ static enum callee_res resolve(struct callee_ctx *c, struct preq *r, struct call
 			if (gw != CALLEE_SUSPEND)
 				return gw == CALLEE_STEPS ? CALLEE_EXTERNAL : gw;
 		}
-		pl->status = c->exists ? 480 : 404;
+		pl->status = callee_absent_status(c->stranger, c->exists);
 		pl->reason = NULL;
 		return CALLEE_REPLY;
 	}
@@ -470,7 +493,11 @@ static bool has_forwarding_after_start(const struct uset *s)
 	       s->fwd[USET_FWD_UNREGISTERED][0];
 }
 
-/* The callee's own lists; true when the call was refused. */
+/*
+ * The callee's own lists; true when the call was refused. A white list entry
+ * counts only for a caller whose identity was checked (one of our users who
+ * authenticated, or a trusted peer): anyone can write any From.
+ */
 static bool user_lists_block(struct preq *r, const struct uset *s)
 {
 	sv_t caller;
@@ -478,7 +505,8 @@ static bool user_lists_block(struct preq *r, const struct uset *s)
 	if (!s->allow_only && !s->block_callers[0])
 		return false;
 	caller = proxy_caller_user(r);
-	if (s->allow_callers[0] && caller.len && lists_prefix_match_csv(s->allow_callers, caller))
+	if (s->allow_callers[0] && caller.len && (r->authenticated || r->trusted) &&
+	    lists_prefix_match_csv(s->allow_callers, caller))
 		return false;
 	if (s->allow_only) {
 		proxy_reply_blocked(r, "not on the callee's white list");
@@ -652,7 +680,8 @@ static enum proxy_step route_plain(struct preq *r, struct fwd_plan *plan, const 
 		loc_lookup(r->srv->loc, sv_cstr(aor), now, b, CALLEE_MAX_TARGETS, &n);
 	}
 	if (n == 0 && !(exists && message_is_stored(r))) {
-		proxy_reply(r, exists ? 480 : 404, NULL, SV_NULL);
+		proxy_reply(r, callee_absent_status(!(r->authenticated || r->trusted), exists),
+			    NULL, SV_NULL);
 		goto out;
 	}
 	for (size_t i = 0; i < n; i++)
@@ -683,6 +712,8 @@ enum proxy_step callee_route(struct preq *r, struct fwd_plan *plan)
 	local.external[0] = '\0';
 	c->srv = r->srv;
 	c->w = r->w;
+	c->pstn_ok = proxy_may_use_gateways(r);
+	c->stranger = !(r->authenticated || r->trusted);
 	if (proxy_aor_of(sip_msg_ruri(r->m), c->aor, sizeof(c->aor))) {
 		proxy_reply(r, 404, NULL, SV_NULL);
 		goto out;

@@ -71,23 +71,41 @@ static void classify(struct preq *r)
 {
 	const struct sip_uri *ruri = sip_msg_ruri(r->m);
 	const struct sip_naddr *from = sip_msg_from(r->m), *to = sip_msg_to(r->m);
+	const struct lists_nets *trusted = &r->srv->cfg.trusted_peers;
 	struct sip_uri fu;
 
-	r->in_dialog = to && to->has_tag;
+	r->trusted = trusted->n && lists_cidr_match(trusted->v, trusted->n, &r->src->peer.u.sa);
+	r->has_to_tag = to && to->has_tag;
 	r->ruri_local = ruri && (ruri->kind == SIP_SCHEME_SIP || ruri->kind == SIP_SCHEME_SIPS) &&
 			proxy_domain_is_local(r->srv, ruri->host, ruri->port);
 	r->ruri_myself =
 	    ruri && r->ruri_local && ruri->user.len == 0 && proxy_uri_is_myself(r->srv, ruri);
-	r->from_local = from && sip_uri_parse(from->uri, &fu) == 0 &&
-			(fu.kind == SIP_SCHEME_SIP || fu.kind == SIP_SCHEME_SIPS) &&
-			proxy_domain_is_local(r->srv, fu.host, fu.port);
+	r->from_local = false;
+	if (from && sip_uri_parse(from->uri, &fu) == 0) {
+		if (fu.kind == SIP_SCHEME_SIP || fu.kind == SIP_SCHEME_SIPS)
+			r->from_local = proxy_domain_is_local(r->srv, fu.host, fu.port);
+		else
+			r->from_local = !r->trusted; /* a tel: identity is no stranger's to claim */
+	}
+	r->in_dialog = r->has_to_tag && route_signed(r);
 	r->loop_hash = route_loop_hash(r);
+}
+
+bool proxy_may_use_gateways(const struct preq *r)
+{
+	return r->authenticated || r->trusted || (!r->srv->cfg.auth_enabled && r->from_local);
+}
+
+bool proxy_may_relay(const struct preq *r)
+{
+	return r->in_dialog || proxy_may_use_gateways(r);
 }
 
 /*
  * ACK: for a non-2xx final it belongs to our server transaction (17.2.1);
- * a 2xx ACK is a new request routed by its Route set, statelessly; the ACK
- * of a 407 we sent statelessly is absorbed.
+ * a 2xx ACK is a new request routed by its Route set, statelessly, and only
+ * on a route set we signed; the ACK of a 407 we sent statelessly is
+ * absorbed. A stray ACK goes nowhere (there is no answer to send either).
  */
 static void on_ack(struct preq *r)
 {
@@ -114,29 +132,22 @@ static void on_ack(struct preq *r)
 	proxy_stateless_tag(r, tag, sizeof(tag));
 	if (to && sv_eq(to->tag, sv_cstr(tag)))
 		return; /* the ACK of a reply we sent statelessly */
+	if (!r->in_dialog) {
+		r->w->stats.rx_dropped++;
+		log_debug("ACK on no route set of ours dropped");
+		return;
+	}
 	route_plan(r, &plan);
 	plan.record_route = false;
 	memset(&tgt, 0, sizeof(tgt));
 	hop = route_next_hop(r, &plan);
 	if (hop.len) {
-		sv_copy(hop, tgt.hop, sizeof(tgt.hop));
+		if (sv_copy(hop, tgt.hop, sizeof(tgt.hop)))
+			return;
 	} else if (!r->ruri_myself) {
-		const struct sip_uri *ruri = sip_msg_ruri(r->m);
-		if (r->ruri_local && ruri && plan.pop_routes == 0) {
-			/* an end-to-end ACK for a local user without a route set: via location */
-			struct loc_target b[1];
-			size_t n = 0;
-			char aor[STORE_USER_MAX + STORE_DOMAIN_MAX + 4];
-			if (proxy_aor_of(ruri, aor, sizeof(aor)) == 0)
-				loc_lookup(r->srv->loc, sv_cstr(aor), (int64_t)time(NULL), b, 1,
-					   &n);
-			if (n == 0)
-				return;
-			route_target_from_binding(&tgt, b);
-		} else {
-			sv_copy(r->ruri_override.len ? r->ruri_override : r->m->ruri_raw, tgt.hop,
-				sizeof(tgt.hop));
-		}
+		if (sv_copy(r->ruri_override.len ? r->ruri_override : r->m->ruri_raw, tgt.hop,
+			    sizeof(tgt.hop)))
+			return;
 	} else {
 		return;
 	}
@@ -197,7 +208,7 @@ static enum proxy_step phase_local(struct preq *r)
 	struct buf unsup;
 	char store[512];
 
-	if (m->method == SIP_REGISTER && r->ruri_local && !r->in_dialog)
+	if (m->method == SIP_REGISTER && r->ruri_local && !r->has_to_tag)
 		return reg_handle(r);
 	if (!r->ruri_myself || sip_msg_hdr(m, SIP_H_ROUTE))
 		return PROXY_CONTINUE;
@@ -208,7 +219,7 @@ static enum proxy_step phase_local(struct preq *r)
 		proxy_reply(r, 420, NULL, buf_sv(&unsup));
 		return PROXY_DONE;
 	}
-	if (r->in_dialog && m->method == SIP_SUBSCRIBE) {
+	if (r->has_to_tag && m->method == SIP_SUBSCRIBE) {
 		enum proxy_step step = home_handle_in_dialog(r); /* a subscription refresh */
 		if (step != PROXY_CONTINUE)
 			return step;
@@ -226,7 +237,7 @@ static enum proxy_step phase_local(struct preq *r)
 	case SIP_ACK:
 		return PROXY_DONE;
 	default:
-		if (r->in_dialog)
+		if (r->has_to_tag)
 			proxy_reply(r, 481, NULL, SV_NULL); /* 12.2.2: no such dialog here */
 		else
 			proxy_reply(r, 404, "No user in the Request-URI", SV_NULL);
@@ -304,7 +315,12 @@ struct rules *proxy_rules(struct preq *r)
 	return rules_view_get(&r->w->rules, r->srv->rules);
 }
 
-/* The global black and white lists, for calls and messages from anyone. */
+/*
+ * The global black and white lists, for calls and messages from anyone. They
+ * run after authentication: a white list entry for a caller counts only for
+ * an identity that was checked (authenticated, or from a trusted peer); the
+ * block lists apply to whatever the request claims.
+ */
 static enum proxy_step phase_lists(struct preq *r)
 {
 	const struct lists_global *g;
@@ -317,25 +333,54 @@ static enum proxy_step phase_lists(struct preq *r)
 	if (lists_global_empty(g))
 		return PROXY_CONTINUE; /* the common case: nothing to look at */
 	ruri = sip_msg_ruri(r->m);
-	if (lists_global_check(g, proxy_caller_user(r), ruri ? ruri->user : SV_NULL,
-			       &r->src->peer.u.sa, &why) != LISTS_BLOCKED)
+	if (lists_global_check(g, proxy_caller_user(r), r->authenticated || r->trusted,
+			       ruri ? ruri->user : SV_NULL, &r->src->peer.u.sa,
+			       &why) != LISTS_BLOCKED)
 		return PROXY_CONTINUE;
 	proxy_reply_blocked(r, why);
 	return PROXY_DONE;
 }
 
+/*
+ * Who must prove who they are: every request that claims one of our users,
+ * out of any dialog of ours. ACK and CANCEL cannot be challenged (they are
+ * matched to a transaction or a signed route set instead); a BYE or PRACK
+ * is exempt only inside a dialog of ours.
+ */
 static bool needs_auth(const struct preq *r)
 {
 	switch (r->m->method) {
 	case SIP_ACK:
 	case SIP_CANCEL:
-	case SIP_PRACK:
-	case SIP_BYE:
 	case SIP_REGISTER:
 		return false;
 	default:
-		return r->srv->cfg.auth_enabled && r->from_local && !r->in_dialog;
+		return r->srv->cfg.auth_enabled && r->from_local && !r->in_dialog && !r->trusted;
 	}
+}
+
+/* The realm a From identity is checked in: its domain; for tel: the Request-URI's or ours. */
+static int auth_realm(struct preq *r, const struct sip_uri *fu, char *realm, size_t len)
+{
+	const struct sip_uri *ruri = sip_msg_ruri(r->m);
+	sv_t host = fu->host;
+
+	if (fu->kind != SIP_SCHEME_SIP && fu->kind != SIP_SCHEME_SIPS) {
+		if (ruri && r->ruri_local)
+			host = ruri->host;
+		else if (r->srv->cfg.ndomains)
+			host = sv_cstr(r->srv->cfg.domains[0]);
+		else
+			return EINVAL;
+	}
+	if (host.len && host.p[host.len - 1] == '.')
+		host.len--; /* example.com. is example.com */
+	if (host.len == 0 || host.len >= len)
+		return EINVAL;
+	for (size_t i = 0; i < host.len; i++)
+		realm[i] = sv_lower_char(host.p[i]);
+	realm[host.len] = '\0';
+	return 0;
 }
 
 /* Initial requests of local users are authenticated with 407 (RFC 3261 22.3). */
@@ -349,14 +394,11 @@ static enum proxy_step phase_auth(struct preq *r, struct fwd_plan *plan)
 
 	if (!needs_auth(r))
 		return PROXY_CONTINUE;
-	if (sip_uri_parse(from->uri, &fu) || fu.host.len >= sizeof(realm)) {
-		proxy_reply(r, 400, "Malformed From URI", SV_NULL);
+	if (sip_uri_parse(from->uri, &fu) || auth_realm(r, &fu, realm, sizeof(realm))) {
+		proxy_reply(r, 403, "Caller identity cannot be authenticated", SV_NULL);
 		return PROXY_DONE;
 	}
-	for (size_t i = 0; i < fu.host.len; i++)
-		realm[i] = sv_lower_char(fu.host.p[i]);
-	realm[fu.host.len] = '\0';
-	memcpy(plan->drop_cred_realm, realm, fu.host.len + 1);
+	memcpy(plan->drop_cred_realm, realm, strlen(realm) + 1);
 	/* a request delivered again after a lookup (of the callee, say) was checked
 	 * already: its nonce-count is no replay */
 	step = challenge_check(r, CHALLENGE_PROXY, sv_cstr(realm), fu.user, r->src->redelivered > 0,
@@ -384,15 +426,25 @@ static enum proxy_step phase_target(struct preq *r, struct fwd_plan *plan)
 		/* a route set: loose routing, the Request-URI stays (16.6 step 6); but a Route
 		 * beyond us in a request from outside, out of any dialog, is no way around the
 		 * relaying policy below */
-		if (!r->from_local && !r->in_dialog && !r->authenticated) {
+		if (!proxy_may_relay(r)) {
 			proxy_reply(r, 403, "Relaying denied", SV_NULL);
 			return PROXY_DONE;
 		}
-		sv_copy(hop, t.hop, sizeof(t.hop));
+		if (sv_copy(hop, t.hop, sizeof(t.hop))) {
+			proxy_reply(r, 414, "Route too long", SV_NULL);
+			return PROXY_DONE;
+		}
 		return forward(r, plan, &t, 1);
 	}
 	if (r->ruri_override.len) {
-		sv_copy(r->ruri_override, t.hop, sizeof(t.hop));
+		if (!proxy_may_relay(r)) {
+			proxy_reply(r, 403, "Relaying denied", SV_NULL);
+			return PROXY_DONE;
+		}
+		if (sv_copy(r->ruri_override, t.hop, sizeof(t.hop))) {
+			proxy_reply(r, 414, "Route too long", SV_NULL);
+			return PROXY_DONE;
+		}
 		return forward(r, plan, &t, 1);
 	}
 	if (!r->in_dialog && r->srv->home && home_wants(r)) {
@@ -411,12 +463,15 @@ static enum proxy_step phase_target(struct preq *r, struct fwd_plan *plan)
 	    !(r->in_dialog && sip_msg_ruri(r->m)->port &&
 	      !tp_is_local_address(r->srv->tp, sip_msg_ruri(r->m)->host, sip_msg_ruri(r->m)->port)))
 		return callee_route(r, plan);
-	if (!r->from_local && !r->in_dialog && !r->authenticated) {
-		/* neither from nor to one of our users: we are not an open relay */
+	if (!proxy_may_relay(r)) {
+		/* not to one of our users, and nobody we know asked: we are not an open relay */
 		proxy_reply(r, 403, "Relaying denied", SV_NULL);
 		return PROXY_DONE;
 	}
-	sv_copy(r->m->ruri_raw, t.hop, sizeof(t.hop));
+	if (sv_copy(r->m->ruri_raw, t.hop, sizeof(t.hop))) {
+		proxy_reply(r, 414, NULL, SV_NULL);
+		return PROXY_DONE;
+	}
 	return forward(r, plan, &t, 1);
 }
 
@@ -453,7 +508,7 @@ static void on_request(struct worker *w, struct sip_msg *m, const struct tp_src 
 		on_cancel(&r);
 		return;
 	}
-	if (m->method == SIP_REGISTER && r.ruri_local && !r.in_dialog) {
+	if (m->method == SIP_REGISTER && r.ruri_local && !r.has_to_tag) {
 		/* the registrar answers statelessly: there is no transaction to find */
 		reg_handle(&r);
 		return;
@@ -463,13 +518,13 @@ static void on_request(struct worker *w, struct sip_msg *m, const struct tp_src 
 		step = phase_local(&r);
 	if (step == PROXY_CONTINUE)
 		step = phase_policy(&r);
-	if (step == PROXY_CONTINUE)
-		step = phase_lists(&r);
 	if (step != PROXY_CONTINUE)
 		return;
 	route_plan(&r, &plan);
-	plan.record_route = plan.record_route && !r.in_dialog && is_dialog_creating(m->method);
+	plan.record_route = plan.record_route && !r.has_to_tag && is_dialog_creating(m->method);
 	step = phase_auth(&r, &plan);
+	if (step == PROXY_CONTINUE)
+		step = phase_lists(&r);
 	if (step == PROXY_CONTINUE)
 		phase_target(&r, &plan);
 }

@@ -51,6 +51,9 @@ struct ptx_branch {
 struct ptx {
 	struct txn_srv srv;
 	struct worker *w;
+	bool pstn_ok; /* the request may reach a gateway the dialplan chose (proxy_may_use_gateways)
+		       */
+	bool in_dialog; /* on a route set we signed: it goes where the dialog goes */
 	char *req;
 	size_t req_len;
 	struct tp_src src;
@@ -102,13 +105,14 @@ struct edit_list {
 	unsigned n;
 };
 
-static void edit_add(struct edit_list *l, const char *at, size_t del, sv_t ins)
+static int edit_add(struct edit_list *l, const char *at, size_t del, sv_t ins)
 {
 	if (l->n == PROXY_MAX_EDITS)
-		return;
+		return E2BIG;
 	l->e[l->n] = (struct sip_edit){at, del, ins};
 	l->seq[l->n] = l->n;
 	l->n++;
+	return 0;
 }
 
 static void edits_sort(struct edit_list *l)
@@ -174,13 +178,15 @@ static sv_t last_route_uri(struct sip_msg *m)
 	return SV_NULL;
 }
 
-static void print_rr(struct buf *b, const struct tp_listen *l)
+static void print_rr(struct buf *b, const struct tp_listen *l, const char *sig)
 {
 	buf_append_str(b, "Record-Route: <sip:");
 	buf_append_str(b, l->advertise);
 	if (l->proto == SIP_PROTO_TCP)
 		buf_append_str(b, ";transport=tcp");
-	buf_append_str(b, ";lr>\r\n");
+	buf_append_str(b, ";lr;sb=");
+	buf_append_str(b, sig);
+	buf_append_str(b, ">\r\n");
 }
 
 int fwd_build(struct worker *w, struct buf *out, struct sip_msg *m, const struct fwd_plan *plan,
@@ -196,9 +202,14 @@ int fwd_build(struct worker *w, struct buf *out, struct sip_msg *m, const struct
 	struct sip_hdr *h;
 	int64_t mf = sip_msg_max_forwards(m);
 	unsigned nroutes;
+	char sig[ROUTE_SIG_LEN + 1] = "";
 
 	if (!ol || !via)
 		return EINVAL;
+	if (plan->record_route) {
+		const struct sip_naddr *from = sip_msg_from(m);
+		route_sign_contact(w->srv, m, from ? from->tag : SV_NULL, sig);
+	}
 	buf_init_fixed(&topb, top, sizeof(top));
 	/* our Via on top */
 	buf_append_str(&topb, "Via: SIP/2.0/");
@@ -211,9 +222,9 @@ int fwd_build(struct worker *w, struct buf *out, struct sip_msg *m, const struct
 	if (plan->record_route && !sip_msg_hdr(m, SIP_H_RECORD_ROUTE)) {
 		/* facing the callee first; a second entry when the caller reached us elsewhere (RFC
 		 * 5658) */
-		print_rr(&topb, ol);
+		print_rr(&topb, ol, sig);
 		if (il && il != ol)
-			print_rr(&topb, il);
+			print_rr(&topb, il, sig);
 	}
 	if (mf < 0)
 		buf_append_str(&topb, "Max-Forwards: 70\r\n");
@@ -233,9 +244,9 @@ int fwd_build(struct worker *w, struct buf *out, struct sip_msg *m, const struct
 		char rr[600];
 		struct buf rrb;
 		buf_init_fixed(&rrb, rr, sizeof(rr));
-		print_rr(&rrb, ol);
+		print_rr(&rrb, ol, sig);
 		if (il && il != ol)
-			print_rr(&rrb, il);
+			print_rr(&rrb, il, sig);
 		/* must stay in the frame of this function: copy into the top buffer's tail */
 		if (!rrb.err && topb.len + rrb.len < sizeof(top)) {
 			memcpy(top + topb.len, rr, rrb.len);
@@ -309,12 +320,28 @@ int fwd_build(struct worker *w, struct buf *out, struct sip_msg *m, const struct
 	return out->err;
 }
 
-/* Our Via off the top of a response. */
-static int response_strip_via(struct buf *out, struct sip_msg *resp)
+/* Does this response establish or confirm a dialog whose route set it carries? */
+static bool response_makes_dialog(struct sip_msg *resp)
+{
+	const struct sip_cseq *cs = sip_msg_cseq(resp);
+	const struct sip_naddr *to = sip_msg_to(resp);
+
+	return resp->status > 100 && resp->status < 300 && cs && to && to->tag.len &&
+	       (cs->method == SIP_INVITE || cs->method == SIP_SUBSCRIBE ||
+		cs->method == SIP_REFER || cs->method == SIP_NOTIFY) &&
+	       sip_msg_hdr(resp, SIP_H_RECORD_ROUTE);
+}
+
+/*
+ * Our Via off the top of a response; our Record-Route entries re-signed for
+ * the callee's Contact (route.c), which is where the caller's requests go.
+ */
+static int response_strip_via(struct server *srv, struct buf *out, struct sip_msg *resp)
 {
 	const struct sip_via *via = sip_msg_via1(resp);
 	struct sip_hdr *h = sip_msg_hdr(resp, SIP_H_VIA);
-	struct sip_edit e;
+	struct edit_list l = {.n = 0};
+	char sig[ROUTE_SIG_LEN + 1];
 	sv_t rest;
 
 	if (!via || !h)
@@ -323,12 +350,25 @@ static int response_strip_via(struct buf *out, struct sip_msg *resp)
 	rest = sip_skip_lws(rest);
 	if (rest.len && rest.p[0] == ',') {
 		sv_t after = sip_skip_lws(sv_sub(rest, 1, rest.len));
-		e = (struct sip_edit){via->raw.p, (size_t)(after.p - via->raw.p), SV_NULL};
+		edit_add(&l, via->raw.p, (size_t)(after.p - via->raw.p), SV_NULL);
 	} else {
-		e = (struct sip_edit){h->raw.p, h->raw.len, SV_NULL};
+		edit_add(&l, h->raw.p, h->raw.len, SV_NULL);
 	}
+	if (response_makes_dialog(resp)) {
+		const struct sip_naddr *from = sip_msg_from(resp);
+		struct sip_hdr_iter it;
+		sv_t elem;
+		route_sign_contact(srv, resp, from ? from->tag : SV_NULL, sig);
+		sip_hdr_iter_init(&it, resp, SIP_H_RECORD_ROUTE);
+		while (sip_hdr_iter_next(&it, &elem)) {
+			sv_t old = route_sig_of(srv, elem);
+			if (old.len && edit_add(&l, old.p, old.len, sv_make(sig, ROUTE_SIG_LEN)))
+				return E2BIG;
+		}
+	}
+	edits_sort(&l);
 	buf_reset(out);
-	sip_apply_edits(out, resp, &e, 1);
+	sip_apply_edits(out, resp, l.e, l.n);
 	return out->err;
 }
 
@@ -398,7 +438,7 @@ static void ptx_forward_response(struct ptx *p, struct sip_msg *resp, sv_t extra
 {
 	struct buf *out = &p->w->out2;
 
-	if (response_strip_via(out, resp))
+	if (response_strip_via(p->w->srv, out, resp))
 		return;
 	if (extra_challenges.len) {
 		/* 16.7 step 7: all challenges of the forked 401/407s go to the caller */
@@ -868,6 +908,37 @@ static void timer_c_fired(evutil_socket_t fd, short what, void *arg)
 	tp_flush(w);
 }
 
+/*
+ * Nothing reaches a PSTN gateway but what the dialplan sent there for a
+ * caller we can bill (or a request inside a dialog of ours): not a number
+ * dialled as sip:N@gateway, not a registered Contact or Path, forwarding
+ * target or Route that names a gateway's address. One check here, where
+ * every branch's destination is known, covers every way a target is made.
+ */
+bool fwd_may_reach(struct worker *w, const struct fwd_target *t, const struct tp_dest *dest,
+		   bool pstn_ok, bool in_dialog)
+{
+	struct dp *dp = rules_dp(rules_view_get(&w->rules, w->srv->rules));
+	struct sip_uri hop;
+	sv_t host = SV_NULL;
+	int gi;
+
+	if (!dp || dp_gateway_count(dp) == 0 || in_dialog)
+		return true;
+	if (sip_uri_parse(sv_cstr(t->hop), &hop) == 0)
+		host = hop.host;
+	gi = dp_gateway_find(dp, &dest->peer.u.sa, host);
+	if (gi < 0)
+		return true;
+	if (t->gateway && pstn_ok)
+		return true;
+	w->stats.calls_blocked++;
+	log_info("request to gateway %s refused: %s", dp_gateway(dp, (unsigned)gi)->name,
+		 t->gateway ? "the caller is neither authenticated nor a trusted peer"
+			    : "gateways are reached through the dialplan only");
+	return false;
+}
+
 static void branch_send(struct ptx_branch *b, struct sip_msg *m, const struct tp_dest *dest)
 {
 	struct ptx *p = b->ptx;
@@ -875,6 +946,11 @@ static void branch_send(struct ptx_branch *b, struct sip_msg *m, const struct tp
 	struct buf *out = &w->out;
 	struct txn_cli *t;
 	int err;
+
+	if (!fwd_may_reach(w, &b->target, dest, p->pstn_ok, p->in_dialog)) {
+		branch_failed(b, 403);
+		return;
+	}
 
 	err = txn_cli_create(w, p->method, p->plan.loop_hash, &branch_ops, b, &t);
 	if (err) {
@@ -1119,6 +1195,8 @@ enum proxy_step fwd_stateful_steps(struct preq *r, const struct fwd_plan *plan,
 	p->src = *r->src;
 	p->plan = *plan;
 	p->method = m->method;
+	p->pstn_ok = proxy_may_use_gateways(r);
+	p->in_dialog = r->in_dialog;
 	if (policy)
 		p->policy = *policy;
 	for (size_t i = 0; i < nsteps; i++) {
@@ -1188,6 +1266,12 @@ enum proxy_step fwd_stateless(struct preq *r, const struct fwd_plan *plan,
 		    dest_from_target(w, target, &dt, &dest))
 			goto fail; /* a stateless element cannot wait for DNS */
 	}
+	if (!fwd_may_reach(w, target, &dest, proxy_may_use_gateways(r), r->in_dialog)) {
+		if (r->m->method != SIP_ACK)
+			proxy_reply(r, 403, "Gateways are reached through the dialplan only",
+				    SV_NULL);
+		return PROXY_DONE;
+	}
 	/* the same branch for every retransmission of the request (16.11) */
 	memcpy(branch, TXN_BRANCH_PREFIX, 7);
 	sv_hex64(branch + 7, plan->loop_hash);
@@ -1235,7 +1319,7 @@ void fwd_response_stateless(struct worker *w, struct sip_msg *m, const struct tp
 	if (dest.peer.u.sa.sa_family == AF_INET && dest.peer.u.in.sin_addr.s_addr == 0xffffffff)
 		return; /* RFC 4475 bcast: never to a broadcast address */
 	dest.listen = -1;
-	if (response_strip_via(&w->out2, m))
+	if (response_strip_via(w->srv, &w->out2, m))
 		return;
 	tp_send(w, &dest, w->out2.p, w->out2.len);
 }

@@ -69,6 +69,17 @@ uint64_t route_loop_hash(struct preq *r);
 bool route_is_loop(struct preq *r);
 /* The first Route value left after ours are popped, or empty. */
 sv_t route_next_hop(struct preq *r, const struct fwd_plan *plan);
+/* Signed Record-Route (see route.c): 16 hex digits in ";sb=" */
+#define ROUTE_SIG_LEN 16
+void route_sign(const struct server *srv, sv_t callid, sv_t tag, sv_t host, uint16_t port,
+		char out[ROUTE_SIG_LEN + 1]);
+/* Signed for the host and port of m's Contact (ENOENT: none, signed for nothing usable). */
+int route_sign_contact(const struct server *srv, const struct sip_msg *m, sv_t tag,
+		       char out[ROUTE_SIG_LEN + 1]);
+/* The signature in a Route/Record-Route value of ours (a view into it), or empty. */
+sv_t route_sig_of(struct server *srv, sv_t value);
+/* True when r is routed by a Record-Route we signed for its dialog and Request-URI. */
+bool route_signed(struct preq *r);
 /* A registered contact as a target (NAT and connection reuse decided here). */
 void route_target_from_binding(struct fwd_target *t, const struct loc_target *b);
 
@@ -89,6 +100,9 @@ enum proxy_step fwd_stateful_steps(struct preq *r, const struct fwd_plan *plan,
 int fwd_add_step(struct ptx *p, const struct fwd_step *step);
 enum proxy_step fwd_stateless(struct preq *r, const struct fwd_plan *plan,
 			      const struct fwd_target *target);
+/* May a branch for t go to dest (no gateway but through the dialplan, for a caller we can bill)? */
+bool fwd_may_reach(struct worker *w, const struct fwd_target *t, const struct tp_dest *dest,
+		   bool pstn_ok, bool in_dialog);
 /* A response that matched no client transaction (stateless mode). */
 void fwd_response_stateless(struct worker *w, struct sip_msg *m, const struct tp_src *src);
 /* CANCEL for an INVITE we proxy: answered here, branches cancelled. */

@@ -49,9 +49,15 @@ struct preq {
 
 	bool ruri_local;  /* the Request-URI's host is one of our domains */
 	bool ruri_myself; /* ... and names this server itself (no user, or our address) */
-	bool from_local;  /* the From domain is one of ours */
-	bool in_dialog;	  /* To has a tag */
-	bool authenticated;
+	/* the From claims one of our users: its domain is one of ours, or it names no domain
+	 * (tel:) and does not come from a trusted peer; such a request is authenticated */
+	bool from_local;
+	bool has_to_tag; /* To has a tag: a dialog of a UAS here (registrar, presence) may match */
+	/* in a dialog this proxy record-routed: To has a tag and the request is routed by a
+	 * Record-Route we signed for this dialog and this Request-URI (route.c) */
+	bool in_dialog;
+	bool authenticated; /* valid digest credentials of the From user were checked */
+	bool trusted;	    /* from a security.trusted_peers address */
 	uint64_t loop_hash;
 
 	/* Route headers of ours to drop when forwarding */
@@ -63,6 +69,15 @@ struct preq {
 	struct ptx *ptx;	   /* set once the request is handled statefully */
 	struct txn_srv *local_txn; /* a local service's server transaction, if it made one */
 };
+
+/*
+ * May this request start a call that a PSTN gateway carries (someone we can bill
+ * asked for it): an authenticated user, a trusted peer, or, with authentication
+ * off, a caller of our domains.
+ */
+bool proxy_may_use_gateways(const struct preq *r);
+/* May it go to another domain (no open relay): the same, or a dialog of ours. */
+bool proxy_may_relay(const struct preq *r);
 
 /* The transport's message handler. */
 void proxy_on_message(struct worker *w, struct sip_msg *m, int parse_err, const struct tp_src *src);

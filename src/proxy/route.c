@@ -40,6 +40,8 @@ static bool host_is_domain(sv_t host, const char *d)
 bool proxy_domain_is_local(struct server *srv, sv_t host, uint16_t port)
 {
 	(void)port; /* a served domain is one whatever its port (alice@example.com:5060) */
+	if (host.len > 1 && host.p[host.len - 1] == '.')
+		host.len--; /* the root label: example.com. is example.com */
 	for (size_t i = 0; i < srv->cfg.ndomains; i++) {
 		if (host_is_domain(host, srv->cfg.domains[i]))
 			return true;
@@ -285,4 +287,128 @@ void route_target_from_binding(struct fwd_target *t, const struct loc_target *b)
 		t->has_received = true;
 		t->received = b->received;
 	}
+}
+
+/*
+ * Signed Record-Route. Our Record-Route carries ";sb=" and 16 hex digits: a
+ * SipHash, keyed by the server's route key, over the dialog's Call-ID, the
+ * From tag of the request that created it, and the host and port of the
+ * remote target that in-dialog requests on this route set may go to. The
+ * Record-Route in the request is signed for the caller's Contact (where the
+ * callee's requests go); the same entry in a response carrying the callee's
+ * Contact is re-signed for that Contact (RFC 3261 16.7 step 4 lets a proxy
+ * rewrite its own Record-Route there), which is where the caller's requests
+ * go. A request is in a dialog of ours only when its top Route is ours and
+ * its signature verifies for its Call-ID, one of its tags and its
+ * Request-URI: a forged To tag or a copied route set leads nowhere else.
+ */
+static void sig_target(struct siphash_state *s, sv_t host, uint16_t port)
+{
+	char low[256];
+	unsigned char pb[2] = {(unsigned char)(port >> 8), (unsigned char)port};
+	size_t n = host.len < sizeof(low) ? host.len : sizeof(low);
+
+	if (n && host.p[0] == '[' && host.p[host.len - 1] == ']' && n >= 2)
+		host = sv_sub(host, 1, host.len - 2),
+		n = host.len < sizeof(low) ? host.len : sizeof(low);
+	for (size_t i = 0; i < n; i++)
+		low[i] = sv_lower_char(host.p[i]);
+	siphash_update(s, low, n);
+	siphash_update(s, "\0", 1);
+	siphash_update(s, pb, 2);
+}
+
+void route_sign(const struct server *srv, sv_t callid, sv_t tag, sv_t host, uint16_t port,
+		char out[ROUTE_SIG_LEN + 1])
+{
+	struct siphash_state s;
+
+	siphash_init(&s, &srv->route_key);
+	siphash_update(&s, callid.p, callid.len);
+	siphash_update(&s, "\0", 1);
+	siphash_update(&s, tag.p, tag.len);
+	siphash_update(&s, "\0", 1);
+	sig_target(&s, host, port);
+	sv_hex64(out, siphash_final(&s));
+	out[ROUTE_SIG_LEN] = '\0';
+}
+
+int route_sign_contact(const struct server *srv, const struct sip_msg *m, sv_t tag,
+		       char out[ROUTE_SIG_LEN + 1])
+{
+	struct sip_naddr na;
+	struct sip_uri u;
+	struct sip_hdr *h = sip_msg_hdr((struct sip_msg *)m, SIP_H_CONTACT);
+	sv_t callid = sip_msg_callid((struct sip_msg *)m);
+
+	if (!h || sip_naddr_parse(h->value, &na, NULL) || sip_uri_parse(na.uri, &u)) {
+		/* no usable Contact: a route set nobody can use (no request may follow it) */
+		route_sign(srv, callid, tag, SV("\x01"), 0, out);
+		return ENOENT;
+	}
+	route_sign(srv, callid, tag, u.host, u.port, out);
+	return 0;
+}
+
+/* The ";sb=" value of a Route/Record-Route URI of ours, or empty. */
+sv_t route_sig_of(struct server *srv, sv_t value)
+{
+	struct sip_naddr na;
+	struct sip_uri u;
+	sv_t sig;
+
+	if (sip_naddr_parse(value, &na, NULL) || sip_uri_parse(na.uri, &u) ||
+	    !proxy_uri_is_myself(srv, &u) || !sip_param_find(u.params, SV("sb"), &sig) ||
+	    sig.len != ROUTE_SIG_LEN)
+		return SV_NULL;
+	return sig;
+}
+
+static bool sig_matches(struct preq *r, sv_t sig, sv_t host, uint16_t port)
+{
+	const struct sip_naddr *from = sip_msg_from(r->m), *to = sip_msg_to(r->m);
+	sv_t callid = sip_msg_callid(r->m);
+	char want[ROUTE_SIG_LEN + 1];
+	unsigned char diff = 0;
+
+	for (int k = 0; k < 2; k++) {
+		sv_t tag = k == 0 ? (from ? from->tag : SV_NULL) : (to ? to->tag : SV_NULL);
+		if (!tag.len)
+			continue;
+		route_sign(r->srv, callid, tag, host, port, want);
+		diff = 0;
+		for (size_t i = 0; i < ROUTE_SIG_LEN; i++)
+			diff |= (unsigned char)(sv_lower_char(sig.p[i]) ^ want[i]);
+		if (diff == 0)
+			return true;
+	}
+	return false;
+}
+
+bool route_signed(struct preq *r)
+{
+	struct sip_msg *m = r->m;
+	const struct sip_uri *ruri = sip_msg_ruri(m);
+	struct sip_hdr_iter it;
+	sv_t first = SV_NULL, last = SV_NULL, elem, sig;
+	struct sip_naddr na;
+	struct sip_uri target;
+
+	if (!ruri)
+		return false;
+	sip_hdr_iter_init(&it, m, SIP_H_ROUTE);
+	while (sip_hdr_iter_next(&it, &elem)) {
+		if (!first.len)
+			first = elem;
+		last = elem;
+	}
+	if (first.len && (sig = route_sig_of(r->srv, first)).len)
+		return sig_matches(r, sig, ruri->host, ruri->port);
+	/* 16.4: a strict router before us put our Record-Route into the Request-URI and the
+	 * remote target into the last Route */
+	if (last.len && ruri->lr && !ruri->user.len && proxy_uri_is_myself(r->srv, ruri) &&
+	    sip_param_find(ruri->params, SV("sb"), &sig) && sig.len == ROUTE_SIG_LEN &&
+	    sip_naddr_parse(last, &na, NULL) == 0 && sip_uri_parse(na.uri, &target) == 0)
+		return sig_matches(r, sig, target.host, target.port);
+	return false;
 }

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <time.h>
 
 #include "core/log.h"
@@ -198,6 +199,62 @@ static void run_jobs(struct dbq *q, struct dbq_job *list)
 	}
 }
 
+static int route_key_found(void *arg, const struct store_record *r)
+{
+	struct siphash_key *k = arg;
+	uint64_t v[2] = {0, 0};
+
+	if (strlen(r->meta) != 32)
+		return 0;
+	for (int i = 0; i < 32; i++) {
+		char c = r->meta[i];
+		unsigned d = c >= '0' && c <= '9'   ? (unsigned)(c - '0')
+			     : c >= 'a' && c <= 'f' ? (unsigned)(c - 'a' + 10)
+						    : 16;
+		if (d == 16)
+			return 0;
+		v[i / 16] = v[i / 16] << 4 | d;
+	}
+	k->k0 = v[0];
+	k->k1 = v[1];
+	return 0;
+}
+
+/*
+ * The Record-Route key: derived from auth.secret when one is configured (every
+ * node of a cluster signs alike), else random once and kept in the store, so
+ * the route sets of calls in progress verify after a restart.
+ */
+static int load_route_key(struct dbq *q)
+{
+	struct siphash_key *k = &q->srv->route_key;
+	const char *secret = q->srv->cfg.secret;
+	struct store_record rec;
+	char hex[33];
+	int err;
+
+	memset(k, 0, sizeof(*k));
+	if (secret[0]) {
+		struct siphash_key fixed = {0x726f7574652d6b65ULL, 0x792d736574746572ULL};
+		k->k0 = siphash24(&fixed, secret, strlen(secret));
+		fixed.k1 ^= 1;
+		k->k1 = siphash24(&fixed, secret, strlen(secret));
+		return 0;
+	}
+	err = store_record_list(q->store, STORE_REC_SECRET, NULL, route_key_found, k);
+	if (err || k->k0 || k->k1)
+		return err;
+	if (getrandom(k, sizeof(*k), 0) != (ssize_t)sizeof(*k))
+		return EIO;
+	memset(&rec, 0, sizeof(rec));
+	rec.kind = STORE_REC_SECRET;
+	snprintf(rec.key, sizeof(rec.key), "route");
+	snprintf(hex, sizeof(hex), "%016llx%016llx", (unsigned long long)k->k0,
+		 (unsigned long long)k->k1);
+	rec.meta = hex;
+	return store_record_put(q->store, &rec);
+}
+
 static void *dbq_main(void *arg)
 {
 	struct dbq *q = arg;
@@ -205,6 +262,8 @@ static void *dbq_main(void *arg)
 	int err;
 
 	err = store_open(q->location, &q->store, q->err, sizeof(q->err));
+	if (!err)
+		err = load_route_key(q);
 	if (!err)
 		err = store_binding_list(q->store, NULL, load_binding, q);
 	if (!err && q->srv->home)

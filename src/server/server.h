@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "config/config.h"
+#include "core/siphash.h"
 
 #define SRV_MAX_WORKERS 64
 
@@ -33,6 +34,9 @@ struct home;
 struct server {
 	struct cfg cfg;
 	uint64_t seed; /* hash seed and tag entropy, random per start */
+	/* signs our Record-Route (proxy/route.c): from auth.secret, else kept in the store so
+	 * that the dialogs of a restarted server still route */
+	struct siphash_key route_key;
 	unsigned nworkers;
 	struct worker *workers[SRV_MAX_WORKERS];
 

@@ -672,7 +672,7 @@ bool home_wants(const struct preq *r)
 		ruri = sip_msg_ruri((struct sip_msg *)m);
 	if (!ruri)
 		return false;
-	if (r->in_dialog)
+	if (r->has_to_tag)
 		return m->method == SIP_SUBSCRIBE && r->ruri_myself;
 	if (home_is_broker_host(r->srv, ruri->host))
 		return m->method != SIP_PUBLISH;

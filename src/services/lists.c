@@ -136,14 +136,16 @@ bool lists_global_empty(const struct lists_global *g)
 	return !g->block_callers.n && !g->block_callees.n && !g->block_sources.n;
 }
 
-enum lists_verdict lists_global_check(const struct lists_global *g, sv_t caller, sv_t callee,
-				      const struct sockaddr *sa, const char **why)
+enum lists_verdict lists_global_check(const struct lists_global *g, sv_t caller,
+				      bool caller_verified, sv_t callee, const struct sockaddr *sa,
+				      const char **why)
 {
 	if (sa && lists_cidr_match(g->allow_sources.v, g->allow_sources.n, sa)) {
 		*why = "source on lists.allow_sources";
 		return LISTS_ALLOWED;
 	}
-	if (caller.len && lists_prefix_match(g->allow_callers.v, g->allow_callers.n, caller)) {
+	if (caller_verified && caller.len &&
+	    lists_prefix_match(g->allow_callers.v, g->allow_callers.n, caller)) {
 		*why = "caller on lists.allow_callers";
 		return LISTS_ALLOWED;
 	}

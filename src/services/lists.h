@@ -76,9 +76,12 @@ enum lists_verdict {
  * A call or message from caller (a From user part, may be empty) to callee
  * (a Request-URI user part) from sa (NULL = unknown), against the global
  * lists: white lists first, then the block lists. *why names the list.
+ * allow_callers counts only for a caller_verified identity (authenticated, or
+ * from a trusted peer): a From header is anybody's to write.
  */
-enum lists_verdict lists_global_check(const struct lists_global *g, sv_t caller, sv_t callee,
-				      const struct sockaddr *sa, const char **why);
+enum lists_verdict lists_global_check(const struct lists_global *g, sv_t caller,
+				      bool caller_verified, sv_t callee, const struct sockaddr *sa,
+				      const char **why);
 /* True when the block lists are empty (the common case: nothing to look at). */
 bool lists_global_empty(const struct lists_global *g);
 

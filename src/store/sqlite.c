@@ -10,6 +10,8 @@
  */
 #include "store/backend.h"
 
+#include "core/log.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -225,8 +227,14 @@ static int store_sq_create_private(const char *path, char *err, size_t errlen)
 	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 	int rc = fd < 0 ? errno : 0;
 
+	struct stat st;
+
 	if (fd >= 0)
 		close(fd);
+	if (rc == EEXIST && stat(path, &st) == 0 && (st.st_mode & (S_IRWXG | S_IRWXO)))
+		log_warn("database %s is open to other users (mode %03o): it holds password hashes "
+			 "and the route key; chmod 600 it",
+			 path, (unsigned)(st.st_mode & 0777));
 	if (rc == 0 || rc == EEXIST)
 		return 0;
 	snprintf(err, errlen, "cannot create the file: %s", strerror(rc));

@@ -120,7 +120,8 @@ enum store_rec_kind {
 	STORE_REC_LISTITEM = 11, /* key: "LIST ENTRY" ("block_callers 0900"), or "block_status" */
 	STORE_REC_REDIRECT = 12, /* key: a domain answered with 302, or "*" */
 	STORE_REC_TERMINAL = 13, /* key: a User-Agent substring; meta: its terminal type */
-	STORE_REC_LAST = STORE_REC_TERMINAL,
+	STORE_REC_SECRET = 14,	 /* key: what it signs ("route"); meta: 32 hex digits */
+	STORE_REC_LAST = STORE_REC_SECRET,
 };
 #define STORE_KEY_MAX  600
 #define STORE_BODY_MAX (1024 * 1024)

@@ -347,7 +347,8 @@ def test_redirect_domain():
               "CFU not redirected: %r" % r)
         r = c.request("INVITE", "sip:carol@127.0.0.1", from_="<sip:eve@example.org>",
                       to="<sip:carol@127.0.0.1>", cseq=3)
-        check(r is not None and r.status == 480, "carol has no binding: %r" % r)
+        check(r is not None and r.status == 404,
+              "carol has no binding (a stranger is not told so): %r" % r)
         c.close()
 
 
@@ -356,6 +357,21 @@ def invite_status(server, caller, callee, cseq=1):
     c = SipClient(server)
     r = c.request("INVITE", "sip:%s@127.0.0.1" % callee, from_="<sip:%s@example.org>" % caller,
                   to="<sip:%s@127.0.0.1>" % callee, cseq=cseq)
+    c.close()
+    check(r is not None, "no answer to INVITE %s -> %s" % (caller, callee))
+    return r
+
+
+def auth_invite_status(server, caller, callee):
+    """An INVITE from one of our users, answering the 407; its final answer."""
+    c = SipClient(server)
+    ruri = "sip:%s@127.0.0.1" % callee
+    frm = "<sip:%s@127.0.0.1>" % caller
+    r = c.request("INVITE", ruri, from_=frm, to="<%s>" % ruri)
+    if r is not None and r.status == 407:
+        auth = c.auth_header(r, caller, caller + "pw", "INVITE", ruri, proxy=True)
+        c.cseq += 1
+        r = c.request("INVITE", ruri, [auth], from_=frm, to="<%s>" % ruri)
     c.close()
     check(r is not None, "no answer to INVITE %s -> %s" % (caller, callee))
     return r
@@ -371,23 +387,27 @@ def test_black_and_white_lists():
         f.write("lists:\n  block_callers: [mallory, \"0900\"]\n  block_callees: [\"+881\"]\n"
                 "  block_sources: [\"127.0.0.0/8\"]\n  allow_callers: [carol, dave]\n")
     with Server(config=cfg) as s:
-        users(s, "bob")
+        users(s, "bob", "carol", "dave")
         r = invite_status(s, "mallory", "bob")
         check(r.status == 403 and "blocked" in r.reason.lower(), "mallory: %r" % r)
         r = invite_status(s, "09001234", "bob")
         check(r.status == 403, "0900 caller: %r" % r)
         r = invite_status(s, "trent", "bob")
         check(r.status == 403, "blocked source network let trent through: %r" % r)
+        # a white list counts only for an identity that was checked: carol@example.org is
+        # anybody, carol who authenticated is carol
         r = invite_status(s, "carol", "bob")
+        check(r.status == 403, "a forged carol passed the allow list: %r" % r)
+        r = auth_invite_status(s, "carol", "bob")
         check(r.status == 480, "carol is on the allow list, bob has no binding: %r" % r)
         # the callee's own lists
         user_set(s, "bob@127.0.0.1", "block_callers=carol")
-        r = invite_status(s, "carol", "bob")
+        r = auth_invite_status(s, "carol", "bob")
         check(r.status == 403, "bob's black list: %r" % r)
         user_set(s, "bob@127.0.0.1", "block_callers=", "allow_only=yes", "allow_callers=dave")
-        r = invite_status(s, "carol", "bob")
+        r = auth_invite_status(s, "carol", "bob")
         check(r.status == 403, "bob accepts only his white list: %r" % r)
-        r = invite_status(s, "dave", "bob")
+        r = auth_invite_status(s, "dave", "bob")
         check(r.status == 480, "dave is on bob's white list: %r" % r)
         s.stop()
         check(re.search(r"calls blocked [1-9]", s.log_text()), "blocked calls not counted")
@@ -402,7 +422,7 @@ def test_black_and_white_lists():
         r = invite_status(s, "zed", "+8812345")
         check(r.status == 603, "blocked callee prefix: %r" % r)
         r = invite_status(s, "zed", "bob")
-        check(r.status == 480, "zed to bob is not blocked: %r" % r)
+        check(r.status == 404, "zed to bob is not blocked (and bob is not told apart): %r" % r)
         p = cli("check-config", "-c", cfg, check_rc=False)
         check(p.returncode == 0, "config refused: %s" % p.stderr)
     with open(cfg, "w") as f:
@@ -476,11 +496,13 @@ def test_gateway_failover_and_number_transformation():
               "failed over on 486")
         gw2.stop()
 
-        # a redirect rule answers 302 with the gateway
+        # a redirect rule answers 302 with the gateway, to a caller we can bill only
         c = SipClient(s)
         r = c.request("INVITE", "sip:0049301234567@127.0.0.1", from_="<sip:eve@example.org>",
                       to="<sip:0049301234567@127.0.0.1>")
         c.close()
+        check(r is not None and r.status == 403, "a stranger's redirect rule: %r" % r)
+        r = auth_invite_status(s, "alice", "0049301234567")
         check(r is not None and r.status == 302 and
               ("sip:+49301234567@127.0.0.1:%d" % p1) in r.get("Contact", ""),
               "redirect rule: %r" % r)
@@ -738,7 +760,7 @@ def test_cli_changes_reach_running_server():
 
         # lists: a blocked caller, the status, and the entry taken back
         r = invite_status(s, "mallory", "bob")
-        check(r.status == 480, "mallory before the list: %r" % r)
+        check(r.status == 404, "mallory before the list (bob not registered): %r" % r)
         rcli(cfg, s, "list", "add", "block_callers", "mallory", "0900")
         time.sleep(1.0)
         r = invite_status(s, "mallory", "bob")
@@ -750,7 +772,7 @@ def test_cli_changes_reach_running_server():
         rcli(cfg, s, "list", "del", "block_callers", "mallory")
         time.sleep(1.0)
         r = invite_status(s, "mallory", "bob")
-        check(r.status == 480, "list del did not reach the server: %r" % r)
+        check(r.status == 404, "list del did not reach the server: %r" % r)
         # deleting what is in use is refused; in order, it works
         rcli(cfg, s, "route", "gateway", "del", "gw2", rc=2)
         rcli(cfg, s, "route", "rule", "del", "0033")

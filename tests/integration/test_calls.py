@@ -250,13 +250,24 @@ def test_fork_to_two_contacts():
 
 
 def test_unknown_user_404_and_unregistered_480():
+    """To one of our users who authenticated, 404 (no such user) and 480 (not registered) say
+    what happened; to a stranger both are 404, so the user base cannot be mapped."""
     with Server() as s:
         setup(s)
         c = SipClient(s)
         r = c.request("OPTIONS", "sip:nobody@127.0.0.1", from_="<sip:guest@example.org>")
         check(r.status == 404, "unknown user: %r" % r)
         r = c.request("OPTIONS", "sip:bob@127.0.0.1", from_="<sip:guest@example.org>")
-        check(r.status == 480, "known user without a binding: %r" % r)
+        check(r.status == 404, "known user without a binding, to a stranger: %r" % r)
+        for callee, want in (("nobody", 404), ("bob", 480)):
+            ruri = "sip:%s@127.0.0.1" % callee
+            c.cseq += 1
+            r = c.request("OPTIONS", ruri, from_="<sip:alice@127.0.0.1>")
+            check(r.status == 407, "alice not challenged: %r" % r)
+            auth = c.auth_header(r, "alice", "alicepw", "OPTIONS", ruri, proxy=True)
+            c.cseq += 1
+            r = c.request("OPTIONS", ruri, [auth], from_="<sip:alice@127.0.0.1>")
+            check(r.status == want, "%s to alice: %r" % (callee, r))
 
 
 def test_wrong_password_never_200():

@@ -23,7 +23,8 @@ did at the start.
 Domains served (why each one):
 - example.com: the domain of nearly every Request-URI and To. Requests to
   user@example.com (provisioned, never registered) reach the location
-  service: 480; other users of it: 404; REGISTERs reach the registrar.
+  service: 404 like every other unknown or unregistered user of it (a stranger
+  cannot tell them apart); REGISTERs reach the registrar.
 - registrar.example.com: esc02 is addressed to it with no user, i.e. to the
   server itself, which must answer its unknown method with 501.
 - services.example.com and chair-dnrc.example.com: wsinv's Route and
@@ -226,17 +227,19 @@ def hook_dblreq_udp(server, resp, transport):
 
 # --------------------------------------------------------------------------------- the tables
 
-# The valid requests are answered as routing decides: 480 for user@example.com, 404 for an
-# unknown user of a served domain, 407 when From is in example.com, 403 between two foreign
+# The valid requests are answered as routing decides: 404 for user@example.com (registered
+# nowhere) and for an unknown user of a served domain alike (no user enumeration), 407 when From is in example.com, 403 between two foreign
 # domains, 501 for an unknown method addressed to the server itself.
 RFC4475 = [
-    Case("rfc4475/wsinv.dat", R(404), why="valid; Route ours, vivekg unknown"),
+    Case("rfc4475/wsinv.dat", R(407),
+         why="valid; a To tag and our Route, but not one we signed: no dialog of ours, so "
+             "From example.com is challenged"),
     Case("rfc4475/intmeth.dat", R(407), why="valid; From example.com is challenged"),
     Case("rfc4475/esc01.dat", R(403), why="valid; example.net to example.net: not a relay"),
     Case("rfc4475/escnull.dat", AUTH("null-%00-null", 200), hook=hook_escnull),
     Case("rfc4475/esc02.dat", R(501), why="unknown method to the server itself"),
     Case("rfc4475/lwsdisp.dat", R(407)),
-    Case("rfc4475/longreq.dat", R(480)),
+    Case("rfc4475/longreq.dat", R(404)),
     Case("rfc4475/dblreq.dat",
          # over TCP the INVITE is the next message on the stream; its body is 155 octets for a
          # Content-Length of 150, and the 5 left over break the framing
@@ -253,13 +256,13 @@ RFC4475 = [
     Case("rfc4475/ncl.dat", R(400, then=CLOSE), udp=R(400), why="framing lost over TCP"),
     Case("rfc4475/scalar02.dat", R(400)),
     Case("rfc4475/scalarlg.dat", DROP()),
-    Case("rfc4475/quotbal.dat", R(400, 480), why="400, or infer the quote and route"),
+    Case("rfc4475/quotbal.dat", R(400, 404), why="400, or infer the quote and route"),
     Case("rfc4475/ltgtruri.dat", R(400)),
     Case("rfc4475/lwsruri.dat", R(400, then=ANY)),
-    Case("rfc4475/lwsstart.dat", R(400, 480, then=ANY), why="400, or ignore the extra SP"),
+    Case("rfc4475/lwsstart.dat", R(400, 404, then=ANY), why="400, or ignore the extra SP"),
     Case("rfc4475/trws.dat", R(400, 407, then=ANY), why="400, or ignore the trailing SP"),
-    Case("rfc4475/escruri.dat", R(400, 480), why="400, or drop the URI headers and route"),
-    Case("rfc4475/baddate.dat", R(400, 480), why="400 only if Date matters, else route"),
+    Case("rfc4475/escruri.dat", R(400, 404), why="400, or drop the URI headers and route"),
+    Case("rfc4475/baddate.dat", R(400, 404), why="400 only if Date matters, else route"),
     Case("rfc4475/regbadct.dat", AUTH("user", 400), hook=hook_regbadct),
     Case("rfc4475/badaspec.dat", R(400, 407), why="400, or ignore the spaces and route"),
     Case("rfc4475/baddn.dat", WAIT, udp=R(400, 407),
@@ -269,13 +272,13 @@ RFC4475 = [
     Case("rfc4475/mismatch01.dat", R(400)),
     Case("rfc4475/mismatch02.dat", R(501, 400)),
     Case("rfc4475/bigcode.dat", DROP(then=ANY)),
-    Case("rfc4475/badbranch.dat", R(400, 480), why="400, or RFC 2543 matching and route"),
+    Case("rfc4475/badbranch.dat", R(400, 404), why="400, or RFC 2543 matching and route"),
     Case("rfc4475/insuf.dat", R(400)),
     Case("rfc4475/unkscm.dat", R(416)),
     Case("rfc4475/novelsc.dat", R(416, 404)),
     Case("rfc4475/unksm2.dat", R(400), why="registrar: To is not a SIP AOR"),
     Case("rfc4475/bext01.dat", R(420), hook=hook_bext01),
-    Case("rfc4475/invut.dat", R(480), why="a proxy ignores the body type"),
+    Case("rfc4475/invut.dat", R(404), why="a proxy ignores the body type"),
     Case("rfc4475/regaut01.dat", R(401), hook=hook_regaut01),
     Case("rfc4475/multi01.dat", R(400)),
     Case("rfc4475/mcl01.dat", R(400, then=CLOSE), udp=R(400), why="framing lost over TCP"),
@@ -284,7 +287,7 @@ RFC4475 = [
     Case("rfc4475/cparam01.dat", AUTH("watson", 200), hook=hook_cparam01),
     Case("rfc4475/cparam02.dat", AUTH("watson", 200), hook=hook_cparam02),
     Case("rfc4475/regescrt.dat", AUTH("user", 200), hook=hook_regescrt),
-    Case("rfc4475/sdp01.dat", R(480), why="Accept concerns the UAS; a proxy routes"),
+    Case("rfc4475/sdp01.dat", R(404), why="Accept concerns the UAS; a proxy routes"),
     Case("rfc4475/inv2543.dat",
          # no Content-Length on a stream: the body counts as empty (RFC 3261 18.3) and the SDP
          # lines that follow are not a message
@@ -297,17 +300,18 @@ RFC5118 = [
     Case("rfc5118/wire/ipv6-good", AUTH("user", 200), hook=hook_ipv6_good,
          why="REGISTER to the server's own [2001:db8::10]"),
     Case("rfc5118/wire/ipv6-bad", R(400)),
-    Case("rfc5118/wire/port-ambiguous", R(503),
-         why="[2001:db8::10:5070] is another host, not the server on port 5070: forwarded, "
-             "and with no IPv6 transport here that is a transport error (16.9: 503)"),
+    Case("rfc5118/wire/port-ambiguous", R(403),
+         why="[2001:db8::10:5070] is another host, not the server on port 5070, and a "
+             "REGISTER that claims a From of ours proves nothing: no relay (403)"),
     Case("rfc5118/wire/port-unambiguous", R(401), why="[2001:db8::10]:5070 is the server"),
     Case("rfc5118/wire/via-received-param-with-delim", R(481),
          why="BYE to the server itself for no dialog (RFC 3261 12.2.2)"),
     Case("rfc5118/wire/via-received-param-no-delim", R(200), why="OPTIONS to the server"),
     Case("rfc5118/wire/ipv6-in-sdp", R(407)),
-    Case("rfc5118/wire/mult-ip-in-header", R(404)),
+    Case("rfc5118/wire/mult-ip-in-header", R(407),
+         why="a BYE with a To tag but no route set we signed, From example.com: challenged"),
     Case("rfc5118/wire/mult-ip-in-sdp", R(407)),
-    Case("rfc5118/wire/ipv4-mapped-ipv6", R(480)),
+    Case("rfc5118/wire/ipv4-mapped-ipv6", R(404)),
     Case("rfc5118/wire/ipv6-bug-abnf-3-colons", R(407, 400)),
     Case("rfc5118/wire/ipv6-correct-abnf-2-colons", R(407)),
 ]
