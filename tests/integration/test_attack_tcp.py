@@ -222,5 +222,165 @@ def test_pipelining_attack_two_workers():
     run_attack(workers=2)
 
 
+# ------------------------------------------------ per-source limit and unauthenticated idle timeout
+
+def client_from(server, src_ip):
+    """A SipClient over TCP whose connection comes from src_ip."""
+    orig = socket.create_connection
+    socket.create_connection = lambda addr, timeout=None: orig(addr, timeout=timeout,
+                                                               source_address=(src_ip, 0))
+    try:
+        return SipClient(server, transport="tcp")
+    finally:
+        socket.create_connection = orig
+
+
+def stream_from(server, src_ip):
+    st = Stream.__new__(Stream)
+    st.sock = connect_from(server, src_ip)
+    st.sock.settimeout(5)
+    st.local = st.sock.getsockname()
+    st.port = st.local[1]
+    st.buf = b""
+    st.eof = False
+    return st
+
+
+def ping_on(st, server):
+    """200 when an OPTIONS on the connection is answered, CLOSED when it was closed."""
+    data, cid = options_bytes(server.host, st.local[0], st.port, "TCP")
+    try:
+        st.send(data)
+    except OSError:
+        return CLOSED
+    r = st.recv_msg(3)
+    return r if r in (None, CLOSED) else (r.status if callid_of(r) == cid else r)
+
+
+def client_ping(c, server):
+    c.cseq += 1
+    try:
+        r = c.request("OPTIONS", "sip:%s" % server.host, timeout=3)
+    except (OSError, ConnectionError):
+        return CLOSED
+    return r.status if r is not None else None
+
+
+def authenticated_invite(c, user, password, callee):
+    """An INVITE that authenticates (407, then credentials); the final answer's status."""
+    ruri = "sip:%s@%s" % (callee, DOMAIN)
+    frm = "<sip:%s@%s>" % (user, DOMAIN)
+    c.cseq += 1
+    r = c.request("INVITE", ruri, from_=frm, timeout=3)
+    check(r is not None and r.status == 407, "INVITE without credentials: %r" % r)
+    auth = c.auth_header(r, user, password, "INVITE", ruri, proxy=True)
+    c.cseq += 1
+    r = c.request("INVITE", ruri, [auth], from_=frm, timeout=5)
+    check(r is not None, "no answer to the authenticated INVITE")
+    check(r.status not in (401, 407, 403), "authenticated INVITE refused: %r" % r)
+    return r.status
+
+
+def refused_log_lines(server, ip):
+    return [l for l in server.log_text().splitlines()
+            if "max_per_source" in l and (" %s holds" % ip) in l]
+
+
+def test_per_source_connection_limit():
+    """tcp.max_per_source 4: a fifth unauthenticated connection from one address is closed at
+    once (logged once, however many are refused); another address is not affected; a
+    connection that registers or authenticates an INVITE stops counting."""
+    cfg = config_file("tcp:\n  max_per_source: 4\n")
+    s = Server(workers=2, config=cfg)
+    s.add_user("alice", "alicepw")
+    s.add_user("bob", "bobpw")
+    with s:
+        ip = "127.0.0.2"
+        held = [stream_from(s, ip) for _ in range(2)]
+        reg = client_from(s, ip)
+        inv = client_from(s, ip)
+        for i, st in enumerate(held):
+            check(ping_on(st, s) == 200, "connection %d of 4 does not work" % (i + 1))
+        check(client_ping(reg, s) == 200 and client_ping(inv, s) == 200, "connections 3, 4")
+        for i in range(20):
+            extra = stream_from(s, ip)
+            r = ping_on(extra, s)
+            extra.close()
+            check(r == CLOSED, "connection %d over the limit was served: %r" % (5 + i, r))
+        other = stream_from(s, "127.0.0.3")
+        check(ping_on(other, s) == 200, "another source address was refused")
+        check(tcp_ping(s), "127.0.0.1 was refused")
+        lines = refused_log_lines(s, ip)
+        check(len(lines) == 1, "refusals logged %d times: %s" % (len(lines), lines[:3]))
+        check("20 new connections refused" in lines[0] or "1 new connection refused" in lines[0],
+              lines[0])
+
+        # a registration: that connection no longer counts, so one more is let in
+        r = reg.register("alice", "alicepw", expires=120)
+        check(r is not None and r.status == 200, "REGISTER: %r" % r)
+        fifth = stream_from(s, ip)
+        check(ping_on(fifth, s) == 200, "a registered connection still counts against the limit")
+        extra = stream_from(s, ip)
+        check(ping_on(extra, s) == CLOSED, "the limit is gone after one registration")
+        extra.close()
+
+        # an authenticated INVITE (bob is not registered: no answer is a 2xx)
+        authenticated_invite(inv, "alice", "alicepw", "bob")
+        sixth = stream_from(s, ip)
+        check(ping_on(sixth, s) == 200, "an authenticated connection still counts")
+        extra = stream_from(s, ip)
+        check(ping_on(extra, s) == CLOSED, "the limit is gone after one authentication")
+        extra.close()
+
+        # a closed unauthenticated connection gives its place back
+        held.pop().close()
+        deadline = time.time() + 3
+        while True:
+            st = stream_from(s, ip)
+            if ping_on(st, s) == 200:
+                held.append(st)
+                break
+            st.close()
+            check(time.time() < deadline, "a closed connection's place is never given back")
+            time.sleep(0.1)
+        check(len(refused_log_lines(s, ip)) == 1, "refusals logged more than once a minute")
+        for st in held + [fifth, sixth, other]:
+            st.close()
+        reg.close()
+        inv.close()
+    os.unlink(cfg)
+
+
+def test_unauthenticated_idle_timeout():
+    """tcp.unauth_idle_timeout 2, tcp.idle_timeout 60: a connection that only carried an
+    unauthenticated OPTIONS is closed after about 2 s of silence; one that registered and one
+    that carried an authenticated INVITE stay open."""
+    cfg = config_file("tcp:\n  idle_timeout: 60\n  unauth_idle_timeout: 2\n")
+    s = Server(workers=2, config=cfg)
+    s.add_user("alice", "alicepw")
+    s.add_user("bob", "bobpw")
+    with s:
+        idle = stream_from(s, "127.0.0.1")
+        check(ping_on(idle, s) == 200, "ping")
+        t0 = time.time()
+        reg = client_from(s, "127.0.0.1")
+        r = reg.register("alice", "alicepw", expires=120)
+        check(r is not None and r.status == 200, "REGISTER: %r" % r)
+        inv = client_from(s, "127.0.0.1")
+        authenticated_invite(inv, "alice", "alicepw", "bob")
+        check(idle.wait_closed(6), "an unauthenticated connection is still open after 6 s")
+        closed_at = time.time() - t0
+        check(1.5 <= closed_at <= 4.5, "unauthenticated connection closed after %.1f s"
+              % closed_at)
+        time.sleep(max(0.0, 4.5 - (time.time() - t0)))
+        check(client_ping(reg, s) == 200, "the registered connection was closed when idle")
+        check(client_ping(inv, s) == 200, "the authenticated connection was closed when idle")
+        check("idle, and never authenticated" in s.log_text(), "close reason not logged")
+        idle.close()
+        reg.close()
+        inv.close()
+    os.unlink(cfg)
+
+
 if __name__ == "__main__":
     main(globals())
