@@ -116,12 +116,16 @@ int tp_src_acquire(struct tp_table *t, const struct tp_addr *peer, unsigned limi
 out:
 	pthread_mutex_unlock(&b->lock);
 	if (refused) {
+		struct tp_addr prefix = *peer;
 		char ip[64];
+		if (prefix.u.sa.sa_family == AF_INET6)
+			memset(prefix.u.in6.sin6_addr.s6_addr + 8, 0, 8);
 		log_warn(
 		    "tcp: %s%s holds %u connections that never authenticated (tcp.max_per_source):"
 		    " %u new connection%s refused (logged once a minute per source)",
-		    tp_addr_ip(peer, ip, sizeof(ip)), peer->u.sa.sa_family == AF_INET6 ? "/64" : "",
-		    held, refused, refused == 1 ? "" : "s");
+		    tp_addr_ip(&prefix, ip, sizeof(ip)),
+		    prefix.u.sa.sa_family == AF_INET6 ? "/64" : "", held, refused,
+		    refused == 1 ? "" : "s");
 	}
 	return err;
 }

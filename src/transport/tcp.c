@@ -505,30 +505,30 @@ int tp_tcp_adopt(struct worker *w, int fd, const struct tp_addr *peer, unsigned 
 	unsigned per_source = t->srv->cfg.tcp_max_per_source;
 	time_t now = time(NULL);
 	struct tp_conn *c;
-	int err;
+	int err = 0;
 
 	if (atomic_load(&t->nconns) >= t->srv->cfg.tcp_max_connections) {
 		w->stats.rx_dropped++;
 		log_conn_limit(t, now);
 		err = EMFILE;
-		goto fail;
+		goto out;
 	}
 	if (per_source && (err = tp_src_acquire(t, peer, per_source, now))) {
 		w->stats.rx_dropped++;
-		goto fail;
+		goto out;
 	}
 	c = conn_new(w, fd, peer, listen, false, per_source != 0);
 	if (!c) {
 		if (per_source)
 			tp_src_release(t, peer, now);
 		err = ENOMEM;
-		goto fail;
+		goto out;
 	}
 	if (id)
 		*id = c->id;
-	return 0;
-fail:
-	close(fd);
+out:
+	if (err)
+		close(fd); /* refused: the peer sees the connection closed at once */
 	return err;
 }
 
