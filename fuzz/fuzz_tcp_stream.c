@@ -103,7 +103,9 @@ static void fz_setup(void)
 	fz.srv->nworkers = 1;
 	if (tp_table_create(fz.srv, fz_on_msg, &fz.srv->tp, err, sizeof(err)))
 		abort();
-	fz.srv->tp->max_queued = 2048; /* a peer that does not read fills it at once */
+	/* a peer that does not read fills them at once */
+	fz.srv->tp->max_queued = 4096;
+	fz.srv->tp->max_queued_unauth = 2048;
 	fz.w->srv = fz.srv;
 	fz.w->id = 0;
 	fz.w->base = event_base_new();

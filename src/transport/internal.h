@@ -20,8 +20,13 @@ struct evbuffer;
 #define TP_CONN_BUCKETS 1024
 #define TP_SEND_ARENA	(256 * 1024)
 #define TP_SRC_BUCKETS	1024
-/* Most bytes queued for a peer that does not read before its connection is given up. */
-#define TP_TCP_MAX_QUEUED (4 * 1024 * 1024)
+/*
+ * Most bytes queued for a peer that does not read before its connection is
+ * given up; less for an accepted connection that never authenticated (a
+ * stranger may hold tcp.max_per_source of them and read nothing).
+ */
+#define TP_TCP_MAX_QUEUED	 (4 * 1024 * 1024)
+#define TP_TCP_MAX_QUEUED_UNAUTH (256 * 1024)
 
 /*
  * A connection's life. Closing never frees anything: it takes the connection
@@ -64,6 +69,7 @@ struct tp_conn {
 	 * against its source's tcp.max_per_source.
 	 */
 	_Atomic bool trusted;
+	bool accepted;	  /* a peer's connection, not one we opened */
 	bool src_counted; /* accepted and counted in its source's entry (set before it is shared) */
 	bool writing;	  /* the event waits for EV_WRITE */
 	struct tp_conn *id_next;
@@ -102,6 +108,7 @@ struct tp_table {
 	atomic_uint nconns;
 	_Atomic int64_t limit_logged; /* last log line about tcp.max_connections */
 	size_t max_queued;	      /* TP_TCP_MAX_QUEUED; smaller in the fuzz target */
+	size_t max_queued_unauth;     /* TP_TCP_MAX_QUEUED_UNAUTH; likewise */
 	uint64_t seed;		      /* keys the per-source table */
 	struct tp_src_bucket by_src[TP_SRC_BUCKETS];
 	/* the machine's addresses, when a listener is on a wildcard address */

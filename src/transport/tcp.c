@@ -250,6 +250,7 @@ static struct tp_conn *conn_new(struct worker *w, int fd, const struct tp_addr *
 	c->state = connecting ? TP_CONN_CONNECTING : TP_CONN_OPEN;
 	c->last_rx = time(NULL);
 	atomic_init(&c->trusted, false);
+	c->accepted = !connecting;
 	c->src_counted = src_counted; /* before the table insert publishes c */
 	c->wbuf = evbuffer_new();
 	c->ev = event_new(w->base, -1, 0, conn_event, c);
@@ -283,37 +284,47 @@ static struct tp_conn *conn_new(struct worker *w, int fd, const struct tp_addr *
 static int conn_write(struct tp_conn *c, const char *data, size_t len)
 {
 	struct tp_table *t = tp_table_of(c->w);
+	const char *why = NULL;
+	size_t limit;
+	int err = 0;
 
-	if (c->state != TP_CONN_OPEN && c->state != TP_CONN_CONNECTING)
-		return EPIPE;
+	if (c->state != TP_CONN_OPEN && c->state != TP_CONN_CONNECTING) {
+		err = EPIPE; /* closing: it takes nothing more, and closes by itself */
+		goto out;
+	}
 	if (c->state == TP_CONN_OPEN && evbuffer_get_length(c->wbuf) == 0) {
 		ssize_t n = send(c->fd, data, len, MSG_NOSIGNAL | MSG_DONTWAIT);
 		if (n < 0) {
-			int err = errno;
-			if (err != EAGAIN && err != EWOULDBLOCK && err != EINTR) {
-				conn_close(c, strerror(err));
-				return err;
+			if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+				err = errno;
+				why = strerror(err);
+				goto out;
 			}
 			n = 0;
 		}
 		data += n;
 		len -= (size_t)n;
 		if (len == 0)
-			return 0;
+			goto out;
 	}
-	if (evbuffer_get_length(c->wbuf) + len > t->max_queued) {
+	limit = c->accepted && !atomic_load(&c->trusted) ? t->max_queued_unauth : t->max_queued;
+	if (evbuffer_get_length(c->wbuf) + len > limit) {
 		/* a peer that reads nothing must not eat our memory */
-		c->w->stats.tx_errors++;
-		conn_close(c, "write queue full (the peer does not read)");
-		return ENOBUFS;
+		err = ENOBUFS;
+		why = "write queue full (the peer does not read)";
+		goto out;
 	}
 	if (evbuffer_add(c->wbuf, data, len)) {
-		conn_close(c, "out of memory");
-		return ENOMEM;
+		err = ENOMEM;
+		why = "out of memory";
+		goto out;
 	}
 	if (!c->writing)
 		conn_arm(c);
-	return 0;
+out:
+	if (why)
+		conn_close(c, why);
+	return err;
 }
 
 static void conn_flush_queue(struct tp_conn *c)

@@ -326,6 +326,7 @@ int tp_table_create(struct server *srv, tp_recv_fn on_msg, struct tp_table **out
 	atomic_init(&t->next_id, 1);
 	atomic_init(&t->limit_logged, 0);
 	t->max_queued = TP_TCP_MAX_QUEUED;
+	t->max_queued_unauth = TP_TCP_MAX_QUEUED_UNAUTH;
 	t->seed = srv->seed;
 	tp_src_init(t);
 	for (unsigned i = 0; i < TP_CONN_BUCKETS; i++) {
