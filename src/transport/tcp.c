@@ -77,6 +77,14 @@ static void table_remove(struct tp_table *t, struct tp_conn *c)
 	pthread_mutex_unlock(&bp->lock);
 }
 
+/* Does c take new messages? Not once it is closing or closed. */
+static bool conn_usable(const struct tp_conn *c)
+{
+	enum tp_conn_state s = c->state;
+
+	return s == TP_CONN_CONNECTING || s == TP_CONN_OPEN;
+}
+
 /*
  * A connection that takes new messages (CONNECTING or OPEN), found by id or
  * else by peer; NULL when none. Its owner is set; only the owner may use the
@@ -93,7 +101,7 @@ static struct tp_conn *table_find(struct tp_table *t, uint32_t id, const struct 
 		struct tp_bucket *b = bucket_by_id(t, id);
 		pthread_mutex_lock(&b->lock);
 		for (struct tp_conn *c = b->head; c; c = c->id_next) {
-			if (c->id == id && c->state <= TP_CONN_OPEN) {
+			if (c->id == id && conn_usable(c)) {
 				found = c;
 				*owner = c->owner;
 				*found_id = c->id;
@@ -106,7 +114,7 @@ static struct tp_conn *table_find(struct tp_table *t, uint32_t id, const struct 
 		struct tp_bucket *b = bucket_by_peer(t, peer);
 		pthread_mutex_lock(&b->lock);
 		for (struct tp_conn *c = b->head; c; c = c->peer_next) {
-			if (tp_addr_equal(&c->peer, peer) && c->state <= TP_CONN_OPEN) {
+			if (tp_addr_equal(&c->peer, peer) && conn_usable(c)) {
 				found = c;
 				*owner = c->owner;
 				*found_id = c->id;
@@ -288,7 +296,7 @@ static int conn_write(struct tp_conn *c, const char *data, size_t len)
 	size_t limit;
 	int err = 0;
 
-	if (c->state != TP_CONN_OPEN && c->state != TP_CONN_CONNECTING) {
+	if (!conn_usable(c)) {
 		err = EPIPE; /* closing: it takes nothing more, and closes by itself */
 		goto out;
 	}
