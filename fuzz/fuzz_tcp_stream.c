@@ -15,7 +15,8 @@
  * nothing and the write queue (kept small here) fills up.
  *
  * Input: byte 0 sets up the connections (bits 0-1: 1..4 of them; bits 2-3:
- * tcp.max_per_source 0 = none, or 1..3, so some are refused), byte 1 the
+ * tcp.max_per_source 0 = none, or 1..3, so some are refused; bit 4: a small
+ * socket send buffer; bit 5: IPv6 peers of one /64), byte 1 the
  * reply size, then a script of operations, each one byte and its operands:
  *   0-2  write the next 1..64 bytes (operand byte) of the stream to one peer
  *   3    a peer reads everything queued for it
@@ -162,7 +163,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 		if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv))
 			break;
-		tp_addr_from_str("192.0.2.7", (uint16_t)(40000 + fz.nconns), SIP_PROTO_TCP, &peer);
+		/* one source address (IPv6: distinct addresses of one /64) */
+		if (data[0] & 0x20) {
+			char ip[64];
+			snprintf(ip, sizeof(ip), "2001:db8::%x", i + 1);
+			tp_addr_from_str(ip, 40000, SIP_PROTO_TCP, &peer);
+		} else {
+			tp_addr_from_str("192.0.2.7", (uint16_t)(40000 + fz.nconns), SIP_PROTO_TCP,
+					 &peer);
+		}
 		if (data[0] & 0x10) {
 			int small = 4096;
 			setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof(small));
