@@ -134,6 +134,9 @@ static const struct cfg_key cfg_proxy_keys[] = {
 static const struct cfg_key cfg_tcp_keys[] = {
     CFG_UINT("max_connections", tcp_max_connections, 1, 1000000),
     CFG_UINT("idle_timeout", tcp_idle_timeout_s, 1, 86400),
+    /* issue 11: connections that never carried an authenticated request (sec-tcp) */
+    CFG_UINT("max_per_source", tcp_max_per_source, 0, 1000000),
+    CFG_UINT("unauth_idle_timeout", tcp_unauth_idle_timeout_s, 1, 86400),
     {0},
 };
 
@@ -284,6 +287,8 @@ void cfg_defaults(struct cfg *c)
 	    .record_route = true,
 	    .tcp_max_connections = 4096,
 	    .tcp_idle_timeout_s = 600,
+	    .tcp_max_per_source = 64,
+	    .tcp_unauth_idle_timeout_s = 30,
 	    .dns_cache_ttl_s = 60,
 	    .ring_time_s = 20,
 	    .noanswer_after_s = 20,

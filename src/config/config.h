@@ -92,6 +92,9 @@ struct cfg {
 	/* tcp */
 	unsigned tcp_max_connections; /* 4096 */
 	unsigned tcp_idle_timeout_s;  /* 600 */
+	/* issue 11: connections that never carried an authenticated request (sec-tcp) */
+	unsigned tcp_max_per_source;	    /* per source address (IPv6: /64); 0 = no limit: 64 */
+	unsigned tcp_unauth_idle_timeout_s; /* their idle timeout: 30 */
 
 	/* dns */
 	unsigned dns_cache_ttl_s; /* 60 */

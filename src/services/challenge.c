@@ -81,6 +81,7 @@ enum proxy_step challenge_check(struct preq *r, enum challenge_kind kind, sv_t r
 	switch (res) {
 	case AUTH_OK:
 		r->authenticated = true;
+		tp_conn_mark_trusted(r->srv->tp, r->src->conn_id);
 		return PROXY_CONTINUE;
 	case AUTH_REPLAY:
 		if (allow_replay && replay) {

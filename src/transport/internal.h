@@ -19,6 +19,30 @@ struct evbuffer;
 #define TP_BATCH	32
 #define TP_CONN_BUCKETS 1024
 #define TP_SEND_ARENA	(256 * 1024)
+#define TP_SRC_BUCKETS	1024
+/*
+ * Most bytes queued for a peer that does not read before its connection is
+ * given up; less for an accepted connection that never authenticated (a
+ * stranger may hold tcp.max_per_source of them and read nothing).
+ */
+#define TP_TCP_MAX_QUEUED	 (4 * 1024 * 1024)
+#define TP_TCP_MAX_QUEUED_UNAUTH (256 * 1024)
+
+/*
+ * A connection's life. Closing never frees anything: it takes the connection
+ * out of the tables, the worker's list and the event loop (no more reads,
+ * and no more sends accepted), and the memory and the socket are released
+ * once, later, by the worker's graveyard, outside every callback of the
+ * connection (a send that fails deep inside the handler of a message that
+ * conn_parse is still framing closes the connection under conn_parse's feet).
+ */
+enum tp_conn_state {
+	TP_CONN_CONNECTING, /* connect() in progress: what is sent waits in wbuf */
+	TP_CONN_OPEN,
+	TP_CONN_CLOSING, /* framing lost: nothing more is read; what is queued goes out, then CLOSED
+			  */
+	TP_CONN_CLOSED,	 /* closed; freed by the graveyard */
+};
 
 struct tp_conn {
 	struct wjob job;  /* for deferred destruction; must stay first */
@@ -33,12 +57,21 @@ struct tp_conn {
 	size_t rlen;
 	size_t rcap;
 	struct evbuffer *wbuf;
-	time_t last_rx;		    /* last byte received */
-	time_t partial_since;	    /* a message has been incomplete since then, 0 = none */
-	_Atomic int64_t hold_until; /* a registration relies on this connection until then */
-	bool connecting;
-	bool close_after_write;
-	bool writing;
+	_Atomic(enum tp_conn_state) state; /* written by the owner, read by table_find */
+	time_t closing_since;		   /* when it became CLOSING */
+	time_t last_rx;			   /* last byte received */
+	time_t partial_since;		   /* a message has been incomplete since then, 0 = none */
+	_Atomic int64_t hold_until;	   /* a registration relies on this connection until then */
+	/*
+	 * An authenticated request or a registration came over it (set from any
+	 * worker under its by-id bucket lock, see tp_conn_mark_trusted). Until
+	 * then it has the shorter idle timeout and, when accepted, counts
+	 * against its source's tcp.max_per_source.
+	 */
+	_Atomic bool trusted;
+	bool accepted;	  /* a peer's connection, not one we opened */
+	bool src_counted; /* accepted and counted in its source's entry (set before it is shared) */
+	bool writing;	  /* the event waits for EV_WRITE */
 	struct tp_conn *id_next;
 	struct tp_conn *peer_next;
 	struct tp_conn *w_next;
@@ -50,6 +83,20 @@ struct tp_bucket {
 	struct tp_conn *head;
 };
 
+/* Connections from one source address that never authenticated (srclimit.c). */
+struct tp_src_entry {
+	struct tp_src_entry *next;
+	uint8_t key[16];    /* IPv4 as ::ffff:a.b.c.d; IPv6 by its /64 */
+	unsigned untrusted; /* connections from it that did not authenticate (yet) */
+	unsigned refused;   /* connections refused since the last log line about it */
+	time_t logged;	    /* the last log line about it, 0 = none */
+};
+
+struct tp_src_bucket {
+	pthread_mutex_t lock;
+	struct tp_src_entry *head;
+};
+
 struct tp_table {
 	struct server *srv;
 	tp_recv_fn on_msg;
@@ -59,6 +106,11 @@ struct tp_table {
 	struct tp_bucket by_peer[TP_CONN_BUCKETS];
 	atomic_uint next_id;
 	atomic_uint nconns;
+	_Atomic int64_t limit_logged; /* last log line about tcp.max_connections */
+	size_t max_queued;	      /* TP_TCP_MAX_QUEUED; smaller in the fuzz target */
+	size_t max_queued_unauth;     /* TP_TCP_MAX_QUEUED_UNAUTH; likewise */
+	uint64_t seed;		      /* keys the per-source table */
+	struct tp_src_bucket by_src[TP_SRC_BUCKETS];
 	/* the machine's addresses, when a listener is on a wildcard address */
 	struct tp_addr ifaddrs[64];
 	unsigned nifaddrs;
@@ -107,8 +159,22 @@ void tp_udp_flush(struct worker *w);
 
 /* tcp.c */
 int tp_tcp_open_listener(struct worker *w, unsigned listen);
+/*
+ * Takes an accepted socket (the listener's, or a test's socketpair) as a
+ * connection of w after the connection limits: on a refusal (EMFILE) or a
+ * failure fd is closed. *id (may be NULL) names the connection.
+ */
+int tp_tcp_adopt(struct worker *w, int fd, const struct tp_addr *peer, unsigned listen,
+		 uint32_t *id);
 int tp_tcp_send(struct worker *w, const struct tp_dest *d, const char *data, size_t len);
 void tp_tcp_close_all(struct worker *w);
 void tp_tcp_housekeeping(struct worker *w, time_t now);
+
+/* srclimit.c: per-source counts of connections that never authenticated */
+void tp_src_init(struct tp_table *t);
+void tp_src_fini(struct tp_table *t);
+/* Counts one more connection from peer; EMFILE (counted, logged once a minute) over limit. */
+int tp_src_acquire(struct tp_table *t, const struct tp_addr *peer, unsigned limit, time_t now);
+void tp_src_release(struct tp_table *t, const struct tp_addr *peer, time_t now);
 
 #endif

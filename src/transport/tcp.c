@@ -25,8 +25,10 @@
 
 /* How long a message may stay incomplete before the connection is given up. */
 #define TCP_PARTIAL_TIMEOUT_S 10
+/* How long the reply to a broken message may take to leave before the connection is dropped. */
+#define TCP_CLOSING_TIMEOUT_S 10
 #define TCP_MAX_RBUF	      (2 * SIP_MAX_MSG + 2)
-#define TCP_MAX_QUEUED	      (4 * 1024 * 1024)
+#define TCP_LIMIT_LOG_S	      60
 
 static struct tp_bucket *bucket_by_id(struct tp_table *t, uint32_t id)
 {
@@ -75,19 +77,34 @@ static void table_remove(struct tp_table *t, struct tp_conn *c)
 	pthread_mutex_unlock(&bp->lock);
 }
 
-/* Id and owner of a live connection, found by id or else by peer; 0 when none. */
-static uint32_t table_find(struct tp_table *t, uint32_t id, const struct tp_addr *peer,
-			   unsigned *owner)
+/* Does c take new messages? Not once it is closing or closed. */
+static bool conn_usable(const struct tp_conn *c)
 {
-	uint32_t found = 0;
+	enum tp_conn_state s = c->state;
+
+	return s == TP_CONN_CONNECTING || s == TP_CONN_OPEN;
+}
+
+/*
+ * A connection that takes new messages (CONNECTING or OPEN), found by id or
+ * else by peer; NULL when none. Its owner is set; only the owner may use the
+ * pointer (it alone closes and frees connections), others post to it.
+ * Another worker may see a connection that its owner is closing at that
+ * moment as open: its posted send then finds it gone (send_job_run).
+ */
+static struct tp_conn *table_find(struct tp_table *t, uint32_t id, const struct tp_addr *peer,
+				  unsigned *owner, uint32_t *found_id)
+{
+	struct tp_conn *found = NULL;
 
 	if (id) {
 		struct tp_bucket *b = bucket_by_id(t, id);
 		pthread_mutex_lock(&b->lock);
 		for (struct tp_conn *c = b->head; c; c = c->id_next) {
-			if (c->id == id && !c->close_after_write) {
-				found = c->id;
+			if (c->id == id && conn_usable(c)) {
+				found = c;
 				*owner = c->owner;
+				*found_id = c->id;
 				break;
 			}
 		}
@@ -97,9 +114,10 @@ static uint32_t table_find(struct tp_table *t, uint32_t id, const struct tp_addr
 		struct tp_bucket *b = bucket_by_peer(t, peer);
 		pthread_mutex_lock(&b->lock);
 		for (struct tp_conn *c = b->head; c; c = c->peer_next) {
-			if (tp_addr_equal(&c->peer, peer) && !c->close_after_write) {
-				found = c->id;
+			if (tp_addr_equal(&c->peer, peer) && conn_usable(c)) {
+				found = c;
 				*owner = c->owner;
+				*found_id = c->id;
 				break;
 			}
 		}
@@ -111,8 +129,17 @@ static uint32_t table_find(struct tp_table *t, uint32_t id, const struct tp_addr
 bool tp_conn_alive(struct tp_table *t, uint32_t conn_id)
 {
 	unsigned owner;
+	uint32_t id;
 
-	return conn_id && table_find(t, conn_id, NULL, &owner) != 0;
+	return conn_id && table_find(t, conn_id, NULL, &owner, &id) != NULL;
+}
+
+/* Under c's by-id bucket lock, or by its owner once it is out of the table: exactly one
+ * caller gives its source's count back. */
+static void conn_trust(struct tp_table *t, struct tp_conn *c)
+{
+	if (!atomic_exchange(&c->trusted, true) && c->src_counted)
+		tp_src_release(t, &c->peer, time(NULL));
 }
 
 void tp_conn_hold(struct tp_table *t, uint32_t conn_id, int64_t until)
@@ -124,65 +151,96 @@ void tp_conn_hold(struct tp_table *t, uint32_t conn_id, int64_t until)
 		if (c->id == conn_id) {
 			if (atomic_load(&c->hold_until) < until)
 				atomic_store(&c->hold_until, until);
+			conn_trust(t, c); /* a registration relies on it: it is trusted */
 			break;
 		}
 	}
 	pthread_mutex_unlock(&b->lock);
 }
 
-static struct tp_conn *owned_conn(struct worker *w, uint32_t id)
+void tp_conn_mark_trusted(struct tp_table *t, uint32_t conn_id)
 {
-	for (struct tp_conn *c = w->tp->conns; c; c = c->w_next) {
-		if (c->id == id)
-			return c;
+	struct tp_bucket *b;
+
+	if (!conn_id)
+		return; /* UDP */
+	b = bucket_by_id(t, conn_id);
+	pthread_mutex_lock(&b->lock);
+	for (struct tp_conn *c = b->head; c; c = c->id_next) {
+		if (c->id == conn_id) {
+			conn_trust(t, c);
+			break;
+		}
 	}
-	return NULL;
+	pthread_mutex_unlock(&b->lock);
 }
 
+/* The graveyard's job: the only place a connection's memory and socket are released. */
 static void conn_free_job(struct worker *w, struct wjob *job)
 {
+	struct tp_conn *c = (struct tp_conn *)job;
+
 	(void)w;
-	free(job);
+	event_free(c->ev);
+	evbuffer_free(c->wbuf);
+	close(c->fd);
+	free(c->rbuf);
+	free(c);
 }
 
+/*
+ * Closes c: out of the tables, the worker's list and the loop, its source's
+ * count given back; nothing is freed here (the caller, or a callback further
+ * up the stack, may still be looking at c and its buffers). Once only.
+ */
 static void conn_close(struct tp_conn *c, const char *why)
 {
 	struct worker *w = c->w;
 	struct tp_table *t = tp_table_of(w);
 	struct tp_worker *tw = w->tp;
 
+	if (c->state == TP_CONN_CLOSED)
+		return;
 	log_debug("tcp connection %u closed: %s", c->id, why);
+	c->state = TP_CONN_CLOSED;
 	table_remove(t, c);
+	conn_trust(t, c); /* out of the table: no other thread can do it now */
 	if (c->w_prev)
 		c->w_prev->w_next = c->w_next;
 	else
 		tw->conns = c->w_next;
 	if (c->w_next)
 		c->w_next->w_prev = c->w_prev;
-	event_free(c->ev);
-	evbuffer_free(c->wbuf);
-	close(c->fd);
-	free(c->rbuf);
+	c->w_next = c->w_prev = NULL;
+	event_del(c->ev);
 	atomic_fetch_sub(&t->nconns, 1);
-	/* this may run inside the connection's own read callback: free the struct later */
 	c->job.fn = conn_free_job;
 	worker_defer(w, &c->job);
 }
 
 static void conn_event(evutil_socket_t fd, short what, void *arg);
 
-static void conn_arm(struct tp_conn *c, bool want_write)
+/* Waits for what the state needs: reading while connecting or open, writing while
+ * connecting or something is queued. */
+static void conn_arm(struct tp_conn *c)
 {
+	bool want_write = c->state == TP_CONN_CONNECTING || evbuffer_get_length(c->wbuf) > 0;
+	short what = EV_PERSIST;
+
+	if (c->state == TP_CONN_CONNECTING || c->state == TP_CONN_OPEN)
+		what |= EV_READ;
+	if (want_write)
+		what |= EV_WRITE;
 	if (event_initialized(c->ev) && event_pending(c->ev, EV_READ | EV_WRITE, NULL))
 		event_del(c->ev);
-	event_assign(c->ev, c->w->base, c->fd, EV_READ | EV_PERSIST | (want_write ? EV_WRITE : 0),
-		     conn_event, c);
+	event_assign(c->ev, c->w->base, c->fd, what, conn_event, c);
 	event_add(c->ev, NULL);
 	c->writing = want_write;
 }
 
+/* src_counted: accepted, and counted in its source's entry (tp_src_acquire). */
 static struct tp_conn *conn_new(struct worker *w, int fd, const struct tp_addr *peer,
-				unsigned listen, bool connecting)
+				unsigned listen, bool connecting, bool src_counted)
 {
 	struct tp_table *t = tp_table_of(w);
 	struct tp_worker *tw = w->tp;
@@ -197,8 +255,11 @@ static struct tp_conn *conn_new(struct worker *w, int fd, const struct tp_addr *
 	c->listen = listen;
 	c->peer = *peer;
 	c->peer.proto = SIP_PROTO_TCP;
-	c->connecting = connecting;
+	c->state = connecting ? TP_CONN_CONNECTING : TP_CONN_OPEN;
 	c->last_rx = time(NULL);
+	atomic_init(&c->trusted, false);
+	c->accepted = !connecting;
+	c->src_counted = src_counted; /* before the table insert publishes c */
 	c->wbuf = evbuffer_new();
 	c->ev = event_new(w->base, -1, 0, conn_event, c);
 	if (!c->wbuf || !c->ev) {
@@ -213,7 +274,7 @@ static struct tp_conn *conn_new(struct worker *w, int fd, const struct tp_addr *
 	do {
 		c->id = atomic_fetch_add(&t->next_id, 1);
 	} while (c->id == 0);
-	conn_arm(c, connecting);
+	conn_arm(c);
 	c->w_next = tw->conns;
 	if (tw->conns)
 		tw->conns->w_prev = c;
@@ -223,26 +284,55 @@ static struct tp_conn *conn_new(struct worker *w, int fd, const struct tp_addr *
 	return c;
 }
 
+/*
+ * Sends data now or queues it. On a failure (the peer reset the connection,
+ * or it reads nothing and the queue is full) the connection is closed and the
+ * error returned; a closing connection takes nothing more (EPIPE).
+ */
 static int conn_write(struct tp_conn *c, const char *data, size_t len)
 {
-	if (!c->connecting && evbuffer_get_length(c->wbuf) == 0) {
+	struct tp_table *t = tp_table_of(c->w);
+	const char *why = NULL;
+	size_t limit;
+	int err = 0;
+
+	if (!conn_usable(c)) {
+		err = EPIPE; /* closing: it takes nothing more, and closes by itself */
+		goto out;
+	}
+	if (c->state == TP_CONN_OPEN && evbuffer_get_length(c->wbuf) == 0) {
 		ssize_t n = send(c->fd, data, len, MSG_NOSIGNAL | MSG_DONTWAIT);
 		if (n < 0) {
-			if (errno != EAGAIN && errno != EWOULDBLOCK)
-				return errno;
+			if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+				err = errno;
+				why = strerror(err);
+				goto out;
+			}
 			n = 0;
 		}
 		data += n;
 		len -= (size_t)n;
 		if (len == 0)
-			return 0;
+			goto out;
 	}
-	if (evbuffer_get_length(c->wbuf) + len > TCP_MAX_QUEUED)
-		return ENOBUFS; /* a peer that reads nothing must not eat our memory */
-	evbuffer_add(c->wbuf, data, len);
+	limit = c->accepted && !atomic_load(&c->trusted) ? t->max_queued_unauth : t->max_queued;
+	if (evbuffer_get_length(c->wbuf) + len > limit) {
+		/* a peer that reads nothing must not eat our memory */
+		err = ENOBUFS;
+		why = "write queue full (the peer does not read)";
+		goto out;
+	}
+	if (evbuffer_add(c->wbuf, data, len)) {
+		err = ENOMEM;
+		why = "out of memory";
+		goto out;
+	}
 	if (!c->writing)
-		conn_arm(c, true);
-	return 0;
+		conn_arm(c);
+out:
+	if (why)
+		conn_close(c, why);
+	return err;
 }
 
 static void conn_flush_queue(struct tp_conn *c)
@@ -250,7 +340,7 @@ static void conn_flush_queue(struct tp_conn *c)
 	while (evbuffer_get_length(c->wbuf)) {
 		int n = evbuffer_write(c->wbuf, c->fd);
 		if (n < 0) {
-			if (errno == EAGAIN || errno == EWOULDBLOCK)
+			if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
 				return;
 			conn_close(c, strerror(errno));
 			return;
@@ -258,30 +348,46 @@ static void conn_flush_queue(struct tp_conn *c)
 		if (n == 0)
 			return;
 	}
-	if (c->close_after_write) {
+	if (c->state == TP_CONN_CLOSING) {
 		conn_close(c, "closed after the reply to a broken message");
 		return;
 	}
-	conn_arm(c, false);
+	conn_arm(c);
 }
 
-/* Frames and delivers every complete message in the read buffer. */
+/* Framing is lost: the handler's reply (if any) goes out, then the connection closes. */
+static void conn_closing(struct tp_conn *c)
+{
+	c->state = TP_CONN_CLOSING;
+	c->closing_since = time(NULL);
+	if (evbuffer_get_length(c->wbuf) == 0)
+		conn_close(c, "framing error");
+	else
+		conn_arm(c); /* writing only */
+}
+
+/*
+ * Frames and delivers every complete message in the read buffer. The handler
+ * may close the connection (a reply that cannot be sent): the loop stops
+ * there, and c stays readable until the graveyard frees it.
+ */
 static void conn_parse(struct tp_conn *c)
 {
 	struct worker *w = c->w;
 	struct tp_worker *tw = w->tp;
 	struct tp_src src = {.peer = c->peer, .listen = c->listen, .conn_id = c->id};
+	bool broken = false;
 	size_t off = 0;
 
-	while (off < c->rlen && !c->close_after_write) {
+	while (off < c->rlen && c->state == TP_CONN_OPEN) {
 		const char *p = c->rbuf + off;
 		size_t avail = c->rlen - off;
 		int err;
 
 		/* RFC 5626 keep-alive: a double-CRLF ping gets a single-CRLF pong */
 		if (avail >= 4 && memcmp(p, "\r\n\r\n", 4) == 0) {
-			conn_write(c, "\r\n", 2);
 			off += 4;
+			conn_write(c, "\r\n", 2); /* closes c on a failure */
 			continue;
 		}
 		if (p[0] == '\r' || p[0] == '\n') {
@@ -294,12 +400,18 @@ static void conn_parse(struct tp_conn *c)
 		if (err == EAGAIN)
 			break;
 		if (err) {
-			/* framing is lost: the handler's reply (if any) goes out, then we close */
-			c->close_after_write = true;
-			off = c->rlen;
+			broken = true;
 			break;
 		}
 		off += (size_t)(tw->msg.buf - p) + tw->msg.len;
+	}
+	if (c->state == TP_CONN_CLOSED)
+		return;
+	if (broken) {
+		c->rlen = 0;
+		c->partial_since = 0;
+		conn_closing(c);
+		return;
 	}
 	if (off) {
 		memmove(c->rbuf, c->rbuf + off, c->rlen - off);
@@ -330,7 +442,7 @@ static int conn_grow(struct tp_conn *c)
 
 static void conn_read(struct tp_conn *c)
 {
-	for (int round = 0; round < 16; round++) {
+	for (int round = 0; round < 16 && c->state == TP_CONN_OPEN; round++) {
 		ssize_t n;
 
 		if (c->rcap - c->rlen < 2048 && conn_grow(c)) {
@@ -353,11 +465,6 @@ static void conn_read(struct tp_conn *c)
 		c->rlen += (size_t)n;
 		c->last_rx = time(NULL);
 		conn_parse(c);
-		if (c->close_after_write) {
-			if (evbuffer_get_length(c->wbuf) == 0)
-				conn_close(c, "framing error");
-			return;
-		}
 		if (c->rlen == c->rcap)
 			continue; /* buffer was full: more may be waiting */
 		if ((size_t)n < 2048)
@@ -370,12 +477,13 @@ static void conn_connected(struct tp_conn *c)
 	int soerr = 0;
 	socklen_t len = sizeof(soerr);
 
-	getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &soerr, &len);
+	if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &soerr, &len) < 0)
+		soerr = errno;
 	if (soerr) {
 		conn_close(c, strerror(soerr));
 		return;
 	}
-	c->connecting = false;
+	c->state = TP_CONN_OPEN;
 	conn_flush_queue(c);
 }
 
@@ -385,26 +493,67 @@ static void conn_event(evutil_socket_t fd, short what, void *arg)
 	struct worker *w = c->w;
 
 	(void)fd;
-	worker_reap(w);
+	worker_reap(w); /* never c: a closed connection has no event left */
 	if (what & EV_WRITE) {
-		if (c->connecting)
+		if (c->state == TP_CONN_CONNECTING)
 			conn_connected(c);
-		else
+		else if (c->state == TP_CONN_OPEN || c->state == TP_CONN_CLOSING)
 			conn_flush_queue(c);
-		/* closed? then c is in the graveyard: stop touching it */
-		if (w->graveyard && w->graveyard == &c->job)
-			goto out;
 	}
-	if ((what & EV_READ) && !c->connecting)
+	if ((what & EV_READ) && c->state == TP_CONN_OPEN)
 		conn_read(c);
-out:
 	tp_udp_flush(w); /* a closed connection is freed by the next reap, not here */
+}
+
+/* Logs "tcp.max_connections reached" at most once a minute for the whole server. */
+static void log_conn_limit(struct tp_table *t, time_t now)
+{
+	int64_t last = atomic_load(&t->limit_logged);
+
+	if (now - last >= TCP_LIMIT_LOG_S &&
+	    atomic_compare_exchange_strong(&t->limit_logged, &last, (int64_t)now))
+		log_warn("tcp: connection limit (tcp.max_connections %u) reached: refusing new "
+			 "connections (logged once a minute)",
+			 t->srv->cfg.tcp_max_connections);
+}
+
+int tp_tcp_adopt(struct worker *w, int fd, const struct tp_addr *peer, unsigned listen,
+		 uint32_t *id)
+{
+	struct tp_table *t = tp_table_of(w);
+	unsigned per_source = t->srv->cfg.tcp_max_per_source;
+	time_t now = time(NULL);
+	struct tp_conn *c;
+	int err = 0;
+
+	if (atomic_load(&t->nconns) >= t->srv->cfg.tcp_max_connections) {
+		w->stats.rx_dropped++;
+		log_conn_limit(t, now);
+		err = EMFILE;
+		goto out;
+	}
+	if (per_source && (err = tp_src_acquire(t, peer, per_source, now))) {
+		w->stats.rx_dropped++;
+		goto out;
+	}
+	c = conn_new(w, fd, peer, listen, false, per_source != 0);
+	if (!c) {
+		if (per_source)
+			tp_src_release(t, peer, now);
+		err = ENOMEM;
+		goto out;
+	}
+	if (id)
+		*id = c->id;
+out:
+	if (err)
+		close(fd); /* refused: the peer sees the connection closed at once */
+	return err;
 }
 
 static void tcp_accept(evutil_socket_t lfd, short what, void *arg)
 {
 	struct worker *w = arg;
-	struct tp_table *t = tp_table_of(w);
 	unsigned listen = 0;
 
 	(void)what;
@@ -423,15 +572,7 @@ static void tcp_accept(evutil_socket_t lfd, short what, void *arg)
 				log_warn("tcp accept: %s", strerror(errno));
 			return;
 		}
-		if (atomic_load(&t->nconns) >= t->srv->cfg.tcp_max_connections) {
-			w->stats.rx_dropped++;
-			log_warn("tcp: connection limit (%u) reached, refusing a connection",
-				 t->srv->cfg.tcp_max_connections);
-			close(fd);
-			continue;
-		}
-		if (!conn_new(w, fd, &peer, listen, false))
-			close(fd);
+		tp_tcp_adopt(w, fd, &peer, listen, NULL);
 	}
 }
 
@@ -465,20 +606,22 @@ static int conn_open(struct worker *w, const struct tp_dest *d, struct tp_conn *
 {
 	struct tp_table *t = tp_table_of(w);
 	int li = tp_listen_pick(t, SIP_PROTO_TCP, d->peer.u.sa.sa_family);
-	int fd = socket(d->peer.u.sa.sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	int fd;
 
-	if (fd < 0)
-		return errno;
 	if (atomic_load(&t->nconns) >= t->srv->cfg.tcp_max_connections) {
-		close(fd);
+		log_conn_limit(t, time(NULL));
 		return EMFILE;
 	}
+	fd = socket(d->peer.u.sa.sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return errno;
 	if (connect(fd, &d->peer.u.sa, d->peer.len) < 0 && errno != EINPROGRESS) {
 		int err = errno;
 		close(fd);
 		return err;
 	}
-	*out = conn_new(w, fd, &d->peer, li < 0 ? 0 : (unsigned)li, true);
+	/* ours, not a stranger's: not counted per source (but it earns trust like any other) */
+	*out = conn_new(w, fd, &d->peer, li < 0 ? 0 : (unsigned)li, true, false);
 	if (!*out) {
 		close(fd);
 		return ENOMEM;
@@ -497,13 +640,14 @@ struct send_job {
 static void send_job_run(struct worker *w, struct wjob *job)
 {
 	struct send_job *sj = (struct send_job *)job;
-	struct tp_conn *c = owned_conn(w, sj->conn_id);
+	unsigned owner = w->id;
+	uint32_t id;
+	struct tp_conn *c = table_find(tp_table_of(w), sj->conn_id, NULL, &owner, &id);
 
-	if (c) {
-		if (conn_write(c, sj->data, sj->len))
-			conn_close(c, "write failed");
+	if (c && owner == w->id) {
+		conn_write(c, sj->data, sj->len); /* closes c on a failure */
 	} else if (!w->srv->stopping) {
-		/* gone in the meantime: open a new one from here */
+		/* gone or closing in the meantime: reuse or open another one from here */
 		sj->dest.conn_id = 0;
 		tp_tcp_send(w, &sj->dest, sj->data, sj->len);
 	}
@@ -514,11 +658,11 @@ int tp_tcp_send(struct worker *w, const struct tp_dest *d, const char *data, siz
 {
 	struct tp_table *t = tp_table_of(w);
 	unsigned owner = w->id;
-	uint32_t id = table_find(t, d->conn_id, &d->peer, &owner);
-	struct tp_conn *c;
+	uint32_t id = 0;
+	struct tp_conn *c = table_find(t, d->conn_id, &d->peer, &owner, &id);
 	int err;
 
-	if (id && owner != w->id) {
+	if (c && owner != w->id) {
 		struct send_job *sj = malloc(sizeof(*sj) + len);
 		if (!sj)
 			return ENOMEM;
@@ -531,29 +675,36 @@ int tp_tcp_send(struct worker *w, const struct tp_dest *d, const char *data, siz
 		worker_post(t->srv->workers[owner], &sj->job);
 		return 0;
 	}
-	c = id ? owned_conn(w, id) : NULL;
 	if (!c) {
 		err = conn_open(w, d, &c);
 		if (err)
 			return err;
 	}
-	err = conn_write(c, data, len);
-	if (err)
-		conn_close(c, "write failed");
-	return err;
+	return conn_write(c, data, len); /* closes c on a failure */
 }
 
 void tp_tcp_housekeeping(struct worker *w, time_t now)
 {
-	unsigned idle = w->srv->cfg.tcp_idle_timeout_s;
+	const struct cfg *cfg = &w->srv->cfg;
+	unsigned idle = cfg->tcp_idle_timeout_s;
+	unsigned unauth =
+	    cfg->tcp_unauth_idle_timeout_s < idle ? cfg->tcp_unauth_idle_timeout_s : idle;
 	struct tp_conn *c = w->tp->conns, *next;
 
 	for (; c; c = next) {
-		next = c->w_next;
-		if (c->partial_since && now - c->partial_since > TCP_PARTIAL_TIMEOUT_S)
+		bool trusted = atomic_load(&c->trusted);
+
+		next = c->w_next; /* conn_close unlinks c only */
+		if (c->state == TP_CONN_CLOSING) {
+			if (now - c->closing_since > TCP_CLOSING_TIMEOUT_S)
+				conn_close(c, "the reply to a broken message was never read");
+		} else if (c->partial_since && now - c->partial_since > TCP_PARTIAL_TIMEOUT_S) {
 			conn_close(c, "incomplete message timed out");
-		else if (now - c->last_rx > idle && atomic_load(&c->hold_until) < now)
-			conn_close(c, "idle");
+		} else if (atomic_load(&c->hold_until) >= now) {
+			continue; /* a registration relies on it */
+		} else if (now - c->last_rx > (trusted ? idle : unauth)) {
+			conn_close(c, trusted ? "idle" : "idle, and never authenticated");
+		}
 	}
 }
 

@@ -324,6 +324,11 @@ int tp_table_create(struct server *srv, tp_recv_fn on_msg, struct tp_table **out
 	t->srv = srv;
 	t->on_msg = on_msg;
 	atomic_init(&t->next_id, 1);
+	atomic_init(&t->limit_logged, 0);
+	t->max_queued = TP_TCP_MAX_QUEUED;
+	t->max_queued_unauth = TP_TCP_MAX_QUEUED_UNAUTH;
+	t->seed = srv->seed;
+	tp_src_init(t);
 	for (unsigned i = 0; i < TP_CONN_BUCKETS; i++) {
 		pthread_mutex_init(&t->by_id[i].lock, NULL);
 		pthread_mutex_init(&t->by_peer[i].lock, NULL);
@@ -356,6 +361,7 @@ void tp_table_destroy(struct tp_table *t)
 		pthread_mutex_destroy(&t->by_id[i].lock);
 		pthread_mutex_destroy(&t->by_peer[i].lock);
 	}
+	tp_src_fini(t);
 	free(t);
 }
 

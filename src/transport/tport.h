@@ -104,8 +104,14 @@ bool tp_is_local_address(const struct tp_table *t, sv_t host, uint16_t port);
 bool tp_is_local_ip(const struct tp_table *t, sv_t host);
 /* True when the connection is still open. */
 bool tp_conn_alive(struct tp_table *t, uint32_t conn_id);
-/* Keeps an idle connection open until `until` (a registration relies on it). */
+/* Keeps an idle connection open until `until` (a registration relies on it); trusts it. */
 void tp_conn_hold(struct tp_table *t, uint32_t conn_id, int64_t until);
+/*
+ * An authenticated request came over the connection (0 = UDP: nothing to do):
+ * from now on it has tcp.idle_timeout instead of tcp.unauth_idle_timeout and
+ * no longer counts against its source's tcp.max_per_source. Any thread.
+ */
+void tp_conn_mark_trusted(struct tp_table *t, uint32_t conn_id);
 
 /* Address helpers */
 int tp_addr_from_str(const char *ip, uint16_t port, enum sip_proto proto, struct tp_addr *a);

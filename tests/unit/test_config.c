@@ -57,6 +57,8 @@ static void test_defaults(void **state)
 	assert_true(c.record_route);
 	assert_int_equal(c.tcp_max_connections, 4096);
 	assert_int_equal(c.tcp_idle_timeout_s, 600);
+	assert_int_equal(c.tcp_max_per_source, 64);
+	assert_int_equal(c.tcp_unauth_idle_timeout_s, 30);
 	assert_int_equal(c.dns_cache_ttl_s, 60);
 
 	assert_int_equal(cfg_finish(&c, &err), 0);
@@ -101,6 +103,8 @@ static bool same_settings(const struct cfg *a, const struct cfg *b)
 	       a->proxy_mode == b->proxy_mode && a->record_route == b->record_route &&
 	       a->tcp_max_connections == b->tcp_max_connections &&
 	       a->tcp_idle_timeout_s == b->tcp_idle_timeout_s &&
+	       a->tcp_max_per_source == b->tcp_max_per_source &&
+	       a->tcp_unauth_idle_timeout_s == b->tcp_unauth_idle_timeout_s &&
 	       a->dns_cache_ttl_s == b->dns_cache_ttl_s;
 }
 
@@ -166,6 +170,8 @@ static const char full_yaml[] =
     "tcp:\n"
     "  max_connections: 10\n"
     "  idle_timeout: 30\n"
+    "  max_per_source: 0\n"
+    "  unauth_idle_timeout: 5\n"
     "dns:\n"
     "  cache_ttl: 0\n";
 
@@ -214,6 +220,8 @@ static void test_every_key(void **state)
 	assert_false(c.record_route);
 	assert_int_equal(c.tcp_max_connections, 10);
 	assert_int_equal(c.tcp_idle_timeout_s, 30);
+	assert_int_equal(c.tcp_max_per_source, 0);
+	assert_int_equal(c.tcp_unauth_idle_timeout_s, 5);
 	assert_int_equal(c.dns_cache_ttl_s, 0);
 }
 
