@@ -64,6 +64,20 @@ struct preq {
 	struct txn_srv *local_txn; /* a local service's server transaction, if it made one */
 };
 
+/*
+ * Where r comes from, for delivering it again after an asynchronous lookup:
+ * a copy of r->src marked auth_verified when r passed digest verification,
+ * so that the copy is not verified again (issue 11 hole 4: replays are never
+ * tolerated because a request was redelivered; only this mark skips the check).
+ */
+static inline struct tp_src proxy_src_again(const struct preq *r)
+{
+	struct tp_src again = *r->src;
+
+	again.auth_verified = r->authenticated || r->src->auth_verified;
+	return again;
+}
+
 /* The transport's message handler. */
 void proxy_on_message(struct worker *w, struct sip_msg *m, int parse_err, const struct tp_src *src);
 
