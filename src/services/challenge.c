@@ -80,7 +80,9 @@ enum proxy_step challenge_check(struct preq *r, enum challenge_kind kind, sv_t r
 		proxy_reply(r, 400, "Malformed credentials", SV_NULL);
 		return PROXY_DONE;
 	}
-	if (!auth_uri_matches(c.uri, r->m->ruri_raw)) {
+	if (r->srv->cfg.auth_check_uri && !auth_uri_matches(c.uri, r->m->ruri_raw)) {
+		log_debug("digest uri '%.*s' is not the Request-URI '%.*s'", SV_ARG(c.uri),
+			  SV_ARG(r->m->ruri_raw));
 		proxy_reply(r, 400, "Authorization URI does not match Request-URI", SV_NULL);
 		return PROXY_DONE;
 	}
