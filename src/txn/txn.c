@@ -862,10 +862,8 @@ static bool mac_equal(const char *a, const char *b, size_t n)
 	return d == 0;
 }
 
-/* Owner, slot and generation of one of our branches; 1 when well-formed and its MAC verifies,
- * 0 when it is not one of ours in form, -1 when it is in form but the MAC is wrong. */
-static int branch_decode(const struct txn_table *tt, sv_t branch, unsigned *owner, uint32_t *slot,
-			 uint32_t *gen)
+int txn_branch_verify(const struct txn_table *tt, sv_t branch, unsigned *owner, uint32_t *slot,
+		      uint32_t *gen)
 {
 	uint64_t o, s, g, loop;
 	char mac[TXN_MAC_HEX];
@@ -906,7 +904,7 @@ int txn_cli_dispatch(struct worker *w, struct sip_msg *resp, const struct tp_src
 		return ENOENT;
 	/* before anything else: a branch that is ours in form but whose MAC does not verify
 	 * was made up by somebody else */
-	switch (branch_decode(w->srv->txns, via->branch, &owner, &slot, &gen)) {
+	switch (txn_branch_verify(w->srv->txns, via->branch, &owner, &slot, &gen)) {
 	case 1:
 		break;
 	case -1:

@@ -203,6 +203,15 @@ void txn_cli_abandon(struct txn_cli *t);
  */
 int txn_cli_dispatch(struct worker *w, struct sip_msg *resp, const struct tp_src *src);
 
+/*
+ * Owner, slot and generation of one of our client-transaction branches: 1
+ * when it has our form and its MAC verifies, 0 when it does not have our
+ * form (somebody else's branch), -1 when it has our form but a wrong MAC
+ * (forged). Costs one SipHash-2-4 of 24 bytes.
+ */
+int txn_branch_verify(const struct txn_table *tt, sv_t branch, unsigned *owner, uint32_t *slot,
+		      uint32_t *gen);
+
 /* Decodes the loop hash of one of our branches; false when not ours. */
 bool txn_branch_loop_hash(sv_t branch, uint64_t *loop_hash);
 
