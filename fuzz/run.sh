@@ -10,7 +10,7 @@ WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 
 mkdir -p "$WORK/sip" "$WORK/auth" "$WORK/config" "$WORK/settings" "$WORK/pidf" "$WORK/dptext" \
-	"$WORK/tcp_stream"
+	"$WORK/tcp_stream" "$WORK/branch"
 cp "$HERE"/../tests/conformance/rfc4475/*.dat "$HERE"/../tests/conformance/rfc5118/wire/* "$WORK/sip/"
 cp "$HERE"/corpus/auth/* "$WORK/auth/"
 cp "$HERE"/corpus/config/* "$WORK/config/"
@@ -18,9 +18,10 @@ cp "$HERE"/corpus/settings/* "$WORK/settings/"
 cp "$HERE"/corpus/pidf/* "$WORK/pidf/"
 cp "$HERE"/corpus/dptext/* "$WORK/dptext/"
 cp "$HERE"/corpus/fuzz_tcp_stream/* "$WORK/tcp_stream/"
+cp "$HERE"/corpus/branch/* "$WORK/branch/"
 
 for target in sip_parse:sip auth_cred:auth config:config settings:settings pidf:pidf dptext:dptext \
-	tcp_stream:tcp_stream; do
+	tcp_stream:tcp_stream branch:branch; do
 	name=${target%%:*}
 	corpus=${target#*:}
 	bin="$BUILD/fuzz_$name"

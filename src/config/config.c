@@ -118,6 +118,7 @@ static const struct cfg_key cfg_registrar_keys[] = {
 static const struct cfg_key cfg_auth_keys[] = {
     CFG_BOOL("enabled", auth_enabled),
     CFG_BOOL("preload", auth_preload),
+    CFG_BOOL("check_uri", auth_check_uri),
     CFG_SPECIAL("algorithms", CFG_K_ALGS),
     CFG_SPECIAL("md5_only_user_agents", CFG_K_MD5_ONLY),
     CFG_UINT("nonce_ttl", nonce_ttl_s, 10, 86400),
@@ -278,6 +279,7 @@ void cfg_defaults(struct cfg *c)
 	    .max_contacts = 10,
 	    .auth_enabled = true,
 	    .auth_preload = true,
+	    .auth_check_uri = true,
 	    .md5_only_ua = {"baresip v0.", "baresip v1."},
 	    .nmd5_only_ua = 2,
 	    .algorithms = {CFG_ALG_MD5, CFG_ALG_SHA256},

@@ -73,6 +73,8 @@ struct cfg {
 	/* authentication */
 	bool auth_enabled; /* true */
 	bool auth_preload; /* load every subscriber into the cache at start: true */
+	/* issue 11 hole 4 (sec-txn): the digest uri must be the Request-URI, else 400: true */
+	bool auth_check_uri;
 	enum cfg_auth_alg algorithms[CFG_MAX_ALGOS]; /* offered in this order */
 	size_t nalgorithms;   /* default: MD5 then SHA-256 (see config/switchboard.yaml) */
 	unsigned nonce_ttl_s; /* 300 */

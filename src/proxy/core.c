@@ -277,8 +277,10 @@ static enum proxy_step phase_policy(struct preq *r)
 
 enum proxy_step proxy_user(struct preq *r, sv_t user, sv_t domain, struct users_entry *ue)
 {
+	struct tp_src again = proxy_src_again(r);
+
 	switch (
-	    users_get(r->srv->users, r->w, user, domain, r->m, r->src, r->src->redelivered, ue)) {
+	    users_get(r->srv->users, r->w, user, domain, r->m, &again, r->src->redelivered, ue)) {
 	case USERS_HIT:
 		return PROXY_CONTINUE;
 	case USERS_PENDING:
@@ -399,10 +401,9 @@ static enum proxy_step phase_auth(struct preq *r, struct fwd_plan *plan)
 		return PROXY_DONE;
 	}
 	memcpy(plan->drop_cred_realm, realm, strlen(realm) + 1);
-	/* a request delivered again after a lookup (of the callee, say) was checked
-	 * already: its nonce-count is no replay */
-	step = challenge_check(r, CHALLENGE_PROXY, sv_cstr(realm), fu.user, r->src->redelivered > 0,
-			       &replay);
+	/* a request delivered again after a lookup made once it was verified carries
+	 * auth_verified; any other is verified in full, replay check included */
+	step = challenge_check(r, CHALLENGE_PROXY, sv_cstr(realm), fu.user, false, &replay);
 	if (step == PROXY_CONTINUE)
 		r->authenticated = true;
 	return step;

@@ -40,6 +40,7 @@
 
 #include "core/hash.h"
 #include "core/log.h"
+#include "core/siphash.h"
 
 #define DNS_C_IN    1
 #define DNS_T_SRV   33
@@ -128,7 +129,7 @@ struct dns_cache {
 	struct dns_cache_ent *bucket[DNS_CACHE_BUCKETS];
 	struct dns_cache_ent *oldest, *newest;
 	size_t n;
-	uint64_t seed;
+	struct siphash_key key; /* names come from strangers' Request-URIs and Routes */
 };
 
 struct dns_resolver {
@@ -318,7 +319,12 @@ int dns_resolve_numeric(const struct sip_uri *uri, struct dns_target *t)
 
 static uint64_t dns_cache_hash(const struct dns_cache *c, uint16_t type, const char *name)
 {
-	return hash_bytes_lower(name, strlen(name), c->seed ^ type);
+	struct siphash_state s;
+
+	siphash_init(&s, &c->key, SIPHASH_1_3);
+	siphash_update_u64(&s, type);
+	siphash_update_lower(&s, name, strlen(name));
+	return siphash_final(&s);
 }
 
 static struct dns_cache_ent **dns_cache_slot(struct dns_cache *c, uint16_t type, const char *name,
@@ -1212,7 +1218,10 @@ int dns_resolver_create(struct event_base *base, const char *servers, unsigned c
 	r->base = base;
 	r->cache_ttl = cache_ttl_s;
 	r->rng = dns_seed(r);
-	r->cache.seed = dns_rand(r);
+	if (siphash_key_random(&r->cache.key)) {
+		r->cache.key.k0 = dns_rand(r);
+		r->cache.key.k1 = dns_rand(r);
+	}
 	r->timer = evtimer_new(base, dns_timer_cb, r);
 	r->defer = event_new(base, -1, 0, dns_defer_cb, r);
 	err = r->timer && r->defer ? dns_channel_init(r, servers) : ENOMEM;

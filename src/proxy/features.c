@@ -183,7 +183,7 @@ enum proxy_step feat_handle(struct preq *r)
 	if (!fj)
 		return feat_reply(r, 500, "Out of memory");
 	{
-		struct tp_src again = *r->src;
+		struct tp_src again = proxy_src_again(r);
 		again.redelivered++;
 		fj->again = tp_redeliver_job(r->m, &again);
 	}

@@ -1272,12 +1272,12 @@ enum proxy_step fwd_stateless(struct preq *r, const struct fwd_plan *plan,
 				    SV_NULL);
 		return PROXY_DONE;
 	}
-	/* the same branch for every retransmission of the request (16.11) */
-	memcpy(branch, TXN_BRANCH_PREFIX, 7);
-	sv_hex64(branch + 7, plan->loop_hash);
-	memcpy(branch + 23, ".s", 2);
-	sv_hex64(branch + 25, hash_sv(via ? via->branch : SV_NULL, w->srv->seed ^ 0x5157));
-	n = 41;
+	/* the same branch for every retransmission of the request (16.11), with a MAC over the
+	 * Via the response goes back to: only responses to what we sent are forwarded */
+	if (!via)
+		goto fail;
+	txn_branch_stateless(w->srv->txns, plan->loop_hash, via, branch);
+	n = TXN_STATELESS_BRANCH_LEN;
 	if (fwd_build(w, &w->out, r->m, plan, target, sv_make(branch, (size_t)n), &dest,
 		      (int)r->src->listen))
 		goto fail;
@@ -1294,12 +1294,13 @@ void fwd_response_stateless(struct worker *w, struct sip_msg *m, const struct tp
 	struct sip_hdr_iter it;
 	sv_t elem;
 	struct sip_via next;
+	const struct sip_via *top;
 	struct tp_dest dest;
+	char ip[64];
 	bool second = false;
 	uint16_t port;
 	int err;
 
-	(void)src;
 	/* the Via below ours says where the response goes (18.2.2) */
 	sip_hdr_iter_init(&it, m, SIP_H_VIA);
 	if (!sip_hdr_iter_next(&it, &elem) || !sip_hdr_iter_next(&it, &elem))
@@ -1307,6 +1308,16 @@ void fwd_response_stateless(struct worker *w, struct sip_msg *m, const struct tp
 	second = sip_via_parse(elem, &next, NULL) == 0;
 	if (!second)
 		return;
+	/* only a response to a request we forwarded: the top Via names one of our addresses
+	 * and carries a branch we made for the Via below it (no reflection through us) */
+	top = sip_msg_via1(m);
+	if (!top || !tp_is_local_address(w->srv->tp, top->host, top->port) ||
+	    !txn_branch_stateless_check(w->srv->txns, top->branch, &next)) {
+		w->stats.rx_forged++;
+		log_debug("response %u from %s whose top Via is not ours: dropped", m->status,
+			  tp_addr_ip(&src->peer, ip, sizeof(ip)));
+		return;
+	}
 	memset(&dest, 0, sizeof(dest));
 	port = next.has_rport && next.rport.len ? (uint16_t)atoi(next.rport.p) : next.port;
 	if (!port)

@@ -8,7 +8,8 @@
  *
  * Any final answer but 503 means the gateway is alive (404 or 405 from a
  * gateway that does not serve OPTIONS still proves it runs); a timeout, a
- * transport error or a 503 marks it down. A gateway that is down is probed
+ * transport error or a 503 marks it down. Answers count only from the
+ * address and port the probe went to (txn_cli strict_source). A gateway that is down is probed
  * like the others and comes back with its first answer.
  *
  * The prober holds its own reference to the routing rules, so the gateway
@@ -150,6 +151,9 @@ static void probe_send(struct prober *pr, unsigned gw, const char *uri, const st
 	l = tp_listen_get(pr->srv->tp, (unsigned)dest.listen);
 	if (!l || txn_cli_create(w, SIP_OPTIONS, 0, &probe_ops, (void *)(uintptr_t)(gw + 1), &t))
 		return;
+	/* only the gateway itself says whether it is up: an answer from any other address or
+	 * port is dropped by the transaction layer (a forged 503 must not take it down) */
+	t->strict_source = true;
 	buf_init_fixed(&b, store, sizeof(store));
 	buf_printf(&b,
 		   "OPTIONS %s SIP/2.0\r\n"

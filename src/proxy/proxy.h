@@ -79,6 +79,20 @@ bool proxy_may_use_gateways(const struct preq *r);
 /* May it go to another domain (no open relay): the same, or a dialog of ours. */
 bool proxy_may_relay(const struct preq *r);
 
+/*
+ * Where r comes from, for delivering it again after an asynchronous lookup:
+ * a copy of r->src marked auth_verified when r passed digest verification,
+ * so that the copy is not verified again (issue 11 hole 4: replays are never
+ * tolerated because a request was redelivered; only this mark skips the check).
+ */
+static inline struct tp_src proxy_src_again(const struct preq *r)
+{
+	struct tp_src again = *r->src;
+
+	again.auth_verified = r->authenticated || r->src->auth_verified;
+	return again;
+}
+
 /* The transport's message handler. */
 void proxy_on_message(struct worker *w, struct sip_msg *m, int parse_err, const struct tp_src *src);
 

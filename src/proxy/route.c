@@ -323,7 +323,7 @@ void route_sign(const struct server *srv, sv_t callid, sv_t tag, sv_t host, uint
 {
 	struct siphash_state s;
 
-	siphash_init(&s, &srv->route_key);
+	siphash_init(&s, &srv->route_key, SIPHASH_2_4);
 	siphash_update(&s, callid.p, callid.len);
 	siphash_update(&s, "\0", 1);
 	siphash_update(&s, tag.p, tag.len);

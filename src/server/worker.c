@@ -17,8 +17,8 @@
 
 #include <event2/event.h>
 
-#include "core/hash.h"
 #include "core/log.h"
+#include "core/siphash.h"
 #include "proxy/dns.h"
 #include "server/server.h"
 #include "services/auth.h"
@@ -130,8 +130,12 @@ const char *worker_date_header(struct worker *w)
 
 uint64_t worker_next_id(struct worker *w)
 {
-	w->seq++;
-	return hash_mix(w->srv->seed ^ ((uint64_t)w->id << 56) ^ w->seq);
+	/* keyed, not merely mixed: hash_mix is invertible, so one tag or Call-ID we sent would
+	 * give the seed away and every later one with it */
+	const struct siphash_key k = {w->srv->seed, w->srv->seed ^ 0x6964736571756e63ULL};
+	uint64_t in = ((uint64_t)w->id << 56) ^ ++w->seq;
+
+	return siphash13(&k, &in, sizeof(in));
 }
 
 int worker_create(struct server *srv, unsigned id, struct worker **out)

@@ -567,6 +567,20 @@ static enum auth_result auth_nc_advance(struct auth *a, uint32_t index, uint32_t
 	return AUTH_OK;
 }
 
+bool auth_uri_matches(sv_t cred_uri, sv_t ruri)
+{
+	struct sip_uri a, b;
+
+	if (cred_uri.len == 0)
+		return false;
+	if (sv_eq(cred_uri, ruri))
+		return true;
+	if (sip_uri_parse(cred_uri, &a) || sip_uri_parse(ruri, &b) ||
+	    (a.kind != SIP_SCHEME_SIP && a.kind != SIP_SCHEME_SIPS))
+		return false;
+	return sip_uri_equal(&a, &b);
+}
+
 enum auth_result auth_verify(struct auth *a, struct auth_hasher *h, const struct auth_cred *c,
 			     sv_t method, const char *ha1, time_t now)
 {

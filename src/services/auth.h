@@ -65,6 +65,14 @@ int auth_challenge_parse(sv_t value, struct auth_cred *c);
  */
 int auth_find_cred(const struct sip_msg *m, enum sip_hdr_id hdr, sv_t realm, struct auth_cred *out);
 
+/*
+ * True when the credentials' uri parameter names the Request-URI ruri (RFC
+ * 3261 22.4, RFC 7616 3.4.6): the same string, or, for sip: and sips: URIs,
+ * equal by the rules of RFC 3261 19.1.4. Credentials computed for another
+ * Request-URI must not authorise this one.
+ */
+bool auth_uri_matches(sv_t cred_uri, sv_t ruri);
+
 enum auth_result {
 	AUTH_OK = 0,
 	AUTH_STALE,  /* our nonce, correctly answered, but expired or its slot reused */

@@ -5,6 +5,11 @@
  * An unknown user and a wrong password get the same fresh challenge, built
  * after the same amount of work (auth_verify hashes with a dummy HA1 for an
  * unknown user), so neither the answer nor its timing tells which it was.
+ *
+ * A request that passed verification and was then suspended for a lookup
+ * (the callee's settings, say) comes back with tp_src.auth_verified, which
+ * only that internal redelivery sets: it is not verified again. Any other
+ * request is verified in full, the nonce-count replay check included.
  */
 #include "services/challenge.h"
 
@@ -60,6 +65,12 @@ enum proxy_step challenge_check(struct preq *r, enum challenge_kind kind, sv_t r
 
 	if (replay)
 		*replay = false;
+	if (r->src->auth_verified) {
+		/* these very bytes passed verification before a lookup suspended them: checking
+		 * again would take their nonce-count for a replay */
+		r->authenticated = true;
+		return PROXY_CONTINUE;
+	}
 	err = auth_find_cred(r->m, hdr, realm, &c);
 	if (err == ENOENT) {
 		challenge_send(r, kind, realm, false);
@@ -67,6 +78,12 @@ enum proxy_step challenge_check(struct preq *r, enum challenge_kind kind, sv_t r
 	}
 	if (err) {
 		proxy_reply(r, 400, "Malformed credentials", SV_NULL);
+		return PROXY_DONE;
+	}
+	if (r->srv->cfg.auth_check_uri && !auth_uri_matches(c.uri, r->m->ruri_raw)) {
+		log_debug("digest uri '%.*s' is not the Request-URI '%.*s'", SV_ARG(c.uri),
+			  SV_ARG(r->m->ruri_raw));
+		proxy_reply(r, 400, "Authorization URI does not match Request-URI", SV_NULL);
 		return PROXY_DONE;
 	}
 	if (!sv_eq(c.username, user)) {

@@ -19,7 +19,9 @@ enum challenge_kind {
  * `realm`; otherwise the request has been answered (challenge, 400, 403,
  * 503) or suspended for a subscriber lookup. With allow_replay, a correct
  * answer whose nonce-count was already used continues with *replay set
- * (the registrar accepts it for an exact retransmission only).
+ * (the registrar accepts it for an exact retransmission only). Credentials
+ * whose uri is not the Request-URI get 400. A request delivered again with
+ * tp_src.auth_verified (see proxy_src_again) continues at once.
  */
 enum proxy_step challenge_check(struct preq *r, enum challenge_kind kind, sv_t realm, sv_t user,
 				bool allow_replay, bool *replay);

@@ -14,7 +14,7 @@
 
 #include <event2/event.h>
 
-#include "core/hash.h"
+#include "core/siphash.h"
 #include "core/log.h"
 #include "server/dbq.h"
 #include "server/server.h"
@@ -102,21 +102,21 @@ sv_t home_meta_get(const char *meta, const char *name)
 	return SV_NULL;
 }
 
-static unsigned interest_bit(sv_t aor)
+static unsigned interest_bit(const struct home *h, sv_t aor)
 {
-	return (unsigned)(hash_sv(aor, 0x1e5) % (HOME_INTEREST_WORDS * 64));
+	return (unsigned)(siphash_sv(&h->key, aor) % (HOME_INTEREST_WORDS * 64));
 }
 
-void home_interest_add(uint64_t *bits, const char *aor)
+void home_interest_add(struct home *h, uint64_t *bits, const char *aor)
 {
-	unsigned bit = interest_bit(sv_cstr(aor));
+	unsigned bit = interest_bit(h, sv_cstr(aor));
 
 	bits[bit / 64] |= 1ull << (bit % 64);
 }
 
 void home_interest_mark(struct home *h, const char *aor)
 {
-	unsigned bit = interest_bit(sv_cstr(aor));
+	unsigned bit = interest_bit(h, sv_cstr(aor));
 
 	atomic_fetch_or(&h->interest[bit / 64], 1ull << (bit % 64));
 }
@@ -618,6 +618,10 @@ int home_create(struct server *srv, struct home **out)
 	if (!h)
 		return ENOMEM;
 	h->srv = srv;
+	if (siphash_key_random(&h->key)) {
+		free(h);
+		return EAGAIN;
+	}
 	h->next_msg_id = (uint64_t)time(NULL) * 1000;
 	h->next_sub_id = 1;
 	*out = h;
@@ -732,7 +736,7 @@ void home_registered(struct worker *w, sv_t aor)
 
 	if (!h || !h->started)
 		return;
-	bit = interest_bit(aor);
+	bit = interest_bit(h, aor);
 	if (!(atomic_load_explicit(&h->interest[bit / 64], memory_order_relaxed) &
 	      (1ull << (bit % 64))))
 		return; /* nothing waits for this AOR: the registrar's fast path */

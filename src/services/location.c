@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/hash.h"
+#include "core/siphash.h"
 #include "sip/sip.h"
 
 #define LOC_BUCKETS		 16384
@@ -64,7 +64,7 @@ struct dirty_item {
 };
 
 struct loc_table {
-	uint64_t seed;
+	struct siphash_key key; /* bucket hash: AORs come from strangers' REGISTERs and INVITEs */
 	struct loc_bucket buckets[LOC_BUCKETS];
 	pthread_mutex_t dirty_lock;
 	unsigned expire_cursor; /* used by the one periodic caller only */
@@ -116,7 +116,11 @@ int loc_create(uint64_t seed, struct loc_table **out)
 
 	if (!t)
 		return ENOMEM;
-	t->seed = seed;
+	if (siphash_key_random(&t->key)) {
+		free(t);
+		return EAGAIN;
+	}
+	t->key.k0 ^= seed;
 	for (unsigned i = 0; i < LOC_BUCKETS; i++)
 		pthread_mutex_init(&t->buckets[i].lock, NULL);
 	pthread_mutex_init(&t->dirty_lock, NULL);
@@ -159,7 +163,7 @@ void loc_destroy(struct loc_table *t)
 
 static struct loc_bucket *bucket_of(struct loc_table *t, sv_t aor)
 {
-	return &t->buckets[hash_sv(aor, t->seed) % LOC_BUCKETS];
+	return &t->buckets[siphash_sv(&t->key, aor) % LOC_BUCKETS];
 }
 
 static struct loc_aor *aor_find(struct loc_bucket *b, sv_t aor)

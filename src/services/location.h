@@ -71,6 +71,7 @@ struct loc_target {
 	int64_t expires;
 };
 
+/* The bucket hash is SipHash with a key random per process (seed is mixed in). */
 int loc_create(uint64_t seed, struct loc_table **out);
 void loc_destroy(struct loc_table *t);
 

@@ -16,7 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/hash.h"
+#include "core/siphash.h"
 #include "core/log.h"
 #include "server/dbq.h"
 #include "server/server.h"
@@ -54,6 +54,7 @@ struct ubucket {
 
 struct users {
 	struct server *srv;
+	struct siphash_key key; /* bucket hash, random per process */
 	size_t per_bucket_max;
 	atomic_uint_fast64_t gen;
 	struct ubucket buckets[USERS_BUCKETS];
@@ -74,6 +75,10 @@ int users_create(struct server *srv, size_t capacity, struct users **out)
 	if (!u)
 		return ENOMEM;
 	u->srv = srv;
+	if (siphash_key_random(&u->key)) {
+		free(u);
+		return EAGAIN;
+	}
 	u->per_bucket_max = capacity / USERS_BUCKETS + 4;
 	atomic_init(&u->gen, 1);
 	for (unsigned i = 0; i < USERS_BUCKETS; i++)
@@ -118,14 +123,21 @@ void users_destroy(struct users *u)
 	free(u);
 }
 
-static uint64_t key_hash(sv_t user, sv_t domain)
+/* Keyed: user names come from strangers (an INVITE's From, a REGISTER's To). */
+static uint64_t key_hash(const struct users *u, sv_t user, sv_t domain)
 {
-	return hash_bytes_lower(domain.p, domain.len, hash_sv(user, 0x5b5b));
+	struct siphash_state s;
+
+	siphash_init(&s, &u->key, SIPHASH_1_3);
+	siphash_update(&s, user.p, user.len);
+	siphash_update_u64(&s, user.len);
+	siphash_update_lower(&s, domain.p, domain.len);
+	return siphash_final(&s);
 }
 
 static struct ubucket *bucket_of(struct users *u, sv_t user, sv_t domain)
 {
-	return &u->buckets[key_hash(user, domain) % USERS_BUCKETS];
+	return &u->buckets[key_hash(u, user, domain) % USERS_BUCKETS];
 }
 
 /* Fills a ready entry from a subscriber row (settings are dropped when out of memory). */

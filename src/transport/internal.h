@@ -10,6 +10,7 @@
 #include <sys/socket.h>
 #include <time.h>
 
+#include "core/siphash.h"
 #include "server/worker.h"
 #include "transport/tport.h"
 
@@ -99,6 +100,7 @@ struct tp_src_bucket {
 
 struct tp_table {
 	struct server *srv;
+	struct siphash_key key; /* the connection table's peer hash */
 	tp_recv_fn on_msg;
 	unsigned nlisten;
 	struct tp_listen listen[TP_MAX_LISTEN];
@@ -148,7 +150,7 @@ struct tp_worker {
 
 /* tport.c */
 struct tp_table *tp_table_of(struct worker *w);
-uint64_t tp_addr_hash(const struct tp_addr *a);
+uint64_t tp_addr_hash(const struct siphash_key *k, const struct tp_addr *a);
 void tp_deliver(struct worker *w, const char *buf, size_t len, unsigned flags,
 		const struct tp_src *src, struct sip_msg *m, int *parse_err);
 

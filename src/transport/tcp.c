@@ -37,7 +37,7 @@ static struct tp_bucket *bucket_by_id(struct tp_table *t, uint32_t id)
 
 static struct tp_bucket *bucket_by_peer(struct tp_table *t, const struct tp_addr *a)
 {
-	return &t->by_peer[tp_addr_hash(a) % TP_CONN_BUCKETS];
+	return &t->by_peer[tp_addr_hash(&t->key, a) % TP_CONN_BUCKETS];
 }
 
 static void table_insert(struct tp_table *t, struct tp_conn *c)

@@ -127,13 +127,21 @@ bool tp_addr_equal(const struct tp_addr *a, const struct tp_addr *b)
 	       memcmp(&a->u.in6.sin6_addr, &b->u.in6.sin6_addr, 16) == 0;
 }
 
-uint64_t tp_addr_hash(const struct tp_addr *a)
+uint64_t tp_addr_hash(const struct siphash_key *k, const struct tp_addr *a)
 {
-	uint64_t h = (uint64_t)a->proto * 31 + tp_addr_port(a);
+	unsigned char in[20] = {0};
+	uint16_t port = tp_addr_port(a);
 
-	if (a->u.sa.sa_family == AF_INET)
-		return hash_mix(h ^ ((uint64_t)a->u.in.sin_addr.s_addr << 16));
-	return hash_bytes(&a->u.in6.sin6_addr, 16, h);
+	/* keyed: the peer picks its port (and, over IPv6, much of its address) */
+	in[0] = (unsigned char)a->proto;
+	in[1] = (unsigned char)a->u.sa.sa_family;
+	memcpy(in + 2, &port, 2);
+	if (a->u.sa.sa_family == AF_INET) {
+		memcpy(in + 4, &a->u.in.sin_addr, 4);
+		return siphash13(k, in, 8);
+	}
+	memcpy(in + 4, &a->u.in6.sin6_addr, 16);
+	return siphash13(k, in, sizeof(in));
 }
 
 static const char *proto_lower(enum sip_proto p)
@@ -323,6 +331,11 @@ int tp_table_create(struct server *srv, tp_recv_fn on_msg, struct tp_table **out
 		return ENOMEM;
 	t->srv = srv;
 	t->on_msg = on_msg;
+	if (siphash_key_random(&t->key)) {
+		free(t);
+		snprintf(err, errlen, "no randomness from the kernel");
+		return EAGAIN;
+	}
 	atomic_init(&t->next_id, 1);
 	atomic_init(&t->limit_logged, 0);
 	t->max_queued = TP_TCP_MAX_QUEUED;

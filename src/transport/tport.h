@@ -42,6 +42,9 @@ struct tp_src {
 	unsigned listen;     /* index of the listen address it arrived on */
 	uint32_t conn_id;    /* TCP connection, 0 for UDP */
 	uint8_t redelivered; /* times delivered again after an asynchronous lookup */
+	/* Set only on an internal redelivery, never from the network: these very bytes passed
+	 * digest verification before a lookup suspended them (not to be verified again). */
+	bool auth_verified;
 };
 
 /* Where a message goes. */

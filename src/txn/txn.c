@@ -18,6 +18,7 @@
 
 #include "core/hash.h"
 #include "core/log.h"
+#include "core/siphash.h"
 #include "server/server.h"
 #include "server/worker.h"
 
@@ -31,6 +32,8 @@ struct txn_bucket {
 
 struct txn_table {
 	struct server *srv;
+	struct siphash_key key;	    /* table hashes of branches and Call-IDs */
+	struct siphash_key mac_key; /* the MAC part of our branches */
 	struct txn_bucket buckets[TXN_BUCKETS];
 };
 
@@ -69,6 +72,12 @@ int txn_table_create(struct server *srv, struct txn_table **out)
 	if (!t)
 		return ENOMEM;
 	t->srv = srv;
+	/* random per process; srv->seed is mixed in for a kernel that gave no randomness */
+	if (siphash_key_random(&t->key) || siphash_key_random(&t->mac_key)) {
+		free(t);
+		return EAGAIN;
+	}
+	t->mac_key.k0 ^= srv->seed;
 	for (unsigned i = 0; i < TXN_BUCKETS; i++)
 		pthread_mutex_init(&t->buckets[i].lock, NULL);
 	*out = t;
@@ -100,7 +109,7 @@ int txn_key_of(struct worker *w, struct sip_msg *m, bool for_invite, struct txn_
 	const struct sip_via *via = sip_msg_via1(m);
 	const struct sip_cseq *cs = sip_msg_cseq(m);
 	const struct sip_naddr *from = sip_msg_from(m);
-	uint64_t h = w->srv->seed;
+	struct siphash_state h;
 
 	if (!via || !cs || !from)
 		return EINVAL;
@@ -110,23 +119,28 @@ int txn_key_of(struct worker *w, struct sip_msg *m, bool for_invite, struct txn_
 		k->method = SIP_INVITE;
 	else if (cs->method == SIP_ACK)
 		k->method = SIP_INVITE;
+	/* keyed: branches and Call-IDs are the sender's choice (no crafted collisions) */
+	siphash_init(&h, &w->srv->txns->key, SIPHASH_1_3);
 	/* RFC 3261 branches carry the magic cookie and more */
 	if (via->branch.len > 7 && sv_istarts(via->branch, SV(TXN_BRANCH_PREFIX)) &&
 	    via->branch.len <= TXN_BRANCH_MAX) {
 		k->rfc3261 = true;
 		k->branch_len = (uint8_t)via->branch.len;
 		memcpy(k->branch, via->branch.p, via->branch.len);
-		h = hash_sv(via->branch, h);
-		h = hash_bytes_lower(via->host.p, via->host.len, h);
-		h = hash_mix(h ^ via->port ^ ((uint64_t)k->method << 32));
+		siphash_update(&h, via->branch.p, via->branch.len);
+		siphash_update_lower(&h, via->host.p, via->host.len);
+		siphash_update_u64(&h, via->port ^ ((uint64_t)k->method << 32));
 	} else {
 		/* RFC 2543: Call-ID, From tag, CSeq number and the top Via identify it */
-		h = hash_sv(sip_msg_callid(m), h);
-		h = hash_sv(from->tag, h);
-		h = hash_sv(via->raw, h);
-		h = hash_mix(h ^ cs->num ^ ((uint64_t)k->method << 32));
+		sv_t callid = sip_msg_callid(m);
+		siphash_update(&h, callid.p, callid.len);
+		siphash_update_u64(&h, callid.len);
+		siphash_update(&h, from->tag.p, from->tag.len);
+		siphash_update_u64(&h, from->tag.len);
+		siphash_update(&h, via->raw.p, via->raw.len);
+		siphash_update_u64(&h, cs->num ^ ((uint64_t)k->method << 32));
 	}
-	k->hash = h;
+	k->hash = siphash_final(&h);
 	return 0;
 }
 
@@ -528,6 +542,25 @@ static void cli_timer_timeout(evutil_socket_t fd, short what, void *arg)
 	tp_flush(w);
 }
 
+/*
+ * The MAC part of a branch: SipHash-2-4, keyed per process, over what the
+ * branch names. A response is matched only when it verifies, so nobody who
+ * has not seen the request can forge an answer to it (or to a probe) by
+ * guessing a slot and generation.
+ */
+static uint64_t branch_mac(const struct txn_table *tt, uint64_t loop_hash, unsigned owner,
+			   uint32_t slot, uint32_t gen)
+{
+	unsigned char in[24];
+
+	memcpy(in, &loop_hash, 8);
+	memcpy(in + 8, &owner, 4);
+	memcpy(in + 12, &slot, 4);
+	memcpy(in + 16, &gen, 4);
+	memcpy(in + 20, "txn1", 4); /* domain separation from the stateless MAC */
+	return siphash24(&tt->mac_key, in, sizeof(in));
+}
+
 static void branch_format(struct txn_cli *t, unsigned owner, uint64_t loop_hash)
 {
 	char *p = t->branch;
@@ -541,6 +574,9 @@ static void branch_format(struct txn_cli *t, unsigned owner, uint64_t loop_hash)
 	p += sv_put_hex32(p, t->slot);
 	*p++ = '.';
 	p += sv_put_hex32(p, t->gen);
+	*p++ = '.';
+	sv_hex64(p, branch_mac(t->w->srv->txns, loop_hash, owner, t->slot, t->gen));
+	p += TXN_MAC_HEX;
 	t->branch_len = (uint8_t)(p - t->branch);
 }
 
@@ -816,23 +852,43 @@ bool txn_branch_loop_hash(sv_t branch, uint64_t *loop_hash)
 	return take_hex(&v, loop_hash, TXN_LOOP_HEX) && v.len == 0;
 }
 
-/* owner, slot and generation of one of our branches */
-static bool branch_decode(sv_t branch, unsigned *owner, uint32_t *slot, uint32_t *gen)
+/* Constant time: how many leading bytes of a MAC match tells an attacker nothing. */
+static bool mac_equal(const char *a, const char *b, size_t n)
 {
-	uint64_t o, s, g;
-	sv_t v;
+	unsigned char d = 0;
 
-	if (branch.len < 7 + TXN_LOOP_HEX + 6 ||
+	for (size_t i = 0; i < n; i++)
+		d |= (unsigned char)(a[i] ^ b[i]);
+	return d == 0;
+}
+
+int txn_branch_verify(const struct txn_table *tt, sv_t branch, unsigned *owner, uint32_t *slot,
+		      uint32_t *gen)
+{
+	uint64_t o, s, g, loop;
+	char mac[TXN_MAC_HEX];
+	sv_t v, fields;
+
+	if (branch.len < 7 + TXN_LOOP_HEX + 6 + 1 + TXN_MAC_HEX ||
 	    !sv_eq(sv_make(branch.p, 7), SV(TXN_BRANCH_PREFIX)) ||
-	    branch.p[7 + TXN_LOOP_HEX] != '.')
-		return false;
-	v = sv_sub(branch, 7 + TXN_LOOP_HEX + 1, branch.len);
-	if (!take_hex(&v, &o, 2) || !take_hex(&v, &s, 8) || !take_hex(&v, &g, 8) || v.len)
-		return false;
+	    branch.p[7 + TXN_LOOP_HEX] != '.' || branch.p[branch.len - TXN_MAC_HEX - 1] != '.')
+		return 0;
+	v = sv_sub(branch, 7, TXN_LOOP_HEX);
+	if (!take_hex(&v, &loop, TXN_LOOP_HEX))
+		return 0;
+	fields = sv_sub(branch, 7 + TXN_LOOP_HEX + 1,
+			branch.len - (7 + TXN_LOOP_HEX + 1) - TXN_MAC_HEX - 1);
+	v = fields;
+	if (!take_hex(&v, &o, 2) || !take_hex(&v, &s, 8) || !take_hex(&v, &g, 8) || v.len ||
+	    fields.p[fields.len - 1] == '.')
+		return 0;
+	sv_hex64(mac, branch_mac(tt, loop, (unsigned)o, (uint32_t)s, (uint32_t)g));
+	if (!mac_equal(mac, branch.p + branch.len - TXN_MAC_HEX, TXN_MAC_HEX))
+		return -1;
 	*owner = (unsigned)o;
 	*slot = (uint32_t)s;
 	*gen = (uint32_t)g;
-	return true;
+	return 1;
 }
 
 int txn_cli_dispatch(struct worker *w, struct sip_msg *resp, const struct tp_src *src)
@@ -844,8 +900,21 @@ int txn_cli_dispatch(struct worker *w, struct sip_msg *resp, const struct tp_src
 	uint32_t slot, gen;
 	struct txn_cli *t;
 
-	if (!via || !cs || !branch_decode(via->branch, &owner, &slot, &gen))
+	if (!via || !cs)
 		return ENOENT;
+	/* before anything else: a branch that is ours in form but whose MAC does not verify
+	 * was made up by somebody else */
+	switch (txn_branch_verify(w->srv->txns, via->branch, &owner, &slot, &gen)) {
+	case 1:
+		break;
+	case -1:
+		w->stats.rx_forged++;
+		log_debug("response %u with a forged branch %.*s dropped", resp->status,
+			  SV_ARG(via->branch));
+		return EACCES;
+	default:
+		return ENOENT;
+	}
 	if (owner != w->id) {
 		if (owner >= w->srv->nworkers)
 			return ENOENT;
@@ -860,6 +929,55 @@ int txn_cli_dispatch(struct worker *w, struct sip_msg *resp, const struct tp_src
 	} else if (cs->method != t->method) {
 		return ENOENT;
 	}
+	if (t->strict_source && !tp_addr_equal(&src->peer, &t->dest.peer)) {
+		/* an answer that must come from where the request went came from elsewhere */
+		w->stats.rx_forged++;
+		log_debug("response %u for %.*s from an address it was not sent to: dropped",
+			  resp->status, SV_ARG(via->branch));
+		return EACCES;
+	}
 	cli_on_response(t, resp);
 	return 0;
+}
+
+/* The MAC of a stateless branch: the loop hash and the Via the response goes back to. */
+static uint64_t stateless_mac(const struct txn_table *tt, uint64_t loop_hash,
+			      const struct sip_via *up)
+{
+	struct siphash_state h;
+
+	siphash_init(&h, &tt->mac_key, SIPHASH_2_4);
+	siphash_update(&h, "sls1", 4);
+	siphash_update_u64(&h, loop_hash);
+	siphash_update_u64(&h, up->branch.len);
+	siphash_update(&h, up->branch.p, up->branch.len);
+	siphash_update_u64(&h, up->port);
+	siphash_update_lower(&h, up->host.p, up->host.len);
+	return siphash_final(&h);
+}
+
+void txn_branch_stateless(const struct txn_table *tt, uint64_t loop_hash, const struct sip_via *up,
+			  char *out)
+{
+	memcpy(out, TXN_BRANCH_PREFIX, 7);
+	sv_hex64(out + 7, loop_hash);
+	memcpy(out + 7 + TXN_LOOP_HEX, ".s", 2);
+	sv_hex64(out + 7 + TXN_LOOP_HEX + 2, stateless_mac(tt, loop_hash, up));
+}
+
+bool txn_branch_stateless_check(const struct txn_table *tt, sv_t branch, const struct sip_via *up)
+{
+	char want[TXN_STATELESS_BRANCH_LEN];
+	uint64_t loop;
+	sv_t v;
+
+	if (branch.len != TXN_STATELESS_BRANCH_LEN ||
+	    !sv_eq(sv_make(branch.p, 7), SV(TXN_BRANCH_PREFIX)) ||
+	    !sv_eq(sv_make(branch.p + 7 + TXN_LOOP_HEX, 2), SV(".s")))
+		return false;
+	v = sv_sub(branch, 7, TXN_LOOP_HEX);
+	if (!take_hex(&v, &loop, TXN_LOOP_HEX))
+		return false;
+	txn_branch_stateless(tt, loop, up, want);
+	return mac_equal(want, branch.p, TXN_STATELESS_BRANCH_LEN);
 }

@@ -36,10 +36,16 @@ struct server;
 struct txn_table;
 
 #define TXN_BRANCH_MAX 96
-/* Our branches: "z9hG4bK" + 16 hex digits of the loop hash + "." + owner + "." + slot + "." + gen
+/*
+ * Our branches: "z9hG4bK" + 16 hex digits of the loop hash + "." + owner + "." + slot + "." + gen
+ * + "." + 16 hex digits of a MAC (SipHash-2-4 with a key random per process) over the rest.
+ * Stateless branches: "z9hG4bK" + loop hash + ".s" + 16 hex digits of a MAC over the loop hash
+ * and the upstream Via (see txn_branch_stateless).
  */
-#define TXN_BRANCH_PREFIX "z9hG4bK"
-#define TXN_LOOP_HEX	  16
+#define TXN_BRANCH_PREFIX	 "z9hG4bK"
+#define TXN_LOOP_HEX		 16
+#define TXN_MAC_HEX		 16
+#define TXN_STATELESS_BRANCH_LEN (7 + TXN_LOOP_HEX + 2 + TXN_MAC_HEX)
 
 enum txn_state {
 	TXN_IDLE = 0,
@@ -159,6 +165,7 @@ struct txn_cli {
 	bool cancel_sent;
 	bool cancel_wanted;    /* CANCEL asked for before any provisional */
 	bool cancel_elsewhere; /* CANCEL carries "Call completed elsewhere" (RFC 3326) */
+	bool strict_source;    /* responses count only from dest's address and port (probes) */
 	unsigned last_status;
 	unsigned interval_ms;
 	uint8_t branch_len;
@@ -187,13 +194,36 @@ void txn_cli_cancel(struct txn_cli *t, bool completed_elsewhere);
 void txn_cli_abandon(struct txn_cli *t);
 
 /*
- * A response arrived: finds its client transaction (by our branch) and
- * runs it, or posts it to the owning worker. Returns 0 when it was ours,
- * ENOENT when no transaction matches (a stateless proxy forwards it then).
+ * A response arrived: finds its client transaction (by our branch, whose MAC
+ * must verify) and runs it, or posts it to the owning worker. Returns 0 when
+ * it was ours, EACCES when it is forged (a branch of ours in form whose MAC
+ * does not verify, or a strict_source transaction answered from elsewhere:
+ * dropped and counted in rx_forged), ENOENT when no transaction matches (a
+ * stateless proxy looks at it then).
  */
 int txn_cli_dispatch(struct worker *w, struct sip_msg *resp, const struct tp_src *src);
 
+/*
+ * Owner, slot and generation of one of our client-transaction branches: 1
+ * when it has our form and its MAC verifies, 0 when it does not have our
+ * form (somebody else's branch), -1 when it has our form but a wrong MAC
+ * (forged). Costs one SipHash-2-4 of 24 bytes.
+ */
+int txn_branch_verify(const struct txn_table *tt, sv_t branch, unsigned *owner, uint32_t *slot,
+		      uint32_t *gen);
+
 /* Decodes the loop hash of one of our branches; false when not ours. */
 bool txn_branch_loop_hash(sv_t branch, uint64_t *loop_hash);
+
+/*
+ * Stateless forwarding (RFC 3261 16.11): the branch for a request whose top
+ * Via (before ours) is up (branch, host and port as received), the same for
+ * every retransmission; out gets TXN_STATELESS_BRANCH_LEN characters.
+ * txn_branch_stateless_check tells whether a response's top Via branch is
+ * one we made for the Via below it (up, as the response carries it).
+ */
+void txn_branch_stateless(const struct txn_table *tt, uint64_t loop_hash, const struct sip_via *up,
+			  char *out);
+bool txn_branch_stateless_check(const struct txn_table *tt, sv_t branch, const struct sip_via *up);
 
 #endif

@@ -341,9 +341,46 @@ class SipClient:
         return self.request("REGISTER", ruri, hdrs + [auth], to="<%s>" % aor, from_="<%s>" % aor)
 
 
+def sipp_auth_uri(args, cwd=None):
+    """["-auth_uri", X] when the scenario answers challenges with [authentication].
+
+    SIPp computes the digest uri from the server's address unless -auth_uri
+    is given, and the server checks it against the Request-URI (RFC 3261
+    22.4). So the Request-URI of the scenario's first message that carries
+    the [authentication] keyword (directly or through an -inf field) is
+    filled in from the first -inf row; when every row gives the same one, it
+    becomes -auth_uri. Otherwise (or when it is already given) nothing."""
+    args = [str(a) for a in args]
+    if "-auth_uri" in args or "-sf" not in args:
+        return []
+    base = cwd or tempfile.gettempdir()
+    xml = os.path.join(base, args[args.index("-sf") + 1])
+    rows = [[]]
+    if "-inf" in args:
+        with open(os.path.join(base, args[args.index("-inf") + 1])) as f:
+            rows = [line.rstrip("\n").split(";") for line in f.readlines()[1:] if line.strip()]
+    with open(xml) as f:
+        text = f.read()
+
+    def fill(s, row):
+        return re.sub(r"\[field(\d+)\]", lambda m: row[int(m.group(1))]
+                      if int(m.group(1)) < len(row) else m.group(0), s)
+    uris = set()
+    for row in rows or [[]]:
+        for msg in re.findall(r"<!\[CDATA\[(.*?)\]\]>", text, re.S):
+            msg = fill(msg, row)
+            if "[authentication" not in msg:
+                continue
+            first = msg.strip().split("\n", 1)[0].split()
+            if len(first) == 3 and first[1].startswith("sip:"):
+                uris.add(first[1][4:])
+            break
+    return ["-auth_uri", uris.pop()] if len(uris) == 1 else []
+
+
 def sipp(args, timeout=120, cwd=None):
     """Runs SIPp (sip-tester) to completion; returns (exit code, stdout+stderr)."""
-    cmd = ["sipp"] + [str(a) for a in args] + ["-nostdin"]
+    cmd = ["sipp"] + [str(a) for a in args] + sipp_auth_uri(args, cwd) + ["-nostdin"]
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
                        cwd=cwd or tempfile.gettempdir())
     return p.returncode, p.stdout + p.stderr
@@ -365,7 +402,8 @@ class SippBackground:
 
     def __init__(self, args, cwd=None):
         self.cwd = cwd or tempfile.mkdtemp(prefix="sipp-")
-        self.proc = subprocess.Popen(["sipp"] + [str(a) for a in args] + ["-nostdin"],
+        self.proc = subprocess.Popen(["sipp"] + [str(a) for a in args] +
+                                     sipp_auth_uri(args, self.cwd) + ["-nostdin"],
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                      cwd=self.cwd, text=True)
         _RUNNING.append(self.proc)  # a failed test must not leave it running

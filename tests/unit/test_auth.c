@@ -753,6 +753,49 @@ static void bench_parse(struct fixture *f)
 	assert_int_equal(ok, BENCH_ITERS);
 }
 
+/*
+ * The digest uri must name the Request-URI (RFC 3261 22.4, RFC 7616 3.4.6):
+ * the same string, or equal sip:/sips: URIs (19.1.4: scheme and host case,
+ * parameter order, parameters present on one side only); anything else,
+ * including an empty uri, does not match.
+ */
+static void test_uri_matches(void **state)
+{
+	static const struct {
+		const char *cred, *ruri;
+		bool match;
+	} cases[] = {
+	    {"sip:bob@example.com", "sip:bob@example.com", true},
+	    {"SIP:bob@EXAMPLE.com", "sip:bob@example.com", true},
+	    {"sip:bob@example.com;transport=udp;lr", "sip:bob@example.com;lr;transport=UDP", true},
+	    {"sip:bob@example.com;foo=1", "sip:bob@example.com", true}, /* 19.1.4: one side only */
+	    {"sip:%62ob@example.com", "sip:bob@example.com", true},
+	    {"tel:+15551234", "tel:+15551234", true}, /* same string */
+	    {"urn:x:y", "urn:x:y", true},
+	    /* another target: the attack */
+	    {"sip:bob@example.com", "sip:0044123456@example.com", false},
+	    {"sip:bob@example.com", "sip:bob@evil.example", false},
+	    {"sip:bob@example.com", "sip:bob@example.com:5070", false},
+	    {"sip:bob@example.com", "sips:bob@example.com", false},
+	    {"sip:Bob@example.com", "sip:bob@example.com", false}, /* user part is case-sensitive */
+	    {"sip:bob@example.com;transport=tcp", "sip:bob@example.com", false},
+	    {"sip:bob@example.com;user=phone", "sip:bob@example.com", false},
+	    {"tel:+15551234", "sip:+15551234@example.com", false},
+	    {"TEL:+15551234", "tel:+15551234", false}, /* not sip: compared as strings only */
+	    {"", "sip:bob@example.com", false},
+	    {"sip:", "sip:bob@example.com", false},
+	    {"*", "sip:bob@example.com", false},
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		if (auth_uri_matches(sv_cstr(cases[i].cred), sv_cstr(cases[i].ruri)) !=
+		    cases[i].match)
+			fail_msg("uri '%s' against '%s': expected %s", cases[i].cred, cases[i].ruri,
+				 cases[i].match ? "a match" : "no match");
+	}
+}
+
 static void test_bench(void **state)
 {
 	bench_alg(*state, AUTH_ALG_MD5, "MD5");
@@ -783,6 +826,7 @@ int main(void)
 	    cmocka_unit_test(test_cred_parse_values),
 	    cmocka_unit_test(test_cred_parse_errors),
 	    cmocka_unit_test(test_find_cred),
+	    cmocka_unit_test(test_uri_matches),
 	    cmocka_unit_test_setup_teardown(test_bench, setup, teardown),
 	};
 

@@ -989,6 +989,146 @@ static void test_dispatch_matching(void **state)
 }
 
 /* A response that arrives on another worker is posted to the owner and handled there. */
+/* Replaces t's branch in b (a response built from its request) by alt (same length). */
+static void swap_branch(struct buf *b, const struct txn_cli *t, const char *alt)
+{
+	char *p = memmem(b->p, b->len, t->branch, t->branch_len);
+
+	assert_non_null(p);
+	assert_int_equal(strlen(alt), t->branch_len);
+	memcpy(p, alt, t->branch_len);
+}
+
+/*
+ * Our branches carry a MAC (issue 11 hole 5): a response whose branch is ours
+ * in form but whose MAC does not verify, or whose slot or generation was
+ * changed, is dropped (EACCES) before anything else; a transaction with
+ * strict_source takes answers only from where its request went.
+ */
+static void test_dispatch_forged(void **state)
+{
+	struct fx *f = *state;
+	struct buf req, b;
+	struct txn_cli *t;
+	char alt[TXN_BRANCH_MAX + 1];
+	struct sip_msg m;
+	const struct sip_reply r200 = {.status = 200, .to_tag = SV("x")};
+	size_t nd;
+
+	buf_init(&req, 0);
+	buf_init(&b, 0);
+	t = cli_start(SIP_OPTIONS, 1, &req);
+	peer_wait(1, 500);
+	/* ends in "." and 16 hex digits */
+	assert_true(t->branch_len > TXN_MAC_HEX + 1);
+	assert_int_equal(t->branch[t->branch_len - TXN_MAC_HEX - 1], '.');
+
+	parse_rx(0, &m);
+	assert_int_equal(sip_build_reply(&b, &m, &r200), 0);
+	sip_msg_release(&m);
+
+	/* 1. the MAC changed in its last digit */
+	memcpy(alt, t->branch, t->branch_len);
+	alt[t->branch_len] = '\0';
+	alt[t->branch_len - 1] = alt[t->branch_len - 1] == '0' ? '1' : '0';
+	swap_branch(&b, t, alt);
+	nd = f->ndispatch;
+	peer_send_buf(&b);
+	RUN_UNTIL(f->ndispatch > nd, 500);
+	assert_int_equal(f->dispatch_rc[nd], EACCES);
+
+	/* 2. the generation changed, the MAC kept (a guessed neighbour of a real branch) */
+	memcpy(alt, t->branch, t->branch_len);
+	char *gen = alt + t->branch_len - TXN_MAC_HEX - 2; /* last digit of the generation */
+	*gen = *gen == '1' ? '2' : '1';
+	buf_reset(&b);
+	parse_rx(0, &m);
+	assert_int_equal(sip_build_reply(&b, &m, &r200), 0);
+	sip_msg_release(&m);
+	swap_branch(&b, t, alt);
+	nd = f->ndispatch;
+	peer_send_buf(&b);
+	RUN_UNTIL(f->ndispatch > nd, 500);
+	assert_int_equal(f->dispatch_rc[nd], EACCES);
+	/* the old form (no MAC part) is not ours any more */
+	buf_reset(&b);
+	buf_printf(&b,
+		   "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 127.0.0.1:%u;branch=%.*s\r\n"
+		   "From: <sip:a@example.com>;tag=1\r\nTo: <sip:b@example.com>;tag=2\r\n"
+		   "Call-ID: x\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n",
+		   f->w_port, (int)(t->branch_len - TXN_MAC_HEX - 1), t->branch);
+	nd = f->ndispatch;
+	peer_send_buf(&b);
+	RUN_UNTIL(f->ndispatch > nd, 500);
+	assert_int_equal(f->dispatch_rc[nd], ENOENT);
+	assert_int_equal(f->nresp, 0);
+	assert_true(f->w->stats.rx_forged >= 2);
+	assert_int_equal(t->state, TXN_TRYING);
+
+	/* 3. strict_source: the right branch from another port is dropped */
+	t->strict_source = true;
+	struct tp_dest real = t->dest;
+	tp_addr_set_port(&t->dest.peer, (uint16_t)(g->peer_port + 1));
+	nd = f->ndispatch;
+	peer_reply(0, 100, NULL);
+	RUN_UNTIL(f->ndispatch > nd, 500);
+	assert_int_equal(f->dispatch_rc[nd], EACCES);
+	assert_int_equal(f->nresp, 0);
+	t->dest = real;
+
+	/* 4. the real answer from the real address still matches */
+	peer_reply(0, 200, "x");
+	RUN_UNTIL(f->nresp > 0, 500);
+	assert_ptr_equal(f->resp[0].t, t);
+	buf_free(&req);
+	buf_free(&b);
+}
+
+/* Stateless branches: a MAC over the loop hash and the Via the response goes back to. */
+static void test_branch_stateless(void **state)
+{
+	struct fx *f = *state;
+	struct sip_via up, other;
+	char br[TXN_STATELESS_BRANCH_LEN];
+	uint64_t lh = 0;
+
+	memset(&up, 0, sizeof(up));
+	up.branch = SV("z9hG4bK-upstream-1");
+	up.host = SV("pc1.Example.com");
+	up.port = 5060;
+	txn_branch_stateless(f->srv.txns, 0x1122334455667788ULL, &up, br);
+	sv_t b = sv_make(br, sizeof(br));
+	assert_memory_equal(br, "z9hG4bK1122334455667788.s", 25);
+	assert_true(txn_branch_stateless_check(f->srv.txns, b, &up));
+	/* loop detection still reads it */
+	assert_true(txn_branch_loop_hash(b, &lh));
+	assert_true(lh == 0x1122334455667788ULL);
+	/* the host is compared as a host: case does not matter */
+	other = up;
+	other.host = SV("PC1.example.COM");
+	assert_true(txn_branch_stateless_check(f->srv.txns, b, &other));
+	/* another upstream branch, host or port: not ours */
+	other = up;
+	other.branch = SV("z9hG4bK-upstream-2");
+	assert_false(txn_branch_stateless_check(f->srv.txns, b, &other));
+	other = up;
+	other.host = SV("198.51.100.7");
+	assert_false(txn_branch_stateless_check(f->srv.txns, b, &other));
+	other = up;
+	other.port = 5061;
+	assert_false(txn_branch_stateless_check(f->srv.txns, b, &other));
+	/* a changed loop hash or MAC digit, a shorter branch */
+	br[7] ^= 1;
+	assert_false(txn_branch_stateless_check(f->srv.txns, b, &up));
+	br[7] ^= 1;
+	br[sizeof(br) - 1] = br[sizeof(br) - 1] == '0' ? '1' : '0';
+	assert_false(txn_branch_stateless_check(f->srv.txns, b, &up));
+	assert_false(txn_branch_stateless_check(f->srv.txns, sv_make(br, sizeof(br) - 1), &up));
+	/* a stateful branch is no stateless one */
+	assert_false(txn_branch_stateless_check(
+	    f->srv.txns, SV("z9hG4bK0000000000000001.0.1.1.0123456789abcdef"), &up));
+}
+
 static void test_dispatch_other_worker(void **state)
 {
 	struct fx *f = *state;
@@ -1494,6 +1634,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_cancel_deferred, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_cancel_after_provisional, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_dispatch_matching, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_dispatch_forged, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_branch_stateless, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_dispatch_other_worker, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_branch_loop_hash, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_branch_loop_hash_foreign_hex, setup, teardown),
