@@ -38,7 +38,8 @@
 #define FLOOD_WAYS 8
 /* wrong credentials cost as much as this many requests without any */
 #define FLOOD_FAIL_COST 20
-/* each valid credential seen earns this many unauthenticated requests per window ... */
+/* each valid credential earns this many unauthenticated requests at once, and as many
+ * more per window while it is remembered ... */
 #define FLOOD_TRUST_GAIN 2
 /* ... up to this many times unauth_limit */
 #define FLOOD_TRUST_MAX_FACTOR 16
@@ -513,6 +514,9 @@ void flood_auth_ok(struct flood *f, const struct flood_key *k, int64_t now_ms)
 	refill(f, e, now_ms);
 	if (e->trust < FLOOD_TRUST_MAX)
 		e->trust++;
+	/* the credit is there at once: phones that register one after another never run dry */
+	e->tokens[FLOOD_UNAUTH] += FLOOD_TRUST_GAIN * f->window_ms;
+	refill(f, e, now_ms); /* (clamps to the new capacity) */
 	pthread_mutex_unlock(&s->lock);
 }
 

@@ -280,6 +280,28 @@ static void test_office_behind_nat_after_outage(void **state)
 	flood_destroy(f);
 }
 
+static void test_credentials_are_credited_at_once(void **state)
+{
+	struct flood *f = mk(conf(100, 2000, 5000));
+	struct flood_key office = K("192.0.2.50");
+
+	(void)state;
+	/* 500 phones, one after another within the same millisecond: no refill at all */
+	for (int i = 0; i < 500; i++) {
+		assert_int_equal(flood_account(f, &office, FLOOD_UNAUTH, T0), FLOOD_PASS);
+		assert_int_equal(flood_account(f, &office, FLOOD_AUTH, T0), FLOOD_PASS);
+		flood_auth_ok(f, &office, T0);
+	}
+	assert_false(flood_banned(f, &office, T0));
+	/* a window later: 100 + 2 for each of the 500 credentials */
+	assert_int_equal(send_n(f, &office, FLOOD_UNAUTH, 5000, T0 + 10 * S), 1100);
+	/* earned allowance is capped at 16 times the base: 100 + 1600 */
+	for (int i = 0; i < 1000; i++)
+		flood_auth_ok(f, &office, T0 + 200 * S);
+	assert_int_equal(send_n(f, &office, FLOOD_UNAUTH, 5000, T0 + 210 * S), 1700);
+	flood_destroy(f);
+}
+
 static void test_defaults_spare_an_office_of_1000_with_no_history(void **state)
 {
 	struct cfg c;
@@ -497,6 +519,7 @@ int main(void)
 	    cmocka_unit_test(test_wrong_credentials),
 	    cmocka_unit_test(test_auth_and_dialog_budgets_drop_without_ban),
 	    cmocka_unit_test(test_office_behind_nat_after_outage),
+	    cmocka_unit_test(test_credentials_are_credited_at_once),
 	    cmocka_unit_test(test_defaults_spare_an_office_of_1000_with_no_history),
 	    cmocka_unit_test(test_table_is_bounded_and_evicts_idle_not_banned),
 	    cmocka_unit_test(test_lift),
