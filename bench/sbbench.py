@@ -41,6 +41,7 @@ import time
 BENCH = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(BENCH)
 SB_BIN = os.environ.get("SB_BIN", os.path.join(ROOT, "build", "switchboard"))
+SB_BENCH_CFG = os.path.join(BENCH, "switchboard-bench.yaml")  # flood budgets out of reach
 SCEN = os.path.join(BENCH, "scenarios")
 SERVER_CPU = os.environ.get("SERVER_CPU", "1")
 CLIENT_CPU = os.environ.get("CLIENT_CPU", "0")
@@ -208,7 +209,8 @@ class Switchboard:
                 os.remove(db + suffix)
         shutil.copy(self.template, db)
         self.log = open(os.path.join(self.dir, "server.log"), "ab")
-        self.proc = subprocess.Popen(pinned(SERVER_CPU, [SB_BIN, "serve", "--db", db, "--workers",
+        self.proc = subprocess.Popen(pinned(SERVER_CPU, [SB_BIN, "serve", "-c", SB_BENCH_CFG,
+                                                         "--db", db, "--workers",
                                                          str(self.workers), "--listen",
                                                          "udp:127.0.0.1:%d" % PORT, "--log-level",
                                                          "warn"]),
