@@ -692,8 +692,11 @@ static int key_cmp(const void *a, const void *b)
 
 static ssize_t key_index(const struct flood_sync_state *ss, const char *text)
 {
-	char *const *hit = bsearch(&text, ss->keys, ss->nkeys, sizeof(char *), key_cmp);
+	char *const *hit;
 
+	if (ss->nkeys == 0)
+		return -1;
+	hit = bsearch(&text, ss->keys, ss->nkeys, sizeof(char *), key_cmp);
 	return hit ? hit - ss->keys : -1;
 }
 
@@ -760,7 +763,8 @@ int flood_sync(struct flood *f, struct store *st, int64_t now_ms, int64_t now_un
 		rc = ss.err;
 	if (rc)
 		goto out;
-	qsort(ss.keys, ss.nkeys, sizeof(char *), key_cmp);
+	if (ss.nkeys)
+		qsort(ss.keys, ss.nkeys, sizeof(char *), key_cmp);
 	ss.matched = calloc(ss.nkeys + 1, sizeof(bool));
 	if (!ss.matched) {
 		rc = ENOMEM;
