@@ -9,15 +9,16 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 
-mkdir -p "$WORK/sip" "$WORK/auth" "$WORK/config" "$WORK/settings" "$WORK/pidf" "$WORK/dptext"
+mkdir -p "$WORK/sip" "$WORK/auth" "$WORK/config" "$WORK/settings" "$WORK/pidf" "$WORK/dptext" "$WORK/flood"
 cp "$HERE"/../tests/conformance/rfc4475/*.dat "$HERE"/../tests/conformance/rfc5118/wire/* "$WORK/sip/"
 cp "$HERE"/corpus/auth/* "$WORK/auth/"
 cp "$HERE"/corpus/config/* "$WORK/config/"
 cp "$HERE"/corpus/settings/* "$WORK/settings/"
 cp "$HERE"/corpus/pidf/* "$WORK/pidf/"
 cp "$HERE"/corpus/dptext/* "$WORK/dptext/"
+cp "$HERE"/corpus/flood/* "$WORK/flood/"
 
-for target in sip_parse:sip auth_cred:auth config:config settings:settings pidf:pidf dptext:dptext; do
+for target in sip_parse:sip auth_cred:auth config:config settings:settings pidf:pidf dptext:dptext flood:flood; do
 	name=${target%%:*}
 	corpus=${target#*:}
 	bin="$BUILD/fuzz_$name"
