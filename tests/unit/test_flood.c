@@ -337,6 +337,39 @@ static void test_defaults_spare_an_office_of_1000_with_no_history(void **state)
 	flood_destroy(f);
 }
 
+static void test_config_block(void **state)
+{
+	static const char yaml[] = "flood:\n  enabled: false\n  window: 30\n  unauth_limit: 7\n"
+				   "  auth_limit: 8\n  dialog_limit: 9\n  ban_time: 11\n"
+				   "  ban_max: 12\n  table_size: 4096\n";
+	static const char bad[] = "flood:\n  ban_time: 600\n  ban_max: 60\n";
+	static const char zero[] = "flood: {unauth_limit: 0}\n";
+	struct cfg c;
+	struct cfg_error err;
+	struct flood_conf fc;
+
+	(void)state;
+	cfg_defaults(&c);
+	assert_int_equal(cfg_load_string(&c, yaml, sizeof(yaml) - 1, &err), 0);
+	assert_int_equal(cfg_finish(&c, &err), 0);
+	flood_conf_from_cfg(&fc, &c);
+	assert_false(fc.enabled);
+	assert_int_equal(fc.window_s, 30);
+	assert_int_equal(fc.unauth_limit, 7);
+	assert_int_equal(fc.auth_limit, 8);
+	assert_int_equal(fc.dialog_limit, 9);
+	assert_int_equal(fc.ban_time_s, 11);
+	assert_int_equal(fc.ban_max_s, 12);
+	assert_int_equal(fc.table_size, 4096);
+	cfg_defaults(&c);
+	assert_int_equal(cfg_load_string(&c, bad, sizeof(bad) - 1, &err), EINVAL);
+	assert_string_equal(err.msg, "'flood.ban_time' (600) must not be greater than "
+				     "'flood.ban_max' (60)");
+	cfg_defaults(&c);
+	assert_int_equal(cfg_load_string(&c, zero, sizeof(zero) - 1, &err), EINVAL);
+	assert_int_equal(err.line, 1);
+}
+
 static void test_table_is_bounded_and_evicts_idle_not_banned(void **state)
 {
 	struct flood_conf c = conf(5, 5, 5);
@@ -521,6 +554,7 @@ int main(void)
 	    cmocka_unit_test(test_office_behind_nat_after_outage),
 	    cmocka_unit_test(test_credentials_are_credited_at_once),
 	    cmocka_unit_test(test_defaults_spare_an_office_of_1000_with_no_history),
+	    cmocka_unit_test(test_config_block),
 	    cmocka_unit_test(test_table_is_bounded_and_evicts_idle_not_banned),
 	    cmocka_unit_test(test_lift),
 	    cmocka_unit_test_setup_teardown(test_store_mirror, st_setup, st_teardown),
