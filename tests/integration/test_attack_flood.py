@@ -436,6 +436,53 @@ def test_flood_is_banned_while_an_office_behind_one_nat_reregisters_and_calls():
                 p.close()
 
 
+def test_ipv6_source_is_its_64():
+    """A source over IPv6 is its /64: a flood from ::1 is banned as "::/64", listed so,
+    and lifted by giving any address of that /64 to ban del."""
+    try:
+        t = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+        t.bind(("::1", 0))
+        t.close()
+    except OSError:
+        print("no IPv6 loopback: skipped")
+        return
+    tmp = tempfile.mkdtemp(prefix="sb-flood-")
+    cfg = write_config(tmp, "flood:\n  unauth_limit: 50\n")
+    while True:
+        s = Server(config=cfg, tmp=tmp)
+        try:
+            t = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+            t.bind(("::1", s.port))
+            t.close()
+            break
+        except OSError:
+            continue
+    s.extra = ["--listen", "udp:[::1]:%d" % s.port, "--log-level", "info"]
+    with s:
+        u = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+        u.bind(("::1", 0))
+        u.settimeout(0.3)
+        port = u.getsockname()[1]
+        answered = 0
+        for n in range(60):
+            u.sendto(("OPTIONS sip:[::1]:%d SIP/2.0\r\nVia: SIP/2.0/UDP [::1]:%d;branch=z9hG4bK6x%d"
+                      "\r\nMax-Forwards: 70\r\nFrom: <sip:v6@example.org>;tag=%d\r\n"
+                      "To: <sip:[::1]>\r\nCall-ID: v6-%d\r\nCSeq: 1 OPTIONS\r\n"
+                      "Content-Length: 0\r\n\r\n" % (s.port, port, n, n, n)).encode(),
+                     ("::1", s.port))
+            try:
+                u.recv(65535)
+                answered += 1
+            except socket.timeout:
+                pass
+        u.close()
+        check(answered == 50, "%d of 60 answered" % answered)
+        check(len(ban_lines(s, "::/64")) == 1, "no ban of ::/64 logged")
+        wait_for(lambda: "::/64" in cli("ban", "list", db=s.db).stdout, 5, "ban list")
+        check(cli("ban", "del", "::7", db=s.db).stdout.strip() == "ban on ::/64 lifted",
+              "ban del ::7")
+
+
 def guess(server, sock, user, password, cseq):
     """One REGISTER without credentials and one with a guessed password, from sock:
     'no answer', 'wrong' (challenged again) or the final status."""
