@@ -511,11 +511,25 @@ def guess(server, sock, user, password, cseq):
 def test_password_guessing_stops_being_answered():
     """Each wrong password costs 20 unauthenticated requests: with the default budget
     (1000 per 10 s) the 48th guess is the last answered; the right one, 200th, is never
-    answered; and the right password from another source still registers."""
+    answered; and the right password from another source still registers. A phone behind
+    the guesser's address whose credentials are right is still served (credentials are
+    checked whatever the ban), while its requests without credentials are dropped."""
     tmp = tempfile.mkdtemp(prefix="sb-flood-")
     s = Server(tmp=tmp, extra=["--log-level", "info"])
     s.add_user("victim", "s3cret-but-guessable")
+    s.add_user("alice", "alicepw")
     with s:
+        # alice's phone, behind the same address, has a challenge before the guessing starts
+        alice = SipClient(s)
+        alice.sock.close()
+        alice.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        alice.sock.bind(("127.0.0.3", 0))
+        alice.port = alice.sock.getsockname()[1]
+        aor = "<sip:alice@127.0.0.1>"
+        contact = ["Contact: <sip:alice@127.0.0.3:%d>" % alice.port]
+        ruri = "sip:%s" % s.host
+        chal = alice.request("REGISTER", ruri, contact, to=aor, from_=aor)
+        check(chal is not None and chal.status == 401, "alice's first REGISTER: %r" % chal)
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         sock.bind(("127.0.0.3", 0))
         results = []
@@ -531,6 +545,15 @@ def test_password_guessing_stops_being_answered():
         check(20 <= len(answered) <= 60, "%d guesses answered" % len(answered))
         check(results[-1] == "no answer", "guessing is still answered")
         check(len(ban_lines(s, "127.0.0.3")) == 1, "no ban logged")
+        # alice, banned with the guesser: without credentials no answer, with them a 200
+        alice.cseq += 1
+        r = alice.request("REGISTER", ruri, contact, to=aor, from_=aor, timeout=0.5, retries=0)
+        check(r is None, "a request without credentials from the banned address: %r" % r)
+        alice.cseq += 1
+        auth = alice.auth_header(chal, "alice", "alicepw", "REGISTER", ruri)
+        r = alice.request("REGISTER", ruri, contact + [auth], to=aor, from_=aor)
+        alice.close()
+        check(r is not None and r.status == 200, "alice's credentials while banned: %r" % r)
         # the right password from the victim's own address still works
         c = SipClient(s)
         r = c.register("victim", "s3cret-but-guessable")

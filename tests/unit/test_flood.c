@@ -24,6 +24,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -516,6 +517,69 @@ static void test_store_mirror(void **state)
 	flood_destroy(f);
 }
 
+struct hammer {
+	struct flood *f;
+	unsigned seed;
+	uint64_t passed;
+};
+
+static void *hammer_run(void *arg)
+{
+	struct hammer *h = arg;
+	struct flood_key k;
+	char ip[32];
+
+	for (int i = 0; i < 100000; i++) {
+		unsigned r = (unsigned)rand_r(&h->seed);
+		snprintf(ip, sizeof(ip), "10.1.%u.%u", (r >> 8) & 1, r & 255);
+		k = K(ip);
+		switch ((r >> 12) % 5) {
+		case 0:
+			flood_auth_ok(h->f, &k, T0 + i / 10);
+			break;
+		case 1:
+			flood_auth_failed(h->f, &k, T0 + i / 10);
+			break;
+		default:
+			h->passed += flood_account(h->f, &k, (enum flood_class)((r >> 16) % 3),
+						   T0 + i / 10) == FLOOD_PASS;
+			break;
+		}
+	}
+	return NULL;
+}
+
+/* Two workers and the database thread at once (for ASan/UBSan, and no deadlock). */
+static void test_threads(void **state)
+{
+	struct fx *x = *state;
+	struct flood_conf c = conf(20, 20, 20);
+	struct hammer h[2];
+	pthread_t t[2];
+	struct flood_stats st;
+	struct flood *f;
+
+	c.table_size = 256; /* 512 sources: evictions too */
+	f = mk(c);
+	for (int i = 0; i < 2; i++) {
+		h[i] = (struct hammer){.f = f, .seed = 7u + (unsigned)i};
+		assert_int_equal(pthread_create(&t[i], NULL, hammer_run, &h[i]), 0);
+	}
+	for (int i = 0; i < 50; i++) {
+		assert_int_equal(flood_sync(f, x->st, T0 + i * 100, (int64_t)time(NULL)), 0);
+		if (i == 25) /* `switchboard ban del all` meanwhile */
+			assert_int_equal(store_record_purge(x->st, INT64_MAX, &(size_t){0}), 0);
+	}
+	for (int i = 0; i < 2; i++)
+		assert_int_equal(pthread_join(t[i], NULL), 0);
+	flood_stats_get(f, &st);
+	assert_true(st.bans > 0);
+	assert_true(st.evictions > 0);
+	assert_true(h[0].passed + h[1].passed > 0);
+	assert_int_equal(flood_sync(f, x->st, T0 + 100000, (int64_t)time(NULL)), 0);
+	flood_destroy(f);
+}
+
 static void test_cost(void **state)
 {
 	struct flood_conf c = conf(1000000, 1000000, 1000000);
@@ -558,6 +622,7 @@ int main(void)
 	    cmocka_unit_test(test_table_is_bounded_and_evicts_idle_not_banned),
 	    cmocka_unit_test(test_lift),
 	    cmocka_unit_test_setup_teardown(test_store_mirror, st_setup, st_teardown),
+	    cmocka_unit_test_setup_teardown(test_threads, st_setup, st_teardown),
 	    cmocka_unit_test(test_cost),
 	};
 
