@@ -744,6 +744,7 @@ int flood_sync(struct flood *f, struct store *st, int64_t now_ms, int64_t now_un
 {
 	struct flood_sync_state ss = {0};
 	char text[FLOOD_KEY_TEXT];
+	size_t writes = 0;
 	int rc = 0;
 
 	(void)now_unix;
@@ -770,16 +771,25 @@ int flood_sync(struct flood *f, struct store *st, int64_t now_ms, int64_t now_un
 		rc = ENOMEM;
 		goto out;
 	}
-	if ((rc = store_begin(st)))
-		goto out;
-	for (size_t i = 0; i < ss.nsnaps && !rc; i++) {
+	for (size_t i = 0; i < ss.nsnaps; i++) {
 		ssize_t at;
 		flood_key_format(&ss.snaps[i].key, text);
 		at = key_index(&ss, text);
 		if (at >= 0)
 			ss.matched[at] = true;
-		if (ss.snaps[i].state == FLOOD_ST_BANNED)
+		writes += ss.snaps[i].state == FLOOD_ST_BANNED;
+	}
+	for (size_t i = 0; i < ss.nkeys; i++)
+		writes += !ss.matched[i];
+	if (writes == 0)
+		goto settle; /* the common case: the store says what is in force */
+	if ((rc = store_begin(st)))
+		goto out;
+	for (size_t i = 0; i < ss.nsnaps && !rc; i++) {
+		if (ss.snaps[i].state == FLOOD_ST_BANNED) {
+			flood_key_format(&ss.snaps[i].key, text);
 			rc = put_ban(st, &ss.snaps[i], text);
+		}
 	}
 	for (size_t i = 0; i < ss.nkeys && !rc; i++) {
 		if (!ss.matched[i]) {
@@ -794,6 +804,7 @@ int flood_sync(struct flood *f, struct store *st, int64_t now_ms, int64_t now_un
 		atomic_store(&f->dirty, true);
 		goto out;
 	}
+settle:
 	for (size_t i = 0; i < ss.nsnaps; i++) {
 		const struct flood_snap *sn = &ss.snaps[i];
 		flood_key_format(&sn->key, text);
