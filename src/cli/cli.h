@@ -30,6 +30,8 @@ int cli_list(int argc, char **argv);
 int cli_terminal(int argc, char **argv);
 /* msg, presence, topic, mwi: messaging and presence state (im.c); group is the command. */
 int cli_im(const char *group, int argc, char **argv);
+/* The flood protection's bans: list, del IP|all (ban.c). */
+int cli_ban(int argc, char **argv);
 /* Runs the server in the foreground until SIGINT/SIGTERM. */
 int cli_serve(int argc, char **argv);
 

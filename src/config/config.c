@@ -198,6 +198,18 @@ static const struct cfg_key cfg_broker_keys[] = {
     {0},
 };
 
+static const struct cfg_key cfg_flood_keys[] = {
+    CFG_BOOL("enabled", flood_enabled),
+    CFG_UINT("window", flood_window_s, 1, 3600),
+    CFG_UINT("unauth_limit", flood_unauth_limit, 1, 10000000),
+    CFG_UINT("auth_limit", flood_auth_limit, 1, 10000000),
+    CFG_UINT("dialog_limit", flood_dialog_limit, 1, 10000000),
+    CFG_UINT("ban_time", flood_ban_time_s, 1, 86400),
+    CFG_UINT("ban_max", flood_ban_max_s, 1, 31536000),
+    CFG_UINT("table_size", flood_table_size, 64, 16777216),
+    {0},
+};
+
 static const struct cfg_key cfg_top_keys[] = {
     CFG_SPECIAL("log_level", CFG_K_LOG_LEVEL),
     CFG_UINT("workers", workers, 0, 256),
@@ -220,6 +232,7 @@ static const struct cfg_key cfg_top_keys[] = {
     CFG_SECTION("messaging", cfg_messaging_keys),
     CFG_SECTION("presence", cfg_presence_keys),
     CFG_SECTION("broker", cfg_broker_keys),
+    CFG_SECTION("flood", cfg_flood_keys), /* services/flood.h */
     {0},
 };
 
@@ -244,6 +257,7 @@ static const struct cfg_rule cfg_rules[] = {
 	     "presence.default_expires"),
     CFG_RULE(pres_default_expires, "presence.default_expires", pres_max_expires,
 	     "presence.max_expires"),
+    CFG_RULE(flood_ban_time_s, "flood.ban_time", flood_ban_max_s, "flood.ban_max"),
 };
 
 /* Where each integer came from, so a cross-field error can point at a line. */
@@ -308,6 +322,14 @@ void cfg_defaults(struct cfg *c)
 	    .pres_max_body = 65536,
 	    .broker_auto_create = true,
 	    .broker_max_members = 10000,
+	    .flood_enabled = true,
+	    .flood_window_s = 10,
+	    .flood_unauth_limit = 1000,
+	    .flood_auth_limit = 2000,
+	    .flood_dialog_limit = 5000,
+	    .flood_ban_time_s = 60,
+	    .flood_ban_max_s = 3600,
+	    .flood_table_size = 65536,
 	};
 	strcpy(c->server_name, "Switchboard");
 	strcpy(c->db_path, "var/switchboard.db");

@@ -138,6 +138,16 @@ struct cfg {
 	char broker_domain[128];
 	bool broker_auto_create;     /* a SUBSCRIBE to an unknown topic creates it: true */
 	unsigned broker_max_members; /* per topic: 10000 */
+
+	/* flood protection per source address (services/flood.h) */
+	bool flood_enabled;	     /* true */
+	unsigned flood_window_s;     /* budgets refill over this many seconds: 10 */
+	unsigned flood_unauth_limit; /* requests without valid credentials per window: 1000 */
+	unsigned flood_auth_limit;   /* requests carrying credentials per window: 2000 */
+	unsigned flood_dialog_limit; /* in-dialog requests on our signed routes per window: 5000 */
+	unsigned flood_ban_time_s;   /* first ban, doubling on repeat: 60 */
+	unsigned flood_ban_max_s;    /* longest ban: 3600 */
+	unsigned flood_table_size;   /* sources remembered: 65536 */
 };
 
 struct cfg_error {

@@ -20,6 +20,7 @@
 #include "server/server.h"
 #include "server/worker.h"
 #include "services/challenge.h"
+#include "services/flood.h"
 #include "services/home.h"
 #include "services/lists.h"
 #include "services/location.h"
@@ -496,6 +497,8 @@ static void on_request(struct worker *w, struct sip_msg *m, const struct tp_src 
 	}
 	via_params_fill(&r);
 	classify(&r);
+	if (flood_request_drop(&r))
+		return; /* a banned source, or over its budget: no answer */
 	if (w->srv->home && w->id != home_worker(w->srv) && home_wants(&r)) {
 		/* the home services' state lives on one worker: the request goes there */
 		tp_redeliver(w, home_worker(w->srv), m, src);

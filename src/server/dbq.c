@@ -21,6 +21,7 @@
 #include "core/log.h"
 #include "proxy/probe.h"
 #include "server/server.h"
+#include "services/flood.h"
 #include "services/home.h"
 #include "services/location.h"
 #include "services/rules.h"
@@ -31,6 +32,7 @@
 #define DBQ_VERSION_MS	250
 #define DBQ_PURGE_S	60
 #define DBQ_FLUSH_BATCH 4096
+#define DBQ_BANS_MS	1000
 
 struct dbq {
 	struct server *srv;
@@ -154,6 +156,18 @@ out:
 	return rc;
 }
 
+/* The bans in the store as in force: written behind, lifted when deleted from the CLI. */
+static void sync_bans(struct dbq *q)
+{
+	struct timespec ts;
+
+	if (!q->srv->flood)
+		return;
+	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+	flood_sync(q->srv->flood, q->store, (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000,
+		   (int64_t)time(NULL));
+}
+
 static void check_changes(struct dbq *q)
 {
 	uint64_t v;
@@ -167,6 +181,7 @@ static void check_changes(struct dbq *q)
 		preload_users(q);
 		home_store_changed(q->srv);
 		reload_rules(q, false);
+		sync_bans(q); /* `switchboard ban del` lifts a ban */
 	}
 }
 
@@ -259,6 +274,7 @@ static void *dbq_main(void *arg)
 {
 	struct dbq *q = arg;
 	int64_t last_flush = now_ms(), last_version = last_flush, last_purge = last_flush;
+	int64_t last_bans = last_flush;
 	int err;
 
 	err = store_open(q->location, &q->store, q->err, sizeof(q->err));
@@ -268,6 +284,13 @@ static void *dbq_main(void *arg)
 		err = store_binding_list(q->store, NULL, load_binding, q);
 	if (!err && q->srv->home)
 		err = home_load(q->srv->home, q->store);
+	if (!err && q->srv->flood) {
+		struct timespec ts;
+		clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+		err = flood_load(q->srv->flood, q->store,
+				 (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000,
+				 (int64_t)time(NULL));
+	}
 	if (!err)
 		err = reload_rules(q, true);
 	if (!err)
@@ -317,6 +340,11 @@ static void *dbq_main(void *arg)
 		if (now - last_version >= DBQ_VERSION_MS) {
 			check_changes(q);
 			last_version = now;
+		}
+		if (q->srv->flood &&
+		    (flood_dirty(q->srv->flood) || now - last_bans >= DBQ_BANS_MS)) {
+			sync_bans(q);
+			last_bans = now;
 		}
 		if (now - last_purge >= DBQ_PURGE_S * 1000) {
 			purge(q);

@@ -30,6 +30,7 @@
 #include "services/pidf.h"
 #include "server/worker.h"
 #include "services/auth.h"
+#include "services/flood.h"
 #include "services/rules.h"
 #include "services/location.h"
 #include "services/users.h"
@@ -122,6 +123,14 @@ int server_start(struct server *s, const struct cfg *cfg, char *err, size_t errl
 	}
 	if ((rc = make_auth(s, err, errlen)))
 		return rc;
+	if (cfg->flood_enabled) {
+		struct flood_conf fc;
+		flood_conf_from_cfg(&fc, cfg);
+		if ((rc = flood_create(&fc, &s->flood))) {
+			snprintf(err, errlen, "out of memory");
+			return rc;
+		}
+	}
 	if ((rc = tp_table_create(s, proxy_on_message, &s->tp, err, errlen)))
 		return rc;
 	if ((rc = home_create(s, &s->home))) {
@@ -244,5 +253,6 @@ void server_destroy(struct server *s)
 	auth_destroy(s->auth);
 	rules_slot_destroy(s->rules);
 	home_destroy(s->home);
+	flood_destroy(s->flood);
 	libevent_global_shutdown();
 }

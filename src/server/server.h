@@ -30,6 +30,7 @@ struct dbq;
 struct rules_slot;
 struct prober;
 struct home;
+struct flood;
 
 struct server {
 	struct cfg cfg;
@@ -49,6 +50,7 @@ struct server {
 	struct rules_slot *rules; /* dialplan, gateways, global lists in force (services/rules.h) */
 	struct prober *prober;	  /* OPTIONS probes of the gateways, on worker 0 */
 	struct home *home;	  /* messaging, presence and topics, on the home worker */
+	struct flood *flood;	  /* per-source budgets and bans; NULL when turned off */
 
 	struct event_base *main_base;
 	struct event *sig_int;

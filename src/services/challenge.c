@@ -21,6 +21,7 @@
 #include "server/server.h"
 #include "server/worker.h"
 #include "services/auth.h"
+#include "services/flood.h"
 #include "services/users.h"
 
 /*
@@ -99,6 +100,7 @@ enum proxy_step challenge_check(struct preq *r, enum challenge_kind kind, sv_t r
 	case AUTH_OK:
 		r->authenticated = true;
 		tp_conn_mark_trusted(r->srv->tp, r->src->conn_id);
+		flood_request_auth(r, true);
 		return PROXY_CONTINUE;
 	case AUTH_REPLAY:
 		if (allow_replay && replay) {
@@ -112,7 +114,8 @@ enum proxy_step challenge_check(struct preq *r, enum challenge_kind kind, sv_t r
 		return PROXY_DONE;
 	default:
 		log_debug("authentication failed for %.*s@%.*s", SV_ARG(c.username), SV_ARG(realm));
-		challenge_send(r, kind, realm, false);
+		if (!flood_request_auth(r, false)) /* a banned source's guesses get no answer */
+			challenge_send(r, kind, realm, false);
 		return PROXY_DONE;
 	}
 }

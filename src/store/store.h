@@ -121,7 +121,11 @@ enum store_rec_kind {
 	STORE_REC_REDIRECT = 12, /* key: a domain answered with 302, or "*" */
 	STORE_REC_TERMINAL = 13, /* key: a User-Agent substring; meta: its terminal type */
 	STORE_REC_SECRET = 14,	 /* key: what it signs ("route"); meta: 32 hex digits */
-	STORE_REC_LAST = STORE_REC_SECRET,
+	/* a source banned by the flood protection (services/flood.h), written by the server;
+	 * key: "192.0.2.1" or "2001:db8::/64"; seq: since (Unix s); expires: until; meta "level=N"
+	 */
+	STORE_REC_BAN = 15,
+	STORE_REC_LAST = STORE_REC_BAN,
 };
 #define STORE_KEY_MAX  600
 #define STORE_BODY_MAX (1024 * 1024)
