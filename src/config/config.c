@@ -189,6 +189,20 @@ static const struct cfg_key cfg_broker_keys[] = {
     {0},
 };
 
+/* state strangers may create (issue 11 hole 8) */
+static const struct cfg_key cfg_strangers_keys[] = {
+    CFG_UINT("subscriptions_per_source", str_subs_per_source, 0, 1000000),
+    CFG_UINT("subscriptions", str_subs, 0, 10000000),
+    CFG_UINT("messages_per_source", str_msgs_per_source, 0, 1000000),
+    CFG_UINT("messages_per_sender", str_msgs_per_sender, 0, 1000000),
+    CFG_UINT("messages", str_msgs, 0, 10000000),
+    CFG_UINT("stored_messages", msgs_total, 1, 100000000),
+    CFG_UINT("lookups_per_source", lookups_per_source, 1, 1000000),
+    CFG_UINT("lookups", lookups, 1, 10000000),
+    CFG_UINT("negative_cache", negative_cache, 0, 100000000),
+    {0},
+};
+
 static const struct cfg_key cfg_top_keys[] = {
     CFG_SPECIAL("log_level", CFG_K_LOG_LEVEL),
     CFG_UINT("workers", workers, 0, 256),
@@ -210,6 +224,7 @@ static const struct cfg_key cfg_top_keys[] = {
     CFG_SECTION("messaging", cfg_messaging_keys),
     CFG_SECTION("presence", cfg_presence_keys),
     CFG_SECTION("broker", cfg_broker_keys),
+    CFG_SECTION("strangers", cfg_strangers_keys),
     {0},
 };
 
@@ -295,6 +310,15 @@ void cfg_defaults(struct cfg *c)
 	    .pres_max_body = 65536,
 	    .broker_auto_create = true,
 	    .broker_max_members = 10000,
+	    .str_subs_per_source = 16,
+	    .str_subs = 4096,
+	    .str_msgs_per_source = 32,
+	    .str_msgs_per_sender = 16,
+	    .str_msgs = 4096,
+	    .msgs_total = 200000,
+	    .lookups_per_source = 32,
+	    .lookups = 1024,
+	    .negative_cache = 8192,
 	};
 	strcpy(c->server_name, "Switchboard");
 	strcpy(c->db_path, "var/switchboard.db");

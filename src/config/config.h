@@ -129,6 +129,18 @@ struct cfg {
 	char broker_domain[128];
 	bool broker_auto_create;     /* a SUBSCRIBE to an unknown topic creates it: true */
 	unsigned broker_max_members; /* per topic: 10000 */
+
+	/* state strangers (unauthenticated senders) may create, per source address and in
+	 * total (issue 11 hole 8); a cap that is hit is answered, counted and logged */
+	unsigned str_subs_per_source; /* presence subscriptions per source address: 16 */
+	unsigned str_subs;	      /* ... from all strangers: 4096 */
+	unsigned str_msgs_per_source; /* stored messages per source address: 32 */
+	unsigned str_msgs_per_sender; /* ... per sender identity (From): 16 */
+	unsigned str_msgs;	      /* ... from all strangers: 4096 */
+	unsigned msgs_total;	      /* every stored message, from anyone: 200000 */
+	unsigned lookups_per_source;  /* subscriber lookups waiting for the database: 32 */
+	unsigned lookups;	      /* ... in total: 1024 */
+	unsigned negative_cache;      /* names known not to exist kept in the cache: 8192 */
 };
 
 struct cfg_error {

@@ -620,6 +620,7 @@ int home_create(struct server *srv, struct home **out)
 	h->srv = srv;
 	h->next_msg_id = (uint64_t)time(NULL) * 1000;
 	h->next_sub_id = 1;
+	h->ctr_seed = hash_mix(srv->seed ^ 0x57a6e2ULL);
 	*out = h;
 	return 0;
 }
@@ -644,6 +645,7 @@ void home_destroy(struct home *h)
 	/* the workers' transactions are gone, and the requests in flight with them */
 	im_free_all(h);
 	pres_free_all(h);
+	home_ctr_free_all(h);
 	if (h->batch) {
 		for (size_t i = 0; i < h->batch->n; i++)
 			rec_op_free(&h->batch->ops[i]);

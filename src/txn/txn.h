@@ -159,6 +159,9 @@ struct txn_cli {
 	bool cancel_sent;
 	bool cancel_wanted;    /* CANCEL asked for before any provisional */
 	bool cancel_elsewhere; /* CANCEL carries "Call completed elsewhere" (RFC 3326) */
+	/* set before txn_cli_send: sent once even over UDP (a peer whose return path is
+	 * unproven gets no more packets than it sent); Timer F still ends it */
+	bool no_retransmit;
 	unsigned last_status;
 	unsigned interval_ms;
 	uint8_t branch_len;
