@@ -689,9 +689,16 @@ enum proxy_step callee_route(struct preq *r, struct fwd_plan *plan)
 	}
 	c->hops = sip_hdr_count(r->m, SIP_H_DIVERSION);
 	c->hi_off = sip_msg_hdr(r->m, SIP_H_HISTORY_INFO) != NULL;
-	if (settings_of(c, r) == USERS_PENDING) {
+	switch (settings_of(c, r)) {
+	case USERS_PENDING:
 		step = PROXY_SUSPENDED;
 		goto out;
+	case USERS_BUSY:
+		proxy_reply(r, 503, "Too many subscriber lookups pending",
+			    SV("Retry-After: 5\r\n"));
+		goto out;
+	default:
+		break;
 	}
 	if (!r->in_dialog && (r->m->method == SIP_INVITE || r->m->method == SIP_MESSAGE) &&
 	    user_lists_block(r, &c->set)) {
