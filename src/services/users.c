@@ -49,7 +49,8 @@ struct waiter {
 struct names {
 	size_t mask;
 	size_t n;
-	bool failed; /* out of memory while building: not published */
+	bool failed;		  /* out of memory while building: not published */
+	struct store_stamp stamp; /* the additions' sentinel before the preload read */
 	uint64_t slots[];
 };
 
@@ -236,6 +237,9 @@ void users_names_begin(struct users *u)
 {
 	free(u->names_build);
 	u->names_build = names_alloc(USERS_NAMES_MIN);
+	/* taken before the read: an addition committed after it changes the stamp */
+	if (u->names_build && store_users_stamp(u->srv->cfg.db_path, &u->names_build->stamp))
+		u->names_build->failed = true; /* no sentinel: the set could not be trusted */
 }
 
 void users_names_end(struct users *u, bool ok)
@@ -257,11 +261,15 @@ void users_names_end(struct users *u, bool ok)
 /* Known not to exist without asking the database: the preload's set does not have it. */
 static bool names_absent(struct users *u, sv_t user, sv_t domain)
 {
+	struct store_stamp now;
 	bool absent = false;
 
 	pthread_rwlock_rdlock(&u->names_lock);
-	if (u->names)
-		absent = !names_has(u->names, name_key(u, user, domain));
+	if (u->names && !names_has(u->names, name_key(u, user, domain))) {
+		/* unless the CLI added subscribers since the set was read (one stat) */
+		absent = store_users_stamp(u->srv->cfg.db_path, &now) == 0 &&
+			 store_stamp_eq(&now, &u->names->stamp);
+	}
 	pthread_rwlock_unlock(&u->names_lock);
 	return absent;
 }
