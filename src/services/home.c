@@ -102,21 +102,21 @@ sv_t home_meta_get(const char *meta, const char *name)
 	return SV_NULL;
 }
 
-static unsigned interest_bit(sv_t aor)
+static unsigned interest_bit(const struct home *h, sv_t aor)
 {
-	return (unsigned)(hash_sv(aor, 0x1e5) % (HOME_INTEREST_WORDS * 64));
+	return (unsigned)(hash_sv(aor, h->ctr_seed ^ 0x1e5) % (HOME_INTEREST_WORDS * 64));
 }
 
-void home_interest_add(uint64_t *bits, const char *aor)
+void home_interest_add(const struct home *h, uint64_t *bits, const char *aor)
 {
-	unsigned bit = interest_bit(sv_cstr(aor));
+	unsigned bit = interest_bit(h, sv_cstr(aor));
 
 	bits[bit / 64] |= 1ull << (bit % 64);
 }
 
 void home_interest_mark(struct home *h, const char *aor)
 {
-	unsigned bit = interest_bit(sv_cstr(aor));
+	unsigned bit = interest_bit(h, sv_cstr(aor));
 
 	atomic_fetch_or(&h->interest[bit / 64], 1ull << (bit % 64));
 }
@@ -734,7 +734,7 @@ void home_registered(struct worker *w, sv_t aor)
 
 	if (!h || !h->started)
 		return;
-	bit = interest_bit(aor);
+	bit = interest_bit(h, aor);
 	if (!(atomic_load_explicit(&h->interest[bit / 64], memory_order_relaxed) &
 	      (1ull << (bit % 64))))
 		return; /* nothing waits for this AOR: the registrar's fast path */

@@ -207,7 +207,7 @@ void home_rec_del(struct home *h, int kind, const char *key);
 /* aor must reach the home when it registers (a message waits, a watcher watches). */
 void home_interest_mark(struct home *h, const char *aor);
 /* The same into a bit set being rebuilt (HOME_INTEREST_WORDS words). */
-void home_interest_add(uint64_t *bits, const char *aor);
+void home_interest_add(const struct home *h, uint64_t *bits, const char *aor);
 /* The AOR key "user@domain" of a SIP URI (as the location service keys it). */
 int home_aor_of_uri(sv_t uri, char *out, size_t len);
 /* Header value by name from a meta text ("Name: value\r\n" lines); SV_NULL when absent. */

@@ -31,14 +31,14 @@
 
 /* ----------------------------------------------------------------- boxes */
 
-static size_t box_bucket(const char *aor)
+static size_t box_bucket(const struct home *h, const char *aor)
 {
-	return (size_t)(hash_sv(sv_cstr(aor), 0x1b0c) % HOME_BUCKETS);
+	return (size_t)(hash_sv(sv_cstr(aor), h->ctr_seed ^ 0x1b0c) % HOME_BUCKETS);
 }
 
 static struct im_box *box_find(struct home *h, const char *aor)
 {
-	for (struct im_box *b = h->boxes[box_bucket(aor)]; b; b = b->hnext) {
+	for (struct im_box *b = h->boxes[box_bucket(h, aor)]; b; b = b->hnext) {
 		if (strcmp(b->aor, aor) == 0)
 			return b;
 	}
@@ -57,7 +57,7 @@ static struct im_box *box_get(struct home *h, const char *aor)
 		return NULL;
 	snprintf(b->aor, sizeof(b->aor), "%s", aor);
 	b->home = h;
-	i = box_bucket(aor);
+	i = box_bucket(h, aor);
 	b->hnext = h->boxes[i];
 	h->boxes[i] = b;
 	return b;
@@ -70,7 +70,7 @@ static void box_release_if_empty(struct im_box *b)
 
 	if (b->count || b->inflight || b->kick_queued)
 		return;
-	for (pp = &h->boxes[box_bucket(b->aor)]; *pp; pp = &(*pp)->hnext) {
+	for (pp = &h->boxes[box_bucket(h, b->aor)]; *pp; pp = &(*pp)->hnext) {
 		if (*pp == b) {
 			*pp = b->hnext;
 			free(b);
@@ -837,7 +837,7 @@ void im_interest(struct home *h, uint64_t *bits)
 	for (size_t i = 0; i < HOME_BUCKETS; i++) {
 		for (struct im_box *b = h->boxes[i]; b; b = b->hnext) {
 			if (b->count)
-				home_interest_add(bits, b->aor);
+				home_interest_add(h, bits, b->aor);
 		}
 	}
 }

@@ -103,14 +103,14 @@ static bool is_registered(struct home *h, const char *aor)
 
 /* ------------------------------------------------------------ resources */
 
-static size_t res_bucket(const char *key)
+static size_t res_bucket(const struct home *h, const char *key)
 {
-	return (size_t)(hash_sv(sv_cstr(key), 0x9e5) % HOME_BUCKETS);
+	return (size_t)(hash_sv(sv_cstr(key), h->ctr_seed ^ 0x9e5) % HOME_BUCKETS);
 }
 
 static struct pres_res *res_find(struct home *h, const char *key, bool topic)
 {
-	for (struct pres_res *r = h->res[res_bucket(key)]; r; r = r->hnext) {
+	for (struct pres_res *r = h->res[res_bucket(h, key)]; r; r = r->hnext) {
 		if (r->topic == topic && strcmp(r->key, key) == 0)
 			return r;
 	}
@@ -130,7 +130,7 @@ static struct pres_res *res_get(struct home *h, const char *key, bool topic)
 	snprintf(r->key, sizeof(r->key), "%s", key);
 	r->topic = topic;
 	r->open = -1;
-	i = res_bucket(key);
+	i = res_bucket(h, key);
 	r->hnext = h->res[i];
 	h->res[i] = r;
 	return r;
@@ -141,7 +141,7 @@ static void res_release_if_empty(struct home *h, struct pres_res *r)
 {
 	if (r->subs || r->pubs || r->mwi_new || r->mwi_old)
 		return;
-	for (struct pres_res **pp = &h->res[res_bucket(r->key)]; *pp; pp = &(*pp)->hnext) {
+	for (struct pres_res **pp = &h->res[res_bucket(h, r->key)]; *pp; pp = &(*pp)->hnext) {
 		if (*pp == r) {
 			*pp = r->hnext;
 			free(r);
@@ -259,14 +259,14 @@ static void sub_save(struct home *h, struct pres_sub *s)
 	buf_free(&meta);
 }
 
-static size_t dialog_bucket(sv_t callid)
+static size_t dialog_bucket(const struct home *h, sv_t callid)
 {
-	return (size_t)(hash_sv(callid, 0xd1a) % HOME_BUCKETS);
+	return (size_t)(hash_sv(callid, h->ctr_seed ^ 0xd1a) % HOME_BUCKETS);
 }
 
 static void sub_link(struct home *h, struct pres_sub *s, struct pres_res *r)
 {
-	size_t i = dialog_bucket(sv_cstr(s->callid));
+	size_t i = dialog_bucket(h, sv_cstr(s->callid));
 
 	s->res = r;
 	s->rnext = r->subs;
@@ -311,7 +311,7 @@ static void sub_remove(struct home *h, struct pres_sub *s)
 			break;
 		}
 	}
-	for (struct pres_sub **pp = &h->dialogs[dialog_bucket(sv_cstr(s->callid))]; *pp;
+	for (struct pres_sub **pp = &h->dialogs[dialog_bucket(h, sv_cstr(s->callid))]; *pp;
 	     pp = &(*pp)->dnext) {
 		if (*pp == s) {
 			*pp = s->dnext;
@@ -939,7 +939,7 @@ static struct pres_sub *dialog_find(struct home *h, struct preq *r)
 
 	if (!from || !to)
 		return NULL;
-	for (struct pres_sub *s = h->dialogs[dialog_bucket(callid)]; s; s = s->dnext) {
+	for (struct pres_sub *s = h->dialogs[dialog_bucket(h, callid)]; s; s = s->dnext) {
 		if (sv_eq(callid, sv_cstr(s->callid)) && sv_eq(to->tag, sv_cstr(s->local_tag)) &&
 		    sv_eq(from->tag, sv_cstr(s->remote_tag)) && !s->final_pending)
 			return s;
@@ -1138,7 +1138,7 @@ static void interest_res(struct home *h, struct pres_res *r, void *arg)
 		return;
 	for (struct pres_sub *s = r->subs; s; s = s->rnext) {
 		if (s->ev == PRES_EV_PRESENCE) {
-			home_interest_add(arg, r->key);
+			home_interest_add(h, arg, r->key);
 			return;
 		}
 	}

@@ -108,7 +108,9 @@ int users_create(struct server *srv, size_t capacity, struct users **out)
 		return ENOMEM;
 	u->srv = srv;
 	u->per_bucket_max = capacity / USERS_BUCKETS + 4;
-	u->per_bucket_negative = srv->cfg.negative_cache / USERS_BUCKETS + 1;
+	u->per_bucket_negative = (srv->cfg.negative_cache + USERS_BUCKETS - 1) / USERS_BUCKETS;
+	if (!u->per_bucket_negative)
+		u->per_bucket_negative = 1; /* the newest stays: its requests come back for it */
 	u->seed = hash_mix(srv->seed ^ 0x05e75ULL);
 	pthread_rwlock_init(&u->names_lock, NULL);
 	atomic_init(&u->gen, 1);
