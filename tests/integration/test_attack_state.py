@@ -423,23 +423,28 @@ def answer_time(s, name):
 
 
 def test_unknown_name_costs_what_a_known_one_costs():
-    known = ["user%03d" % i for i in range(50)]
+    known = ["user%03d" % i for i in range(250)]
     srv = server()
     users(srv, *known)
     with srv:
-        unknown = ["nobody%03d" % i for i in range(50)]
         s = Stranger(srv, "127.0.0.14")
         for i in range(20):  # warm the path up (not measured)
             answer_time(s, "warm%03d" % i)
             answer_time(s, known[i % 5])
-        tk, tu = [], []
-        order = [(True, n) for n in known] + [(False, n) for n in unknown]
-        random.shuffle(order)
-        for is_known, n in order:
-            (tk if is_known else tu).append(answer_time(s, n))
-        mk, mu = statistics.median(tk), statistics.median(tu)
-        print("    median answer: known %.0f us, unknown %.0f us" % (mk * 1e6, mu * 1e6))
-        check(abs(mu - mk) <= max(0.15 * mk, 30e-6),
+        # each round asks 50 known and 50 never asked names, interleaved at random; a
+        # round disturbed by other load on the machine is measured again (fresh names)
+        for rnd in range(5):
+            tk, tu = [], []
+            order = ([(True, n) for n in known[rnd * 50:rnd * 50 + 50]]
+                     + [(False, "nobody%d_%03d" % (rnd, i)) for i in range(50)])
+            random.shuffle(order)
+            for is_known, n in order:
+                (tk if is_known else tu).append(answer_time(s, n))
+            mk, mu = statistics.median(tk), statistics.median(tu)
+            print("    median answer: known %.0f us, unknown %.0f us" % (mk * 1e6, mu * 1e6))
+            if abs(mu - mk) <= max(0.12 * mk, 12e-6):
+                break
+        check(abs(mu - mk) <= max(0.12 * mk, 12e-6),
               "unknown %.0f us vs known %.0f us" % (mu * 1e6, mk * 1e6))
         s.close()
 
