@@ -316,8 +316,8 @@ void cfg_defaults(struct cfg *c)
 	    .str_msgs_per_sender = 16,
 	    .str_msgs = 4096,
 	    .msgs_total = 200000,
-	    .lookups_per_source = 32,
-	    .lookups = 1024,
+	    .lookups_per_source = 256,
+	    .lookups = 4096,
 	    .negative_cache = 8192,
 	};
 	strcpy(c->server_name, "Switchboard");

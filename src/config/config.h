@@ -138,8 +138,8 @@ struct cfg {
 	unsigned str_msgs_per_sender; /* ... per sender identity (From): 16 */
 	unsigned str_msgs;	      /* ... from all strangers: 4096 */
 	unsigned msgs_total;	      /* every stored message, from anyone: 200000 */
-	unsigned lookups_per_source;  /* subscriber lookups waiting for the database: 32 */
-	unsigned lookups;	      /* ... in total: 1024 */
+	unsigned lookups_per_source;  /* subscriber lookups waiting for the database: 256 */
+	unsigned lookups;	      /* ... in total: 4096 */
 	unsigned negative_cache;      /* names known not to exist kept in the cache: 8192 */
 };
 

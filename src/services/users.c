@@ -33,10 +33,11 @@
 #include "store/store.h"
 #include "transport/tport.h"
 
-#define USERS_BUCKETS	 8192
-#define USERS_SRC_SLOTS	 4096 /* per-source counts of waiting lookups (collisions only tighten) */
-#define USERS_NAMES_MIN	 1024
-#define USERS_BUSY_LOG_S 60
+#define USERS_BUCKETS	      8192
+#define USERS_SRC_SLOTS	      4096 /* per-source counts of waiting lookups (collisions only tighten) */
+#define USERS_NAMES_MIN	      1024
+#define USERS_NEGATIVE_KEEP_S 2
+#define USERS_BUSY_LOG_S      60
 
 struct waiter {
 	struct waiter *next;
@@ -63,6 +64,7 @@ struct uentry {
 	char ha1_sha256[65];
 	char *settings; /* NULL when the user has none: most users */
 	struct waiter *waiters;
+	int64_t answered; /* when a lookup answered it (s): a young one's requests may still come */
 	uint16_t ulen;
 	uint16_t dlen;
 	char key[]; /* user '\0' domain */
@@ -328,21 +330,27 @@ static void entry_unknown_uncount(struct users *u, struct ubucket *b, struct uen
 
 /*
  * A lookup found no such name: e is cached as unknown, and the oldest such
- * entry of the bucket goes when the bucket has its share (the newest must
- * stay: its requests come back for it). Bucket locked.
+ * entry of the bucket goes when the bucket has its share. One answered in
+ * the last USERS_NEGATIVE_KEEP_S stays (its requests are on their way back
+ * for it; going would cost them another lookup), so the share may be passed
+ * for that long, by as many lookups as the caps let wait. Bucket locked.
  */
 static void entry_unknown_count(struct users *u, struct ubucket *b, struct uentry *e)
 {
+	int64_t now = (int64_t)time(NULL);
 	struct uentry **oldest = NULL;
 
+	e->answered = now;
 	b->negative++;
 	atomic_fetch_add(&u->negative, 1);
 	if (b->negative <= u->per_bucket_negative)
 		return;
 	for (struct uentry **pp = &b->head; *pp; pp = &(*pp)->next) {
-		if (*pp != e && !(*pp)->pending && !(*pp)->exists)
-			oldest =
-			    pp; /* the list is newest first: the last one found is the oldest */
+		struct uentry *x = *pp;
+		/* the list is newest first: the last one found is the oldest */
+		if (x != e && !x->pending && !x->exists &&
+		    now - x->answered >= USERS_NEGATIVE_KEEP_S)
+			oldest = pp;
 	}
 	if (oldest) {
 		struct uentry *victim = *oldest;

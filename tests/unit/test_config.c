@@ -230,8 +230,8 @@ static void test_strangers(void **state)
 	assert_int_equal(c.str_msgs_per_sender, 16);
 	assert_int_equal(c.str_msgs, 4096);
 	assert_int_equal(c.msgs_total, 200000);
-	assert_int_equal(c.lookups_per_source, 32);
-	assert_int_equal(c.lookups, 1024);
+	assert_int_equal(c.lookups_per_source, 256);
+	assert_int_equal(c.lookups, 4096);
 	assert_int_equal(c.negative_cache, 8192);
 	assert_int_equal(load(&c,
 			      "strangers:\n  subscriptions_per_source: 2\n  subscriptions: 3\n"
