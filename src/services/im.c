@@ -429,10 +429,59 @@ static int im_keep(struct home *h, const char *aor, struct sip_msg *m, sv_t to_o
 	return 0;
 }
 
-int home_message_keep(struct server *srv, const char *aor, sv_t request)
+/* The answer to a MESSAGE that a cap keeps out; a 503 comes with a Retry-After. */
+static unsigned cap_answer(enum home_cap cap, const char **reason)
+{
+	switch (cap) {
+	case HOME_CAP_MSGS_TOTAL:
+		*reason = "Offline message store full";
+		return 503;
+	case HOME_CAP_MSGS:
+		*reason = "Too many stored messages from unauthenticated senders";
+		return 503;
+	case HOME_CAP_MSGS_SOURCE:
+		*reason = "Too many stored messages from this address";
+		return 486;
+	case HOME_CAP_MSGS_SENDER:
+		*reason = "Too many stored messages from this sender";
+		return 486;
+	default:
+		*reason = "Offline message store full";
+		return 480;
+	}
+}
+
+static void reply_full(struct preq *r, enum home_cap cap)
+{
+	const char *reason;
+	unsigned st = cap_answer(cap, &reason);
+
+	proxy_reply(r, st, reason, st == 503 ? SV("Retry-After: 600\r\n") : SV_NULL);
+}
+
+/* The origin of a stranger's message, from its source address and its From. */
+static void origin_of(const struct tp_addr *src, const struct sip_msg *m, struct im_origin *o)
+{
+	const struct sip_naddr *from = sip_msg_from((struct sip_msg *)m);
+
+	home_source_key(src, o->source, sizeof(o->source));
+	if (!from || home_aor_of_uri(from->uri, o->sender, sizeof(o->sender)))
+		snprintf(o->sender, sizeof(o->sender), "?");
+}
+
+void home_sender_of(const struct preq *r, struct home_sender *out)
+{
+	memset(out, 0, sizeof(*out));
+	out->stranger = r->srv->home && home_is_stranger(r->srv->home, r);
+	out->src = r->src->peer;
+}
+
+int home_message_keep(struct server *srv, const char *aor, sv_t request,
+		      const struct home_sender *from, unsigned *status, const char **reason)
 {
 	struct home *h = srv->home;
-	enum home_cap cap;
+	enum home_cap cap = HOME_CAP_COUNT;
+	struct im_origin origin;
 	struct sip_msg m;
 	int err;
 
@@ -440,9 +489,15 @@ int home_message_keep(struct server *srv, const char *aor, sv_t request)
 		return ENOTSUP;
 	memset(&m, 0, sizeof(m));
 	err = sip_parse(&m, request.p, request.len, 0);
-	if (!err)
-		err = im_keep(h, aor, &m, SV_NULL, true, NULL, &cap);
+	if (!err) {
+		if (from && from->stranger)
+			origin_of(&from->src, &m, &origin);
+		err = im_keep(h, aor, &m, SV_NULL, true, from && from->stranger ? &origin : NULL,
+			      &cap);
+	}
 	sip_msg_release(&m);
+	if (err == ENOSPC)
+		*status = cap_answer(cap, reason);
 	return err;
 }
 
@@ -452,28 +507,6 @@ bool home_message_waiting(struct server *srv, const char *aor)
 	struct im_box *b = h ? box_find(h, aor) : NULL;
 
 	return b && b->count > 0;
-}
-
-static void reply_full(struct preq *r, enum home_cap cap)
-{
-	switch (cap) {
-	case HOME_CAP_MSGS_TOTAL:
-		proxy_reply(r, 503, "Offline message store full", SV("Retry-After: 600\r\n"));
-		break;
-	case HOME_CAP_MSGS:
-		proxy_reply(r, 503, "Too many stored messages from unauthenticated senders",
-			    SV("Retry-After: 600\r\n"));
-		break;
-	case HOME_CAP_MSGS_SOURCE:
-		proxy_reply(r, 486, "Too many stored messages from this address", SV_NULL);
-		break;
-	case HOME_CAP_MSGS_SENDER:
-		proxy_reply(r, 486, "Too many stored messages from this sender", SV_NULL);
-		break;
-	default:
-		proxy_reply(r, 480, "Offline message store full", SV_NULL);
-		break;
-	}
 }
 
 static void reply_kept(struct preq *r, int err, enum home_cap cap)
@@ -499,7 +532,6 @@ enum proxy_step home_message_store(struct preq *r, const char *aor)
 	struct home *h = r->srv->home;
 
 	struct im_origin origin, *o = NULL;
-	const struct sip_naddr *from;
 	enum home_cap cap = HOME_CAP_COUNT;
 	int err;
 
@@ -507,10 +539,7 @@ enum proxy_step home_message_store(struct preq *r, const char *aor)
 		return PROXY_DONE;
 	if (home_is_stranger(h, r)) {
 		o = &origin;
-		home_source_key(&r->src->peer, o->source, sizeof(o->source));
-		from = sip_msg_from(r->m);
-		if (!from || home_aor_of_uri(from->uri, o->sender, sizeof(o->sender)))
-			snprintf(o->sender, sizeof(o->sender), "?");
+		origin_of(&r->src->peer, r->m, o);
 	}
 	err = im_keep(h, aor, r->m, SV_NULL, true, o, &cap);
 	reply_kept(r, err, cap);

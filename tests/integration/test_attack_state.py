@@ -369,6 +369,50 @@ def test_stranger_fills_mailboxes():
         c.close()
 
 
+def test_failed_delivery_counts_against_the_stranger():
+    """A stranger's MESSAGE to a registered user whose phone refuses it (480) is stored for
+    later, and counted against the stranger like one to a user who is offline."""
+    import threading
+    srv = server("strangers:\n  messages_per_sender: 2\n")
+    users(srv, "bob")
+    with srv:
+        bob = Local(srv, "bob")
+        r = bob.register("bob", "pw-x")
+        check(r is not None and r.status == 200, "bob registers: %r" % r)
+        stop = threading.Event()
+        refused = []
+
+        def phone():  # bob's phone refuses every MESSAGE
+            while not stop.is_set():
+                try:
+                    m = Response(bob.recv_raw(0.1))
+                except OSError:
+                    continue
+                if m.start.startswith("MESSAGE "):
+                    refused.append(m)
+                    lines = ["SIP/2.0 480 Temporarily Unavailable"]
+                    for name in ("Via", "From", "To", "Call-ID", "CSeq"):
+                        for v in m.all(name):
+                            if name == "To" and "tag=" not in v:
+                                v += ";tag=b0b"
+                            lines.append("%s: %s" % (name, v))
+                    lines.append("Content-Length: 0")
+                    bob.send_raw(("\r\n".join(lines) + "\r\n\r\n").encode())
+        t = threading.Thread(target=phone, daemon=True)
+        t.start()
+        try:
+            s = Stranger(srv, "127.0.0.15")
+            st = [stranger_message(s, "bob", "mallory") for _ in range(3)]
+        finally:
+            stop.set()
+            t.join(5)
+        check(refused, "bob's phone was tried")
+        check([r and r.status for r in st] == [202, 202, 486], "per sender: %r" % st)
+        check(st[2].reason == "Too many stored messages from this sender", st[2].reason)
+        s.close()
+        bob.close()
+
+
 def test_mailbox_share_for_strangers():
     srv = server("messaging:\n  max_stored: 6\n")
     users(srv, "alice", "bob")
