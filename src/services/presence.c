@@ -345,9 +345,9 @@ static void notify_done(void *arg, unsigned status, const struct sip_msg *resp)
 	struct home *h = s->home;
 
 	s->inflight = NULL;
+	/* the watcher answered from where we sent it: a real return path */
 	if (resp)
-		s->proven =
-		    true; /* the watcher answered from where we sent it: a real return path */
+		s->proven = true;
 	if (s->state == PRES_TERMINATED || status >= 300) {
 		if (status >= 300 && s->state != PRES_TERMINATED)
 			log_info("subscription of %s to %s ended: NOTIFY answered %u", s->watcher,
