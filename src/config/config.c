@@ -210,6 +210,20 @@ static const struct cfg_key cfg_flood_keys[] = {
     {0},
 };
 
+/* state strangers may create (issue 11 hole 8) */
+static const struct cfg_key cfg_strangers_keys[] = {
+    CFG_UINT("subscriptions_per_source", str_subs_per_source, 0, 1000000),
+    CFG_UINT("subscriptions", str_subs, 0, 10000000),
+    CFG_UINT("messages_per_source", str_msgs_per_source, 0, 1000000),
+    CFG_UINT("messages_per_sender", str_msgs_per_sender, 0, 1000000),
+    CFG_UINT("messages", str_msgs, 0, 10000000),
+    CFG_UINT("stored_messages", msgs_total, 1, 100000000),
+    CFG_UINT("lookups_per_source", lookups_per_source, 1, 1000000),
+    CFG_UINT("lookups", lookups, 1, 10000000),
+    CFG_UINT("negative_cache", negative_cache, 0, 100000000),
+    {0},
+};
+
 static const struct cfg_key cfg_top_keys[] = {
     CFG_SPECIAL("log_level", CFG_K_LOG_LEVEL),
     CFG_UINT("workers", workers, 0, 256),
@@ -233,6 +247,7 @@ static const struct cfg_key cfg_top_keys[] = {
     CFG_SECTION("presence", cfg_presence_keys),
     CFG_SECTION("broker", cfg_broker_keys),
     CFG_SECTION("flood", cfg_flood_keys), /* services/flood.h */
+    CFG_SECTION("strangers", cfg_strangers_keys),
     {0},
 };
 
@@ -330,6 +345,15 @@ void cfg_defaults(struct cfg *c)
 	    .flood_ban_time_s = 60,
 	    .flood_ban_max_s = 3600,
 	    .flood_table_size = 65536,
+	    .str_subs_per_source = 16,
+	    .str_subs = 4096,
+	    .str_msgs_per_source = 32,
+	    .str_msgs_per_sender = 16,
+	    .str_msgs = 4096,
+	    .msgs_total = 200000,
+	    .lookups_per_source = 256,
+	    .lookups = 4096,
+	    .negative_cache = 8192,
 	};
 	strcpy(c->server_name, "Switchboard");
 	strcpy(c->db_path, "var/switchboard.db");

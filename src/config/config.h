@@ -148,6 +148,17 @@ struct cfg {
 	unsigned flood_ban_time_s;   /* first ban, doubling on repeat: 60 */
 	unsigned flood_ban_max_s;    /* longest ban: 3600 */
 	unsigned flood_table_size;   /* sources remembered: 65536 */
+	/* state strangers (unauthenticated senders) may create, per source address and in
+	 * total (issue 11 hole 8); a cap that is hit is answered, counted and logged */
+	unsigned str_subs_per_source; /* presence subscriptions per source address: 16 */
+	unsigned str_subs;	      /* ... from all strangers: 4096 */
+	unsigned str_msgs_per_source; /* stored messages per source address: 32 */
+	unsigned str_msgs_per_sender; /* ... per sender identity (From): 16 */
+	unsigned str_msgs;	      /* ... from all strangers: 4096 */
+	unsigned msgs_total;	      /* every stored message, from anyone: 200000 */
+	unsigned lookups_per_source;  /* subscriber lookups waiting for the database: 256 */
+	unsigned lookups;	      /* ... in total: 4096 */
+	unsigned negative_cache;      /* names known not to exist kept in the cache: 8192 */
 };
 
 struct cfg_error {

@@ -625,17 +625,26 @@ static enum proxy_step redirect(struct preq *r, struct callee_ctx *c)
  * there) is kept for the user's next REGISTER and answered 202 (RFC 3428
  * lets a store-and-forward server accept it).
  */
+struct message_arg {
+	struct home_sender from; /* for the caps on what strangers store */
+	char aor[];
+};
+
 static void message_exhausted(struct ptx *p, void *arg, unsigned status)
 {
+	struct message_arg *ma = arg;
+	const char *reason = NULL;
+	unsigned st = 480;
 	int err;
 
 	if (!(status == 0 || status == 408 || status == 480 || status >= 500))
 		return; /* a real answer (404, 415, 486...): the sender gets it */
-	err = home_message_keep(fwd_ptx_server(p), arg, fwd_ptx_request(p));
+	err = home_message_keep(fwd_ptx_server(p), ma->aor, fwd_ptx_request(p), &ma->from, &st,
+				&reason);
 	if (err == 0)
 		fwd_finish_local(p, 202, "Accepted: stored for delivery");
 	else if (err == ENOSPC)
-		fwd_finish_local(p, 480, "Offline message store full");
+		fwd_finish_local(p, st, reason);
 }
 
 static enum proxy_step route_message(struct preq *r, struct fwd_plan *plan, const char *aor,
@@ -643,14 +652,18 @@ static enum proxy_step route_message(struct preq *r, struct fwd_plan *plan, cons
 {
 	struct fwd_step one = {(struct fwd_target *)t, n, 0, false};
 	struct fwd_policy policy = {.exhausted = message_exhausted, .free_arg = free};
+	struct message_arg *ma;
 
 	if (n == 0 || home_message_waiting(r->srv, aor))
 		return home_message_store(r, aor); /* offline, or behind older messages */
-	policy.arg = strdup(aor);
-	if (!policy.arg) {
+	ma = malloc(sizeof(*ma) + strlen(aor) + 1);
+	if (!ma) {
 		proxy_reply(r, 500, "Out of memory", SV_NULL);
 		return PROXY_DONE;
 	}
+	home_sender_of(r, &ma->from);
+	strcpy(ma->aor, aor);
+	policy.arg = ma;
 	return fwd_stateful_steps(r, plan, &one, 1, &policy);
 }
 
@@ -721,9 +734,16 @@ enum proxy_step callee_route(struct preq *r, struct fwd_plan *plan)
 	}
 	c->hops = sip_hdr_count(r->m, SIP_H_DIVERSION);
 	c->hi_off = sip_msg_hdr(r->m, SIP_H_HISTORY_INFO) != NULL;
-	if (settings_of(c, r) == USERS_PENDING) {
+	switch (settings_of(c, r)) {
+	case USERS_PENDING:
 		step = PROXY_SUSPENDED;
 		goto out;
+	case USERS_BUSY:
+		proxy_reply(r, 503, "Too many subscriber lookups pending",
+			    SV("Retry-After: 5\r\n"));
+		goto out;
+	default:
+		break;
 	}
 	if (!r->in_dialog && (r->m->method == SIP_INVITE || r->m->method == SIP_MESSAGE) &&
 	    user_lists_block(r, &c->set)) {

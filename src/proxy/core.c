@@ -286,6 +286,10 @@ enum proxy_step proxy_user(struct preq *r, sv_t user, sv_t domain, struct users_
 		return PROXY_CONTINUE;
 	case USERS_PENDING:
 		return PROXY_SUSPENDED;
+	case USERS_BUSY:
+		proxy_reply(r, 503, "Too many subscriber lookups pending",
+			    SV("Retry-After: 5\r\n"));
+		return PROXY_DONE;
 	default:
 		proxy_reply(r, 503, "Subscriber database unavailable", SV("Retry-After: 5\r\n"));
 		return PROXY_DONE;

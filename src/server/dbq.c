@@ -102,9 +102,15 @@ static int preload_user(void *arg, const struct store_user *su)
 
 static void preload_users(struct dbq *q)
 {
-	if (q->srv->cfg.auth_preload &&
-	    store_user_list(q->store, SV_NULL, preload_user, q->srv->users))
+	int err;
+
+	if (!q->srv->cfg.auth_preload)
+		return;
+	users_names_begin(q->srv->users);
+	err = store_user_list(q->store, SV_NULL, preload_user, q->srv->users);
+	if (err)
 		log_warn("subscriber preload: %s", store_errmsg(q->store));
+	users_names_end(q->srv->users, err == 0); /* unknown names answered from memory */
 }
 
 /*

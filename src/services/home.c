@@ -107,7 +107,7 @@ static unsigned interest_bit(const struct home *h, sv_t aor)
 	return (unsigned)(siphash_sv(&h->key, aor) % (HOME_INTEREST_WORDS * 64));
 }
 
-void home_interest_add(struct home *h, uint64_t *bits, const char *aor)
+void home_interest_add(const struct home *h, uint64_t *bits, const char *aor)
 {
 	unsigned bit = interest_bit(h, sv_cstr(aor));
 
@@ -648,6 +648,7 @@ void home_destroy(struct home *h)
 	/* the workers' transactions are gone, and the requests in flight with them */
 	im_free_all(h);
 	pres_free_all(h);
+	home_ctr_free_all(h);
 	if (h->batch) {
 		for (size_t i = 0; i < h->batch->n; i++)
 			rec_op_free(&h->batch->ops[i]);

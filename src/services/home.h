@@ -47,8 +47,18 @@ unsigned home_worker(const struct server *srv);
  * the user's store is full).
  */
 enum proxy_step home_message_store(struct preq *r, const char *aor);
-/* Stores a copy of a MESSAGE whose delivery failed: 0, ENOSPC (store full), EINVAL, ENOMEM. */
-int home_message_keep(struct server *srv, const char *aor, sv_t request);
+/* Who sent a MESSAGE, for the caps on what strangers store (taken from the request). */
+struct home_sender {
+	bool stranger; /* not authenticated as one of our users */
+	struct tp_addr src;
+};
+void home_sender_of(const struct preq *r, struct home_sender *out);
+/*
+ * Stores a copy of a MESSAGE whose delivery failed: 0, ENOSPC (a cap is
+ * reached: *status and *reason are the answer), EINVAL, ENOMEM.
+ */
+int home_message_keep(struct server *srv, const char *aor, sv_t request,
+		      const struct home_sender *from, unsigned *status, const char **reason);
 /* Messages wait for aor: a new one queues behind them, to keep the order. */
 bool home_message_waiting(struct server *srv, const char *aor);
 

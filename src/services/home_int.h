@@ -21,6 +21,31 @@
 #define HOME_BUCKETS	  4096
 #define HOME_FANOUT_CHUNK 64 /* recipients started per loop turn */
 
+/*
+ * What strangers hold, by source address or by sender identity: a count of
+ * their subscriptions and stored messages, so each can be capped. An entry
+ * lives while it counts something (stranger.c).
+ */
+struct home_ctr {
+	struct home_ctr *next;
+	unsigned subs;
+	unsigned msgs;
+	char key[HOME_AOR_MAX]; /* source IP address, or sender AOR */
+};
+
+#define HOME_CTR_BUCKETS 1024
+
+enum home_cap {
+	HOME_CAP_SUBS_SOURCE = 0,
+	HOME_CAP_SUBS,
+	HOME_CAP_MSGS_SOURCE,
+	HOME_CAP_MSGS_SENDER,
+	HOME_CAP_MSGS,
+	HOME_CAP_MSGS_TOTAL,
+	HOME_CAP_MSGS_BOX,
+	HOME_CAP_COUNT,
+};
+
 /* A message waiting for (or on its way to) one recipient. */
 struct im_msg {
 	struct im_msg *next;
@@ -31,6 +56,9 @@ struct im_msg {
 	size_t body_len;
 	bool persisted;
 	bool deleted; /* deleted from the CLI while its delivery runs: not tried again */
+	/* a stranger's message, and what it counts against */
+	bool stranger;
+	struct home_ctr *src_ctr, *sender_ctr;
 };
 
 /* One recipient's queue. */
@@ -41,6 +69,7 @@ struct im_box {
 	char aor[HOME_AOR_MAX];
 	struct im_msg *head, *tail;
 	unsigned count;
+	unsigned strangers; /* of count, strangers' messages: at most half the box */
 	struct uac *inflight;
 	unsigned target; /* which binding the current attempt uses */
 	struct home *home;
@@ -106,6 +135,15 @@ struct pres_sub {
 	bool final_pending; /* the next NOTIFY ends the subscription */
 	char reason[24];    /* Subscription-State reason of the final NOTIFY */
 	uint32_t winfo_version;
+	/* a stranger's subscription (src_ctr counts it): its NOTIFYs go once, not
+	 * retransmitted, and no more of them than it sent SUBSCRIBEs (credit) until it
+	 * answered one (proven) */
+	struct home_ctr *src_ctr;
+	bool proven;
+	unsigned credit;
+	/* to a presentity that does not exist: kept in memory only (never stored) so it
+	 * answers like a real one, and counted like one */
+	bool phantom;
 };
 
 /*
@@ -155,6 +193,12 @@ struct home {
 	bool snapshot_wanted;
 	struct event sweep_ev;
 	bool started;
+	/* strangers' state (stranger.c): per source address and per sender identity */
+	struct home_ctr *by_source[HOME_CTR_BUCKETS];
+	struct home_ctr *by_sender[HOME_CTR_BUCKETS];
+	unsigned stranger_subs, stranger_msgs, msgs_total;
+	uint64_t cap_hits[HOME_CAP_COUNT];
+	int64_t cap_logged[HOME_CAP_COUNT]; /* when a hit was last logged */
 };
 
 /* home.c: write-behind of records, in order, many per database transaction */
@@ -164,11 +208,24 @@ void home_rec_del(struct home *h, int kind, const char *key);
 /* aor must reach the home when it registers (a message waits, a watcher watches). */
 void home_interest_mark(struct home *h, const char *aor);
 /* The same into a bit set being rebuilt (HOME_INTEREST_WORDS words). */
-void home_interest_add(struct home *h, uint64_t *bits, const char *aor);
+void home_interest_add(const struct home *h, uint64_t *bits, const char *aor);
 /* The AOR key "user@domain" of a SIP URI (as the location service keys it). */
 int home_aor_of_uri(sv_t uri, char *out, size_t len);
 /* Header value by name from a meta text ("Name: value\r\n" lines); SV_NULL when absent. */
 sv_t home_meta_get(const char *meta, const char *name);
+
+/* stranger.c: counting and capping what strangers hold */
+/* The entry for key in one of the two tables (by_source or by_sender), made when create. */
+struct home_ctr *home_ctr_get(struct home *h, struct home_ctr **tab, const char *key, bool create);
+/* Frees the entry when it counts nothing any more. */
+void home_ctr_release(struct home *h, struct home_ctr **tab, struct home_ctr *c);
+/* The source address of a request as the key of by_source ("IP", no port). */
+void home_source_key(const struct tp_addr *a, char *out, size_t len);
+/* A cap was hit: counted, and logged at most once a minute. */
+void home_cap_hit(struct home *h, enum home_cap cap, const char *who);
+/* Is the request's sender a stranger (not authenticated, and not trusted as local)? */
+bool home_is_stranger(const struct home *h, const struct preq *r);
+void home_ctr_free_all(struct home *h);
 
 /* im.c */
 enum proxy_step im_handle_message(struct home *h, struct preq *r);

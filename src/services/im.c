@@ -79,8 +79,19 @@ static void box_release_if_empty(struct im_box *b)
 	}
 }
 
-static void msg_free(struct im_msg *m)
+static void msg_free(struct home *h, struct im_msg *m)
 {
+	h->msgs_total--;
+	if (m->stranger)
+		h->stranger_msgs--;
+	if (m->src_ctr) {
+		m->src_ctr->msgs--;
+		home_ctr_release(h, h->by_source, m->src_ctr);
+	}
+	if (m->sender_ctr) {
+		m->sender_ctr->msgs--;
+		home_ctr_release(h, h->by_sender, m->sender_ctr);
+	}
 	free(m->meta);
 	free(m->body);
 	free(m);
@@ -106,6 +117,7 @@ static void box_append(struct home *h, struct im_box *b, struct im_msg *m)
 		b->head = m;
 	b->tail = m;
 	b->count++;
+	b->strangers += m->stranger;
 	home_interest_mark(h, b->aor); /* its next REGISTER delivers */
 }
 
@@ -119,6 +131,7 @@ static struct im_msg *box_pop(struct im_box *b)
 	if (!b->head)
 		b->tail = NULL;
 	b->count--;
+	b->strangers -= m->stranger;
 	m->next = NULL;
 	return m;
 }
@@ -157,11 +170,11 @@ static void box_done(void *arg, unsigned status, const struct sip_msg *resp)
 				snprintf(key, sizeof(key), "%020" PRIu64, m->id);
 				home_rec_del(h, STORE_REC_MESSAGE, key);
 			}
-			msg_free(m);
+			msg_free(h, m);
 		}
 		b->target = 0;
 	} else if (b->head && b->head->deleted) {
-		msg_free(box_pop(b)); /* deleted from the CLI meanwhile: not tried again */
+		msg_free(h, box_pop(b)); /* deleted from the CLI meanwhile: not tried again */
 		b->target = 0;
 	} else {
 		log_debug("message for %s: contact %u answered %u", b->aor, b->target, status);
@@ -294,9 +307,12 @@ static struct im_msg *msg_new(struct home *h, const char *meta, sv_t body)
 		m->body_len = body.len;
 	}
 	if (!m->meta || (body.len && !m->body)) {
-		msg_free(m);
+		free(m->meta);
+		free(m->body);
+		free(m);
 		return NULL;
 	}
+	h->msgs_total++;
 	return m;
 }
 
@@ -323,9 +339,58 @@ static int msg_meta(struct worker *w, struct sip_msg *m, sv_t to_override, struc
 	return meta->err ? ENOMEM : 0;
 }
 
-/* Queues a copy of m for aor: 0, ENOSPC (the user's store is full), EINVAL, ENOMEM. */
+/* Who sent a stranger's message: its source address and its From. */
+struct im_origin {
+	char source[64];
+	char sender[HOME_AOR_MAX];
+};
+
+/* A stranger's message counts against its source, its sender and the strangers' total. */
+static void stranger_msg_count(struct home *h, struct im_msg *m, const char *source,
+			       const char *sender)
+{
+	m->stranger = true;
+	h->stranger_msgs++;
+	m->src_ctr = home_ctr_get(h, h->by_source, source, true);
+	if (m->src_ctr)
+		m->src_ctr->msgs++;
+	m->sender_ctr = home_ctr_get(h, h->by_sender, sender, true);
+	if (m->sender_ctr)
+		m->sender_ctr->msgs++;
+}
+
+/* The cap a new message for box b would pass (o: a stranger's); HOME_CAP_COUNT when none. */
+static enum home_cap keep_cap(struct home *h, const struct im_box *b, const struct im_origin *o)
+{
+	const struct cfg *c = &h->srv->cfg;
+	const struct home_ctr *ctr;
+
+	if (h->msgs_total >= c->msgs_total)
+		return HOME_CAP_MSGS_TOTAL;
+	if (b->count >= c->msg_max_stored)
+		return HOME_CAP_MSGS_BOX;
+	if (!o)
+		return HOME_CAP_COUNT;
+	/* strangers get half of a box at most: its owner's friends still reach it */
+	if (b->strangers >= (c->msg_max_stored + 1) / 2)
+		return HOME_CAP_MSGS_BOX;
+	if (h->stranger_msgs >= c->str_msgs)
+		return HOME_CAP_MSGS;
+	ctr = home_ctr_get(h, h->by_source, o->source, false);
+	if (ctr && ctr->msgs >= c->str_msgs_per_source)
+		return HOME_CAP_MSGS_SOURCE;
+	ctr = home_ctr_get(h, h->by_sender, o->sender, false);
+	if (ctr && ctr->msgs >= c->str_msgs_per_sender)
+		return HOME_CAP_MSGS_SENDER;
+	return HOME_CAP_COUNT;
+}
+
+/*
+ * Queues a copy of m for aor (o: a stranger's, else NULL): 0, ENOSPC (a cap
+ * is reached: *cap says which), EINVAL, ENOMEM.
+ */
 static int im_keep(struct home *h, const char *aor, struct sip_msg *m, sv_t to_override,
-		   bool persist)
+		   bool persist, const struct im_origin *o, enum home_cap *cap)
 {
 	struct im_box *b = box_get(h, aor);
 	struct im_msg *msg;
@@ -334,12 +399,17 @@ static int im_keep(struct home *h, const char *aor, struct sip_msg *m, sv_t to_o
 
 	if (!b)
 		return ENOMEM;
-	if (b->count >= h->srv->cfg.msg_max_stored) {
+	*cap = keep_cap(h, b, o);
+	if (*cap != HOME_CAP_COUNT) {
+		home_cap_hit(h, *cap, o ? o->source : aor);
 		box_release_if_empty(b);
 		return ENOSPC;
 	}
 	buf_init(&meta, 0);
 	err = msg_meta(h->w, m, to_override, &meta);
+	if (!err && o)
+		buf_printf(&meta, "Stranger-Source: %s\r\nStranger-Sender: %s\r\n", o->source,
+			   o->sender);
 	if (!err) {
 		buf_append_char(&meta, '\0');
 		msg = meta.err ? NULL : msg_new(h, meta.p, m->body);
@@ -350,6 +420,8 @@ static int im_keep(struct home *h, const char *aor, struct sip_msg *m, sv_t to_o
 		box_release_if_empty(b);
 		return err;
 	}
+	if (o)
+		stranger_msg_count(h, msg, o->source, o->sender);
 	box_append(h, b, msg);
 	if (persist)
 		msg_persist(h, aor, msg);
@@ -357,9 +429,59 @@ static int im_keep(struct home *h, const char *aor, struct sip_msg *m, sv_t to_o
 	return 0;
 }
 
-int home_message_keep(struct server *srv, const char *aor, sv_t request)
+/* The answer to a MESSAGE that a cap keeps out; a 503 comes with a Retry-After. */
+static unsigned cap_answer(enum home_cap cap, const char **reason)
+{
+	switch (cap) {
+	case HOME_CAP_MSGS_TOTAL:
+		*reason = "Offline message store full";
+		return 503;
+	case HOME_CAP_MSGS:
+		*reason = "Too many stored messages from unauthenticated senders";
+		return 503;
+	case HOME_CAP_MSGS_SOURCE:
+		*reason = "Too many stored messages from this address";
+		return 486;
+	case HOME_CAP_MSGS_SENDER:
+		*reason = "Too many stored messages from this sender";
+		return 486;
+	default:
+		*reason = "Offline message store full";
+		return 480;
+	}
+}
+
+static void reply_full(struct preq *r, enum home_cap cap)
+{
+	const char *reason;
+	unsigned st = cap_answer(cap, &reason);
+
+	proxy_reply(r, st, reason, st == 503 ? SV("Retry-After: 600\r\n") : SV_NULL);
+}
+
+/* The origin of a stranger's message, from its source address and its From. */
+static void origin_of(const struct tp_addr *src, const struct sip_msg *m, struct im_origin *o)
+{
+	const struct sip_naddr *from = sip_msg_from((struct sip_msg *)m);
+
+	home_source_key(src, o->source, sizeof(o->source));
+	if (!from || home_aor_of_uri(from->uri, o->sender, sizeof(o->sender)))
+		snprintf(o->sender, sizeof(o->sender), "?");
+}
+
+void home_sender_of(const struct preq *r, struct home_sender *out)
+{
+	memset(out, 0, sizeof(*out));
+	out->stranger = r->srv->home && home_is_stranger(r->srv->home, r);
+	out->src = r->src->peer;
+}
+
+int home_message_keep(struct server *srv, const char *aor, sv_t request,
+		      const struct home_sender *from, unsigned *status, const char **reason)
 {
 	struct home *h = srv->home;
+	enum home_cap cap = HOME_CAP_COUNT;
+	struct im_origin origin;
 	struct sip_msg m;
 	int err;
 
@@ -367,9 +489,15 @@ int home_message_keep(struct server *srv, const char *aor, sv_t request)
 		return ENOTSUP;
 	memset(&m, 0, sizeof(m));
 	err = sip_parse(&m, request.p, request.len, 0);
-	if (!err)
-		err = im_keep(h, aor, &m, SV_NULL, true);
+	if (!err) {
+		if (from && from->stranger)
+			origin_of(&from->src, &m, &origin);
+		err = im_keep(h, aor, &m, SV_NULL, true, from && from->stranger ? &origin : NULL,
+			      &cap);
+	}
 	sip_msg_release(&m);
+	if (err == ENOSPC)
+		*status = cap_answer(cap, reason);
 	return err;
 }
 
@@ -381,14 +509,14 @@ bool home_message_waiting(struct server *srv, const char *aor)
 	return b && b->count > 0;
 }
 
-static void reply_kept(struct preq *r, int err)
+static void reply_kept(struct preq *r, int err, enum home_cap cap)
 {
 	switch (err) {
 	case 0:
 		proxy_reply(r, 202, "Accepted: stored for delivery", SV_NULL);
 		break;
 	case ENOSPC:
-		proxy_reply(r, 480, "Offline message store full", SV_NULL);
+		reply_full(r, cap);
 		break;
 	case EINVAL:
 		proxy_reply(r, 400, "Malformed From or To", SV_NULL);
@@ -403,9 +531,18 @@ enum proxy_step home_message_store(struct preq *r, const char *aor)
 {
 	struct home *h = r->srv->home;
 
+	struct im_origin origin, *o = NULL;
+	enum home_cap cap = HOME_CAP_COUNT;
+	int err;
+
 	if (proxy_local_txn(r) == EEXIST)
 		return PROXY_DONE;
-	reply_kept(r, im_keep(h, aor, r->m, SV_NULL, true));
+	if (home_is_stranger(h, r)) {
+		o = &origin;
+		origin_of(&r->src->peer, r->m, o);
+	}
+	err = im_keep(h, aor, r->m, SV_NULL, true, o, &cap);
+	reply_kept(r, err, cap);
 	return PROXY_DONE;
 }
 
@@ -582,7 +719,8 @@ static enum proxy_step topic_message(struct home *h, struct preq *r)
 		if (strcmp(t->members[i], sender) == 0)
 			continue;
 		/* online members get it at once and it is written only if that fails */
-		err = im_keep(h, t->members[i], r->m, sv_cstr(to), false);
+		enum home_cap cap;
+		err = im_keep(h, t->members[i], r->m, sv_cstr(to), false, NULL, &cap);
 		full += err == ENOSPC;
 	}
 	if (full)
@@ -621,7 +759,8 @@ static void boxes_drop_each(struct home *h, bool (*drop)(struct im_box *, struct
 				if (b->tail == m)
 					b->tail = prev;
 				b->count--;
-				msg_free(m);
+				b->strangers -= m->stranger;
+				msg_free(h, m);
 			}
 			box_release_if_empty(b);
 		}
@@ -687,12 +826,20 @@ int im_load_message(struct home *h, const struct store_record *rec)
 {
 	struct im_box *b = box_get(h, rec->owner);
 	struct im_msg *m = b ? msg_new(h, rec->meta, sv_make(rec->body, rec->body_len)) : NULL;
+	sv_t source;
 
 	if (!m)
 		return ENOMEM;
 	m->id = (uint64_t)rec->seq;
 	m->expires = rec->expires;
 	m->persisted = true;
+	source = home_meta_get(rec->meta, "Stranger-Source");
+	if (source.len) {
+		char src[64], sender[HOME_AOR_MAX];
+		sv_copy(source, src, sizeof(src));
+		sv_copy(home_meta_get(rec->meta, "Stranger-Sender"), sender, sizeof(sender));
+		stranger_msg_count(h, m, src, sender);
+	}
 	if (m->id > h->next_msg_id)
 		h->next_msg_id = m->id;
 	box_append(h, b, m);
@@ -731,7 +878,7 @@ void im_free_all(struct home *h)
 			next = b->hnext; /* a delivery in flight died with its worker */
 			for (struct im_msg *m = b->head, *mn; m; m = mn) {
 				mn = m->next;
-				msg_free(m);
+				msg_free(h, m);
 			}
 			free(b);
 		}

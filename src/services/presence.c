@@ -238,6 +238,8 @@ static void sub_save(struct home *h, struct pres_sub *s)
 	char key[32], peer[96];
 	struct buf meta;
 
+	if (s->phantom)
+		return; /* kept in memory only */
 	snprintf(key, sizeof(key), "%" PRIu64, s->id);
 	if (tp_addr_format(&s->peer, peer, sizeof(peer)))
 		peer[0] = '\0';
@@ -246,10 +248,10 @@ static void sub_save(struct home *h, struct pres_sub *s)
 		   "Event: %s\r\nEv: %d\r\nState: %d\r\nTopic: %d\r\nWatcher: %s\r\n"
 		   "Call-ID: %s\r\nLocal-Tag: %s\r\nRemote-Tag: %s\r\nLocal-URI: %s\r\n"
 		   "Remote-From: %s\r\nContact: %s\r\nRoute: %s\r\nPeer: %s\r\nCSeq: %u\r\n"
-		   "Remote-CSeq: %u\r\n",
+		   "Remote-CSeq: %u\r\nStranger: %d\r\nProven: %d\r\n",
 		   s->event_name, (int)s->ev, (int)s->state, (int)s->res->topic, s->watcher,
 		   s->callid, s->local_tag, s->remote_tag, s->local_uri, s->remote_from, s->contact,
-		   s->route, peer, s->cseq, s->remote_cseq);
+		   s->route, peer, s->cseq, s->remote_cseq, s->src_ctr != NULL, s->proven);
 	buf_append_char(&meta, '\0');
 	if (!meta.err)
 		home_rec_put(h, STORE_REC_SUBSCRIPTION, key, s->res->key, (int64_t)s->id,
@@ -281,6 +283,29 @@ static void sub_link(struct home *h, struct pres_sub *s, struct pres_res *r)
 		home_interest_mark(h, r->key); /* its REGISTERs change what the watcher sees */
 }
 
+/* A stranger's subscription counts against its source address and the total. */
+static void stranger_sub_count(struct home *h, struct pres_sub *s, const struct tp_addr *peer)
+{
+	char key[64];
+
+	home_source_key(peer, key, sizeof(key));
+	s->src_ctr = home_ctr_get(h, h->by_source, key, true);
+	if (!s->src_ctr)
+		return; /* out of memory: uncounted, and treated as a local watcher's */
+	s->src_ctr->subs++;
+	h->stranger_subs++;
+}
+
+static void stranger_sub_uncount(struct home *h, struct pres_sub *s)
+{
+	if (!s->src_ctr)
+		return;
+	s->src_ctr->subs--;
+	h->stranger_subs--;
+	home_ctr_release(h, h->by_source, s->src_ctr);
+	s->src_ctr = NULL;
+}
+
 static void sub_remove(struct home *h, struct pres_sub *s)
 {
 	struct pres_res *r = s->res;
@@ -299,8 +324,11 @@ static void sub_remove(struct home *h, struct pres_sub *s)
 			break;
 		}
 	}
-	snprintf(key, sizeof(key), "%" PRIu64, s->id);
-	home_rec_del(h, STORE_REC_SUBSCRIPTION, key);
+	if (!s->phantom) {
+		snprintf(key, sizeof(key), "%" PRIu64, s->id);
+		home_rec_del(h, STORE_REC_SUBSCRIPTION, key);
+	}
+	stranger_sub_uncount(h, s);
 	uac_forget(s->inflight);
 	if (!r->topic && s->ev == PRES_EV_PRESENCE)
 		notify_event(r, PRES_EV_WINFO); /* the watcher list changed */
@@ -322,8 +350,10 @@ static void notify_done(void *arg, unsigned status, const struct sip_msg *resp)
 	struct pres_res *r = s->res;
 	struct home *h = s->home;
 
-	(void)resp;
 	s->inflight = NULL;
+	/* the watcher answered from where we sent it: a real return path */
+	if (resp)
+		s->proven = true;
 	if (s->state == PRES_TERMINATED || status >= 300) {
 		if (status >= 300 && s->state != PRES_TERMINATED)
 			log_info("subscription of %s to %s ended: NOTIFY answered %u", s->watcher,
@@ -415,10 +445,20 @@ static void sub_send(struct pres_sub *s, const char *ct, sv_t body)
 	char from[STORE_URI_MAX + 64], contact[160], hdrs[512];
 	int64_t left = s->expires - (int64_t)time(NULL);
 	struct uac_req rq;
+	bool once = s->src_ctr && !s->proven;
 	int n, err;
 
 	if (s->final_pending)
 		s->state = PRES_TERMINATED;
+	if (once) {
+		/* an unproven stranger gets no more NOTIFYs than it sent SUBSCRIBEs */
+		if (!s->credit) {
+			if (s->state == PRES_TERMINATED)
+				sub_remove(h, s);
+			return;
+		}
+		s->credit--;
+	}
 	our_contact(h, &s->peer, contact, sizeof(contact));
 	if (s->state == PRES_TERMINATED)
 		n = snprintf(hdrs, sizeof(hdrs), "Subscription-State: terminated;reason=%s\r\n",
@@ -440,6 +480,7 @@ static void sub_send(struct pres_sub *s, const char *ct, sv_t body)
 	    .headers = sv_cstr(hdrs),
 	    .content_type = ct ? sv_cstr(ct) : SV_NULL,
 	    .body = ct ? body : SV_NULL,
+	    .once = once,
 	};
 	err = uac_send(h->w, &s->peer, s->conn_id, &rq, notify_done, s, &s->inflight);
 	if (err) {
@@ -765,9 +806,33 @@ static bool subscribe_topic(struct home *h, struct preq *r, const char *topic, c
 	return err == 0;
 }
 
+/* A stranger over its caps is answered 503 (true); a stranger's SUBSCRIBE otherwise goes on. */
+static bool stranger_capped(struct home *h, struct preq *r)
+{
+	const struct cfg *c = &h->srv->cfg;
+	struct home_ctr *ctr;
+	char key[64];
+
+	home_source_key(&r->src->peer, key, sizeof(key));
+	ctr = home_ctr_get(h, h->by_source, key, false);
+	if (h->stranger_subs >= c->str_subs) {
+		home_cap_hit(h, HOME_CAP_SUBS, key);
+		proxy_reply(r, 503, "Too many subscriptions from unauthenticated watchers",
+			    SV("Retry-After: 300\r\n"));
+		return true;
+	}
+	if (ctr && ctr->subs >= c->str_subs_per_source) {
+		home_cap_hit(h, HOME_CAP_SUBS_SOURCE, key);
+		proxy_reply(r, 503, "Too many subscriptions from this address",
+			    SV("Retry-After: 300\r\n"));
+		return true;
+	}
+	return false;
+}
+
 /* How a watcher of a presentity starts: PROXY_CONTINUE with *state, or the request is done. */
 static enum proxy_step authorise(struct preq *r, const char *target, const char *watcher,
-				 enum pres_state *state)
+				 enum pres_state *state, bool *exists)
 {
 	struct users_entry ue;
 	enum proxy_step step;
@@ -785,6 +850,7 @@ static enum proxy_step authorise(struct preq *r, const char *target, const char 
 		return PROXY_DONE;
 	}
 	/* an unknown presentity looks like one that has not decided: no enumeration */
+	*exists = ue.exists;
 	*state = ue.exists ? decide(target, watcher, &ue) : PRES_PENDING;
 	if (*state == PRES_TERMINATED) {
 		proxy_reply(r, 403, "Not authorised to watch this presentity", SV_NULL);
@@ -800,6 +866,7 @@ enum proxy_step pres_handle_subscribe(struct home *h, struct preq *r)
 	char target[HOME_AOR_MAX], watcher[HOME_AOR_MAX];
 	bool topic = im_is_topic_uri(h, ruri);
 	enum pres_state state = PRES_ACTIVE;
+	bool stranger = home_is_stranger(h, r), exists = true;
 	enum proxy_step step;
 	enum pres_event ev;
 	struct pres_res *res;
@@ -832,7 +899,10 @@ enum proxy_step pres_handle_subscribe(struct home *h, struct preq *r)
 			return PROXY_DONE;
 		}
 	} else if (ev == PRES_EV_PRESENCE) {
-		step = authorise(r, target, watcher, &state);
+		/* the caps first: the same answer whether the presentity exists or not */
+		if (stranger && stranger_capped(h, r))
+			return PROXY_DONE;
+		step = authorise(r, target, watcher, &state, &exists);
 		if (step != PROXY_CONTINUE)
 			return step;
 	}
@@ -850,6 +920,11 @@ enum proxy_step pres_handle_subscribe(struct home *h, struct preq *r)
 		return PROXY_DONE;
 	}
 	s->state = state;
+	if (stranger && ev == PRES_EV_PRESENCE) {
+		stranger_sub_count(h, s, &r->src->peer);
+		s->credit = 1; /* its SUBSCRIBE pays for one NOTIFY */
+		s->phantom = !exists;
+	}
 	sub_link(h, s, res);
 	reply_subscribed(h, r, e);
 	if (e == 0) {
@@ -896,6 +971,8 @@ enum proxy_step pres_handle_in_dialog(struct home *h, struct preq *r)
 	if (e < 0 || proxy_local_txn(r) == EEXIST)
 		return PROXY_DONE;
 	s->remote_cseq = cseq ? cseq->num : s->remote_cseq + 1;
+	if (s->src_ctr && s->credit < 2)
+		s->credit++; /* the refresh pays for its NOTIFY */
 	reply_subscribed(h, r, e);
 	if (e == 0) {
 		if (s->res->topic)
@@ -1152,6 +1229,9 @@ int pres_load_sub(struct home *h, const struct store_record *rec)
 		free(s);
 		return ENOMEM;
 	}
+	if (meta_uint(rec->meta, "Stranger"))
+		stranger_sub_count(h, s, &s->peer);
+	s->proven = meta_uint(rec->meta, "Proven") != 0;
 	sub_link(h, s, r);
 	return 0;
 }

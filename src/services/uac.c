@@ -122,6 +122,7 @@ int uac_send(struct worker *w, const struct tp_addr *peer, uint32_t conn_id,
 	}
 	if (out)
 		*out = u;
+	t->no_retransmit = rq->once;
 	/* a send failure ends the transaction later (deferred): done says so then */
 	txn_cli_send(t, &dest, b->p, b->len);
 	return 0;

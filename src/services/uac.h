@@ -32,6 +32,7 @@ struct uac_req {
 	sv_t headers;	   /* extra header lines, each ending in CRLF */
 	sv_t content_type; /* "" = no body */
 	sv_t body;
+	bool once; /* no retransmission over UDP: the peer has not proven its return path */
 };
 
 /* The final status of a request; resp is NULL for 408/503 made here. */

@@ -6,6 +6,13 @@
  * on it as copies, and are delivered again to their workers when it lands).
  * A generation number guards against a lookup that started before a flush
  * writing an answer from before the change.
+ *
+ * Strangers pick the names: the lookups that wait for the database are
+ * capped per source address and in total (503 beyond), the names cached as
+ * unknown are capped per bucket (the oldest goes), and the table's hash is
+ * keyed per process. With the preload, a set of every subscriber's name
+ * answers a name that is not in the database from memory, so an unknown
+ * name costs what a known one costs (no timing tells them apart).
  */
 #include "services/users.h"
 
@@ -15,8 +22,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "core/siphash.h"
+#include "config/config.h"
+#include "core/hash.h"
 #include "core/log.h"
 #include "server/dbq.h"
 #include "server/server.h"
@@ -24,12 +34,26 @@
 #include "store/store.h"
 #include "transport/tport.h"
 
-#define USERS_BUCKETS 8192
+#define USERS_BUCKETS	      8192
+#define USERS_SRC_SLOTS	      4096 /* per-source counts of waiting lookups (collisions only tighten) */
+#define USERS_NAMES_MIN	      1024
+#define USERS_NEGATIVE_KEEP_S 2
+#define USERS_BUSY_LOG_S      60
 
 struct waiter {
 	struct waiter *next;
 	struct worker *w;
 	struct wjob *job;
+	uint32_t src_slot;
+};
+
+/* Keyed hashes of every subscriber's name, open addressing; 0 marks a free slot. */
+struct names {
+	size_t mask;
+	size_t n;
+	bool failed;		  /* out of memory while building: not published */
+	struct store_stamp stamp; /* the additions' sentinel before the preload read */
+	uint64_t slots[];
 };
 
 struct uentry {
@@ -41,6 +65,7 @@ struct uentry {
 	char ha1_sha256[65];
 	char *settings; /* NULL when the user has none: most users */
 	struct waiter *waiters;
+	int64_t answered; /* when a lookup answered it (s): a young one's requests may still come */
 	uint16_t ulen;
 	uint16_t dlen;
 	char key[]; /* user '\0' domain */
@@ -50,13 +75,23 @@ struct ubucket {
 	pthread_mutex_t lock;
 	struct uentry *head;
 	size_t n;
+	size_t negative; /* of n, ready entries of names that do not exist */
 };
 
 struct users {
 	struct server *srv;
 	struct siphash_key key; /* bucket hash, random per process */
 	size_t per_bucket_max;
+	size_t per_bucket_negative;
 	atomic_uint_fast64_t gen;
+	atomic_size_t waiting;
+	atomic_size_t negative;
+	atomic_uint src_waiting[USERS_SRC_SLOTS];
+	atomic_uint_fast64_t busy_hits;
+	atomic_int_fast64_t busy_logged;
+	pthread_rwlock_t names_lock;
+	struct names *names;	   /* published; NULL: none (no preload, or it failed) */
+	struct names *names_build; /* being filled by the preload (database thread) */
 	struct ubucket buckets[USERS_BUCKETS];
 };
 
@@ -80,6 +115,10 @@ int users_create(struct server *srv, size_t capacity, struct users **out)
 		return EAGAIN;
 	}
 	u->per_bucket_max = capacity / USERS_BUCKETS + 4;
+	u->per_bucket_negative = (srv->cfg.negative_cache + USERS_BUCKETS - 1) / USERS_BUCKETS;
+	if (!u->per_bucket_negative)
+		u->per_bucket_negative = 1; /* the newest stays: its requests come back for it */
+	pthread_rwlock_init(&u->names_lock, NULL);
 	atomic_init(&u->gen, 1);
 	for (unsigned i = 0; i < USERS_BUCKETS; i++)
 		pthread_mutex_init(&u->buckets[i].lock, NULL);
@@ -93,12 +132,14 @@ static void entry_free(struct uentry *e)
 	free(e);
 }
 
-static void waiters_release(struct waiter *wt, bool deliver)
+static void waiters_release(struct users *u, struct waiter *wt, bool deliver)
 {
 	struct waiter *next;
 
 	for (; wt; wt = next) {
 		next = wt->next;
+		atomic_fetch_sub(&u->waiting, 1);
+		atomic_fetch_sub(&u->src_waiting[wt->src_slot], 1);
 		if (deliver)
 			worker_post(wt->w, wt->job);
 		else
@@ -115,11 +156,14 @@ void users_destroy(struct users *u)
 		struct uentry *e = u->buckets[i].head, *next;
 		for (; e; e = next) {
 			next = e->next;
-			waiters_release(e->waiters, false);
+			waiters_release(u, e->waiters, false);
 			entry_free(e);
 		}
 		pthread_mutex_destroy(&u->buckets[i].lock);
 	}
+	free(u->names);
+	free(u->names_build);
+	pthread_rwlock_destroy(&u->names_lock);
 	free(u);
 }
 
@@ -138,6 +182,121 @@ static uint64_t key_hash(const struct users *u, sv_t user, sv_t domain)
 static struct ubucket *bucket_of(struct users *u, sv_t user, sv_t domain)
 {
 	return &u->buckets[key_hash(u, user, domain) % USERS_BUCKETS];
+}
+
+/* ------------------------------------------------------------ name set */
+
+/* The name's key in the set: another keyed hash than the bucket's, never 0. */
+static uint64_t name_key(const struct users *u, sv_t user, sv_t domain)
+{
+	uint64_t k = hash_mix(key_hash(u, user, domain) ^ 0x6e616d6573ULL);
+
+	return k ? k : 1;
+}
+
+static struct names *names_alloc(size_t cap)
+{
+	struct names *n = calloc(1, sizeof(*n) + cap * sizeof(n->slots[0]));
+
+	if (n)
+		n->mask = cap - 1;
+	return n;
+}
+
+static void names_insert(struct names *n, uint64_t k)
+{
+	size_t i = (size_t)k & n->mask;
+
+	while (n->slots[i] && n->slots[i] != k)
+		i = (i + 1) & n->mask;
+	if (!n->slots[i]) {
+		n->slots[i] = k;
+		n->n++;
+	}
+}
+
+static bool names_has(const struct names *n, uint64_t k)
+{
+	for (size_t i = (size_t)k & n->mask;; i = (i + 1) & n->mask) {
+		if (n->slots[i] == k)
+			return true;
+		if (!n->slots[i])
+			return false;
+	}
+}
+
+/* Adds a name to the set being built, growing it at half full. */
+static void names_add(struct users *u, uint64_t k)
+{
+	struct names *n = u->names_build, *big;
+
+	if (!n || n->failed)
+		return;
+	if ((n->n + 1) * 2 > n->mask + 1) {
+		big = names_alloc((n->mask + 1) * 2);
+		if (!big) {
+			n->failed = true;
+			return;
+		}
+		for (size_t i = 0; i <= n->mask; i++) {
+			if (n->slots[i])
+				names_insert(big, n->slots[i]);
+		}
+		free(n);
+		u->names_build = n = big;
+	}
+	names_insert(n, k);
+}
+
+void users_names_begin(struct users *u)
+{
+	free(u->names_build);
+	u->names_build = names_alloc(USERS_NAMES_MIN);
+	/* taken before the read: an addition committed after it changes the stamp */
+	if (u->names_build && store_users_stamp(u->srv->cfg.db_path, &u->names_build->stamp))
+		u->names_build->failed = true; /* no sentinel: the set could not be trusted */
+}
+
+void users_names_end(struct users *u, bool ok)
+{
+	struct names *n = u->names_build, *old;
+
+	u->names_build = NULL;
+	if (!ok || !n || n->failed) {
+		free(n);
+		n = NULL; /* a partial set would call real users unknown: misses ask the database */
+	}
+	pthread_rwlock_wrlock(&u->names_lock);
+	old = u->names;
+	u->names = n;
+	pthread_rwlock_unlock(&u->names_lock);
+	free(old);
+}
+
+/* Known not to exist without asking the database: the preload's set does not have it. */
+static bool names_absent(struct users *u, sv_t user, sv_t domain)
+{
+	struct store_stamp now;
+	bool absent = false;
+
+	pthread_rwlock_rdlock(&u->names_lock);
+	if (u->names && !names_has(u->names, name_key(u, user, domain))) {
+		/* unless the CLI added subscribers since the set was read (one stat) */
+		absent = store_users_stamp(u->srv->cfg.db_path, &now) == 0 &&
+			 store_stamp_eq(&now, &u->names->stamp);
+	}
+	pthread_rwlock_unlock(&u->names_lock);
+	return absent;
+}
+
+size_t users_waiting(struct users *u)
+{
+	return atomic_load(&u->waiting);
+}
+
+size_t users_negative(struct users *u)
+{
+	return atomic_load(&u->negative);
 }
 
 /* Fills a ready entry from a subscriber row (settings are dropped when out of memory). */
@@ -171,13 +330,56 @@ static struct uentry *entry_find(struct ubucket *b, sv_t user, sv_t domain)
 	return NULL;
 }
 
+/* An entry leaves the cache: it no longer counts as a name known to be unknown. */
+static void entry_unknown_uncount(struct users *u, struct ubucket *b, struct uentry *e)
+{
+	if (e->pending || e->exists)
+		return;
+	b->negative--;
+	atomic_fetch_sub(&u->negative, 1);
+}
+
+/*
+ * A lookup found no such name: e is cached as unknown, and the oldest such
+ * entry of the bucket goes when the bucket has its share. One answered in
+ * the last USERS_NEGATIVE_KEEP_S stays (its requests are on their way back
+ * for it; going would cost them another lookup), so the share may be passed
+ * for that long, by as many lookups as the caps let wait. Bucket locked.
+ */
+static void entry_unknown_count(struct users *u, struct ubucket *b, struct uentry *e)
+{
+	int64_t now = (int64_t)time(NULL);
+	struct uentry **oldest = NULL;
+
+	e->answered = now;
+	b->negative++;
+	atomic_fetch_add(&u->negative, 1);
+	if (b->negative <= u->per_bucket_negative)
+		return;
+	for (struct uentry **pp = &b->head; *pp; pp = &(*pp)->next) {
+		struct uentry *x = *pp;
+		/* the list is newest first: the last one found is the oldest */
+		if (x != e && !x->pending && !x->exists &&
+		    now - x->answered >= USERS_NEGATIVE_KEEP_S)
+			oldest = pp;
+	}
+	if (oldest) {
+		struct uentry *victim = *oldest;
+		*oldest = victim->next;
+		entry_unknown_uncount(u, b, victim);
+		entry_free(victim);
+		b->n--;
+	}
+}
+
 /* Drops the ready entries of a bucket (pending ones have requests waiting on them). */
-static void bucket_drop_ready(struct ubucket *b)
+static void bucket_drop_ready(struct users *u, struct ubucket *b)
 {
 	for (struct uentry **pp = &b->head; *pp;) {
 		struct uentry *e = *pp;
 		if (!e->pending) {
 			*pp = e->next;
+			entry_unknown_uncount(u, b, e);
 			entry_free(e);
 			b->n--;
 		} else {
@@ -190,7 +392,7 @@ static void bucket_drop_ready(struct ubucket *b)
 static void bucket_trim(struct users *u, struct ubucket *b)
 {
 	if (b->n >= u->per_bucket_max)
-		bucket_drop_ready(b);
+		bucket_drop_ready(u, b);
 }
 
 /* A new entry at the head of b, for user@domain; NULL on ENOMEM. Bucket locked. */
@@ -259,6 +461,8 @@ static void lookup_run(struct store *st, struct dbq_job *job)
 			e->exists = false;
 			if (err == 0)
 				entry_set(e, &su);
+			else if (err == ENOENT)
+				entry_unknown_count(u, b, e);
 			wt = e->waiters;
 			e->waiters = NULL;
 			if (err && err != ENOENT) {
@@ -278,12 +482,47 @@ static void lookup_run(struct store *st, struct dbq_job *job)
 	pthread_mutex_unlock(&b->lock);
 	if (retry)
 		retry = lookup_submit(u, user, domain, atomic_load(&u->gen)) != 0;
-	waiters_release(wt, true);
+	waiters_release(u, wt, true);
 	free(lj);
 }
 
-static int waiter_add(struct uentry *e, struct worker *w, const struct sip_msg *m,
-		      const struct tp_src *src)
+/* The per-source slot of a request's source address (its IP, not its port). */
+static uint32_t src_slot(const struct users *u, const struct tp_src *src)
+{
+	const struct tp_addr *a = &src->peer;
+	uint64_t h;
+
+	if (a->u.sa.sa_family == AF_INET6)
+		h = siphash13(&u->key, &a->u.in6.sin6_addr, sizeof(a->u.in6.sin6_addr));
+	else
+		h = siphash13(&u->key, &a->u.in.sin_addr, sizeof(a->u.in.sin_addr));
+	return (uint32_t)(h % USERS_SRC_SLOTS);
+}
+
+/* Too many lookups wait, from this source or in all: counted, logged once a minute. */
+static bool lookups_capped(struct users *u, uint32_t slot, const struct tp_src *src)
+{
+	const struct cfg *c = &u->srv->cfg;
+	bool total = atomic_load(&u->waiting) >= c->lookups;
+	int64_t now, last;
+	char ip[64];
+
+	if (!total && atomic_load(&u->src_waiting[slot]) < c->lookups_per_source)
+		return false;
+	atomic_fetch_add(&u->busy_hits, 1);
+	now = (int64_t)time(NULL);
+	last = atomic_load(&u->busy_logged);
+	if ((!last || now - last >= USERS_BUSY_LOG_S) &&
+	    atomic_compare_exchange_strong(&u->busy_logged, &last, now))
+		log_warn("%s reached (%s): subscriber lookup refused with 503, %llu times so far",
+			 total ? "strangers.lookups" : "strangers.lookups_per_source",
+			 tp_addr_ip(&src->peer, ip, sizeof(ip)),
+			 (unsigned long long)atomic_load(&u->busy_hits));
+	return true;
+}
+
+static int waiter_add(struct users *u, struct uentry *e, struct worker *w, const struct sip_msg *m,
+		      const struct tp_src *src, uint32_t slot)
 {
 	struct waiter *wt = malloc(sizeof(*wt));
 	struct tp_src again = *src;
@@ -297,6 +536,9 @@ static int waiter_add(struct uentry *e, struct worker *w, const struct sip_msg *
 		return ENOMEM;
 	}
 	wt->w = w;
+	wt->src_slot = slot;
+	atomic_fetch_add(&u->waiting, 1);
+	atomic_fetch_add(&u->src_waiting[slot], 1);
 	wt->next = e->waiters;
 	e->waiters = wt;
 	return 0;
@@ -311,6 +553,7 @@ enum users_lookup users_get(struct users *u, struct worker *w, sv_t user, sv_t d
 	struct uentry *e;
 	bool submit = false;
 	uint64_t gen = 0;
+	uint32_t slot;
 
 	if (user.len == 0 || user.len >= STORE_USER_MAX || domain.len >= STORE_DOMAIN_MAX) {
 		out->exists = false;
@@ -324,8 +567,21 @@ enum users_lookup users_get(struct users *u, struct worker *w, sv_t user, sv_t d
 		rc = USERS_HIT;
 		goto out;
 	}
+	if (!e && names_absent(u, user, domain)) {
+		/* not in the database: answered from memory, as fast as a known name, and
+		 * nothing is kept for it */
+		out->exists = false;
+		out->settings[0] = '\0';
+		rc = USERS_HIT;
+		goto out;
+	}
 	if (redelivered >= USERS_MAX_REDELIVERIES) {
 		rc = USERS_ERROR;
+		goto out;
+	}
+	slot = src_slot(u, src);
+	if (lookups_capped(u, slot, src)) {
+		rc = USERS_BUSY;
 		goto out;
 	}
 	if (!e) {
@@ -339,7 +595,7 @@ enum users_lookup users_get(struct users *u, struct worker *w, sv_t user, sv_t d
 		submit = true;
 		gen = e->gen;
 	}
-	if (waiter_add(e, w, m, src))
+	if (waiter_add(u, e, w, m, src, slot))
 		rc = USERS_ERROR;
 out:
 	pthread_mutex_unlock(&b->lock);
@@ -374,9 +630,12 @@ void users_put(struct users *u, const struct store_user *su)
 	e = entry_find(b, user, domain);
 	if (!e)
 		e = entry_add(u, b, user, domain);
-	if (e && !e->pending)
-		entry_set(e, su); /* a pending entry is being answered by its own lookup: leave it
-				     to that one */
+	if (e && !e->pending) {
+		entry_unknown_uncount(u, b, e);
+		entry_set(e, su);
+	}
+	names_add(u, name_key(u, user, domain)); /* a pending entry is being answered by its own
+				     lookup: leave it to that one */
 	pthread_mutex_unlock(&b->lock);
 }
 
@@ -386,7 +645,7 @@ void users_flush(struct users *u)
 	for (unsigned i = 0; i < USERS_BUCKETS; i++) {
 		struct ubucket *b = &u->buckets[i];
 		pthread_mutex_lock(&b->lock);
-		bucket_drop_ready(b);
+		bucket_drop_ready(u, b);
 		pthread_mutex_unlock(&b->lock);
 	}
 }

@@ -37,6 +37,7 @@ enum users_lookup {
 	USERS_HIT = 0, /* *out filled (exists may be false: known not to exist) */
 	USERS_PENDING, /* a lookup runs; the message will be delivered again on w */
 	USERS_ERROR,   /* database unavailable or out of memory */
+	USERS_BUSY,    /* too many lookups wait (from this source, or in all): 503 */
 };
 
 int users_create(struct server *srv, size_t capacity, struct users **out);
@@ -60,5 +61,20 @@ enum users_lookup users_peek(struct users *u, sv_t user, sv_t domain, struct use
 void users_flush(struct users *u);
 /* Stores a subscriber read from the store (preloading); on the database thread. */
 void users_put(struct users *u, const struct store_user *su);
+
+/*
+ * The preload also fills a compact set of every subscriber's name (keyed
+ * hashes), so that a name not in the database is answered from memory, as
+ * fast as a preloaded one: no database round trip tells the two apart.
+ * begin before the users_put of a full preload; end(ok) publishes the set
+ * (ok false: the preload failed, the set is dropped and misses ask the
+ * database again). On the database thread.
+ */
+void users_names_begin(struct users *u);
+void users_names_end(struct users *u, bool ok);
+
+/* Lookups waiting for the database, and names cached as unknown (for tests and stats). */
+size_t users_waiting(struct users *u);
+size_t users_negative(struct users *u);
 
 #endif

@@ -59,6 +59,8 @@ struct store {
 	const struct store_ops *ops;
 	struct store_hasher hasher; /* filled on first use */
 	char errmsg[256];
+	char users_sentinel[4096]; /* "" = none (store_users_stamp) */
+	bool users_added;	   /* an addition waits for the commit to be told */
 };
 
 /* Formats s->errmsg and returns rc, so a failure is one line: return store_fail(...). */

@@ -16,9 +16,12 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 #include <time.h>
+#include <unistd.h>
 
 struct store_backend {
 	const char *prefix;
@@ -59,7 +62,85 @@ static int store_open_fail(char *err, size_t errlen, int rc, const char *fmt, ..
 	return rc;
 }
 
+static int store_open_backend(const char *location, struct store **out, char *err, size_t errlen);
+
+/* ---------------------------------------------------- additions' sentinel */
+
+#define STORE_SENTINEL_MAX 4096 /* bytes before the sentinel starts again */
+
+/* "<path>-users" for a file database; false for anything else. */
+static bool store_sentinel_path(const char *location, char *out, size_t len)
+{
+	int n;
+
+	if (!location)
+		return false;
+	if (strncasecmp(location, "sqlite:", 7) == 0)
+		location += 7;
+	if (!*location || strstr(location, "://") || strcmp(location, ":memory:") == 0 ||
+	    strncmp(location, "file:", 5) == 0)
+		return false;
+	n = snprintf(out, len, "%s-users", location);
+	return n > 0 && (size_t)n < len;
+}
+
+int store_users_stamp(const char *location, struct store_stamp *out)
+{
+	char path[STORE_SENTINEL_MAX];
+	struct stat st;
+
+	*out = (struct store_stamp){0};
+	if (!store_sentinel_path(location, path, sizeof(path)))
+		return ENOTSUP;
+	if (stat(path, &st) != 0)
+		return 0; /* none yet: nobody added a subscriber since the file was made */
+	out->exists = true;
+	out->ino = (uint64_t)st.st_ino;
+	out->size = (uint64_t)st.st_size;
+	out->mtime_ns = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
+	out->ctime_ns = (int64_t)st.st_ctim.tv_sec * 1000000000 + st.st_ctim.tv_nsec;
+	return 0;
+}
+
+bool store_stamp_eq(const struct store_stamp *a, const struct store_stamp *b)
+{
+	return a->exists == b->exists && a->ino == b->ino && a->size == b->size &&
+	       a->mtime_ns == b->mtime_ns && a->ctime_ns == b->ctime_ns;
+}
+
+/*
+ * Subscribers were added and committed: the sentinel changes (one byte more,
+ * or emptied when long: its size and times differ from any stamp before).
+ */
+static void store_users_touch(struct store *s)
+{
+	struct stat st;
+	int fd;
+
+	s->users_added = false;
+	if (!s->users_sentinel[0])
+		return;
+	fd = open(s->users_sentinel, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return; /* a server then learns of it at its next poll, as before */
+	if (fstat(fd, &st) == 0 && st.st_size >= STORE_SENTINEL_MAX)
+		(void)!ftruncate(fd, 0);
+	else
+		(void)!write(fd, "+", 1);
+	close(fd);
+}
+
 int store_open(const char *location, struct store **out, char *err, size_t errlen)
+{
+	int rc = store_open_backend(location, out, err, errlen);
+
+	if (!rc &&
+	    !store_sentinel_path(location, (*out)->users_sentinel, sizeof((*out)->users_sentinel)))
+		(*out)->users_sentinel[0] = '\0';
+	return rc;
+}
+
+static int store_open_backend(const char *location, struct store **out, char *err, size_t errlen)
 {
 	*out = NULL;
 	if (!location || !*location)
@@ -282,7 +363,12 @@ int store_user_add(struct store *s, sv_t user, sv_t domain, sv_t password)
 	struct store_user u;
 	int rc = store_make_user(s, user, domain, password, &u);
 
-	return rc ? rc : s->ops->user_add(s, &u, (int64_t)time(NULL));
+	if (!rc)
+		rc = s->ops->user_add(s, &u, (int64_t)time(NULL));
+	if (!rc)
+		store_users_touch(s); /* in a transaction: again at its commit */
+	s->users_added = !rc;
+	return rc;
 }
 
 int store_user_passwd(struct store *s, sv_t user, sv_t domain, sv_t password)
@@ -452,6 +538,7 @@ int store_user_import_csv(struct store *s, FILE *in, size_t *count, size_t *bad_
 		rc = s->ops->commit(s);
 	if (rc)
 		goto out;
+	store_users_touch(s);
 	*count = st.imported;
 out:
 	if (rc) {
@@ -603,7 +690,11 @@ int store_begin(struct store *s)
 
 int store_commit(struct store *s)
 {
-	return s->ops->commit(s);
+	int rc = s->ops->commit(s);
+
+	if (!rc && s->users_added)
+		store_users_touch(s);
+	return rc;
 }
 
 int store_rollback(struct store *s)

@@ -60,6 +60,21 @@ void store_close(struct store *s);
 /* Human-readable reason for the last failure on this handle. */
 const char *store_errmsg(struct store *s);
 
+/*
+ * Who added subscribers since: a sentinel file next to a file database
+ * ("<path>-users") that every addition touches after it is committed, so a
+ * server can tell from any thread, with one stat() and no database access,
+ * that its picture of which names exist may be behind (the CLI added some).
+ */
+struct store_stamp {
+	bool exists;
+	uint64_t ino, size;
+	int64_t mtime_ns, ctime_ns;
+};
+/* The stamp now; ENOTSUP when location is not a file database (no sentinel). */
+int store_users_stamp(const char *location, struct store_stamp *out);
+bool store_stamp_eq(const struct store_stamp *a, const struct store_stamp *b);
+
 /* Subscribers. The password is hashed here and never stored. */
 int store_user_add(struct store *s, sv_t user, sv_t domain, sv_t password);	     /* EEXIST */
 int store_user_passwd(struct store *s, sv_t user, sv_t domain, sv_t password);	     /* ENOENT */

@@ -623,7 +623,7 @@ int txn_cli_send(struct txn_cli *t, const struct tp_dest *dest, const char *req,
 		cli_terminate(t);
 		return err;
 	}
-	if (!t->reliable) {
+	if (!t->reliable && !t->no_retransmit) {
 		t->interval_ms = c->t1_ms;
 		timer_start(t->w, &t->tmr_retrans, t->interval_ms);
 	}

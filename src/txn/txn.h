@@ -166,6 +166,9 @@ struct txn_cli {
 	bool cancel_wanted;    /* CANCEL asked for before any provisional */
 	bool cancel_elsewhere; /* CANCEL carries "Call completed elsewhere" (RFC 3326) */
 	bool strict_source;    /* responses count only from dest's address and port (probes) */
+	/* set before txn_cli_send: sent once even over UDP (a peer whose return path is
+	 * unproven gets no more packets than it sent); Timer F still ends it */
+	bool no_retransmit;
 	unsigned last_status;
 	unsigned interval_ms;
 	uint8_t branch_len;

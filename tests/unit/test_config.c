@@ -225,6 +225,42 @@ static void test_every_key(void **state)
 	assert_int_equal(c.dns_cache_ttl_s, 0);
 }
 
+static void test_strangers(void **state)
+{
+	struct cfg c;
+	struct cfg_error err;
+
+	(void)state;
+	cfg_defaults(&c);
+	assert_int_equal(c.str_subs_per_source, 16);
+	assert_int_equal(c.str_subs, 4096);
+	assert_int_equal(c.str_msgs_per_source, 32);
+	assert_int_equal(c.str_msgs_per_sender, 16);
+	assert_int_equal(c.str_msgs, 4096);
+	assert_int_equal(c.msgs_total, 200000);
+	assert_int_equal(c.lookups_per_source, 256);
+	assert_int_equal(c.lookups, 4096);
+	assert_int_equal(c.negative_cache, 8192);
+	assert_int_equal(load(&c,
+			      "strangers:\n  subscriptions_per_source: 2\n  subscriptions: 3\n"
+			      "  messages_per_source: 4\n  messages_per_sender: 5\n  messages: 6\n"
+			      "  stored_messages: 7\n  lookups_per_source: 8\n  lookups: 9\n"
+			      "  negative_cache: 10\n",
+			      &err),
+			 0);
+	assert_int_equal(c.str_subs_per_source, 2);
+	assert_int_equal(c.str_subs, 3);
+	assert_int_equal(c.str_msgs_per_source, 4);
+	assert_int_equal(c.str_msgs_per_sender, 5);
+	assert_int_equal(c.str_msgs, 6);
+	assert_int_equal(c.msgs_total, 7);
+	assert_int_equal(c.lookups_per_source, 8);
+	assert_int_equal(c.lookups, 9);
+	assert_int_equal(c.negative_cache, 10);
+	assert_int_equal(load(&c, "strangers:\n  lookups: 0\n", &err), EINVAL);
+	assert_int_equal(load(&c, "strangers:\n  stored_messages: 0\n", &err), EINVAL);
+}
+
 static void test_algorithms(void **state)
 {
 	struct cfg c;
@@ -553,7 +589,7 @@ int main(void)
 	    cmocka_unit_test(test_error_column), cmocka_unit_test(test_failed_load_keeps_config),
 	    cmocka_unit_test(test_listen_specs), cmocka_unit_test(test_listen_limit),
 	    cmocka_unit_test(test_domains),	 cmocka_unit_test(test_finish_cross_rules),
-	    cmocka_unit_test(test_files),
+	    cmocka_unit_test(test_files),	 cmocka_unit_test(test_strangers),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -374,6 +374,51 @@ static void test_import(void **state)
 	assert_string_equal(u.ha1_md5, md5);
 }
 
+/* Additions, and only additions, change the sentinel a server stats (the name set's freshness). */
+static void test_users_stamp(void **state)
+{
+	struct fixture *f = *state;
+	struct store_stamp a, b, c;
+	size_t count, bad;
+	FILE *in;
+
+	assert_int_equal(store_users_stamp(f->path, &a), 0);
+	assert_false(a.exists);
+	assert_int_equal(store_user_add(f->s, SV("alice"), SV("example.com"), SV("x")), 0);
+	assert_int_equal(store_users_stamp(f->path, &b), 0);
+	assert_true(b.exists);
+	assert_false(store_stamp_eq(&a, &b));
+	/* a change of password or settings, or a failed addition, is not an addition */
+	assert_int_equal(store_user_passwd(f->s, SV("alice"), SV("example.com"), SV("y")), 0);
+	assert_int_equal(store_user_add(f->s, SV("alice"), SV("example.com"), SV("x")), EEXIST);
+	assert_int_equal(store_users_stamp(f->path, &c), 0);
+	assert_true(store_stamp_eq(&b, &c));
+	/* inside a transaction the commit tells again */
+	assert_int_equal(store_begin(f->s), 0);
+	assert_int_equal(store_user_add(f->s, SV("bob"), SV("example.com"), SV("x")), 0);
+	assert_int_equal(store_users_stamp(f->path, &b), 0);
+	assert_int_equal(store_commit(f->s), 0);
+	assert_int_equal(store_users_stamp(f->path, &c), 0);
+	assert_false(store_stamp_eq(&b, &c));
+	in = csv("carol,example.com,pw\n");
+	assert_int_equal(store_user_import_csv(f->s, in, &count, &bad), 0);
+	fclose(in);
+	assert_int_equal(store_users_stamp(f->path, &b), 0);
+	assert_false(store_stamp_eq(&b, &c));
+	/* the sentinel starts again when long, and still differs */
+	for (int i = 0; i < 4200; i++) {
+		char name[16];
+		snprintf(name, sizeof(name), "u%d", i);
+		assert_int_equal(store_user_add(f->s, sv_cstr(name), SV("example.com"), SV("x")),
+				 0);
+		assert_int_equal(store_users_stamp(f->path, &c), 0);
+		assert_false(store_stamp_eq(&b, &c));
+		b = c;
+	}
+	assert_int_equal(store_users_stamp(":memory:", &a), ENOTSUP);
+	assert_int_equal(store_users_stamp("sqlite:file:x.db?mode=ro", &a), ENOTSUP);
+}
+
 static void test_import_bad_line(void **state)
 {
 	struct fixture *f = *state;
@@ -630,6 +675,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_transactions, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_data_version, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_records, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_users_stamp, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_migration_from_v1, setup, teardown),
 	};
 
