@@ -129,6 +129,12 @@ struct cfg {
 	char broker_domain[128];
 	bool broker_auto_create;     /* a SUBSCRIBE to an unknown topic creates it: true */
 	unsigned broker_max_members; /* per topic: 10000 */
+
+	/* overload control (RFC 7339, proxy/overload.h) */
+	bool ovl_enabled;	  /* true */
+	unsigned ovl_delay_ms;	  /* queueing delay above which new requests are shed: 50 */
+	unsigned ovl_retry_after; /* Retry-After of the 503 sent to a shed request, seconds: 2 */
+	unsigned ovl_validity_ms; /* oc-validity advertised upstream while overloaded: 500 */
 };
 
 struct cfg_error {

@@ -42,6 +42,9 @@ struct tp_src {
 	unsigned listen;     /* index of the listen address it arrived on */
 	uint32_t conn_id;    /* TCP connection, 0 for UDP */
 	uint8_t redelivered; /* times delivered again after an asynchronous lookup */
+	/* when the kernel received it (CLOCK_REALTIME ns, SO_TIMESTAMPNS), 0 = unknown:
+	 * the start of its queueing delay (proxy/overload.h) */
+	int64_t rx_ns;
 };
 
 /* Where a message goes. */
