@@ -199,17 +199,28 @@ static const struct cfg_key cfg_overload_keys[] = {
 };
 
 static const struct cfg_key cfg_top_keys[] = {
-    CFG_SPECIAL("log_level", CFG_K_LOG_LEVEL),	CFG_UINT("workers", workers, 0, 256),
-    CFG_STR("server_name", server_name, false), CFG_SPECIAL("domains", CFG_K_DOMAINS),
-    CFG_SPECIAL("listen", CFG_K_LISTEN),	CFG_SECTION("database", cfg_database_keys),
-    CFG_SECTION("timers", cfg_timer_keys),	CFG_SECTION("registrar", cfg_registrar_keys),
-    CFG_SECTION("auth", cfg_auth_keys),		CFG_SECTION("proxy", cfg_proxy_keys),
-    CFG_SECTION("tcp", cfg_tcp_keys),		CFG_SECTION("dns", cfg_dns_keys),
-    CFG_SECTION("calls", cfg_calls_keys),	CFG_SECTION("lists", cfg_lists_keys),
-    CFG_SPECIAL("gateways", CFG_K_GATEWAYS),	CFG_SPECIAL("gateway_groups", CFG_K_GROUPS),
-    CFG_SECTION("dialplan", cfg_dialplan_keys), CFG_SECTION("messaging", cfg_messaging_keys),
-    CFG_SECTION("presence", cfg_presence_keys), CFG_SECTION("broker", cfg_broker_keys),
-    CFG_SECTION("overload", cfg_overload_keys), {0},
+    CFG_SPECIAL("log_level", CFG_K_LOG_LEVEL),
+    CFG_UINT("workers", workers, 0, 256),
+    CFG_STR("server_name", server_name, false),
+    CFG_SPECIAL("domains", CFG_K_DOMAINS),
+    CFG_SPECIAL("listen", CFG_K_LISTEN),
+    CFG_SECTION("database", cfg_database_keys),
+    CFG_SECTION("timers", cfg_timer_keys),
+    CFG_SECTION("registrar", cfg_registrar_keys),
+    CFG_SECTION("auth", cfg_auth_keys),
+    CFG_SECTION("proxy", cfg_proxy_keys),
+    CFG_SECTION("tcp", cfg_tcp_keys),
+    CFG_SECTION("dns", cfg_dns_keys),
+    CFG_SECTION("calls", cfg_calls_keys),
+    CFG_SECTION("lists", cfg_lists_keys),
+    CFG_SPECIAL("gateways", CFG_K_GATEWAYS),
+    CFG_SPECIAL("gateway_groups", CFG_K_GROUPS),
+    CFG_SECTION("dialplan", cfg_dialplan_keys),
+    CFG_SECTION("messaging", cfg_messaging_keys),
+    CFG_SECTION("presence", cfg_presence_keys),
+    CFG_SECTION("broker", cfg_broker_keys),
+    CFG_SECTION("overload", cfg_overload_keys), /* RFC 7339 */
+    {0},
 };
 
 /* "lo must not be greater than hi": the rules that span two keys. */
