@@ -41,7 +41,7 @@ struct ovl_dest {
 	int64_t expires_ns;
 	uint64_t seq;
 	bool has_seq;
-	double credit;
+	unsigned credit; /* percent points owed: a request is dropped for every 100 */
 };
 
 struct ovl {
@@ -277,10 +277,10 @@ enum ovl_verdict ovl_dest_admit(struct ovl *o, const struct tp_addr *a, int64_t 
 		*d = o->dest[--o->ndest]; /* the report ran out: back to full rate */
 		return OVL_ADMIT;
 	}
-	d->credit += d->reduction / 100.0;
-	if (d->credit < 1.0)
+	d->credit += d->reduction;
+	if (d->credit < 100)
 		return OVL_ADMIT;
-	d->credit -= 1.0;
+	d->credit -= 100;
 	o->st.dest_shed++;
 	return OVL_SHED;
 }
