@@ -1,7 +1,8 @@
 /*
  * fuzz_sip_parse.c - libFuzzer target for the SIP parser: the datagram and
  * the stream framing, every lazy header accessor, the request/response
- * checks, URI and Contact parsing, and building a reply, so that any input
+ * checks, URI and Contact parsing, the RFC 7339 oc parameters of every Via,
+ * and building a reply (with the oc parameters replaced), so that any input
  * that reaches the server's parser is exercised the way the server uses it.
  */
 #include <stdint.h>
@@ -18,6 +19,9 @@ static void exercise(struct sip_msg *m)
 	    .status = 400, .to_tag = SV("fuzz"), .via_params = SV(";received=1.2.3.4")};
 	struct buf out;
 	sv_t elem;
+	struct sip_via_oc oc1;
+	sv_t drop[SIP_OC_NSPANS];
+	size_t ndrop = 0;
 
 	sip_msg_via1(m);
 	sip_msg_from(m);
@@ -42,12 +46,29 @@ static void exercise(struct sip_msg *m)
 	sip_hdr_iter_init(&it, m, SIP_H_VIA);
 	while (sip_hdr_iter_next(&it, &elem)) {
 		struct sip_via v;
-		sip_via_parse(elem, &v, NULL);
+		struct sip_via_oc oc;
+		if (sip_via_parse(elem, &v, NULL) == 0)
+			sip_via_oc_parse(&v, &oc);
 	}
 	if (m->request) {
 		buf_init(&out, 0);
 		sip_build_reply(&out, m, &rep);
 		buf_free(&out);
+		/* the reply to a client that declared overload control support */
+		if (sip_msg_via1(m) && sip_via_oc_parse(sip_msg_via1(m), &oc1) == 0 &&
+		    oc1.present) {
+			for (unsigned i = 0; i < SIP_OC_NSPANS; i++) {
+				if (oc1.span[i].len)
+					drop[ndrop++] = oc1.span[i];
+			}
+			rep.via_drop = drop;
+			rep.nvia_drop = ndrop;
+			rep.via_params = SV(";oc=20;oc-algo=\"loss\";oc-validity=500;oc-seq=1.5");
+			rep.via_drop_rport = true;
+			buf_init(&out, 0);
+			sip_build_reply(&out, m, &rep);
+			buf_free(&out);
+		}
 	}
 }
 

@@ -12,6 +12,7 @@ trap 'rm -rf "$WORK"' EXIT
 mkdir -p "$WORK/sip" "$WORK/auth" "$WORK/config" "$WORK/settings" "$WORK/pidf" "$WORK/dptext" \
 	"$WORK/tcp_stream" "$WORK/branch" "$WORK/flood"
 cp "$HERE"/../tests/conformance/rfc4475/*.dat "$HERE"/../tests/conformance/rfc5118/wire/* "$WORK/sip/"
+cp "$HERE"/corpus/sip/* "$WORK/sip/"
 cp "$HERE"/corpus/auth/* "$WORK/auth/"
 cp "$HERE"/corpus/config/* "$WORK/config/"
 cp "$HERE"/corpus/settings/* "$WORK/settings/"

@@ -224,6 +224,15 @@ static const struct cfg_key cfg_strangers_keys[] = {
     {0},
 };
 
+/* overload control (RFC 7339) */
+static const struct cfg_key cfg_overload_keys[] = {
+    CFG_BOOL("enabled", ovl_enabled),
+    CFG_UINT("delay_ms", ovl_delay_ms, 1, 60000),
+    CFG_UINT("retry_after", ovl_retry_after, 0, 3600),
+    CFG_UINT("validity_ms", ovl_validity_ms, 1, 3600000),
+    {0},
+};
+
 static const struct cfg_key cfg_top_keys[] = {
     CFG_SPECIAL("log_level", CFG_K_LOG_LEVEL),
     CFG_UINT("workers", workers, 0, 256),
@@ -248,6 +257,7 @@ static const struct cfg_key cfg_top_keys[] = {
     CFG_SECTION("broker", cfg_broker_keys),
     CFG_SECTION("flood", cfg_flood_keys), /* services/flood.h */
     CFG_SECTION("strangers", cfg_strangers_keys),
+    CFG_SECTION("overload", cfg_overload_keys), /* RFC 7339 */
     {0},
 };
 
@@ -354,6 +364,10 @@ void cfg_defaults(struct cfg *c)
 	    .lookups_per_source = 256,
 	    .lookups = 4096,
 	    .negative_cache = 8192,
+	    .ovl_enabled = true,
+	    .ovl_delay_ms = 50,
+	    .ovl_retry_after = 2,
+	    .ovl_validity_ms = 500,
 	};
 	strcpy(c->server_name, "Switchboard");
 	strcpy(c->db_path, "var/switchboard.db");

@@ -159,6 +159,11 @@ struct cfg {
 	unsigned lookups_per_source;  /* subscriber lookups waiting for the database: 256 */
 	unsigned lookups;	      /* ... in total: 4096 */
 	unsigned negative_cache;      /* names known not to exist kept in the cache: 8192 */
+	/* overload control (RFC 7339, proxy/overload.h) */
+	bool ovl_enabled;	  /* true */
+	unsigned ovl_delay_ms;	  /* queueing delay above which new requests are shed: 50 */
+	unsigned ovl_retry_after; /* Retry-After of the 503 sent to a shed request, seconds: 2 */
+	unsigned ovl_validity_ms; /* oc-validity advertised upstream while overloaded: 500 */
 };
 
 struct cfg_error {

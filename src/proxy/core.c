@@ -17,6 +17,7 @@
 
 #include "core/log.h"
 #include "proxy/dns.h"
+#include "proxy/overload.h"
 #include "server/server.h"
 #include "server/worker.h"
 #include "services/challenge.h"
@@ -503,6 +504,8 @@ static void on_request(struct worker *w, struct sip_msg *m, const struct tp_src 
 	classify(&r);
 	if (flood_request_drop(&r))
 		return; /* a banned source, or over its budget: no answer */
+	if (ovl_request(&r) == PROXY_DONE)
+		return; /* overloaded: a new request refused before any work (RFC 7339) */
 	if (w->srv->home && w->id != home_worker(w->srv) && home_wants(&r)) {
 		/* the home services' state lives on one worker: the request goes there */
 		tp_redeliver(w, home_worker(w->srv), m, src);
@@ -565,6 +568,8 @@ static void on_bad_message(struct worker *w, struct sip_msg *m, int err, const s
 
 void proxy_on_message(struct worker *w, struct sip_msg *m, int parse_err, const struct tp_src *src)
 {
+	if (src->rx_ns && !src->redelivered)
+		ovl_sample(w->ovl, src->rx_ns, ovl_now());
 	if (parse_err)
 		on_bad_message(w, m, parse_err, src);
 	else if (m->request)

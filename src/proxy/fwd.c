@@ -23,6 +23,7 @@
 #include "core/hash.h"
 #include "core/log.h"
 #include "proxy/dns.h"
+#include "proxy/overload.h"
 #include "server/server.h"
 #include "server/worker.h"
 #include "services/auth.h"
@@ -59,6 +60,7 @@ struct ptx {
 	struct tp_src src;
 	struct fwd_plan plan;
 	enum sip_method method;
+	bool ovl_new; /* new out-of-dialog work: a downstream server's overload report applies */
 	bool final_sent;
 	bool cancelled;
 	bool ringing_sent; /* the caller has seen a 180: later ones add nothing */
@@ -218,6 +220,7 @@ int fwd_build(struct worker *w, struct buf *out, struct sip_msg *m, const struct
 	buf_append_str(&topb, ol->advertise);
 	buf_append_str(&topb, ";branch=");
 	buf_append_sv(&topb, branch);
+	buf_append_str(&topb, ovl_via_support(w)); /* RFC 7339: we honour oc from downstream */
 	buf_append_str(&topb, "\r\n");
 	if (plan->record_route && !sip_msg_hdr(m, SIP_H_RECORD_ROUTE)) {
 		/* facing the callee first; a second entry when the caller reached us elsewhere (RFC
@@ -335,14 +338,20 @@ static bool response_makes_dialog(struct sip_msg *resp)
 /*
  * Our Via off the top of a response; our Record-Route entries re-signed for
  * the callee's Contact (route.c), which is where the caller's requests go.
+ * With w, the Via below ours (the client's) also gets our overload state
+ * when the client declared support (RFC 7339).
  */
-static int response_strip_via(struct server *srv, struct buf *out, struct sip_msg *resp)
+static int response_strip_via(struct server *srv, struct worker *w, struct buf *out,
+			      struct sip_msg *resp)
 {
 	const struct sip_via *via = sip_msg_via1(resp);
 	struct sip_hdr *h = sip_msg_hdr(resp, SIP_H_VIA);
 	struct edit_list l = {.n = 0};
 	char sig[ROUTE_SIG_LEN + 1];
-	sv_t rest;
+	sv_t rest, drop[SIP_OC_NSPANS];
+	struct sip_via next;
+	char text[128];
+	size_t textn = 0, nd;
 
 	if (!via || !h)
 		return EINVAL;
@@ -351,8 +360,21 @@ static int response_strip_via(struct server *srv, struct buf *out, struct sip_ms
 	if (rest.len && rest.p[0] == ',') {
 		sv_t after = sip_skip_lws(sv_sub(rest, 1, rest.len));
 		edit_add(&l, via->raw.p, (size_t)(after.p - via->raw.p), SV_NULL);
+		rest = after;
 	} else {
+		struct sip_hdr *h2 = sip_msg_hdr_next(resp, h);
 		edit_add(&l, h->raw.p, h->raw.len, SV_NULL);
+		rest = h2 ? h2->value : SV_NULL;
+	}
+	if (w && rest.len && sip_via_parse(rest, &next, NULL) == 0) {
+		nd = ovl_reply_via(w, &next, drop, text, sizeof(text), &textn);
+		for (size_t i = 0; i < nd; i++) {
+			if (edit_add(&l, drop[i].p, drop[i].len, SV_NULL))
+				return E2BIG;
+		}
+		/* the text goes at the Via's end, after the spans dropped from it */
+		if (textn && edit_add(&l, next.raw.p + next.raw.len, 0, sv_make(text, textn)))
+			return E2BIG;
 	}
 	if (response_makes_dialog(resp)) {
 		const struct sip_naddr *from = sip_msg_from(resp);
@@ -423,9 +445,18 @@ static void ptx_reply_local(struct ptx *p, unsigned status, const char *reason)
 	    .server = sv_cstr(w->srv->cfg.server_name),
 	};
 
+	char vp[sizeof(p->plan.via_params) + 128];
+	sv_t drop[SIP_OC_NSPANS];
+	size_t ocn;
+
 	if (!m)
 		return;
 	if (sip_parse(m, p->req, p->req_len, 0) == 0) {
+		memcpy(vp, p->plan.via_params, p->plan.via_params_len);
+		rep.nvia_drop = ovl_reply_via(w, sip_msg_via1(m), drop, vp + p->plan.via_params_len,
+					      sizeof(vp) - p->plan.via_params_len, &ocn);
+		rep.via_drop = drop;
+		rep.via_params = sv_make(vp, p->plan.via_params_len + ocn);
 		buf_reset(out);
 		if (sip_build_reply(out, m, &rep) == 0)
 			txn_srv_reply(&p->srv, out->p, out->len, status);
@@ -438,7 +469,7 @@ static void ptx_forward_response(struct ptx *p, struct sip_msg *resp, sv_t extra
 {
 	struct buf *out = &p->w->out2;
 
-	if (response_strip_via(p->w->srv, out, resp))
+	if (response_strip_via(p->w->srv, p->w, out, resp))
 		return;
 	if (extra_challenges.len) {
 		/* 16.7 step 7: all challenges of the forked 401/407s go to the caller */
@@ -799,6 +830,7 @@ static void branch_response(struct txn_cli *t, struct sip_msg *resp)
 	struct ptx *p = b->ptx;
 	unsigned st = resp->status;
 
+	ovl_response(p->w, resp, &b->dest.peer); /* its overload report, if any (RFC 7339) */
 	if (st < 200) {
 		b->provisional = true;
 		if (b->timer_c_armed) /* Timer C restarts on every provisional */
@@ -952,6 +984,12 @@ static void branch_send(struct ptx_branch *b, struct sip_msg *m, const struct tp
 		return;
 	}
 
+	if (p->ovl_new && ovl_dest_admit(w->ovl, &dest->peer, ovl_now()) == OVL_SHED) {
+		/* the server asked for less (RFC 7339): as if it had answered 503 */
+		b->dest = *dest;
+		branch_failed(b, 503);
+		return;
+	}
 	err = txn_cli_create(w, p->method, p->plan.loop_hash, &branch_ops, b, &t);
 	if (err) {
 		branch_failed(b, 500);
@@ -1197,6 +1235,7 @@ enum proxy_step fwd_stateful_steps(struct preq *r, const struct fwd_plan *plan,
 	p->method = m->method;
 	p->pstn_ok = proxy_may_use_gateways(r);
 	p->in_dialog = r->in_dialog;
+	p->ovl_new = !r->in_dialog && m->method != SIP_ACK && m->method != SIP_CANCEL;
 	if (policy)
 		p->policy = *policy;
 	for (size_t i = 0; i < nsteps; i++) {
@@ -1330,7 +1369,7 @@ void fwd_response_stateless(struct worker *w, struct sip_msg *m, const struct tp
 	if (dest.peer.u.sa.sa_family == AF_INET && dest.peer.u.in.sin_addr.s_addr == 0xffffffff)
 		return; /* RFC 4475 bcast: never to a broadcast address */
 	dest.listen = -1;
-	if (response_strip_via(w->srv, &w->out2, m))
+	if (response_strip_via(w->srv, NULL, &w->out2, m))
 		return;
 	tp_send(w, &dest, w->out2.p, w->out2.len);
 }

@@ -14,6 +14,7 @@
 #include <stdio.h>
 
 #include "core/hash.h"
+#include "proxy/overload.h"
 #include "server/server.h"
 #include "server/worker.h"
 #include "txn/txn.h"
@@ -56,7 +57,16 @@ void proxy_reply_body(struct preq *r, unsigned status, const char *reason, sv_t 
 	    .server = sv_cstr(w->srv->cfg.server_name),
 	};
 	struct tp_dest dest;
+	char vp[sizeof(r->via_params) + 128];
+	sv_t drop[SIP_OC_NSPANS];
+	size_t ocn;
 
+	/* a client that declared overload control support learns our state (RFC 7339) */
+	memcpy(vp, r->via_params, r->via_params_len);
+	rep.nvia_drop = ovl_reply_via(w, sip_msg_via1(r->m), drop, vp + r->via_params_len,
+				      sizeof(vp) - r->via_params_len, &ocn);
+	rep.via_drop = drop;
+	rep.via_params = sv_make(vp, r->via_params_len + ocn);
 	proxy_stateless_tag(r, tag, sizeof(tag));
 	rep.to_tag = sv_cstr(tag);
 	buf_reset(out);

@@ -23,6 +23,7 @@
 #include <event2/thread.h>
 
 #include "core/log.h"
+#include "proxy/overload.h"
 #include "proxy/probe.h"
 #include "proxy/proxy.h"
 #include "server/dbq.h"
@@ -195,6 +196,32 @@ int server_run(struct server *s)
 	return 0;
 }
 
+/* What overload control did, when it did anything. */
+static void log_overload_stats(struct server *s)
+{
+	struct ovl_stats t = {0}, o;
+	int64_t now = ovl_now();
+
+	for (unsigned i = 0; i < s->nworkers; i++) {
+		if (!s->workers[i] || !s->workers[i]->ovl)
+			continue;
+		ovl_stats_get(s->workers[i]->ovl, now, &o);
+		t.samples += o.samples;
+		t.shed += o.shed;
+		t.dest_shed += o.dest_shed;
+		t.overloaded += o.overloaded;
+		if (o.max_delay_us > t.max_delay_us)
+			t.max_delay_us = o.max_delay_us;
+	}
+	if (t.overloaded || t.dest_shed)
+		log_info(
+		    "overload: %llu requests refused, %llu not sent to overloaded servers, "
+		    "%.1f s overloaded (worker-intervals), delays measured %llu, largest %.1f ms",
+		    (unsigned long long)t.shed, (unsigned long long)t.dest_shed,
+		    (double)t.overloaded * OVL_INTERVAL_NS / 1e9, (unsigned long long)t.samples,
+		    t.max_delay_us / 1000.0);
+}
+
 /* What the workers counted, once at the end (until the admin API shows it live). */
 static void log_stats(struct server *s)
 {
@@ -216,6 +243,7 @@ static void log_stats(struct server *s)
 		 (unsigned long long)t.rx_msgs, (unsigned long long)t.tx_msgs,
 		 (unsigned long long)t.rx_bad, (unsigned long long)t.rx_dropped,
 		 (unsigned long long)t.calls_blocked, (unsigned long long)t.rx_forged);
+	log_overload_stats(s);
 }
 
 void server_destroy(struct server *s)

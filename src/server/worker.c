@@ -20,6 +20,7 @@
 #include "core/log.h"
 #include "core/siphash.h"
 #include "proxy/dns.h"
+#include "proxy/overload.h"
 #include "server/server.h"
 #include "services/auth.h"
 #include "transport/tport.h"
@@ -177,6 +178,12 @@ int worker_create(struct server *srv, unsigned id, struct worker **out)
 	if ((err =
 		 dns_resolver_create(w->base, srv->dns_servers, srv->cfg.dns_cache_ttl_s, &w->dns)))
 		goto out;
+	if ((err = ovl_create(&(struct ovl_params){.enabled = srv->cfg.ovl_enabled,
+						   .delay_ms = srv->cfg.ovl_delay_ms,
+						   .retry_after = srv->cfg.ovl_retry_after,
+						   .validity_ms = srv->cfg.ovl_validity_ms},
+			      &w->ovl)))
+		goto out;
 	if ((err = txn_worker_init(w)))
 		goto out;
 	if ((err = tp_worker_init(w)))
@@ -242,6 +249,7 @@ void worker_destroy(struct worker *w)
 	worker_reap(w);
 	if (w->dns)
 		dns_resolver_destroy(w->dns);
+	ovl_destroy(w->ovl);
 	rules_view_release(&w->rules);
 	if (w->hasher)
 		auth_hasher_destroy(w->hasher);

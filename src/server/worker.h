@@ -26,6 +26,7 @@ struct tp_worker;
 struct txn_worker;
 struct auth_hasher;
 struct dns_resolver;
+struct ovl;
 
 /* A unit of work posted to a worker: embed it as the first member of the job's struct. */
 struct wjob {
@@ -64,6 +65,7 @@ struct worker {
 	struct txn_worker *txw;
 	struct auth_hasher *hasher;
 	struct dns_resolver *dns;
+	struct ovl *ovl;	 /* overload control (proxy/overload.h) */
 	struct rules_view rules; /* the routing rules this worker uses (services/rules.h) */
 
 	uint64_t seq;	    /* for tags and branches */

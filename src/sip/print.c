@@ -53,6 +53,37 @@ static void copy_line_insert(struct buf *out, const struct sip_hdr *h, const cha
 	}
 }
 
+void sip_via_line_edit(struct buf *out, const struct sip_hdr *h, const struct sip_via *via,
+		       const sv_t *drop, size_t ndrop, sv_t append)
+{
+	const char *pos = h->raw.p, *vend = via->raw.p + via->raw.len;
+	const char *lend = h->raw.p + h->raw.len;
+
+	/* each span dropped once, in the order they are written */
+	for (;;) {
+		const sv_t *next = NULL;
+		for (size_t i = 0; i < ndrop; i++) {
+			if (drop[i].len && drop[i].p >= pos && drop[i].p + drop[i].len <= vend &&
+			    (!next || drop[i].p < next->p))
+				next = &drop[i];
+		}
+		if (!next)
+			break;
+		buf_append(out, pos, (size_t)(next->p - pos));
+		pos = next->p + next->len;
+	}
+	if (pos > vend)
+		pos = vend;
+	buf_append(out, pos, (size_t)(vend - pos));
+	buf_append_sv(out, append);
+	buf_append(out, vend, (size_t)(lend - vend));
+	/* a raw line may end in a bare LF: answer with CRLF */
+	if (out->len >= 2 && out->p[out->len - 1] == '\n' && out->p[out->len - 2] != '\r') {
+		out->len--;
+		buf_append(out, "\r\n", 2);
+	}
+}
+
 int sip_build_reply(struct buf *out, struct sip_msg *m, const struct sip_reply *r)
 {
 	const struct sip_via *via = sip_msg_via1(m);
@@ -67,18 +98,15 @@ int sip_build_reply(struct buf *out, struct sip_msg *m, const struct sip_reply *
 	buf_append(out, "\r\n", 2);
 
 	h = sip_msg_hdr(m, SIP_H_VIA);
-	if (h && via && r->via_params.len && r->via_drop_rport && via->rport_span.len) {
+	if (h && via && (r->via_params.len || r->nvia_drop)) {
+		sv_t drop[SIP_OC_NSPANS + 1];
+		size_t n = 0;
 		/* RFC 3581: the bare rport is filled in, not repeated */
-		const char *rs = via->rport_span.p, *re = rs + via->rport_span.len;
-		buf_append(out, h->raw.p, (size_t)(rs - h->raw.p));
-		buf_append(out, re, (size_t)(via->raw.p + via->raw.len - re));
-		buf_append_sv(out, r->via_params);
-		buf_append(out, via->raw.p + via->raw.len,
-			   (size_t)(h->raw.p + h->raw.len - (via->raw.p + via->raw.len)));
-		for (h = sip_msg_hdr_next(m, h); h; h = sip_msg_hdr_next(m, h))
-			buf_append_sv(out, h->raw);
-	} else if (h && via && r->via_params.len) {
-		copy_line_insert(out, h, via->raw.p + via->raw.len, r->via_params);
+		if (r->via_params.len && r->via_drop_rport && via->rport_span.len)
+			drop[n++] = via->rport_span;
+		for (size_t i = 0; i < r->nvia_drop && n < sizeof(drop) / sizeof(drop[0]); i++)
+			drop[n++] = r->via_drop[i];
+		sip_via_line_edit(out, h, via, drop, n, r->via_params);
 		for (h = sip_msg_hdr_next(m, h); h; h = sip_msg_hdr_next(m, h))
 			buf_append_sv(out, h->raw);
 	} else {

@@ -154,6 +154,31 @@ struct sip_via {
 	sv_t maddr;
 };
 
+/*
+ * RFC 7339 overload control parameters of one Via: "oc" (bare in a request
+ * from a client that supports it, oc=N in a response from an overloaded
+ * server), oc-algo, oc-validity and oc-seq. Each span is the parameter as
+ * written with its leading ';', so a reply can replace them; empty when absent.
+ */
+enum sip_oc_span { SIP_OC_OC = 0, SIP_OC_ALGO, SIP_OC_VALIDITY, SIP_OC_SEQ, SIP_OC_NSPANS };
+struct sip_via_oc {
+	bool present;	   /* the oc parameter is there (with or without a value) */
+	bool has_value;	   /* oc=N */
+	unsigned value;	   /* 0..100: the percentage of requests to drop */
+	bool loss;	   /* oc-algo names "loss" (or is absent: loss is the default) */
+	bool has_validity; /* oc-validity=ms */
+	uint32_t validity_ms;
+	bool has_seq; /* oc-seq=seconds.fraction */
+	uint64_t seq; /* seconds * 100000 + the fraction scaled to five digits */
+	sv_t span[SIP_OC_NSPANS];
+};
+/*
+ * Finds the oc parameters of a parsed Via. 0 (oc->present says whether they
+ * are there), or EINVAL when one is malformed (a value out of range or not a
+ * number): the parameters must then be ignored.
+ */
+int sip_via_oc_parse(const struct sip_via *via, struct sip_via_oc *oc);
+
 /* name-addr or addr-spec with its header parameters (From, To, Contact, Route...). */
 struct sip_naddr {
 	sv_t raw;
@@ -353,11 +378,23 @@ struct sip_reply {
 	sv_t to_tag;	     /* added to To when the request had none (not for 100) */
 	sv_t via_params;     /* appended to the top Via (";received=...;rport=...") */
 	bool via_drop_rport; /* via_params fills in rport: drop the bare ";rport" */
-	sv_t headers;	     /* extra header lines, each ending in CRLF */
+	/* spans of the top Via (inside it, as sip_via_oc_parse gives them) to drop; the
+	 * replacement is in via_params (RFC 7339 oc parameters) */
+	const sv_t *via_drop;
+	size_t nvia_drop;
+	sv_t headers; /* extra header lines, each ending in CRLF */
 	sv_t content_type;
 	sv_t body;
 	sv_t server; /* Server header value, empty = none */
 };
+
+/*
+ * Copies header line h, whose via-parm via is one of, into out without the
+ * spans in drop (inside via, any order, empty ones ignored) and with append
+ * added at the end of via.
+ */
+void sip_via_line_edit(struct buf *out, const struct sip_hdr *h, const struct sip_via *via,
+		       const sv_t *drop, size_t ndrop, sv_t append);
 
 /* Builds a response to request m in out. Returns 0 or errno (out->err). */
 int sip_build_reply(struct buf *out, struct sip_msg *m, const struct sip_reply *r);

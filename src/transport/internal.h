@@ -135,6 +135,11 @@ struct tp_worker {
 	struct mmsghdr rmsg[TP_BATCH];
 	struct iovec riov[TP_BATCH];
 	struct sockaddr_storage raddr[TP_BATCH];
+	/* control messages: the kernel's receive timestamp of each datagram */
+	union {
+		struct cmsghdr align;
+		char buf[CMSG_SPACE(sizeof(struct timespec))];
+	} rctl[TP_BATCH];
 	char *rbuf;
 
 	/* send batch, filled while a receive batch is processed */

@@ -45,6 +45,9 @@ struct tp_src {
 	/* Set only on an internal redelivery, never from the network: these very bytes passed
 	 * digest verification before a lookup suspended them (not to be verified again). */
 	bool auth_verified;
+	/* when the kernel received it (CLOCK_REALTIME ns, SO_TIMESTAMPNS), 0 = unknown:
+	 * the start of its queueing delay (proxy/overload.h) */
+	int64_t rx_ns;
 };
 
 /* Where a message goes. */

@@ -24,6 +24,24 @@
 /* Budget per readiness event, so timers and TCP are not starved under flood. */
 #define UDP_MAX_BATCHES_PER_EVENT 8
 
+/* The kernel's receive time of a datagram (SO_TIMESTAMPNS), 0 when it gave none. */
+static int64_t udp_rx_time(struct msghdr *mh)
+{
+	struct cmsghdr *c;
+	struct timespec ts;
+
+	if (mh->msg_flags & MSG_CTRUNC)
+		return 0;
+	for (c = CMSG_FIRSTHDR(mh); c; c = CMSG_NXTHDR(mh, c)) {
+		if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_TIMESTAMPNS &&
+		    c->cmsg_len >= CMSG_LEN(sizeof(ts))) {
+			memcpy(&ts, CMSG_DATA(c), sizeof(ts));
+			return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+		}
+	}
+	return 0;
+}
+
 static void udp_process_batch(struct worker *w, unsigned listen, int n)
 {
 	struct tp_worker *tw = w->tp;
@@ -43,6 +61,7 @@ static void udp_process_batch(struct worker *w, unsigned listen, int n)
 		src.peer.proto = SIP_PROTO_UDP;
 		src.peer.len = mh->msg_hdr.msg_namelen;
 		memcpy(&src.peer.u.ss, &tw->raddr[i], sizeof(tw->raddr[i]));
+		src.rx_ns = udp_rx_time(&mh->msg_hdr);
 		if (len == 0 ||
 		    (len <= 4 && tw->riov[i].iov_base && ((char *)tw->riov[i].iov_base)[0] == '\r'))
 			continue; /* keep-alive */
@@ -75,6 +94,8 @@ static void udp_readable(evutil_socket_t fd, short what, void *arg)
 			    .msg_namelen = sizeof(tw->raddr[i]),
 			    .msg_iov = &tw->riov[i],
 			    .msg_iovlen = 1,
+			    .msg_control = tw->rctl[i].buf,
+			    .msg_controllen = sizeof(tw->rctl[i].buf),
 			};
 		}
 		n = recvmmsg((int)fd, tw->rmsg, TP_BATCH, MSG_DONTWAIT, NULL);
@@ -108,6 +129,9 @@ int tp_udp_open(struct worker *w, unsigned listen)
 	/* Bursts of retransmissions must not overflow a small default buffer. */
 	setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof(size));
 	setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, sizeof(size));
+	/* the kernel's receive time of each datagram: the start of its queueing delay */
+	if (setsockopt(fd, SOL_SOCKET, SO_TIMESTAMPNS, &one, sizeof(one)) < 0)
+		log_warn("udp SO_TIMESTAMPNS: %s: no overload measure", strerror(errno));
 	if (l->addr.u.sa.sa_family == AF_INET6)
 		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
 	if (bind(fd, &l->addr.u.sa, l->addr.len) < 0) {
