@@ -17,12 +17,18 @@ Measurements (each sweep repeated REPEATS times, the median reported):
   latency  REGISTER->200 and INVITE->200 from a loopback capture (microseconds)
            at several offered rates, including half of Kamailio's maximum
   memory   resident size idle and with 100,000 bindings (RSS and PSS)
+  overload overload control (RFC 7339): inbound trunk calls (INVITE/100/200/
+           ACK/BYE/200, no challenge) offered by bench/overload/ocload at 1x,
+           3x and 10x the highest rate one worker completes, with overload
+           control on and off: goodput, p99 INVITE->100, BYEs lost
 Outputs: bench/results/<time>/ (raw data, results.json) and, with `report`,
 docs/benchmarks.md and docs/bench-*.png (gnuplot).
 
-Usage: bench/sbbench.py [all|limit|reg|call|cpu|latency|memory|report] [--quick]
+Usage: bench/sbbench.py [all|limit|reg|call|cpu|latency|memory|overload|report] [--quick]
 Environment: STEP_SECS (10), REPEATS (3), SERVERS (sb1,sb2,kam), RESULTS dir,
-REG_RATES and CALL_RATES (comma-separated offered rates of the sweeps).
+REG_RATES and CALL_RATES (comma-separated offered rates of the sweeps), OVL_RATES (the
+overload run's search for the maximum), OVL_QUOTA (percent of the server core the
+overload run may use, through a cpu cgroup; 0 = the whole core).
 """
 
 import json
@@ -190,8 +196,10 @@ def wait_udp(port, timeout=15):
 
 
 class Switchboard:
-    def __init__(self, data, workers, workdir):
-        self.name = "switchboard-%dw" % workers
+    def __init__(self, data, workers, workdir, config=None, name=None):
+        self.config = config
+        self.cgroup = None  # a cpu cgroup directory to run in (the overload run's quota)
+        self.name = name or "switchboard-%dw" % workers
         self.label = "Switchboard (%d worker%s)" % (workers, "s" if workers > 1 else "")
         self.workers = workers
         self.dir = os.path.join(workdir, self.name)
@@ -209,12 +217,13 @@ class Switchboard:
                 os.remove(db + suffix)
         shutil.copy(self.template, db)
         self.log = open(os.path.join(self.dir, "server.log"), "ab")
-        self.proc = subprocess.Popen(pinned(SERVER_CPU, [SB_BIN, "serve", "-c", SB_BENCH_CFG,
-                                                         "--db", db, "--workers",
-                                                         str(self.workers), "--listen",
-                                                         "udp:127.0.0.1:%d" % PORT, "--log-level",
-                                                         "warn"]),
-                                     stdout=self.log, stderr=subprocess.STDOUT)
+        cmd = [SB_BIN, "serve", "-c", self.config or SB_BENCH_CFG, "--db", db, "--workers",
+               str(self.workers), "--listen", "udp:127.0.0.1:%d" % PORT, "--log-level", "warn"]
+        cg = self.cgroup
+        self.proc = subprocess.Popen(
+            pinned(SERVER_CPU, cmd), stdout=self.log, stderr=subprocess.STDOUT,
+            preexec_fn=(lambda: open(os.path.join(cg, "cgroup.procs"), "w").write(str(os.getpid())))
+            if cg else None)
         if not wait_udp(PORT):
             raise RuntimeError("switchboard did not start")
         return self
@@ -557,6 +566,107 @@ def limit(workdir):
             "datagrams_per_core_s": 2 * echoes / max(busy, 0.01), "reflector_core_busy": busy}
 
 
+# ---------------------------------------------------------------- overload (RFC 7339)
+OVL_RATES = _rates("OVL_RATES", [1000, 2000, 3000, 4000, 5000, 6000, 7000, 8000, 10000, 12000,
+                                 14000, 16000])
+OVL_QUOTA = int(os.environ.get("OVL_QUOTA", "0"))
+
+
+def ovl_config(workdir, enabled):
+    """The benchmark's configuration (flood budgets out of reach, no digest uri check) with
+    an overload block: one file, since the server reads one."""
+    path = os.path.join(workdir, "overload-%s.yaml" % ("on" if enabled else "off"))
+    with open(SB_BENCH_CFG) as f:
+        base = f.read()
+    with open(path, "w") as f:
+        f.write(base.rstrip("\n") + "\n")
+        f.write("overload:\n  enabled: %s\n  delay_ms: 50\n  retry_after: 2\n"
+                % ("true" if enabled else "false"))
+    return path
+
+
+def ovl_cgroup(workdir):
+    """A cpu cgroup (v1) limiting the server to OVL_QUOTA % of a core, in 10 ms periods."""
+    if not OVL_QUOTA:
+        return None
+    cg = "/sys/fs/cgroup/cpu/sbbench-overload"
+    os.makedirs(cg, exist_ok=True)
+    with open(os.path.join(cg, "cpu.cfs_period_us"), "w") as f:
+        f.write("10000")
+    with open(os.path.join(cg, "cpu.cfs_quota_us"), "w") as f:
+        f.write(str(100 * OVL_QUOTA))
+    return cg
+
+
+def ovl_step(server, data, rate, workdir, secs, client=""):
+    subprocess.run(["make", "-s", "-C", os.path.join(BENCH, "overload")], check=True)
+    server.start()
+    try:
+        register_callees(data, workdir)
+        pids = server.pids()
+        c0 = cpu_seconds(pids)
+        cmd = [os.path.join(BENCH, "overload", "ocload"), str(PORT), str(UAS_PORT), str(rate),
+               str(secs), str(CALLEES)] + ([client] if client else [])
+        out = subprocess.run(pinned(CLIENT_CPU, cmd), capture_output=True, text=True,
+                             timeout=secs + 60).stdout
+        r = json.loads(out)
+        r["server_cpu_s"] = cpu_seconds(pids) - c0
+    finally:
+        server.stop()
+    with open(os.path.join(server.dir, "server.log"), errors="replace") as f:
+        r["server_overload_log"] = [l.strip() for l in f if "overload" in l][-3:]
+    return r
+
+
+def overload(data, workdir):
+    """Goodput and INVITE->100 latency at 1x, 3x, 10x the measured maximum."""
+    cg = ovl_cgroup(workdir)
+    on = Switchboard(data, 1, workdir, config=ovl_config(workdir, True), name="switchboard-ovl-on")
+    off = Switchboard(data, 1, workdir, config=ovl_config(workdir, False),
+                      name="switchboard-ovl-off")
+    on.cgroup = off.cgroup = cg
+    res = {"quota_percent": OVL_QUOTA, "step_secs": STEP_SECS, "sweep": []}
+    best = None
+    # the maximum: the highest rate completed (< 0.1 % lost) with no control at all
+    for rate in OVL_RATES:
+        r = ovl_step(off, data, rate, workdir, STEP_SECS)
+        ok = r["completed"] >= r["offered"] * 0.999 and r["p99_100_ms"] < 500
+        res["sweep"].append(r)
+        log("  overload max search %6d/s: completed %d of %d, goodput %.0f/s, p99 INVITE->100 "
+            "%.1f ms %s" % (rate, r["completed"], r["offered"], r["goodput"], r["p99_100_ms"],
+                            "PASS" if ok else "FAIL"))
+        if not ok:
+            break
+        best = r
+    if not best:
+        raise RuntimeError("no rate completed")
+    peak = best["rate"]
+    res["max_rate"] = peak
+    res["peak_goodput"] = best["goodput"]
+    res["runs"] = []
+    # control off; on with clients unaware of RFC 7339 (they only get 503s); on with
+    # clients that honour the oc parameter
+    for mult in (1, 3, 10):
+        for srv, label, client in ((off, "off", ""), (on, "on", "oc"), (on, "on+oc", "oc-aware")):
+            r = ovl_step(srv, data, peak * mult, workdir, STEP_SECS, client=client)
+            r.update(mult=mult, control=label, goodput_vs_peak=r["goodput"] / best["goodput"])
+            res["runs"].append(r)
+            log("  %2dx (%6d/s) %-6s: goodput %.0f/s (%.0f%% of peak), INVITE->100 p50 %.1f p99 "
+                "%.1f ms, 503 %d, not sent %d, unanswered %d, INVITE retrans %d, established %d, "
+                "BYE lost %d, oc max %d" % (
+                    mult, peak * mult, label, r["goodput"], r["goodput_vs_peak"] * 100,
+                    r["p50_100_ms"], r["p99_100_ms"], r["refused_503"], r["reduced_at_source"],
+                    r["unanswered"], r["invite_retransmissions"], r["established"], r["bye_lost"],
+                    r["oc_max"]))
+            save_partial(workdir, res)
+    return res
+
+
+def save_partial(workdir, res):
+    with open(os.path.join(workdir, "overload.json"), "w") as f:
+        json.dump(res, f, indent=1)
+
+
 # ---------------------------------------------------------------- orchestration
 def servers(data, workdir):
     names = os.environ.get("SERVERS", "sb1,sb2,kam").split(",")
@@ -585,7 +695,7 @@ def main():
     data = Data(os.path.join(results_root, "data"))
     res = {"date": time.strftime("%Y-%m-%d %H:%M"), "step_secs": STEP_SECS, "repeats": REPEATS,
            "host": machine_info(), "servers": {}}
-    srvs = servers(data, workdir)
+    srvs = servers(data, workdir) if what != "overload" else []
     for s in srvs:
         res["servers"][s.name] = {"label": s.label}
     if what in ("all", "limit"):
@@ -631,6 +741,12 @@ def main():
                                                                      lat[-1]["n"]))
                 res["servers"][s.name]["lat_" + kind] = lat
             save(workdir, res)
+    if what in ("all", "overload"):
+        log("overload control (RFC 7339)")
+        res["overload"] = overload(data, workdir)
+        save(workdir, res)
+        if what == "overload":
+            return
     if what in ("all", "memory"):
         for s in srvs:
             log("memory, %s" % s.name)
