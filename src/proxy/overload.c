@@ -4,13 +4,17 @@
  * new requests to refuse, the upstream oc parameters, and the downstream
  * servers' reports. See overload.h for what it is for.
  *
- * The controller works on the admitted fraction a (1 - the reduction):
- * every interval, a delay above the threshold multiplies a by 1 - k*excess
- * (at most halving it), a delay below lets it grow by 10 % plus 1 point, so
- * a worker pushed to ten times its capacity converges on admitting a tenth
- * within a few hundred milliseconds and recovers within seconds when the
- * load goes. Which requests are refused is decided by an accumulator, not
- * a coin: exactly the fraction, spread evenly.
+ * The controller works on the admitted fraction a (1 - the reduction), once
+ * per interval, from a fluid model of the worker's queue: how much the mean
+ * delay grew during the interval says how loaded the worker was (rho = 1 +
+ * growth / interval: a queue that grew by 50 ms in 100 ms got 1.5 times
+ * what it could do), and a delay above the threshold must be drained within
+ * a few intervals, so a becomes a * rho_wanted / rho (at most a quarter of
+ * it at once). Below the threshold a grows by 10 % plus half a point per
+ * interval. A worker pushed to ten times its capacity so converges on
+ * admitting about a tenth within a few hundred milliseconds, and recovers
+ * within seconds when the load goes. Which requests are refused is decided
+ * by an accumulator, not a coin: exactly the fraction, spread evenly.
  */
 #include "proxy/overload.h"
 
@@ -51,9 +55,12 @@ struct ovl {
 	int64_t last_sample_ns; /* 0 = none yet */
 	int64_t interval_start; /* the control interval running, 0 = not started */
 	bool sampled;		/* a delay was measured in this interval */
-	double admit;		/* fraction of new requests taken, 0..1 */
-	double credit;		/* refusals owed: one is made each time it reaches 1 */
-	uint64_t seq_last;	/* last oc-seq advertised, strictly increasing */
+	double sum_ns;		/* delays measured in this interval */
+	uint64_t nsum;
+	double prev_mean;  /* the mean delay of the interval before, -1 = none */
+	double admit;	   /* fraction of new requests taken, 0..1 */
+	double credit;	   /* refusals owed: one is made each time it reaches 1 */
+	uint64_t seq_last; /* last oc-seq advertised, strictly increasing */
 	struct ovl_stats st;
 	struct ovl_dest dest[OVL_DEST_MAX];
 	unsigned ndest;
@@ -78,6 +85,7 @@ int ovl_create(const struct ovl_params *p, struct ovl **out)
 	if (o->p.delay_ms == 0)
 		o->p.delay_ms = 1;
 	o->admit = 1.0;
+	o->prev_mean = -1;
 	*out = o;
 	return 0;
 }
@@ -87,25 +95,43 @@ void ovl_destroy(struct ovl *o)
 	free(o);
 }
 
+/* Intervals over which a delay above the threshold is to be drained. */
+#define OVL_DRAIN_INTERVALS 3
+
 /* One control interval ends: move the admitted fraction by the delay it saw. */
 static void ovl_control(struct ovl *o)
 {
 	double target = (double)o->p.delay_ms * 1e6;
-	double excess;
+	double mean = o->nsum ? o->sum_ns / (double)o->nsum : 0; /* none: no queue */
+	double rho, want, ratio;
 
 	if (!o->sampled)
-		o->delay_ns /= 2; /* nothing arrived in a whole interval: no queue */
+		o->delay_ns /= 2;
 	o->sampled = false;
-	excess = (o->delay_ns - target) / target;
-	if (excess > 0) {
-		double cut = excess / 4 < 0.5 ? excess / 4 : 0.5;
-		if (cut < 0.02)
-			cut = 0.02;
-		o->admit *= 1 - cut;
+	o->sum_ns = 0;
+	o->nsum = 0;
+	if (o->prev_mean < 0)
+		o->prev_mean = mean;
+	rho = 1 + (mean - o->prev_mean) / (double)OVL_INTERVAL_NS;
+	o->prev_mean = mean;
+	if (mean > target && o->delay_ns > target) {
+		/* over: take what drains the excess in a few intervals */
+		want = 1 - (mean - target) / (OVL_DRAIN_INTERVALS * (double)OVL_INTERVAL_NS);
+		if (want < 0.3)
+			want = 0.3;
+		if (rho < 0.5)
+			rho = 0.5; /* draining fast already */
+		ratio = want / rho;
+		if (ratio < 0.25)
+			ratio = 0.25;
+		if (ratio > 1.05)
+			ratio = 1.05;
+		o->admit *= ratio;
 		if (o->admit < 0.001)
 			o->admit = 0.001; /* something always gets through to measure by */
-	} else if (o->admit < 1.0) {
-		o->admit = o->admit * 1.1 + 0.01;
+	} else if (o->admit < 1.0 && rho <= 1.0) {
+		/* under, and not filling up: give back gradually */
+		o->admit = o->admit * 1.1 + 0.005;
 		if (o->admit > 1.0)
 			o->admit = 1.0;
 	}
@@ -168,6 +194,8 @@ void ovl_sample(struct ovl *o, int64_t rx_ns, int64_t now_ns)
 	o->delay_ns += ((double)d - o->delay_ns) * w;
 	o->last_sample_ns = now_ns;
 	o->sampled = true;
+	o->sum_ns += (double)d;
+	o->nsum++;
 	o->st.samples++;
 	if ((uint64_t)d / 1000 > o->st.max_delay_us)
 		o->st.max_delay_us =
@@ -288,6 +316,7 @@ enum ovl_verdict ovl_dest_admit(struct ovl *o, const struct tp_addr *a, int64_t 
 /*
  * The routing core's side
  */
+
 enum proxy_step ovl_request(struct preq *r)
 {
 	struct ovl *o = r->w->ovl;

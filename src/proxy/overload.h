@@ -14,9 +14,13 @@
  *
  * Upstream, a client that put "oc" in its Via learns the fraction in every
  * response (oc=N;oc-algo="loss";oc-validity=ms;oc-seq=s.frac), oc=0 when
- * all is well. Downstream, a server that answers with oc=N in our Via gets
- * N % fewer new requests from us while its report is valid; those not sent
- * fail like a 503 from it, so a search moves on to the next gateway.
+ * all is well. Such a client drops that share of its new requests itself,
+ * which spares the worker the receive, parse, 503 and ACK of each: at ten
+ * times its capacity, answering every excess request with 503 is more than
+ * a worker can do (docs/benchmarks.md). Downstream, a server that answers
+ * with oc=N in our Via gets N % fewer new requests from us while its report
+ * is valid; those not sent fail like a 503 from it, so a search moves on to
+ * the next gateway.
  *
  * The state is per worker (struct ovl) and touched only by its worker; the
  * functions taking a clock (now_ns, CLOCK_REALTIME nanoseconds) are pure

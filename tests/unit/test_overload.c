@@ -270,8 +270,10 @@ static void test_disabled(void **state)
  * A simulated worker: calls cost 1 ms of work each (capacity 1000/s), a
  * refusal costs 1 % of that, arrivals are evenly spread. Each arrival waits
  * for the work queued before it (its delay). At 1x nothing is refused; at
- * 3x and 10x the goodput stays above 90 % of capacity and the delay stays
- * near the threshold instead of growing without bound.
+ * 3x and 10x the goodput stays above 90 % of capacity (at 10x the refusals
+ * alone take 9 % of it) and the p99 delay stays near the 50 ms threshold
+ * (the fluid model drains the excess in a few intervals; the earlier
+ * multiplicative cut let it reach 120 ms).
  */
 static void simulate(unsigned load_x, double *goodput, double *p99_ms, double *refused)
 {
@@ -335,13 +337,13 @@ static void test_simulated_load(void **state)
 	simulate(3, &g, &p99, &refused);
 	print_message("3x: goodput %.0f/s, p99 delay %.1f ms, refused %.1f %%\n", g, p99,
 		      refused * 100);
-	assert_true(g >= 900);
-	assert_true(p99 < 250);
+	assert_true(g >= 950);
+	assert_true(p99 < 100);
 	simulate(10, &g, &p99, &refused);
 	print_message("10x: goodput %.0f/s, p99 delay %.1f ms, refused %.1f %%\n", g, p99,
 		      refused * 100);
 	assert_true(g >= 900);
-	assert_true(p99 < 250);
+	assert_true(p99 < 100);
 }
 
 static void test_oc_params(void **state)
