@@ -34,7 +34,11 @@ def write_config(tmp, extra=""):
         f.write("workers: 1\n"
                 "timers:\n  t1: 100\n"
                 "overload:\n  enabled: true\n  delay_ms: 1\n  retry_after: 3\n"
-                "  validity_ms: 700\n" + extra)
+                "  validity_ms: 700\n"
+                # the flood comes from one address: out of reach of the per-source budgets,
+                # which would ban it (a flood protection test) before it overloads the worker
+                "flood:\n  unauth_limit: 10000000\n  auth_limit: 10000000\n"
+                "  dialog_limit: 10000000\n" + extra)
     return path
 
 
@@ -141,7 +145,7 @@ for i in range(count):
         s.sendto(msg.encode(), ("127.0.0.1", port))
     except OSError:
         pass
-stats = {"sent": count, "status": {}, "retry_after": 0, "oc_max": 0, "oc_seen": 0, "finals": 0}
+stats = {"sent": count, "status": {}, "overloaded": 0, "retry_after": 0, "oc_max": 0, "oc_seen": 0, "finals": 0}
 s.settimeout(3.0)
 while True:
     try:
@@ -153,8 +157,10 @@ while True:
     stats["status"][code] = stats["status"].get(code, 0) + 1
     if code >= "200":
         stats["finals"] += 1
-    if code == "503" and "\r\nRetry-After: 3" in head:
-        stats["retry_after"] += 1
+    if code == "503" and head.startswith("SIP/2.0 503 Overloaded\r\n"):
+        stats["overloaded"] += 1  # not another cap's 503 (strangers' subscriber lookups)
+        if "\r\nRetry-After: 3\r\n" in head:
+            stats["retry_after"] += 1
     for m in __import__("re").finditer(r";oc=(\d+)", head):
         stats["oc_seen"] += 1
         stats["oc_max"] = max(stats["oc_max"], int(m.group(1)))
@@ -255,11 +261,12 @@ def test_overload_sheds_new_requests_and_keeps_the_call():
     for r in results:
         for k, v in r["status"].items():
             status[k] = status.get(k, 0) + v
-    shed = status.get("503", 0)
+    shed = sum(r["overloaded"] for r in results)
     retry_after = sum(r["retry_after"] for r in results)
     oc_max = max(r["oc_max"] for r in results)
-    other = sum(v for k, v in status.items() if k >= "200" and k != "503")
-    print("flood: %d INVITEs, answers %s, oc up to %d" % (sent, status, oc_max))
+    other = sum(v for k, v in status.items() if k >= "200") - shed
+    print("flood: %d INVITEs, answers %s (503 Overloaded: %d), oc up to %d"
+          % (sent, status, shed, oc_max))
     check(shed > sent // 10, "too few 503s: %s of %d" % (status, sent))
     check(retry_after == shed, "503 without Retry-After: 3 (%d of %d)" % (retry_after, shed))
     check(other > 0, "every request refused: not proportional (%s)" % status)
