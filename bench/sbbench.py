@@ -27,7 +27,8 @@ docs/benchmarks.md and docs/bench-*.png (gnuplot).
 Usage: bench/sbbench.py [all|limit|reg|call|cpu|latency|memory|overload|report] [--quick]
 Environment: STEP_SECS (10), REPEATS (3), SERVERS (sb1,sb2,kam), RESULTS dir,
 REG_RATES and CALL_RATES (comma-separated offered rates of the sweeps), OVL_RATES (the
-overload run's search for the maximum), OVL_QUOTA (percent of the server core the
+overload run's search for the maximum), OVL_PEAK (skip that search: the maximum, with
+OVL_PEAK_GOODPUT its goodput), OVL_MULTS (the multiples offered, 1,3,10), OVL_QUOTA (percent of the server core the
 overload run may use, through a cpu cgroup; 0 = the whole core).
 """
 
@@ -567,9 +568,11 @@ def limit(workdir):
 
 
 # ---------------------------------------------------------------- overload (RFC 7339)
-OVL_RATES = _rates("OVL_RATES", [1000, 2000, 3000, 4000, 5000, 6000, 7000, 8000, 10000, 12000,
-                                 14000, 16000])
+OVL_RATES = _rates("OVL_RATES", [2000, 4000, 6000, 7000, 8000, 8500, 9000, 9500, 10000, 11000,
+                                 12000, 14000, 16000])
 OVL_QUOTA = int(os.environ.get("OVL_QUOTA", "0"))
+OVL_MULTS = _rates("OVL_MULTS", [1, 3, 10])
+OVL_PEAK = int(os.environ.get("OVL_PEAK", "0"))  # skip the search: this is the maximum
 
 
 def ovl_config(workdir, enabled):
@@ -602,7 +605,11 @@ def ovl_step(server, data, rate, workdir, secs, client=""):
     subprocess.run(["make", "-s", "-C", os.path.join(BENCH, "overload")], check=True)
     server.start()
     try:
-        register_callees(data, workdir)
+        try:
+            register_callees(data, workdir)
+        except RuntimeError as e:  # once seen on the shared machine: a second try re-registers
+            log("  %s; once more" % e)
+            register_callees(data, workdir)
         pids = server.pids()
         c0 = cpu_seconds(pids)
         cmd = [os.path.join(BENCH, "overload", "ocload"), str(PORT), str(UAS_PORT), str(rate),
@@ -627,35 +634,45 @@ def overload(data, workdir):
     on.cgroup = off.cgroup = cg
     res = {"quota_percent": OVL_QUOTA, "step_secs": STEP_SECS, "sweep": []}
     best = None
-    # the maximum: the highest rate completed (< 0.1 % lost) with no control at all
-    for rate in OVL_RATES:
-        r = ovl_step(off, data, rate, workdir, STEP_SECS)
-        ok = r["completed"] >= r["offered"] * 0.999 and r["p99_100_ms"] < 500
-        res["sweep"].append(r)
-        log("  overload max search %6d/s: completed %d of %d, goodput %.0f/s, p99 INVITE->100 "
-            "%.1f ms %s" % (rate, r["completed"], r["offered"], r["goodput"], r["p99_100_ms"],
-                            "PASS" if ok else "FAIL"))
-        if not ok:
-            break
-        best = r
-    if not best:
-        raise RuntimeError("no rate completed")
-    peak = best["rate"]
+    if OVL_PEAK:
+        peak, peak_goodput = OVL_PEAK, float(os.environ.get("OVL_PEAK_GOODPUT", OVL_PEAK))
+    else:
+        # the maximum: the highest rate sustained with no control at all (every call
+        # completed, completions keeping pace with the offer, p99 INVITE->100 under 100 ms)
+        for rate in OVL_RATES:
+            r = ovl_step(off, data, rate, workdir, STEP_SECS)
+            ok = (r["completed"] >= r["offered"] * 0.999 and r["goodput"] >= rate * 0.97
+                  and r["p99_100_ms"] < 100)
+            res["sweep"].append(r)
+            log("  overload max search %6d/s: completed %d of %d, goodput %.0f/s, p99 "
+                "INVITE->100 %.1f ms %s" % (rate, r["completed"], r["offered"], r["goodput"],
+                                            r["p99_100_ms"], "PASS" if ok else "FAIL"))
+            if not ok:
+                break
+            best = r
+        if not best:
+            raise RuntimeError("no rate completed")
+        peak = best["rate"]
+        # peak goodput: the most calls/s completed in any step of the search, the step
+        # that failed included (a worker past its maximum still completes about that many):
+        # the figure 3x and 10x are held against
+        peak_goodput = max(r["goodput"] for r in res["sweep"])
     res["max_rate"] = peak
-    res["peak_goodput"] = best["goodput"]
+    res["peak_goodput"] = peak_goodput
     res["runs"] = []
     # control off; on with clients unaware of RFC 7339 (they only get 503s); on with
-    # clients that honour the oc parameter
-    for mult in (1, 3, 10):
-        for srv, label, client in ((off, "off", ""), (on, "on", "oc"), (on, "on+oc", "oc-aware")):
+    # clients that declare it and honour the oc parameter
+    for mult in OVL_MULTS:
+        for srv, label, client in ((off, "off", ""), (on, "on", ""), (on, "on+oc", "oc-aware")):
             r = ovl_step(srv, data, peak * mult, workdir, STEP_SECS, client=client)
-            r.update(mult=mult, control=label, goodput_vs_peak=r["goodput"] / best["goodput"])
+            r.update(mult=mult, control=label, goodput_vs_peak=r["goodput"] / peak_goodput)
             res["runs"].append(r)
             log("  %2dx (%6d/s) %-6s: goodput %.0f/s (%.0f%% of peak), INVITE->100 p50 %.1f p99 "
-                "%.1f ms, 503 %d, not sent %d, unanswered %d, INVITE retrans %d, established %d, "
+                "%.1f ms (first answer p99 %.1f ms), 503 %d, not sent %d, unanswered %d, INVITE retrans %d, established %d, "
                 "BYE lost %d, oc max %d" % (
                     mult, peak * mult, label, r["goodput"], r["goodput_vs_peak"] * 100,
-                    r["p50_100_ms"], r["p99_100_ms"], r["refused_503"], r["reduced_at_source"],
+                    r["p50_100_ms"], r["p99_100_ms"], r["p99_first_ms"], r["refused_503"],
+                    r["reduced_at_source"],
                     r["unanswered"], r["invite_retransmissions"], r["established"], r["bye_lost"],
                     r["oc_max"]))
             save_partial(workdir, res)
