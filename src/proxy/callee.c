@@ -693,6 +693,10 @@ static enum proxy_step route_plain(struct preq *r, struct fwd_plan *plan, const 
 		}
 		loc_lookup(r->srv->loc, sv_cstr(aor), now, b, CALLEE_MAX_TARGETS, &n);
 	}
+	if (n == 0 && !exists && message_is_stored(r) && home_is_stranger(r->srv->home, r)) {
+		step = home_message_phantom(r); /* no enumeration by MESSAGE either */
+		goto out;
+	}
 	if (n == 0 && !(exists && message_is_stored(r))) {
 		proxy_reply(r, callee_absent_status(!(r->authenticated || r->trusted), exists),
 			    NULL, SV_NULL);

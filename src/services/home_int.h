@@ -223,8 +223,6 @@ void home_ctr_release(struct home *h, struct home_ctr **tab, struct home_ctr *c)
 void home_source_key(const struct tp_addr *a, char *out, size_t len);
 /* A cap was hit: counted, and logged at most once a minute. */
 void home_cap_hit(struct home *h, enum home_cap cap, const char *who);
-/* Is the request's sender a stranger (not authenticated, and not trusted as local)? */
-bool home_is_stranger(const struct home *h, const struct preq *r);
 void home_ctr_free_all(struct home *h);
 
 /* im.c */

@@ -367,12 +367,12 @@ static enum home_cap keep_cap(struct home *h, const struct im_box *b, const stru
 
 	if (h->msgs_total >= c->msgs_total)
 		return HOME_CAP_MSGS_TOTAL;
-	if (b->count >= c->msg_max_stored)
+	if (b && b->count >= c->msg_max_stored)
 		return HOME_CAP_MSGS_BOX;
 	if (!o)
 		return HOME_CAP_COUNT;
 	/* strangers get half of a box at most: its owner's friends still reach it */
-	if (b->strangers >= (c->msg_max_stored + 1) / 2)
+	if (b && b->strangers >= (c->msg_max_stored + 1) / 2)
 		return HOME_CAP_MSGS_BOX;
 	if (h->stranger_msgs >= c->str_msgs)
 		return HOME_CAP_MSGS;
@@ -543,6 +543,31 @@ enum proxy_step home_message_store(struct preq *r, const char *aor)
 	}
 	err = im_keep(h, aor, r->m, SV_NULL, true, o, &cap);
 	reply_kept(r, err, cap);
+	return PROXY_DONE;
+}
+
+/*
+ * A stranger's MESSAGE to a name that is not one of our users: answered as a
+ * message kept for an offline user would be (the same caps first, then 202)
+ * and dropped, so that the answer does not tell which names exist (as svwar
+ * would read it). Our own users get the truth (404) from the caller.
+ */
+enum proxy_step home_message_phantom(struct preq *r)
+{
+	struct home *h = r->srv->home;
+	struct im_origin origin;
+	enum home_cap cap;
+
+	if (proxy_local_txn(r) == EEXIST)
+		return PROXY_DONE;
+	origin_of(&r->src->peer, r->m, &origin);
+	cap = keep_cap(h, NULL, &origin);
+	if (cap != HOME_CAP_COUNT) {
+		home_cap_hit(h, cap, origin.source);
+		reply_full(r, cap);
+	} else {
+		proxy_reply(r, 202, "Accepted: stored for delivery", SV_NULL);
+	}
 	return PROXY_DONE;
 }
 

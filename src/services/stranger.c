@@ -97,7 +97,7 @@ void home_cap_hit(struct home *h, enum home_cap cap, const char *who)
 
 bool home_is_stranger(const struct home *h, const struct preq *r)
 {
-	if (r->authenticated)
+	if (r->authenticated || r->trusted)
 		return false;
 	/* with authentication off, the From of a local domain is all there is to trust */
 	return h->srv->cfg.auth_enabled || !r->from_local;

@@ -375,7 +375,11 @@ def sipp_auth_uri(args, cwd=None):
             if len(first) == 3 and first[1].startswith("sip:"):
                 uris.add(first[1][4:])
             break
-    return ["-auth_uri", uris.pop()] if len(uris) == 1 else []
+    # a Request-URI made of SIPp keywords ([remote_ip]:[remote_port]) is the server's address,
+    # which is what SIPp computes the digest uri from anyway (it does not expand -auth_uri)
+    if len(uris) != 1 or "[" in next(iter(uris)):
+        return []
+    return ["-auth_uri", uris.pop()]
 
 
 def sipp(args, timeout=120, cwd=None):

@@ -353,17 +353,21 @@ def test_signed_route_set_carries_the_dialog_and_only_it():
 
 def test_no_user_enumeration():
     """Hole 6: to a stranger an unknown user and a known one with no binding answer alike
-    (INVITE and OPTIONS), and sipvicious svwar finds no user."""
+    (INVITE, OPTIONS, and MESSAGE, which an offline user's store accepts), and sipvicious
+    svwar finds no user."""
     with Server() as s:
         for i in range(100, 110):
             s.add_user(str(i), "pw%d" % i)
         c = SipClient(s)
         answers = {}
         for user in ("105", "999", "alice"):
-            for method in ("INVITE", "OPTIONS"):
+            for method in ("INVITE", "OPTIONS", "MESSAGE"):
                 c.cseq += 1
-                r = c.request(method, "sip:%s@127.0.0.1" % user,
-                              ["Contact: <sip:x@127.0.0.1:%d>" % c.port],
+                hdrs = ["Contact: <sip:x@127.0.0.1:%d>" % c.port]
+                if method == "MESSAGE":
+                    hdrs = ["Content-Type: text/plain"]
+                r = c.request(method, "sip:%s@127.0.0.1" % user, hdrs,
+                              "hello" if method == "MESSAGE" else "",
                               from_="<sip:scanner@evil.example>")
                 check(r is not None, "no answer")
                 answers.setdefault(method, set()).add((r.status, r.reason))
