@@ -25,11 +25,13 @@ Outputs: bench/results/<time>/ (raw data, results.json) and, with `report`,
 docs/benchmarks.md and docs/bench-*.png (gnuplot).
 
 Usage: bench/sbbench.py [all|limit|reg|call|cpu|latency|memory|overload|report] [--quick]
-Environment: STEP_SECS (10), REPEATS (3), SERVERS (sb1,sb2,kam), RESULTS dir,
+Environment: STEP_SECS (10), REPEATS (3), SERVERS (sb1,sb2,kam), RESULTS dir, SB_BIN and
+SB_CFG (the Switchboard binary and its configuration file),
 REG_RATES and CALL_RATES (comma-separated offered rates of the sweeps), OVL_RATES (the
 overload run's search for the maximum), OVL_PEAK (skip that search: the maximum, with
-OVL_PEAK_GOODPUT its goodput), OVL_MULTS (the multiples offered, 1,3,10), OVL_QUOTA (percent of the server core the
-overload run may use, through a cpu cgroup; 0 = the whole core).
+OVL_PEAK_GOODPUT its goodput), OVL_MULTS (the multiples offered, 1,3,10), OVL_QUOTA
+(percent of the server core the overload run may use, through a cpu cgroup; 0 = the whole
+core).
 """
 
 import json
@@ -48,7 +50,8 @@ import time
 BENCH = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(BENCH)
 SB_BIN = os.environ.get("SB_BIN", os.path.join(ROOT, "build", "switchboard"))
-SB_BENCH_CFG = os.path.join(BENCH, "switchboard-bench.yaml")  # flood budgets out of reach
+# flood budgets out of reach; SB_CFG replaces it (an older binary that knows none of its keys)
+SB_BENCH_CFG = os.environ.get("SB_CFG") or os.path.join(BENCH, "switchboard-bench.yaml")
 SCEN = os.path.join(BENCH, "scenarios")
 SERVER_CPU = os.environ.get("SERVER_CPU", "1")
 CLIENT_CPU = os.environ.get("CLIENT_CPU", "0")
