@@ -209,8 +209,31 @@ def has_cairo():
     return "pngcairo" in out.stdout + out.stderr
 
 
+# Sections of docs/benchmarks.md this report writes; any other "## " section there (measured
+# by other tools or by hand: the fan-out, overload control) is carried over as it is.
+GENERATED = ("Results", "Targets", "The ceiling of the machine", "Plots", "How to read and repeat")
+
+
+def kept_sections(path):
+    try:
+        with open(path) as f:
+            text = f.read()
+    except OSError:
+        return []
+    kept, cur = [], None
+    for line in text.split("\n"):
+        if line.startswith("## "):
+            cur = None if line[3:].startswith(GENERATED) else []
+            if cur is not None:
+                kept.append(cur)
+        if cur is not None:
+            cur.append(line)
+    return ["\n".join(sec).rstrip("\n") + "\n" for sec in kept]
+
+
 def write(workdir, docs):
     res = load(workdir)
+    kept = kept_sections(os.path.join(docs, "benchmarks.md"))
     tab, (sb1, sb2, kam) = table(res)
     pngs = plot(res, docs)
     lim = res.get("limit", {})
@@ -241,6 +264,7 @@ def write(workdir, docs):
                    fmt(lim.get("datagrams_per_s")), fmt(lim.get("datagrams_per_core_s")), DGRAMS_REG,
                    DGRAMS_CALL, fmt(lim.get("datagrams_per_core_s", 0) / DGRAMS_REG),
                    fmt(lim.get("datagrams_per_core_s", 0) / DGRAMS_CALL)), ""]
+    md += kept
     md += ["## Plots", ""] + ["![%s](%s)" % (p, p) for p in pngs] + [""]
     md += ["## How to read and repeat", "",
            "- A load step passes when fewer than 0.1% of the calls failed, at least 99.9% of those "
@@ -255,7 +279,7 @@ def write(workdir, docs):
            "- Memory is the proportional set size of the server's processes, idle after start and "
            "after registering %s distinct users." % fmt(get(sb1, "memory", "bindings")),
            "- Repeat: `make bench` (about an hour), or `bench/sbbench.py cpu` / `reg` / `call` / "
-           "`latency` / `memory` / `limit` for one part, `SERVERS=sb1,kam` to choose servers, "
+           "`latency` / `memory` / `limit` / `overload` for one part, `SERVERS=sb1,kam` to choose servers, "
            "`STEP_SECS` and `REPEATS` to change the length.", ""]
     with open(os.path.join(docs, "benchmarks.md"), "w") as f:
         f.write("\n".join(md))
