@@ -144,7 +144,8 @@ for i in range(count):
         s.sendto(msg.encode(), ("127.0.0.1", port))
     except OSError:
         pass
-stats = {"sent": count, "status": {}, "overloaded": 0, "retry_after": 0, "oc_max": 0, "oc_seen": 0, "finals": 0}
+stats = {"sent": count, "status": {}, "overloaded": 0, "retry_after": 0, "oc_max": 0, "oc_seen": 0,
+         "finals": 0}
 s.settimeout(3.0)
 while True:
     try:
@@ -266,7 +267,10 @@ def test_overload_sheds_new_requests_and_keeps_the_call():
     other = sum(v for k, v in status.items() if k >= "200") - shed
     print("flood: %d INVITEs, answers %s (503 Overloaded: %d), oc up to %d"
           % (sent, status, shed, oc_max))
-    check(shed > sent // 10, "too few 503s: %s of %d" % (status, sent))
+    # a share of what the worker answered: the kernel drops part of a flood this fast before
+    # the worker reads it, and how much varies with the machine
+    finals = sum(r["finals"] for r in results)
+    check(shed > finals // 10, "too few 503s: %s, %d answered of %d sent" % (status, finals, sent))
     check(retry_after == shed, "503 Overloaded without Retry-After: 3 (%d of %d)"
           % (retry_after, shed))
     check(other > 0, "every request refused: not proportional (%s)" % status)
