@@ -48,6 +48,7 @@ static void cli_user_usage(FILE *to)
 		"  ring_time=SECONDS   stop_on_busy=yes|no   noanswer_after=SECONDS\n"
 		"  forward_always=TARGET   forward_busy=TARGET   forward_noanswer=TARGET\n"
 		"  forward_unregistered=TARGET   (TARGET: user, user@domain, number, sip: URI)\n"
+		"  redirect=yes|no   (calls answered 302 with the registered contacts)\n"
 		"show prints every setting and each registered terminal with its type.\n"
 		"A bare USER is in the one domain of -c FILE.\n"
 		"Exit status: 0 ok, 1 error, 2 bad arguments, 3 bad configuration,\n"

@@ -30,6 +30,7 @@
 #include <time.h>
 
 #include "core/log.h"
+#include "proxy/dns.h"
 #include "server/server.h"
 #include "server/worker.h"
 #include "services/dialplan.h"
@@ -525,12 +526,48 @@ static bool redirect_domain(struct preq *r, const char *aor)
 	return rules_redirects(proxy_rules(r), strchr(aor, '@') + 1);
 }
 
-/* 302 listing a plan's targets, highest q first (registered contacts carry their q). */
-static enum proxy_step redirect_to_plan(struct preq *r, const struct callee_ctx *c,
+/*
+ * May a 302 show this URI to the caller? Never a gateway's address unless the
+ * dialplan routed there for a caller we can bill (docs/security.md): a
+ * registered contact or a forwarding target that points at a gateway would
+ * otherwise hand a stranger the trunk's address. The same test as
+ * fwd_may_reach(), on the URI (a redirect sends nothing, so there is no
+ * destination to compare).
+ */
+static bool redirect_may_show(struct callee_ctx *c, const char *uri, bool gateway)
+{
+	struct dp *dp = callee_dp(c);
+	struct dns_target d;
+	struct sip_uri u;
+	int gi;
+
+	if (gateway)
+		return c->pstn_ok;
+	if (!dp || dp_gateway_count(dp) == 0)
+		return true;
+	if (sip_uri_parse(sv_cstr(uri), &u))
+		return false; /* nothing to check it by: not shown */
+	gi = dp_gateway_find(
+	    dp, dns_resolve_numeric(&u, &d) == 0 ? (struct sockaddr *)&d.addr : NULL, u.host);
+	if (gi < 0)
+		return true;
+	c->w->stats.calls_blocked++;
+	log_info("redirect of %s: contact at gateway %s left out of the 302", c->aor,
+		 dp_gateway(dp, (unsigned)gi)->name);
+	return false;
+}
+
+/*
+ * 302 listing a plan's targets, highest q first; a registered contact
+ * carries its q (RFC 3261 8.3.4) and, as an expires parameter, how long its
+ * binding still holds (RFC 3261 21.3.3: how long the Contact is valid).
+ */
+static enum proxy_step redirect_to_plan(struct preq *r, struct callee_ctx *c,
 					const struct callee_plan *pl)
 {
 	const struct fwd_target *order[CALLEE_MAX_TARGETS];
 	bool with_q = !c->external[0] && !pl->redirect;
+	int64_t now = (int64_t)time(NULL);
 	char store[4096];
 	struct buf hdrs;
 	size_t n = 0;
@@ -538,7 +575,10 @@ static enum proxy_step redirect_to_plan(struct preq *r, const struct callee_ctx 
 	for (size_t s = 0; s < pl->nsteps; s++) {
 		for (size_t i = 0; i < pl->steps[s].n && n < CALLEE_MAX_TARGETS; i++) {
 			const struct fwd_target *t = &pl->steps[s].targets[i];
-			size_t j = n++;
+			size_t j;
+			if (!redirect_may_show(c, t->uri, t->gateway))
+				continue;
+			j = n++;
 			while (j > 0 &&
 			       order[j - 1]->q < t->q) { /* stable: equal q keep their order */
 				order[j] = order[j - 1];
@@ -547,11 +587,18 @@ static enum proxy_step redirect_to_plan(struct preq *r, const struct callee_ctx 
 			order[j] = t;
 		}
 	}
+	if (n == 0) {
+		/* nothing the caller may see: as if nobody were registered */
+		proxy_reply(r, callee_absent_status(c->stranger, c->exists), NULL, SV_NULL);
+		return PROXY_DONE;
+	}
 	buf_init_fixed(&hdrs, store, sizeof(store));
 	for (size_t i = 0; i < n; i++) {
 		buf_printf(&hdrs, "Contact: <%s>", order[i]->uri);
 		if (with_q)
 			buf_printf(&hdrs, ";q=%u.%03u", order[i]->q / 1000, order[i]->q % 1000);
+		if (with_q && order[i]->expires > now)
+			buf_printf(&hdrs, ";expires=%lld", (long long)(order[i]->expires - now));
 		buf_append_str(&hdrs, "\r\n");
 	}
 	if (c->diversion[0]) {
@@ -567,9 +614,11 @@ static enum proxy_step redirect_to_plan(struct preq *r, const struct callee_ctx 
 }
 
 /*
- * Redirect server (RFC 3261 8.3.4): 302 with where the call would have gone,
- * highest q first; unconditional forwarding and forwarding when not
- * registered redirect to their target.
+ * Redirect server (RFC 3261 8.3.4), for a redirect domain or a user with
+ * redirect=yes: 302 with where the call would have gone, highest q first;
+ * unconditional forwarding and forwarding when not registered redirect to
+ * their target. A user with nothing to redirect to answers as any user
+ * with no terminal does (404 to strangers, 480 to our users).
  */
 static enum proxy_step redirect(struct preq *r, struct callee_ctx *c)
 {
@@ -592,6 +641,10 @@ static enum proxy_step redirect(struct preq *r, struct callee_ctx *c)
 		struct sip_uri u;
 		if (!target_uri(c, c->set.fwd[kind], uri, sizeof(uri), &u) || !divert(c, kind)) {
 			proxy_reply(r, 480, "Forwarding target unusable", SV_NULL);
+			return PROXY_DONE;
+		}
+		if (!redirect_may_show(c, uri, false)) {
+			proxy_reply(r, callee_absent_status(c->stranger, c->exists), NULL, SV_NULL);
 			return PROXY_DONE;
 		}
 		history_add(c, uri);
@@ -754,7 +807,9 @@ enum proxy_step callee_route(struct preq *r, struct fwd_plan *plan)
 		step = PROXY_DONE;
 		goto out;
 	}
-	if (r->m->method == SIP_INVITE && redirect_domain(r, c->aor)) {
+	/* redirect server for the whole domain, or for this user alone (redirect=yes) */
+	if (r->m->method == SIP_INVITE &&
+	    (redirect_domain(r, c->aor) || (c->set.redirect && !r->in_dialog))) {
 		step = redirect(r, c);
 		goto out;
 	}

@@ -33,6 +33,7 @@ struct fwd_target {
 	uint32_t conn_id;
 	uint16_t q;
 	uint8_t terminal;   /* enum term_type of a registered contact */
+	int64_t expires;    /* when a registered contact's binding expires (unix s), 0 = not one */
 	char headers[1024]; /* header lines added on top (Diversion, History-Info), "" = none */
 };
 

@@ -259,6 +259,7 @@ void route_target_from_binding(struct fwd_target *t, const struct loc_target *b)
 	sv_copy(sv_cstr(b->path), t->path, sizeof(t->path));
 	t->q = b->q;
 	t->terminal = b->terminal;
+	t->expires = b->expires;
 	if (b->path[0]) {
 		/* the first Path element is the next hop */
 		sv_t list = sv_cstr(b->path);

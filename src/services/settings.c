@@ -35,7 +35,7 @@ bool uset_is_default(const struct uset *s)
 		if (s->fwd[k][0])
 			return false;
 	}
-	return s->ring == USET_RING_PARALLEL;
+	return s->ring == USET_RING_PARALLEL && !s->redirect;
 }
 
 const char *uset_ring_name(enum uset_ring r)
@@ -320,6 +320,13 @@ int uset_apply(struct uset *s, sv_t word, char *err, size_t errlen)
 		s->allow_only = b;
 		return 0;
 	}
+	if (sv_ieq(key, SV("redirect"))) {
+		b = 0;
+		if (v.len && parse_bool(v, "redirect", &b, err, errlen))
+			return EINVAL;
+		s->redirect = b;
+		return 0;
+	}
 	if (sv_ieq(key, SV("watchers"))) {
 		if (v.len == 0 || sv_ieq(v, SV("domain")))
 			s->watchers = USET_WATCH_DOMAIN;
@@ -349,7 +356,7 @@ int uset_apply(struct uset *s, sv_t word, char *err, size_t errlen)
 	    err, errlen,
 	    "unknown setting '%.*s' (ring, order, ring_time, stop_on_busy, forward_always, "
 	    "forward_busy, forward_noanswer, noanswer_after, forward_unregistered, block_callers, "
-	    "allow_callers, allow_only, watchers, watch_allow, watch_block)",
+	    "allow_callers, allow_only, redirect, watchers, watch_allow, watch_block)",
 	    (int)key.len, key.p);
 }
 
@@ -428,6 +435,8 @@ int uset_format(const struct uset *s, char *out, size_t len)
 		put(out, len, &n, " allow_callers=%s", s->allow_callers);
 	if (s->allow_only)
 		put(out, len, &n, " allow_only=yes");
+	if (s->redirect)
+		put(out, len, &n, " redirect=yes");
 	if (s->watchers != USET_WATCH_DOMAIN)
 		put(out, len, &n, " watchers=%s", s->watchers == USET_WATCH_ALL ? "all" : "list");
 	if (s->watch_allow[0])
@@ -465,6 +474,8 @@ void uset_print(const struct uset *s, FILE *to)
 	fprintf(to, "  block_callers         %s\n", s->block_callers[0] ? s->block_callers : "-");
 	fprintf(to, "  allow_callers         %s\n", s->allow_callers[0] ? s->allow_callers : "-");
 	fprintf(to, "  allow_only            %s\n", s->allow_only ? "yes" : "no");
+	fprintf(to, "  redirect              %s\n",
+		s->redirect ? "yes (302 with the contacts)" : "no");
 	fprintf(to, "  watchers              %s\n",
 		s->watchers == USET_WATCH_ALL	 ? "all"
 		: s->watchers == USET_WATCH_LIST ? "list"

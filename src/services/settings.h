@@ -21,6 +21,8 @@
  *   block_callers=P1,P2             callers (From user prefixes) refused
  *   allow_callers=P1,P2             the white list: never refused by a list
  *   allow_only=yes|no               only the white list may call
+ *   redirect=yes|no                 calls (INVITE) are answered 302 with the
+ *                                   registered contacts instead of proxied
  *   watchers=domain|all|list        who may see the user's presence without asking:
  *                                   the same domain (default), anyone, or only
  *                                   watch_allow; others wait as pending
@@ -84,6 +86,7 @@ struct uset {
 	char block_callers[USET_LIST_MAX]; /* comma-separated prefixes, "" = none */
 	char allow_callers[USET_LIST_MAX];
 	bool allow_only;
+	bool redirect; /* redirect server for this user's calls (RFC 3261 8.3.4) */
 	enum uset_watchers watchers;
 	char watch_allow[USET_LIST_MAX]; /* comma-separated watchers, "" = none */
 	char watch_block[USET_LIST_MAX];
@@ -95,7 +98,7 @@ void uset_init(struct uset *s);
  * unknown key or a bad value (the setting is then unchanged).
  */
 int uset_apply(struct uset *s, sv_t word, char *err, size_t errlen);
-/* Rings as plain parallel forking, no forwarding (the lists are checked apart). */
+/* Rings as plain parallel forking, no forwarding, no redirect (the lists are checked apart). */
 bool uset_is_default(const struct uset *s);
 /* Parses a whole stored line (words separated by spaces) over s. */
 int uset_parse(struct uset *s, sv_t text, char *err, size_t errlen);

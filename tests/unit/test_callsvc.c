@@ -63,6 +63,112 @@ static void test_terminal_sources_in_order(void **state)
 	assert_int_equal(classify("terminal=fax", "sip:a@h", "snom720/10.1"), TERM_DESK);
 }
 
+/*
+ * The built-in table against the User-Agents the common phones send (from
+ * public SIP traces, issue threads and vendor documentation). Every one gets
+ * its type; a mobile platform token wins over the desktop product's name.
+ */
+static void test_terminal_user_agent_table(void **state)
+{
+	static const struct {
+		const char *ua;
+		enum term_type want;
+	} cases[] = {
+	    /* Zoiper: 5 desktop says "Z", the mobile apps "Zoiper ... rv", Zoiper 3 its OS */
+	    {"Z 5.6.6 v2.10.20.5", TERM_PC},
+	    {"Z 5.4.12 v2.10.13.2-mod", TERM_PC},
+	    {"Z 5.2.19 rv2.8.99", TERM_PC},
+	    {"Zoiper for Windows 2.38 rev.16635", TERM_PC},
+	    {"Zoiper for iOS rv2.10.20.4", TERM_MOBILE},
+	    {"Zoiper for Android rv2.10.20.4", TERM_MOBILE},
+	    {"Zoiper rv2.10.8.2", TERM_MOBILE},
+	    {"Zoiper for iPhone", TERM_MOBILE},
+	    /* Linphone desktop, Android, iOS */
+	    {"Linphone Desktop/4.2.3 (Ubuntu 20.04.1 LTS, Qt 5.12.5) LinphoneCore/4.4.2", TERM_PC},
+	    {"Linphone Desktop/4.2.5 (macOS 10.15, Qt 5.15.2) LinphoneCore/4.4.19", TERM_PC},
+	    {"Linphone/5.2.5 (belle-sip/5.2.0)", TERM_PC},
+	    {"LinphoneAndroid/4.3.1 (Mi A2 Lite) LinphoneSDK/4.4.2 (tags/4.4.2^0)", TERM_MOBILE},
+	    {"LinphoneAndroid/3.2.8 (belle-sip/1.6.3)", TERM_MOBILE},
+	    {"Linphone Android 5.2 (belle-sip)", TERM_MOBILE},
+	    {"LinphoneiOS/4.3.0 (Bob's iPhone) LinphoneSDK/4.4.0", TERM_MOBILE},
+	    {"LinphoneiOS/5.2.0 LinphoneSDK/5.3.0", TERM_MOBILE},
+	    {"Linphone_iPhone6.2_iOS10.3.3/3.16.4-109-gd262e4dd (belle-sip/1.6.3)", TERM_MOBILE},
+	    /* Bria desktop, iOS, Android */
+	    {"Bria 3 release 3.5.5 stamp 71243", TERM_PC},
+	    {"Bria 5 release 5.9.1 stamp 100123", TERM_PC},
+	    {"Bria Solo release 6.5.1 stamp 110211", TERM_PC},
+	    {"Bria iOS release 3.9.5 stamp 38501.38502", TERM_MOBILE},
+	    {"Bria iOS release 6.12.3 stamp 112233", TERM_MOBILE},
+	    {"Bria Android release 6.12.3 stamp 112233", TERM_MOBILE},
+	    {"X-Lite release 5.8.3 stamp 102651", TERM_PC},
+	    /* Acrobits: Groundwire and Softphone are mobile apps, SIPIS their push proxy */
+	    {"Groundwire 6.2.1 rv:2006 (iPhone; iOS 17.4.1)", TERM_MOBILE},
+	    {"Groundwire/6.3.5", TERM_MOBILE},
+	    {"Acrobits Softphone/6.5.4 (Android 13)", TERM_MOBILE},
+	    {"Acrobits SIPIS", TERM_MOBILE},
+	    {"Cloud Softphone 6.1", TERM_MOBILE},
+	    /* other PC softphones */
+	    {"MicroSIP/3.21.3", TERM_PC},
+	    {"MicroSIP/3.22.3", TERM_PC},
+	    {"Telephone 1.5.2", TERM_PC},
+	    {"Telephone 1.6", TERM_PC},
+	    {"baresip v2.9.0 (x86_64/linux)", TERM_PC},
+	    {"baresip 3.8.0", TERM_PC},
+	    {"Jitsi2.10.5550Windows 10", TERM_PC},
+	    {"Jitsi2.10.5550Mac OS X", TERM_PC},
+	    {"Jitsi2.11.20200408Linux", TERM_PC},
+	    {"Blink 6.0.4 (Windows)", TERM_PC},
+	    {"Twinkle/1.10.2", TERM_PC},
+	    {"PhonerLite 3.14", TERM_PC},
+	    {"3CXPhone 6.0.26523.0", TERM_PC},
+	    /* Grandstream Wave is the mobile app; in a desktop browser it is a PC */
+	    {"Grandstream Wave 1.2.14", TERM_MOBILE},
+	    {"Grandstream Wave/webrtc_chrome", TERM_PC},
+	    /* desk phones and adapters */
+	    {"Yealink SIP-T46S 66.85.0.5", TERM_DESK},
+	    {"Yealink SIP-T54W 96.85.0.5", TERM_DESK},
+	    {"Yealink SIP VP-T49G 51.80.0.100", TERM_DESK},
+	    {"PolycomVVX-VVX_411-UA/6.3.0.14929", TERM_DESK},
+	    {"PolycomSoundPointIP-SPIP_450-UA/4.0.15.1047", TERM_DESK},
+	    {"PolycomRealPresenceTrio-Trio_8500-UA/5.9.2.7727", TERM_DESK},
+	    {"Cisco-CP8845/14.2", TERM_DESK},
+	    {"Cisco-CP7960G/8.0", TERM_DESK},
+	    {"Cisco-CP-8841-3PCC/11.0 (00562b043615)", TERM_DESK},
+	    {"Cisco/SPA504G-7.6.2", TERM_DESK},
+	    {"snomD785/10.1.54.13", TERM_DESK},
+	    {"snomPA1/8.7.3.19", TERM_DESK},
+	    {"Fanvil X303 2.12.18.9 0c383e63963b", TERM_DESK},
+	    {"Fanvil i16SV 2.4.0", TERM_DESK},
+	    {"Grandstream GXP2170 1.0.11.3", TERM_DESK},
+	    {"Grandstream HT802 1.0.17.5", TERM_DESK},
+	    {"OBIHAI/OBi202-3.2.2.5921", TERM_DESK},
+	    {"Gigaset N510 IP PRO/42.250.00.000.000", TERM_DESK},
+	    {"Htek UC924 V2.0.4.4.40", TERM_DESK},
+	    /* the makers' mobile apps */
+	    {"Polycom RealPresence Mobile/3.10 (iPad)", TERM_MOBILE},
+	    {"Yealink VC Mobile 3.2 (Android 12)", TERM_MOBILE},
+	    /* iPadOS and plain platform tokens */
+	    {"SomeApp 2.0 (iPadOS 17.1)", TERM_MOBILE},
+	    {"iOS/16.4.1 iPhone", TERM_MOBILE},
+	    {"Foo 1.0 iOS", TERM_MOBILE},
+	    /* names a mobile OS without being a handset, or a word containing "ios" */
+	    {"Cisco-SIPGateway/IOS-15.5.3.M1", TERM_OTHER},
+	    {"Cisco-SIPGateway/IOS-17.6.5", TERM_OTHER},
+	    {"Dionysos PBX 2.0", TERM_OTHER},
+	    {"Asterisk PBX 20.7.0", TERM_OTHER},
+	    {"FreeSWITCH-mod_sofia/1.10.9", TERM_OTHER},
+	    {"Algo-8201/5.2", TERM_OTHER},
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		enum term_type got = classify("", "sip:a@h", cases[i].ua);
+		if (got != cases[i].want)
+			fail_msg("'%s' is %s, not %s", cases[i].ua, term_name(got),
+				 term_name(cases[i].want));
+	}
+}
+
 static void test_terminal_configured_patterns_first(void **state)
 {
 	struct term_pattern p[] = {{"Yealink SIP-T5", TERM_PC}, {"mystery", TERM_MOBILE}};
@@ -271,6 +377,16 @@ static void test_lists_prefixes(void **state)
 	assert_int_equal(uset_format(&s, err, sizeof(err)), 0);
 	assert_string_equal(err, "block_callers=0900,+4990 allow_callers=carol allow_only=yes");
 	assert_true(uset_is_default(&s)); /* lists do not change how terminals ring */
+	/* redirect per user: a 302 instead of ringing */
+	apply_ok(&s, "redirect=yes");
+	assert_true(s.redirect);
+	assert_false(uset_is_default(&s));
+	assert_int_equal(uset_format(&s, err, sizeof(err)), 0);
+	assert_string_equal(
+	    err, "block_callers=0900,+4990 allow_callers=carol allow_only=yes redirect=yes");
+	apply_bad(&s, "redirect=maybe", "redirect: 'maybe' is not yes or no");
+	apply_ok(&s, "redirect=");
+	assert_false(s.redirect);
 }
 
 static const char dp_yaml[] =
@@ -673,6 +789,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_terminal_sources_in_order),
+	    cmocka_unit_test(test_terminal_user_agent_table),
 	    cmocka_unit_test(test_terminal_configured_patterns_first),
 	    cmocka_unit_test(test_settings_every_key),
 	    cmocka_unit_test(test_settings_bad_values),
