@@ -139,10 +139,6 @@ static bool divert(struct callee_ctx *c, enum uset_fwd why)
 
 	if (c->hops >= c->srv->cfg.max_forward_hops)
 		return false;
-	/* the forwarding user makes the call from here on: their barring applies */
-	c->has_payer = !uset_bar_empty(&c->set.out);
-	c->payer = c->set.out;
-	memcpy(c->payer_aor, c->aor, sizeof(c->aor));
 	n = snprintf(line, sizeof(line), "Diversion: <sip:%s>;reason=%s;counter=1\r\n", c->aor,
 		     uset_fwd_reason(why));
 	if (n < 0 || (size_t)n + old >= sizeof(c->diversion))
@@ -157,6 +153,10 @@ static bool divert(struct callee_ctx *c, enum uset_fwd why)
 						 : 404;
 	if (!c->hi_off && !c->hinfo[0])
 		snprintf(c->hinfo, sizeof(c->hinfo), "History-Info: <sip:%s>;index=1\r\n", c->aor);
+	/* the forwarding user makes the call from here on: their barring applies */
+	c->has_payer = !uset_bar_empty(&c->set.out);
+	c->payer = c->set.out;
+	memcpy(c->payer_aor, c->aor, sizeof(c->aor));
 	return true;
 }
 

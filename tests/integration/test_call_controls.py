@@ -193,6 +193,11 @@ def test_forwarding_and_feature_codes_are_barred():
         r = invite(s, "alice", "bob")
         check(r.status == 403 and r.reason == "Call barred: international",
               "bob's forwarding to a barred user part elsewhere: %r" % r)
+        user_set(s, "bob@127.0.0.1", "forward_always=", "forward_unregistered=09001234")
+        user_set_c(s, cfg, "bob@127.0.0.1", "bar=international,premium")
+        r = invite(s, "alice", "bob")
+        check(r.status == 403 and r.reason == "Call barred: premium",
+              "bob's forwarding when not registered to a barred number: %r" % r)
         user_set(s, "carol@127.0.0.1", "forward_always=00441234567")
         gw, log = gateway(tmp, p1, "gw-fwd")
         call(s, tmp, "carol", caller="alice")
@@ -330,6 +335,11 @@ def test_cli_checks_and_shows():
                        ("block_sources", "203.0.113.7")):
         check(re.search(r"\n  %s\s+%s\n" % (key, re.escape(value)), show),
               "%s not shown as %s:\n%s" % (key, value, show))
+    # list check applies the callee's block_sources as the server does
+    p = cli("list", "check", "alice", "bob@127.0.0.1", "203.0.113.7", "-c", cfg, check_rc=False)
+    check(p.returncode == 1 and "block_sources" in p.stdout, "list check: %r" % (p.stdout,))
+    p = cli("list", "check", "alice", "bob@127.0.0.1", "192.0.2.1", "-c", cfg, check_rc=False)
+    check(p.returncode == 0, "list check from elsewhere: %r" % (p.stdout,))
     p = cli("check-config", "-c", cfg)
     with open(cfg, "a") as f:
         f.write("  free: [\"1 12\"]\n")
