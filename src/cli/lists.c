@@ -126,6 +126,10 @@ static int cli_list_check(const struct cli_opts *o, struct cli_rules *cr)
 	uset_parse(&set, sv_cstr(u.settings), err, sizeof(err));
 	if (set.allow_callers[0] && lists_prefix_match_csv(set.allow_callers, sv_cstr(caller)))
 		return cli_verdict(false, "caller on the callee's white list", 0);
+	if (o->npos > 2 && set.block_sources[0] &&
+	    lists_cidr_match_csv(sv_cstr(set.block_sources), (struct sockaddr *)&ss))
+		return cli_verdict(true, "source network on the callee's block_sources",
+				   g->block_status);
 	if (set.allow_only)
 		return cli_verdict(true, "not on the callee's white list (allow_only)",
 				   g->block_status);

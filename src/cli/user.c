@@ -48,6 +48,10 @@ static void cli_user_usage(FILE *to)
 		"  ring_time=SECONDS   stop_on_busy=yes|no   noanswer_after=SECONDS\n"
 		"  forward_always=TARGET   forward_busy=TARGET   forward_noanswer=TARGET\n"
 		"  forward_unregistered=TARGET   (TARGET: user, user@domain, number, sip: URI)\n"
+		"  block_callers=P,..  allow_callers=P,..  allow_only=yes|no  (incoming calls)\n"
+		"  bar=CLASS,..  (barring.classes of -c FILE)  block_callees=P,..\n"
+		"  allow_callees=P,..,internal  allow_callees_only=yes|no  (outgoing calls)\n"
+		"  allow_sources=NET,..  (where the credentials count)  block_sources=NET,..\n"
 		"  redirect=yes|no   (calls answered 302 with the registered contacts)\n"
 		"show prints every setting and each registered terminal with its type.\n"
 		"A bare USER is in the one domain of -c FILE.\n"
@@ -247,6 +251,67 @@ static int cli_user_settings_of(const struct cli_opts *o, const char *cmd, struc
 	return CLI_EXIT_OK;
 }
 
+/*
+ * bar= names classes of the configuration's barring.classes: a word naming one
+ * it does not have is refused here (the server would bar every call it judges).
+ */
+static int cli_user_check_classes(const struct cli_opts *o, const char *cmd)
+{
+	struct cfg *c = NULL;
+	struct cfg_error err;
+	int ex = CLI_EXIT_OK;
+
+	for (int i = 1; i < o->npos; i++) {
+		sv_t word = sv_cstr(o->pos[i]), rest, name;
+		ptrdiff_t comma;
+
+		if (!sv_istarts(word, SV("bar=")) || word.len == 4)
+			continue;
+		if (!c) {
+			c = malloc(sizeof(*c));
+			if (!c) {
+				fprintf(stderr, "%s: out of memory\n", cmd);
+				return CLI_EXIT_FAILURE;
+			}
+			cfg_defaults(c);
+			if (o->config && cfg_load_file(c, o->config, &err)) {
+				cli_print_cfg_error(o->config, &err);
+				ex = CLI_EXIT_CONFIG;
+				goto out;
+			}
+		}
+		rest = sv_make(word.p + 4, word.len - 4);
+		while (rest.len) {
+			comma = sv_find(rest, ',');
+			name = comma < 0 ? rest : sv_make(rest.p, (size_t)comma);
+			rest = comma < 0
+				   ? sv_make(rest.p + rest.len, 0)
+				   : sv_make(rest.p + comma + 1, rest.len - (size_t)comma - 1);
+			if (lists_bar_class_find(&c->barring, name))
+				continue;
+			fprintf(stderr, "%s %s: bar: '%.*s' is not a class of barring.classes", cmd,
+				o->pos[0], SV_ARG(name));
+			if (!o->config)
+				fprintf(stderr,
+					" (give the server's configuration with -c FILE)\n");
+			else if (c->barring.nclasses == 0)
+				fprintf(stderr, " in %s (it has none)\n", o->config);
+			else {
+				fprintf(stderr, " in %s (", o->config);
+				for (size_t k = 0; k < c->barring.nclasses; k++)
+					fprintf(stderr, "%s%s", k ? ", " : "",
+						c->barring.classes[k].name);
+				fprintf(stderr, ")\n");
+			}
+			ex = CLI_EXIT_USAGE;
+			goto out;
+		}
+	}
+out:
+	free(c);
+	return ex;
+}
+
 /* Every word is checked before anything is written: all of them apply, or none. */
 static int cli_user_set_settings(const struct cli_opts *o, const char *cmd)
 {
@@ -266,6 +331,9 @@ static int cli_user_set_settings(const struct cli_opts *o, const char *cmd)
 			goto out;
 		}
 	}
+	ex = cli_user_check_classes(o, cmd);
+	if (ex)
+		goto out;
 	if (uset_format(&set, line, sizeof(line))) {
 		fprintf(stderr, "%s %s: settings too long\n", cmd, o->pos[0]);
 		ex = CLI_EXIT_USAGE;

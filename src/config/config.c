@@ -49,6 +49,7 @@ enum cfg_kind {
 	CFG_K_GATEWAYS,
 	CFG_K_GROUPS,
 	CFG_K_RULES,
+	CFG_K_BAR_CLASSES,
 };
 
 struct cfg_key {
@@ -168,6 +169,12 @@ static const struct cfg_key cfg_lists_keys[] = {
     {0},
 };
 
+static const struct cfg_key cfg_barring_keys[] = {
+    CFG_SPECIAL("classes", CFG_K_BAR_CLASSES),
+    CFG_LIST("free", CFG_K_PREFIXES, barring.free),
+    {0},
+};
+
 static const struct cfg_key cfg_dialplan_keys[] = {
     CFG_UINT("max_callee_digits", dialplan.max_callee_digits, DP_CALLEE_DIGITS,
 	     DP_CALLEE_DIGITS_MAX),
@@ -248,6 +255,7 @@ static const struct cfg_key cfg_top_keys[] = {
     CFG_SECTION("dns", cfg_dns_keys),
     CFG_SECTION("calls", cfg_calls_keys),
     CFG_SECTION("lists", cfg_lists_keys),
+    CFG_SECTION("barring", cfg_barring_keys),
     CFG_SECTION("security", cfg_security_keys),
     CFG_SPECIAL("gateways", CFG_K_GATEWAYS),
     CFG_SPECIAL("gateway_groups", CFG_K_GROUPS),
@@ -337,6 +345,7 @@ void cfg_defaults(struct cfg *c)
 	    .forward_header = CFG_FWD_DIVERSION,
 	    .feature_codes = {"*72", "*73", "*90", "*91", "*92", "*93", "*94", "*95"},
 	    .lists.block_status = 403,
+	    .barring.free = {.v = {"112"}, .n = 1},
 	    .dialplan = {.max_callee_digits = DP_CALLEE_DIGITS, .probe_interval_s = 30},
 	    .msg_max_size = 16384,
 	    .msg_store_time_s = 7 * 86400,
@@ -1177,6 +1186,61 @@ static int cfg_set_list(struct cfg_parse *p, const struct cfg_key *k, const yaml
 	return rc;
 }
 
+/* barring.classes: a mapping "name: [prefix, ...]", e.g. international: ["00"]. */
+static int cfg_set_bar_classes(struct cfg_parse *p, const struct cfg_key *k, const yaml_node_t *v)
+{
+	struct lists_barring *b = &p->c->barring;
+
+	b->nclasses = 0;
+	if (cfg_is_null(v))
+		return 0;
+	if (v->type != YAML_MAPPING_NODE)
+		return cfg_fail_key(p, k->name, v, "a mapping of class names to lists of prefixes");
+	for (yaml_node_pair_t *pr = v->data.mapping.pairs.start; pr < v->data.mapping.pairs.top;
+	     pr++) {
+		const yaml_node_t *kn = cfg_node(p, pr->key), *vn = cfg_node(p, pr->value);
+		struct lists_bar_class *c;
+
+		if (kn->type != YAML_SCALAR_NODE || !lists_bar_name_ok(cfg_sv(kn)))
+			return cfg_fail_at(
+			    p, kn,
+			    "'barring.classes' names must be 1 to %d letters, digits, "
+			    "'-' or '_'",
+			    LISTS_BAR_NAME_MAX - 1);
+		if (lists_bar_class_find(b, cfg_sv(kn)))
+			return cfg_fail_at(p, kn, "'barring.classes': '%.31s' appears twice",
+					   cfg_str(kn));
+		if (b->nclasses >= LISTS_BAR_CLASSES)
+			return cfg_fail_at(p, kn, "'barring.classes' has more than %d classes",
+					   LISTS_BAR_CLASSES);
+		c = &b->classes[b->nclasses];
+		memset(c, 0, sizeof(*c));
+		strcpy(c->name, cfg_str(kn));
+		if (vn->type != YAML_SEQUENCE_NODE)
+			return cfg_fail_at(p, vn, "'barring.classes.%s' must be a list of prefixes",
+					   c->name);
+		for (yaml_node_item_t *it = vn->data.sequence.items.start;
+		     it < vn->data.sequence.items.top; it++) {
+			const yaml_node_t *item = cfg_node(p, *it);
+			if (item->type != YAML_SCALAR_NODE || !lists_prefix_ok(cfg_sv(item)))
+				return cfg_fail_at(
+				    p, item,
+				    "'barring.classes.%s': '%.64s' is not a prefix (1 "
+				    "to %d characters, no spaces, commas, '@', ':', "
+				    "'<', '>' or quotes)",
+				    c->name, item->type == YAML_SCALAR_NODE ? cfg_str(item) : "?",
+				    LISTS_PREFIX_MAX - 1);
+			if (c->n >= LISTS_BAR_PREFIXES)
+				return cfg_fail_at(p, item,
+						   "'barring.classes.%s' has more than %d prefixes",
+						   c->name, LISTS_BAR_PREFIXES);
+			strcpy(c->v[c->n++], cfg_str(item));
+		}
+		b->nclasses++;
+	}
+	return 0;
+}
+
 /* ------------------------------------------------- gateways and dialplan */
 
 static bool cfg_key_repeated(struct cfg_parse *p, const yaml_node_t *map,
@@ -1750,6 +1814,8 @@ static int cfg_apply(struct cfg_parse *p, const struct cfg_key *k, const yaml_no
 	case CFG_K_RULES:
 		p->c->dialplan.nrules = 0;
 		return cfg_each_item(p, k, v, cfg_rule_item);
+	case CFG_K_BAR_CLASSES:
+		return cfg_set_bar_classes(p, k, v);
 	}
 	return EINVAL;
 }

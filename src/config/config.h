@@ -119,6 +119,9 @@ struct cfg {
 	/* black and white lists (INVITE and MESSAGE out of dialog); `switchboard list`
 	 * changes them on a running server (services/rules.h) */
 	struct lists_global lists;
+	/* outgoing call barring (issue 12): classes users are barred from by name
+	 * (`user set bob bar=international`), and free numbers never barred */
+	struct lists_barring barring;
 
 	/* PSTN: gateways, gateway groups, number analysis (services/dialplan.h) */
 	struct dp_config dialplan;

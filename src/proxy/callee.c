@@ -16,6 +16,12 @@
  * the request's Diversion headers included, and calls.max_forward_hops cuts
  * loops (A forwards to B, B to A).
  *
+ * Outgoing call barring (issue 12) applies to whoever the call is made for:
+ * the caller who dialled, and once forwarded, the user whose forwarding
+ * sends it on (bob cannot reach a barred number by forwarding his own
+ * calls there). It is checked where the target becomes known: a number
+ * through the dialplan, a URI of another domain, one of our users.
+ *
  * A user with no settings takes the short path: all contacts in parallel,
  * as RFC 3261 16.6 forking, with no allocation beyond fwd.c's own.
  */
@@ -52,14 +58,19 @@ struct callee_ctx {
 	char aor[CALLEE_AOR_MAX]; /* whose settings govern now (changes when forwarded) */
 	struct uset set;
 	bool exists;
-	bool pstn_ok;	     /* the caller may reach gateways (proxy_may_use_gateways) */
-	bool stranger;	     /* the caller's identity was not checked: no hint who exists */
-	unsigned hops;	     /* forwardings: the request's Diversion entries and ours */
-	bool hi_off;	     /* the request has History-Info of its own: we add none */
-	unsigned hi_depth;   /* our History-Info entries after the first (index 1.1.1...) */
-	unsigned hi_cause;   /* RFC 4458 cause of the forwarding being made */
-	char hinfo[500];     /* our History-Info lines, in index order */
-	char diversion[512]; /* our Diversion lines, newest first */
+	bool pstn_ok;	   /* the caller may reach gateways (proxy_may_use_gateways) */
+	bool stranger;	   /* the caller's identity was not checked: no hint who exists */
+	unsigned hops;	   /* forwardings: the request's Diversion entries and ours */
+	bool hi_off;	   /* the request has History-Info of its own: we add none */
+	unsigned hi_depth; /* our History-Info entries after the first (index 1.1.1...) */
+	unsigned hi_cause; /* RFC 4458 cause of the forwarding being made */
+	/* whose outgoing call barring applies: the caller, then each forwarding user */
+	bool has_payer;
+	struct uset_bar payer;
+	char payer_aor[CALLEE_AOR_MAX];
+	char bar_reason[96];	      /* the reason phrase of a barred call */
+	char hinfo[500];	      /* our History-Info lines, in index order */
+	char diversion[512];	      /* our Diversion lines, newest first */
 	char external[STORE_URI_MAX]; /* a forwarding target outside our users */
 };
 
@@ -143,6 +154,10 @@ static bool divert(struct callee_ctx *c, enum uset_fwd why)
 						 : 404;
 	if (!c->hi_off && !c->hinfo[0])
 		snprintf(c->hinfo, sizeof(c->hinfo), "History-Info: <sip:%s>;index=1\r\n", c->aor);
+	/* the forwarding user makes the call from here on: their barring applies */
+	c->has_payer = !uset_bar_empty(&c->set.out);
+	c->payer = c->set.out;
+	memcpy(c->payer_aor, c->aor, sizeof(c->aor));
 	return true;
 }
 
@@ -352,6 +367,12 @@ static enum callee_res plan_gateways(struct callee_ctx *c, struct callee_plan *p
 		pl->reason = "Calls to this number need an authenticated caller";
 		return CALLEE_REPLY;
 	}
+	if (c->has_payer && proxy_barred(c->w, &c->payer, c->payer_aor, number, false,
+					 c->bar_reason, sizeof(c->bar_reason))) {
+		pl->status = 403;
+		pl->reason = c->bar_reason;
+		return CALLEE_REPLY;
+	}
 	if (dp_digits(number) > c->srv->cfg.dialplan.max_callee_digits) {
 		pl->status = 404;
 		pl->reason = "Number too long";
@@ -393,6 +414,37 @@ static enum callee_res plan_gateways(struct callee_ctx *c, struct callee_plan *p
 	return CALLEE_STEPS;
 }
 
+/* A call to one of our users (c->aor, who exists): barred only by allow_callees_only. */
+static bool barred_internal(struct callee_ctx *c, struct callee_plan *pl)
+{
+	const char *at = strchr(c->aor, '@');
+
+	if (!c->has_payer || !c->exists || !at ||
+	    !proxy_barred(c->w, &c->payer, c->payer_aor, sv_make(c->aor, (size_t)(at - c->aor)),
+			  true, c->bar_reason, sizeof(c->bar_reason)))
+		return false;
+	pl->status = 403;
+	pl->reason = c->bar_reason;
+	return true;
+}
+
+/* A forwarding to a URI of another domain (c->external): by its user part. */
+static bool barred_external_target(struct callee_ctx *c, struct callee_plan *pl)
+{
+	struct sip_uri u;
+
+	if (!c->has_payer)
+		return false;
+	if (sip_uri_parse(sv_cstr(c->external), &u))
+		u.user = SV_NULL;
+	if (!proxy_barred(c->w, &c->payer, c->payer_aor, u.user, false, c->bar_reason,
+			  sizeof(c->bar_reason)))
+		return false;
+	pl->status = 403;
+	pl->reason = c->bar_reason;
+	return true;
+}
+
 /*
  * Follows unconditional forwarding and forwarding when not registered to
  * the user (or outside URI) whose terminals ring. r NULL: never wait for
@@ -404,6 +456,8 @@ static enum callee_res resolve(struct callee_ctx *c, struct preq *r, struct call
 	for (bool loaded = true;; loaded = false) {
 		if (!loaded && settings_of(c, r) == USERS_PENDING)
 			return CALLEE_SUSPEND;
+		if (!loaded && barred_internal(c, pl))
+			return CALLEE_REPLY;
 		if (c->set.fwd[USET_FWD_ALWAYS][0]) {
 			if (!divert(c, USET_FWD_ALWAYS)) {
 				pl->status = 482;
@@ -437,6 +491,8 @@ static enum callee_res resolve(struct callee_ctx *c, struct preq *r, struct call
 		return CALLEE_REPLY;
 	}
 external:
+	if (barred_external_target(c, pl))
+		return CALLEE_REPLY;
 	plan_external(c, pl);
 	return CALLEE_EXTERNAL;
 bad_target:
@@ -474,10 +530,12 @@ static void callee_exhausted(struct ptx *p, void *arg, unsigned status)
 	if (!retarget(c, c->set.fwd[kind]))
 		return;
 	if (c->external[0]) {
+		if (barred_external_target(c, &pl))
+			return; /* the search ends with what it has */
 		plan_external(c, &pl);
 	} else {
 		settings_of(c, NULL); /* the target's own, from the cache: the call is running */
-		if (resolve(c, NULL, &pl) == CALLEE_REPLY) {
+		if (barred_internal(c, &pl) || resolve(c, NULL, &pl) == CALLEE_REPLY) {
 			free(pl.targets);
 			return; /* the search ends with what it has */
 		}
@@ -504,12 +562,17 @@ static bool user_lists_block(struct preq *r, const struct uset *s)
 {
 	sv_t caller;
 
-	if (!s->allow_only && !s->block_callers[0])
+	if (!s->allow_only && !s->block_callers[0] && !s->block_sources[0])
 		return false;
 	caller = proxy_caller_user(r);
 	if (s->allow_callers[0] && caller.len && (r->authenticated || r->trusted) &&
 	    lists_prefix_match_csv(s->allow_callers, caller))
 		return false;
+	if (s->block_sources[0] &&
+	    lists_cidr_match_csv(sv_cstr(s->block_sources), &r->src->peer.u.sa)) {
+		proxy_reply_blocked(r, "source network on the callee's block_sources");
+		return true;
+	}
 	if (s->allow_only) {
 		proxy_reply_blocked(r, "not on the callee's white list");
 		return true;
@@ -785,6 +848,14 @@ enum proxy_step callee_route(struct preq *r, struct fwd_plan *plan)
 	c->w = r->w;
 	c->pstn_ok = proxy_may_use_gateways(r);
 	c->stranger = !(r->authenticated || r->trusted);
+	if (r->caller_bar) {
+		const struct sip_naddr *from = sip_msg_from(r->m);
+		struct sip_uri fu;
+		c->has_payer = true;
+		c->payer = *r->caller_bar;
+		if (from && sip_uri_parse(from->uri, &fu) == 0)
+			proxy_aor_of(&fu, c->payer_aor, sizeof(c->payer_aor));
+	}
 	if (proxy_aor_of(sip_msg_ruri(r->m), c->aor, sizeof(c->aor))) {
 		proxy_reply(r, 404, NULL, SV_NULL);
 		goto out;
@@ -805,6 +876,10 @@ enum proxy_step callee_route(struct preq *r, struct fwd_plan *plan)
 	if (!r->in_dialog && (r->m->method == SIP_INVITE || r->m->method == SIP_MESSAGE) &&
 	    user_lists_block(r, &c->set)) {
 		step = PROXY_DONE;
+		goto out;
+	}
+	if (r->m->method == SIP_INVITE && !r->in_dialog && barred_internal(c, &pl)) {
+		proxy_reply_barred(r, pl.reason);
 		goto out;
 	}
 	/* redirect server for the whole domain, or for this user alone (redirect=yes) */

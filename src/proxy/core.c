@@ -27,6 +27,7 @@
 #include "services/location.h"
 #include "services/registrar.h"
 #include "services/rules.h"
+#include "services/settings.h"
 #include "services/users.h"
 #include "txn/txn.h"
 
@@ -318,6 +319,26 @@ void proxy_reply_blocked(struct preq *r, const char *why)
 	proxy_reply(r, st, st == 603 ? "Declined" : "Call blocked", SV_NULL);
 }
 
+bool proxy_barred(struct worker *w, const struct uset_bar *b, const char *payer, sv_t target,
+		  bool internal, char *reason, size_t len)
+{
+	char why[64];
+
+	if (!b || uset_bar_check(b, &w->srv->cfg.barring, target, internal, why, sizeof(why)) ==
+		      USET_ALLOWED)
+		return false;
+	w->stats.calls_barred++;
+	log_info("call by %s to %s'%.*s' barred: %s", payer, internal ? "our user " : "",
+		 (int)target.len, target.p, why);
+	snprintf(reason, len, "Call barred: %s", why);
+	return true;
+}
+
+void proxy_reply_barred(struct preq *r, const char *reason)
+{
+	proxy_reply(r, 403, reason, SV_NULL);
+}
+
 struct rules *proxy_rules(struct preq *r)
 {
 	return rules_view_get(&r->w->rules, r->srv->rules);
@@ -415,6 +436,69 @@ static enum proxy_step phase_auth(struct preq *r, struct fwd_plan *plan)
 	return step;
 }
 
+/*
+ * The caller's outgoing call barring (issue 12): for a call (INVITE out of any
+ * dialog) of one of our users who proved who they are, their settings from the
+ * subscriber cache (authentication has just looked them up there). Routing
+ * applies it wherever the call goes: a number through the dialplan, another
+ * domain, one of our users (allow_callees_only).
+ */
+static enum proxy_step phase_caller(struct preq *r, const struct fwd_plan *plan,
+				    struct uset_bar *bar)
+{
+	const struct sip_naddr *from = sip_msg_from(r->m);
+	struct users_entry ue;
+	struct uset *set;
+	struct sip_uri fu;
+	enum proxy_step step;
+	char why[160];
+	sv_t domain;
+
+	if (r->in_dialog || r->m->method != SIP_INVITE || r->trusted || !r->from_local ||
+	    !(r->authenticated || !r->srv->cfg.auth_enabled))
+		return PROXY_CONTINUE;
+	if (!from || sip_uri_parse(from->uri, &fu) || fu.user.len == 0)
+		return PROXY_CONTINUE;
+	/* the realm the credentials were checked in; with auth off, the From's domain */
+	domain = plan->drop_cred_realm[0] ? sv_cstr(plan->drop_cred_realm) : fu.host;
+	step = proxy_user(r, fu.user, domain, &ue);
+	if (step != PROXY_CONTINUE || !ue.exists || !ue.settings[0])
+		return step;
+	set = malloc(sizeof(*set));
+	if (!set) {
+		proxy_reply(r, 500, "Out of memory", SV_NULL);
+		return PROXY_DONE;
+	}
+	uset_init(set);
+	if (uset_parse(set, sv_cstr(ue.settings), why, sizeof(why)))
+		log_warn("settings of %.*s@%.*s: %s (the rest is ignored)", SV_ARG(fu.user),
+			 SV_ARG(domain), why);
+	if (!uset_bar_empty(&set->out)) {
+		*bar = set->out;
+		r->caller_bar = bar;
+	}
+	free(set);
+	return PROXY_CONTINUE;
+}
+
+/* A call that leaves for another domain or hop: the caller's barring by the R-URI's user. */
+static bool barred_external(struct preq *r)
+{
+	const struct sip_uri *ruri = sip_msg_ruri(r->m);
+	const struct sip_naddr *from = sip_msg_from(r->m);
+	char reason[96], payer[160];
+
+	if (!r->caller_bar)
+		return false;
+	snprintf(payer, sizeof(payer), "%.*s", from ? (int)from->uri.len : 0,
+		 from ? from->uri.p : "");
+	if (!proxy_barred(r->w, r->caller_bar, payer, ruri ? ruri->user : SV_NULL, false, reason,
+			  sizeof(reason)))
+		return false;
+	proxy_reply_barred(r, reason);
+	return true;
+}
+
 static enum proxy_step forward(struct preq *r, struct fwd_plan *plan, struct fwd_target *t,
 			       size_t n)
 {
@@ -437,6 +521,8 @@ static enum proxy_step phase_target(struct preq *r, struct fwd_plan *plan)
 			proxy_reply(r, 403, "Relaying denied", SV_NULL);
 			return PROXY_DONE;
 		}
+		if (barred_external(r))
+			return PROXY_DONE;
 		if (sv_copy(hop, t.hop, sizeof(t.hop))) {
 			proxy_reply(r, 414, "Route too long", SV_NULL);
 			return PROXY_DONE;
@@ -448,6 +534,8 @@ static enum proxy_step phase_target(struct preq *r, struct fwd_plan *plan)
 			proxy_reply(r, 403, "Relaying denied", SV_NULL);
 			return PROXY_DONE;
 		}
+		if (barred_external(r))
+			return PROXY_DONE;
 		if (sv_copy(r->ruri_override, t.hop, sizeof(t.hop))) {
 			proxy_reply(r, 414, "Route too long", SV_NULL);
 			return PROXY_DONE;
@@ -475,6 +563,8 @@ static enum proxy_step phase_target(struct preq *r, struct fwd_plan *plan)
 		proxy_reply(r, 403, "Relaying denied", SV_NULL);
 		return PROXY_DONE;
 	}
+	if (barred_external(r))
+		return PROXY_DONE;
 	if (sv_copy(r->m->ruri_raw, t.hop, sizeof(t.hop))) {
 		proxy_reply(r, 414, NULL, SV_NULL);
 		return PROXY_DONE;
@@ -491,6 +581,7 @@ static void on_request(struct worker *w, struct sip_msg *m, const struct tp_src 
 {
 	struct preq r = {.w = w, .srv = w->srv, .m = m, .src = src};
 	struct fwd_plan plan;
+	struct uset_bar caller_bar;
 	enum proxy_step step;
 	unsigned st = sip_request_check(m);
 
@@ -536,6 +627,8 @@ static void on_request(struct worker *w, struct sip_msg *m, const struct tp_src 
 	step = phase_auth(&r, &plan);
 	if (step == PROXY_CONTINUE)
 		step = phase_lists(&r);
+	if (step == PROXY_CONTINUE)
+		step = phase_caller(&r, &plan, &caller_bar);
 	if (step == PROXY_CONTINUE)
 		phase_target(&r, &plan);
 }

@@ -8,6 +8,10 @@
  * subscriber cache, and is then answered: 200 with the new state, or 4xx
  * with the reason. Dialling the same code twice is harmless: a request
  * whose change is already in place is answered at once.
+ *
+ * A forwarding target the user's own outgoing call barring forbids (a
+ * number of a barred class, issue 12) is refused when it is set, 403 with
+ * the reason; the barring is checked again on every forwarded call.
  */
 #include "proxy/internal.h"
 
@@ -135,6 +139,34 @@ static bool unescape_user(sv_t in, char *out, size_t len, sv_t *res)
 	return true;
 }
 
+/*
+ * Would the user's barring refuse a call to target? Checked as a number or a
+ * user of another domain (block_callees and the classes; whether a target is
+ * one of our users, which allow_callees_only needs, is known only when a call
+ * is forwarded there, so that part waits for the call).
+ */
+static bool feat_barred(struct preq *r, const struct uset *set, const struct sip_uri *fu,
+			sv_t target, char *reason, size_t len)
+{
+	struct uset_bar b = set->out;
+	char payer[STORE_USER_MAX + STORE_DOMAIN_MAX + 2], uri[USET_TARGET_MAX + 8];
+	struct sip_uri u;
+	sv_t user = target;
+	ptrdiff_t at;
+
+	if (uset_bar_empty(&b))
+		return false;
+	b.allow_callees_only = false;
+	if (sv_istarts(target, SV("sip:")) || sv_istarts(target, SV("sips:"))) {
+		snprintf(uri, sizeof(uri), "%.*s", SV_ARG(target));
+		user = sip_uri_parse(sv_cstr(uri), &u) == 0 ? u.user : SV_NULL;
+	} else if ((at = sv_find(target, '@')) >= 0) {
+		user = sv_make(target.p, (size_t)at);
+	}
+	snprintf(payer, sizeof(payer), "%.*s@%.*s", SV_ARG(fu->user), SV_ARG(fu->host));
+	return proxy_barred(r->w, &b, payer, user, false, reason, len);
+}
+
 enum proxy_step feat_handle(struct preq *r)
 {
 	const struct sip_uri *ruri = sip_msg_ruri(r->m);
@@ -171,6 +203,8 @@ enum proxy_step feat_handle(struct preq *r)
 		 rest.p);
 	if (uset_apply(&set, sv_cstr(word), why, sizeof(why)))
 		return feat_reply(r, 484, "Not a valid forwarding target");
+	if (feat_table[code].on && feat_barred(r, &set, &fu, rest, why, sizeof(why)))
+		return feat_reply(r, 403, why);
 	if (uset_format(&set, line, sizeof(line)))
 		return feat_reply(r, 500, "Settings too long");
 	if (strcmp(line, now) == 0)

@@ -26,6 +26,7 @@ struct worker;
 struct server;
 struct ptx;
 struct txn_srv;
+struct uset_bar;
 
 enum proxy_step {
 	PROXY_CONTINUE = 0, /* go on with the next phase */
@@ -65,6 +66,10 @@ struct preq {
 	unsigned nroute_edits;
 	/* the Request-URI to use after strict-route compatibility (RFC 3261 16.4) */
 	sv_t ruri_override;
+
+	/* the outgoing call barring of the caller (an INVITE out of dialog from one of our
+	 * users who authenticated, issue 12), NULL when there is none */
+	const struct uset_bar *caller_bar;
 
 	struct ptx *ptx;	   /* set once the request is handled statefully */
 	struct txn_srv *local_txn; /* a local service's server transaction, if it made one */
@@ -128,6 +133,17 @@ enum proxy_step proxy_user(struct preq *r, sv_t user, sv_t domain, struct users_
 sv_t proxy_caller_user(struct preq *r);
 /* Refuses a call a list blocks: lists.block_status, counted and logged. */
 void proxy_reply_blocked(struct preq *r, const char *why);
+/*
+ * Outgoing call barring: may payer (the caller, or the user whose forwarding
+ * makes this call), with barring b, call target (a user part; internal: one
+ * of our users)? When barred, the refusal is logged and counted and reason
+ * gets the reply's reason phrase, "Call barred: international". b NULL: allowed.
+ */
+bool proxy_barred(struct worker *w, const struct uset_bar *b, const char *payer, sv_t target,
+		  bool internal, char *reason, size_t len);
+/* Answers a barred call: 403 with that reason phrase. */
+void proxy_reply_barred(struct preq *r, const char *reason);
+
 /* The routing rules in force for this request (the worker's view of them). */
 struct rules *proxy_rules(struct preq *r);
 

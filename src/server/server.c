@@ -236,13 +236,15 @@ static void log_stats(struct server *s)
 		t.rx_bad += w->stats.rx_bad;
 		t.rx_dropped += w->stats.rx_dropped;
 		t.calls_blocked += w->stats.calls_blocked;
+		t.calls_barred += w->stats.calls_barred;
 		t.rx_forged += w->stats.rx_forged;
 	}
 	log_info("messages received %llu, sent %llu, malformed %llu, dropped %llu; calls blocked "
-		 "%llu; forged responses dropped %llu",
+		 "%llu, barred %llu; forged responses dropped %llu",
 		 (unsigned long long)t.rx_msgs, (unsigned long long)t.tx_msgs,
 		 (unsigned long long)t.rx_bad, (unsigned long long)t.rx_dropped,
-		 (unsigned long long)t.calls_blocked, (unsigned long long)t.rx_forged);
+		 (unsigned long long)t.calls_blocked, (unsigned long long)t.calls_barred,
+		 (unsigned long long)t.rx_forged);
 	log_overload_stats(s);
 }
 

@@ -10,6 +10,11 @@
  * (the callee's settings, say) comes back with tp_src.auth_verified, which
  * only that internal redelivery sets: it is not verified again. Any other
  * request is verified in full, the nonce-count replay check included.
+ *
+ * A user's allow_sources (issue 12) confines where their credentials count:
+ * from any other address, even the right password gets what a wrong one
+ * gets (the same fresh challenge, the same charge to the flood budget), so
+ * a stolen password is useless from elsewhere and the answer tells nothing.
  */
 #include "services/challenge.h"
 
@@ -22,6 +27,7 @@
 #include "server/worker.h"
 #include "services/auth.h"
 #include "services/flood.h"
+#include "services/settings.h"
 #include "services/users.h"
 
 /*
@@ -96,6 +102,13 @@ enum proxy_step challenge_check(struct preq *r, enum challenge_kind kind, sv_t r
 		return step;
 	ha1 = !ue.exists ? NULL : c.alg == AUTH_ALG_SHA256 ? ue.ha1_sha256 : ue.ha1_md5;
 	res = auth_verify(r->srv->auth, r->w->hasher, &c, r->m->method_name, ha1, time(NULL));
+	if (res != AUTH_FAILED && ue.exists && ue.settings[0] &&
+	    !uset_line_source_allowed(sv_cstr(ue.settings), &r->src->peer.u.sa)) {
+		/* right password, wrong network: answered as a wrong password */
+		log_info("credentials of %.*s@%.*s refused: source not in the user's allow_sources",
+			 SV_ARG(c.username), SV_ARG(realm));
+		res = AUTH_FAILED;
+	}
 	switch (res) {
 	case AUTH_OK:
 		r->authenticated = true;

@@ -198,3 +198,42 @@ void lists_cidr_format(const struct lists_cidr *c, char *out, size_t len)
 	inet_ntop(c->family, c->addr, ip, sizeof(ip));
 	snprintf(out, len, "%s/%u", ip, c->bits);
 }
+
+bool lists_cidr_match_csv(sv_t csv, const struct sockaddr *sa)
+{
+	sv_t rest = csv;
+	struct lists_cidr net;
+
+	while (rest.len) {
+		ptrdiff_t comma = sv_find(rest, ',');
+		sv_t item = comma < 0 ? rest : sv_make(rest.p, (size_t)comma);
+		if (item.len && lists_cidr_parse(item, &net) == 0 && lists_cidr_match(&net, 1, sa))
+			return true;
+		if (comma < 0)
+			break;
+		rest = sv_make(rest.p + comma + 1, rest.len - (size_t)comma - 1);
+	}
+	return false;
+}
+
+bool lists_bar_name_ok(sv_t name)
+{
+	if (name.len == 0 || name.len >= LISTS_BAR_NAME_MAX)
+		return false;
+	for (size_t i = 0; i < name.len; i++) {
+		char c = name.p[i];
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+		      c == '-' || c == '_'))
+			return false;
+	}
+	return true;
+}
+
+const struct lists_bar_class *lists_bar_class_find(const struct lists_barring *b, sv_t name)
+{
+	for (size_t i = 0; i < b->nclasses; i++) {
+		if (sv_ieq(sv_cstr(b->classes[i].name), name))
+			return &b->classes[i];
+	}
+	return NULL;
+}

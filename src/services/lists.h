@@ -31,6 +31,12 @@ struct lists_cidr {
 
 /* "192.0.2.0/24", "2001:db8::/32", "198.51.100.7" (a host); 0 or EINVAL. */
 int lists_cidr_parse(sv_t text, struct lists_cidr *out);
+/*
+ * Does sa fall in one of the networks of a comma-separated list
+ * ("192.0.2.0/24,2001:db8::/32")? An entry that does not parse matches
+ * nothing (the settings line is checked when it is written).
+ */
+bool lists_cidr_match_csv(sv_t csv, const struct sockaddr *sa);
 bool lists_cidr_match(const struct lists_cidr *nets, size_t n, const struct sockaddr *sa);
 bool lists_cidr_equal(const struct lists_cidr *a, const struct lists_cidr *b);
 /* The one text of a network: "192.0.2.0/24", "2001:db8::/32", "198.51.100.7/32". */
@@ -84,6 +90,33 @@ enum lists_verdict lists_global_check(const struct lists_global *g, sv_t caller,
 				      const char **why);
 /* True when the block lists are empty (the common case: nothing to look at). */
 bool lists_global_empty(const struct lists_global *g);
+
+/*
+ * Outgoing call barring (issue 12): named classes of callee prefixes, from
+ * the configuration's `barring:` section, that a user's settings bar by name
+ * (bar=international,premium), and free prefixes that are never barred
+ * (emergency numbers). What a user's own lists add is in services/settings.h.
+ */
+#define LISTS_BAR_CLASSES  16 /* classes in the configuration */
+#define LISTS_BAR_NAME_MAX 32
+#define LISTS_BAR_PREFIXES 32 /* prefixes in one class */
+
+struct lists_bar_class {
+	char name[LISTS_BAR_NAME_MAX];
+	char v[LISTS_BAR_PREFIXES][LISTS_PREFIX_MAX];
+	size_t n;
+};
+
+struct lists_barring {
+	struct lists_bar_class classes[LISTS_BAR_CLASSES];
+	size_t nclasses;
+	struct lists_prefixes free; /* never barred: default "112" */
+};
+
+/* A class name: 1 to 31 of a-z, A-Z, 0-9, '-', '_'. */
+bool lists_bar_name_ok(sv_t name);
+/* The class called name (case-insensitive), or NULL. */
+const struct lists_bar_class *lists_bar_class_find(const struct lists_barring *b, sv_t name);
 
 /* The list called name ("block_callers"...) as prefixes or as networks; NULL when unknown. */
 struct lists_prefixes *lists_global_prefixes(struct lists_global *g, sv_t name);

@@ -207,6 +207,31 @@ static int parse_prefixes(sv_t v, const char *key, char *out, size_t size, char 
 	return parse_list(v, key, lists_prefix_ok, "a caller prefix", out, size, err, errlen);
 }
 
+static bool class_ok(sv_t name)
+{
+	return lists_bar_name_ok(name);
+}
+
+/* A callee prefix, or "internal" (our own users). */
+static bool callee_ok(sv_t p)
+{
+	return lists_prefix_ok(p);
+}
+
+static bool net_ok(sv_t text)
+{
+	struct lists_cidr c;
+
+	return lists_cidr_parse(text, &c) == 0;
+}
+
+static int parse_nets(sv_t v, const char *key, char *out, size_t size, char *err, size_t errlen)
+{
+	return parse_list(v, key, net_ok,
+			  "an IP address or network (192.0.2.0/24, 2001:db8::/32, 198.51.100.7)",
+			  out, size, err, errlen);
+}
+
 static bool watcher_ok(sv_t w)
 {
 	if (w.len == 0)
@@ -345,6 +370,29 @@ int uset_apply(struct uset *s, sv_t word, char *err, size_t errlen)
 	if (sv_ieq(key, SV("watch_block")))
 		return parse_watchers(v, "watch_block", s->watch_block, sizeof(s->watch_block), err,
 				      errlen);
+	if (sv_ieq(key, SV("bar")))
+		return parse_list(v, "bar", class_ok,
+				  "a barring class name (letters, digits, '-', '_', up to 31)",
+				  s->out.classes, sizeof(s->out.classes), err, errlen);
+	if (sv_ieq(key, SV("block_callees")))
+		return parse_list(v, "block_callees", callee_ok, "a callee prefix",
+				  s->out.block_callees, sizeof(s->out.block_callees), err, errlen);
+	if (sv_ieq(key, SV("allow_callees")))
+		return parse_list(v, "allow_callees", callee_ok, "a callee prefix or 'internal'",
+				  s->out.allow_callees, sizeof(s->out.allow_callees), err, errlen);
+	if (sv_ieq(key, SV("allow_callees_only"))) {
+		b = 0;
+		if (v.len && parse_bool(v, "allow_callees_only", &b, err, errlen))
+			return EINVAL;
+		s->out.allow_callees_only = b;
+		return 0;
+	}
+	if (sv_ieq(key, SV("allow_sources")))
+		return parse_nets(v, "allow_sources", s->allow_sources, sizeof(s->allow_sources),
+				  err, errlen);
+	if (sv_ieq(key, SV("block_sources")))
+		return parse_nets(v, "block_sources", s->block_sources, sizeof(s->block_sources),
+				  err, errlen);
 	k = fwd_index(key);
 	if (k >= 0) {
 		if (v.len && check_target(v, uset_fwd_keys[k], err, errlen))
@@ -356,7 +404,8 @@ int uset_apply(struct uset *s, sv_t word, char *err, size_t errlen)
 	    err, errlen,
 	    "unknown setting '%.*s' (ring, order, ring_time, stop_on_busy, forward_always, "
 	    "forward_busy, forward_noanswer, noanswer_after, forward_unregistered, block_callers, "
-	    "allow_callers, allow_only, redirect, watchers, watch_allow, watch_block)",
+	    "allow_callers, allow_only, redirect, watchers, watch_allow, watch_block, bar, block_callees, "
+	    "allow_callees, allow_callees_only, allow_sources, block_sources)",
 	    (int)key.len, key.p);
 }
 
@@ -443,6 +492,18 @@ int uset_format(const struct uset *s, char *out, size_t len)
 		put(out, len, &n, " watch_allow=%s", s->watch_allow);
 	if (s->watch_block[0])
 		put(out, len, &n, " watch_block=%s", s->watch_block);
+	if (s->out.classes[0])
+		put(out, len, &n, " bar=%s", s->out.classes);
+	if (s->out.block_callees[0])
+		put(out, len, &n, " block_callees=%s", s->out.block_callees);
+	if (s->out.allow_callees[0])
+		put(out, len, &n, " allow_callees=%s", s->out.allow_callees);
+	if (s->out.allow_callees_only)
+		put(out, len, &n, " allow_callees_only=yes");
+	if (s->allow_sources[0])
+		put(out, len, &n, " allow_sources=%s", s->allow_sources);
+	if (s->block_sources[0])
+		put(out, len, &n, " block_sources=%s", s->block_sources);
 	if (n >= len)
 		return ENOSPC;
 	if (n)
@@ -482,4 +543,114 @@ void uset_print(const struct uset *s, FILE *to)
 						 : "domain");
 	fprintf(to, "  watch_allow           %s\n", s->watch_allow[0] ? s->watch_allow : "-");
 	fprintf(to, "  watch_block           %s\n", s->watch_block[0] ? s->watch_block : "-");
+	fprintf(to, "  bar                   %s\n", s->out.classes[0] ? s->out.classes : "-");
+	fprintf(to, "  block_callees         %s\n",
+		s->out.block_callees[0] ? s->out.block_callees : "-");
+	fprintf(to, "  allow_callees         %s\n",
+		s->out.allow_callees[0] ? s->out.allow_callees : "-");
+	fprintf(to, "  allow_callees_only    %s\n", s->out.allow_callees_only ? "yes" : "no");
+	fprintf(to, "  allow_sources         %s\n",
+		s->allow_sources[0] ? s->allow_sources : "(anywhere)");
+	fprintf(to, "  block_sources         %s\n", s->block_sources[0] ? s->block_sources : "-");
+}
+
+bool uset_bar_empty(const struct uset_bar *b)
+{
+	return !b->classes[0] && !b->block_callees[0] && !b->allow_callees[0] &&
+	       !b->allow_callees_only;
+}
+
+/* The next entry of a comma-separated list; false at its end. */
+static bool csv_next(sv_t *rest, sv_t *item)
+{
+	ptrdiff_t comma;
+
+	if (rest->len == 0)
+		return false;
+	comma = sv_find(*rest, ',');
+	*item = comma < 0 ? *rest : sv_make(rest->p, (size_t)comma);
+	*rest = comma < 0 ? sv_make(rest->p + rest->len, 0)
+			  : sv_make(rest->p + comma + 1, rest->len - (size_t)comma - 1);
+	return true;
+}
+
+/* allow_callees: "internal" names our own users, any other entry is a prefix. */
+static bool allowed_callee(const char *csv, sv_t target, bool internal)
+{
+	sv_t rest = sv_cstr(csv), item;
+
+	while (csv_next(&rest, &item)) {
+		if (sv_ieq(item, SV("internal"))) {
+			if (internal)
+				return true;
+		} else if (item.len &&
+			   (sv_eq(item, SV("*")) ||
+			    (target.len >= item.len && memcmp(target.p, item.p, item.len) == 0))) {
+			return true;
+		}
+	}
+	return false;
+}
+
+static enum uset_bar_verdict barred(char *why, size_t len, sv_t what)
+{
+	if (why && len)
+		snprintf(why, len, "%.*s", (int)what.len, what.p);
+	return USET_BARRED;
+}
+
+enum uset_bar_verdict uset_bar_check(const struct uset_bar *b, const struct lists_barring *cfg,
+				     sv_t target, bool internal, char *why, size_t len)
+{
+	sv_t rest, name;
+
+	if (uset_bar_empty(b))
+		return USET_ALLOWED;
+	if (!internal && target.len && lists_prefix_match(cfg->free.v, cfg->free.n, target))
+		return USET_ALLOWED; /* emergency numbers: always */
+	if (allowed_callee(b->allow_callees, target, internal))
+		return USET_ALLOWED;
+	if (b->allow_callees_only)
+		return barred(why, len,
+			      internal ? SV("internal calls not allowed")
+				       : SV("not an allowed number"));
+	if (internal)
+		return USET_ALLOWED; /* block lists and classes are about numbers and other domains
+				      */
+	if (lists_prefix_match_csv(b->block_callees, target))
+		return barred(why, len, SV("blocked number"));
+	rest = sv_cstr(b->classes);
+	while (csv_next(&rest, &name)) {
+		const struct lists_bar_class *c = lists_bar_class_find(cfg, name);
+		if (!c || lists_prefix_match(c->v, c->n, target))
+			return barred(why, len, name); /* an unknown class bars: fail closed */
+	}
+	return USET_ALLOWED;
+}
+
+bool uset_line_source_allowed(sv_t line, const struct sockaddr *sa)
+{
+	static const char key[] = "allow_sources=";
+	sv_t nets = SV_NULL;
+	bool found = false;
+	size_t i = 0;
+
+	while (i < line.len) {
+		size_t start;
+		while (i < line.len && (line.p[i] == ' ' || line.p[i] == '\t'))
+			i++;
+		start = i;
+		while (i < line.len && line.p[i] != ' ' && line.p[i] != '\t')
+			i++;
+		if (i - start >= sizeof(key) - 1 &&
+		    sv_ieq(sv_make(line.p + start, sizeof(key) - 1), SV(key))) {
+			/* the last one counts, as when the whole line is parsed */
+			nets = sv_make(line.p + start + sizeof(key) - 1,
+				       i - start - (sizeof(key) - 1));
+			found = true;
+		}
+	}
+	if (!found || nets.len == 0)
+		return true;
+	return lists_cidr_match_csv(nets, sa);
 }

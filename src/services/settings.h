@@ -28,6 +28,15 @@
  *                                   watch_allow; others wait as pending
  *   watch_allow=W1,W2               watchers always allowed
  *   watch_block=W1,W2               watchers always refused
+ *   bar=CLASS1,CLASS2               outgoing calls barred by class (barring.classes
+ *                                   of the configuration: international, premium...)
+ *   block_callees=P1,P2             the user's own barred callee prefixes
+ *   allow_callees=P1,internal       callees never barred; "internal" = our own users
+ *   allow_callees_only=yes|no       outgoing calls only to allow_callees (and
+ *                                   barring.free numbers): a restricted phone
+ *   allow_sources=NET1,NET2         the user's credentials count only from these
+ *                                   networks (192.0.2.0/24, 2001:db8::/32, a host)
+ *   block_sources=NET1,NET2         calls to the user from these networks are refused
  *
  * A watcher W is "user" (in the user's domain), "user@domain" or "@domain".
  *
@@ -42,6 +51,7 @@
 #include <stdio.h>
 
 #include "core/sv.h"
+#include "services/lists.h"
 #include "services/terminal.h"
 
 #define USET_TEXT_MAX	 1024
@@ -75,6 +85,18 @@ enum uset_watchers {
 	USET_WATCH_LIST,
 };
 
+/*
+ * What a user may call (issue 12): the part of the settings that governs the
+ * user's own outgoing calls, checked by uset_bar_check. All "" / false: no
+ * barring.
+ */
+struct uset_bar {
+	char classes[USET_LIST_MAX];	   /* bar=: comma-separated class names */
+	char block_callees[USET_LIST_MAX]; /* comma-separated callee prefixes */
+	char allow_callees[USET_LIST_MAX]; /* prefixes, and "internal" for our own users */
+	bool allow_callees_only;
+};
+
 struct uset {
 	enum uset_ring ring;
 	struct uset_step order[USET_MAX_ORDER];
@@ -90,6 +112,9 @@ struct uset {
 	enum uset_watchers watchers;
 	char watch_allow[USET_LIST_MAX]; /* comma-separated watchers, "" = none */
 	char watch_block[USET_LIST_MAX];
+	struct uset_bar out;		   /* outgoing call barring */
+	char allow_sources[USET_LIST_MAX]; /* comma-separated networks, "" = anywhere */
+	char block_sources[USET_LIST_MAX]; /* networks whose calls to the user are refused */
 };
 
 void uset_init(struct uset *s);
@@ -113,6 +138,27 @@ const char *uset_ring_name(enum uset_ring r);
  * the user in domain? Entries are "user", "user@domain" or "@domain".
  */
 bool uset_watcher_listed(const char *list, sv_t watcher, sv_t domain);
+/*
+ * Outgoing call barring. May a user with barring b call target (the user part
+ * of the callee: a dialled number, or a user of another domain)? internal:
+ * the call ends at one of our own users (then only allow_callees_only and
+ * "internal" matter). In order: barring.free numbers pass; allow_callees
+ * pass; allow_callees_only refuses the rest; then block_callees, then each
+ * class of bar. A class the configuration does not have bars every call it
+ * would judge (fail closed). On USET_BARRED *why names the reason ("blocked
+ * number", the class name...).
+ */
+enum uset_bar_verdict { USET_ALLOWED = 0, USET_BARRED };
+bool uset_bar_empty(const struct uset_bar *b);
+enum uset_bar_verdict uset_bar_check(const struct uset_bar *b, const struct lists_barring *cfg,
+				     sv_t target, bool internal, char *why, size_t len);
+/*
+ * Do the credentials of the user whose stored settings line is line count from
+ * sa? True when the line has no allow_sources word, or sa is in one of its
+ * networks. Reads only that word: it runs on every verified request.
+ */
+bool uset_line_source_allowed(sv_t line, const struct sockaddr *sa);
+
 /* The Diversion reason (RFC 5806) of each kind of forwarding. */
 const char *uset_fwd_reason(enum uset_fwd k);
 

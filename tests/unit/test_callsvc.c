@@ -441,6 +441,167 @@ static void transform(struct dp *d, const char *in, const char *want)
 	assert_string_equal(out, want);
 }
 
+static void config_error(const char *yaml, unsigned line, const char *want);
+
+/* Issue 12: outgoing call barring and source networks in the settings line. */
+static void test_settings_barring_and_sources(void **state)
+{
+	struct uset s, again;
+	char line[USET_TEXT_MAX], line2[USET_TEXT_MAX], err[256];
+
+	(void)state;
+	uset_init(&s);
+	assert_true(uset_bar_empty(&s.out));
+	apply_ok(&s, "bar=international,premium");
+	apply_ok(&s, "block_callees=0137,+4990");
+	apply_ok(&s, "allow_callees=internal,112,0800");
+	apply_ok(&s, "allow_callees_only=yes");
+	apply_ok(&s, "allow_sources=192.0.2.0/24,2001:db8::/32,198.51.100.7");
+	apply_ok(&s, "block_sources=203.0.113.0/24");
+	assert_string_equal(s.out.classes, "international,premium");
+	assert_true(s.out.allow_callees_only);
+	assert_false(uset_bar_empty(&s.out));
+	assert_true(uset_is_default(&s)); /* barring does not change how terminals ring */
+	assert_int_equal(uset_format(&s, line, sizeof(line)), 0);
+	assert_string_equal(line, "bar=international,premium block_callees=0137,+4990 "
+				  "allow_callees=internal,112,0800 allow_callees_only=yes "
+				  "allow_sources=192.0.2.0/24,2001:db8::/32,198.51.100.7 "
+				  "block_sources=203.0.113.0/24");
+	uset_init(&again);
+	assert_int_equal(uset_parse(&again, sv_cstr(line), err, sizeof(err)), 0);
+	assert_int_equal(uset_format(&again, line2, sizeof(line2)), 0);
+	assert_string_equal(line, line2);
+	/* precise errors, nothing changed */
+	apply_bad(&s, "allow_sources=10.0.0.0/33", "'10.0.0.0/33' is not an IP address or network");
+	apply_bad(&s, "allow_sources=192.0.2.0/24,example.com", "'example.com' is not an IP");
+	apply_bad(&s, "block_sources=192.0.2.1,", "empty entry");
+	apply_bad(&s, "block_sources=,192.0.2.1", "'' is not an IP");
+	apply_bad(&s, "bar=inter national", "not a barring class name");
+	apply_bad(&s, "bar=a,b;c", "'b;c' is not a barring class name");
+	apply_bad(&s, "bar=abcdefghijabcdefghijabcdefghijXY", "not a barring class name");
+	apply_bad(&s, "block_callees=00@x", "not a callee prefix");
+	apply_bad(&s, "allow_callees_only=sometimes", "yes or no");
+	/* empty values clear */
+	apply_ok(&s, "bar=");
+	apply_ok(&s, "block_callees=");
+	apply_ok(&s, "allow_callees=");
+	apply_ok(&s, "allow_callees_only=");
+	apply_ok(&s, "allow_sources=");
+	apply_ok(&s, "block_sources=");
+	assert_true(uset_bar_empty(&s.out));
+	assert_int_equal(uset_format(&s, line, sizeof(line)), 0);
+	assert_string_equal(line, "");
+}
+
+static bool bar(const struct uset_bar *b, const struct lists_barring *cfg, const char *target,
+		bool internal, const char *want)
+{
+	char why[64] = "";
+	enum uset_bar_verdict v =
+	    uset_bar_check(b, cfg, sv_cstr(target), internal, why, sizeof(why));
+
+	if (v == USET_BARRED && want && strcmp(why, want) != 0)
+		fail_msg("%s: barred for '%s', want '%s'", target, why, want);
+	return v == USET_BARRED;
+}
+
+static void test_barring_check(void **state)
+{
+	static struct cfg c;
+	struct cfg_error err;
+	struct uset s;
+	const char *yaml = "barring:\n  classes:\n    international: [\"00\"]\n"
+			   "    premium: [\"0900\", \"0190\"]\n  free: [\"112\", \"110\"]\n";
+
+	(void)state;
+	cfg_defaults(&c);
+	assert_int_equal(c.barring.free.n, 1); /* 112 by default */
+	assert_int_equal(cfg_load_string(&c, yaml, strlen(yaml), &err), 0);
+	assert_int_equal(c.barring.nclasses, 2);
+	assert_non_null(lists_bar_class_find(&c.barring, SV("PREMIUM")));
+	assert_null(lists_bar_class_find(&c.barring, SV("mobile")));
+	uset_init(&s);
+	/* nothing set: nothing barred */
+	assert_false(bar(&s.out, &c.barring, "00441234", false, NULL));
+	apply_ok(&s, "bar=international,premium");
+	apply_ok(&s, "block_callees=0137");
+	assert_true(bar(&s.out, &c.barring, "00441234", false, "international"));
+	assert_true(bar(&s.out, &c.barring, "09001234", false, "premium"));
+	assert_true(bar(&s.out, &c.barring, "01901234", false, "premium"));
+	assert_true(bar(&s.out, &c.barring, "01371234", false, "blocked number"));
+	assert_false(bar(&s.out, &c.barring, "0301234", false, NULL));
+	assert_false(bar(&s.out, &c.barring, "112", false, NULL));
+	/* classes and block lists are about numbers and other domains, not our users */
+	assert_false(bar(&s.out, &c.barring, "00internal", true, NULL));
+	/* the user's own exceptions beat the classes */
+	apply_ok(&s, "allow_callees=0043");
+	assert_false(bar(&s.out, &c.barring, "00431234", false, NULL));
+	assert_true(bar(&s.out, &c.barring, "00441234", false, "international"));
+	/* a class the configuration does not have bars (fail closed) */
+	apply_ok(&s, "bar=mobile");
+	assert_true(bar(&s.out, &c.barring, "0301234", false, "mobile"));
+	assert_false(bar(&s.out, &c.barring, "110", false, NULL)); /* free numbers still pass */
+	/* allow-only: internal users (when listed), allowed prefixes, free numbers */
+	uset_init(&s);
+	apply_ok(&s, "allow_callees=internal,0800");
+	apply_ok(&s, "allow_callees_only=yes");
+	assert_false(bar(&s.out, &c.barring, "bob", true, NULL));
+	assert_false(bar(&s.out, &c.barring, "08001234", false, NULL));
+	assert_false(bar(&s.out, &c.barring, "112", false, NULL));
+	assert_true(bar(&s.out, &c.barring, "0301234", false, "not an allowed number"));
+	assert_true(bar(&s.out, &c.barring, "", false, "not an allowed number"));
+	/* "internal" is a word, not a prefix of a number or of a name elsewhere */
+	assert_true(bar(&s.out, &c.barring, "internal99", false, "not an allowed number"));
+	apply_ok(&s, "allow_callees=bo");
+	assert_true(bar(&s.out, &c.barring, "carol", true, "internal calls not allowed"));
+	assert_false(bar(&s.out, &c.barring, "bob", true, NULL));
+	/* the free list from the configuration, not from the user */
+	assert_true(bar(&s.out, &c.barring, "911", false, "not an allowed number"));
+}
+
+static bool source_ok(const char *line, const char *ip)
+{
+	struct sockaddr_storage ss = addr_of(ip);
+
+	return uset_line_source_allowed(sv_cstr(line), (struct sockaddr *)&ss);
+}
+
+static void test_source_allowed(void **state)
+{
+	(void)state;
+	assert_true(source_ok("", "203.0.113.1"));
+	assert_true(source_ok("ring=sequential block_sources=203.0.113.0/24", "203.0.113.1"));
+	assert_true(source_ok("allow_sources=192.0.2.0/24,2001:db8::/32", "192.0.2.77"));
+	assert_true(source_ok("ring=q-value allow_sources=192.0.2.0/24,2001:db8::/32 cfb=x",
+			      "2001:db8:ffff::1"));
+	assert_true(source_ok("allow_sources=192.0.2.0/24", "::ffff:192.0.2.9"));
+	assert_false(source_ok("allow_sources=192.0.2.0/24,2001:db8::/32", "192.0.3.1"));
+	assert_false(source_ok("allow_sources=192.0.2.0/24,2001:db8::/32", "2001:db9::1"));
+	assert_false(source_ok("allow_sources=198.51.100.7", "198.51.100.8"));
+	/* the last word counts, as when the line is parsed; an empty one is anywhere */
+	assert_true(source_ok("allow_sources=10.0.0.0/8 allow_sources=", "192.0.2.1"));
+	assert_false(source_ok("allow_sources= allow_sources=10.0.0.0/8", "192.0.2.1"));
+	/* a line edited by hand into nonsense refuses rather than allows */
+	assert_false(source_ok("allow_sources=nonsense", "192.0.2.1"));
+	/* other keys that end alike are not it */
+	assert_true(source_ok("xallow_sources=10.0.0.0/8", "192.0.2.1"));
+}
+
+static void test_barring_config_errors(void **state)
+{
+	(void)state;
+	config_error("barring:\n  classes:\n    international: \"00\"\n", 3,
+		     "'barring.classes.international' must be a list of prefixes");
+	config_error("barring:\n  classes:\n    \"inter national\": [\"00\"]\n", 3,
+		     "names must be 1 to 31 letters");
+	config_error("barring:\n  classes:\n    a: [\"00\"]\n    A: [\"01\"]\n", 4,
+		     "'A' appears twice");
+	config_error("barring:\n  classes:\n    a: [\"0 0\"]\n", 3, "'0 0' is not a prefix");
+	config_error("barring:\n  classes: [a, b]\n", 2, "a mapping of class names");
+	config_error("barring:\n  free: [\"1 12\"]\n", 2, "'1 12' is not a prefix");
+	config_error("barring:\n  colour: red\n", 2, "unknown key 'colour'");
+}
+
 static void test_dialplan_match_and_transform(void **state)
 {
 	static struct cfg c;
@@ -796,6 +957,10 @@ int main(void)
 	    cmocka_unit_test(test_settings_canonical_round_trip),
 	    cmocka_unit_test(test_lists_networks),
 	    cmocka_unit_test(test_lists_prefixes),
+	    cmocka_unit_test(test_settings_barring_and_sources),
+	    cmocka_unit_test(test_barring_check),
+	    cmocka_unit_test(test_source_allowed),
+	    cmocka_unit_test(test_barring_config_errors),
 	    cmocka_unit_test(test_dialplan_match_and_transform),
 	    cmocka_unit_test(test_dialplan_gateway_order),
 	    cmocka_unit_test(test_dialplan_config_errors),
