@@ -99,6 +99,9 @@ static void probe_response(struct txn_cli *t, struct sip_msg *resp)
 
 	if (!pr || resp->status < 200)
 		return;
+	/* answered: the next tick may probe again while this one lingers (Timer K) */
+	if (pr->inflight[probe_gw(t)] == t)
+		pr->inflight[probe_gw(t)] = NULL;
 	probe_result(pr, probe_gw(t), resp->status != 503);
 }
 
