@@ -791,12 +791,6 @@ static int gw_add_credentials(struct ptx_branch *b, unsigned status, const struc
 	return 0;
 }
 
-/*
- * A 401/407 from a gateway that we hold credentials for (outbound digest),
- * on a branch the dialplan routed there: the request goes again, on a new
- * branch, with our answer, as the gateway's account, not the caller's. The CSeq stays the caller's
- * (a proxy cannot renumber a dialog it does not own); gateways take the new branch.
- */
 /* The gateway (of dp, the rules in force) that a dialplan branch went to; -1 when none. */
 static int branch_gateway(const struct ptx_branch *b, const struct dp *dp)
 {
@@ -809,6 +803,12 @@ static int branch_gateway(const struct ptx_branch *b, const struct dp *dp)
 	return dp_gateway_find(dp, &b->dest.peer.u.sa, hop.host);
 }
 
+/*
+ * A 401/407 from a gateway that we hold credentials for (outbound digest),
+ * on a branch the dialplan routed there: the request goes again, on a new
+ * branch, with our answer, as the gateway's account, not the caller's. The CSeq stays the caller's
+ * (a proxy cannot renumber a dialog it does not own); gateways take the new branch.
+ */
 static enum gw_auth branch_gateway_challenge(struct ptx_branch *b, struct sip_msg *resp)
 {
 	struct ptx *p = b->ptx;
@@ -872,8 +872,7 @@ static void branch_response(struct txn_cli *t, struct sip_msg *resp)
 		bool first = !b->provisional;
 		b->provisional = true;
 		if (b->done)
-			return; /* given up (failover, cancelled): nothing of it goes to the caller
-				 */
+			return; /* given up (failover, cancelled): the caller hears nothing of it */
 		if (first)
 			branch_gw_ringing(b);
 		if (b->timer_c_armed) /* Timer C restarts on every provisional */
