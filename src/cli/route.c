@@ -30,12 +30,19 @@ static void cli_route_usage(FILE *to)
 		"       switchboard route rule add|set MATCH KEY=VALUE...\n"
 		"       switchboard route rule del MATCH\n"
 		"       switchboard route redirect add|del DOMAIN|*\n"
+		"       switchboard route set KEY=VALUE...\n"
 		"show prints the gateways, gateway groups and dialplan rules in force (the\n"
 		"configuration file's with the changes made here); test prints which rule a\n"
 		"called number matches, the number sent, and the gateways in the order tried.\n"
 		"Gateway keys: address=HOST port=N transport=udp|tcp probe=yes|no, and for a\n"
 		"gateway that challenges us auth_user=USER auth_realm=REALM with --password\n"
-		"(only its hashes are stored); auth=none drops the credentials.\n"
+		"(only its hashes are stored); auth=none drops the credentials;\n"
+		"timeout=DURATION (no provisional response in time: the next gateway) and\n"
+		"ring_timeout=DURATION (no final answer in time after one: CANCEL), each a\n"
+		"number of seconds (3), milliseconds (1500ms), off, or default.\n"
+		"set changes the defaults of every gateway: timeout=DURATION|off,\n"
+		"ring_timeout=DURATION|off, and probe_interval=SECONDS (0: no probes); the\n"
+		"value default goes back to the configuration file's.\n"
 		"A rule's MATCH is a number prefix (0301, +49) or /REGEX/; its keys:\n"
 		"route=GROUP[,GROUP...] redirect=yes|no, and the transform steps, in order:\n"
 		"strip=N prefix=DIGITS insert=POS:DIGITS delete=POS:COUNT replace=/REGEX/WITH/\n"
@@ -136,6 +143,39 @@ static void cli_show_redirects(const struct cli_rules *cr)
 	printf("\n");
 }
 
+/* A gateway's own timeout, when it has one (the defaults are printed once). */
+static void cli_show_timeout(const char *what, const struct dp_timeout *t)
+{
+	char v[16];
+
+	if (t->kind == DP_TIMEOUT_DEFAULT)
+		return;
+	dp_duration_print(t->kind == DP_TIMEOUT_SET ? t->ms : 0, v, sizeof(v));
+	printf("%s %s%s", what, v, t->kind == DP_TIMEOUT_SET && t->ms % 1000 == 0 ? " s" : "");
+}
+
+static void cli_show_settings(const struct cli_rules *cr)
+{
+	const struct dp_config *d = &cr->cur->dp, *b = &cr->base->dp;
+	char v[16];
+
+	printf("settings:\n");
+	dp_duration_print(d->timeout_ms, v, sizeof(v));
+	printf("  timeout          %s%s (no provisional response: the next gateway)%s\n", v,
+	       d->timeout_ms && d->timeout_ms % 1000 == 0 ? " s" : "",
+	       d->timeout_ms != b->timeout_ms ? "  [set from the CLI]" : "");
+	dp_duration_print(d->ring_timeout_ms, v, sizeof(v));
+	printf("  ring_timeout     %s%s (no final answer after a provisional: CANCEL)%s\n", v,
+	       d->ring_timeout_ms && d->ring_timeout_ms % 1000 == 0 ? " s" : "",
+	       d->ring_timeout_ms != b->ring_timeout_ms ? "  [set from the CLI]" : "");
+	if (d->probe_interval_s)
+		printf("  probe_interval   %u s%s\n", d->probe_interval_s,
+		       d->probe_interval_s != b->probe_interval_s ? "  [set from the CLI]" : "");
+	else
+		printf("  probe_interval   off%s\n",
+		       d->probe_interval_s != b->probe_interval_s ? "  [set from the CLI]" : "");
+}
+
 static int cli_route_show(const struct dp_config *d)
 {
 	printf("gateways:\n");
@@ -147,6 +187,8 @@ static int cli_route_show(const struct dp_config *d)
 		       g->tcp ? "tcp" : "udp", g->probe ? "" : " (not probed)");
 		if (g->cred.user[0])
 			printf(" auth %s realm %s", g->cred.user, g->cred.realm);
+		cli_show_timeout(" timeout", &g->timeout);
+		cli_show_timeout(" ring_timeout", &g->ring_timeout);
 		printf("%s\n", cli_origin(g->line));
 	}
 	printf("gateway groups:\n");
@@ -518,6 +560,59 @@ static int cli_redirect(struct cli_rules *cr, const struct cli_opts *o, const ch
 			       "the domain");
 }
 
+/*
+ * `route set KEY=VALUE...`: the defaults of every gateway and the probe
+ * interval. Every word is checked before anything is written.
+ */
+static int cli_route_settings(int argc, char **argv)
+{
+	const char *cmd = "route set";
+	char err[200];
+	struct cli_opts o;
+	struct cli_rules cr;
+	const char *keys[CLI_MAX_POS];
+	bool reset[CLI_MAX_POS];
+	int ex, rc = 0;
+
+	ex = cli_parse(argc - 1, argv + 1, cmd, CLI_OPT_STORE, &o);
+	if (!ex && o.help) {
+		cli_route_usage(stdout);
+		return CLI_EXIT_OK;
+	}
+	if (!ex)
+		ex = cli_want_args(&o, 1, CLI_MAX_POS, cmd);
+	if (ex)
+		return ex;
+	ex = cli_rules_open(&o, cmd, &cr);
+	for (int i = 0; !ex && i < o.npos; i++) {
+		char fv[32];
+		sv_t k, v;
+		if (!cli_kv(o.pos[i], &k, &v)) {
+			fprintf(stderr, "%s: '%s' is not KEY=VALUE\n", cmd, o.pos[i]);
+			ex = CLI_EXIT_USAGE;
+			break;
+		}
+		keys[i] = dp_config_key(k);
+		reset[i] = sv_eq(v, SV("default"));
+		if (reset[i] && keys[i]) {
+			/* back to the configuration file's value */
+			dp_config_print(&cr.base->dp, keys[i], fv, sizeof(fv));
+			v = sv_cstr(fv);
+		}
+		if (dp_config_set(&cr.cur->dp, k, v, err, sizeof(err))) {
+			fprintf(stderr, "%s: %s\n", cmd, err);
+			ex = CLI_EXIT_USAGE;
+		}
+	}
+	for (int i = 0; !ex && !rc && i < o.npos; i++)
+		rc = reset[i] ? rules_forget(cr.st, STORE_REC_DPSETTING, keys[i], false)
+			      : rules_save_dp_setting(cr.st, &cr.cur->dp, keys[i]);
+	if (!ex)
+		ex = cli_rules_saved(&cr, rc, "the setting");
+	cli_rules_close(&cr);
+	return ex;
+}
+
 /* `route gateway|group|rule|redirect add|set|del ...` */
 static int cli_route_change(int argc, char **argv)
 {
@@ -570,6 +665,8 @@ int cli_route(int argc, char **argv)
 	if (strcmp(argv[1], "gateway") == 0 || strcmp(argv[1], "group") == 0 ||
 	    strcmp(argv[1], "rule") == 0 || strcmp(argv[1], "redirect") == 0)
 		return cli_route_change(argc, argv);
+	if (strcmp(argv[1], "set") == 0)
+		return cli_route_settings(argc, argv);
 	test = strcmp(argv[1], "test") == 0;
 	if (!test && strcmp(argv[1], "show") != 0) {
 		fprintf(stderr, "route: unknown command '%s' (try --help)\n", argv[1]);
@@ -590,8 +687,10 @@ int cli_route(int argc, char **argv)
 		ex = cli_rules_whole(&cr);
 	if (!ex)
 		ex = test ? cli_route_test(&cr.cur->dp, o.pos[0]) : cli_route_show(&cr.cur->dp);
-	if (!ex && !test)
+	if (!ex && !test) {
 		cli_show_redirects(&cr);
+		cli_show_settings(&cr);
+	}
 	cli_rules_close(&cr);
 	return ex;
 }

@@ -50,6 +50,7 @@ enum cfg_kind {
 	CFG_K_GROUPS,
 	CFG_K_RULES,
 	CFG_K_BAR_CLASSES,
+	CFG_K_DP_TIMEOUT, /* dialplan.gateway_timeout / gateway_ring_timeout: dp_config_set */
 };
 
 struct cfg_key {
@@ -179,6 +180,8 @@ static const struct cfg_key cfg_dialplan_keys[] = {
     CFG_UINT("max_callee_digits", dialplan.max_callee_digits, DP_CALLEE_DIGITS,
 	     DP_CALLEE_DIGITS_MAX),
     CFG_UINT("probe_interval", dialplan.probe_interval_s, 0, 3600),
+    CFG_SPECIAL("gateway_timeout", CFG_K_DP_TIMEOUT),
+    CFG_SPECIAL("gateway_ring_timeout", CFG_K_DP_TIMEOUT),
     CFG_SPECIAL("rules", CFG_K_RULES),
     {0},
 };
@@ -346,7 +349,9 @@ void cfg_defaults(struct cfg *c)
 	    .feature_codes = {"*72", "*73", "*90", "*91", "*92", "*93", "*94", "*95"},
 	    .lists.block_status = 403,
 	    .barring.free = {.v = {"112"}, .n = 1},
-	    .dialplan = {.max_callee_digits = DP_CALLEE_DIGITS, .probe_interval_s = 30},
+	    .dialplan = {.max_callee_digits = DP_CALLEE_DIGITS,
+			 .probe_interval_s = 30,
+			 .timeout_ms = DP_TIMEOUT_DEFAULT_MS},
 	    .msg_max_size = 16384,
 	    .msg_store_time_s = 7 * 86400,
 	    .msg_max_stored = 100,
@@ -941,6 +946,18 @@ static int cfg_set_fwd_header(struct cfg_parse *p, const struct cfg_key *k, cons
 	return 0;
 }
 
+/* dialplan.gateway_timeout: 3, "1500ms", 0 or off; the same words as `route set` takes. */
+static int cfg_set_dp_timeout(struct cfg_parse *p, const struct cfg_key *k, const yaml_node_t *v)
+{
+	char err[200];
+
+	if (v->type != YAML_SCALAR_NODE || cfg_is_null(v))
+		return cfg_fail_key(p, k->name, v, "a duration (3, 1500ms, 0 or off)");
+	if (dp_config_set(&p->c->dialplan, sv_cstr(k->name), cfg_sv(v), err, sizeof(err)))
+		return cfg_fail_at(p, v, "%s", err);
+	return 0;
+}
+
 static const char *const cfg_feature_names[CFG_FEATURE_COUNT] = {
     "forward_always_on",       "forward_always_off",	  "forward_busy_on",
     "forward_busy_off",	       "forward_noanswer_on",	  "forward_noanswer_off",
@@ -1367,6 +1384,15 @@ static int cfg_gateway_key(struct cfg_parse *p, const char *key, const yaml_node
 	}
 	if (strcmp(key, "probe") == 0)
 		return cfg_entry_bool(p, "a gateway's 'probe'", v, &g->probe);
+	if (strcmp(key, "timeout") == 0 || strcmp(key, "ring_timeout") == 0) {
+		char err[200];
+		if (v->type != YAML_SCALAR_NODE || cfg_is_null(v))
+			return cfg_fail_want(p, "a gateway's timeout", v,
+					     "a duration (3, 1500ms, 0 or off)");
+		if (dp_gateway_set(g, sv_cstr(key), cfg_sv(v), err, sizeof(err)))
+			return cfg_fail_at(p, v, "gateway: %s", err);
+		return 0;
+	}
 	return cfg_gateway_cred_key(p, key, v, e);
 }
 
@@ -1816,6 +1842,8 @@ static int cfg_apply(struct cfg_parse *p, const struct cfg_key *k, const yaml_no
 		return cfg_each_item(p, k, v, cfg_rule_item);
 	case CFG_K_BAR_CLASSES:
 		return cfg_set_bar_classes(p, k, v);
+	case CFG_K_DP_TIMEOUT:
+		return cfg_set_dp_timeout(p, k, v);
 	}
 	return EINVAL;
 }

@@ -2,7 +2,8 @@
  * fwd.c - forwarding requests and responses: the proxy context that joins
  * one server transaction to its client transactions (branches), RFC 3261
  * 16.6 request forwarding, 16.7 response processing with best-response
- * selection, 16.10 CANCEL, Timer C, and the stateless mode of 16.11.
+ * selection, 16.10 CANCEL, Timer C, the gateways' failover and ring
+ * timeouts, and the stateless mode of 16.11.
  *
  * A forwarded request is the received one with edits spliced in (our Via,
  * Max-Forwards, Record-Route, popped Routes, consumed credentials); the
@@ -31,6 +32,17 @@
 #include "services/rules.h"
 #include "txn/txn.h"
 
+/*
+ * A gateway branch's own timer (dialplan timeouts): until the first
+ * provisional response, the failover timeout ("is it there at all?"); from
+ * it on, the ring timeout ("no final answer"). Timer C runs beside it.
+ */
+enum branch_gw_timer {
+	BR_GW_TIMER_OFF = 0,
+	BR_GW_TIMER_FAILOVER, /* no provisional yet: on expiry, the next gateway (as a 408) */
+	BR_GW_TIMER_RING,     /* ringing: on expiry, CANCEL; the caller gets 480 */
+};
+
 struct ptx_branch {
 	struct ptx *ptx;
 	struct txn_cli *t;
@@ -47,6 +59,11 @@ struct ptx_branch {
 	struct buf challenge; /* WWW-/Proxy-Authenticate lines of a 401/407 */
 	struct event timer_c;
 	bool timer_c_armed;
+	struct event gw_timer;
+	enum branch_gw_timer gw_timer_state;
+	unsigned gw_timeout_ms; /* the gateway's, when the branch was sent; 0 = none */
+	unsigned gw_ring_ms;
+	char gw_name[DP_NAME_MAX];
 };
 
 struct ptx {
@@ -491,12 +508,22 @@ static void ptx_forward_response(struct ptx *p, struct sip_msg *resp, sv_t extra
 	txn_srv_reply(&p->srv, out->p, out->len, resp->status);
 }
 
+static void branch_stop_gw_timer(struct ptx_branch *b)
+{
+	if (b->gw_timer_state != BR_GW_TIMER_OFF) {
+		evtimer_del(&b->gw_timer);
+		b->gw_timer_state = BR_GW_TIMER_OFF;
+	}
+}
+
+/* Timer C and the gateway's timer: the branch has its final answer, or is given up. */
 static void branch_stop_timer_c(struct ptx_branch *b)
 {
 	if (b->timer_c_armed) {
 		evtimer_del(&b->timer_c);
 		b->timer_c_armed = false;
 	}
+	branch_stop_gw_timer(b);
 }
 
 static void step_timer_stop(struct ptx *p)
@@ -683,6 +710,7 @@ static void branch_store_final(struct ptx_branch *b, struct sip_msg *resp)
 
 static void branch_send(struct ptx_branch *b, struct sip_msg *m, const struct tp_dest *dest);
 static void branch_failed(struct ptx_branch *b, unsigned status);
+static void branch_gw_ringing(struct ptx_branch *b);
 
 enum gw_auth {
 	GW_AUTH_NOT_OURS, /* not a gateway we hold credentials for: the caller sees it */
@@ -763,6 +791,18 @@ static int gw_add_credentials(struct ptx_branch *b, unsigned status, const struc
 	return 0;
 }
 
+/* The gateway (of dp, the rules in force) that a dialplan branch went to; -1 when none. */
+static int branch_gateway(const struct ptx_branch *b, const struct dp *dp)
+{
+	struct sip_uri hop;
+
+	if (!dp || !b->target.gateway)
+		return -1;
+	if (sip_uri_parse(sv_cstr(b->target.hop), &hop))
+		hop.host = SV_NULL;
+	return dp_gateway_find(dp, &b->dest.peer.u.sa, hop.host);
+}
+
 /*
  * A 401/407 from a gateway that we hold credentials for (outbound digest),
  * on a branch the dialplan routed there: the request goes again, on a new
@@ -775,7 +815,6 @@ static enum gw_auth branch_gateway_challenge(struct ptx_branch *b, struct sip_ms
 	struct dp *dp = rules_dp(rules_view_get(&p->w->rules, p->w->srv->rules));
 	struct sip_msg *m = NULL;
 	struct auth_cred ch;
-	struct sip_uri hop;
 	const struct dp_gateway *g;
 	const char *ha1 = NULL;
 	enum gw_auth res = GW_AUTH_REFUSED;
@@ -785,9 +824,7 @@ static enum gw_auth branch_gateway_challenge(struct ptx_branch *b, struct sip_ms
 	 * target or a Route to it must not use our account (toll fraud) */
 	if (!b->target.gateway)
 		return GW_AUTH_NOT_OURS;
-	if (!dp || sip_uri_parse(sv_cstr(b->target.hop), &hop))
-		hop.host = SV_NULL;
-	gi = dp ? dp_gateway_find(dp, &b->dest.peer.u.sa, hop.host) : -1;
+	gi = branch_gateway(b, dp);
 	g = gi >= 0 ? dp_gateway(dp, (unsigned)gi) : NULL;
 	if (!g || !g->cred.user[0] || p->final_sent || p->cancelled)
 		return GW_AUTH_NOT_OURS;
@@ -832,7 +869,12 @@ static void branch_response(struct txn_cli *t, struct sip_msg *resp)
 
 	ovl_response(p->w, resp, &b->dest.peer); /* its overload report, if any (RFC 7339) */
 	if (st < 200) {
+		bool first = !b->provisional;
 		b->provisional = true;
+		if (b->done)
+			return; /* given up (failover, cancelled): the caller hears nothing of it */
+		if (first)
+			branch_gw_ringing(b);
 		if (b->timer_c_armed) /* Timer C restarts on every provisional */
 			worker_timer_add(p->w, &b->timer_c, p->w->srv->cfg.timer_c_s * 1000);
 		if (st == 100 || p->final_sent)
@@ -918,6 +960,89 @@ static const struct txn_cli_ops branch_ops = {
     .timeout = branch_timeout,
     .terminated = branch_terminated,
 };
+
+/* A gateway that timed out is marked down when the prober can bring it back. */
+static void branch_gw_mark_down(struct ptx_branch *b)
+{
+	struct worker *w = b->ptx->w;
+	struct dp *dp = rules_dp(rules_view_get(&w->rules, w->srv->rules));
+	int gi = branch_gateway(b, dp);
+	const struct dp_gateway *g = gi >= 0 ? dp_gateway(dp, (unsigned)gi) : NULL;
+
+	if (!g || !g->probe || !dp_probe_interval_s(dp) || !dp_gateway_is_up(dp, (unsigned)gi))
+		return;
+	dp_gateway_set_up(dp, (unsigned)gi, false);
+	log_warn("gateway %s (%s) is down: no answer to a call; skipped until it answers a probe",
+		 g->name, g->host);
+}
+
+static void gw_timer_fired(evutil_socket_t fd, short what, void *arg)
+{
+	struct ptx_branch *b = arg;
+	struct ptx *p = b->ptx;
+	struct worker *w = p->w;
+	enum branch_gw_timer which = b->gw_timer_state;
+
+	(void)fd;
+	(void)what;
+	b->gw_timer_state = BR_GW_TIMER_OFF;
+	if (b->done || !b->t || p->final_sent)
+		return;
+	if (which == BR_GW_TIMER_FAILOVER) {
+		w->stats.gw_timeouts++;
+		log_warn("gateway %s sent no provisional response within %u ms: failing over",
+			 b->gw_name, b->gw_timeout_ms);
+		branch_gw_mark_down(b);
+		/* 9.1, 16.10: no CANCEL before a provisional response. The INVITE is no longer
+		 * retransmitted; a late provisional gets its CANCEL, and Timer B ends it */
+		txn_cli_cancel(b->t, false);
+		branch_failed(b, 408); /* as if it had answered 408: the next gateway */
+	} else if (which == BR_GW_TIMER_RING) {
+		w->stats.gw_ring_timeouts++;
+		log_info("gateway %s: no final answer %u ms after its first provisional "
+			 "response: cancelled",
+			 b->gw_name, b->gw_ring_ms);
+		b->ring_timeout = true; /* its 487 means "no answer" (480 for the caller) */
+		p->step_failed = false; /* it rang: not a failure for another carrier to retry */
+		txn_cli_cancel(b->t, false);
+	}
+	tp_flush(w);
+}
+
+/* A dialplan branch is on its way: its gateway's failover timer runs until a provisional. */
+static void branch_gw_sent(struct ptx_branch *b)
+{
+	struct worker *w = b->ptx->w;
+	struct dp *dp = rules_dp(rules_view_get(&w->rules, w->srv->rules));
+	int gi = branch_gateway(b, dp);
+
+	branch_stop_gw_timer(b);
+	b->gw_timeout_ms = 0;
+	b->gw_ring_ms = 0;
+	if (gi < 0 || b->ptx->method != SIP_INVITE)
+		return;
+	snprintf(b->gw_name, sizeof(b->gw_name), "%s", dp_gateway(dp, (unsigned)gi)->name);
+	b->gw_timeout_ms = dp_gateway_timeout_ms(dp, (unsigned)gi);
+	b->gw_ring_ms = dp_gateway_ring_timeout_ms(dp, (unsigned)gi);
+	if (!b->gw_timeout_ms)
+		return;
+	evtimer_assign(&b->gw_timer, w->base, gw_timer_fired, b);
+	worker_timer_add(w, &b->gw_timer, b->gw_timeout_ms);
+	b->gw_timer_state = BR_GW_TIMER_FAILOVER;
+}
+
+/* Its first provisional response: the gateway is there; the ring timeout starts. */
+static void branch_gw_ringing(struct ptx_branch *b)
+{
+	struct worker *w = b->ptx->w;
+
+	branch_stop_gw_timer(b);
+	if (!b->gw_ring_ms)
+		return;
+	evtimer_assign(&b->gw_timer, w->base, gw_timer_fired, b);
+	worker_timer_add(w, &b->gw_timer, b->gw_ring_ms);
+	b->gw_timer_state = BR_GW_TIMER_RING;
+}
 
 static void timer_c_fired(evutil_socket_t fd, short what, void *arg)
 {
@@ -1014,6 +1139,7 @@ static void branch_send(struct ptx_branch *b, struct sip_msg *m, const struct tp
 		worker_timer_add(w, &b->timer_c, w->srv->cfg.timer_c_s * 1000);
 		b->timer_c_armed = true;
 	}
+	branch_gw_sent(b);
 }
 
 static void branch_dns_done(void *arg, int err, const struct dns_target *targets, size_t n)

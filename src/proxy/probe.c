@@ -12,6 +12,14 @@
  * address and port the probe went to (txn_cli strict_source). A gateway that is down is probed
  * like the others and comes back with its first answer.
  *
+ * The interval is the rules' (dialplan.probe_interval, or `switchboard route
+ * set probe_interval=N` on the running server): each new set of rules
+ * re-arms the timer. With probing off, no gateway stays marked down (nothing
+ * would bring it back), and the same holds for one with probe: no.
+ *
+ * A call whose gateway sent no provisional response in time (fwd.c) marks
+ * a probed gateway down too; its next answered probe brings it back.
+ *
  * The prober holds its own reference to the routing rules, so the gateway
  * indexes of the probes in flight stay valid; when the CLI changes the
  * rules, the probes in flight are dropped and every gateway is probed at
@@ -52,6 +60,7 @@ struct prober {
 	struct event *timer;
 	struct rules_view view; /* the rules the indexes below refer to */
 	struct dp *dp;		/* theirs; NULL when they have no gateway */
+	unsigned interval_s;	/* the timer's period now; 0 = not armed */
 	struct txn_cli *inflight[DP_MAX_GATEWAYS];
 	/* gateways given by name are resolved (RFC 3263) before each probe */
 	struct dns_query *dq[DP_MAX_GATEWAYS];
@@ -90,6 +99,9 @@ static void probe_response(struct txn_cli *t, struct sip_msg *resp)
 
 	if (!pr || resp->status < 200)
 		return;
+	/* answered: the next tick may probe again while this one lingers (Timer K) */
+	if (pr->inflight[probe_gw(t)] == t)
+		pr->inflight[probe_gw(t)] = NULL;
 	probe_result(pr, probe_gw(t), resp->status != 503);
 }
 
@@ -239,11 +251,32 @@ static void probe_forget(struct prober *pr)
 	}
 }
 
+/* The period the rules ask for: the timer re-armed when it changed. */
+static void probe_rearm(struct prober *pr, unsigned interval_s)
+{
+	struct timeval iv = {(time_t)interval_s, 0};
+
+	if (interval_s == pr->interval_s)
+		return;
+	if (interval_s)
+		event_add(pr->timer, &iv); /* a pending timer is rescheduled */
+	else
+		event_del(pr->timer);
+	if (pr->view.gen > 1 || pr->interval_s) {
+		if (interval_s)
+			log_info("gateway probes every %u s", interval_s);
+		else
+			log_info("gateway probes off");
+	}
+	pr->interval_s = interval_s;
+}
+
 static void probe_tick(evutil_socket_t fd, short what, void *arg)
 {
 	struct prober *pr = arg;
 	uint64_t gen = pr->view.gen;
 	struct rules *r = rules_view_get(&pr->view, pr->srv->rules);
+	unsigned interval;
 
 	(void)fd;
 	(void)what;
@@ -251,8 +284,17 @@ static void probe_tick(evutil_socket_t fd, short what, void *arg)
 		probe_forget(pr);
 		pr->dp = rules_dp(r);
 	}
-	for (unsigned i = 0; pr->dp && i < dp_gateway_count(pr->dp); i++)
+	interval = dp_probe_interval_s(pr->dp);
+	probe_rearm(pr, interval);
+	for (unsigned i = 0; pr->dp && i < dp_gateway_count(pr->dp); i++) {
+		if (!interval || !dp_gateway(pr->dp, i)->probe) {
+			/* not probed: nothing would ever bring it back up */
+			if (!dp_gateway_is_up(pr->dp, i))
+				probe_result(pr, i, true);
+			continue;
+		}
 		probe_one(pr, i);
+	}
 	tp_flush(pr->w);
 }
 
@@ -260,7 +302,6 @@ static void probe_begin(struct worker *w, struct wjob *job)
 {
 	struct server *srv = ((struct start_job *)job)->srv;
 	struct prober *pr = srv->prober;
-	struct timeval iv = {(time_t)srv->cfg.dialplan.probe_interval_s, 0};
 
 	free(job);
 	if (!pr || atomic_load(&srv->stopping))
@@ -269,8 +310,8 @@ static void probe_begin(struct worker *w, struct wjob *job)
 	pr->timer = event_new(w->base, -1, EV_PERSIST, probe_tick, pr);
 	if (!pr->timer)
 		return;
-	event_add(pr->timer, &iv);
-	probe_tick(-1, 0, pr); /* at once: a gateway down at start is known before the first call */
+	/* at once: a gateway down at start is known before the first call; arms the timer */
+	probe_tick(-1, 0, pr);
 }
 
 /* On worker 0: the rules changed; probe the new table now. */
@@ -288,7 +329,7 @@ void probe_rules_changed(struct server *srv)
 {
 	struct start_job *job;
 
-	if (!srv->cfg.dialplan.probe_interval_s || !(job = calloc(1, sizeof(*job))))
+	if (!srv->prober || !(job = calloc(1, sizeof(*job))))
 		return;
 	job->base.fn = probe_changed_job;
 	job->srv = srv;
@@ -300,9 +341,8 @@ int probe_start(struct server *srv)
 	struct prober *pr;
 	struct start_job *job;
 
-	/* even with no gateway yet: the CLI may add some to the running server */
-	if (!srv->cfg.dialplan.probe_interval_s)
-		return 0;
+	/* even with no gateway yet, or probing off: the CLI may change either on the running
+	 * server */
 	pr = calloc(1, sizeof(*pr));
 	job = calloc(1, sizeof(*job));
 	if (!pr || !job) {

@@ -238,13 +238,17 @@ static void log_stats(struct server *s)
 		t.calls_blocked += w->stats.calls_blocked;
 		t.calls_barred += w->stats.calls_barred;
 		t.rx_forged += w->stats.rx_forged;
+		t.gw_timeouts += w->stats.gw_timeouts;
+		t.gw_ring_timeouts += w->stats.gw_ring_timeouts;
 	}
 	log_info("messages received %llu, sent %llu, malformed %llu, dropped %llu; calls blocked "
-		 "%llu, barred %llu; forged responses dropped %llu",
+		 "%llu, barred %llu; forged responses dropped %llu; gateway timeouts %llu (failover), "
+		 "%llu (ring)",
 		 (unsigned long long)t.rx_msgs, (unsigned long long)t.tx_msgs,
 		 (unsigned long long)t.rx_bad, (unsigned long long)t.rx_dropped,
 		 (unsigned long long)t.calls_blocked, (unsigned long long)t.calls_barred,
-		 (unsigned long long)t.rx_forged);
+		 (unsigned long long)t.rx_forged, (unsigned long long)t.gw_timeouts,
+		 (unsigned long long)t.gw_ring_timeouts);
 	log_overload_stats(s);
 }
 

@@ -44,6 +44,8 @@ struct worker_stats {
 	uint64_t calls_blocked; /* refused by a black or white list */
 	uint64_t calls_barred;	/* outgoing calls refused by the caller's barring (issue 12) */
 	uint64_t rx_forged;	/* responses dropped: branch MAC wrong, or not from where it must */
+	uint64_t gw_timeouts;	/* gateway branches failed over: no provisional response in time */
+	uint64_t gw_ring_timeouts; /* gateway branches cancelled: no final answer after ringing */
 };
 
 struct worker {

@@ -477,6 +477,37 @@ bool dp_gateway_is_up(const struct dp *d, unsigned gw)
 	return gw < DP_MAX_GATEWAYS && !atomic_load(&d->down[gw]);
 }
 
+static unsigned timeout_in_force(const struct dp_timeout *own, unsigned dflt)
+{
+	switch (own->kind) {
+	case DP_TIMEOUT_OFF:
+		return 0;
+	case DP_TIMEOUT_SET:
+		return own->ms;
+	default:
+		return dflt;
+	}
+}
+
+unsigned dp_gateway_timeout_ms(const struct dp *d, unsigned gw)
+{
+	const struct dp_gateway *g = dp_gateway(d, gw);
+
+	return g ? timeout_in_force(&g->timeout, d->cfg.timeout_ms) : 0;
+}
+
+unsigned dp_gateway_ring_timeout_ms(const struct dp *d, unsigned gw)
+{
+	const struct dp_gateway *g = dp_gateway(d, gw);
+
+	return g ? timeout_in_force(&g->ring_timeout, d->cfg.ring_timeout_ms) : 0;
+}
+
+unsigned dp_probe_interval_s(const struct dp *d)
+{
+	return d ? d->cfg.probe_interval_s : 0;
+}
+
 /*
  * The text form (`switchboard route`, the store)
  */
@@ -582,6 +613,134 @@ static int yes_no(sv_t key, sv_t v, bool *out, char *err, size_t errlen)
 	return EINVAL;
 }
 
+/*
+ * A duration: seconds ("3", "3s") or milliseconds ("1500ms"), or 0 / "off"
+ * for none, from lo to hi ms. Only digits and the unit: no sign, no space,
+ * no fraction (an operator's "1.5" is refused with the reason, not read as 1).
+ */
+static int duration_parse(sv_t key, sv_t v, unsigned lo, unsigned hi, unsigned *ms, char *err,
+			  size_t errlen, const char *also)
+{
+	uint32_t n;
+	uint64_t total;
+	sv_t num = v;
+	unsigned mult = 1000;
+
+	if (sv_eq(v, SV("off")) || sv_eq(v, SV("none"))) {
+		*ms = 0;
+		return 0;
+	}
+	if (v.len > 2 && sv_eq(sv_sub(v, v.len - 2, v.len), SV("ms"))) {
+		num = sv_sub(v, 0, v.len - 2);
+		mult = 1;
+	} else if (v.len > 1 && v.p[v.len - 1] == 's') {
+		num = sv_sub(v, 0, v.len - 1);
+	}
+	if (num.len == 0 || num.len > 10 || sv_to_u32(num, &n))
+		goto bad;
+	total = (uint64_t)n * mult;
+	if (total == 0) {
+		*ms = 0;
+		return 0;
+	}
+	if (total < lo || total > hi)
+		goto bad;
+	*ms = (unsigned)total;
+	return 0;
+bad:
+	snprintf(err, errlen,
+		 "%.*s: '%.*s' is not a duration from %u %s to %u s (seconds, or milliseconds as "
+		 "1500ms; 0 or off for none%s)",
+		 (int)key.len, key.p, (int)(v.len > 32 ? 32 : v.len), v.p,
+		 lo % 1000 ? lo : lo / 1000, lo % 1000 ? "ms" : "s", hi / 1000, also);
+	return EINVAL;
+}
+
+void dp_duration_print(unsigned ms, char *out, size_t len)
+{
+	if (ms == 0)
+		snprintf(out, len, "off");
+	else if (ms % 1000 == 0)
+		snprintf(out, len, "%u", ms / 1000);
+	else
+		snprintf(out, len, "%ums", ms);
+}
+
+/* A gateway's own timeout: a duration, "off" (none), or "default" (the dialplan's). */
+static int gateway_timeout_set(sv_t key, sv_t v, unsigned lo, unsigned hi, struct dp_timeout *t,
+			       char *err, size_t errlen)
+{
+	unsigned ms;
+	int rc;
+
+	if (sv_eq(v, SV("default"))) {
+		*t = (struct dp_timeout){DP_TIMEOUT_DEFAULT, 0};
+		return 0;
+	}
+	rc = duration_parse(key, v, lo, hi, &ms, err, errlen, "; default for the dialplan's");
+	if (rc)
+		return rc;
+	*t = ms ? (struct dp_timeout){DP_TIMEOUT_SET, ms} : (struct dp_timeout){DP_TIMEOUT_OFF, 0};
+	return 0;
+}
+
+const char *dp_config_key(sv_t key)
+{
+	if (sv_eq(key, SV("probe_interval")))
+		return "probe_interval";
+	if (sv_eq(key, SV("timeout")) || sv_eq(key, SV("gateway_timeout")))
+		return "gateway_timeout";
+	if (sv_eq(key, SV("ring_timeout")) || sv_eq(key, SV("gateway_ring_timeout")))
+		return "gateway_ring_timeout";
+	return NULL;
+}
+
+int dp_config_set(struct dp_config *c, sv_t key, sv_t v, char *err, size_t errlen)
+{
+	if (sv_eq(key, SV("probe_interval"))) {
+		sv_t num = v.len > 1 && v.p[v.len - 1] == 's' ? sv_sub(v, 0, v.len - 1) : v;
+		uint32_t n;
+		if (sv_eq(v, SV("off"))) {
+			c->probe_interval_s = 0;
+			return 0;
+		}
+		if (num.len == 0 || num.len > 10 || sv_to_u32(num, &n) ||
+		    n > DP_PROBE_INTERVAL_MAX_S) {
+			snprintf(err, errlen,
+				 "probe_interval: '%.*s' is not a number of seconds from 0 to %u "
+				 "(0 or off: no probes)",
+				 (int)(v.len > 32 ? 32 : v.len), v.p, DP_PROBE_INTERVAL_MAX_S);
+			return EINVAL;
+		}
+		c->probe_interval_s = n;
+		return 0;
+	}
+	if (sv_eq(key, SV("timeout")) || sv_eq(key, SV("gateway_timeout")))
+		return duration_parse(key, v, DP_TIMEOUT_MIN_MS, DP_TIMEOUT_MAX_MS, &c->timeout_ms,
+				      err, errlen, "");
+	if (sv_eq(key, SV("ring_timeout")) || sv_eq(key, SV("gateway_ring_timeout")))
+		return duration_parse(key, v, DP_RING_TIMEOUT_MIN_MS, DP_RING_TIMEOUT_MAX_MS,
+				      &c->ring_timeout_ms, err, errlen, "");
+	snprintf(err, errlen, "unknown setting '%.*s' (probe_interval, timeout, ring_timeout)",
+		 (int)(key.len > 32 ? 32 : key.len), key.p);
+	return ENOENT;
+}
+
+int dp_config_print(const struct dp_config *c, const char *key, char *out, size_t len)
+{
+	if (len < 16)
+		return ENOSPC;
+	if (strcmp(key, "probe_interval") == 0)
+		snprintf(out, len, "%u", c->probe_interval_s);
+	else if (strcmp(key, "gateway_timeout") == 0)
+		dp_duration_print(c->timeout_ms, out, len);
+	else if (strcmp(key, "gateway_ring_timeout") == 0)
+		dp_duration_print(c->ring_timeout_ms, out, len);
+	else
+		return ENOENT;
+	return 0;
+}
+
 int dp_gateway_set(struct dp_gateway *g, sv_t key, sv_t v, char *err, size_t errlen)
 {
 	unsigned n;
@@ -626,9 +785,15 @@ int dp_gateway_set(struct dp_gateway *g, sv_t key, sv_t v, char *err, size_t err
 				 md5 ? sizeof(g->cred.ha1_md5) : sizeof(g->cred.ha1_sha256), err,
 				 errlen);
 	}
+	if (sv_eq(key, SV("timeout")))
+		return gateway_timeout_set(key, v, DP_TIMEOUT_MIN_MS, DP_TIMEOUT_MAX_MS,
+					   &g->timeout, err, errlen);
+	if (sv_eq(key, SV("ring_timeout")))
+		return gateway_timeout_set(key, v, DP_RING_TIMEOUT_MIN_MS, DP_RING_TIMEOUT_MAX_MS,
+					   &g->ring_timeout, err, errlen);
 	snprintf(err, errlen,
 		 "unknown gateway setting '%.*s' (address, port, transport, probe, auth_user, "
-		 "auth_realm)",
+		 "auth_realm, timeout, ring_timeout)",
 		 (int)(key.len > 32 ? 32 : key.len), key.p);
 	return ENOENT;
 }
@@ -928,7 +1093,7 @@ static int put_word(char *out, size_t len, size_t *n, const char *key, const cha
 
 int dp_gateway_print(const struct dp_gateway *g, char *out, size_t len)
 {
-	char port[8];
+	char port[16];
 	size_t n = 0;
 	int rc;
 
@@ -949,6 +1114,16 @@ int dp_gateway_print(const struct dp_gateway *g, char *out, size_t len)
 		rc = put_word(out, len, &n, "ha1", g->cred.ha1_md5);
 	if (!rc && g->cred.ha1_sha256[0])
 		rc = put_word(out, len, &n, "ha1_sha256", g->cred.ha1_sha256);
+	if (!rc && g->timeout.kind != DP_TIMEOUT_DEFAULT) {
+		dp_duration_print(g->timeout.kind == DP_TIMEOUT_SET ? g->timeout.ms : 0, port,
+				  sizeof(port));
+		rc = put_word(out, len, &n, "timeout", port);
+	}
+	if (!rc && g->ring_timeout.kind != DP_TIMEOUT_DEFAULT) {
+		dp_duration_print(g->ring_timeout.kind == DP_TIMEOUT_SET ? g->ring_timeout.ms : 0,
+				  port, sizeof(port));
+		rc = put_word(out, len, &n, "ring_timeout", port);
+	}
 	return rc;
 }
 

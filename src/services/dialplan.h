@@ -82,6 +82,30 @@ struct dp_cred {
 /* Fills both HA1s from the password for cred's user and realm (the password is not kept). */
 void dp_cred_hash(struct dp_cred *cred, sv_t password);
 
+/*
+ * A gateway's own failover timeout (or ring timeout): the dialplan's default,
+ * none at all, or its own value. Zero (DP_TIMEOUT_DEFAULT) is the default.
+ */
+enum dp_timeout_kind {
+	DP_TIMEOUT_DEFAULT = 0, /* the dialplan's gateway_timeout / gateway_ring_timeout */
+	DP_TIMEOUT_OFF,		/* none for this gateway: Timer B / Timer C alone */
+	DP_TIMEOUT_SET,		/* ms below */
+};
+
+struct dp_timeout {
+	enum dp_timeout_kind kind;
+	unsigned ms;
+};
+
+/* Failover timeout ("no provisional response"): 100 ms to 300 s; 3 s by default. */
+#define DP_TIMEOUT_MIN_MS     100u
+#define DP_TIMEOUT_MAX_MS     300000u
+#define DP_TIMEOUT_DEFAULT_MS 3000u
+/* Ring timeout ("no final answer after a provisional"): 1 s to 1 h; none by default. */
+#define DP_RING_TIMEOUT_MIN_MS	1000u
+#define DP_RING_TIMEOUT_MAX_MS	3600000u
+#define DP_PROBE_INTERVAL_MAX_S 3600u
+
 struct dp_gateway {
 	char name[DP_NAME_MAX];
 	char host[128]; /* IP address or host name */
@@ -89,6 +113,10 @@ struct dp_gateway {
 	bool tcp;
 	bool probe; /* OPTIONS probing (default on) */
 	struct dp_cred cred;
+	/* failover: no provisional response (100 included) within timeout -> the next gateway
+	 * (like a 408); no final answer ring_timeout after the first provisional -> CANCEL */
+	struct dp_timeout timeout;
+	struct dp_timeout ring_timeout;
 	unsigned line; /* 0 = set from the CLI (kept in the store) */
 };
 
@@ -116,6 +144,8 @@ struct dp_config {
 	size_t nrules;
 	unsigned max_callee_digits; /* 24, up to 28 */
 	unsigned probe_interval_s;  /* 30; 0 = no probing */
+	unsigned timeout_ms;	    /* gateway_timeout: 3000; 0 = none (Timer B alone) */
+	unsigned ring_timeout_ms;   /* gateway_ring_timeout: 0 = none (Timer C alone) */
 };
 
 struct dp;
@@ -163,12 +193,21 @@ void dp_gateway_set_up(struct dp *d, unsigned gw, bool up);
  */
 int dp_gateway_find(const struct dp *d, const struct sockaddr *sa, sv_t uri_host);
 bool dp_gateway_is_up(const struct dp *d, unsigned gw);
+/* The gateway's failover and ring timeouts in force (its own, else the dialplan's); 0 = none. */
+unsigned dp_gateway_timeout_ms(const struct dp *d, unsigned gw);
+unsigned dp_gateway_ring_timeout_ms(const struct dp *d, unsigned gw);
+/* Seconds between OPTIONS probes (0 = none), as the rules in force say. */
+unsigned dp_probe_interval_s(const struct dp *d);
 
 /*
  * The text form of gateways, groups and rules, as `switchboard route` takes
  * them and the store keeps them: space-separated key=value words.
  *   gateway: address=HOST port=N transport=udp|tcp probe=yes|no
  *            auth_user=USER auth_realm=REALM ha1=HEX ha1_sha256=HEX
+ *            timeout=DURATION|off|default ring_timeout=DURATION|off|default
+ *   settings (the dialplan's, `route set`): probe_interval=SECONDS
+ *            timeout=DURATION|off ring_timeout=DURATION|off
+ *   (DURATION: seconds, "3" or "3s", or milliseconds, "1500ms"; 0 = off)
  *   member:  GATEWAY[:PRIORITY[:WEIGHT]]
  *   rule:    route=GROUP[,GROUP...] redirect=yes|no, then the transform steps
  *            in order: strip=N prefix=DIGITS insert=POS:DIGITS delete=POS:COUNT
@@ -188,6 +227,18 @@ int dp_rule_match_parse(sv_t text, struct dp_rule *r, char *err, size_t errlen);
 int dp_gateway_parse(struct dp_gateway *g, sv_t line, char *err, size_t errlen);
 int dp_rule_parse(struct dp_rule *r, sv_t line, char *err, size_t errlen);
 int dp_group_parse(struct dp_group *grp, sv_t line, char *err, size_t errlen);
+/*
+ * The dialplan-wide settings, one word each (probe_interval, timeout or
+ * gateway_timeout, ring_timeout or gateway_ring_timeout): 0, ENOENT for an
+ * unknown key, EINVAL for a bad value, with the reason in err.
+ */
+int dp_config_set(struct dp_config *c, sv_t key, sv_t value, char *err, size_t errlen);
+/* A setting's value as dp_config_set takes it (key: the canonical name); ENOENT, ENOSPC. */
+int dp_config_print(const struct dp_config *c, const char *key, char *out, size_t len);
+/* The canonical name of a setting (timeout -> gateway_timeout), or NULL for none. */
+const char *dp_config_key(sv_t key);
+/* A duration as the text form writes it ("3", "1500ms", "off" for 0). */
+void dp_duration_print(unsigned ms, char *out, size_t len);
 /* Digits, '*' and '#', with a leading '+' when plus. */
 bool dp_digits_ok(sv_t s, bool plus);
 /* The text forms; ENOSPC, or EILSEQ when a value holds a space (a YAML regex may). */

@@ -272,6 +272,18 @@ static int load_terminal(void *arg, const struct store_record *rec)
 	return 0;
 }
 
+static int load_dp_setting(void *arg, const struct store_record *rec)
+{
+	struct rules_load *l = arg;
+	char why[200];
+
+	if (is_deleted(rec))
+		return 0; /* the file's value stands */
+	if (dp_config_set(&l->c->dp, sv_cstr(rec->key), sv_cstr(rec->meta), why, sizeof(why)))
+		return load_fail(l, "dialplan setting", rec->key, why);
+	return 0;
+}
+
 void rules_conf_from_cfg(struct rules_conf *out, const struct cfg *c)
 {
 	memset(out, 0, sizeof(*out));
@@ -299,7 +311,8 @@ int rules_conf_load(struct store *st, const struct rules_conf *base, struct rule
 	    (rc = store_record_list(st, STORE_REC_DPRULE, NULL, load_rule, &l)) ||
 	    (rc = store_record_list(st, STORE_REC_LISTITEM, NULL, load_list_item, &l)) ||
 	    (rc = store_record_list(st, STORE_REC_REDIRECT, NULL, load_redirect, &l)) ||
-	    (rc = store_record_list(st, STORE_REC_TERMINAL, NULL, load_terminal, &l)))
+	    (rc = store_record_list(st, STORE_REC_TERMINAL, NULL, load_terminal, &l)) ||
+	    (rc = store_record_list(st, STORE_REC_DPSETTING, NULL, load_dp_setting, &l)))
 		goto out;
 	rc = dp_config_resolve(&out->dp, why, sizeof(why), &line);
 	if (rc) {
@@ -410,6 +423,14 @@ int rules_save_redirect(struct store *st, const char *domain)
 int rules_save_terminal(struct store *st, const struct term_pattern *p)
 {
 	return save(st, STORE_REC_TERMINAL, p->match, term_name(p->type));
+}
+
+int rules_save_dp_setting(struct store *st, const struct dp_config *c, const char *key)
+{
+	char meta[32];
+	int rc = dp_config_print(c, key, meta, sizeof(meta));
+
+	return rc ? rc : save(st, STORE_REC_DPSETTING, key, meta);
 }
 
 int rules_forget(struct store *st, int kind, const char *key, bool in_file)

@@ -57,6 +57,8 @@ int rules_save_list_item(struct store *st, const char *list, const char *value);
 int rules_save_block_status(struct store *st, unsigned status);
 int rules_save_redirect(struct store *st, const char *domain);
 int rules_save_terminal(struct store *st, const struct term_pattern *p);
+/* A dialplan-wide setting (key: one of dp_config_keys) as it is in c. */
+int rules_save_dp_setting(struct store *st, const struct dp_config *c, const char *key);
 /*
  * Deletes an entry (kind: STORE_REC_GATEWAY...; key: its name, match or
  * "LIST VALUE"): in_file says the file has it, so it is recorded hidden;

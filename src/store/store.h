@@ -140,7 +140,10 @@ enum store_rec_kind {
 	 * key: "192.0.2.1" or "2001:db8::/64"; seq: since (Unix s); expires: until; meta "level=N"
 	 */
 	STORE_REC_BAN = 15,
-	STORE_REC_LAST = STORE_REC_BAN,
+	/* a dialplan-wide setting changed from the CLI (`route set`, services/rules.h); key:
+	 * probe_interval, gateway_timeout or gateway_ring_timeout; meta: its value */
+	STORE_REC_DPSETTING = 16,
+	STORE_REC_LAST = STORE_REC_DPSETTING,
 };
 #define STORE_KEY_MAX  600
 #define STORE_BODY_MAX (1024 * 1024)

@@ -635,7 +635,9 @@ void txn_cli_abandon(struct txn_cli *t)
 {
 	t->ops = NULL;
 	t->tu = NULL;
-	if (t->state == TXN_CALLING || t->state == TXN_TRYING || t->state == TXN_IDLE)
+	if (t->state == TXN_CALLING && t->cancel_wanted)
+		; /* 9.1: its CANCEL waits for a provisional response; Timer B ends it */
+	else if (t->state == TXN_CALLING || t->state == TXN_TRYING || t->state == TXN_IDLE)
 		cli_terminate(t);
 	else if (t->state == TXN_PROCEEDING && t->method == SIP_INVITE &&
 		 !evtimer_pending(&t->tmr_timeout, NULL))

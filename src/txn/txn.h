@@ -193,7 +193,11 @@ int txn_cli_create(struct worker *w, enum sip_method method, uint64_t loop_hash,
 int txn_cli_send(struct txn_cli *t, const struct tp_dest *dest, const char *req, size_t len);
 /* Sends a CANCEL for this INVITE (now if a provisional came, else when one comes). */
 void txn_cli_cancel(struct txn_cli *t, bool completed_elsewhere);
-/* The user gives the transaction up: no more callbacks, freed soon. */
+/*
+ * The user gives the transaction up: no more callbacks, freed soon. An INVITE
+ * whose CANCEL waits for a provisional response (9.1) stays until Timer B, so
+ * that a late provisional response still gets its CANCEL.
+ */
 void txn_cli_abandon(struct txn_cli *t);
 
 /*

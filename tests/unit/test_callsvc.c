@@ -849,6 +849,151 @@ static void test_dialplan_text_form(void **state)
 	}
 }
 
+/* Failover and ring timeouts: the gateway's own, the dialplan's, their text forms and the store. */
+static void test_dialplan_gateway_timeouts(void **state)
+{
+	static const char yaml[] =
+	    "gateways:\n"
+	    "  - {name: a, address: 192.0.2.1, timeout: 1500ms}\n"
+	    "  - {name: b, address: 192.0.2.2, timeout: off, ring_timeout: 60}\n"
+	    "  - {name: c, address: 192.0.2.3}\n"
+	    "gateway_groups:\n"
+	    "  - {name: g, gateways: [a, b, c]}\n"
+	    "dialplan:\n"
+	    "  gateway_timeout: 2\n"
+	    "  gateway_ring_timeout: 90s\n"
+	    "  rules:\n"
+	    "    - {prefix: \"0\", route: g}\n";
+	static struct cfg c;
+	static struct rules_conf base, out;
+	struct cfg_error cerr;
+	struct dp_gateway g = {.probe = true}, g2;
+	struct dp_config dc;
+	struct dp *d = NULL;
+	struct store *st;
+	char err[300], text[512], path[] = "/tmp/sb-gwto-XXXXXX", db[64];
+	int fd;
+
+	(void)state;
+	/* the defaults: 3 s to the first provisional, no ring timeout */
+	cfg_defaults(&c);
+	assert_int_equal(c.dialplan.timeout_ms, DP_TIMEOUT_DEFAULT_MS);
+	assert_int_equal(c.dialplan.ring_timeout_ms, 0);
+	if (cfg_load_string(&c, yaml, sizeof(yaml) - 1, &cerr) || cfg_finish(&c, &cerr))
+		fail_msg("line %u: %s", cerr.line, cerr.msg);
+	assert_int_equal(c.dialplan.timeout_ms, 2000);
+	assert_int_equal(c.dialplan.ring_timeout_ms, 90000);
+	assert_int_equal(dp_create(&c.dialplan, NULL, &d), 0);
+	assert_int_equal(dp_gateway_timeout_ms(d, 0), 1500); /* its own */
+	assert_int_equal(dp_gateway_ring_timeout_ms(d, 0), 90000);
+	assert_int_equal(dp_gateway_timeout_ms(d, 1), 0); /* off: Timer B alone */
+	assert_int_equal(dp_gateway_ring_timeout_ms(d, 1), 60000);
+	assert_int_equal(dp_gateway_timeout_ms(d, 2), 2000); /* the dialplan's */
+	assert_int_equal(dp_gateway_timeout_ms(d, 9), 0);    /* no such gateway */
+	assert_int_equal(dp_probe_interval_s(d), 30);
+	dp_destroy(d);
+
+	/* bad values in the file: refused with the line */
+	static const char *const bad_yaml[] = {
+	    "dialplan:\n  gateway_timeout: 1.5\n",
+	    "dialplan:\n  gateway_timeout: 50ms\n",
+	    "dialplan:\n  gateway_ring_timeout: 2h\n",
+	    "dialplan:\n  gateway_timeout: [1]\n",
+	    "gateways:\n  - {name: a, address: 192.0.2.1, timeout: -1}\n",
+	    "gateways:\n  - {name: a, address: 192.0.2.1, ring_timeout: 500ms}\n"};
+	for (size_t i = 0; i < sizeof(bad_yaml) / sizeof(bad_yaml[0]); i++) {
+		cfg_defaults(&c);
+		assert_int_not_equal(cfg_load_string(&c, bad_yaml[i], strlen(bad_yaml[i]), &cerr),
+				     0);
+		assert_true(cerr.line > 0);
+		assert_non_null(strstr(cerr.msg, "timeout"));
+	}
+
+	/* the gateway's text form: durations, off, default; printed back the same */
+	assert_int_equal(
+	    gw_words(&g, "address=192.0.2.1 timeout=2500ms ring_timeout=45s", err, sizeof(err)), 0);
+	assert_int_equal(g.timeout.kind, DP_TIMEOUT_SET);
+	assert_int_equal(g.timeout.ms, 2500);
+	assert_int_equal(g.ring_timeout.ms, 45000);
+	assert_int_equal(dp_gateway_print(&g, text, sizeof(text)), 0);
+	assert_non_null(strstr(text, "timeout=2500ms ring_timeout=45"));
+	g2 = (struct dp_gateway){.probe = true};
+	assert_int_equal(gw_words(&g2, text, err, sizeof(err)), 0);
+	assert_memory_equal(&g2.timeout, &g.timeout, sizeof(g.timeout));
+	assert_memory_equal(&g2.ring_timeout, &g.ring_timeout, sizeof(g.ring_timeout));
+	assert_int_equal(gw_words(&g, "timeout=0 ring_timeout=off", err, sizeof(err)), 0);
+	assert_int_equal(g.timeout.kind, DP_TIMEOUT_OFF);
+	assert_int_equal(g.ring_timeout.kind, DP_TIMEOUT_OFF);
+	assert_int_equal(dp_gateway_print(&g, text, sizeof(text)), 0);
+	assert_non_null(strstr(text, "timeout=off ring_timeout=off"));
+	assert_int_equal(gw_words(&g, "timeout=default ring_timeout=default", err, sizeof(err)), 0);
+	assert_int_equal(g.timeout.kind, DP_TIMEOUT_DEFAULT);
+	assert_int_equal(dp_gateway_print(&g, text, sizeof(text)), 0);
+	assert_null(strstr(text, "timeout")); /* the default is not stored */
+	static const char *const bad[] = {
+	    "timeout=1.5",	 "timeout=99ms", "timeout=301",		"timeout=-1",
+	    "timeout=",		 "timeout=ms",	 "timeout=99999999999", "ring_timeout=999ms",
+	    "ring_timeout=3601", "timeout=3sms", "timeout=+3"};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		g2 = (struct dp_gateway){.probe = true};
+		err[0] = '\0';
+		assert_int_equal(gw_words(&g2, bad[i], err, sizeof(err)), EINVAL);
+		assert_non_null(strstr(err, "duration"));
+		assert_int_equal(g2.timeout.kind, DP_TIMEOUT_DEFAULT);
+	}
+
+	/* the dialplan's settings (`route set`) */
+	memset(&dc, 0, sizeof(dc));
+	assert_int_equal(dp_config_set(&dc, SV("timeout"), SV("2"), err, sizeof(err)), 0);
+	assert_int_equal(dc.timeout_ms, 2000);
+	assert_int_equal(dp_config_set(&dc, SV("gateway_ring_timeout"), SV("30"), err, sizeof(err)),
+			 0);
+	assert_int_equal(dc.ring_timeout_ms, 30000);
+	assert_int_equal(dp_config_set(&dc, SV("probe_interval"), SV("10"), err, sizeof(err)), 0);
+	assert_int_equal(dc.probe_interval_s, 10);
+	assert_int_equal(dp_config_set(&dc, SV("probe_interval"), SV("3601"), err, sizeof(err)),
+			 EINVAL);
+	assert_int_equal(dp_config_set(&dc, SV("probe_interval"), SV("-1"), err, sizeof(err)),
+			 EINVAL);
+	assert_int_equal(dc.probe_interval_s, 10);
+	assert_int_equal(dp_config_set(&dc, SV("colour"), SV("1"), err, sizeof(err)), ENOENT);
+	assert_string_equal(dp_config_key(SV("timeout")), "gateway_timeout");
+	assert_string_equal(dp_config_key(SV("ring_timeout")), "gateway_ring_timeout");
+	assert_null(dp_config_key(SV("timeouts")));
+	assert_int_equal(dp_config_print(&dc, "gateway_ring_timeout", text, sizeof(text)), 0);
+	assert_string_equal(text, "30");
+	assert_int_equal(dp_config_print(&dc, "nope", text, sizeof(text)), ENOENT);
+
+	/* through the store: what `route set` keeps is on top of the file's */
+	fd = mkstemp(path);
+	assert_true(fd >= 0);
+	close(fd);
+	snprintf(db, sizeof(db), "%s.db", path);
+	assert_int_equal(store_open(db, &st, err, sizeof(err)), 0);
+	cfg_defaults(&c);
+	if (cfg_load_string(&c, yaml, sizeof(yaml) - 1, &cerr) || cfg_finish(&c, &cerr))
+		fail_msg("line %u: %s", cerr.line, cerr.msg);
+	rules_conf_from_cfg(&base, &c);
+	assert_int_equal(rules_save_dp_setting(st, &dc, "gateway_timeout"), 0);
+	assert_int_equal(rules_save_dp_setting(st, &dc, "probe_interval"), 0);
+	assert_int_equal(rules_conf_load(st, &base, &out, err, sizeof(err)), 0);
+	assert_int_equal(out.dp.timeout_ms, 2000);
+	assert_int_equal(out.dp.probe_interval_s, 10);
+	assert_int_equal(out.dp.ring_timeout_ms, 90000); /* the file's */
+	assert_int_equal(rules_forget(st, STORE_REC_DPSETTING, "probe_interval", false), 0);
+	assert_int_equal(rules_conf_load(st, &base, &out, err, sizeof(err)), 0);
+	assert_int_equal(out.dp.probe_interval_s, 30);
+	/* a value the store holds that does not parse is reported */
+	struct store_record rec = {
+	    .kind = STORE_REC_DPSETTING, .key = "gateway_timeout", .meta = "forever"};
+	assert_int_equal(store_record_put(st, &rec), 0);
+	assert_int_equal(rules_conf_load(st, &base, &out, err, sizeof(err)), EINVAL);
+	assert_non_null(strstr(err, "gateway_timeout"));
+	store_close(st);
+	unlink(db);
+	unlink(path);
+}
+
 /* The CLI's changes over the file's rules, through a real store. */
 static void test_rules_over_the_file(void **state)
 {
@@ -965,6 +1110,7 @@ int main(void)
 	    cmocka_unit_test(test_dialplan_gateway_order),
 	    cmocka_unit_test(test_dialplan_config_errors),
 	    cmocka_unit_test(test_dialplan_text_form),
+	    cmocka_unit_test(test_dialplan_gateway_timeouts),
 	    cmocka_unit_test(test_rules_over_the_file),
 	};
 

@@ -881,6 +881,35 @@ static void test_cancel_deferred(void **state)
 	buf_free(&req);
 }
 
+/*
+ * A user that gave up an INVITE whose CANCEL waits for a provisional response
+ * (a gateway's failover timeout): the transaction stays, without callbacks,
+ * so that a late 180 still gets its CANCEL (RFC 3261 9.1); Timer B ends it.
+ */
+static void test_cancel_deferred_then_abandoned(void **state)
+{
+	struct fx *f = *state;
+	struct buf req;
+	struct txn_cli *t;
+	size_t invites;
+
+	buf_init(&req, 0);
+	t = cli_start(SIP_INVITE, 42, &req);
+	peer_wait(1, 500);
+	txn_cli_cancel(t, false);
+	txn_cli_abandon(t);
+	invites = rx_count_method("INVITE");
+	run_ms(4 * T1);
+	assert_int_equal(rx_count_method("INVITE"), invites); /* no more retransmissions */
+	assert_int_equal(rx_count_method("CANCEL"), 0);
+	peer_reply(0, 180, "callee");
+	RUN_UNTIL(rx_count_method("CANCEL") >= 1, 500);
+	assert_int_equal(rx_count_method("CANCEL"), 1);
+	assert_int_equal(f->nresp, 0); /* abandoned: its user hears nothing */
+	assert_int_equal(f->ntimeout, 0);
+	buf_free(&req);
+}
+
 /* After a provisional, the CANCEL goes at once; "completed elsewhere" carries the Reason. */
 static void test_cancel_after_provisional(void **state)
 {
@@ -1632,6 +1661,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_non_invite_proceeding_t2, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_non_invite_completed, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_cancel_deferred, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_cancel_deferred_then_abandoned, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_cancel_after_provisional, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_dispatch_matching, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_dispatch_forged, setup, teardown),
