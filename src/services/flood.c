@@ -24,12 +24,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <sys/types.h>
 #include <time.h>
 
 #include "config/config.h"
-#include "core/hash.h"
+#include "core/siphash.h"
 #include "core/log.h"
 #include "server/server.h"
 #include "server/worker.h"
@@ -80,12 +79,17 @@ struct flood_set {
 struct flood {
 	struct flood_conf c;
 	int64_t window_ms;
-	uint64_t seed;
-	size_t nsets; /* a power of two */
+	struct siphash_key key; /* the set of a source: its addresses are the attacker's choice */
+	size_t nsets;		/* a power of two */
 	struct flood_set *sets;
 	atomic_uint ban_ids;
 	atomic_bool dirty;
 	atomic_uint_fast64_t bans, dropped_banned, dropped_budget, auth_failures, evictions, lifted;
+	/* the database thread's own: bans started as of its last sync, and whether that sync
+	 * left neither a ban in the table nor one in the store (then a sync with no new ban
+	 * has nothing to do, and the table is not walked) */
+	uint64_t synced_bans;
+	bool synced_empty;
 };
 
 /* A ban as the database thread copies it out of the table. */
@@ -134,8 +138,8 @@ int flood_create(const struct flood_conf *c, struct flood **out)
 	while (n * FLOOD_WAYS < c->table_size)
 		n <<= 1;
 	f->nsets = n;
-	if (getrandom(&f->seed, sizeof(f->seed), 0) != sizeof(f->seed))
-		f->seed = (uint64_t)time(NULL) * 0x9e3779b97f4a7c15ULL ^ (uint64_t)(uintptr_t)f;
+	if ((rc = siphash_key_random(&f->key)))
+		goto out;
 	f->sets = calloc(n, sizeof(*f->sets));
 	if (!f->sets) {
 		rc = ENOMEM;
@@ -292,7 +296,7 @@ static struct flood_set *set_of(struct flood *f, const struct flood_key *k)
 
 	raw[0] = k->family;
 	memcpy(raw + 1, k->addr, sizeof(k->addr));
-	return &f->sets[hash_bytes(raw, sizeof(raw), f->seed) & (f->nsets - 1)];
+	return &f->sets[siphash13(&f->key, raw, sizeof(raw)) & (f->nsets - 1)];
 }
 
 static bool is_banned_state(uint8_t st)
@@ -746,10 +750,13 @@ int flood_sync(struct flood *f, struct store *st, int64_t now_ms, int64_t now_un
 	struct flood_sync_state ss = {0};
 	char text[FLOOD_KEY_TEXT];
 	size_t writes = 0;
+	uint64_t bans = atomic_load(&f->bans);
 	int rc = 0;
 
 	(void)now_unix;
 	atomic_store(&f->dirty, false);
+	if (f->synced_empty && bans == f->synced_bans)
+		return 0; /* no ban anywhere, and none started since */
 	for (size_t i = 0; i < f->nsets && !rc; i++) {
 		struct flood_set *s = &f->sets[i];
 		pthread_mutex_lock(&s->lock);
@@ -816,6 +823,8 @@ settle:
 			log_info("flood: ban on %s lifted (deleted from the store)", text);
 		}
 	}
+	f->synced_bans = bans;
+	f->synced_empty = ss.nsnaps == 0; /* the store was brought to match: empty too */
 out:
 	for (size_t i = 0; i < ss.nkeys; i++)
 		free(ss.keys[i]);
