@@ -47,8 +47,14 @@ static void exercise(struct sip_msg *m)
 	while (sip_hdr_iter_next(&it, &elem)) {
 		struct sip_via v;
 		struct sip_via_oc oc;
-		if (sip_via_parse(elem, &v, NULL) == 0)
-			sip_via_oc_parse(&v, &oc);
+		if (sip_via_parse(elem, &v, NULL) == 0 && sip_via_oc_parse(&v, &oc) == 0) {
+			/* the quick scan never says no to an oc the parser finds */
+			if (oc.present &&
+			    !(sip_oc_maybe(v.params, false) && sip_oc_maybe(elem, false)))
+				abort();
+			if (oc.has_value && !sip_oc_maybe(v.params, true))
+				abort();
+		}
 	}
 	if (m->request) {
 		buf_init(&out, 0);

@@ -383,7 +383,7 @@ static int response_strip_via(struct server *srv, struct worker *w, struct buf *
 		edit_add(&l, h->raw.p, h->raw.len, SV_NULL);
 		rest = h2 ? h2->value : SV_NULL;
 	}
-	if (w && rest.len && sip_via_parse(rest, &next, NULL) == 0) {
+	if (w && sip_oc_maybe(rest, false) && sip_via_parse(rest, &next, NULL) == 0) {
 		nd = ovl_reply_via(w, &next, drop, text, sizeof(text), &textn);
 		for (size_t i = 0; i < nd; i++) {
 			if (edit_add(&l, drop[i].p, drop[i].len, SV_NULL))

@@ -349,7 +349,7 @@ size_t ovl_reply_via(struct worker *w, const struct sip_via *via, sv_t drop[SIP_
 	size_t n = 0;
 
 	*textn = 0;
-	if (!w->ovl || !w->ovl->p.enabled || !via || !via->params.len)
+	if (!w->ovl || !w->ovl->p.enabled || !via || !sip_oc_maybe(via->params, false))
 		return 0;
 	if (sip_via_oc_parse(via, &oc) || !oc.present || !oc.loss)
 		return 0; /* no support declared (or not for loss): nothing to say */
@@ -371,7 +371,8 @@ void ovl_response(struct worker *w, struct sip_msg *resp, const struct tp_addr *
 	if (!w->ovl || !w->ovl->p.enabled)
 		return;
 	via = sip_msg_via1(resp);
-	if (via && via->params.len && sip_via_oc_parse(via, &oc) == 0 && oc.has_value)
+	if (via && sip_oc_maybe(via->params, true) && sip_via_oc_parse(via, &oc) == 0 &&
+	    oc.has_value)
 		ovl_dest_update(w->ovl, dest, &oc, ovl_now());
 }
 

@@ -305,16 +305,11 @@ void route_target_from_binding(struct fwd_target *t, const struct loc_target *b)
  */
 static void sig_target(struct siphash_state *s, sv_t host, uint16_t port)
 {
-	char low[256];
 	unsigned char pb[2] = {(unsigned char)(port >> 8), (unsigned char)port};
-	size_t n = host.len < sizeof(low) ? host.len : sizeof(low);
 
-	if (n && host.p[0] == '[' && host.p[host.len - 1] == ']' && n >= 2)
-		host = sv_sub(host, 1, host.len - 2),
-		n = host.len < sizeof(low) ? host.len : sizeof(low);
-	for (size_t i = 0; i < n; i++)
-		low[i] = sv_lower_char(host.p[i]);
-	siphash_update(s, low, n);
+	if (host.len >= 2 && host.p[0] == '[' && host.p[host.len - 1] == ']')
+		host = sv_sub(host, 1, host.len - 2); /* an IPv6 reference: the address */
+	siphash_update_lower(s, host.p, host.len);
 	siphash_update(s, "\0", 1);
 	siphash_update(s, pb, 2);
 }

@@ -8,6 +8,7 @@
 #include "sip/sip.h"
 
 #include <errno.h>
+#include <string.h>
 
 /* 1*max DIGIT into *out; false when v is not that. */
 static bool oc_digits(sv_t v, size_t max, uint64_t *out)
@@ -118,4 +119,33 @@ int sip_via_oc_parse(const struct sip_via *via, struct sip_via_oc *oc)
 	if (rc < 0)
 		err = EINVAL;
 	return err;
+}
+
+static bool oc_lws(char c)
+{
+	return c == ' ' || c == '\t' || c == '\r' || c == '\n';
+}
+
+bool sip_oc_maybe(sv_t text, bool value)
+{
+	const char *p = text.p, *end = text.p + text.len;
+
+	/* a parameter starts the text (a parsed Via's params) or follows a ';' */
+	for (;;) {
+		while (p < end && oc_lws(*p))
+			p++;
+		if (end - p >= 2 && (p[0] | 0x20) == 'o' && (p[1] | 0x20) == 'c') {
+			for (p += 2; p < end && oc_lws(*p); p++)
+				;
+			if (p == end || *p == ';' || *p == ',')
+				return !value ||
+				       (p < end &&
+					sip_oc_maybe(sv_make(p, (size_t)(end - p)), true));
+			if (*p == '=')
+				return true;
+		}
+		if (p >= end || !(p = memchr(p, ';', (size_t)(end - p))))
+			return false;
+		p++;
+	}
 }

@@ -178,6 +178,12 @@ struct sip_via_oc {
  * number): the parameters must then be ignored.
  */
 int sip_via_oc_parse(const struct sip_via *via, struct sip_via_oc *oc);
+/*
+ * May the Via text (its parameters, or a whole Via header value) hold an oc
+ * parameter (with a value when value is true)? A scan for ";oc" that is
+ * never wrong when it says no, so the parse above runs only when it says yes.
+ */
+bool sip_oc_maybe(sv_t text, bool value);
 
 /* name-addr or addr-spec with its header parameters (From, To, Contact, Route...). */
 struct sip_naddr {

@@ -50,6 +50,16 @@ static void test_oc_parse_request(void **state)
 	assert_memory_equal(oc.span[SIP_OC_OC].p, ";oc", 3);
 	assert_int_equal(oc.span[SIP_OC_ALGO].len, strlen(";oc-algo=\"loss,A\""));
 
+	/* the quick scan that comes before the parse */
+	assert_true(sip_oc_maybe(SV(";branch=z9hG4bK2d4790.1;oc;oc-algo=\"loss,A\""), false));
+	assert_false(sip_oc_maybe(SV(";branch=z9hG4bK2d4790.1;oc;oc-algo=\"loss,A\""), true));
+	assert_true(sip_oc_maybe(SV("; OC = 20"), true));
+	assert_true(sip_oc_maybe(SV(";rport;oc"), false));
+	assert_true(sip_oc_maybe(SV("oc"), false)); /* a parsed Via's params: no leading ';' */
+	assert_true(sip_oc_maybe(SV("oc;rport;oc=5"), true));
+	assert_false(sip_oc_maybe(SV(";ocx=1;oc-algo=loss;rport;branch=oc"), false));
+	assert_false(sip_oc_maybe(SV("SIP/2.0/UDP docs.example.com;branch=z9hG4bKa"), false));
+
 	/* no oc at all; names that only start like it */
 	assert_int_equal(parse_via("SIP/2.0/UDP h;branch=z9hG4bKa;ocx=1;rport", &via), 0);
 	assert_int_equal(sip_via_oc_parse(&via, &oc), 0);
