@@ -58,7 +58,7 @@ struct callee_ctx {
 	char aor[CALLEE_AOR_MAX]; /* whose settings govern now (changes when forwarded) */
 	struct uset set;
 	bool exists;
-	bool pstn_ok;	   /* the caller may reach gateways (proxy_may_use_gateways) */
+	bool pstn_ok;	   /* the caller may reach gateways (proxy_caller_known) */
 	bool stranger;	   /* the caller's identity was not checked: no hint who exists */
 	unsigned hops;	   /* forwardings: the request's Diversion entries and ours */
 	bool hi_off;	   /* the request has History-Info of its own: we add none */
@@ -809,13 +809,12 @@ static enum proxy_step route_plain(struct preq *r, struct fwd_plan *plan, const 
 		}
 		loc_lookup(r->srv->loc, sv_cstr(aor), now, b, CALLEE_MAX_TARGETS, &n);
 	}
-	if (n == 0 && !exists && message_is_stored(r) && home_is_stranger(r->srv->home, r)) {
+	if (n == 0 && !exists && message_is_stored(r) && !proxy_caller_known(r)) {
 		step = home_message_phantom(r); /* no enumeration by MESSAGE either */
 		goto out;
 	}
 	if (n == 0 && !(exists && message_is_stored(r))) {
-		proxy_reply(r, callee_absent_status(!(r->authenticated || r->trusted), exists),
-			    NULL, SV_NULL);
+		proxy_reply(r, callee_absent_status(!proxy_caller_known(r), exists), NULL, SV_NULL);
 		goto out;
 	}
 	for (size_t i = 0; i < n; i++)
@@ -846,8 +845,8 @@ enum proxy_step callee_route(struct preq *r, struct fwd_plan *plan)
 	local.external[0] = '\0';
 	c->srv = r->srv;
 	c->w = r->w;
-	c->pstn_ok = proxy_may_use_gateways(r);
-	c->stranger = !(r->authenticated || r->trusted);
+	c->pstn_ok = proxy_caller_known(r);
+	c->stranger = !proxy_caller_known(r);
 	if (r->caller_bar) {
 		const struct sip_naddr *from = sip_msg_from(r->m);
 		struct sip_uri fu;

@@ -94,14 +94,14 @@ static void classify(struct preq *r)
 	r->loop_hash = route_loop_hash(r);
 }
 
-bool proxy_may_use_gateways(const struct preq *r)
+bool proxy_caller_known(const struct preq *r)
 {
 	return r->authenticated || r->trusted || (!r->srv->cfg.auth_enabled && r->from_local);
 }
 
 bool proxy_may_relay(const struct preq *r)
 {
-	return r->in_dialog || proxy_may_use_gateways(r);
+	return r->in_dialog || proxy_caller_known(r);
 }
 
 /*

@@ -69,8 +69,8 @@ struct ptx_branch {
 struct ptx {
 	struct txn_srv srv;
 	struct worker *w;
-	bool pstn_ok; /* the request may reach a gateway the dialplan chose (proxy_may_use_gateways)
-		       */
+	bool pstn_ok;	/* the request may reach a gateway the dialplan chose (proxy_caller_known)
+			 */
 	bool in_dialog; /* on a route set we signed: it goes where the dialog goes */
 	char *req;
 	size_t req_len;
@@ -1359,7 +1359,7 @@ enum proxy_step fwd_stateful_steps(struct preq *r, const struct fwd_plan *plan,
 	p->src = *r->src;
 	p->plan = *plan;
 	p->method = m->method;
-	p->pstn_ok = proxy_may_use_gateways(r);
+	p->pstn_ok = proxy_caller_known(r);
 	p->in_dialog = r->in_dialog;
 	p->ovl_new = !r->in_dialog && m->method != SIP_ACK && m->method != SIP_CANCEL;
 	if (policy)
@@ -1431,7 +1431,7 @@ enum proxy_step fwd_stateless(struct preq *r, const struct fwd_plan *plan,
 		    dest_from_target(w, target, &dt, &dest))
 			goto fail; /* a stateless element cannot wait for DNS */
 	}
-	if (!fwd_may_reach(w, target, &dest, proxy_may_use_gateways(r), r->in_dialog)) {
+	if (!fwd_may_reach(w, target, &dest, proxy_caller_known(r), r->in_dialog)) {
 		if (r->m->method != SIP_ACK)
 			proxy_reply(r, 403, "Gateways are reached through the dialplan only",
 				    SV_NULL);

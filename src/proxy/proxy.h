@@ -76,11 +76,12 @@ struct preq {
 };
 
 /*
- * May this request start a call that a PSTN gateway carries (someone we can bill
- * asked for it): an authenticated user, a trusted peer, or, with authentication
- * off, a caller of our domains.
+ * Is the caller someone we can hold to account (and bill): an authenticated
+ * user, a trusted peer, or, with authentication off, a caller of our domains?
+ * Only such a caller may start a call that a PSTN gateway carries; everybody
+ * else is a stranger, whose state is capped and who learns nothing of our users.
  */
-bool proxy_may_use_gateways(const struct preq *r);
+bool proxy_caller_known(const struct preq *r);
 /* May it go to another domain (no open relay): the same, or a dialog of ours. */
 bool proxy_may_relay(const struct preq *r);
 

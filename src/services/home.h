@@ -47,9 +47,6 @@ unsigned home_worker(const struct server *srv);
  * the user's store is full).
  */
 enum proxy_step home_message_store(struct preq *r, const char *aor);
-/* Is the request's sender a stranger (not authenticated, not a trusted peer, and, with
- * authentication off, not from one of our domains)? */
-bool home_is_stranger(const struct home *h, const struct preq *r);
 /* A stranger's MESSAGE to a name we do not have: the answer a kept one gets, nothing kept. */
 enum proxy_step home_message_phantom(struct preq *r);
 /* Who sent a MESSAGE, for the caps on what strangers store (taken from the request). */

@@ -472,7 +472,7 @@ static void origin_of(const struct tp_addr *src, const struct sip_msg *m, struct
 void home_sender_of(const struct preq *r, struct home_sender *out)
 {
 	memset(out, 0, sizeof(*out));
-	out->stranger = r->srv->home && home_is_stranger(r->srv->home, r);
+	out->stranger = r->srv->home && !proxy_caller_known(r);
 	out->src = r->src->peer;
 }
 
@@ -537,7 +537,7 @@ enum proxy_step home_message_store(struct preq *r, const char *aor)
 
 	if (proxy_local_txn(r) == EEXIST)
 		return PROXY_DONE;
-	if (home_is_stranger(h, r)) {
+	if (!proxy_caller_known(r)) {
 		o = &origin;
 		origin_of(&r->src->peer, r->m, o);
 	}

@@ -866,7 +866,7 @@ enum proxy_step pres_handle_subscribe(struct home *h, struct preq *r)
 	char target[HOME_AOR_MAX], watcher[HOME_AOR_MAX];
 	bool topic = im_is_topic_uri(h, ruri);
 	enum pres_state state = PRES_ACTIVE;
-	bool stranger = home_is_stranger(h, r), exists = true;
+	bool stranger = !proxy_caller_known(r), exists = true;
 	enum proxy_step step;
 	enum pres_event ev;
 	struct pres_res *res;

@@ -404,8 +404,8 @@ int uset_apply(struct uset *s, sv_t word, char *err, size_t errlen)
 	    err, errlen,
 	    "unknown setting '%.*s' (ring, order, ring_time, stop_on_busy, forward_always, "
 	    "forward_busy, forward_noanswer, noanswer_after, forward_unregistered, block_callers, "
-	    "allow_callers, allow_only, redirect, watchers, watch_allow, watch_block, bar, block_callees, "
-	    "allow_callees, allow_callees_only, allow_sources, block_sources)",
+	    "allow_callers, allow_only, redirect, watchers, watch_allow, watch_block, bar, "
+	    "block_callees, allow_callees, allow_callees_only, allow_sources, block_sources)",
 	    (int)key.len, key.p);
 }
 

@@ -95,14 +95,6 @@ void home_cap_hit(struct home *h, enum home_cap cap, const char *who)
 		 (unsigned long long)h->cap_hits[cap]);
 }
 
-bool home_is_stranger(const struct home *h, const struct preq *r)
-{
-	if (r->authenticated || r->trusted)
-		return false;
-	/* with authentication off, the From of a local domain is all there is to trust */
-	return h->srv->cfg.auth_enabled || !r->from_local;
-}
-
 static void ctr_free_table(struct home_ctr **tab)
 {
 	for (size_t i = 0; i < HOME_CTR_BUCKETS; i++) {
