@@ -53,8 +53,16 @@ struct names {
 	size_t n;
 	bool failed;		  /* out of memory while building: not published */
 	struct store_stamp stamp; /* the additions' sentinel before the preload read */
+	/* the sentinel as last looked at (at most once per USERS_STAMP_NS, not once per
+	 * unknown name: a stranger's flood of names costs no system call per request) */
+	atomic_int_fast64_t checked_ns;
+	atomic_bool stale; /* it changed: the set no longer says who is missing */
 	uint64_t slots[];
 };
+
+/* How long a look at the additions' sentinel holds: a subscriber added with the CLI may be
+ * answered unknown for at most this long after its commit. */
+#define USERS_STAMP_NS 2000000
 
 struct uentry {
 	struct uentry *next;
@@ -273,18 +281,35 @@ void users_names_end(struct users *u, bool ok)
 	free(old);
 }
 
+/* Does the published set still say who is missing (no subscriber added since its read)? */
+static bool names_current(struct users *u, struct names *n)
+{
+	struct store_stamp now;
+	struct timespec ts;
+	int64_t t;
+
+	if (atomic_load(&n->stale))
+		return false;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	t = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+	if (t - atomic_load(&n->checked_ns) < USERS_STAMP_NS)
+		return true;
+	atomic_store(&n->checked_ns, t);
+	if (store_users_stamp(u->srv->cfg.db_path, &now) || !store_stamp_eq(&now, &n->stamp)) {
+		atomic_store(&n->stale, true); /* until the database thread reads the set again */
+		return false;
+	}
+	return true;
+}
+
 /* Known not to exist without asking the database: the preload's set does not have it. */
 static bool names_absent(struct users *u, sv_t user, sv_t domain)
 {
-	struct store_stamp now;
-	bool absent = false;
+	bool absent;
 
 	pthread_rwlock_rdlock(&u->names_lock);
-	if (u->names && !names_has(u->names, name_key(u, user, domain))) {
-		/* unless the CLI added subscribers since the set was read (one stat) */
-		absent = store_users_stamp(u->srv->cfg.db_path, &now) == 0 &&
-			 store_stamp_eq(&now, &u->names->stamp);
-	}
+	absent = u->names && !names_has(u->names, name_key(u, user, domain)) &&
+		 names_current(u, u->names);
 	pthread_rwlock_unlock(&u->names_lock);
 	return absent;
 }
