@@ -36,7 +36,7 @@
 #include <time.h>
 
 #include "core/log.h"
-#include "proxy/dns.h"
+#include "dns/dns.h"
 #include "server/server.h"
 #include "server/worker.h"
 #include "services/dialplan.h"
@@ -106,11 +106,9 @@ static enum users_lookup settings_of(struct callee_ctx *c, struct preq *r)
 		return USERS_ERROR;
 	user = sv_make(c->aor, (size_t)(at - c->aor));
 	domain = sv_cstr(at + 1);
-	if (r) {
-		struct tp_src again = proxy_src_again(r);
-		rc = users_get(c->srv->users, r->w, user, domain, r->m, &again, r->src->redelivered,
-			       &ue);
-	} else
+	if (r)
+		rc = users_get(c->srv->users, r, user, domain, &ue);
+	else
 		rc = users_peek(c->srv->users, user, domain, &ue);
 	if (rc == USERS_HIT) {
 		c->exists = ue.exists;

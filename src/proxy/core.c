@@ -1,11 +1,13 @@
 /*
  * core.c - the request pipeline and the response entry point.
  *
- * Phases run in the order RFC 3261 16.3-16.6 gives them; each returns an
- * enum proxy_step. Only what a phase needs is parsed: an authenticated
- * INVITE from a registered user to another touches Via, From, To, CSeq,
- * Call-ID, the Request-URI, Max-Forwards and the credentials, and nothing
- * else of the message.
+ * A request walks a table of handlers (proxy.h), in the order RFC 3261
+ * 16.3-16.6 gives their phases; each returns an enum proxy_step. The
+ * pipeline's own steps are handlers here; the services' are registered by
+ * the server, and this file knows none of them. Only what a handler needs is
+ * parsed: an authenticated INVITE from a registered user to another touches
+ * Via, From, To, CSeq, Call-ID, the Request-URI, Max-Forwards and the
+ * credentials, and nothing else of the message.
  */
 #include "proxy/internal.h"
 
@@ -16,20 +18,23 @@
 #include <time.h>
 
 #include "core/log.h"
-#include "proxy/dns.h"
-#include "proxy/overload.h"
+#include "proxy/proxy.h"
+#include "request/overload.h"
 #include "server/server.h"
 #include "server/worker.h"
-#include "services/challenge.h"
-#include "services/flood.h"
-#include "services/home.h"
-#include "services/lists.h"
-#include "services/location.h"
-#include "services/registrar.h"
-#include "services/rules.h"
-#include "services/settings.h"
-#include "services/users.h"
 #include "txn/txn.h"
+
+/* The pipeline's state for one request: moved whole into a continuation when it waits. */
+struct pctx {
+	struct preq r; /* first (request.h) */
+	struct fwd_plan plan;
+	const struct proxy_pipeline *pipe;
+};
+
+static struct fwd_plan *plan_of(struct preq *r)
+{
+	return &((struct pctx *)r)->plan;
+}
 
 /* RFC 3261 18.2.1 and RFC 3581: what the request's top Via lacks about where it came from. */
 static void append(char *dst, size_t *n, size_t size, const char *s, size_t len)
@@ -70,14 +75,13 @@ static void via_params_fill(struct preq *r)
 	r->via_params_len = n;
 }
 
-static void classify(struct preq *r)
+static void classify(struct preq *r, const struct proxy_pipeline *p)
 {
 	const struct sip_uri *ruri = sip_msg_ruri(r->m);
 	const struct sip_naddr *from = sip_msg_from(r->m), *to = sip_msg_to(r->m);
-	const struct lists_nets *trusted = &r->srv->cfg.trusted_peers;
 	struct sip_uri fu;
 
-	r->trusted = trusted->n && lists_cidr_match(trusted->v, trusted->n, &r->src->peer.u.sa);
+	r->trusted = p->trusted && p->trusted(r, p->trusted_arg);
 	r->has_to_tag = to && to->has_tag;
 	r->ruri_local = ruri && (ruri->kind == SIP_SCHEME_SIP || ruri->kind == SIP_SCHEME_SIPS) &&
 			proxy_domain_is_local(r->srv, ruri->host, ruri->port);
@@ -94,23 +98,13 @@ static void classify(struct preq *r)
 	r->loop_hash = route_loop_hash(r);
 }
 
-bool proxy_caller_known(const struct preq *r)
-{
-	return r->authenticated || r->trusted || (!r->srv->cfg.auth_enabled && r->from_local);
-}
-
-bool proxy_may_relay(const struct preq *r)
-{
-	return r->in_dialog || proxy_caller_known(r);
-}
-
 /*
  * ACK: for a non-2xx final it belongs to our server transaction (17.2.1);
  * a 2xx ACK is a new request routed by its Route set, statelessly, and only
  * on a route set we signed; the ACK of a 407 we sent statelessly is
  * absorbed. A stray ACK goes nowhere (there is no answer to send either).
  */
-static void on_ack(struct preq *r)
+static enum proxy_step on_ack(struct preq *r, void *arg)
 {
 	const struct sip_naddr *to = sip_msg_to(r->m);
 	struct txn_srv *t;
@@ -121,24 +115,25 @@ static void on_ack(struct preq *r)
 	struct fwd_target tgt;
 	sv_t hop;
 
+	(void)arg;
 	if (txn_key_of(r->w, r->m, true, &k) == 0 && txn_srv_find(r->w, &k, &owner, &t) == 0) {
 		if (t) {
 			if (t->state != TXN_ACCEPTED) {
 				txn_srv_ack(t);
-				return;
+				return PROXY_DONE;
 			}
 		} else {
 			tp_redeliver(r->w, owner, r->m, r->src);
-			return;
+			return PROXY_DONE;
 		}
 	}
 	proxy_stateless_tag(r, tag, sizeof(tag));
 	if (to && sv_eq(to->tag, sv_cstr(tag)))
-		return; /* the ACK of a reply we sent statelessly */
+		return PROXY_DONE; /* the ACK of a reply we sent statelessly */
 	if (!r->in_dialog) {
 		r->w->stats.rx_dropped++;
 		log_debug("ACK on no route set of ours dropped");
-		return;
+		return PROXY_DONE;
 	}
 	route_plan(r, &plan);
 	plan.record_route = false;
@@ -146,41 +141,45 @@ static void on_ack(struct preq *r)
 	hop = route_next_hop(r, &plan);
 	if (hop.len) {
 		if (sv_copy(hop, tgt.hop, sizeof(tgt.hop)))
-			return;
+			return PROXY_DONE;
 	} else if (!r->ruri_myself) {
 		if (sv_copy(r->ruri_override.len ? r->ruri_override : r->m->ruri_raw, tgt.hop,
 			    sizeof(tgt.hop)))
-			return;
+			return PROXY_DONE;
 	} else {
-		return;
+		return PROXY_DONE;
 	}
 	fwd_stateless(r, &plan, &tgt);
+	return PROXY_DONE;
 }
 
-static void on_cancel(struct preq *r)
+static enum proxy_step on_cancel(struct preq *r, void *arg)
 {
 	struct txn_srv *t;
 	struct txn_key k;
 	unsigned owner;
 
+	(void)arg;
 	if (txn_key_of(r->w, r->m, true, &k) || txn_srv_find(r->w, &k, &owner, &t)) {
 		proxy_reply(r, 481, NULL, SV_NULL);
-		return;
+		return PROXY_DONE;
 	}
 	if (!t) {
 		tp_redeliver(r->w, owner, r->m, r->src);
-		return;
+		return PROXY_DONE;
 	}
 	fwd_cancel(r, fwd_ptx_of(t));
+	return PROXY_DONE;
 }
 
 /* Retransmissions belong to their transaction, possibly on another worker. */
-static enum proxy_step phase_transaction(struct preq *r)
+static enum proxy_step phase_transaction(struct preq *r, void *arg)
 {
 	struct txn_srv *t;
 	struct txn_key k;
 	unsigned owner;
 
+	(void)arg;
 	if (txn_key_of(r->w, r->m, false, &k) || txn_srv_find(r->w, &k, &owner, &t))
 		return PROXY_CONTINUE;
 	if (t)
@@ -204,30 +203,34 @@ static void unsupported_list(struct sip_msg *m, enum sip_hdr_id id, struct buf *
 		buf_append_str(out, "\r\n");
 }
 
-/* Requests addressed to this server itself (no user, or our address). */
-static enum proxy_step phase_local(struct preq *r)
+/* Requests addressed to this server itself (no user, or our address), and no Route. */
+static bool wants_local(const struct preq *r, void *arg)
 {
-	struct sip_msg *m = r->m;
+	(void)arg;
+	return r->ruri_myself && !sip_msg_hdr(r->m, SIP_H_ROUTE);
+}
+
+/* Acting as a UAS now (RFC 4475 zeromf: Max-Forwards 0 is no reason to refuse). */
+static enum proxy_step phase_local_require(struct preq *r, void *arg)
+{
 	struct buf unsup;
 	char store[512];
 
-	if (m->method == SIP_REGISTER && r->ruri_local && !r->has_to_tag)
-		return reg_handle(r);
-	if (!r->ruri_myself || sip_msg_hdr(m, SIP_H_ROUTE))
-		return PROXY_CONTINUE;
-	/* acting as a UAS now (RFC 4475 zeromf: Max-Forwards 0 is no reason to refuse) */
+	(void)arg;
 	buf_init_fixed(&unsup, store, sizeof(store));
-	unsupported_list(m, SIP_H_REQUIRE, &unsup);
+	unsupported_list(r->m, SIP_H_REQUIRE, &unsup);
 	if (unsup.len) {
 		proxy_reply(r, 420, NULL, buf_sv(&unsup));
 		return PROXY_DONE;
 	}
-	if (r->has_to_tag && m->method == SIP_SUBSCRIBE) {
-		enum proxy_step step = home_handle_in_dialog(r); /* a subscription refresh */
-		if (step != PROXY_CONTINUE)
-			return step;
-	}
-	switch (m->method) {
+	return PROXY_CONTINUE;
+}
+
+/* What no local service took: OPTIONS, and the answers for everything else. */
+static enum proxy_step phase_local_answer(struct preq *r, void *arg)
+{
+	(void)arg;
+	switch (r->m->method) {
 	case SIP_OPTIONS:
 		proxy_reply(r, 200, NULL,
 			    SV("Allow: " PROXY_ALLOW "\r\nAccept: application/sdp, text/plain, "
@@ -248,12 +251,19 @@ static enum proxy_step phase_local(struct preq *r)
 	}
 }
 
-/* 16.3: Max-Forwards, loops, Proxy-Require. */
-static enum proxy_step phase_policy(struct preq *r)
+static bool is_dialog_creating(enum sip_method m)
 {
+	return m == SIP_INVITE || m == SIP_SUBSCRIBE || m == SIP_REFER || m == SIP_NOTIFY;
+}
+
+/* 16.3: Max-Forwards, loops, Proxy-Require; then 16.4: the plan of the route set. */
+static enum proxy_step phase_policy(struct preq *r, void *arg)
+{
+	struct fwd_plan *plan = plan_of(r);
 	struct buf unsup;
 	char store[512];
 
+	(void)arg;
 	if (r->m->method == SIP_MESSAGE && r->m->body.len > r->srv->cfg.msg_max_size) {
 		char reason[80];
 		snprintf(reason, sizeof(reason), "Message body over %u bytes",
@@ -275,209 +285,9 @@ static enum proxy_step phase_policy(struct preq *r)
 		proxy_reply(r, 420, NULL, buf_sv(&unsup));
 		return PROXY_DONE;
 	}
-	return PROXY_CONTINUE;
-}
-
-enum proxy_step proxy_user(struct preq *r, sv_t user, sv_t domain, struct users_entry *ue)
-{
-	struct tp_src again = proxy_src_again(r);
-
-	switch (
-	    users_get(r->srv->users, r->w, user, domain, r->m, &again, r->src->redelivered, ue)) {
-	case USERS_HIT:
-		return PROXY_CONTINUE;
-	case USERS_PENDING:
-		return PROXY_SUSPENDED;
-	case USERS_BUSY:
-		proxy_reply(r, 503, "Too many subscriber lookups pending",
-			    SV("Retry-After: 5\r\n"));
-		return PROXY_DONE;
-	default:
-		proxy_reply(r, 503, "Subscriber database unavailable", SV("Retry-After: 5\r\n"));
-		return PROXY_DONE;
-	}
-}
-
-sv_t proxy_caller_user(struct preq *r)
-{
-	const struct sip_naddr *from = sip_msg_from(r->m);
-	struct sip_uri u;
-
-	if (!from || sip_uri_parse(from->uri, &u))
-		return SV_NULL;
-	return u.user;
-}
-
-void proxy_reply_blocked(struct preq *r, const char *why)
-{
-	sv_t caller = proxy_caller_user(r);
-	unsigned st = rules_lists(proxy_rules(r))->block_status;
-
-	r->w->stats.calls_blocked++;
-	log_info("call from '%.*s' to %.*s blocked: %s", (int)caller.len, caller.p,
-		 (int)r->m->ruri_raw.len, r->m->ruri_raw.p, why);
-	proxy_reply(r, st, st == 603 ? "Declined" : "Call blocked", SV_NULL);
-}
-
-bool proxy_barred(struct worker *w, const struct uset_bar *b, const char *payer, sv_t target,
-		  bool internal, char *reason, size_t len)
-{
-	char why[64];
-
-	if (!b || uset_bar_check(b, &w->srv->cfg.barring, target, internal, why, sizeof(why)) ==
-		      USET_ALLOWED)
-		return false;
-	w->stats.calls_barred++;
-	log_info("call by %s to %s'%.*s' barred: %s", payer, internal ? "our user " : "",
-		 (int)target.len, target.p, why);
-	snprintf(reason, len, "Call barred: %s", why);
-	return true;
-}
-
-void proxy_reply_barred(struct preq *r, const char *reason)
-{
-	proxy_reply(r, 403, reason, SV_NULL);
-}
-
-struct rules *proxy_rules(struct preq *r)
-{
-	return rules_view_get(&r->w->rules, r->srv->rules);
-}
-
-/*
- * The global black and white lists, for calls and messages from anyone. They
- * run after authentication: a white list entry for a caller counts only for
- * an identity that was checked (authenticated, or from a trusted peer); the
- * block lists apply to whatever the request claims.
- */
-static enum proxy_step phase_lists(struct preq *r)
-{
-	const struct lists_global *g;
-	const struct sip_uri *ruri;
-	const char *why;
-
-	if (r->in_dialog || (r->m->method != SIP_INVITE && r->m->method != SIP_MESSAGE))
-		return PROXY_CONTINUE;
-	g = rules_lists(proxy_rules(r));
-	if (lists_global_empty(g))
-		return PROXY_CONTINUE; /* the common case: nothing to look at */
-	ruri = sip_msg_ruri(r->m);
-	if (lists_global_check(g, proxy_caller_user(r), r->authenticated || r->trusted,
-			       ruri ? ruri->user : SV_NULL, &r->src->peer.u.sa,
-			       &why) != LISTS_BLOCKED)
-		return PROXY_CONTINUE;
-	proxy_reply_blocked(r, why);
-	return PROXY_DONE;
-}
-
-/*
- * Who must prove who they are: every request that claims one of our users,
- * out of any dialog of ours. ACK and CANCEL cannot be challenged (they are
- * matched to a transaction or a signed route set instead); a BYE or PRACK
- * is exempt only inside a dialog of ours.
- */
-static bool needs_auth(const struct preq *r)
-{
-	switch (r->m->method) {
-	case SIP_ACK:
-	case SIP_CANCEL:
-	case SIP_REGISTER:
-		return false;
-	default:
-		return r->srv->cfg.auth_enabled && r->from_local && !r->in_dialog && !r->trusted;
-	}
-}
-
-/* The realm a From identity is checked in: its domain; for tel: the Request-URI's or ours. */
-static int auth_realm(struct preq *r, const struct sip_uri *fu, char *realm, size_t len)
-{
-	const struct sip_uri *ruri = sip_msg_ruri(r->m);
-	sv_t host = fu->host;
-
-	if (fu->kind != SIP_SCHEME_SIP && fu->kind != SIP_SCHEME_SIPS) {
-		if (ruri && r->ruri_local)
-			host = ruri->host;
-		else if (r->srv->cfg.ndomains)
-			host = sv_cstr(r->srv->cfg.domains[0]);
-		else
-			return EINVAL;
-	}
-	if (host.len && host.p[host.len - 1] == '.')
-		host.len--; /* example.com. is example.com */
-	if (host.len == 0 || host.len >= len)
-		return EINVAL;
-	for (size_t i = 0; i < host.len; i++)
-		realm[i] = sv_lower_char(host.p[i]);
-	realm[host.len] = '\0';
-	return 0;
-}
-
-/* Initial requests of local users are authenticated with 407 (RFC 3261 22.3). */
-static enum proxy_step phase_auth(struct preq *r, struct fwd_plan *plan)
-{
-	const struct sip_naddr *from = sip_msg_from(r->m);
-	struct sip_uri fu;
-	char realm[STORE_DOMAIN_MAX];
-	enum proxy_step step;
-	bool replay;
-
-	if (!needs_auth(r))
-		return PROXY_CONTINUE;
-	if (sip_uri_parse(from->uri, &fu) || auth_realm(r, &fu, realm, sizeof(realm))) {
-		proxy_reply(r, 403, "Caller identity cannot be authenticated", SV_NULL);
-		return PROXY_DONE;
-	}
-	memcpy(plan->drop_cred_realm, realm, strlen(realm) + 1);
-	/* a request delivered again after a lookup made once it was verified carries
-	 * auth_verified; any other is verified in full, replay check included */
-	step = challenge_check(r, CHALLENGE_PROXY, sv_cstr(realm), fu.user, false, &replay);
-	if (step == PROXY_CONTINUE)
-		r->authenticated = true;
-	return step;
-}
-
-/*
- * The caller's outgoing call barring (issue 12): for a call (INVITE out of any
- * dialog) of one of our users who proved who they are, their settings from the
- * subscriber cache (authentication has just looked them up there). Routing
- * applies it wherever the call goes: a number through the dialplan, another
- * domain, one of our users (allow_callees_only).
- */
-static enum proxy_step phase_caller(struct preq *r, const struct fwd_plan *plan,
-				    struct uset_bar *bar)
-{
-	const struct sip_naddr *from = sip_msg_from(r->m);
-	struct users_entry ue;
-	struct uset *set;
-	struct sip_uri fu;
-	enum proxy_step step;
-	char why[160];
-	sv_t domain;
-
-	if (r->in_dialog || r->m->method != SIP_INVITE || r->trusted || !r->from_local ||
-	    !(r->authenticated || !r->srv->cfg.auth_enabled))
-		return PROXY_CONTINUE;
-	if (!from || sip_uri_parse(from->uri, &fu) || fu.user.len == 0)
-		return PROXY_CONTINUE;
-	/* the realm the credentials were checked in; with auth off, the From's domain */
-	domain = plan->drop_cred_realm[0] ? sv_cstr(plan->drop_cred_realm) : fu.host;
-	step = proxy_user(r, fu.user, domain, &ue);
-	if (step != PROXY_CONTINUE || !ue.exists || !ue.settings[0])
-		return step;
-	set = malloc(sizeof(*set));
-	if (!set) {
-		proxy_reply(r, 500, "Out of memory", SV_NULL);
-		return PROXY_DONE;
-	}
-	uset_init(set);
-	if (uset_parse(set, sv_cstr(ue.settings), why, sizeof(why)))
-		log_warn("settings of %.*s@%.*s: %s (the rest is ignored)", SV_ARG(fu.user),
-			 SV_ARG(domain), why);
-	if (!uset_bar_empty(&set->out)) {
-		*bar = set->out;
-		r->caller_bar = bar;
-	}
-	free(set);
+	route_plan(r, plan);
+	plan->record_route =
+	    plan->record_route && !r->has_to_tag && is_dialog_creating(r->m->method);
 	return PROXY_CONTINUE;
 }
 
@@ -507,11 +317,16 @@ static enum proxy_step forward(struct preq *r, struct fwd_plan *plan, struct fwd
 	return fwd_stateful(r, plan, t, n);
 }
 
-static enum proxy_step phase_target(struct preq *r, struct fwd_plan *plan)
+/* 16.6: a route set or a strict router's Request-URI: to the next hop as it is. */
+static enum proxy_step phase_route_set(struct preq *r, void *arg)
 {
+	struct fwd_plan *plan = plan_of(r);
 	struct fwd_target t;
-	sv_t hop = route_next_hop(r, plan);
+	sv_t hop;
 
+	(void)arg;
+	memcpy(plan->drop_cred_realm, r->auth_realm, sizeof(plan->drop_cred_realm));
+	hop = route_next_hop(r, plan);
 	memset(&t, 0, sizeof(t));
 	if (hop.len) {
 		/* a route set: loose routing, the Request-URI stays (16.6 step 6); but a Route
@@ -542,18 +357,18 @@ static enum proxy_step phase_target(struct preq *r, struct fwd_plan *plan)
 		}
 		return forward(r, plan, &t, 1);
 	}
-	if (!r->in_dialog && r->srv->home && home_wants(r)) {
-		/* presence, subscriptions, topics; a MESSAGE to a user comes back as CONTINUE */
-		enum proxy_step step = home_handle(r);
-		if (step != PROXY_CONTINUE)
-			return step;
-	}
-	if (r->ruri_local && !r->in_dialog && r->from_local && r->m->method == SIP_INVITE &&
-	    (r->authenticated || !r->srv->cfg.auth_enabled)) {
-		enum proxy_step step = feat_handle(r);
-		if (step != PROXY_CONTINUE)
-			return step;
-	}
+	return PROXY_CONTINUE;
+}
+
+/* A local user (callee.c), or another domain for a caller who may relay. */
+static enum proxy_step phase_route(struct preq *r, void *arg)
+{
+	struct fwd_plan *plan = plan_of(r);
+	struct fwd_target t;
+
+	(void)arg;
+	memcpy(plan->drop_cred_realm, r->auth_realm, sizeof(plan->drop_cred_realm));
+	memset(&t, 0, sizeof(t));
 	if (r->ruri_local &&
 	    !(r->in_dialog && sip_msg_ruri(r->m)->port &&
 	      !tp_is_local_address(r->srv->tp, sip_msg_ruri(r->m)->host, sip_msg_ruri(r->m)->port)))
@@ -572,65 +387,122 @@ static enum proxy_step phase_target(struct preq *r, struct fwd_plan *plan)
 	return forward(r, plan, &t, 1);
 }
 
-static bool is_dialog_creating(enum sip_method m)
+/* RFC 7339: an overloaded server refuses a new request before any work. */
+static enum proxy_step ovl_handle(struct preq *r, void *arg)
 {
-	return m == SIP_INVITE || m == SIP_SUBSCRIBE || m == SIP_REFER || m == SIP_NOTIFY;
+	(void)arg;
+	return ovl_request(r);
+}
+
+int proxy_pipeline_add(struct proxy_pipeline *p, const struct proxy_handler *h)
+{
+	unsigned i;
+
+	if (p->n >= PROXY_MAX_HANDLERS || h->phase >= PROXY_PHASE_COUNT || !h->handle) {
+		log_err("pipeline: no room for handler %s", h->name ? h->name : "?");
+		return ENOSPC;
+	}
+	for (i = p->n; i > 0; i--) {
+		const struct proxy_handler *x = &p->h[i - 1];
+		if (x->phase < h->phase || (x->phase == h->phase && x->order <= h->order))
+			break;
+		p->h[i] = p->h[i - 1];
+	}
+	p->h[i] = *h;
+	p->n++;
+	return 0;
+}
+
+void proxy_pipeline_init(struct proxy_pipeline *p)
+{
+	static const struct proxy_handler core[] = {
+	    {"overload", PROXY_PHASE_ADMIT, PROXY_ORDER_CORE, PROXY_ALL_METHODS, NULL,
+	     ovl_handle, NULL},
+	    {"ack", PROXY_PHASE_STATELESS, PROXY_ORDER_CORE, PROXY_METHOD(SIP_ACK), NULL, on_ack,
+	     NULL},
+	    {"cancel", PROXY_PHASE_STATELESS, PROXY_ORDER_CORE, PROXY_METHOD(SIP_CANCEL), NULL,
+	     on_cancel, NULL},
+	    {"transaction", PROXY_PHASE_TRANSACTION, PROXY_ORDER_CORE, PROXY_ALL_METHODS, NULL,
+	     phase_transaction, NULL},
+	    {"local-require", PROXY_PHASE_LOCAL, PROXY_ORDER_CORE, PROXY_ALL_METHODS, wants_local,
+	     phase_local_require, NULL},
+	    {"local-answer", PROXY_PHASE_LOCAL, PROXY_ORDER_ROUTE, PROXY_ALL_METHODS, wants_local,
+	     phase_local_answer, NULL},
+	    {"policy", PROXY_PHASE_POLICY, PROXY_ORDER_CORE, PROXY_ALL_METHODS, NULL,
+	     phase_policy, NULL},
+	    {"route-set", PROXY_PHASE_TARGET, PROXY_ORDER_CORE, PROXY_ALL_METHODS, NULL,
+	     phase_route_set, NULL},
+	    {"features", PROXY_PHASE_TARGET, PROXY_ORDER_SERVICE + 50, PROXY_METHOD(SIP_INVITE),
+	     feat_wants, feat_phase, NULL},
+	    {"route", PROXY_PHASE_TARGET, PROXY_ORDER_ROUTE, PROXY_ALL_METHODS, NULL, phase_route,
+	     NULL},
+	};
+
+	memset(p, 0, sizeof(*p));
+	for (size_t i = 0; i < sizeof(core) / sizeof(core[0]); i++)
+		proxy_pipeline_add(p, &core[i]);
+}
+
+static bool handler_wants(const struct proxy_handler *h, const struct preq *r)
+{
+	unsigned bit = (unsigned)r->m->method < 32 ? PROXY_METHOD(r->m->method) : 0;
+
+	return (h->methods & bit) && (!h->wants || h->wants(r, h->arg));
+}
+
+enum proxy_step proxy_pipeline_run(const struct proxy_pipeline *p, struct preq *r)
+{
+	enum proxy_step step = PROXY_CONTINUE;
+
+	for (; r->at < p->n; r->at++, r->phase_state = 0) {
+		const struct proxy_handler *h = &p->h[r->at];
+		if (!handler_wants(h, r))
+			continue;
+		step = h->handle(r, h->arg);
+		if (step != PROXY_CONTINUE)
+			break;
+	}
+	if (step == PROXY_SUSPENDED && proxy_suspended(r)) {
+		log_err("pipeline: %s waited without a continuation", p->h[r->at].name);
+		proxy_reply(r, 500, "Internal error", SV_NULL);
+		step = PROXY_DONE;
+	}
+	if (step != PROXY_SUSPENDED) {
+		proxy_cont_free(r);
+		if (!r->cont) {
+			free(r->caller_bar); /* a continuation frees its own */
+			r->caller_bar = NULL;
+		}
+	}
+	return step;
+}
+
+/* A continuation's request, its lookup answered: on from the handler that waited. */
+static void pipeline_resume(struct preq *r)
+{
+	struct pctx *c = (struct pctx *)r;
+
+	proxy_pipeline_run(c->pipe, r);
 }
 
 static void on_request(struct worker *w, struct sip_msg *m, const struct tp_src *src)
 {
-	struct preq r = {.w = w, .srv = w->srv, .m = m, .src = src};
-	struct fwd_plan plan;
-	struct uset_bar caller_bar;
-	enum proxy_step step;
+	struct pctx c = {.r = {.w = w, .srv = w->srv, .m = m, .src = src}};
+	struct preq *r = &c.r;
 	unsigned st = sip_request_check(m);
 
 	if (st) {
 		w->stats.rx_bad++;
 		if (m->method != SIP_ACK)
-			proxy_reply(&r, st, m->error, SV_NULL);
+			proxy_reply(r, st, m->error, SV_NULL);
 		return;
 	}
-	via_params_fill(&r);
-	classify(&r);
-	if (flood_request_drop(&r))
-		return; /* a banned source, or over its budget: no answer */
-	if (ovl_request(&r) == PROXY_DONE)
-		return; /* overloaded: a new request refused before any work (RFC 7339) */
-	if (w->srv->home && w->id != home_worker(w->srv) && home_wants(&r)) {
-		/* the home services' state lives on one worker: the request goes there */
-		tp_redeliver(w, home_worker(w->srv), m, src);
-		return;
-	}
-	if (m->method == SIP_ACK) {
-		on_ack(&r);
-		return;
-	}
-	if (m->method == SIP_CANCEL) {
-		on_cancel(&r);
-		return;
-	}
-	if (m->method == SIP_REGISTER && r.ruri_local && !r.has_to_tag) {
-		/* the registrar answers statelessly: there is no transaction to find */
-		reg_handle(&r);
-		return;
-	}
-	step = phase_transaction(&r);
-	if (step == PROXY_CONTINUE)
-		step = phase_local(&r);
-	if (step == PROXY_CONTINUE)
-		step = phase_policy(&r);
-	if (step != PROXY_CONTINUE)
-		return;
-	route_plan(&r, &plan);
-	plan.record_route = plan.record_route && !r.has_to_tag && is_dialog_creating(m->method);
-	step = phase_auth(&r, &plan);
-	if (step == PROXY_CONTINUE)
-		step = phase_lists(&r);
-	if (step == PROXY_CONTINUE)
-		step = phase_caller(&r, &plan, &caller_bar);
-	if (step == PROXY_CONTINUE)
-		phase_target(&r, &plan);
+	c.pipe = w->srv->pipeline;
+	r->ctx_len = sizeof(c);
+	r->resume = pipeline_resume;
+	via_params_fill(r);
+	classify(r, c.pipe);
+	proxy_pipeline_run(c.pipe, r);
 }
 
 static void on_response(struct worker *w, struct sip_msg *m, const struct tp_src *src)
@@ -661,7 +533,7 @@ static void on_bad_message(struct worker *w, struct sip_msg *m, int err, const s
 
 void proxy_on_message(struct worker *w, struct sip_msg *m, int parse_err, const struct tp_src *src)
 {
-	if (src->rx_ns && !src->redelivered)
+	if (src->rx_ns)
 		ovl_sample(w->ovl, src->rx_ns, ovl_now());
 	if (parse_err)
 		on_bad_message(w, m, parse_err, src);
@@ -671,8 +543,3 @@ void proxy_on_message(struct worker *w, struct sip_msg *m, int parse_err, const 
 		on_response(w, m, src);
 }
 
-enum proxy_step proxy_suspend(struct preq *r)
-{
-	(void)r;
-	return PROXY_SUSPENDED;
-}

@@ -46,11 +46,14 @@ static const struct {
 static const char *const feat_keys[USET_FWD_COUNT] = {"forward_always", "forward_busy",
 						      "forward_noanswer", "forward_unregistered"};
 
+/* r->phase_state of the feature handler: the write was submitted, the request waits for it */
+#define FEAT_WRITTEN 1u
+
 struct feat_job {
 	struct dbq_job base;
 	struct server *srv;
 	struct worker *w;
-	struct wjob *again; /* the request, delivered again when the store has the change */
+	struct wjob *again; /* the request's continuation, resumed when the store has the change */
 	char user[STORE_USER_MAX];
 	char domain[STORE_DOMAIN_MAX];
 	char line[STORE_SETTINGS_MAX];
@@ -191,7 +194,7 @@ enum proxy_step feat_handle(struct preq *r)
 		return feat_reply(r, 484, "Dial the code followed by the forwarding target");
 	if (!feat_table[code].on && rest.len)
 		return feat_reply(r, 484, "This code takes no number");
-	step = proxy_user(r, fu.user, fu.host, &ue); /* 503 when the database is down */
+	step = users_of_request(r, fu.user, fu.host, &ue); /* 503 when the database is down */
 	if (step != PROXY_CONTINUE)
 		return step;
 	if (!ue.exists)
@@ -211,21 +214,17 @@ enum proxy_step feat_handle(struct preq *r)
 		return feat_reply(
 		    r, 200,
 		    feat_table[code].said); /* in place (or delivered again after the write) */
-	if (r->src->redelivered >= 2)
+	if (r->phase_state == FEAT_WRITTEN) /* resumed after our write, and it did not take */
 		return feat_reply(r, 500, "The setting could not be saved");
 	fj = calloc(1, sizeof(*fj));
 	if (!fj)
 		return feat_reply(r, 500, "Out of memory");
-	{
-		struct tp_src again = proxy_src_again(r);
-		again.redelivered++;
-		fj->again = tp_redeliver_job(r->m, &again);
-	}
-	if (!fj->again || fu.user.len >= sizeof(fj->user) || fu.host.len >= sizeof(fj->domain)) {
-		free(fj->again);
+	if (fu.user.len >= sizeof(fj->user) || fu.host.len >= sizeof(fj->domain) ||
+	    !(fj->again = proxy_wait(r))) {
 		free(fj);
-		return feat_reply(r, 500, "Out of memory");
+		return feat_reply(r, errno == EBUSY ? 503 : 500, "The setting could not be saved");
 	}
+	r->phase_state = FEAT_WRITTEN; /* the request resumes here once the store has it */
 	fj->base.run = feat_store;
 	fj->srv = r->srv;
 	fj->w = r->w;
@@ -237,4 +236,17 @@ enum proxy_step feat_handle(struct preq *r)
 		 (int)fu.user.len, fu.user.p, (int)fu.host.len, fu.host.p,
 		 line[0] ? line : "(no settings)");
 	return PROXY_SUSPENDED;
+}
+
+bool feat_wants(const struct preq *r, void *arg)
+{
+	(void)arg;
+	return r->ruri_local && !r->in_dialog && r->from_local &&
+	       (r->authenticated || !r->srv->cfg.auth_enabled);
+}
+
+enum proxy_step feat_phase(struct preq *r, void *arg)
+{
+	(void)arg;
+	return feat_handle(r);
 }

@@ -23,8 +23,8 @@
 
 #include "core/hash.h"
 #include "core/log.h"
-#include "proxy/dns.h"
-#include "proxy/overload.h"
+#include "dns/dns.h"
+#include "request/overload.h"
 #include "server/server.h"
 #include "server/worker.h"
 #include "services/auth.h"
@@ -1378,6 +1378,7 @@ enum proxy_step fwd_stateful_steps(struct preq *r, const struct fwd_plan *plan,
 		return PROXY_DONE;
 	}
 	r->ptx = p;
+	r->txn = fwd_ptx_srv(p);
 	if (m->method == SIP_INVITE)
 		proxy_reply(r, 100, NULL, SV_NULL);
 	step_start(p, m);

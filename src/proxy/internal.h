@@ -8,7 +8,23 @@
 #define SB_PROXY_INTERNAL_H
 
 #include "proxy/proxy.h"
+#include "request/request.h"
 #include "services/location.h"
+
+/* Refuses a call a list blocks: lists.block_status, counted and logged. */
+void proxy_reply_blocked(struct preq *r, const char *why);
+/*
+ * Outgoing call barring: may payer (the caller, or the user whose forwarding
+ * makes this call), with barring b, call target (a user part; internal: one
+ * of our users)? When barred, the refusal is logged and counted and reason
+ * gets the reply's reason phrase, "Call barred: international". b NULL: allowed.
+ */
+bool proxy_barred(struct worker *w, const struct uset_bar *b, const char *payer, sv_t target,
+		  bool internal, char *reason, size_t len);
+/* Answers a barred call: 403 with that reason phrase. */
+void proxy_reply_barred(struct preq *r, const char *reason);
+/* The routing rules in force for this request (the worker's view of them). */
+struct rules *proxy_rules(struct preq *r);
 
 struct txn_srv;
 
@@ -86,6 +102,9 @@ void route_target_from_binding(struct fwd_target *t, const struct loc_target *b)
 
 /* features.c: *72<number> and the like from our own users; PROXY_CONTINUE when not one */
 enum proxy_step feat_handle(struct preq *r);
+/* ... as a TARGET handler: for INVITEs of our own users who proved who they are */
+bool feat_wants(const struct preq *r, void *arg);
+enum proxy_step feat_phase(struct preq *r, void *arg);
 
 /* callee.c: a request for a local user, by that user's call settings */
 enum proxy_step callee_route(struct preq *r, struct fwd_plan *plan);

@@ -39,7 +39,7 @@
 
 #include "core/buf.h"
 #include "core/log.h"
-#include "proxy/dns.h"
+#include "dns/dns.h"
 #include "server/server.h"
 #include "server/worker.h"
 #include "services/dialplan.h"

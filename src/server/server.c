@@ -23,7 +23,7 @@
 #include <event2/thread.h>
 
 #include "core/log.h"
-#include "proxy/overload.h"
+#include "request/overload.h"
 #include "proxy/probe.h"
 #include "proxy/proxy.h"
 #include "server/dbq.h"
@@ -139,6 +139,11 @@ int server_start(struct server *s, const struct cfg *cfg, char *err, size_t errl
 		return rc;
 	}
 	pidf_init();
+	s->pipeline = calloc(1, sizeof(*s->pipeline));
+	if (!s->pipeline || (rc = server_pipeline_build(s, s->pipeline))) {
+		snprintf(err, errlen, "cannot assemble the request pipeline");
+		return s->pipeline ? rc : ENOMEM;
+	}
 	if ((rc = rules_slot_create(&s->rules))) {
 		snprintf(err, errlen, "out of memory");
 		return rc;
@@ -288,5 +293,6 @@ void server_destroy(struct server *s)
 	rules_slot_destroy(s->rules);
 	home_destroy(s->home);
 	flood_destroy(s->flood);
+	free(s->pipeline);
 	libevent_global_shutdown();
 }

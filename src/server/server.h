@@ -31,6 +31,7 @@ struct rules_slot;
 struct prober;
 struct home;
 struct flood;
+struct proxy_pipeline;
 
 struct server {
 	struct cfg cfg;
@@ -51,6 +52,8 @@ struct server {
 	struct prober *prober;	  /* OPTIONS probes of the gateways, on worker 0 */
 	struct home *home;	  /* messaging, presence and topics, on the home worker */
 	struct flood *flood;	  /* per-source budgets and bans; NULL when turned off */
+	/* the request pipeline's table of handlers (proxy/proxy.h), built by pipeline.c */
+	struct proxy_pipeline *pipeline;
 
 	struct event_base *main_base;
 	struct event *sig_int;
@@ -66,5 +69,7 @@ int server_start(struct server *s, const struct cfg *cfg, char *err, size_t errl
 /* Runs the main loop until SIGINT/SIGTERM; then stops the workers. */
 int server_run(struct server *s);
 void server_destroy(struct server *s);
+/* Registers the services' handlers on the pipeline in their phases (pipeline.c). */
+int server_pipeline_build(struct server *s, struct proxy_pipeline *p);
 
 #endif

@@ -46,6 +46,8 @@ struct worker_stats {
 	uint64_t rx_forged;	/* responses dropped: branch MAC wrong, or not from where it must */
 	uint64_t gw_timeouts;	/* gateway branches failed over: no provisional response in time */
 	uint64_t gw_ring_timeouts; /* gateway branches cancelled: no final answer after ringing */
+	uint64_t suspended;	   /* requests that waited for a lookup (request/request.h) */
+	uint64_t suspend_refused;  /* ... refused with 503: the worker held suspend_cap already */
 };
 
 struct worker {
@@ -80,6 +82,10 @@ struct worker {
 		const struct timeval *tv;
 	} ctimeouts[32];
 	unsigned nctimeouts;
+
+	/* requests waiting in a continuation for a lookup (request/request.h), and the cap */
+	unsigned suspended;
+	unsigned suspend_cap;
 
 	struct buf out; /* scratch for building one outgoing message */
 	struct buf out2;

@@ -6,10 +6,10 @@
  * after the same amount of work (auth_verify hashes with a dummy HA1 for an
  * unknown user), so neither the answer nor its timing tells which it was.
  *
- * A request that passed verification and was then suspended for a lookup
- * (the callee's settings, say) comes back with tp_src.auth_verified, which
- * only that internal redelivery sets: it is not verified again. Any other
- * request is verified in full, the nonce-count replay check included.
+ * Every request is verified in full, the nonce-count replay check included,
+ * and once: one that waits for its subscriber resumes here before
+ * verification, and one that waits later (the callee's settings) resumes
+ * after this phase (request/request.h), so nothing is relaxed for it.
  *
  * A user's allow_sources (issue 12) confines where their credentials count:
  * from any other address, even the right password gets what a wrong one
@@ -19,6 +19,7 @@
 #include "services/challenge.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 #include <time.h>
 
@@ -72,12 +73,6 @@ enum proxy_step challenge_check(struct preq *r, enum challenge_kind kind, sv_t r
 
 	if (replay)
 		*replay = false;
-	if (r->src->auth_verified) {
-		/* these very bytes passed verification before a lookup suspended them: checking
-		 * again would take their nonce-count for a replay */
-		r->authenticated = true;
-		return PROXY_CONTINUE;
-	}
 	err = auth_find_cred(r->m, hdr, realm, &c);
 	if (err == ENOENT) {
 		challenge_send(r, kind, realm, false);
@@ -97,7 +92,7 @@ enum proxy_step challenge_check(struct preq *r, enum challenge_kind kind, sv_t r
 		proxy_reply(r, 403, "Credentials do not match the user", SV_NULL);
 		return PROXY_DONE;
 	}
-	step = proxy_user(r, c.username, realm, &ue);
+	step = users_of_request(r, c.username, realm, &ue);
 	if (step != PROXY_CONTINUE)
 		return step;
 	ha1 = !ue.exists ? NULL : c.alg == AUTH_ALG_SHA256 ? ue.ha1_sha256 : ue.ha1_md5;
@@ -132,3 +127,73 @@ enum proxy_step challenge_check(struct preq *r, enum challenge_kind kind, sv_t r
 		return PROXY_DONE;
 	}
 }
+
+/*
+ * Who must prove who they are: every request that claims one of our users,
+ * out of any dialog of ours. ACK and CANCEL cannot be challenged (they are
+ * matched to a transaction or a signed route set instead); a BYE or PRACK
+ * is exempt only inside a dialog of ours.
+ */
+static bool needs_auth(const struct preq *r)
+{
+	switch (r->m->method) {
+	case SIP_ACK:
+	case SIP_CANCEL:
+	case SIP_REGISTER:
+		return false;
+	default:
+		return r->srv->cfg.auth_enabled && r->from_local && !r->in_dialog && !r->trusted;
+	}
+}
+
+/* The realm a From identity is checked in: its domain; for tel: the Request-URI's or ours. */
+static int auth_realm(struct preq *r, const struct sip_uri *fu, char *realm, size_t len)
+{
+	const struct sip_uri *ruri = sip_msg_ruri(r->m);
+	sv_t host = fu->host;
+
+	if (fu->kind != SIP_SCHEME_SIP && fu->kind != SIP_SCHEME_SIPS) {
+		if (ruri && r->ruri_local)
+			host = ruri->host;
+		else if (r->srv->cfg.ndomains)
+			host = sv_cstr(r->srv->cfg.domains[0]);
+		else
+			return EINVAL;
+	}
+	if (host.len && host.p[host.len - 1] == '.')
+		host.len--; /* example.com. is example.com */
+	if (host.len == 0 || host.len >= len)
+		return EINVAL;
+	for (size_t i = 0; i < host.len; i++)
+		realm[i] = sv_lower_char(host.p[i]);
+	realm[host.len] = '\0';
+	return 0;
+}
+
+/* Initial requests of local users are authenticated with 407 (RFC 3261 22.3). */
+enum proxy_step challenge_phase(struct preq *r, void *arg)
+{
+	const struct sip_naddr *from = sip_msg_from(r->m);
+	struct sip_uri fu;
+	char realm[STORE_DOMAIN_MAX];
+	enum proxy_step step;
+	(void)arg;
+	if (!needs_auth(r))
+		return PROXY_CONTINUE;
+	if (sip_uri_parse(from->uri, &fu) || auth_realm(r, &fu, realm, sizeof(realm))) {
+		proxy_reply(r, 403, "Caller identity cannot be authenticated", SV_NULL);
+		return PROXY_DONE;
+	}
+	if (strlen(realm) >= sizeof(r->auth_realm)) {
+		proxy_reply(r, 403, "Caller identity cannot be authenticated", SV_NULL);
+		return PROXY_DONE;
+	}
+	memcpy(r->auth_realm, realm, strlen(realm) + 1);
+	/* verified in full, nonce-count replay check included: a request that waited for
+	 * the subscriber resumes here, before verification, and is verified once */
+	step = challenge_check(r, CHALLENGE_PROXY, sv_cstr(realm), fu.user, false, NULL);
+	if (step == PROXY_CONTINUE)
+		r->authenticated = true;
+	return step;
+}
+

@@ -7,7 +7,7 @@
 #ifndef SB_SERVICES_CHALLENGE_H
 #define SB_SERVICES_CHALLENGE_H
 
-#include "proxy/proxy.h"
+#include "request/request.h"
 
 enum challenge_kind {
 	CHALLENGE_WWW,	 /* 401 / Authorization: a registrar or UAS */
@@ -19,12 +19,16 @@ enum challenge_kind {
  * `realm`; otherwise the request has been answered (challenge, 400, 403,
  * 503) or suspended for a subscriber lookup. With allow_replay, a correct
  * answer whose nonce-count was already used continues with *replay set
- * (the registrar accepts it for an exact retransmission only). Credentials
- * whose uri is not the Request-URI get 400. A request delivered again with
- * tp_src.auth_verified (see proxy_src_again) continues at once.
+ * (the registrar accepts it for an exact retransmission only, as a dry run
+ * that changes nothing). Credentials whose uri is not the Request-URI get 400.
  */
 enum proxy_step challenge_check(struct preq *r, enum challenge_kind kind, sv_t realm, sv_t user,
 				bool allow_replay, bool *replay);
+/*
+ * The pipeline's authentication phase: an initial request that claims one of
+ * our users proves it (407); r->auth_realm gets the realm it was checked in.
+ */
+enum proxy_step challenge_phase(struct preq *r, void *arg);
 /* Sends a fresh challenge (stale or not). */
 void challenge_send(struct preq *r, enum challenge_kind kind, sv_t realm, bool stale);
 

@@ -605,9 +605,9 @@ bool flood_request_drop(struct preq *r)
 	enum flood_class cls = FLOOD_UNAUTH;
 	struct flood_key k;
 
-	/* a request delivered again after a lookup was counted the first time; a
-	 * security.trusted_peers address (a gateway, an upstream SBC) has no budget */
-	if (!f || r->src->redelivered || r->trusted || flood_key_from_sa(&r->src->peer.u.sa, &k))
+	/* a security.trusted_peers address (a gateway, an upstream SBC) has no budget; a
+	 * request resumed after a lookup does not come here again (request/request.h) */
+	if (!f || r->trusted || flood_key_from_sa(&r->src->peer.u.sa, &k))
 		return false;
 	if (r->in_dialog)
 		cls = FLOOD_DIALOG;

@@ -29,7 +29,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
-#include "proxy/proxy.h"
+#include "request/request.h"
 
 struct flood;
 struct store;

@@ -16,7 +16,7 @@
 
 #include <stdbool.h>
 
-#include "proxy/proxy.h"
+#include "request/request.h"
 
 struct server;
 struct store;

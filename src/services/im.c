@@ -22,7 +22,7 @@
 
 #include "core/siphash.h"
 #include "core/log.h"
-#include "proxy/dns.h"
+#include "dns/dns.h"
 #include "server/server.h"
 #include "server/worker.h"
 #include "services/location.h"

@@ -842,7 +842,7 @@ static enum proxy_step authorise(struct preq *r, const char *target, const char 
 		proxy_reply(r, 400, "Malformed Request-URI", SV_NULL);
 		return PROXY_DONE;
 	}
-	step = proxy_user(r, user, domain, &ue);
+	step = users_of_request(r, user, domain, &ue);
 	if (step != PROXY_CONTINUE)
 		return step;
 	if (!ue.exists && r->authenticated) {

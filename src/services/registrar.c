@@ -16,6 +16,7 @@
 #include "core/log.h"
 #include "server/server.h"
 #include "server/worker.h"
+#include "services/access.h"
 #include "services/challenge.h"
 #include "services/home.h"
 #include "services/location.h"
@@ -135,7 +136,7 @@ static void parse_contacts(struct preq *r, struct reg_parse *rp)
 	int64_t hdr_expires = sip_msg_expires(r->m);
 	sv_t user_agent = sip_msg_value(r->m, SIP_H_USER_AGENT);
 	size_t npats;
-	const struct term_pattern *pats = rules_terminal_patterns(proxy_rules(r), &npats);
+	const struct term_pattern *pats = rules_terminal_patterns(rules_of_request(r), &npats);
 	struct sip_hdr_iter it;
 	sv_t elem;
 

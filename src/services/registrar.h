@@ -4,7 +4,7 @@
 #ifndef SB_SERVICES_REGISTRAR_H
 #define SB_SERVICES_REGISTRAR_H
 
-#include "proxy/proxy.h"
+#include "request/request.h"
 
 /* Handles a REGISTER whose Request-URI names one of our domains. */
 enum proxy_step reg_handle(struct preq *r);

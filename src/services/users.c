@@ -546,33 +546,33 @@ static bool lookups_capped(struct users *u, uint32_t slot, const struct tp_src *
 	return true;
 }
 
-static int waiter_add(struct users *u, struct uentry *e, struct worker *w, const struct sip_msg *m,
-		      const struct tp_src *src, uint32_t slot)
+/* r waits on e: its continuation's job is posted back when the answer is in. */
+static enum users_lookup waiter_add(struct users *u, struct uentry *e, struct preq *r,
+				    uint32_t slot)
 {
 	struct waiter *wt = malloc(sizeof(*wt));
-	struct tp_src again = *src;
 
 	if (!wt)
-		return ENOMEM;
-	again.redelivered++;
-	wt->job = tp_redeliver_job(m, &again);
+		return USERS_ERROR;
+	wt->job = proxy_wait(r);
 	if (!wt->job) {
+		int err = errno;
 		free(wt);
-		return ENOMEM;
+		return err == EBUSY ? USERS_BUSY : USERS_ERROR;
 	}
-	wt->w = w;
+	wt->w = r->w;
 	wt->src_slot = slot;
 	atomic_fetch_add(&u->waiting, 1);
 	atomic_fetch_add(&u->src_waiting[slot], 1);
 	wt->next = e->waiters;
 	e->waiters = wt;
-	return 0;
+	return USERS_PENDING;
 }
 
-enum users_lookup users_get(struct users *u, struct worker *w, sv_t user, sv_t domain,
-			    const struct sip_msg *m, const struct tp_src *src, unsigned redelivered,
+enum users_lookup users_get(struct users *u, struct preq *r, sv_t user, sv_t domain,
 			    struct users_entry *out)
 {
+	const struct tp_src *src = r->src;
 	struct ubucket *b = bucket_of(u, user, domain);
 	enum users_lookup rc = USERS_PENDING;
 	struct uentry *e;
@@ -600,8 +600,8 @@ enum users_lookup users_get(struct users *u, struct worker *w, sv_t user, sv_t d
 		rc = USERS_HIT;
 		goto out;
 	}
-	if (redelivered >= USERS_MAX_REDELIVERIES) {
-		rc = USERS_ERROR;
+	if (proxy_resumes(r) >= PROXY_MAX_RESUMES) {
+		rc = USERS_ERROR; /* the cache was dropped under it each time */
 		goto out;
 	}
 	slot = src_slot(u, src);
@@ -620,12 +620,16 @@ enum users_lookup users_get(struct users *u, struct worker *w, sv_t user, sv_t d
 		submit = true;
 		gen = e->gen;
 	}
-	if (waiter_add(u, e, w, m, src, slot))
-		rc = USERS_ERROR;
+	rc = waiter_add(u, e, r, slot);
 out:
 	pthread_mutex_unlock(&b->lock);
-	if (submit && lookup_submit(u, user, domain, gen))
-		rc = USERS_ERROR;
+	if (submit && lookup_submit(u, user, domain, gen)) {
+		/* a waiter may hold r's continuation now: r stays parked (until the cache is
+		 * dropped and asked again, or the server stops) rather than lose it */
+		log_err("subscriber lookup %.*s@%.*s: out of memory", SV_ARG(user), SV_ARG(domain));
+		if (rc != USERS_PENDING)
+			rc = USERS_ERROR;
+	}
 	return rc;
 }
 
@@ -672,5 +676,22 @@ void users_flush(struct users *u)
 		pthread_mutex_lock(&b->lock);
 		bucket_drop_ready(u, b);
 		pthread_mutex_unlock(&b->lock);
+	}
+}
+
+enum proxy_step users_of_request(struct preq *r, sv_t user, sv_t domain, struct users_entry *ue)
+{
+	switch (users_get(r->srv->users, r, user, domain, ue)) {
+	case USERS_HIT:
+		return PROXY_CONTINUE;
+	case USERS_PENDING:
+		return PROXY_SUSPENDED;
+	case USERS_BUSY:
+		proxy_reply(r, 503, "Too many subscriber lookups pending",
+			    SV("Retry-After: 5\r\n"));
+		return PROXY_DONE;
+	default:
+		proxy_reply(r, 503, "Subscriber database unavailable", SV("Retry-After: 5\r\n"));
+		return PROXY_DONE;
 	}
 }

@@ -17,6 +17,7 @@
 #include <stddef.h>
 
 #include "core/sv.h"
+#include "request/request.h"
 #include "store/store.h"
 
 struct server;
@@ -44,15 +45,20 @@ int users_create(struct server *srv, size_t capacity, struct users **out);
 void users_destroy(struct users *u);
 
 /*
- * Looks user@domain up. On a miss, m (from src) is copied and delivered
- * again to worker w when the answer is in the cache. A request that was
- * delivered again USERS_MAX_REDELIVERIES times already gets USERS_ERROR (the
- * cache was dropped each time under it), so a request never loops.
+ * Looks user@domain up for request r. On a miss, r waits (proxy_wait) and
+ * resumes on its worker when the answer is in the cache. A request that
+ * waited PROXY_MAX_RESUMES times already gets USERS_ERROR (the cache was
+ * dropped each time under it), so a request never loops; one its worker
+ * has no room to park gets USERS_BUSY.
  */
-#define USERS_MAX_REDELIVERIES 4
-enum users_lookup users_get(struct users *u, struct worker *w, sv_t user, sv_t domain,
-			    const struct sip_msg *m, const struct tp_src *src, unsigned redelivered,
+enum users_lookup users_get(struct users *u, struct preq *r, sv_t user, sv_t domain,
 			    struct users_entry *out);
+/*
+ * The same for a handler: PROXY_CONTINUE with *ue filled (ue->exists may be
+ * false), PROXY_SUSPENDED while it is read from the database (r resumes at
+ * the handler), or PROXY_DONE after a 503 when it cannot be answered.
+ */
+enum proxy_step users_of_request(struct preq *r, sv_t user, sv_t domain, struct users_entry *ue);
 
 /* The cached answer only: USERS_HIT, or USERS_ERROR when it is not cached (nothing waits). */
 enum users_lookup users_peek(struct users *u, sv_t user, sv_t domain, struct users_entry *out);

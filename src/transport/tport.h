@@ -41,10 +41,6 @@ struct tp_src {
 	struct tp_addr peer;
 	unsigned listen;     /* index of the listen address it arrived on */
 	uint32_t conn_id;    /* TCP connection, 0 for UDP */
-	uint8_t redelivered; /* times delivered again after an asynchronous lookup */
-	/* Set only on an internal redelivery, never from the network: these very bytes passed
-	 * digest verification before a lookup suspended them (not to be verified again). */
-	bool auth_verified;
 	/* when the kernel received it (CLOCK_REALTIME ns, SO_TIMESTAMPNS), 0 = unknown:
 	 * the start of its queueing delay (proxy/overload.h) */
 	int64_t rx_ns;

@@ -32,7 +32,7 @@
 
 #include <event2/event.h>
 
-#include "proxy/dns.h"
+#include "dns/dns.h"
 
 static const char *const records[] = {
     /* NAPTR -> SRV -> A: two unusable records, TLS before TCP (preference), UDP last */

@@ -17,7 +17,7 @@
 #include <cmocka.h>
 
 #include "core/buf.h"
-#include "proxy/overload.h"
+#include "request/overload.h"
 #include "sip/sip.h"
 
 #define MS  1000000LL

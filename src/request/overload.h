@@ -33,7 +33,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "proxy/proxy.h"
+#include "request/request.h"
 #include "sip/sip.h"
 #include "transport/tport.h"
 

@@ -16,7 +16,7 @@
  * within seconds when the load goes. Which requests are refused is decided
  * by an accumulator, not a coin: exactly the fraction, spread evenly.
  */
-#include "proxy/overload.h"
+#include "request/overload.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -329,7 +329,7 @@ enum proxy_step ovl_request(struct preq *r)
 
 	if (!o || !o->p.enabled || o->admit >= 1.0)
 		return PROXY_CONTINUE; /* the common case: one comparison */
-	if (m->method == SIP_ACK || m->method == SIP_CANCEL || r->in_dialog || r->src->redelivered)
+	if (m->method == SIP_ACK || m->method == SIP_CANCEL || r->in_dialog)
 		return PROXY_CONTINUE; /* established calls and work already taken */
 	/* a retransmission of a request in progress belongs to its transaction */
 	if (txn_key_of(r->w, m, false, &k) == 0 && txn_srv_find(r->w, &k, &owner, &t) == 0)

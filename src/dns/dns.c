@@ -22,7 +22,7 @@
  *   A/AAAA answers as address lists. A resolution answered wholly from the
  *   cache completes before dns_resolve_uri() returns.
  */
-#include "proxy/dns.h"
+#include "dns/dns.h"
 
 #include <arpa/inet.h>
 #include <errno.h>

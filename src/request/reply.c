@@ -6,7 +6,7 @@
  * tag, branch) so that a retransmitted request gets the same tag, and the
  * ACK of a stateless 407 can be recognised as ours.
  */
-#include "proxy/internal.h"
+#include "request/request.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -14,7 +14,7 @@
 #include <stdio.h>
 
 #include "core/hash.h"
-#include "proxy/overload.h"
+#include "request/overload.h"
 #include "server/server.h"
 #include "server/worker.h"
 #include "txn/txn.h"
@@ -72,8 +72,8 @@ void proxy_reply_body(struct preq *r, unsigned status, const char *reason, sv_t 
 	buf_reset(out);
 	if (sip_build_reply(out, r->m, &rep))
 		return;
-	if (r->ptx) {
-		txn_srv_reply(fwd_ptx_srv(r->ptx), out->p, out->len, status);
+	if (r->txn) {
+		txn_srv_reply(r->txn, out->p, out->len, status);
 		return;
 	}
 	if (r->local_txn) {
@@ -114,7 +114,7 @@ int proxy_local_txn(struct preq *r)
 	struct local_txn *lt;
 	int err;
 
-	if (r->local_txn || r->ptx)
+	if (r->local_txn || r->txn)
 		return 0;
 	lt = calloc(1, sizeof(*lt));
 	if (!lt)
