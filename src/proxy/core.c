@@ -161,7 +161,8 @@ static enum proxy_step on_cancel(struct preq *r, void *arg)
 
 	(void)arg;
 	if (txn_key_of(r->w, r->m, true, &k) || txn_srv_find(r->w, &k, &owner, &t)) {
-		proxy_reply(r, 481, NULL, SV_NULL);
+		if (!proxy_waiting_cancel(r)) /* an INVITE waiting for a lookup, or nothing */
+			proxy_reply(r, 481, NULL, SV_NULL);
 		return PROXY_DONE;
 	}
 	if (!t) {
@@ -181,7 +182,7 @@ static enum proxy_step phase_transaction(struct preq *r, void *arg)
 
 	(void)arg;
 	if (txn_key_of(r->w, r->m, false, &k) || txn_srv_find(r->w, &k, &owner, &t))
-		return PROXY_CONTINUE;
+		return proxy_waiting_absorb(r) ? PROXY_DONE : PROXY_CONTINUE;
 	if (t)
 		txn_srv_retransmission(t);
 	else

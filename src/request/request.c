@@ -25,6 +25,7 @@
 #include "server/server.h"
 #include "server/worker.h"
 #include "store/store.h"
+#include "txn/txn.h"
 
 /*
  * Is host (as a URI has it: an IPv6 reference without its brackets) the configured
@@ -156,6 +157,10 @@ struct preq_cont {
 	unsigned resumes;
 	bool armed;	 /* handed to a lookup, not yet posted back */
 	bool filled;	 /* ctx and data hold the request */
+	bool cancelled;	 /* a CANCEL came for it while it waited: 487 when it resumes */
+	bool keyed;	 /* in w->waiting under key */
+	struct txn_key key;
+	struct preq_cont *next_waiting;
 	size_t len;	 /* message bytes */
 	size_t ctx_len;	 /* pipeline state bytes */
 	alignas(max_align_t) unsigned char ctx[]; /* ctx_len bytes (the preq first), then data */
@@ -166,9 +171,42 @@ static char *cont_data(struct preq_cont *c)
 	return (char *)c->ctx + c->ctx_len;
 }
 
+#define WAITING_BUCKETS (sizeof(((struct worker *)0)->waiting) / sizeof(struct preq_cont *))
+
+static bool key_same(const struct txn_key *a, const struct txn_key *b)
+{
+	return a->hash == b->hash && a->rfc3261 == b->rfc3261 && a->method == b->method &&
+	       a->branch_len == b->branch_len && memcmp(a->branch, b->branch, a->branch_len) == 0;
+}
+
+static void waiting_remove(struct preq_cont *c)
+{
+	struct preq_cont **pp = &c->w->waiting[c->key.hash % WAITING_BUCKETS];
+
+	for (; *pp; pp = &(*pp)->next_waiting) {
+		if (*pp == c) {
+			*pp = c->next_waiting;
+			break;
+		}
+	}
+	c->keyed = false;
+}
+
+static struct preq_cont *waiting_find(struct worker *w, const struct txn_key *k)
+{
+	struct preq_cont *c = w->waiting[k->hash % WAITING_BUCKETS];
+
+	while (c && !key_same(&c->key, k))
+		c = c->next_waiting;
+	return c;
+}
+
 static void cont_release(struct preq_cont *c)
 {
 	struct preq *r = (struct preq *)c->ctx;
+
+	if (c->keyed)
+		waiting_remove(c);
 
 	if (c->filled) {
 		free(r->caller_bar);
@@ -217,7 +255,13 @@ static void cont_resume(struct worker *w, struct wjob *job)
 		r->route_edits[i].ins.p = rebase(c, r->route_edits[i].ins.p);
 	}
 	c->old_base = c->msg.buf;
-	r->resume(r);
+	if (c->cancelled) {
+		/* RFC 3261 9.2: the request a CANCEL matched gets 487; it goes no further */
+		proxy_reply(r, 487, NULL, SV_NULL);
+		c->armed = false;
+	} else {
+		r->resume(r);
+	}
 	/* done, or waiting again (the same continuation, armed for another lookup) */
 	sip_msg_release(&c->msg);
 	if (!c->armed)
@@ -277,7 +321,37 @@ int proxy_suspended(struct preq *r)
 	memcpy(cont_data(c), r->m->buf, c->len);
 	memcpy(c->ctx, r, c->ctx_len);
 	c->filled = true;
+	if (r->m->method != SIP_ACK && txn_key_of(r->w, r->m, false, &c->key) == 0) {
+		struct preq_cont **head = &r->w->waiting[c->key.hash % WAITING_BUCKETS];
+		c->next_waiting = *head;
+		*head = c;
+		c->keyed = true;
+	}
 	return 0;
+}
+
+bool proxy_waiting_absorb(struct preq *r)
+{
+	struct txn_key k;
+
+	if (!r->w->suspended || r->cont || txn_key_of(r->w, r->m, false, &k))
+		return false;
+	return waiting_find(r->w, &k) != NULL;
+}
+
+bool proxy_waiting_cancel(struct preq *r)
+{
+	struct preq_cont *c;
+	struct txn_key k;
+
+	if (!r->w->suspended || txn_key_of(r->w, r->m, true, &k))
+		return false;
+	c = waiting_find(r->w, &k);
+	if (!c || c->key.method != SIP_INVITE)
+		return false;
+	c->cancelled = true;
+	proxy_reply(r, 200, NULL, SV_NULL);
+	return true;
 }
 
 void proxy_cont_free(struct preq *r)

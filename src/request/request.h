@@ -129,6 +129,14 @@ struct wjob *proxy_wait(struct preq *r);
 int proxy_suspended(struct preq *r);
 /* The pipeline, when a resumed request is done: frees its continuation. */
 void proxy_cont_free(struct preq *r);
+/*
+ * Requests that wait keep their server-transaction key on their worker: a
+ * retransmission of one is absorbed (true: drop it, the original is in
+ * progress), and a CANCEL of a waiting INVITE is answered 200 here (true)
+ * while the INVITE gets 487 when its lookup returns, instead of going on.
+ */
+bool proxy_waiting_absorb(struct preq *r);
+bool proxy_waiting_cancel(struct preq *r);
 /* How many times this request was resumed. */
 unsigned proxy_resumes(const struct preq *r);
 

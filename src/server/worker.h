@@ -27,6 +27,7 @@ struct txn_worker;
 struct auth_hasher;
 struct dns_resolver;
 struct ovl;
+struct preq_cont;
 
 /* A unit of work posted to a worker: embed it as the first member of the job's struct. */
 struct wjob {
@@ -86,6 +87,8 @@ struct worker {
 	/* requests waiting in a continuation for a lookup (request/request.h), and the cap */
 	unsigned suspended;
 	unsigned suspend_cap;
+	/* ... by their server-transaction key, so a retransmission or a CANCEL finds them */
+	struct preq_cont *waiting[64];
 
 	struct buf out; /* scratch for building one outgoing message */
 	struct buf out2;
