@@ -417,8 +417,8 @@ int proxy_pipeline_add(struct proxy_pipeline *p, const struct proxy_handler *h)
 void proxy_pipeline_init(struct proxy_pipeline *p)
 {
 	static const struct proxy_handler core[] = {
-	    {"overload", PROXY_PHASE_ADMIT, PROXY_ORDER_CORE, PROXY_ALL_METHODS, NULL,
-	     ovl_handle, NULL},
+	    {"overload", PROXY_PHASE_ADMIT, PROXY_ORDER_CORE, PROXY_ALL_METHODS, NULL, ovl_handle,
+	     NULL},
 	    {"ack", PROXY_PHASE_STATELESS, PROXY_ORDER_CORE, PROXY_METHOD(SIP_ACK), NULL, on_ack,
 	     NULL},
 	    {"cancel", PROXY_PHASE_STATELESS, PROXY_ORDER_CORE, PROXY_METHOD(SIP_CANCEL), NULL,
@@ -429,8 +429,8 @@ void proxy_pipeline_init(struct proxy_pipeline *p)
 	     phase_local_require, NULL},
 	    {"local-answer", PROXY_PHASE_LOCAL, PROXY_ORDER_ROUTE, PROXY_ALL_METHODS, wants_local,
 	     phase_local_answer, NULL},
-	    {"policy", PROXY_PHASE_POLICY, PROXY_ORDER_CORE, PROXY_ALL_METHODS, NULL,
-	     phase_policy, NULL},
+	    {"policy", PROXY_PHASE_POLICY, PROXY_ORDER_CORE, PROXY_ALL_METHODS, NULL, phase_policy,
+	     NULL},
 	    {"route-set", PROXY_PHASE_TARGET, PROXY_ORDER_CORE, PROXY_ALL_METHODS, NULL,
 	     phase_route_set, NULL},
 	    {"features", PROXY_PHASE_TARGET, PROXY_ORDER_SERVICE + 50, PROXY_METHOD(SIP_INVITE),
@@ -463,6 +463,8 @@ enum proxy_step proxy_pipeline_run(const struct proxy_pipeline *p, struct preq *
 		if (step != PROXY_CONTINUE)
 			break;
 	}
+	if (step == PROXY_SUSPENDED)
+		log_debug("%.*s waits at handler %s", SV_ARG(r->m->method_name), p->h[r->at].name);
 	if (step == PROXY_SUSPENDED && proxy_suspended(r)) {
 		log_err("pipeline: %s waited without a continuation", p->h[r->at].name);
 		proxy_reply(r, 500, "Internal error", SV_NULL);
@@ -483,6 +485,8 @@ static void pipeline_resume(struct preq *r)
 {
 	struct pctx *c = (struct pctx *)r;
 
+	log_debug("%.*s resumes at handler %s (resumed %u times)", SV_ARG(r->m->method_name),
+		  c->pipe->h[r->at].name, proxy_resumes(r));
 	proxy_pipeline_run(c->pipe, r);
 }
 
@@ -543,4 +547,3 @@ void proxy_on_message(struct worker *w, struct sip_msg *m, int parse_err, const 
 	else
 		on_response(w, m, src);
 }
-

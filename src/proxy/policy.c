@@ -44,4 +44,3 @@ void proxy_reply_blocked(struct preq *r, const char *why)
 {
 	access_reply_blocked(r, why);
 }
-

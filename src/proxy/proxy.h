@@ -29,11 +29,11 @@ enum proxy_phase {
 	PROXY_PHASE_ADMIT,	 /* before any work: flood budgets, overload, the home worker */
 	PROXY_PHASE_STATELESS,	 /* ACK, CANCEL, the registrar: no server transaction of ours */
 	PROXY_PHASE_TRANSACTION, /* retransmissions go to their server transaction */
-	PROXY_PHASE_LOCAL,	 /* addressed to this server itself: OPTIONS, subscription refresh */
-	PROXY_PHASE_POLICY,	 /* 16.3: size, Max-Forwards, loops, Proxy-Require; 16.4 route plan */
-	PROXY_PHASE_AUTH,	 /* who sent it: digest authentication of our users */
-	PROXY_PHASE_ACCESS,	 /* may they: black and white lists, the caller's call barring */
-	PROXY_PHASE_TARGET,	 /* 16.5-16.6: route set, services, local users, other domains */
+	PROXY_PHASE_LOCAL,  /* addressed to this server itself: OPTIONS, subscription refresh */
+	PROXY_PHASE_POLICY, /* 16.3: size, Max-Forwards, loops, Proxy-Require; 16.4 route plan */
+	PROXY_PHASE_AUTH,   /* who sent it: digest authentication of our users */
+	PROXY_PHASE_ACCESS, /* may they: black and white lists, the caller's call barring */
+	PROXY_PHASE_TARGET, /* 16.5-16.6: route set, services, local users, other domains */
 	PROXY_PHASE_COUNT,
 };
 

@@ -152,17 +152,17 @@ struct preq_cont {
 	struct wjob job; /* first: the lookup posts it to the owning worker */
 	struct worker *w;
 	struct tp_src src;
-	struct sip_msg msg; /* the view of data, rebuilt at each resume */
+	struct sip_msg msg;   /* the view of data, rebuilt at each resume */
 	const char *old_base; /* where the bytes were when the request was received */
 	unsigned resumes;
-	bool armed;	 /* handed to a lookup, not yet posted back */
-	bool filled;	 /* ctx and data hold the request */
-	bool cancelled;	 /* a CANCEL came for it while it waited: 487 when it resumes */
-	bool keyed;	 /* in w->waiting under key */
+	bool armed;	/* handed to a lookup, not yet posted back */
+	bool filled;	/* ctx and data hold the request */
+	bool cancelled; /* a CANCEL came for it while it waited: 487 when it resumes */
+	bool keyed;	/* in w->waiting under key */
 	struct txn_key key;
 	struct preq_cont *next_waiting;
-	size_t len;	 /* message bytes */
-	size_t ctx_len;	 /* pipeline state bytes */
+	size_t len;				  /* message bytes */
+	size_t ctx_len;				  /* pipeline state bytes */
 	alignas(max_align_t) unsigned char ctx[]; /* ctx_len bytes (the preq first), then data */
 };
 

@@ -90,20 +90,33 @@ static enum proxy_step home_target_phase(struct preq *r, void *arg)
 
 int server_pipeline_build(struct server *s, struct proxy_pipeline *p)
 {
-	const struct proxy_handler flood = {"flood", PROXY_PHASE_ADMIT, PROXY_ORDER_FIRST,
-					    PROXY_ALL_METHODS, NULL, flood_phase, NULL};
-	const struct proxy_handler home_worker_h = {"home-worker", PROXY_PHASE_ADMIT,
-						    PROXY_ORDER_SERVICE, PROXY_ALL_METHODS,
-						    home_elsewhere, home_move, s};
-	const struct proxy_handler registrar = {"registrar", PROXY_PHASE_STATELESS,
-						PROXY_ORDER_SERVICE, PROXY_METHOD(SIP_REGISTER),
-						reg_wants, reg_phase, NULL};
-	const struct proxy_handler refresh = {
-	    "subscription-refresh", PROXY_PHASE_LOCAL,	     PROXY_ORDER_SERVICE,
-	    PROXY_METHOD(SIP_SUBSCRIBE), home_in_dialog_wants, home_in_dialog_phase,
+	const struct proxy_handler flood = {
+	    "flood", PROXY_PHASE_ADMIT, PROXY_ORDER_FIRST, PROXY_ALL_METHODS, NULL, flood_phase,
 	    NULL};
-	const struct proxy_handler auth = {"auth", PROXY_PHASE_AUTH, PROXY_ORDER_SERVICE,
-					   PROXY_ALL_METHODS, NULL, challenge_phase, NULL};
+	const struct proxy_handler home_worker_h = {"home-worker",
+						    PROXY_PHASE_ADMIT,
+						    PROXY_ORDER_SERVICE,
+						    PROXY_ALL_METHODS,
+						    home_elsewhere,
+						    home_move,
+						    s};
+	const struct proxy_handler registrar = {"registrar",
+						PROXY_PHASE_STATELESS,
+						PROXY_ORDER_SERVICE,
+						PROXY_METHOD(SIP_REGISTER),
+						reg_wants,
+						reg_phase,
+						NULL};
+	const struct proxy_handler refresh = {"subscription-refresh",
+					      PROXY_PHASE_LOCAL,
+					      PROXY_ORDER_SERVICE,
+					      PROXY_METHOD(SIP_SUBSCRIBE),
+					      home_in_dialog_wants,
+					      home_in_dialog_phase,
+					      NULL};
+	const struct proxy_handler auth = {
+	    "auth", PROXY_PHASE_AUTH, PROXY_ORDER_SERVICE, PROXY_ALL_METHODS, NULL, challenge_phase,
+	    NULL};
 	const struct proxy_handler lists = {"lists",
 					    PROXY_PHASE_ACCESS,
 					    PROXY_ORDER_SERVICE,
@@ -111,11 +124,19 @@ int server_pipeline_build(struct server *s, struct proxy_pipeline *p)
 					    NULL,
 					    access_lists_handle,
 					    NULL};
-	const struct proxy_handler caller = {"caller-barring", PROXY_PHASE_ACCESS,
-					     PROXY_ORDER_SERVICE + 10, PROXY_METHOD(SIP_INVITE),
-					     NULL, access_caller_handle, NULL};
-	const struct proxy_handler home = {"home", PROXY_PHASE_TARGET, PROXY_ORDER_SERVICE,
-					   PROXY_ALL_METHODS, home_target_wants, home_target_phase,
+	const struct proxy_handler caller = {"caller-barring",
+					     PROXY_PHASE_ACCESS,
+					     PROXY_ORDER_SERVICE + 10,
+					     PROXY_METHOD(SIP_INVITE),
+					     NULL,
+					     access_caller_handle,
+					     NULL};
+	const struct proxy_handler home = {"home",
+					   PROXY_PHASE_TARGET,
+					   PROXY_ORDER_SERVICE,
+					   PROXY_ALL_METHODS,
+					   home_target_wants,
+					   home_target_phase,
 					   NULL};
 	int err = 0;
 

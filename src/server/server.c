@@ -166,6 +166,7 @@ int server_start(struct server *s, const struct cfg *cfg, char *err, size_t errl
 				 strerror(rc));
 			return rc;
 		}
+		s->workers[i]->suspend_cap = PROXY_MAX_SUSPENDED; /* requests waiting for lookups */
 	}
 	s->main_base = event_base_new();
 	if (!s->main_base) {

@@ -21,7 +21,6 @@
 #include "core/siphash.h"
 #include "dns/dns.h"
 #include "request/overload.h"
-#include "request/request.h"
 #include "server/server.h"
 #include "services/auth.h"
 #include "transport/tport.h"
@@ -150,7 +149,6 @@ int worker_create(struct server *srv, unsigned id, struct worker **out)
 	if (!w)
 		return ENOMEM;
 	w->srv = srv;
-	w->suspend_cap = PROXY_MAX_SUSPENDED;
 	w->id = id;
 	w->inbox_fd = -1;
 	pthread_mutex_init(&w->inbox_lock, NULL);

@@ -196,4 +196,3 @@ enum proxy_step challenge_phase(struct preq *r, void *arg)
 		r->authenticated = true;
 	return step;
 }
-

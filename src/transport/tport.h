@@ -39,8 +39,8 @@ struct tp_addr {
 /* Where a message came from. */
 struct tp_src {
 	struct tp_addr peer;
-	unsigned listen;     /* index of the listen address it arrived on */
-	uint32_t conn_id;    /* TCP connection, 0 for UDP */
+	unsigned listen;  /* index of the listen address it arrived on */
+	uint32_t conn_id; /* TCP connection, 0 for UDP */
 	/* when the kernel received it (CLOCK_REALTIME ns, SO_TIMESTAMPNS), 0 = unknown:
 	 * the start of its queueing delay (proxy/overload.h) */
 	int64_t rx_ns;

@@ -212,8 +212,10 @@ static void test_table_full(void **state)
 
 	for (unsigned i = 0; i < PROXY_MAX_HANDLERS; i++)
 		add(f, PROXY_PHASE_TARGET, 0, 'a', note);
-	struct proxy_handler h = {.name = "one too many", .phase = PROXY_PHASE_TARGET,
-				  .methods = PROXY_ALL_METHODS, .handle = note};
+	struct proxy_handler h = {.name = "one too many",
+				  .phase = PROXY_PHASE_TARGET,
+				  .methods = PROXY_ALL_METHODS,
+				  .handle = note};
 	assert_int_equal(proxy_pipeline_add(&f->p, &h), ENOSPC);
 }
 
