@@ -36,6 +36,15 @@ static struct fwd_plan *plan_of(struct preq *r)
 	return &((struct pctx *)r)->plan;
 }
 
+/* The credentials checked here (the auth handler's realm) are not forwarded. */
+static void plan_realm(struct fwd_plan *plan, const struct preq *r)
+{
+	size_t n = strnlen(r->auth_realm, sizeof(r->auth_realm) - 1);
+
+	memcpy(plan->drop_cred_realm, r->auth_realm, n);
+	plan->drop_cred_realm[n] = '\0';
+}
+
 /* RFC 3261 18.2.1 and RFC 3581: what the request's top Via lacks about where it came from. */
 static void append(char *dst, size_t *n, size_t size, const char *s, size_t len)
 {
@@ -326,8 +335,10 @@ static enum proxy_step phase_route_set(struct preq *r, void *arg)
 	sv_t hop;
 
 	(void)arg;
-	memcpy(plan->drop_cred_realm, r->auth_realm, sizeof(plan->drop_cred_realm));
 	hop = route_next_hop(r, plan);
+	if (!hop.len && !r->ruri_override.len)
+		return PROXY_CONTINUE; /* the common case: no route set */
+	plan_realm(plan, r);
 	memset(&t, 0, sizeof(t));
 	if (hop.len) {
 		/* a route set: loose routing, the Request-URI stays (16.6 step 6); but a Route
@@ -368,7 +379,7 @@ static enum proxy_step phase_route(struct preq *r, void *arg)
 	struct fwd_target t;
 
 	(void)arg;
-	memcpy(plan->drop_cred_realm, r->auth_realm, sizeof(plan->drop_cred_realm));
+	plan_realm(plan, r);
 	memset(&t, 0, sizeof(t));
 	if (r->ruri_local &&
 	    !(r->in_dialog && sip_msg_ruri(r->m)->port &&
@@ -411,7 +422,21 @@ int proxy_pipeline_add(struct proxy_pipeline *p, const struct proxy_handler *h)
 	}
 	p->h[i] = *h;
 	p->n++;
+	/* the table is built once at start: the per-method lists are rebuilt whole */
+	for (unsigned m = 0; m < SIP_METHOD_COUNT; m++) {
+		p->nby_method[m] = 0;
+		for (unsigned k = 0; k < p->n; k++) {
+			if (p->h[k].methods & PROXY_METHOD(m))
+				p->by_method[m][p->nby_method[m]++] = (uint8_t)k;
+		}
+	}
 	return 0;
+}
+
+const struct proxy_handler *proxy_pipeline_at(const struct proxy_pipeline *p, enum sip_method m,
+					      unsigned at)
+{
+	return &p->h[p->by_method[m][at]];
 }
 
 void proxy_pipeline_init(struct proxy_pipeline *p)
@@ -444,29 +469,26 @@ void proxy_pipeline_init(struct proxy_pipeline *p)
 		proxy_pipeline_add(p, &core[i]);
 }
 
-static bool handler_wants(const struct proxy_handler *h, const struct preq *r)
-{
-	unsigned bit = (unsigned)r->m->method < 32 ? PROXY_METHOD(r->m->method) : 0;
-
-	return (h->methods & bit) && (!h->wants || h->wants(r, h->arg));
-}
-
 enum proxy_step proxy_pipeline_run(const struct proxy_pipeline *p, struct preq *r)
 {
+	enum sip_method m = r->m->method < SIP_METHOD_COUNT ? r->m->method : SIP_METHOD_OTHER;
+	const uint8_t *list = p->by_method[m];
 	enum proxy_step step = PROXY_CONTINUE;
 
-	for (; r->at < p->n; r->at++, r->phase_state = 0) {
-		const struct proxy_handler *h = &p->h[r->at];
-		if (!handler_wants(h, r))
+	for (; r->at < p->nby_method[m]; r->at++, r->phase_state = 0) {
+		const struct proxy_handler *h = &p->h[list[r->at]];
+		if (h->wants && !h->wants(r, h->arg))
 			continue;
 		step = h->handle(r, h->arg);
 		if (step != PROXY_CONTINUE)
 			break;
 	}
 	if (step == PROXY_SUSPENDED)
-		log_debug("%.*s waits at handler %s", SV_ARG(r->m->method_name), p->h[r->at].name);
+		log_debug("%.*s waits at handler %s", SV_ARG(r->m->method_name),
+			  proxy_pipeline_at(p, m, r->at)->name);
 	if (step == PROXY_SUSPENDED && proxy_suspended(r)) {
-		log_err("pipeline: %s waited without a continuation", p->h[r->at].name);
+		log_err("pipeline: %s waited without a continuation",
+			proxy_pipeline_at(p, m, r->at)->name);
 		proxy_reply(r, 500, "Internal error", SV_NULL);
 		step = PROXY_DONE;
 	}
@@ -486,16 +508,17 @@ static void pipeline_resume(struct preq *r)
 	struct pctx *c = (struct pctx *)r;
 
 	log_debug("%.*s resumes at handler %s (resumed %u times)", SV_ARG(r->m->method_name),
-		  c->pipe->h[r->at].name, proxy_resumes(r));
+		  proxy_pipeline_at(c->pipe, r->m->method, r->at)->name, proxy_resumes(r));
 	proxy_pipeline_run(c->pipe, r);
 }
 
 static void on_request(struct worker *w, struct sip_msg *m, const struct tp_src *src)
 {
-	struct pctx c = {.r = {.w = w, .srv = w->srv, .m = m, .src = src}};
+	struct pctx c; /* the plan is filled by the policy handler (route_plan), not here */
 	struct preq *r = &c.r;
 	unsigned st = sip_request_check(m);
 
+	c.r = (struct preq){.w = w, .srv = w->srv, .m = m, .src = src};
 	if (st) {
 		w->stats.rx_bad++;
 		if (m->method != SIP_ACK)

@@ -57,6 +57,9 @@ struct proxy_handler {
 struct proxy_pipeline {
 	struct proxy_handler h[PROXY_MAX_HANDLERS];
 	unsigned n;
+	/* per method, the handlers that want it, in order (r->at indexes this list) */
+	uint8_t by_method[SIP_METHOD_COUNT][PROXY_MAX_HANDLERS];
+	uint8_t nby_method[SIP_METHOD_COUNT];
 	/* is r's source a trusted peer (classification, before any handler); NULL: none is */
 	bool (*trusted)(const struct preq *r, void *arg);
 	void *trusted_arg;
@@ -74,6 +77,10 @@ enum {
 	PROXY_ORDER_SERVICE = 100,
 	PROXY_ORDER_ROUTE = 200, /* TARGET: a local user, or another domain */
 };
+
+/* The handler a request of method m is at (r->at), for logs and tests. */
+const struct proxy_handler *proxy_pipeline_at(const struct proxy_pipeline *p, enum sip_method m,
+					      unsigned at);
 
 /*
  * Runs the request from handler r->at on; r must begin a context of r->ctx_len
