@@ -251,6 +251,8 @@ static void log_stats(struct server *s)
 		t.rx_forged += w->stats.rx_forged;
 		t.gw_timeouts += w->stats.gw_timeouts;
 		t.gw_ring_timeouts += w->stats.gw_ring_timeouts;
+		t.suspended += w->stats.suspended;
+		t.suspend_refused += w->stats.suspend_refused;
 	}
 	log_info(
 	    "messages received %llu, sent %llu, malformed %llu, dropped %llu; calls blocked "
@@ -261,6 +263,8 @@ static void log_stats(struct server *s)
 	    (unsigned long long)t.calls_blocked, (unsigned long long)t.calls_barred,
 	    (unsigned long long)t.rx_forged, (unsigned long long)t.gw_timeouts,
 	    (unsigned long long)t.gw_ring_timeouts);
+	log_info("requests that waited for a lookup %llu, refused at the per-worker cap %llu",
+		 (unsigned long long)t.suspended, (unsigned long long)t.suspend_refused);
 	log_overload_stats(s);
 }
 
