@@ -46,6 +46,7 @@ struct worker_stats {
 	uint64_t rx_forged;	/* responses dropped: branch MAC wrong, or not from where it must */
 	uint64_t gw_timeouts;	/* gateway branches failed over: no provisional response in time */
 	uint64_t gw_ring_timeouts; /* gateway branches cancelled: no final answer after ringing */
+	uint64_t fwd_bad_moves;	   /* proxy/branch state moves refused (proxy/internal.h): a bug */
 };
 
 struct worker {
