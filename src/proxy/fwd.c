@@ -489,8 +489,8 @@ static const unsigned ptx_moves[PTX_NSTATES] = {
 static const unsigned br_moves[BR_NSTATES] = {
     [BR_RESOLVING] = MV(BR_CALLING) | MV(BR_DONE),
     [BR_CALLING] = MV(BR_CALLING) | MV(BR_PROCEEDING) | MV(BR_DONE),
-    [BR_PROCEEDING] = MV(BR_CALLING) | MV(BR_CANCELLING) | MV(BR_RANG_OUT) | MV(BR_TIMED_OUT) |
-		      MV(BR_DONE),
+    [BR_PROCEEDING] =
+	MV(BR_CALLING) | MV(BR_CANCELLING) | MV(BR_RANG_OUT) | MV(BR_TIMED_OUT) | MV(BR_DONE),
     [BR_CANCELLING] = MV(BR_DONE),
     [BR_RANG_OUT] = MV(BR_DONE),
     [BR_TIMED_OUT] = MV(BR_DONE),
@@ -507,7 +507,7 @@ static bool ptx_move(struct ptx *p, enum ptx_state to)
 	if (!(ptx_moves[p->state] & (1u << to))) {
 		p->w->stats.fwd_bad_moves++;
 		log_err("proxy transaction %s: %s -> %s refused (not a move of RFC 3261 16.7)",
-			  p->tag, ptx_state_names[p->state], ptx_state_names[to]);
+			p->tag, ptx_state_names[p->state], ptx_state_names[to]);
 		return false;
 	}
 	p->state = to;
@@ -519,7 +519,7 @@ static bool br_move(struct ptx_branch *b, enum br_state to)
 	if (!(br_moves[b->state] & (1u << to))) {
 		b->ptx->w->stats.fwd_bad_moves++;
 		log_err("proxy transaction %s, branch to %s: %s -> %s refused", b->ptx->tag,
-			  b->target.hop, br_state_names[b->state], br_state_names[to]);
+			b->target.hop, br_state_names[b->state], br_state_names[to]);
 		return false;
 	}
 	b->state = to;
@@ -652,8 +652,7 @@ static void step_done(struct ptx *p)
 		return;
 	evtimer_del(&p->step_timer);
 	/* a 6xx ends the whole search (16.7), but for 600 Busy Everywhere: busy moves on */
-	if (p->state == PTX_CANCELLING ||
-	    (p->best && p->best_rank == 0 && p->best_status != 600)) {
+	if (p->state == PTX_CANCELLING || (p->best && p->best_rank == 0 && p->best_status != 600)) {
 		ptx_finish(p);
 		return;
 	}
@@ -715,7 +714,8 @@ static void ptx_cancel_branches(struct ptx *p, struct ptx_branch *except, bool e
 			br_move(b, as);
 		else if (b->state != BR_CANCELLING && b->state != BR_RANG_OUT &&
 			 b->state != BR_TIMED_OUT)
-			branch_done(b, 487); /* nothing rings there: the branch is over for us now */
+			branch_done(b,
+				    487); /* nothing rings there: the branch is over for us now */
 	}
 	if (as == BR_RANG_OUT) {
 		/* nobody cancelled: it is "no answer" */

@@ -108,9 +108,10 @@ enum br_state {
 
 /* What the branches of the current step came to so far; it only goes up. */
 enum step_outcome {
-	STEP_FAILED = 0, /* nothing but failures (408, 5xx, unreachable): the failover step may run */
-	STEP_ANSWERED,	 /* a real answer (404, 480...) or it rang out: no failover */
-	STEP_BUSY,	 /* a 486/600/603 among them: a search with stop_on_busy ends */
+	STEP_FAILED =
+	    0,	       /* nothing but failures (408, 5xx, unreachable): the failover step may run */
+	STEP_ANSWERED, /* a real answer (404, 480...) or it rang out: no failover */
+	STEP_BUSY,     /* a 486/600/603 among them: a search with stop_on_busy ends */
 };
 
 /* How a search behaves; zero is plain forking. */

@@ -30,14 +30,14 @@ enum gwauth_verdict {
 };
 
 struct gwauth_req {
-	const struct dp *dp;		 /* the rules in force */
-	int gateway;			 /* dp's index of the gateway the branch went to, -1 = none */
+	const struct dp *dp; /* the rules in force */
+	int gateway;	     /* dp's index of the gateway the branch went to, -1 = none */
 	const struct sip_msg *challenge; /* its 401 or 407 */
 	unsigned answered;		 /* times this branch was answered already (once at most) */
 	enum sip_method method;
-	sv_t uri;		     /* the Request-URI the branch carries */
-	struct auth_hasher *hasher;  /* the worker's */
-	uint64_t cnonce;	     /* fresh for this answer */
+	sv_t uri;		    /* the Request-URI the branch carries */
+	struct auth_hasher *hasher; /* the worker's */
+	uint64_t cnonce;	    /* fresh for this answer */
 };
 
 /*
