@@ -1,6 +1,9 @@
 /*
- * test_fwd.c - the forwarding state machine of proxy/fwd.c (RFC 3261 16.7,
- * 16.8, 16.10, and the gateways' outbound digest) without a whole server.
+ * test_fwd.c - the middle without a whole server: the forwarding state
+ * machine of proxy/fwd.c (RFC 3261 16.7, 16.8, 16.10, and the gateways'
+ * outbound digest), and callee_route (proxy/callee.c: a local user's
+ * terminals rung by their settings, sequential and q-value steps,
+ * forwarding unconditional, on busy and on no answer).
  *
  * The fixture builds a server of one worker whose loop never runs by
  * itself: the transport's send hook (tp_table_set_send) records every
@@ -19,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -31,7 +35,10 @@
 #include "server/worker.h"
 #include "services/auth.h"
 #include "services/dialplan.h"
+#include "services/location.h"
 #include "services/rules.h"
+#include "services/terminal.h"
+#include "services/users.h"
 #include "sip/sip.h"
 #include "transport/tport.h"
 #include "txn/txn.h"
@@ -57,6 +64,7 @@ struct fx {
 	char reqbuf[MSG_MAX];
 	struct tp_src src; /* the caller */
 	struct ptx *ptx;
+	int64_t now;
 };
 
 static struct fx *g;
@@ -107,6 +115,8 @@ static int setup(void **state)
 	f->srv.cfg.listen[0].port = (uint16_t)(20000 + getpid() % 20000);
 	f->srv.seed = 0x5eed5eed5eedULL;
 	f->srv.nworkers = 1;
+	snprintf(f->srv.cfg.domains[0], sizeof(f->srv.cfg.domains[0]), "example.com");
+	f->srv.cfg.ndomains = 1;
 	atomic_init(&f->srv.stopping, false);
 	/* one gateway that challenges us, with our account's credentials */
 	gw = &f->srv.cfg.dialplan.gw[0];
@@ -126,6 +136,7 @@ static int setup(void **state)
 	if (txn_table_create(&f->srv, &f->srv.txns) ||
 	    tp_table_create(&f->srv, on_msg, &f->srv.tp, err, sizeof(err)) ||
 	    rules_slot_create(&f->srv.rules) || rules_publish(f->srv.rules, rc) ||
+	    users_create(&f->srv, 1024, &f->srv.users) || loc_create(f->srv.seed, &f->srv.loc) ||
 	    worker_create(&f->srv, 0, &f->w)) {
 		print_error("fixture: %s\n", err);
 		return -1;
@@ -146,6 +157,8 @@ static int teardown(void **state)
 	tp_table_destroy(f->srv.tp);
 	txn_table_destroy(f->srv.txns);
 	rules_slot_destroy(f->srv.rules);
+	users_destroy(f->srv.users);
+	loc_destroy(f->srv.loc);
 	free(f->tx);
 	free(f);
 	g = NULL;
@@ -775,6 +788,182 @@ static void test_gateway_failover_timer(void **state)
 	no_bad_moves();
 }
 
+/*
+ * callee_route: a local user's call by their settings
+ */
+
+/* A subscriber in the cache, as the database thread would have put it. */
+static void add_user(const char *user, const char *settings)
+{
+	struct store_user su;
+
+	memset(&su, 0, sizeof(su));
+	snprintf(su.user, sizeof(su.user), "%s", user);
+	snprintf(su.domain, sizeof(su.domain), "example.com");
+	snprintf(su.settings, sizeof(su.settings), "%s", settings);
+	users_put(g->srv.users, &su);
+}
+
+/* A registered terminal of user@example.com at 127.0.0.2:port. */
+static void add_binding(const char *user, uint16_t port, uint16_t q, enum term_type type)
+{
+	struct store_binding b;
+
+	memset(&b, 0, sizeof(b));
+	snprintf(b.aor, sizeof(b.aor), "%s@example.com", user);
+	snprintf(b.contact, sizeof(b.contact), "sip:%s@127.0.0.2:%u", user, port);
+	snprintf(b.callid, sizeof(b.callid), "reg-%s-%u", user, port);
+	b.cseq = 1;
+	b.expires = (int64_t)time(NULL) + 3600;
+	b.q = q;
+	b.flags = (uint32_t)type;
+	assert_int_equal(loc_load(g->srv.loc, &b, (int64_t)time(NULL)), 0);
+}
+
+/* The caller's INVITE for bob@example.com, routed by bob's settings. */
+static struct ptx *call_bob(void)
+{
+	struct preq r;
+	struct fwd_plan plan = {.loop_hash = 0x1234};
+
+	parse_request(INVITE_TEXT, &r);
+	r.ruri_local = true;
+	assert_int_equal(callee_route(&r, &plan), PROXY_DONE);
+	assert_non_null(r.ptx);
+	tp_flush(g->w);
+	g->ptx = r.ptx;
+	return r.ptx;
+}
+
+static void test_callee_sequential_by_terminal_type(void **state)
+{
+	struct ptx *p;
+
+	(void)state;
+	add_user("bob", "ring=sequential order=desk:15,pc:10");
+	add_binding("bob", 5062, 1000, TERM_PC);
+	add_binding("bob", 5061, 1000, TERM_DESK);
+	p = call_bob();
+	/* the desk phone first, alone */
+	assert_int_equal(count_requests("INVITE", "127.0.0.2", 5061), 1);
+	assert_int_equal(count_requests("INVITE", "127.0.0.2", 5062), 0);
+	answer("127.0.0.2", 5061, 0, 180, NULL);
+	fwd_timer_fire(p, 0, FWD_TIMER_STEP); /* its 15 s are up */
+	tp_flush(g->w);
+	assert_int_equal(count_requests("CANCEL", "127.0.0.2", 5061), 1);
+	answer("127.0.0.2", 5061, 0, 487, NULL);
+	/* then the PC */
+	assert_int_equal(count_requests("INVITE", "127.0.0.2", 5062), 1);
+	answer("127.0.0.2", 5062, 0, 200, NULL);
+	assert_int_equal(caller_final(), 200);
+	assert_int_equal(caller_count(487), 0);
+	no_bad_moves();
+}
+
+static void test_callee_qvalue_steps(void **state)
+{
+	(void)state;
+	add_user("bob", "ring=q-value");
+	add_binding("bob", 5061, 1000, TERM_DESK);
+	add_binding("bob", 5062, 500, TERM_PC);
+	add_binding("bob", 5063, 500, TERM_MOBILE);
+	call_bob();
+	/* highest q alone first (RFC 3261 16.6), then the equal q's together */
+	assert_int_equal(count_requests("INVITE", "127.0.0.2", 5061), 1);
+	assert_int_equal(count_requests("INVITE", "127.0.0.2", 5062), 0);
+	answer("127.0.0.2", 5061, 0, 480, NULL);
+	assert_int_equal(count_requests("INVITE", "127.0.0.2", 5062), 1);
+	assert_int_equal(count_requests("INVITE", "127.0.0.2", 5063), 1);
+	answer("127.0.0.2", 5062, 0, 486, NULL);
+	assert_int_equal(caller_final(), 0);
+	answer("127.0.0.2", 5063, 0, 603, NULL);
+	assert_int_equal(caller_final(), 603);
+	no_bad_moves();
+}
+
+static void test_callee_forward_on_busy(void **state)
+{
+	struct sent *fwd;
+
+	(void)state;
+	add_user("bob", "forward_busy=carol");
+	add_user("carol", "");
+	add_binding("bob", 5061, 1000, TERM_DESK);
+	add_binding("carol", 5064, 1000, TERM_DESK);
+	call_bob();
+	assert_int_equal(count_requests("INVITE", "127.0.0.2", 5064), 0);
+	answer("127.0.0.2", 5061, 0, 486, NULL);
+	/* busy: the call goes on to carol, saying who forwarded it and why (RFC 5806) */
+	assert_int_equal(caller_final(), 0);
+	assert_int_equal(count_requests("INVITE", "127.0.0.2", 5064), 1);
+	fwd = find_request("INVITE", "127.0.0.2", 5064, 0);
+	assert_non_null(strstr(fwd->data, "Diversion: <sip:bob@example.com>;reason=user-busy"));
+	assert_non_null(strstr(fwd->data, "INVITE sip:carol@127.0.0.2:5064 SIP/2.0\r\n"));
+	answer("127.0.0.2", 5064, 0, 200, NULL);
+	assert_int_equal(caller_final(), 200);
+	no_bad_moves();
+}
+
+static void test_callee_forward_on_no_answer(void **state)
+{
+	struct ptx *p;
+	struct sent *fwd;
+
+	(void)state;
+	add_user("bob", "forward_noanswer=carol noanswer_after=5");
+	add_user("carol", "");
+	add_binding("bob", 5061, 1000, TERM_DESK);
+	add_binding("carol", 5064, 1000, TERM_DESK);
+	p = call_bob();
+	answer("127.0.0.2", 5061, 0, 180, NULL);
+	fwd_timer_fire(p, 0, FWD_TIMER_STEP); /* noanswer_after is up */
+	tp_flush(g->w);
+	assert_int_equal(count_requests("CANCEL", "127.0.0.2", 5061), 1);
+	assert_int_equal(count_requests("INVITE", "127.0.0.2", 5064), 0); /* waits for the 487 */
+	answer("127.0.0.2", 5061, 0, 487, NULL);
+	assert_int_equal(count_requests("INVITE", "127.0.0.2", 5064), 1);
+	fwd = find_request("INVITE", "127.0.0.2", 5064, 0);
+	assert_non_null(strstr(fwd->data, "Diversion: <sip:bob@example.com>;reason=no-answer"));
+	answer("127.0.0.2", 5064, 0, 486, NULL);
+	assert_int_equal(caller_final(), 486);
+	assert_int_equal(caller_count(487), 0);
+	no_bad_moves();
+}
+
+static void test_callee_forward_always(void **state)
+{
+	(void)state;
+	add_user("bob", "forward_always=carol");
+	add_user("carol", "");
+	add_binding("bob", 5061, 1000, TERM_DESK);
+	add_binding("carol", 5064, 1000, TERM_DESK);
+	call_bob();
+	/* bob's terminals never ring */
+	assert_int_equal(count_requests("INVITE", "127.0.0.2", 5061), 0);
+	assert_int_equal(count_requests("INVITE", "127.0.0.2", 5064), 1);
+	assert_non_null(strstr(find_request("INVITE", "127.0.0.2", 5064, 0)->data,
+			       "Diversion: <sip:bob@example.com>;reason=unconditional"));
+	no_bad_moves();
+}
+
+static void test_callee_parallel_by_default(void **state)
+{
+	(void)state;
+	add_user("bob", "");
+	add_binding("bob", 5061, 1000, TERM_DESK);
+	add_binding("bob", 5062, 500, TERM_PC);
+	call_bob();
+	assert_int_equal(count_requests("INVITE", "127.0.0.2", 5061), 1);
+	assert_int_equal(count_requests("INVITE", "127.0.0.2", 5062), 1);
+	assert_null(strstr(find_request("INVITE", "127.0.0.2", 5061, 0)->data, "Diversion:"));
+	answer("127.0.0.2", 5062, 0, 200, NULL);
+	assert_int_equal(caller_final(), 200);
+	assert_int_equal(count_requests("CANCEL", "127.0.0.2", 5061), 0); /* it never rang: 9.1 */
+	answer("127.0.0.2", 5061, 0, 180, NULL);
+	assert_int_equal(count_requests("CANCEL", "127.0.0.2", 5061), 1);
+	no_bad_moves();
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -798,6 +987,13 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_challenge_of_a_non_gateway_goes_to_the_caller,
 					    setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_gateway_failover_timer, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_callee_sequential_by_terminal_type, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(test_callee_qvalue_steps, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_callee_forward_on_busy, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_callee_forward_on_no_answer, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_callee_forward_always, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_callee_parallel_by_default, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
