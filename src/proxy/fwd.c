@@ -84,7 +84,8 @@ struct ptx {
 	struct fwd_step *steps;
 	unsigned nsteps;
 	unsigned cur;
-	struct event step_timer; /* the current step's ring time; assigned at creation */
+	struct event
+	    step_timer; /* the current step's ring time; assigned by the first step with one */
 	struct fwd_policy policy;
 	char *best;
 	size_t best_len;
@@ -576,11 +577,31 @@ static void ptx_forward_response(struct ptx *p, struct sip_msg *resp, sv_t extra
 	txn_srv_reply(&p->srv, out->p, out->len, resp->status);
 }
 
+/*
+ * Which timers a context uses (each is assigned once, then armed and
+ * stopped; one never assigned is never touched): Timer C on every INVITE
+ * branch when configured (16.8), the gateway's timer on a branch to a
+ * gateway (gw_name set), the step timer once a step rings for a time of
+ * its own.
+ */
+static bool ptx_has_timer_c(const struct ptx *p)
+{
+	return p->method == SIP_INVITE && p->w->srv->cfg.timer_c_s;
+}
+
+static void step_timer_stop(struct ptx *p)
+{
+	if (event_initialized(&p->step_timer))
+		evtimer_del(&p->step_timer);
+}
+
 /* Timer C and the gateway's timer: the branch has its final answer, or is given up. */
 static void branch_stop_timer_c(struct ptx_branch *b)
 {
-	evtimer_del(&b->timer_c);
-	evtimer_del(&b->gw_timer);
+	if (ptx_has_timer_c(b->ptx))
+		evtimer_del(&b->timer_c);
+	if (b->gw_name[0])
+		evtimer_del(&b->gw_timer);
 }
 
 /* The final goes upstream now (COMPLETED): the best response, or one made here. */
@@ -591,7 +612,7 @@ static void ptx_finish(struct ptx *p)
 
 	if (ptx_final_sent(p) || !ptx_move(p, PTX_COMPLETED))
 		return;
-	evtimer_del(&p->step_timer);
+	step_timer_stop(p);
 	if (!p->best) {
 		ptx_reply_local(p, p->local_status ? p->local_status : 408,
 				p->local_status == 480 ? "No answer" : NULL);
@@ -628,7 +649,7 @@ void fwd_finish_local(struct ptx *p, unsigned status, const char *reason)
 {
 	if (ptx_final_sent(p) || !ptx_move(p, PTX_COMPLETED))
 		return;
-	evtimer_del(&p->step_timer);
+	step_timer_stop(p);
 	ptx_reply_local(p, status, reason);
 }
 
@@ -650,7 +671,7 @@ static void step_done(struct ptx *p)
 {
 	if (ptx_final_sent(p) || p->pending)
 		return;
-	evtimer_del(&p->step_timer);
+	step_timer_stop(p);
 	/* a 6xx ends the whole search (16.7), but for 600 Busy Everywhere: busy moves on */
 	if (p->state == PTX_CANCELLING || (p->best && p->best_rank == 0 && p->best_status != 600)) {
 		ptx_finish(p);
@@ -858,7 +879,7 @@ static void branch_provisional(struct ptx_branch *b, struct sip_msg *resp)
 	} else if (b->state != BR_PROCEEDING) {
 		return; /* given up or being cancelled: the caller hears nothing of it */
 	}
-	if (evtimer_pending(&b->timer_c, NULL)) /* Timer C restarts on every provisional */
+	if (ptx_has_timer_c(p)) /* Timer C restarts on every provisional */
 		worker_timer_add(p->w, &b->timer_c, p->w->srv->cfg.timer_c_s * 1000);
 	if (st == 100 || !ptx_open(p))
 		return;
@@ -882,13 +903,12 @@ static void branch_response(struct txn_cli *t, struct sip_msg *resp)
 		branch_provisional(b, resp);
 		return;
 	}
-	branch_stop_timer_c(b);
 	if (st < 300) {
 		/* every 2xx goes up at once, retransmissions too (16.7 step 5, RFC 6026) */
 		ptx_forward_response(p, resp, SV_NULL);
 		if (!ptx_final_sent(p)) {
 			ptx_move(p, PTX_ACCEPTED);
-			evtimer_del(&p->step_timer);
+			step_timer_stop(p);
 		}
 		if (b->state != BR_DONE) {
 			branch_done(b, st);
@@ -931,9 +951,8 @@ static void branch_failed(struct ptx_branch *b, unsigned status)
 {
 	struct ptx *p = b->ptx;
 
-	branch_stop_timer_c(b);
 	if (b->state == BR_DONE)
-		return;
+		return; /* its timers were stopped then */
 	branch_done(b, status);
 	if (!p->local_status || rank_of(status) < rank_of(p->local_status) ||
 	    (p->local_status == 503 && status == 408))
@@ -1005,7 +1024,8 @@ static void gw_timer_expired(struct ptx_branch *b)
 		if (!p->local_status || p->local_status == 487 ||
 		    rank_of(480) < rank_of(p->local_status))
 			p->local_status = 480;
-		evtimer_del(&b->timer_c);
+		if (ptx_has_timer_c(p))
+			evtimer_del(&b->timer_c);
 		br_move(b, BR_RANG_OUT);
 		txn_cli_cancel(b->t, false);
 	}
@@ -1029,11 +1049,14 @@ static void branch_gw_sent(struct ptx_branch *b)
 	struct dp *dp = rules_dp(rules_view_get(&w->rules, w->srv->rules));
 	int gi = branch_gateway(b, dp);
 
-	evtimer_del(&b->gw_timer);
+	if (b->gw_name[0])
+		evtimer_del(&b->gw_timer); /* sent again (our credentials): its timer starts over */
 	b->gw_timeout_ms = 0;
 	b->gw_ring_ms = 0;
 	if (gi < 0 || b->ptx->method != SIP_INVITE)
 		return;
+	if (!b->gw_name[0])
+		evtimer_assign(&b->gw_timer, w->base, gw_timer_fired, b);
 	snprintf(b->gw_name, sizeof(b->gw_name), "%s", dp_gateway(dp, (unsigned)gi)->name);
 	b->gw_timeout_ms = dp_gateway_timeout_ms(dp, (unsigned)gi);
 	b->gw_ring_ms = dp_gateway_ring_timeout_ms(dp, (unsigned)gi);
@@ -1044,6 +1067,8 @@ static void branch_gw_sent(struct ptx_branch *b)
 /* Its first provisional response: the gateway is there; the ring timeout starts. */
 static void branch_gw_ringing(struct ptx_branch *b)
 {
+	if (!b->gw_name[0])
+		return; /* not a gateway */
 	evtimer_del(&b->gw_timer);
 	if (b->gw_ring_ms)
 		worker_timer_add(b->ptx->w, &b->gw_timer, b->gw_ring_ms);
@@ -1056,7 +1081,8 @@ static void timer_c_expired(struct ptx_branch *b)
 		return;
 	if (b->state == BR_PROCEEDING) {
 		/* ringing too long: cancel it; its 487 ends the branch as a 408 */
-		evtimer_del(&b->gw_timer);
+		if (b->gw_name[0])
+			evtimer_del(&b->gw_timer);
 		br_move(b, BR_TIMED_OUT);
 		txn_cli_cancel(b->t, false);
 	} else if (b->state == BR_CALLING) {
@@ -1234,7 +1260,7 @@ static void ptx_free(struct ptx *p)
 		buf_free(&b->challenge);
 		free(b);
 	}
-	evtimer_del(&p->step_timer);
+	step_timer_stop(p);
 	for (unsigned i = 0; i < p->nsteps; i++)
 		free(p->steps[i].targets);
 	if (p->policy.free_arg)
@@ -1300,8 +1326,8 @@ static struct ptx_branch *branch_new(struct ptx *p, const struct fwd_target *t)
 	b->state = BR_RESOLVING;
 	b->target = *t;
 	b->step = p->cur;
-	evtimer_assign(&b->timer_c, p->w->base, timer_c_fired, b);
-	evtimer_assign(&b->gw_timer, p->w->base, gw_timer_fired, b);
+	if (ptx_has_timer_c(p))
+		evtimer_assign(&b->timer_c, p->w->base, timer_c_fired, b);
 	buf_init(&b->challenge, 8192);
 	p->br[p->nbranches++] = b;
 	return b;
@@ -1326,6 +1352,8 @@ static void step_start(struct ptx *p, struct sip_msg *m)
 	}
 	st = &p->steps[p->cur];
 	p->outcome = STEP_FAILED;
+	if (st->ring_ms && !event_initialized(&p->step_timer))
+		evtimer_assign(&p->step_timer, p->w->base, step_timer_fired, p);
 	if (!m) {
 		copy = calloc(1, sizeof(*copy));
 		if (!copy || sip_parse(copy, p->req, p->req_len, 0)) {
@@ -1367,7 +1395,6 @@ enum proxy_step fwd_stateful_steps(struct preq *r, const struct fwd_plan *plan,
 		goto nomem;
 	p->w = w;
 	p->state = PTX_TRYING;
-	evtimer_assign(&p->step_timer, w->base, step_timer_fired, p);
 	p->req = malloc(m->len);
 	if (!p->req)
 		goto nomem;
@@ -1445,17 +1472,17 @@ void fwd_timer_fire(struct ptx *p, unsigned i, enum fwd_timer which)
 	struct ptx_branch *b = i < p->nbranches ? p->br[i] : NULL;
 
 	if (which == FWD_TIMER_STEP) {
-		if (evtimer_pending(&p->step_timer, NULL)) {
+		if (event_initialized(&p->step_timer) && evtimer_pending(&p->step_timer, NULL)) {
 			evtimer_del(&p->step_timer);
 			step_timer_expired(p);
 		}
 	} else if (b && which == FWD_TIMER_C) {
-		if (evtimer_pending(&b->timer_c, NULL)) {
+		if (ptx_has_timer_c(p) && evtimer_pending(&b->timer_c, NULL)) {
 			evtimer_del(&b->timer_c);
 			timer_c_expired(b);
 		}
 	} else if (b && which == FWD_TIMER_GW) {
-		if (evtimer_pending(&b->gw_timer, NULL)) {
+		if (b->gw_name[0] && evtimer_pending(&b->gw_timer, NULL)) {
 			evtimer_del(&b->gw_timer);
 			gw_timer_expired(b);
 		}
