@@ -128,6 +128,7 @@ static int setup(void **state)
 	snprintf(gw->cred.realm, sizeof(gw->cred.realm), "carrier.example");
 	dp_cred_hash(&gw->cred, SV("s3cret"));
 	f->srv.cfg.dialplan.ngw = 1;
+	f->srv.cfg.dialplan.ring_timeout_ms = 60000; /* every gateway's ring timeout */
 	if (dp_config_resolve(&f->srv.cfg.dialplan, err, sizeof(err), &line)) {
 		print_error("dialplan: %s\n", err);
 		return -1;
@@ -788,6 +789,53 @@ static void test_gateway_failover_timer(void **state)
 	no_bad_moves();
 }
 
+static void test_gateway_ring_timeout_is_no_answer(void **state)
+{
+	struct fwd_target gw = gateway_target();
+	struct fwd_target b = target("sip:bob@127.0.0.2:5062");
+	struct fwd_step steps[2] = {{&gw, 1, 0, false}, {&b, 1, 0, true}};
+	struct ptx *p;
+
+	(void)state;
+	p = call_steps(steps, 2);
+	answer("127.0.0.3", GW_PORT, 0, 180, NULL);
+	assert_int_equal(caller_count(180), 1);
+	/* it rang, nobody answered in time: CANCEL, and no other carrier is tried */
+	fwd_timer_fire(p, 0, FWD_TIMER_GW);
+	tp_flush(g->w);
+	assert_int_equal(fwd_branch_state(p, 0), BR_RANG_OUT);
+	assert_int_equal(count_requests("CANCEL", "127.0.0.3", GW_PORT), 1);
+	assert_int_equal(g->w->stats.gw_ring_timeouts, 1);
+	answer("127.0.0.3", GW_PORT, 0, 487, NULL);
+	assert_int_equal(count_requests("INVITE", "127.0.0.2", 5062), 0);
+	assert_int_equal(caller_final(), 480);
+	assert_non_null(strstr(caller_response(480), "SIP/2.0 480 No answer\r\n"));
+	no_bad_moves();
+}
+
+static void test_2xx_after_the_callers_cancel_still_goes_up(void **state)
+{
+	struct fwd_target t[2] = {target("sip:bob@127.0.0.2:5061"),
+				  target("sip:bob@127.0.0.2:5062")};
+	struct ptx *p;
+
+	(void)state;
+	p = call(t, 2);
+	answer("127.0.0.2", 5061, 0, 180, NULL);
+	answer("127.0.0.2", 5062, 0, 180, NULL);
+	caller_cancel(p);
+	assert_int_equal(fwd_ptx_state(p), PTX_CANCELLING);
+	/* the callee answered before our CANCEL reached it: the caller must see the 200
+	 * (and hangs up with a BYE), never a 487 after it */
+	answer("127.0.0.2", 5061, 0, 200, NULL);
+	assert_int_equal(fwd_ptx_state(p), PTX_ACCEPTED);
+	assert_int_equal(caller_count(200), 1);
+	answer("127.0.0.2", 5062, 0, 487, NULL);
+	assert_int_equal(caller_count(487), 0);
+	assert_int_equal(caller_final(), 200);
+	no_bad_moves();
+}
+
 /*
  * callee_route: a local user's call by their settings
  */
@@ -987,6 +1035,10 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_challenge_of_a_non_gateway_goes_to_the_caller,
 					    setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_gateway_failover_timer, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_gateway_ring_timeout_is_no_answer, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(test_2xx_after_the_callers_cancel_still_goes_up, setup,
+					    teardown),
 	    cmocka_unit_test_setup_teardown(test_callee_sequential_by_terminal_type, setup,
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_callee_qvalue_steps, setup, teardown),
