@@ -553,7 +553,10 @@ static void ptx_forward_response(struct ptx *p, struct sip_msg *resp, sv_t extra
 		/* more edits than we can make: a final the caller must still get */
 		log_warn("proxy transaction %s: response %u cannot be forwarded (too many edits)",
 			 p->tag, resp->status);
-		if (resp->status >= 200)
+		/* a non-2xx final comes from ptx_finish (COMPLETED already); a first 2xx that
+		 * cannot go up makes the 500 the final */
+		if (resp->status >= 300 ||
+		    (resp->status >= 200 && !ptx_final_sent(p) && ptx_move(p, PTX_COMPLETED)))
 			ptx_reply_local(p, 500, "Response could not be forwarded");
 		return;
 	}

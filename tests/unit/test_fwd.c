@@ -837,6 +837,32 @@ static void test_2xx_after_the_callers_cancel_still_goes_up(void **state)
 }
 
 /*
+ * A response that needs more edits than a message may take (PROXY_MAX_EDITS):
+ * an error the caller hears (500), never a final silently dropped.
+ */
+static void test_response_with_too_many_edits_is_a_500(void **state)
+{
+	struct fwd_target t[1] = {target("sip:bob@127.0.0.2:5061")};
+	struct buf rr;
+
+	(void)state;
+	call(t, 1);
+	/* every one of our Record-Route entries is re-signed for the callee's Contact */
+	buf_init(&rr, 0);
+	buf_append_str(&rr, "Contact: <sip:bob@127.0.0.2:5061>\r\n");
+	for (unsigned i = 0; i < PROXY_MAX_EDITS + 1; i++)
+		buf_printf(&rr, "Record-Route: <sip:127.0.0.1:%u;lr;sb=0123456789abcdef>\r\n",
+			   g->srv.cfg.listen[0].port);
+	assert_int_equal(rr.err, 0);
+	answer("127.0.0.2", 5061, 0, 200, buf_cstr(&rr));
+	buf_free(&rr);
+	assert_int_equal(caller_count(200), 0);
+	assert_int_equal(caller_final(), 500);
+	assert_int_equal(fwd_ptx_state(g->ptx), PTX_COMPLETED);
+	no_bad_moves();
+}
+
+/*
  * callee_route: a local user's call by their settings
  */
 
@@ -1036,6 +1062,8 @@ int main(void)
 					    setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_gateway_failover_timer, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_gateway_ring_timeout_is_no_answer, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(test_response_with_too_many_edits_is_a_500, setup,
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_2xx_after_the_callers_cancel_still_goes_up, setup,
 					    teardown),
