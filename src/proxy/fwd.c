@@ -29,72 +29,63 @@
 #include "server/worker.h"
 #include "services/auth.h"
 #include "services/dialplan.h"
+#include "services/gwauth.h"
 #include "services/rules.h"
 #include "txn/txn.h"
 
 /*
- * A gateway branch's own timer (dialplan timeouts): until the first
- * provisional response, the failover timeout ("is it there at all?"); from
- * it on, the ring timeout ("no final answer"). Timer C runs beside it.
+ * A branch (enum br_state in proxy/internal.h for its moves). Its timers are
+ * assigned when it is made, so stopping one is always safe: Timer C (16.8),
+ * and the gateway's own timer, whose meaning is the branch's state: in
+ * CALLING the failover timeout ("is it there at all?", the next gateway as
+ * on a 408), in PROCEEDING the ring timeout ("no final answer": CANCEL).
  */
-enum branch_gw_timer {
-	BR_GW_TIMER_OFF = 0,
-	BR_GW_TIMER_FAILOVER, /* no provisional yet: on expiry, the next gateway (as a 408) */
-	BR_GW_TIMER_RING,     /* ringing: on expiry, CANCEL; the caller gets 480 */
-};
-
 struct ptx_branch {
 	struct ptx *ptx;
 	struct txn_cli *t;
-	struct dns_query *dq;
-	bool resolving;
-	bool done;
-	bool provisional;
-	bool ring_timeout; /* cancelled by us because its step's ring time ran out */
-	bool auth_sent;	   /* re-sent with our credentials for the gateway's challenge */
+	struct dns_query *dq; /* RESOLVING: the lookup, to cancel */
+	enum br_state state;
+	unsigned auth_answered; /* a gateway's challenges answered with our credentials */
 	unsigned step;
 	struct tp_dest dest; /* where it went (a gateway's challenge is answered there) */
 	unsigned status;
 	struct fwd_target target;
 	struct buf challenge; /* WWW-/Proxy-Authenticate lines of a 401/407 */
 	struct event timer_c;
-	bool timer_c_armed;
 	struct event gw_timer;
-	enum branch_gw_timer gw_timer_state;
 	unsigned gw_timeout_ms; /* the gateway's, when the branch was sent; 0 = none */
 	unsigned gw_ring_ms;
 	char gw_name[DP_NAME_MAX];
 };
 
+/* The proxy transaction (enum ptx_state in proxy/internal.h for its moves). */
 struct ptx {
 	struct txn_srv srv;
 	struct worker *w;
-	bool pstn_ok;	/* the request may reach a gateway the dialplan chose (proxy_caller_known)
-			 */
+	enum ptx_state state;
+	enum step_outcome outcome; /* of the current step */
+	/* what the request may do, fixed when it arrived */
+	bool pstn_ok;	/* may reach a gateway the dialplan chose (proxy_caller_known) */
 	bool in_dialog; /* on a route set we signed: it goes where the dialog goes */
+	bool ovl_new;	/* new out-of-dialog work: a downstream server's overload report applies */
 	char *req;
 	size_t req_len;
 	struct tp_src src;
 	struct fwd_plan plan;
 	enum sip_method method;
-	bool ovl_new; /* new out-of-dialog work: a downstream server's overload report applies */
-	bool final_sent;
-	bool cancelled;
-	bool ringing_sent; /* the caller has seen a 180: later ones add nothing */
-	bool starting;	   /* a step is being started: completions wait for the end */
-	bool busy_seen;	   /* a 486/600/603 in this step */
-	bool step_failed;  /* every branch of this step failed (408, 5xx, unreachable) */
 	unsigned nbranches;
 	unsigned capbranches;
-	unsigned pending; /* branches of the current step still running */
+	/* branches of the current step still running, and one more while the step is being
+	 * started, so that a branch failing at once does not end the step under its feet */
+	unsigned pending;
 	struct ptx_branch **br;
 	/* the search: steps tried one after the other (sequential ringing, q-value serial
 	 * forking, forwarding); a single step is plain parallel forking */
 	struct fwd_step *steps;
 	unsigned nsteps;
 	unsigned cur;
-	struct event step_timer;
-	bool step_timer_armed;
+	struct event
+	    step_timer; /* the current step's ring time; assigned by the first step with one */
 	struct fwd_policy policy;
 	char *best;
 	size_t best_len;
@@ -482,12 +473,93 @@ static void ptx_reply_local(struct ptx *p, unsigned status, const char *reason)
 	free(m);
 }
 
+/*
+ * The two state machines (proxy/internal.h): every change of state goes
+ * through ptx_move() or br_move(), which refuse a move the tables do not
+ * list, log it and count it (worker stats, fwd_bad_moves): a bug, never a
+ * crash of the server.
+ */
+#define MV(s) (1u << (s))
+static const unsigned ptx_moves[PTX_NSTATES] = {
+    [PTX_TRYING] = MV(PTX_RINGING) | MV(PTX_CANCELLING) | MV(PTX_ACCEPTED) | MV(PTX_COMPLETED),
+    [PTX_RINGING] = MV(PTX_CANCELLING) | MV(PTX_ACCEPTED) | MV(PTX_COMPLETED),
+    [PTX_CANCELLING] = MV(PTX_ACCEPTED) | MV(PTX_COMPLETED),
+    [PTX_ACCEPTED] = 0,
+    [PTX_COMPLETED] = 0,
+};
+static const unsigned br_moves[BR_NSTATES] = {
+    [BR_RESOLVING] = MV(BR_CALLING) | MV(BR_DONE),
+    [BR_CALLING] = MV(BR_CALLING) | MV(BR_PROCEEDING) | MV(BR_DONE),
+    [BR_PROCEEDING] =
+	MV(BR_CALLING) | MV(BR_CANCELLING) | MV(BR_RANG_OUT) | MV(BR_TIMED_OUT) | MV(BR_DONE),
+    [BR_CANCELLING] = MV(BR_DONE),
+    [BR_RANG_OUT] = MV(BR_DONE),
+    [BR_TIMED_OUT] = MV(BR_DONE),
+    [BR_DONE] = 0,
+};
+#undef MV
+static const char *const ptx_state_names[PTX_NSTATES] = {"TRYING", "RINGING", "CANCELLING",
+							 "ACCEPTED", "COMPLETED"};
+static const char *const br_state_names[BR_NSTATES] = {
+    "RESOLVING", "CALLING", "PROCEEDING", "CANCELLING", "RANG_OUT", "TIMED_OUT", "DONE"};
+
+static bool ptx_move(struct ptx *p, enum ptx_state to)
+{
+	if (!(ptx_moves[p->state] & (1u << to))) {
+		p->w->stats.fwd_bad_moves++;
+		log_err("proxy transaction %s: %s -> %s refused (not a move of RFC 3261 16.7)",
+			p->tag, ptx_state_names[p->state], ptx_state_names[to]);
+		return false;
+	}
+	p->state = to;
+	return true;
+}
+
+static bool br_move(struct ptx_branch *b, enum br_state to)
+{
+	if (!(br_moves[b->state] & (1u << to))) {
+		b->ptx->w->stats.fwd_bad_moves++;
+		log_err("proxy transaction %s, branch to %s: %s -> %s refused", b->ptx->tag,
+			b->target.hop, br_state_names[b->state], br_state_names[to]);
+		return false;
+	}
+	b->state = to;
+	return true;
+}
+
+/* Searching still: no final went upstream and the caller did not cancel. */
+static bool ptx_open(const struct ptx *p)
+{
+	return p->state == PTX_TRYING || p->state == PTX_RINGING;
+}
+
+static bool ptx_final_sent(const struct ptx *p)
+{
+	return p->state == PTX_ACCEPTED || p->state == PTX_COMPLETED;
+}
+
+/* The step's branches' answers so far, which only go up (enum step_outcome). */
+static void step_outcome_raise(struct ptx *p, enum step_outcome o)
+{
+	if (o > p->outcome)
+		p->outcome = o;
+}
+
 static void ptx_forward_response(struct ptx *p, struct sip_msg *resp, sv_t extra_challenges)
 {
 	struct buf *out = &p->w->out2;
 
-	if (response_strip_via(p->w->srv, p->w, out, resp))
+	if (response_strip_via(p->w->srv, p->w, out, resp)) {
+		/* more edits than we can make: a final the caller must still get */
+		log_warn("proxy transaction %s: response %u cannot be forwarded (too many edits)",
+			 p->tag, resp->status);
+		/* a non-2xx final comes from ptx_finish (COMPLETED already); a first 2xx that
+		 * cannot go up makes the 500 the final */
+		if (resp->status >= 300 ||
+		    (resp->status >= 200 && !ptx_final_sent(p) && ptx_move(p, PTX_COMPLETED)))
+			ptx_reply_local(p, 500, "Response could not be forwarded");
 		return;
+	}
 	if (extra_challenges.len) {
 		/* 16.7 step 7: all challenges of the forked 401/407s go to the caller */
 		const char *end = out->p + out->len - resp->body.len - 2;
@@ -508,40 +580,41 @@ static void ptx_forward_response(struct ptx *p, struct sip_msg *resp, sv_t extra
 	txn_srv_reply(&p->srv, out->p, out->len, resp->status);
 }
 
-static void branch_stop_gw_timer(struct ptx_branch *b)
+/*
+ * Which timers a context uses (each is assigned once, then armed and
+ * stopped; one never assigned is never touched): Timer C on every INVITE
+ * branch when configured (16.8), the gateway's timer on a branch to a
+ * gateway (gw_name set), the step timer once a step rings for a time of
+ * its own.
+ */
+static bool ptx_has_timer_c(const struct ptx *p)
 {
-	if (b->gw_timer_state != BR_GW_TIMER_OFF) {
-		evtimer_del(&b->gw_timer);
-		b->gw_timer_state = BR_GW_TIMER_OFF;
-	}
+	return p->method == SIP_INVITE && p->w->srv->cfg.timer_c_s;
+}
+
+static void step_timer_stop(struct ptx *p)
+{
+	if (event_initialized(&p->step_timer))
+		evtimer_del(&p->step_timer);
 }
 
 /* Timer C and the gateway's timer: the branch has its final answer, or is given up. */
 static void branch_stop_timer_c(struct ptx_branch *b)
 {
-	if (b->timer_c_armed) {
+	if (ptx_has_timer_c(b->ptx))
 		evtimer_del(&b->timer_c);
-		b->timer_c_armed = false;
-	}
-	branch_stop_gw_timer(b);
+	if (b->gw_name[0])
+		evtimer_del(&b->gw_timer);
 }
 
-static void step_timer_stop(struct ptx *p)
-{
-	if (p->step_timer_armed) {
-		evtimer_del(&p->step_timer);
-		p->step_timer_armed = false;
-	}
-}
-
+/* The final goes upstream now (COMPLETED): the best response, or one made here. */
 static void ptx_finish(struct ptx *p)
 {
 	struct buf challenges;
 	struct sip_msg *best;
 
-	if (p->final_sent)
+	if (ptx_final_sent(p) || !ptx_move(p, PTX_COMPLETED))
 		return;
-	p->final_sent = true;
 	step_timer_stop(p);
 	if (!p->best) {
 		ptx_reply_local(p, p->local_status ? p->local_status : 408,
@@ -577,9 +650,8 @@ static void step_start(struct ptx *p, struct sip_msg *m);
 
 void fwd_finish_local(struct ptx *p, unsigned status, const char *reason)
 {
-	if (p->final_sent)
+	if (ptx_final_sent(p) || !ptx_move(p, PTX_COMPLETED))
 		return;
-	p->final_sent = true;
 	step_timer_stop(p);
 	ptx_reply_local(p, status, reason);
 }
@@ -600,15 +672,15 @@ struct server *fwd_ptx_server(const struct ptx *p)
  */
 static void step_done(struct ptx *p)
 {
-	if (p->final_sent || p->pending || p->starting)
+	if (ptx_final_sent(p) || p->pending)
 		return;
 	step_timer_stop(p);
 	/* a 6xx ends the whole search (16.7), but for 600 Busy Everywhere: busy moves on */
-	if (p->cancelled || (p->best && p->best_rank == 0 && p->best_status != 600)) {
+	if (p->state == PTX_CANCELLING || (p->best && p->best_rank == 0 && p->best_status != 600)) {
 		ptx_finish(p);
 		return;
 	}
-	if (p->busy_seen && p->policy.stop_on_busy) {
+	if (p->outcome == STEP_BUSY && p->policy.stop_on_busy) {
 		/* the steps left are dropped; forwarding on busy may still add some */
 		for (unsigned i = p->cur + 1; i < p->nsteps; i++)
 			free(p->steps[i].targets);
@@ -616,45 +688,79 @@ static void step_done(struct ptx *p)
 	}
 	if (p->cur + 1 >= p->nsteps && p->policy.exhausted)
 		p->policy.exhausted(p, p->policy.arg, p->best ? p->best_status : p->local_status);
-	if (p->cur + 1 < p->nsteps && p->steps[p->cur + 1].only_on_failure && !p->step_failed) {
+	if (ptx_final_sent(p))
+		return; /* the hook answered itself (fwd_finish_local) */
+	if (p->cur + 1 < p->nsteps && p->steps[p->cur + 1].only_on_failure &&
+	    p->outcome != STEP_FAILED) {
 		ptx_finish(p); /* a real answer (busy, not found...): no failover */
 		return;
 	}
 	if (p->cur + 1 < p->nsteps) { /* the next step, maybe one the policy just added */
 		p->cur++;
-		p->busy_seen = false;
 		step_start(p, NULL);
 		return;
 	}
 	ptx_finish(p);
 }
 
-static void ptx_cancel_branches(struct ptx *p, struct ptx_branch *except, bool elsewhere)
+/* The branch has its final status (DONE): one fewer pending in its step. */
+static void branch_done(struct ptx_branch *b, unsigned status)
+{
+	branch_stop_timer_c(b);
+	if (!br_move(b, BR_DONE))
+		return;
+	b->status = status;
+	b->ptx->pending--;
+}
+
+/*
+ * Cancels every branch still running but except (16.10): a branch that has
+ * had a provisional response gets its CANCEL and moves to `as` (CANCELLING,
+ * or RANG_OUT when its ring time ran out) until its final comes; one that
+ * has had none is over for us at once (its transaction sends the CANCEL
+ * when a provisional comes, 9.1), as is one still resolving.
+ */
+static void ptx_cancel_branches(struct ptx *p, struct ptx_branch *except, bool elsewhere,
+				enum br_state as)
 {
 	for (unsigned i = 0; i < p->nbranches; i++) {
 		struct ptx_branch *b = p->br[i];
-		if (b == except || b->done)
+		if (b == except || b->state == BR_DONE)
 			continue;
 		branch_stop_timer_c(b);
-		if (b->resolving && b->dq) {
+		if (b->state == BR_RESOLVING && b->dq) {
 			dns_cancel(b->dq);
 			b->dq = NULL;
-			b->resolving = false;
 		}
 		if (b->t && p->method == SIP_INVITE)
 			txn_cli_cancel(b->t, elsewhere);
-		if (!b->provisional || !b->t) {
-			/* nothing rings there: the branch is over for us now */
-			b->done = true;
-			b->status = 487;
-			p->pending--;
-		}
+		if (b->state == BR_PROCEEDING && b->t)
+			br_move(b, as);
+		else if (b->state != BR_CANCELLING && b->state != BR_RANG_OUT &&
+			 b->state != BR_TIMED_OUT)
+			branch_done(b,
+				    487); /* nothing rings there: the branch is over for us now */
 	}
-	if (!p->local_status || rank_of(487) < rank_of(p->local_status))
+	if (as == BR_RANG_OUT) {
+		/* nobody cancelled: it is "no answer" */
+		if (!p->local_status || p->local_status == 487 ||
+		    rank_of(480) < rank_of(p->local_status))
+			p->local_status = 480;
+	} else if (!p->local_status || rank_of(487) < rank_of(p->local_status)) {
 		p->local_status = 487;
+	}
 }
 
 /* The current step rang long enough: what still rings is cancelled, and counts as "no answer". */
+static void step_timer_expired(struct ptx *p)
+{
+	if (!ptx_open(p))
+		return;
+	step_outcome_raise(p, STEP_ANSWERED); /* rang out: no answer is not a failure */
+	ptx_cancel_branches(p, NULL, false, BR_RANG_OUT);
+	step_done(p);
+}
+
 static void step_timer_fired(evutil_socket_t fd, short what, void *arg)
 {
 	struct ptx *p = arg;
@@ -662,18 +768,7 @@ static void step_timer_fired(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
-	p->step_timer_armed = false;
-	p->step_failed = false; /* rang out: no answer is not a failure */
-	for (unsigned i = 0; i < p->nbranches; i++) {
-		struct ptx_branch *b = p->br[i];
-		if (!b->done && b->step == p->cur)
-			b->ring_timeout = true;
-	}
-	ptx_cancel_branches(p, NULL, false);
-	/* ptx_cancel_branches set 487 as what we say; nobody cancelled: it is "no answer" */
-	if (p->local_status == 487 && !p->cancelled)
-		p->local_status = 480;
-	step_done(p);
+	step_timer_expired(p);
 	tp_flush(w);
 }
 
@@ -682,13 +777,6 @@ static void branch_store_final(struct ptx_branch *b, struct sip_msg *resp)
 	struct ptx *p = b->ptx;
 	int rank = rank_of(resp->status);
 
-	if (b->ring_timeout && resp->status == 487) {
-		if (!p->local_status || p->local_status == 487)
-			p->local_status = 480; /* rang out, nobody answered */
-		return;
-	}
-	if (resp->status == 486 || resp->status == 600 || resp->status == 603)
-		p->busy_seen = true;
 	if (resp->status == 401 || resp->status == 407) {
 		enum sip_hdr_id id =
 		    resp->status == 401 ? SIP_H_WWW_AUTHENTICATE : SIP_H_PROXY_AUTHENTICATE;
@@ -712,85 +800,6 @@ static void branch_send(struct ptx_branch *b, struct sip_msg *m, const struct tp
 static void branch_failed(struct ptx_branch *b, unsigned status);
 static void branch_gw_ringing(struct ptx_branch *b);
 
-enum gw_auth {
-	GW_AUTH_NOT_OURS, /* not a gateway we hold credentials for: the caller sees it */
-	GW_AUTH_RESENT,	  /* answered: the branch goes on with the new transaction */
-	GW_AUTH_REFUSED,  /* our credentials do not do (wrong, other realm): a failure */
-};
-
-/* The gateway's challenge we can answer: our realm, an algorithm we have the HA1 for. */
-static bool gw_pick_challenge(struct sip_msg *resp, const struct dp_cred *cr, struct auth_cred *out,
-			      const char **ha1)
-{
-	enum sip_hdr_id id =
-	    resp->status == 401 ? SIP_H_WWW_AUTHENTICATE : SIP_H_PROXY_AUTHENTICATE;
-	bool found = false;
-
-	for (struct sip_hdr *h = sip_msg_hdr(resp, id); h; h = sip_msg_hdr_next(resp, h)) {
-		struct auth_cred c;
-		if (auth_challenge_parse(h->value, &c) || !c.alg_known ||
-		    !sv_ieq(c.realm, sv_cstr(cr->realm)))
-			continue;
-		if (c.alg == AUTH_ALG_SHA256 && cr->ha1_sha256[0]) {
-			*out = c; /* the stronger one wins */
-			*ha1 = cr->ha1_sha256;
-			return true;
-		}
-		if (c.alg == AUTH_ALG_MD5 && cr->ha1_md5[0] && !found) {
-			*out = c;
-			*ha1 = cr->ha1_md5;
-			found = true;
-		}
-	}
-	return found;
-}
-
-/* Appends our Authorization / Proxy-Authorization line to the branch's added headers. */
-static int gw_add_credentials(struct ptx_branch *b, unsigned status, const struct dp_cred *cr,
-			      const struct auth_cred *ch, const char *ha1, sv_t uri)
-{
-	struct worker *w = b->ptx->w;
-	bool qop = false;
-	char cnonce[17], resp[65];
-	struct buf hb;
-	size_t used = strlen(b->target.headers);
-	sv_t q = ch->qop;
-
-	/* qop="auth,auth-int": we do "auth" (the body is not ours to hash) */
-	while (q.len) {
-		ptrdiff_t c = sv_find(q, ',');
-		sv_t one = sv_trim(c < 0 ? q : sv_sub(q, 0, (size_t)c));
-		if (sv_ieq(one, SV("auth")))
-			qop = true;
-		q = c < 0 ? SV_NULL : sv_sub(q, (size_t)c + 1, q.len);
-	}
-	sv_hex64(cnonce, worker_next_id(w) ^ w->srv->seed);
-	cnonce[16] = '\0';
-	auth_response_hex(w->hasher, ch->alg, ha1, ch->nonce, qop ? SV("00000001") : SV_NULL,
-			  qop ? sv_make(cnonce, 16) : SV_NULL, qop ? SV("auth") : SV_NULL,
-			  sip_method_name(b->ptx->method), uri, resp);
-	if (!resp[0])
-		return ENOMEM;
-	buf_init_fixed(&hb, b->target.headers + used, sizeof(b->target.headers) - used);
-	buf_printf(&hb,
-		   "%s: Digest username=\"%s\", realm=\"%s\", nonce=\"%.*s\", uri=\"%.*s\", "
-		   "response=\"%s\", algorithm=%s",
-		   status == 401 ? "Authorization" : "Proxy-Authorization", cr->user, cr->realm,
-		   (int)ch->nonce.len, ch->nonce.p, (int)uri.len, uri.p, resp,
-		   ch->alg == AUTH_ALG_SHA256 ? "SHA-256" : "MD5");
-	if (qop)
-		buf_printf(&hb, ", qop=auth, nc=00000001, cnonce=\"%s\"", cnonce);
-	if (ch->opaque.p)
-		buf_printf(&hb, ", opaque=\"%.*s\"", (int)ch->opaque.len, ch->opaque.p);
-	buf_append_str(&hb, "\r\n");
-	if (hb.err || used + hb.len >= sizeof(b->target.headers)) {
-		b->target.headers[used] = '\0';
-		return ENOSPC;
-	}
-	b->target.headers[used + hb.len] = '\0';
-	return 0;
-}
-
 /* The gateway (of dp, the rules in force) that a dialplan branch went to; -1 when none. */
 static int branch_gateway(const struct ptx_branch *b, const struct dp *dp)
 {
@@ -804,61 +813,86 @@ static int branch_gateway(const struct ptx_branch *b, const struct dp *dp)
 }
 
 /*
- * A 401/407 from a gateway that we hold credentials for (outbound digest),
- * on a branch the dialplan routed there: the request goes again, on a new
- * branch, with our answer, as the gateway's account, not the caller's. The CSeq stays the caller's
- * (a proxy cannot renumber a dialog it does not own); gateways take the new branch.
+ * A 401/407 on a branch the dialplan sent to a gateway, while the search
+ * goes on: the gateways' side (services/gwauth.h) may answer it with our
+ * account's credentials, once; the request then goes again to the same
+ * gateway on a new branch (CALLING again). The CSeq stays the caller's (a
+ * proxy cannot renumber a dialog it does not own); gateways take the new
+ * branch. A caller dialling sip:x@gateway, a forwarding target or a Route
+ * to it is never a dialplan branch, so never uses our account (toll fraud).
  */
-static enum gw_auth branch_gateway_challenge(struct ptx_branch *b, struct sip_msg *resp)
+static enum gwauth_verdict branch_gateway_challenge(struct ptx_branch *b, struct sip_msg *resp)
 {
 	struct ptx *p = b->ptx;
-	struct dp *dp = rules_dp(rules_view_get(&p->w->rules, p->w->srv->rules));
+	struct worker *w = p->w;
+	struct dp *dp;
 	struct sip_msg *m = NULL;
-	struct auth_cred ch;
-	const struct dp_gateway *g;
-	const char *ha1 = NULL;
-	enum gw_auth res = GW_AUTH_REFUSED;
-	int gi;
+	struct gwauth_req q;
+	struct buf line;
+	size_t used = strlen(b->target.headers);
+	enum gwauth_verdict v = GWAUTH_REFUSED;
 
-	/* only a call the dialplan sent there: a caller dialling sip:x@gateway, a forwarding
-	 * target or a Route to it must not use our account (toll fraud) */
-	if (!b->target.gateway)
-		return GW_AUTH_NOT_OURS;
-	gi = branch_gateway(b, dp);
-	g = gi >= 0 ? dp_gateway(dp, (unsigned)gi) : NULL;
-	if (!g || !g->cred.user[0] || p->final_sent || p->cancelled)
-		return GW_AUTH_NOT_OURS;
-	if (b->auth_sent) {
-		log_warn("gateway %s refused our credentials (user %s, realm %s): failing over",
-			 g->name, g->cred.user, g->cred.realm);
-		goto out;
-	}
-	if (!gw_pick_challenge(resp, &g->cred, &ch, &ha1)) {
-		log_warn("gateway %s: no challenge for realm %s with an algorithm we have a hash "
-			 "for: failing over",
-			 g->name, g->cred.realm);
-		goto out;
-	}
+	if (!b->target.gateway || !ptx_open(p) ||
+	    (b->state != BR_CALLING && b->state != BR_PROCEEDING))
+		return GWAUTH_NOT_OURS;
+	dp = rules_dp(rules_view_get(&w->rules, w->srv->rules));
 	m = calloc(1, sizeof(*m));
 	if (!m || sip_parse(m, p->req, p->req_len, 0))
 		goto out;
-	if (gw_add_credentials(b, resp->status, &g->cred, &ch, ha1,
-			       b->target.uri[0] ? sv_cstr(b->target.uri) : m->ruri_raw))
+	q = (struct gwauth_req){
+	    .dp = dp,
+	    .gateway = branch_gateway(b, dp),
+	    .challenge = resp,
+	    .answered = b->auth_answered,
+	    .method = p->method,
+	    .uri = b->target.uri[0] ? sv_cstr(b->target.uri) : m->ruri_raw,
+	    .hasher = w->hasher,
+	    .cnonce = worker_next_id(w) ^ w->srv->seed,
+	};
+	/* appended to the branch's own header lines; one byte kept for the terminator */
+	buf_init_fixed(&line, b->target.headers + used, sizeof(b->target.headers) - used - 1);
+	v = gwauth_answer(&q, &line);
+	if (v != GWAUTH_ANSWER)
 		goto out;
+	b->target.headers[used + line.len] = '\0';
+	b->auth_answered++;
 	/* the old transaction stays to absorb the challenge's retransmissions */
 	if (b->t)
 		txn_cli_abandon(b->t);
 	b->t = NULL;
-	b->auth_sent = true;
-	b->provisional = false; /* the new transaction has had none yet (CANCEL waits for one) */
-	res = GW_AUTH_RESENT;
+	branch_stop_timer_c(b);
+	br_move(b, BR_CALLING); /* the new transaction has had no provisional (CANCEL waits) */
 	branch_send(b, m, &b->dest);
 out:
 	if (m) {
 		sip_msg_release(m);
 		free(m);
 	}
-	return res;
+	return v;
+}
+
+static void branch_provisional(struct ptx_branch *b, struct sip_msg *resp)
+{
+	struct ptx *p = b->ptx;
+	unsigned st = resp->status;
+
+	if (b->state == BR_CALLING) {
+		br_move(b, BR_PROCEEDING);
+		branch_gw_ringing(b);
+	} else if (b->state != BR_PROCEEDING) {
+		return; /* given up or being cancelled: the caller hears nothing of it */
+	}
+	if (ptx_has_timer_c(p)) /* Timer C restarts on every provisional */
+		worker_timer_add(p->w, &b->timer_c, p->w->srv->cfg.timer_c_s * 1000);
+	if (st == 100 || !ptx_open(p))
+		return;
+	/* one 180 for the caller, however many terminals ring (early media still goes) */
+	if (st == 180 && resp->body.len == 0) {
+		if (p->state == PTX_RINGING)
+			return;
+		ptx_move(p, PTX_RINGING);
+	}
+	ptx_forward_response(p, resp, SV_NULL);
 }
 
 static void branch_response(struct txn_cli *t, struct sip_msg *resp)
@@ -869,58 +903,50 @@ static void branch_response(struct txn_cli *t, struct sip_msg *resp)
 
 	ovl_response(p->w, resp, &b->dest.peer); /* its overload report, if any (RFC 7339) */
 	if (st < 200) {
-		bool first = !b->provisional;
-		b->provisional = true;
-		if (b->done)
-			return; /* given up (failover, cancelled): the caller hears nothing of it */
-		if (first)
-			branch_gw_ringing(b);
-		if (b->timer_c_armed) /* Timer C restarts on every provisional */
-			worker_timer_add(p->w, &b->timer_c, p->w->srv->cfg.timer_c_s * 1000);
-		if (st == 100 || p->final_sent)
-			return;
-		/* one 180 for the caller, however many terminals ring (early media still goes) */
-		if (st == 180 && resp->body.len == 0) {
-			if (p->ringing_sent)
-				return;
-			p->ringing_sent = true;
-		}
-		ptx_forward_response(p, resp, SV_NULL);
+		branch_provisional(b, resp);
 		return;
 	}
-	branch_stop_timer_c(b);
 	if (st < 300) {
 		/* every 2xx goes up at once, retransmissions too (16.7 step 5, RFC 6026) */
 		ptx_forward_response(p, resp, SV_NULL);
-		p->final_sent = true;
-		step_timer_stop(p);
-		if (!b->done) {
-			b->done = true;
-			b->status = st;
-			p->pending--;
-			ptx_cancel_branches(p, b, true);
+		if (!ptx_final_sent(p)) {
+			ptx_move(p, PTX_ACCEPTED);
+			step_timer_stop(p);
+		}
+		if (b->state != BR_DONE) {
+			branch_done(b, st);
+			ptx_cancel_branches(p, b, true, BR_CANCELLING);
 		}
 		return;
 	}
-	if (b->done)
+	if (b->state == BR_DONE)
 		return;
 	if (st == 401 || st == 407) {
-		enum gw_auth a = branch_gateway_challenge(b, resp);
-		if (a == GW_AUTH_RESENT)
+		enum gwauth_verdict a = branch_gateway_challenge(b, resp);
+		if (a == GWAUTH_ANSWER)
 			return;
-		if (a == GW_AUTH_REFUSED) {
+		if (a == GWAUTH_REFUSED) {
 			branch_failed(b, 503);
 			return;
 		}
 	}
-	b->done = true;
-	b->status = st;
-	p->pending--;
-	if (st != 408 && (st < 500 || st > 599) && !(b->ring_timeout && st == 487))
-		p->step_failed = false;
+	if (b->state == BR_TIMED_OUT && st == 487) {
+		branch_failed(b, 408); /* 16.8: Timer C gave it up, as if it had answered 408 */
+		return;
+	}
+	if (b->state == BR_RANG_OUT && st == 487) {
+		branch_done(b, st); /* rang out, nobody answered: "no answer" already set */
+		step_done(p);
+		return;
+	}
+	if (st == 486 || st == 600 || st == 603)
+		step_outcome_raise(p, STEP_BUSY);
+	else if (st != 408 && (st < 500 || st > 599))
+		step_outcome_raise(p, STEP_ANSWERED);
+	branch_done(b, st);
 	branch_store_final(b, resp);
 	if (st >= 600)
-		ptx_cancel_branches(p, b, false);
+		ptx_cancel_branches(p, b, false, BR_CANCELLING);
 	step_done(p);
 }
 
@@ -928,12 +954,9 @@ static void branch_failed(struct ptx_branch *b, unsigned status)
 {
 	struct ptx *p = b->ptx;
 
-	branch_stop_timer_c(b);
-	if (b->done)
-		return;
-	b->done = true;
-	b->status = status;
-	p->pending--;
+	if (b->state == BR_DONE)
+		return; /* its timers were stopped then */
+	branch_done(b, status);
 	if (!p->local_status || rank_of(status) < rank_of(p->local_status) ||
 	    (p->local_status == 503 && status == 408))
 		p->local_status = status;
@@ -976,19 +999,15 @@ static void branch_gw_mark_down(struct ptx_branch *b)
 		 g->name, g->host);
 }
 
-static void gw_timer_fired(evutil_socket_t fd, short what, void *arg)
+/* The gateway's timer: the failover timeout in CALLING, the ring timeout in PROCEEDING. */
+static void gw_timer_expired(struct ptx_branch *b)
 {
-	struct ptx_branch *b = arg;
 	struct ptx *p = b->ptx;
 	struct worker *w = p->w;
-	enum branch_gw_timer which = b->gw_timer_state;
 
-	(void)fd;
-	(void)what;
-	b->gw_timer_state = BR_GW_TIMER_OFF;
-	if (b->done || !b->t || p->final_sent)
+	if (!b->t || !ptx_open(p))
 		return;
-	if (which == BR_GW_TIMER_FAILOVER) {
+	if (b->state == BR_CALLING) {
 		w->stats.gw_timeouts++;
 		log_warn("gateway %s sent no provisional response within %u ms: failing over",
 			 b->gw_name, b->gw_timeout_ms);
@@ -997,15 +1016,32 @@ static void gw_timer_fired(evutil_socket_t fd, short what, void *arg)
 		 * retransmitted; a late provisional gets its CANCEL, and Timer B ends it */
 		txn_cli_cancel(b->t, false);
 		branch_failed(b, 408); /* as if it had answered 408: the next gateway */
-	} else if (which == BR_GW_TIMER_RING) {
+	} else if (b->state == BR_PROCEEDING) {
 		w->stats.gw_ring_timeouts++;
 		log_info("gateway %s: no final answer %u ms after its first provisional "
 			 "response: cancelled",
 			 b->gw_name, b->gw_ring_ms);
-		b->ring_timeout = true; /* its 487 means "no answer" (480 for the caller) */
-		p->step_failed = false; /* it rang: not a failure for another carrier to retry */
+		/* its 487 means "no answer" (480 for the caller); it rang: not a failure for
+		 * another carrier to retry */
+		step_outcome_raise(p, STEP_ANSWERED);
+		if (!p->local_status || p->local_status == 487 ||
+		    rank_of(480) < rank_of(p->local_status))
+			p->local_status = 480;
+		if (ptx_has_timer_c(p))
+			evtimer_del(&b->timer_c);
+		br_move(b, BR_RANG_OUT);
 		txn_cli_cancel(b->t, false);
 	}
+}
+
+static void gw_timer_fired(evutil_socket_t fd, short what, void *arg)
+{
+	struct ptx_branch *b = arg;
+	struct worker *w = b->ptx->w;
+
+	(void)fd;
+	(void)what;
+	gw_timer_expired(b);
 	tp_flush(w);
 }
 
@@ -1016,32 +1052,47 @@ static void branch_gw_sent(struct ptx_branch *b)
 	struct dp *dp = rules_dp(rules_view_get(&w->rules, w->srv->rules));
 	int gi = branch_gateway(b, dp);
 
-	branch_stop_gw_timer(b);
+	if (b->gw_name[0])
+		evtimer_del(&b->gw_timer); /* sent again (our credentials): its timer starts over */
 	b->gw_timeout_ms = 0;
 	b->gw_ring_ms = 0;
 	if (gi < 0 || b->ptx->method != SIP_INVITE)
 		return;
+	if (!b->gw_name[0])
+		evtimer_assign(&b->gw_timer, w->base, gw_timer_fired, b);
 	snprintf(b->gw_name, sizeof(b->gw_name), "%s", dp_gateway(dp, (unsigned)gi)->name);
 	b->gw_timeout_ms = dp_gateway_timeout_ms(dp, (unsigned)gi);
 	b->gw_ring_ms = dp_gateway_ring_timeout_ms(dp, (unsigned)gi);
-	if (!b->gw_timeout_ms)
-		return;
-	evtimer_assign(&b->gw_timer, w->base, gw_timer_fired, b);
-	worker_timer_add(w, &b->gw_timer, b->gw_timeout_ms);
-	b->gw_timer_state = BR_GW_TIMER_FAILOVER;
+	if (b->gw_timeout_ms)
+		worker_timer_add(w, &b->gw_timer, b->gw_timeout_ms);
 }
 
 /* Its first provisional response: the gateway is there; the ring timeout starts. */
 static void branch_gw_ringing(struct ptx_branch *b)
 {
-	struct worker *w = b->ptx->w;
+	if (!b->gw_name[0])
+		return; /* not a gateway */
+	evtimer_del(&b->gw_timer);
+	if (b->gw_ring_ms)
+		worker_timer_add(b->ptx->w, &b->gw_timer, b->gw_ring_ms);
+}
 
-	branch_stop_gw_timer(b);
-	if (!b->gw_ring_ms)
+/* 16.8: no final answer in time. */
+static void timer_c_expired(struct ptx_branch *b)
+{
+	if (!b->t)
 		return;
-	evtimer_assign(&b->gw_timer, w->base, gw_timer_fired, b);
-	worker_timer_add(w, &b->gw_timer, b->gw_ring_ms);
-	b->gw_timer_state = BR_GW_TIMER_RING;
+	if (b->state == BR_PROCEEDING) {
+		/* ringing too long: cancel it; its 487 ends the branch as a 408 */
+		if (b->gw_name[0])
+			evtimer_del(&b->gw_timer);
+		br_move(b, BR_TIMED_OUT);
+		txn_cli_cancel(b->t, false);
+	} else if (b->state == BR_CALLING) {
+		txn_cli_abandon(b->t);
+		b->t = NULL;
+		branch_failed(b, 408);
+	}
 }
 
 static void timer_c_fired(evutil_socket_t fd, short what, void *arg)
@@ -1051,17 +1102,7 @@ static void timer_c_fired(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
-	b->timer_c_armed = false;
-	if (b->done || !b->t)
-		return;
-	if (b->provisional) {
-		/* 16.8: ringing too long: cancel it; its 487 ends the branch */
-		txn_cli_cancel(b->t, false);
-	} else {
-		txn_cli_abandon(b->t);
-		b->t = NULL;
-		branch_failed(b, 408);
-	}
+	timer_c_expired(b);
 	tp_flush(w);
 }
 
@@ -1124,8 +1165,16 @@ static void branch_send(struct ptx_branch *b, struct sip_msg *m, const struct tp
 	b->dest = *dest;
 	err = fwd_build(w, out, m, &p->plan, &b->target, sv_make(t->branch, t->branch_len), dest,
 			(int)p->src.listen);
-	if (!err)
-		err = txn_cli_send(t, dest, out->p, out->len);
+	if (err) {
+		/* more edits than a request may take: our error, not the destination's */
+		log_warn("proxy transaction %s: request to %s not built: %s", p->tag,
+			 b->target.hop[0] ? b->target.hop : "the Request-URI", strerror(err));
+		txn_cli_abandon(t);
+		b->t = NULL;
+		branch_failed(b, 500);
+		return;
+	}
+	err = txn_cli_send(t, dest, out->p, out->len);
 	if (err) {
 		/* txn_cli_send terminated the transaction on a transport error */
 		if (b->t == t)
@@ -1134,11 +1183,10 @@ static void branch_send(struct ptx_branch *b, struct sip_msg *m, const struct tp
 		branch_failed(b, 503);
 		return;
 	}
-	if (p->method == SIP_INVITE && w->srv->cfg.timer_c_s) {
-		evtimer_assign(&b->timer_c, w->base, timer_c_fired, b);
+	if (!br_move(b, BR_CALLING))
+		return;
+	if (p->method == SIP_INVITE && w->srv->cfg.timer_c_s)
 		worker_timer_add(w, &b->timer_c, w->srv->cfg.timer_c_s * 1000);
-		b->timer_c_armed = true;
-	}
 	branch_gw_sent(b);
 }
 
@@ -1149,9 +1197,8 @@ static void branch_dns_done(void *arg, int err, const struct dns_target *targets
 	struct sip_msg *m;
 	struct tp_dest dest;
 
-	b->resolving = false;
 	b->dq = NULL;
-	if (b->done)
+	if (b->state != BR_RESOLVING)
 		return;
 	if (err || n == 0 || dest_from_target(p->w, &b->target, &targets[0], &dest)) {
 		branch_failed(b, err == ENOENT ? 404 : 503);
@@ -1196,14 +1243,12 @@ static void branch_start(struct ptx_branch *b, struct sip_msg *m)
 			branch_failed(b, 503);
 		return;
 	}
-	b->resolving = true;
 	if (dns_resolve_uri(w->dns, &hop, branch_dns_done, b, &q)) {
-		b->resolving = false;
 		branch_failed(b, 503);
 		return;
 	}
-	if (b->resolving)
-		b->dq = q; /* still running: keep the handle to cancel it */
+	if (b->state == BR_RESOLVING)
+		b->dq = q; /* still running (not answered from the cache): keep it to cancel it */
 }
 
 static void ptx_free(struct ptx *p)
@@ -1211,15 +1256,14 @@ static void ptx_free(struct ptx *p)
 	for (unsigned i = 0; i < p->nbranches; i++) {
 		struct ptx_branch *b = p->br[i];
 		branch_stop_timer_c(b);
-		if (b->resolving && b->dq)
+		if (b->state == BR_RESOLVING && b->dq)
 			dns_cancel(b->dq);
 		if (b->t)
 			txn_cli_abandon(b->t);
 		buf_free(&b->challenge);
 		free(b);
 	}
-	if (p->step_timer_armed)
-		evtimer_del(&p->step_timer);
+	step_timer_stop(p);
 	for (unsigned i = 0; i < p->nsteps; i++)
 		free(p->steps[i].targets);
 	if (p->policy.free_arg)
@@ -1282,8 +1326,11 @@ static struct ptx_branch *branch_new(struct ptx *p, const struct fwd_target *t)
 	if (!b)
 		return NULL;
 	b->ptx = p;
+	b->state = BR_RESOLVING;
 	b->target = *t;
 	b->step = p->cur;
+	if (ptx_has_timer_c(p))
+		evtimer_assign(&b->timer_c, p->w->base, timer_c_fired, b);
 	buf_init(&b->challenge, 8192);
 	p->br[p->nbranches++] = b;
 	return b;
@@ -1307,7 +1354,9 @@ static void step_start(struct ptx *p, struct sip_msg *m)
 		return;
 	}
 	st = &p->steps[p->cur];
-	p->step_failed = true;
+	p->outcome = STEP_FAILED;
+	if (st->ring_ms && !event_initialized(&p->step_timer))
+		evtimer_assign(&p->step_timer, p->w->base, step_timer_fired, p);
 	if (!m) {
 		copy = calloc(1, sizeof(*copy));
 		if (!copy || sip_parse(copy, p->req, p->req_len, 0)) {
@@ -1318,20 +1367,17 @@ static void step_start(struct ptx *p, struct sip_msg *m)
 		}
 		m = copy;
 	}
-	p->starting = true;
-	for (size_t i = 0; i < st->n && !p->final_sent && !p->cancelled; i++) {
+	p->pending++; /* the step's start itself: branches that fail at once wait for it */
+	for (size_t i = 0; i < st->n && ptx_open(p); i++) {
 		struct ptx_branch *b = branch_new(p, &st->targets[i]);
 		if (!b)
 			break;
 		p->pending++;
 		branch_start(b, m);
 	}
-	p->starting = false;
-	if (st->ring_ms && p->pending && !p->final_sent) {
-		evtimer_assign(&p->step_timer, p->w->base, step_timer_fired, p);
+	p->pending--;
+	if (st->ring_ms && p->pending && ptx_open(p))
 		worker_timer_add(p->w, &p->step_timer, st->ring_ms);
-		p->step_timer_armed = true;
-	}
 	if (copy) {
 		sip_msg_release(copy);
 		free(copy);
@@ -1351,6 +1397,7 @@ enum proxy_step fwd_stateful_steps(struct preq *r, const struct fwd_plan *plan,
 	if (!p)
 		goto nomem;
 	p->w = w;
+	p->state = PTX_TRYING;
 	p->req = malloc(m->len);
 	if (!p->req)
 		goto nomem;
@@ -1403,11 +1450,47 @@ enum proxy_step fwd_stateful(struct preq *r, const struct fwd_plan *plan,
 void fwd_cancel(struct preq *r, struct ptx *p)
 {
 	proxy_reply(r, 200, NULL, SV_NULL);
-	if (p->final_sent || p->cancelled)
+	if (!ptx_open(p) || !ptx_move(p, PTX_CANCELLING)) /* and no further step starts */
 		return;
-	p->cancelled = true; /* and no further step starts */
-	ptx_cancel_branches(p, NULL, false);
+	ptx_cancel_branches(p, NULL, false, BR_CANCELLING);
 	step_done(p);
+}
+
+enum ptx_state fwd_ptx_state(const struct ptx *p)
+{
+	return p->state;
+}
+
+unsigned fwd_ptx_nbranches(const struct ptx *p)
+{
+	return p->nbranches;
+}
+
+enum br_state fwd_branch_state(const struct ptx *p, unsigned i)
+{
+	return i < p->nbranches ? p->br[i]->state : BR_NSTATES;
+}
+
+void fwd_timer_fire(struct ptx *p, unsigned i, enum fwd_timer which)
+{
+	struct ptx_branch *b = i < p->nbranches ? p->br[i] : NULL;
+
+	if (which == FWD_TIMER_STEP) {
+		if (event_initialized(&p->step_timer) && evtimer_pending(&p->step_timer, NULL)) {
+			evtimer_del(&p->step_timer);
+			step_timer_expired(p);
+		}
+	} else if (b && which == FWD_TIMER_C) {
+		if (ptx_has_timer_c(p) && evtimer_pending(&b->timer_c, NULL)) {
+			evtimer_del(&b->timer_c);
+			timer_c_expired(b);
+		}
+	} else if (b && which == FWD_TIMER_GW) {
+		if (b->gw_name[0] && evtimer_pending(&b->gw_timer, NULL)) {
+			evtimer_del(&b->gw_timer);
+			gw_timer_expired(b);
+		}
+	}
 }
 
 /*
@@ -1445,8 +1528,12 @@ enum proxy_step fwd_stateless(struct preq *r, const struct fwd_plan *plan,
 	txn_branch_stateless(w->srv->txns, plan->loop_hash, via, branch);
 	n = TXN_STATELESS_BRANCH_LEN;
 	if (fwd_build(w, &w->out, r->m, plan, target, sv_make(branch, (size_t)n), &dest,
-		      (int)r->src->listen))
-		goto fail;
+		      (int)r->src->listen)) {
+		/* more edits than a request may take: our error, not the destination's */
+		if (r->m->method != SIP_ACK)
+			proxy_reply(r, 500, "Request could not be forwarded", SV_NULL);
+		return PROXY_DONE;
+	}
 	tp_send(w, &dest, w->out.p, w->out.len);
 	return PROXY_DONE;
 fail:

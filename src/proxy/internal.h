@@ -65,6 +65,71 @@ struct fwd_step {
 
 struct ptx;
 
+/*
+ * The proxy transaction (RFC 3261 16.7), as the caller sees it. Moves
+ * (ptx_move() in fwd.c refuses, logs and counts any other):
+ *
+ *   TRYING     -> RINGING     a 180 went upstream (later 180s without a body add nothing)
+ *   TRYING, RINGING -> CANCELLING   the caller's CANCEL (16.10): every branch is cancelled,
+ *                                   no step starts, the final is sent when they all ended
+ *   TRYING, RINGING, CANCELLING -> ACCEPTED   a 2xx went upstream (16.7 step 5); the
+ *                                   branches left are cancelled ("completed elsewhere")
+ *   TRYING, RINGING, CANCELLING -> COMPLETED  the final went upstream: the best response
+ *                                   (16.7 step 6; a 6xx cancels the rest first), or one made
+ *                                   here (408, 480, 487, 503, 202 for a stored MESSAGE)
+ *
+ * ACCEPTED and COMPLETED are final: every later 2xx still goes upstream at
+ * once (16.7 step 5), nothing else does. Between the steps of a search
+ * (sequential ringing, forwarding, gateway failover) the state stays TRYING
+ * or RINGING. The context is freed with its server transaction.
+ */
+enum ptx_state {
+	PTX_TRYING = 0,
+	PTX_RINGING,
+	PTX_CANCELLING,
+	PTX_ACCEPTED,
+	PTX_COMPLETED,
+	PTX_NSTATES,
+};
+
+/*
+ * One branch: a target and the client transaction that carries the request
+ * there. Moves (br_move() refuses, logs and counts any other):
+ *
+ *   RESOLVING  -> CALLING      the destination is known and the request went out
+ *   CALLING    -> PROCEEDING   its first provisional response (the gateway's ring timer starts)
+ *   CALLING, PROCEEDING -> CALLING   a gateway's 401/407 answered with our credentials
+ *                                    (services/gwauth.h): a new transaction, once
+ *   PROCEEDING -> CANCELLING   CANCEL sent: the caller cancelled, or a 2xx or 6xx came elsewhere
+ *   PROCEEDING -> RANG_OUT     CANCEL sent: its step's or its gateway's ring time ran out;
+ *                              its 487 means "no answer" (480 to the caller)
+ *   PROCEEDING -> TIMED_OUT    CANCEL sent by Timer C (16.8); its 487 counts as a 408
+ *   any other  -> DONE         a final response, or given up: failed to send, cancelled before
+ *                              any provisional (9.1: the transaction sends the CANCEL once one
+ *                              comes), no provisional within Timer C or the gateway's failover
+ *                              timeout (as a 408)
+ *
+ * A DONE branch still passes a 2xx upstream (every 2xx does), nothing else.
+ */
+enum br_state {
+	BR_RESOLVING = 0,
+	BR_CALLING,
+	BR_PROCEEDING,
+	BR_CANCELLING,
+	BR_RANG_OUT,
+	BR_TIMED_OUT,
+	BR_DONE,
+	BR_NSTATES,
+};
+
+/* What the branches of the current step came to so far; it only goes up. */
+enum step_outcome {
+	STEP_FAILED =
+	    0,	       /* nothing but failures (408, 5xx, unreachable): the failover step may run */
+	STEP_ANSWERED, /* a real answer (404, 480...) or it rang out: no failover */
+	STEP_BUSY,     /* a 486/600/603 among them: a search with stop_on_busy ends */
+};
+
 /* How a search behaves; zero is plain forking. */
 struct fwd_policy {
 	bool stop_on_busy; /* a 486/600/603 ends the search instead of trying the next step */
@@ -140,5 +205,16 @@ struct server *fwd_ptx_server(const struct ptx *p);
 /* ptx access for core.c: the proxy context of a server transaction */
 struct ptx *fwd_ptx_of(struct txn_srv *t);
 struct txn_srv *fwd_ptx_srv(struct ptx *p);
+
+/*
+ * For the unit tests of the forwarding state machine (tests/unit/test_fwd.c):
+ * the states, and a timer's expiry run at once, exactly as its libevent
+ * callback runs it (FWD_TIMER_STEP ignores branch).
+ */
+enum fwd_timer { FWD_TIMER_C, FWD_TIMER_GW, FWD_TIMER_STEP };
+enum ptx_state fwd_ptx_state(const struct ptx *p);
+unsigned fwd_ptx_nbranches(const struct ptx *p);
+enum br_state fwd_branch_state(const struct ptx *p, unsigned i);
+void fwd_timer_fire(struct ptx *p, unsigned branch, enum fwd_timer which);
 
 #endif

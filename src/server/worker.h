@@ -49,6 +49,7 @@ struct worker_stats {
 	uint64_t gw_ring_timeouts; /* gateway branches cancelled: no final answer after ringing */
 	uint64_t suspended;	   /* requests that waited for a lookup (request/request.h) */
 	uint64_t suspend_refused;  /* ... refused with 503: the worker held suspend_cap already */
+	uint64_t fwd_bad_moves;	   /* proxy/branch state moves refused (proxy/internal.h): a bug */
 };
 
 struct worker {

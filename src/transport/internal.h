@@ -102,6 +102,7 @@ struct tp_table {
 	struct server *srv;
 	struct siphash_key key; /* the connection table's peer hash */
 	tp_recv_fn on_msg;
+	tp_send_fn send_fn; /* a test's stand-in for the network; NULL = the sockets */
 	unsigned nlisten;
 	struct tp_listen listen[TP_MAX_LISTEN];
 	struct tp_bucket by_id[TP_CONN_BUCKETS];

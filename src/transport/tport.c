@@ -490,10 +490,17 @@ void tp_deliver(struct worker *w, const char *buf, size_t len, unsigned flags,
 	tp_table_of(w)->on_msg(w, m, err, src);
 }
 
+void tp_table_set_send(struct tp_table *t, tp_send_fn fn)
+{
+	t->send_fn = fn;
+}
+
 int tp_send(struct worker *w, const struct tp_dest *d, const char *data, size_t len)
 {
 	int err;
 
+	if (w->srv->tp->send_fn)
+		return w->srv->tp->send_fn(w, d, data, len);
 	if (log_enabled(LOG_DEBUG))
 		log_msg("send to", &d->peer, data, len);
 	switch (d->peer.proto) {

@@ -84,6 +84,13 @@ void tp_housekeeping(struct worker *w);
 
 /* Sends one message. UDP sends inside a receive batch are queued and go out in one sendmmsg. */
 int tp_send(struct worker *w, const struct tp_dest *d, const char *data, size_t len);
+/*
+ * A stand-in for the network (the unit tests of the routing core, which
+ * record what would be sent): when set, every tp_send goes to fn and no
+ * socket is written. The server never sets it (one test of a pointer per send).
+ */
+typedef int (*tp_send_fn)(struct worker *w, const struct tp_dest *d, const char *data, size_t len);
+void tp_table_set_send(struct tp_table *t, tp_send_fn fn);
 /* Sends what is queued. */
 void tp_flush(struct worker *w);
 /*
