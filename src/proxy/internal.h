@@ -21,6 +21,7 @@ struct fwd_plan {
 	size_t via_params_len;
 	bool via_drop_rport;
 	uint64_t loop_hash;
+	char session_expires[40]; /* "Session-Expires: N\r\n" added to an INVITE, "" = none */
 };
 
 struct fwd_target {

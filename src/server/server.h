@@ -31,6 +31,8 @@ struct rules_slot;
 struct prober;
 struct home;
 struct flood;
+struct dlg_table;
+struct ctl;
 
 struct server {
 	struct cfg cfg;
@@ -51,6 +53,8 @@ struct server {
 	struct prober *prober;	  /* OPTIONS probes of the gateways, on worker 0 */
 	struct home *home;	  /* messaging, presence and topics, on the home worker */
 	struct flood *flood;	  /* per-source budgets and bans; NULL when turned off */
+	struct dlg_table *dlg;	  /* the INVITE dialogs we record-route (dialog/dialog.h) */
+	struct ctl *ctl;	  /* the local control socket (server/ctl.h) */
 
 	struct event_base *main_base;
 	struct event *sig_int;
