@@ -29,6 +29,7 @@
 #include "server/calls.h"
 #include "server/ctl.h"
 #include "server/dbq.h"
+#include "server/internal.h"
 #include "services/home.h"
 #include "services/pidf.h"
 #include "server/worker.h"
@@ -151,7 +152,11 @@ int server_start(struct server *s, const struct cfg *cfg, char *err, size_t errl
 		return rc;
 	}
 	/* the database thread publishes the first rules before it says it is ready */
-	rc = dbq_create(s, cfg->db_path, &s->dbq, err, errlen);
+	if ((rc = dbq_create(cfg->db_path, &s->dbq)) || (rc = srv_chores_register(s))) {
+		snprintf(err, errlen, "cannot prepare the database thread: %s", strerror(rc));
+		return rc;
+	}
+	rc = dbq_start(s->dbq, err, errlen);
 	if (rc)
 		return rc;
 	log_info("database %s: %zu registrations loaded", cfg->db_path, loc_count(s->loc));
@@ -250,14 +255,15 @@ static void log_stats(struct server *s)
 		t.gw_timeouts += w->stats.gw_timeouts;
 		t.gw_ring_timeouts += w->stats.gw_ring_timeouts;
 	}
-	log_info("messages received %llu, sent %llu, malformed %llu, dropped %llu; calls blocked "
-		 "%llu, barred %llu; forged responses dropped %llu; gateway timeouts %llu (failover), "
-		 "%llu (ring)",
-		 (unsigned long long)t.rx_msgs, (unsigned long long)t.tx_msgs,
-		 (unsigned long long)t.rx_bad, (unsigned long long)t.rx_dropped,
-		 (unsigned long long)t.calls_blocked, (unsigned long long)t.calls_barred,
-		 (unsigned long long)t.rx_forged, (unsigned long long)t.gw_timeouts,
-		 (unsigned long long)t.gw_ring_timeouts);
+	log_info(
+	    "messages received %llu, sent %llu, malformed %llu, dropped %llu; calls blocked "
+	    "%llu, barred %llu; forged responses dropped %llu; gateway timeouts %llu (failover), "
+	    "%llu (ring)",
+	    (unsigned long long)t.rx_msgs, (unsigned long long)t.tx_msgs,
+	    (unsigned long long)t.rx_bad, (unsigned long long)t.rx_dropped,
+	    (unsigned long long)t.calls_blocked, (unsigned long long)t.calls_barred,
+	    (unsigned long long)t.rx_forged, (unsigned long long)t.gw_timeouts,
+	    (unsigned long long)t.gw_ring_timeouts);
 	log_overload_stats(s);
 }
 
@@ -278,6 +284,9 @@ void server_destroy(struct server *s)
 	probe_destroy(s);
 	home_stop(s->home); /* its last writes go to the database thread before that stops */
 	dbq_destroy(s->dbq);
+	s->dbq = NULL;
+	srv_chores_destroy(s->chores);
+	s->chores = NULL;
 	log_stats(s);
 	for (unsigned i = 0; i < s->nworkers; i++) {
 		worker_destroy(s->workers[i]);

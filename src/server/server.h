@@ -27,6 +27,7 @@ struct loc_table;
 struct users;
 struct auth;
 struct dbq;
+struct srv_chores;
 struct rules_slot;
 struct prober;
 struct home;
@@ -49,6 +50,7 @@ struct server {
 	struct users *users;
 	struct auth *auth;
 	struct dbq *dbq;
+	struct srv_chores *chores; /* the modules' database chores (chores.c) */
 	struct rules_slot *rules; /* dialplan, gateways, global lists in force (services/rules.h) */
 	struct prober *prober;	  /* OPTIONS probes of the gateways, on worker 0 */
 	struct home *home;	  /* messaging, presence and topics, on the home worker */
