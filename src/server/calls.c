@@ -14,10 +14,13 @@
 #include "core/buf.h"
 #include "core/log.h"
 #include "dialog/dialog.h"
+#include "server/dbq.h"
 #include "server/server.h"
 #include "server/worker.h"
 #include "transport/tport.h"
 #include "txn/txn.h"
+
+#define CALLS_FLUSH_MS 100
 
 int calls_create(struct server *s)
 {
@@ -152,4 +155,13 @@ void calls_db_flush(void *arg, struct store *st, bool stopping)
 	(void)stopping;
 	if (s->dlg)
 		dlg_flush(s->dlg, st);
+}
+
+int calls_chores(struct server *s)
+{
+	int err = dbq_on_start(s->dbq, calls_db_load, s);
+
+	if (!err)
+		err = dbq_every(s->dbq, CALLS_FLUSH_MS, calls_db_flush, s);
+	return err;
 }

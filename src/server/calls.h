@@ -18,6 +18,8 @@ int calls_create(struct server *s);
 void calls_destroy(struct server *s);
 /* Once a second, on the main thread: session timers and dialog.timeout. */
 void calls_tick(struct server *s);
+/* Registers the two below with the database thread (between dbq_create and dbq_start). */
+int calls_chores(struct server *s);
 /* Database thread: the stored dialogs into the table, at start (an error fails the start). */
 int calls_db_load(void *arg, struct store *st);
 /* Database thread, periodically: the dialogs' write-behind. */

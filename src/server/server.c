@@ -152,7 +152,8 @@ int server_start(struct server *s, const struct cfg *cfg, char *err, size_t errl
 		return rc;
 	}
 	/* the database thread publishes the first rules before it says it is ready */
-	if ((rc = dbq_create(cfg->db_path, &s->dbq)) || (rc = srv_chores_register(s))) {
+	if ((rc = dbq_create(cfg->db_path, &s->dbq)) || (rc = srv_chores_register(s)) ||
+	    (rc = calls_chores(s))) {
 		snprintf(err, errlen, "cannot prepare the database thread: %s", strerror(rc));
 		return rc;
 	}
