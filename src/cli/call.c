@@ -22,11 +22,12 @@
 
 static void cli_call_usage(FILE *to)
 {
-	fprintf(to, "usage: switchboard call list [-c FILE | --db PATH]\n"
-		    "       switchboard call show CALL-ID [-c FILE | --db PATH]\n"
-		    "Lists the calls in progress (dialogs the proxy follows) of the running server,\n"
-		    "or shows one in full, through its control socket (control.socket, by default\n"
-		    "next to the database: var/switchboard.ctl for var/switchboard.db).\n");
+	fprintf(to,
+		"usage: switchboard call list [-c FILE | --db PATH]\n"
+		"       switchboard call show CALL-ID [-c FILE | --db PATH]\n"
+		"Lists the calls in progress (dialogs the proxy follows) of the running server,\n"
+		"or shows one in full, through its control socket (control.socket, by default\n"
+		"next to the database: var/switchboard.ctl for var/switchboard.db).\n");
 }
 
 /* The control socket's path from the configuration file or --db. */
@@ -83,13 +84,15 @@ static int cli_call_ask(const char *cmd, const char *path, const char *req, json
 			fprintf(stderr, "%s: the server is not running (no control socket at %s)\n",
 				cmd, path);
 		else if (e == ECONNREFUSED)
-			fprintf(stderr,
-				"%s: the server is not running (%s is left from one that stopped)\n",
-				cmd, path);
+			fprintf(
+			    stderr,
+			    "%s: the server is not running (%s is left from one that stopped)\n",
+			    cmd, path);
 		else if (e == EACCES || e == EPERM)
-			fprintf(stderr,
-				"%s: no permission to use %s (run as the user the server runs as)\n",
-				cmd, path);
+			fprintf(
+			    stderr,
+			    "%s: no permission to use %s (run as the user the server runs as)\n",
+			    cmd, path);
 		else
 			fprintf(stderr, "%s: cannot reach the server at %s: %s\n", cmd, path,
 				strerror(e));

@@ -437,7 +437,8 @@ static bool cap_hit(struct dlg_table *t, sv_t callid, int64_t now_ms)
 		return false;
 	atomic_fetch_add(&t->cap_hits, 1);
 	last = atomic_load(&t->cap_logged_ms);
-	if (now_ms - last >= 10000 && atomic_compare_exchange_strong(&t->cap_logged_ms, &last, now_ms))
+	if (now_ms - last >= 10000 &&
+	    atomic_compare_exchange_strong(&t->cap_logged_ms, &last, now_ms))
 		log_warn("dialog table full (dialog.max %u): call %.*s is not tracked (%" PRIu64
 			 " so far)",
 			 t->conf.max, (int)callid.len, callid.p, atomic_load(&t->cap_hits));
@@ -471,8 +472,8 @@ static void side_set_sdp(struct dlg_table *t, struct dlg_side *s, struct sip_msg
 	set_str(&s->sdp, m->body, t->conf.sdp_max);
 }
 
-int dlg_on_invite(struct dlg_table *t, struct sip_msg *m, const struct tp_src *src,
-		  unsigned owner, int64_t now_ms)
+int dlg_on_invite(struct dlg_table *t, struct sip_msg *m, const struct tp_src *src, unsigned owner,
+		  int64_t now_ms)
 {
 	const struct sip_naddr *from = sip_msg_from(m), *to = sip_msg_to(m);
 	const struct sip_cseq *cs = sip_msg_cseq(m);
@@ -610,7 +611,8 @@ static unsigned session_expires_of(struct sip_msg *m, bool *refresher_uas)
 		return 0;
 	if (refresher_uas) {
 		sv_t r;
-		*refresher_uas = sip_param_find(params, SV("refresher"), &r) && sv_ieq(r, SV("uas"));
+		*refresher_uas =
+		    sip_param_find(params, SV("refresher"), &r) && sv_ieq(r, SV("uas"));
 	}
 	return n;
 }
@@ -755,7 +757,8 @@ int dlg_on_response(struct dlg_table *t, struct sip_msg *resp, const struct tp_d
 		for (struct dlg *o = b->head, *n; o; o = n) {
 			n = o->next;
 			if (o != d && o->hash == h && o->state < DLG_CONFIRMED &&
-			    sv_eq(str_sv(o->callid), callid) && sv_eq(str_sv(o->caller.tag), from->tag))
+			    sv_eq(str_sv(o->callid), callid) &&
+			    sv_eq(str_sv(o->caller.tag), from->tag))
 				terminate(t, b, o, DLG_END_FORK_LOST, now_ms);
 		}
 		goto out;
@@ -773,7 +776,7 @@ out:
 }
 
 int dlg_on_invite_final(struct dlg_table *t, sv_t callid, sv_t from_tag, unsigned status,
-		       int64_t now_ms)
+			int64_t now_ms)
 {
 	uint64_t h = call_hash(t, callid, from_tag);
 	struct dlg_bucket *b = bucket_of(t, h);
@@ -841,8 +844,7 @@ int dlg_on_request(struct dlg_table *t, struct sip_msg *m, int64_t now_ms)
 	return 0;
 }
 
-size_t dlg_session_expires_line(const struct dlg_table *t, struct sip_msg *m, char *out,
-				size_t len)
+size_t dlg_session_expires_line(const struct dlg_table *t, struct sip_msg *m, char *out, size_t len)
 {
 	unsigned se = t->conf.session_expires, minse = t->conf.min_se;
 	struct sip_hdr *h;
@@ -873,7 +875,8 @@ size_t dlg_session_expires_line(const struct dlg_table *t, struct sip_msg *m, ch
 
 void dlg_sweep(struct dlg_table *t, int64_t now_ms, dlg_end_fn end, void *arg)
 {
-	int64_t idle = (int64_t)t->conf.timeout_s * 1000, early = (int64_t)t->conf.early_max_s * 1000;
+	int64_t idle = (int64_t)t->conf.timeout_s * 1000,
+		early = (int64_t)t->conf.early_max_s * 1000;
 
 	for (size_t i = 0; i < DLG_BUCKETS; i++) {
 		struct dlg_bucket *b = &t->b[i];
@@ -889,9 +892,10 @@ void dlg_sweep(struct dlg_table *t, int64_t now_ms, dlg_end_fn end, void *arg)
 			}
 			if (d->expires_ms && now_ms >= d->expires_ms) {
 				atomic_fetch_add(&t->session_expired, 1);
-				log_info("dialog %s: session expired (%u s without a refresh): BYE to "
-					 "both sides",
-					 d->callid, d->session_expires);
+				log_info(
+				    "dialog %s: session expired (%u s without a refresh): BYE to "
+				    "both sides",
+				    d->callid, d->session_expires);
 				d->state = DLG_TERMINATED;
 				d->end = DLG_END_SESSION_TIMER;
 				if (end)
@@ -899,9 +903,10 @@ void dlg_sweep(struct dlg_table *t, int64_t now_ms, dlg_end_fn end, void *arg)
 				terminate(t, b, d, DLG_END_SESSION_TIMER, now_ms);
 			} else if (idle && now_ms - d->activity_ms >= idle) {
 				atomic_fetch_add(&t->timed_out, 1);
-				log_info("dialog %s: no in-dialog request for %u s (dialog.timeout): "
-					 "BYE to both sides",
-					 d->callid, t->conf.timeout_s);
+				log_info(
+				    "dialog %s: no in-dialog request for %u s (dialog.timeout): "
+				    "BYE to both sides",
+				    d->callid, t->conf.timeout_s);
 				d->state = DLG_TERMINATED;
 				d->end = DLG_END_TIMEOUT;
 				if (end)
@@ -1074,7 +1079,7 @@ static int load_one(void *arg, const struct store_record *r)
 	d->activity_ms = l->now_ms;
 	d->status = (unsigned)meta_i64(r->meta, "status");
 	sv_copy(meta_get(r->meta, "gateway"), d->gateway, sizeof(d->gateway)) ? d->gateway[0] = 0
-									       : 0;
+									      : 0;
 	d->owner = (unsigned)meta_i64(r->meta, "owner");
 	d->invite_cseq = (uint32_t)meta_i64(r->meta, "invite-cseq");
 	d->session_expires = (unsigned)meta_i64(r->meta, "session-expires");

@@ -74,7 +74,7 @@ const char *dlg_end_name(enum dlg_end e);
 
 /* One side of a dialog. Strings are NUL-terminated heap copies ("" when unknown). */
 struct dlg_side {
-	char *naddr;   /* the From (caller) or To (callee) header value, tag included */
+	char *naddr; /* the From (caller) or To (callee) header value, tag included */
 	char *tag;
 	char *contact; /* its Contact URI: the remote target */
 	char *route;   /* route set from us towards it, comma-joined Route values, "" = none */
@@ -103,7 +103,11 @@ struct dlg {
 	int64_t expires_ms;		     /* session expiry, 0 = none */
 	uint32_t updated_cseq;		     /* the last re-INVITE/UPDATE whose 2xx was seen */
 	bool persisted;
-	bool forked; /* TRYING: a dialog was copied from it (listings show that one instead) */			     /* a record of it is in the store */
+	bool forked;
+	    /* TRYING: a dialog was copied from it (listings show that one instead) */ /* a record
+											  of it is
+											  in the
+											  store */
 };
 
 /* What a dialog's event tells the hooks. */
@@ -117,9 +121,9 @@ struct dlg_hooks {
 };
 
 struct dlg_conf {
-	unsigned max;		  /* dialogs tracked at most (a cap that is hit is logged, counted) */
-	unsigned timeout_s;	  /* a confirmed dialog without in-dialog requests for this long ends;
-				     0 = off */
+	unsigned max;	    /* dialogs tracked at most (a cap that is hit is logged, counted) */
+	unsigned timeout_s; /* a confirmed dialog without in-dialog requests for this long ends;
+			       0 = off */
 	unsigned session_expires; /* asked for in forwarded INVITEs that have none; 0 = off */
 	unsigned min_se;	  /* the smallest interval we accept (RFC 4028 Min-SE) */
 	size_t sdp_max;		  /* bytes of SDP kept per side */
@@ -148,8 +152,8 @@ void dlg_stats_get(struct dlg_table *t, struct dlg_stats *out);
  * An out-of-dialog INVITE the proxy forwards statefully and record-routes:
  * a dialog in state TRYING. ENOSPC when the cap is hit (counted, logged).
  */
-int dlg_on_invite(struct dlg_table *t, struct sip_msg *m, const struct tp_src *src,
-		  unsigned owner, int64_t now_ms);
+int dlg_on_invite(struct dlg_table *t, struct sip_msg *m, const struct tp_src *src, unsigned owner,
+		  int64_t now_ms);
 /*
  * A response to an INVITE or UPDATE the proxy forwarded (initial or in
  * dialog), with where the branch went (the callee's side) and the gateway
@@ -163,7 +167,7 @@ int dlg_on_response(struct dlg_table *t, struct sip_msg *resp, const struct tp_d
  * of the call still early ends (a 2xx confirmed its own already).
  */
 int dlg_on_invite_final(struct dlg_table *t, sv_t callid, sv_t from_tag, unsigned status,
-		       int64_t now_ms);
+			int64_t now_ms);
 /* An in-dialog request routed by our signed Record-Route (BYE, re-INVITE, UPDATE, ACK...). */
 int dlg_on_request(struct dlg_table *t, struct sip_msg *m, int64_t now_ms);
 

@@ -25,7 +25,7 @@
 #include "dialog/dialog.h"
 #include "server/server.h"
 
-#define CTL_IDLE_S 5
+#define CTL_IDLE_S	5
 #define CTL_MAX_CLIENTS 32
 
 struct ctl {
@@ -180,12 +180,12 @@ static json_t *ctl_answer(struct ctl *c, const struct ctl_req *rq)
 		dlg_stats_get(c->srv->dlg, &st);
 		json_object_set_new(
 		    res, "dialogs",
-		    json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "live", (json_int_t)st.live,
-			      "created", (json_int_t)st.created, "confirmed",
-			      (json_int_t)st.confirmed, "terminated", (json_int_t)st.terminated,
-			      "cap_hits", (json_int_t)st.cap_hits, "too_long",
-			      (json_int_t)st.too_long, "session_expired",
-			      (json_int_t)st.session_expired, "timed_out", (json_int_t)st.timed_out));
+		    json_pack(
+			"{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "live", (json_int_t)st.live, "created",
+			(json_int_t)st.created, "confirmed", (json_int_t)st.confirmed, "terminated",
+			(json_int_t)st.terminated, "cap_hits", (json_int_t)st.cap_hits, "too_long",
+			(json_int_t)st.too_long, "session_expired", (json_int_t)st.session_expired,
+			"timed_out", (json_int_t)st.timed_out));
 		return res;
 	}
 	l.arr = json_array();
