@@ -282,7 +282,7 @@ static const struct cfg_key cfg_top_keys[] = {
     CFG_SECTION("messaging", cfg_messaging_keys),
     CFG_SECTION("presence", cfg_presence_keys),
     CFG_SECTION("broker", cfg_broker_keys),
-    CFG_SECTION("flood", cfg_flood_keys), /* services/flood.h */
+    CFG_SECTION("flood", cfg_flood_keys),     /* services/flood.h */
     CFG_SECTION("dialog", cfg_dialog_keys),   /* dialog/dialog.h */
     CFG_SECTION("control", cfg_control_keys), /* server/ctl.h */
     CFG_SECTION("strangers", cfg_strangers_keys),
@@ -731,9 +731,10 @@ int cfg_finish(struct cfg *c, struct cfg_error *err)
 	if (c->auth_enabled && c->nalgorithms == 0)
 		return cfg_fail(err, 0, 0, "'auth.algorithms' must list at least one algorithm");
 	if (c->dlg_min_se < 90 && !c->dlg_test_short_timers)
-		return cfg_fail(err, 0, 0,
-				"'dialog.min_se' must be at least 90 (RFC 4028); smaller values are "
-				"for tests only ('dialog.test_short_timers: true')");
+		return cfg_fail(
+		    err, 0, 0,
+		    "'dialog.min_se' must be at least 90 (RFC 4028); smaller values are "
+		    "for tests only ('dialog.test_short_timers: true')");
 	if (c->dlg_session_expires && c->dlg_session_expires < c->dlg_min_se)
 		return cfg_fail(err, 0, 0,
 				"'dialog.session_expires' (%u) must not be smaller than "

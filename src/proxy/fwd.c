@@ -73,7 +73,7 @@ struct ptx {
 	bool pstn_ok;	/* the request may reach a gateway the dialplan chose (proxy_caller_known)
 			 */
 	bool in_dialog; /* on a route set we signed: it goes where the dialog goes */
-	bool dlg_tracked; /* an initial INVITE the dialog module follows (dialog/dialog.h) */
+	bool dlg;	/* an initial INVITE the dialog module follows (dialog/dialog.h) */
 	char *req;
 	size_t req_len;
 	struct tp_src src;
@@ -123,7 +123,8 @@ static void dlg_invite_final_of(struct worker *w, struct sip_msg *m, unsigned st
 	const struct sip_naddr *from = sip_msg_from(m);
 
 	if (from && status >= 300)
-		dlg_on_invite_final(w->srv->dlg, sip_msg_callid(m), from->tag, status, dlg_now_ms());
+		dlg_on_invite_final(w->srv->dlg, sip_msg_callid(m), from->tag, status,
+				    dlg_now_ms());
 }
 
 /*
@@ -487,7 +488,7 @@ static void ptx_reply_local(struct ptx *p, unsigned status, const char *reason)
 					      sizeof(vp) - p->plan.via_params_len, &ocn);
 		rep.via_drop = drop;
 		rep.via_params = sv_make(vp, p->plan.via_params_len + ocn);
-		if (p->dlg_tracked)
+		if (p->dlg)
 			dlg_invite_final_of(w, m, status);
 		buf_reset(out);
 		if (sip_build_reply(out, m, &rep) == 0)
@@ -572,7 +573,7 @@ static void ptx_finish(struct ptx *p)
 			buf_append_sv(&challenges, buf_sv(&p->br[i]->challenge));
 	}
 	if (sip_parse(best, p->best, p->best_len, 0) == 0) {
-		if (p->dlg_tracked)
+		if (p->dlg)
 			dlg_invite_final_of(p->w, best, best->status);
 		/* the best response's own challenges are in it already */
 		struct sip_hdr *h;
@@ -885,9 +886,9 @@ static void branch_response(struct txn_cli *t, struct sip_msg *resp)
 	unsigned st = resp->status;
 
 	ovl_response(p->w, resp, &b->dest.peer); /* its overload report, if any (RFC 7339) */
-	if (p->dlg_tracked || (p->in_dialog && (p->method == SIP_INVITE || p->method == SIP_UPDATE)))
-		dlg_on_response(p->w->srv->dlg, resp, &b->dest, b->target.gateway ? b->gw_name : NULL,
-				dlg_now_ms());
+	if (p->dlg || (p->in_dialog && (p->method == SIP_INVITE || p->method == SIP_UPDATE)))
+		dlg_on_response(p->w->srv->dlg, resp, &b->dest,
+				b->target.gateway ? b->gw_name : NULL, dlg_now_ms());
 	if (st < 200) {
 		bool first = !b->provisional;
 		b->provisional = true;
@@ -1401,7 +1402,7 @@ enum proxy_step fwd_stateful_steps(struct preq *r, const struct fwd_plan *plan,
 	if (w->srv->dlg && r->in_dialog)
 		dlg_on_request(w->srv->dlg, m, dlg_now_ms());
 	else if (w->srv->dlg && m->method == SIP_INVITE && plan->record_route) {
-		p->dlg_tracked = dlg_on_invite(w->srv->dlg, m, r->src, w->id, dlg_now_ms()) == 0;
+		p->dlg = dlg_on_invite(w->srv->dlg, m, r->src, w->id, dlg_now_ms()) == 0;
 		dlg_session_expires_line(w->srv->dlg, m, p->plan.session_expires,
 					 sizeof(p->plan.session_expires));
 	}
