@@ -72,8 +72,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		buf_init(&b, 0);
 		dlg_sweep(t, now + 100000000LL, bye_both, &b);
 		buf_free(&b);
-		sip_msg_release(&m);
 	}
+	sip_msg_release(&m); /* a failed parse may have grown the header index too */
 	dlg_table_destroy(t);
 	free(copy);
 	return 0;

@@ -380,6 +380,7 @@ void cfg_defaults(struct cfg *c)
 	    .broker_auto_create = true,
 	    .broker_max_members = 10000,
 	    .dlg_max = 100000,
+	    .dlg_timeout_s = 43200,
 	    .dlg_session_expires = 1800,
 	    .dlg_min_se = 90,
 	    .dlg_sdp_max = 8192,

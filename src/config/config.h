@@ -143,8 +143,8 @@ struct cfg {
 	unsigned broker_max_members; /* per topic: 10000 */
 
 	/* dialogs (dialog/dialog.h) and the control socket (server/ctl.h) */
-	unsigned dlg_max;	      /* dialogs tracked at most: 100000 */
-	unsigned dlg_timeout_s;	      /* no in-dialog request for this long ends one; 0 = off */
+	unsigned dlg_max;	/* dialogs tracked at most: 100000 */
+	unsigned dlg_timeout_s; /* no in-dialog request for this long ends one: 43200; 0 = off */
 	unsigned dlg_session_expires; /* RFC 4028 interval asked for; 0 = off: 1800 */
 	unsigned dlg_min_se;	      /* smallest interval accepted (Min-SE): 90 */
 	unsigned dlg_sdp_max;	      /* SDP bytes kept per side: 8192 */

@@ -33,6 +33,7 @@ struct ctl {
 	struct evconnlistener *lev;
 	char path[108];
 	unsigned clients;
+	struct bufferevent *client[CTL_MAX_CLIENTS]; /* open ones, freed at stop */
 };
 
 int ctl_parse(sv_t line, struct ctl_req *out, const char **why)
@@ -211,8 +212,13 @@ static json_t *ctl_answer(struct ctl *c, const struct ctl_req *rq)
 
 static void ctl_client_close(struct ctl *c, struct bufferevent *bev)
 {
+	for (unsigned i = 0; i < c->clients; i++) {
+		if (c->client[i] == bev) {
+			c->client[i] = c->client[--c->clients];
+			break;
+		}
+	}
 	bufferevent_free(bev);
-	c->clients--;
 }
 
 static void ctl_on_written(struct bufferevent *bev, void *arg)
@@ -290,7 +296,7 @@ static void ctl_on_accept(struct evconnlistener *lev, evutil_socket_t fd, struct
 		evutil_closesocket(fd);
 		return;
 	}
-	c->clients++;
+	c->client[c->clients++] = bev;
 	bufferevent_setcb(bev, ctl_on_read, NULL, ctl_on_event, c);
 	bufferevent_set_timeouts(bev, &idle, &idle);
 	bufferevent_enable(bev, EV_READ);
@@ -365,6 +371,8 @@ void ctl_stop(struct ctl *c)
 {
 	if (!c)
 		return;
+	for (unsigned i = 0; i < c->clients; i++)
+		bufferevent_free(c->client[i]);
 	evconnlistener_free(c->lev);
 	unlink(c->path);
 	free(c);
