@@ -873,6 +873,45 @@ size_t dlg_session_expires_line(const struct dlg_table *t, struct sip_msg *m, ch
 	return (size_t)r;
 }
 
+/* The number at the front of header name's value ("90;x" -> 90), 0 when none. */
+static uint32_t header_u32(struct sip_msg *m, sv_t name)
+{
+	struct sip_hdr *h = sip_msg_hdr_by_name(m, name);
+	uint32_t n;
+	sv_t v;
+	ptrdiff_t semi;
+
+	if (!h)
+		return 0;
+	v = h->value;
+	semi = sv_find(v, ';');
+	if (semi >= 0)
+		v = sv_sub(v, 0, (size_t)semi);
+	return sv_to_u32(sv_trim(v), &n) == 0 ? n : 0;
+}
+
+size_t dlg_session_expires_retry(const struct dlg_table *t, struct sip_msg *resp, char *out,
+				 size_t len)
+{
+	uint32_t minse = header_u32(resp, SV("Min-SE")), cur = 0;
+	sv_t v = sv_cstr(out);
+	int r;
+
+	(void)t;
+	if (sv_istarts(v, SV("Session-Expires: ")))
+		sv_to_u32(
+		    sv_sub(v, 17, (size_t)(strchr(out, '\r') ? strchr(out, '\r') - out - 17 : 0)),
+		    &cur);
+	if (!minse || minse <= cur || minse > 86400)
+		return 0;
+	r = snprintf(out, len, "Session-Expires: %u\r\nMin-SE: %u\r\n", minse, minse);
+	if (r < 0 || (size_t)r >= len) {
+		out[0] = '\0';
+		return 0;
+	}
+	return (size_t)r;
+}
+
 void dlg_sweep(struct dlg_table *t, int64_t now_ms, dlg_end_fn end, void *arg)
 {
 	int64_t idle = (int64_t)t->conf.timeout_s * 1000,

@@ -104,10 +104,10 @@ struct dlg {
 	uint32_t updated_cseq;		     /* the last re-INVITE/UPDATE whose 2xx was seen */
 	bool persisted;
 	bool forked;
-	    /* TRYING: a dialog was copied from it (listings show that one instead) */ /* a record
-											  of it is
-											  in the
-											  store */
+	/* TRYING: a dialog was copied from it (listings show that one instead) */ /* a record
+										      of it is
+										      in the
+										      store */
 };
 
 /* What a dialog's event tells the hooks. */
@@ -178,6 +178,15 @@ int dlg_on_request(struct dlg_table *t, struct sip_msg *m, int64_t now_ms);
  */
 size_t dlg_session_expires_line(const struct dlg_table *t, struct sip_msg *m, char *out,
 				size_t len);
+
+/*
+ * A 422 (Session Interval Too Small) for an INVITE to which we added
+ * Session-Expires: the lines for the retry ("Session-Expires: N\r\nMin-SE:
+ * N\r\n", N the 422's Min-SE) into out; their length, or 0 when the 422
+ * asks for nothing larger than what out holds, or for more than a day.
+ */
+size_t dlg_session_expires_retry(const struct dlg_table *t, struct sip_msg *resp, char *out,
+				 size_t len);
 
 /*
  * Timers, once a second from one thread: dialogs past their session expiry

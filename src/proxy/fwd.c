@@ -53,6 +53,7 @@ struct ptx_branch {
 	bool provisional;
 	bool ring_timeout; /* cancelled by us because its step's ring time ran out */
 	bool auth_sent;	   /* re-sent with our credentials for the gateway's challenge */
+	bool se_retried;   /* re-sent with the interval a 422 asked for (RFC 4028) */
 	unsigned step;
 	struct tp_dest dest; /* where it went (a gateway's challenge is answered there) */
 	unsigned status;
@@ -879,6 +880,37 @@ out:
 	return res;
 }
 
+/*
+ * A 422 for the Session-Expires we added (the caller asked for none): the
+ * request goes again, on a new branch, with the interval the 422's Min-SE
+ * asks for (RFC 4028 section 8.1); the caller never sees the 422.
+ */
+static bool branch_session_retry(struct ptx_branch *b, struct sip_msg *resp)
+{
+	struct ptx *p = b->ptx;
+	struct sip_msg *m;
+
+	if (!p->dlg || !p->plan.session_expires[0] || b->se_retried || p->final_sent ||
+	    p->cancelled ||
+	    !dlg_session_expires_retry(p->w->srv->dlg, resp, p->plan.session_expires,
+				       sizeof(p->plan.session_expires)))
+		return false;
+	m = calloc(1, sizeof(*m));
+	if (!m || sip_parse(m, p->req, p->req_len, 0)) {
+		free(m);
+		return false;
+	}
+	if (b->t)
+		txn_cli_abandon(b->t); /* it stays to absorb the 422's retransmissions */
+	b->t = NULL;
+	b->se_retried = true;
+	b->provisional = false;
+	branch_send(b, m, &b->dest);
+	sip_msg_release(m);
+	free(m);
+	return true;
+}
+
 static void branch_response(struct txn_cli *t, struct sip_msg *resp)
 {
 	struct ptx_branch *b = t->tu;
@@ -924,6 +956,8 @@ static void branch_response(struct txn_cli *t, struct sip_msg *resp)
 		return;
 	}
 	if (b->done)
+		return;
+	if (st == 422 && branch_session_retry(b, resp))
 		return;
 	if (st == 401 || st == 407) {
 		enum gw_auth a = branch_gateway_challenge(b, resp);

@@ -273,6 +273,30 @@ def test_refresh_keeps_the_call():
         bob.close()
 
 
+def test_422_for_our_session_expires_is_retried():
+    """A callee wants a longer interval than we asked for: the proxy retries, alice sees 200."""
+    tmp = tempfile.mkdtemp(prefix="sbdlg-")
+    with server(tmp) as s:
+        users(s)
+        bob = Phone(s, "bob", "bobpw")
+        call = Call(s, bob)
+        check(hget(call.bob_inv, "session-expires") == ["1800"], "Session-Expires asked for")
+        bob.send(reply(call.bob_inv, 422, "Session Interval Too Small", call.bob_tag,
+                       ["Min-SE: 3600"]))
+        again = bob.recv_request("INVITE", 3)
+        check(again is not None, "no retry after the 422: " + s.log_tail())
+        check(hget(again, "session-expires") == ["3600"] and hget(again, "min-se") == ["3600"],
+              "retry asks for %r / %r" % (hget(again, "session-expires"), hget(again, "min-se")))
+        call.bob_inv = again
+        call.answer(["Session-Expires: 3600;refresher=uas"])
+        show = cli("call", "show", call.callid, db=s.db).stdout
+        check(re.search(r"session_expires\s+3600", show), "negotiated interval: " + show)
+        call.hangup()
+        wait_for(lambda: listed_state(s, call.callid) is None, 3, "the call to go")
+        call.close()
+        bob.close()
+
+
 def stored_dialogs(db):
     con = sqlite3.connect(db, timeout=5)
     try:

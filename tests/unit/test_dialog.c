@@ -558,6 +558,32 @@ static void test_session_expires_line(void **state)
 			 0);
 }
 
+static void test_422_retry(void **state)
+{
+	struct fx *f = *state;
+	char line[64] = "Session-Expires: 1800\r\n";
+	size_t n = dlg_session_expires_retry(
+	    f->t, resp(f, 422, "b1", 10, "INVITE", "Min-SE: 3600\n", NULL), line, sizeof(line));
+
+	assert_int_equal(n, strlen(line));
+	assert_string_equal(line, "Session-Expires: 3600\r\nMin-SE: 3600\r\n");
+	/* asks for no more than we did, or absurdly much, or nothing: no retry */
+	assert_int_equal(
+	    dlg_session_expires_retry(
+		f->t, resp(f, 422, "b1", 10, "INVITE", "Min-SE: 3600\n", NULL), line, sizeof(line)),
+	    0);
+	strcpy(line, "Session-Expires: 1800\r\n");
+	assert_int_equal(dlg_session_expires_retry(
+			     f->t, resp(f, 422, "b1", 10, "INVITE", "Min-SE: 999999\n", NULL), line,
+			     sizeof(line)),
+			 0);
+	assert_int_equal(dlg_session_expires_retry(f->t,
+						   resp(f, 422, "b1", 10, "INVITE", NULL, NULL),
+						   line, sizeof(line)),
+			 0);
+	assert_string_equal(line, "Session-Expires: 1800\r\n");
+}
+
 static void test_persistence(void **state)
 {
 	struct fx *f = *state;
@@ -632,6 +658,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_stale_early_dropped, setup, teardown),
 	    cmocka_unit_test(test_cap),
 	    cmocka_unit_test_setup_teardown(test_session_expires_line, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_422_retry, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_persistence, setup, teardown),
 	};
 
