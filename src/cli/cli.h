@@ -32,6 +32,8 @@ int cli_terminal(int argc, char **argv);
 int cli_im(const char *group, int argc, char **argv);
 /* The flood protection's bans: list, del IP|all (ban.c). */
 int cli_ban(int argc, char **argv);
+/* The calls in progress of the running server, through its control socket (call.c). */
+int cli_call(int argc, char **argv);
 /* Runs the server in the foreground until SIGINT/SIGTERM. */
 int cli_serve(int argc, char **argv);
 

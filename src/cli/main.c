@@ -25,6 +25,7 @@ static void usage(FILE *f)
 	       "  topic list|create|delete|members|add|remove ...   IM broker topics\n"
 	       "  mwi set|list ...      mailbox summaries for message-summary subscribers\n"
 	       "  ban list|del IP|all   sources banned by the flood protection\n"
+	       "  call list|show CALL-ID   calls in progress (from the running server)\n"
 	       "  version               print the version\n"
 	       "Each command takes --help. Exit codes: 0 ok, 1 failure, 2 usage, 3 bad config,\n"
 	       "4 not found, 5 already exists.\n");
@@ -55,6 +56,8 @@ int main(int argc, char **argv)
 		return cli_im(cmd, argc - 1, argv + 1);
 	if (strcmp(cmd, "ban") == 0)
 		return cli_ban(argc - 1, argv + 1);
+	if (strcmp(cmd, "call") == 0)
+		return cli_call(argc - 1, argv + 1);
 	if (strcmp(cmd, "check-config") == 0)
 		return cli_check_config(argc - 1, argv + 1);
 	if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {

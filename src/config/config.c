@@ -208,6 +208,22 @@ static const struct cfg_key cfg_broker_keys[] = {
     {0},
 };
 
+/* dialogs (dialog/dialog.h) */
+static const struct cfg_key cfg_dialog_keys[] = {
+    CFG_UINT("max", dlg_max, 1, 10000000),
+    CFG_UINT("timeout", dlg_timeout_s, 0, 31536000),
+    CFG_UINT("session_expires", dlg_session_expires, 0, 86400),
+    CFG_UINT("min_se", dlg_min_se, 1, 86400),
+    CFG_UINT("sdp_max", dlg_sdp_max, 0, 65536),
+    CFG_BOOL("test_short_timers", dlg_test_short_timers),
+    {0},
+};
+
+static const struct cfg_key cfg_control_keys[] = {
+    CFG_STR("socket", ctl_socket, true),
+    {0},
+};
+
 static const struct cfg_key cfg_flood_keys[] = {
     CFG_BOOL("enabled", flood_enabled),
     CFG_UINT("window", flood_window_s, 1, 3600),
@@ -266,7 +282,9 @@ static const struct cfg_key cfg_top_keys[] = {
     CFG_SECTION("messaging", cfg_messaging_keys),
     CFG_SECTION("presence", cfg_presence_keys),
     CFG_SECTION("broker", cfg_broker_keys),
-    CFG_SECTION("flood", cfg_flood_keys), /* services/flood.h */
+    CFG_SECTION("flood", cfg_flood_keys),     /* services/flood.h */
+    CFG_SECTION("dialog", cfg_dialog_keys),   /* dialog/dialog.h */
+    CFG_SECTION("control", cfg_control_keys), /* server/ctl.h */
     CFG_SECTION("strangers", cfg_strangers_keys),
     CFG_SECTION("overload", cfg_overload_keys), /* RFC 7339 */
     {0},
@@ -361,6 +379,11 @@ void cfg_defaults(struct cfg *c)
 	    .pres_max_body = 65536,
 	    .broker_auto_create = true,
 	    .broker_max_members = 10000,
+	    .dlg_max = 100000,
+	    .dlg_timeout_s = 43200,
+	    .dlg_session_expires = 1800,
+	    .dlg_min_se = 90,
+	    .dlg_sdp_max = 8192,
 	    .flood_enabled = true,
 	    .flood_window_s = 10,
 	    .flood_unauth_limit = 1000,
@@ -708,6 +731,16 @@ int cfg_finish(struct cfg *c, struct cfg_error *err)
 		return cfg_cross_fail(c, r, err, 0, 0);
 	if (c->auth_enabled && c->nalgorithms == 0)
 		return cfg_fail(err, 0, 0, "'auth.algorithms' must list at least one algorithm");
+	if (c->dlg_min_se < 90 && !c->dlg_test_short_timers)
+		return cfg_fail(
+		    err, 0, 0,
+		    "'dialog.min_se' must be at least 90 (RFC 4028); smaller values are "
+		    "for tests only ('dialog.test_short_timers: true')");
+	if (c->dlg_session_expires && c->dlg_session_expires < c->dlg_min_se)
+		return cfg_fail(err, 0, 0,
+				"'dialog.session_expires' (%u) must not be smaller than "
+				"'dialog.min_se' (%u)",
+				c->dlg_session_expires, c->dlg_min_se);
 	if (c->lists.block_status != 403 && c->lists.block_status != 603)
 		return cfg_fail(err, 0, 0, "'lists.block_status' must be 403 or 603");
 	{

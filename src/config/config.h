@@ -142,6 +142,16 @@ struct cfg {
 	bool broker_auto_create;     /* a SUBSCRIBE to an unknown topic creates it: true */
 	unsigned broker_max_members; /* per topic: 10000 */
 
+	/* dialogs (dialog/dialog.h) and the control socket (server/ctl.h) */
+	unsigned dlg_max;	/* dialogs tracked at most: 100000 */
+	unsigned dlg_timeout_s; /* no in-dialog request for this long ends one: 43200; 0 = off */
+	unsigned dlg_session_expires; /* RFC 4028 interval asked for; 0 = off: 1800 */
+	unsigned dlg_min_se;	      /* smallest interval accepted (Min-SE): 90 */
+	unsigned dlg_sdp_max;	      /* SDP bytes kept per side: 8192 */
+	/* TEST ONLY: lets dialog.min_se go below RFC 4028's floor of 90 s (integration tests) */
+	bool dlg_test_short_timers;
+	char ctl_socket[108]; /* the control socket's path; "" = next to the database */
+
 	/* flood protection per source address (services/flood.h) */
 	bool flood_enabled;	     /* true */
 	unsigned flood_window_s;     /* budgets refill over this many seconds: 10 */

@@ -23,6 +23,7 @@
 
 #include "core/hash.h"
 #include "core/log.h"
+#include "dialog/dialog.h"
 #include "dns/dns.h"
 #include "request/overload.h"
 #include "server/server.h"
@@ -46,6 +47,7 @@ struct ptx_branch {
 	struct dns_query *dq; /* RESOLVING: the lookup, to cancel */
 	enum br_state state;
 	unsigned auth_answered; /* a gateway's challenges answered with our credentials */
+	bool se_retried; /* re-sent with the interval a 422 asked for (RFC 4028) */
 	unsigned step;
 	struct tp_dest dest; /* where it went (a gateway's challenge is answered there) */
 	unsigned status;
@@ -68,6 +70,7 @@ struct ptx {
 	bool pstn_ok;	/* may reach a gateway the dialplan chose (proxy_caller_known) */
 	bool in_dialog; /* on a route set we signed: it goes where the dialog goes */
 	bool ovl_new;	/* new out-of-dialog work: a downstream server's overload report applies */
+	bool dlg;	/* an initial INVITE the dialog module follows (dialog/dialog.h) */
 	char *req;
 	size_t req_len;
 	struct tp_src src;
@@ -104,6 +107,16 @@ struct ptx *fwd_ptx_of(struct txn_srv *t)
 struct txn_srv *fwd_ptx_srv(struct ptx *p)
 {
 	return &p->srv;
+}
+
+/* The final of an initial INVITE goes upstream: its early dialogs end (dialog/dialog.h). */
+static void dlg_invite_final_of(struct worker *w, struct sip_msg *m, unsigned status)
+{
+	const struct sip_naddr *from = sip_msg_from(m);
+
+	if (from && status >= 300)
+		dlg_on_invite_final(w->srv->dlg, sip_msg_callid(m), from->tag, status,
+				    dlg_now_ms());
 }
 
 /*
@@ -239,6 +252,8 @@ int fwd_build(struct worker *w, struct buf *out, struct sip_msg *m, const struct
 	}
 	if (mf < 0)
 		buf_append_str(&topb, "Max-Forwards: 70\r\n");
+	if (plan->session_expires[0]) /* RFC 4028: the interval we ask for (dialog.h) */
+		buf_append_str(&topb, plan->session_expires);
 	if (t->headers[0])
 		buf_append_str(&topb, t->headers); /* newest Diversion first (RFC 5806) */
 	nroutes = sip_hdr_count(m, SIP_H_ROUTE) - plan->pop_routes - (plan->pop_last_route ? 1 : 0);
@@ -465,6 +480,8 @@ static void ptx_reply_local(struct ptx *p, unsigned status, const char *reason)
 					      sizeof(vp) - p->plan.via_params_len, &ocn);
 		rep.via_drop = drop;
 		rep.via_params = sv_make(vp, p->plan.via_params_len + ocn);
+		if (p->dlg)
+			dlg_invite_final_of(w, m, status);
 		buf_reset(out);
 		if (sip_build_reply(out, m, &rep) == 0)
 			txn_srv_reply(&p->srv, out->p, out->len, status);
@@ -630,6 +647,8 @@ static void ptx_finish(struct ptx *p)
 			buf_append_sv(&challenges, buf_sv(&p->br[i]->challenge));
 	}
 	if (sip_parse(best, p->best, p->best_len, 0) == 0) {
+		if (p->dlg)
+			dlg_invite_final_of(p->w, best, best->status);
 		/* the best response's own challenges are in it already */
 		struct sip_hdr *h;
 		size_t own = 0;
@@ -895,6 +914,38 @@ static void branch_provisional(struct ptx_branch *b, struct sip_msg *resp)
 	ptx_forward_response(p, resp, SV_NULL);
 }
 
+/*
+ * A 422 for the Session-Expires we added (the caller asked for none): the
+ * request goes again, on a new branch, with the interval the 422's Min-SE
+ * asks for (RFC 4028 section 8.1); the caller never sees the 422.
+ */
+static bool branch_session_retry(struct ptx_branch *b, struct sip_msg *resp)
+{
+	struct ptx *p = b->ptx;
+	struct sip_msg *m;
+
+	if (!p->dlg || !p->plan.session_expires[0] || b->se_retried || !ptx_open(p) ||
+	    (b->state != BR_CALLING && b->state != BR_PROCEEDING) ||
+	    !dlg_session_expires_retry(p->w->srv->dlg, resp, p->plan.session_expires,
+				       sizeof(p->plan.session_expires)))
+		return false;
+	m = calloc(1, sizeof(*m));
+	if (!m || sip_parse(m, p->req, p->req_len, 0)) {
+		free(m);
+		return false;
+	}
+	if (b->t)
+		txn_cli_abandon(b->t); /* it stays to absorb the 422's retransmissions */
+	b->t = NULL;
+	b->se_retried = true;
+	branch_stop_timer_c(b);
+	br_move(b, BR_CALLING); /* the new transaction has had no provisional (CANCEL waits) */
+	branch_send(b, m, &b->dest);
+	sip_msg_release(m);
+	free(m);
+	return true;
+}
+
 static void branch_response(struct txn_cli *t, struct sip_msg *resp)
 {
 	struct ptx_branch *b = t->tu;
@@ -902,6 +953,9 @@ static void branch_response(struct txn_cli *t, struct sip_msg *resp)
 	unsigned st = resp->status;
 
 	ovl_response(p->w, resp, &b->dest.peer); /* its overload report, if any (RFC 7339) */
+	if (p->dlg || (p->in_dialog && (p->method == SIP_INVITE || p->method == SIP_UPDATE)))
+		dlg_on_response(p->w->srv->dlg, resp, &b->dest,
+				b->target.gateway ? b->gw_name : NULL, dlg_now_ms());
 	if (st < 200) {
 		branch_provisional(b, resp);
 		return;
@@ -920,6 +974,8 @@ static void branch_response(struct txn_cli *t, struct sip_msg *resp)
 		return;
 	}
 	if (b->state == BR_DONE)
+		return;
+	if (st == 422 && branch_session_retry(b, resp))
 		return;
 	if (st == 401 || st == 407) {
 		enum gwauth_verdict a = branch_gateway_challenge(b, resp);
@@ -1426,6 +1482,13 @@ enum proxy_step fwd_stateful_steps(struct preq *r, const struct fwd_plan *plan,
 	}
 	r->ptx = p;
 	r->txn = fwd_ptx_srv(p);
+	if (w->srv->dlg && r->in_dialog)
+		dlg_on_request(w->srv->dlg, m, dlg_now_ms());
+	else if (w->srv->dlg && m->method == SIP_INVITE && plan->record_route) {
+		p->dlg = dlg_on_invite(w->srv->dlg, m, r->src, w->id, dlg_now_ms()) == 0;
+		dlg_session_expires_line(w->srv->dlg, m, p->plan.session_expires,
+					 sizeof(p->plan.session_expires));
+	}
 	if (m->method == SIP_INVITE)
 		proxy_reply(r, 100, NULL, SV_NULL);
 	step_start(p, m);
@@ -1515,6 +1578,8 @@ enum proxy_step fwd_stateless(struct preq *r, const struct fwd_plan *plan,
 		    dest_from_target(w, target, &dt, &dest))
 			goto fail; /* a stateless element cannot wait for DNS */
 	}
+	if (w->srv->dlg && r->in_dialog && r->m->method == SIP_ACK)
+		dlg_on_request(w->srv->dlg, r->m, dlg_now_ms()); /* an answer in the ACK */
 	if (!fwd_may_reach(w, target, &dest, proxy_caller_known(r), r->in_dialog)) {
 		if (r->m->method != SIP_ACK)
 			proxy_reply(r, 403, "Gateways are reached through the dialplan only",

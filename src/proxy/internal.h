@@ -37,6 +37,9 @@ struct fwd_plan {
 	size_t via_params_len;
 	bool via_drop_rport;
 	uint64_t loop_hash;
+	/* "Session-Expires: N\r\n" (and "Min-SE: N\r\n" after a 422) added to an INVITE, "" = none
+	 */
+	char session_expires[64];
 };
 
 struct fwd_target {

@@ -26,6 +26,8 @@
 #include "request/overload.h"
 #include "proxy/probe.h"
 #include "proxy/proxy.h"
+#include "server/calls.h"
+#include "server/ctl.h"
 #include "server/dbq.h"
 #include "server/internal.h"
 #include "services/home.h"
@@ -61,6 +63,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 	n = loc_expire_some(s->loc, (int64_t)time(NULL), 16);
 	if (n)
 		log_debug("%zu registrations expired", n);
+	calls_tick(s); /* session timers, dialog.timeout */
 }
 
 static int make_auth(struct server *s, char *err, size_t errlen)
@@ -149,8 +152,13 @@ int server_start(struct server *s, const struct cfg *cfg, char *err, size_t errl
 		snprintf(err, errlen, "out of memory");
 		return rc;
 	}
+	if ((rc = calls_create(s))) {
+		snprintf(err, errlen, "dialog table: %s", strerror(rc));
+		return rc;
+	}
 	/* the database thread publishes the first rules before it says it is ready */
-	if ((rc = dbq_create(cfg->db_path, &s->dbq)) || (rc = srv_chores_register(s))) {
+	if ((rc = dbq_create(cfg->db_path, &s->dbq)) || (rc = srv_chores_register(s)) ||
+	    (rc = calls_chores(s))) {
 		snprintf(err, errlen, "cannot prepare the database thread: %s", strerror(rc));
 		return rc;
 	}
@@ -180,6 +188,8 @@ int server_start(struct server *s, const struct cfg *cfg, char *err, size_t errl
 		snprintf(err, errlen, "out of memory");
 		return ENOMEM;
 	}
+	if ((rc = ctl_start(s, &s->ctl, err, errlen)))
+		return rc;
 	event_add(s->sig_int, NULL);
 	event_add(s->sig_term, NULL);
 	event_add(s->tick_ev, &tick);
@@ -280,6 +290,8 @@ void server_destroy(struct server *s)
 	 * answers land in the stopped workers' inboxes) and writes what is
 	 * still dirty; then the workers drain their inboxes and go.
 	 */
+	ctl_stop(s->ctl);
+	s->ctl = NULL;
 	probe_destroy(s);
 	home_stop(s->home); /* its last writes go to the database thread before that stops */
 	dbq_destroy(s->dbq);
@@ -308,5 +320,6 @@ void server_destroy(struct server *s)
 	home_destroy(s->home);
 	flood_destroy(s->flood);
 	free(s->pipeline);
+	calls_destroy(s);
 	libevent_global_shutdown();
 }

@@ -33,6 +33,8 @@ struct prober;
 struct home;
 struct flood;
 struct proxy_pipeline;
+struct dlg_table;
+struct ctl;
 
 struct server {
 	struct cfg cfg;
@@ -56,6 +58,8 @@ struct server {
 	struct flood *flood;	  /* per-source budgets and bans; NULL when turned off */
 	/* the request pipeline's table of handlers (proxy/proxy.h), built by pipeline.c */
 	struct proxy_pipeline *pipeline;
+	struct dlg_table *dlg;	  /* the INVITE dialogs we record-route (dialog/dialog.h) */
+	struct ctl *ctl;	  /* the local control socket (server/ctl.h) */
 
 	struct event_base *main_base;
 	struct event *sig_int;

@@ -143,7 +143,11 @@ enum store_rec_kind {
 	/* a dialplan-wide setting changed from the CLI (`route set`, services/rules.h); key:
 	 * probe_interval, gateway_timeout or gateway_ring_timeout; meta: its value */
 	STORE_REC_DPSETTING = 16,
-	STORE_REC_LAST = STORE_REC_DPSETTING,
+	/* a confirmed dialog (src/dialog/dialog.h), written behind; key: its id (16 hex digits);
+	 * owner: the caller's URI; meta: "name: value" lines; body: the caller's then the
+	 * callee's SDP (their lengths in meta) */
+	STORE_REC_DIALOG = 17,
+	STORE_REC_LAST = STORE_REC_DIALOG,
 };
 #define STORE_KEY_MAX  600
 #define STORE_BODY_MAX (1024 * 1024)

@@ -1,0 +1,1205 @@
+/*
+ * dialog.c - the dialog table and state machine (see dialog.h): TRYING on a
+ * forwarded INVITE, EARLY per To tag of a provisional response, CONFIRMED on
+ * a 2xx (the other early dialogs of the fork end), TERMINATED on a BYE, a
+ * failure, a CANCEL, a session-timer expiry or dialog.timeout. Ended
+ * dialogs leave the table at once; their hooks have run.
+ *
+ * Persistence is a journal: a change worth keeping (confirmed, refreshed,
+ * ended) serializes the dialog into a record on the worker and queues it;
+ * the database thread writes the queue (dlg_flush) in one transaction.
+ */
+#include "dialog/dialog.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/buf.h"
+#include "core/log.h"
+#include "core/siphash.h"
+#include "store/store.h"
+
+#define DLG_BUCKETS   4096
+#define DLG_MAX_HOOKS 8
+#define DLG_STR_MAX   1024 /* a header value, URI or route set kept (beyond: not tracked) */
+#define DLG_ROUTE_MAX 2048
+
+struct dlg_bucket {
+	pthread_mutex_t lock;
+	struct dlg *head;
+};
+
+/* A record to write (meta set) or delete (meta NULL), queued for the database thread. */
+struct dlg_journal {
+	struct dlg_journal *next;
+	uint64_t id;
+	char *meta;
+	char *body;
+	size_t body_len;
+	int64_t expires;
+	char owner[STORE_URI_MAX];
+};
+
+struct dlg_table {
+	struct dlg_conf conf;
+	struct siphash_key key;
+	struct dlg_bucket b[DLG_BUCKETS];
+	const struct dlg_hooks *hooks[DLG_MAX_HOOKS];
+	unsigned nhooks;
+	atomic_size_t live;
+	atomic_uint_fast64_t created, confirmed, terminated, cap_hits, too_long, session_expired,
+	    timed_out;
+	atomic_int_fast64_t cap_logged_ms;
+	pthread_mutex_t jlock;
+	struct dlg_journal *jhead, **jtail;
+};
+
+const char *dlg_state_name(enum dlg_state s)
+{
+	switch (s) {
+	case DLG_TRYING:
+		return "trying";
+	case DLG_EARLY:
+		return "early";
+	case DLG_CONFIRMED:
+		return "confirmed";
+	case DLG_TERMINATED:
+		return "terminated";
+	}
+	return "?";
+}
+
+const char *dlg_end_name(enum dlg_end e)
+{
+	static const char *const names[] = {
+	    [DLG_END_NONE] = "",
+	    [DLG_END_BYE_CALLER] = "bye-caller",
+	    [DLG_END_BYE_CALLEE] = "bye-callee",
+	    [DLG_END_CANCEL] = "cancel",
+	    [DLG_END_FAILURE] = "failure",
+	    [DLG_END_FORK_LOST] = "fork-lost",
+	    [DLG_END_SESSION_TIMER] = "session-timer",
+	    [DLG_END_TIMEOUT] = "timeout",
+	};
+	return (unsigned)e < sizeof(names) / sizeof(names[0]) ? names[e] : "?";
+}
+
+int dlg_table_create(const struct dlg_conf *conf, struct dlg_table **out)
+{
+	struct dlg_table *t = calloc(1, sizeof(*t));
+	int err;
+
+	if (!t)
+		return ENOMEM;
+	t->conf = *conf;
+	if (!t->conf.sdp_max)
+		t->conf.sdp_max = 8192;
+	if (!t->conf.early_max_s)
+		t->conf.early_max_s = 600;
+	err = siphash_key_random(&t->key);
+	if (err) {
+		free(t);
+		return err;
+	}
+	for (size_t i = 0; i < DLG_BUCKETS; i++)
+		pthread_mutex_init(&t->b[i].lock, NULL);
+	pthread_mutex_init(&t->jlock, NULL);
+	t->jtail = &t->jhead;
+	*out = t;
+	return 0;
+}
+
+static void side_free(struct dlg_side *s)
+{
+	free(s->naddr);
+	free(s->tag);
+	free(s->contact);
+	free(s->route);
+	free(s->sdp);
+}
+
+static void dlg_free(struct dlg *d)
+{
+	if (!d)
+		return;
+	free(d->callid);
+	side_free(&d->caller);
+	side_free(&d->callee);
+	free(d);
+}
+
+static void journal_free(struct dlg_journal *j)
+{
+	free(j->meta);
+	free(j->body);
+	free(j);
+}
+
+void dlg_table_destroy(struct dlg_table *t)
+{
+	if (!t)
+		return;
+	for (size_t i = 0; i < DLG_BUCKETS; i++) {
+		struct dlg *d = t->b[i].head, *n;
+		for (; d; d = n) {
+			n = d->next;
+			dlg_free(d);
+		}
+		pthread_mutex_destroy(&t->b[i].lock);
+	}
+	for (struct dlg_journal *j = t->jhead, *n; j; j = n) {
+		n = j->next;
+		journal_free(j);
+	}
+	pthread_mutex_destroy(&t->jlock);
+	free(t);
+}
+
+int dlg_hooks_add(struct dlg_table *t, const struct dlg_hooks *h)
+{
+	if (t->nhooks == DLG_MAX_HOOKS)
+		return ENOSPC;
+	t->hooks[t->nhooks++] = h;
+	return 0;
+}
+
+const struct dlg_conf *dlg_conf_of(const struct dlg_table *t)
+{
+	return &t->conf;
+}
+
+void dlg_stats_get(struct dlg_table *t, struct dlg_stats *o)
+{
+	o->created = atomic_load(&t->created);
+	o->confirmed = atomic_load(&t->confirmed);
+	o->terminated = atomic_load(&t->terminated);
+	o->cap_hits = atomic_load(&t->cap_hits);
+	o->too_long = atomic_load(&t->too_long);
+	o->session_expired = atomic_load(&t->session_expired);
+	o->timed_out = atomic_load(&t->timed_out);
+	o->live = atomic_load(&t->live);
+}
+
+/*
+ * Small helpers
+ */
+static uint64_t call_hash(const struct dlg_table *t, sv_t callid, sv_t ftag)
+{
+	struct siphash_state s;
+
+	siphash_init(&s, &t->key, SIPHASH_1_3);
+	siphash_update(&s, callid.p, callid.len);
+	siphash_update_u64(&s, callid.len);
+	siphash_update(&s, ftag.p, ftag.len);
+	return siphash_final(&s);
+}
+
+static struct dlg_bucket *bucket_of(struct dlg_table *t, uint64_t h)
+{
+	return &t->b[h & (DLG_BUCKETS - 1)];
+}
+
+/* Replaces *dst with a copy of v; E2BIG beyond cap (the old value stays), ENOMEM. */
+static int set_str(char **dst, sv_t v, size_t cap)
+{
+	char *n;
+
+	if (v.len > cap)
+		return E2BIG;
+	n = malloc(v.len + 1);
+	if (!n)
+		return ENOMEM;
+	if (v.len)
+		memcpy(n, v.p, v.len);
+	n[v.len] = '\0';
+	free(*dst);
+	*dst = n;
+	return 0;
+}
+
+static sv_t str_sv(const char *s)
+{
+	return s ? sv_cstr(s) : SV("");
+}
+
+static bool is_sdp(struct sip_msg *m)
+{
+	sv_t ct = sip_msg_value(m, SIP_H_CONTENT_TYPE);
+
+	return m->body.len && ct.len >= 15 && sv_istarts(ct, SV("application/sdp"));
+}
+
+/* The first Contact URI of m, or empty. */
+static sv_t contact_uri(struct sip_msg *m)
+{
+	struct sip_hdr_iter it;
+	struct sip_naddr na;
+	sv_t elem;
+
+	sip_hdr_iter_init(&it, m, SIP_H_CONTACT);
+	if (sip_hdr_iter_next(&it, &elem) && sip_naddr_parse(elem, &na, NULL) == 0)
+		return na.uri;
+	return SV_NULL;
+}
+
+/*
+ * Record-Route values of m, comma-joined into b: values [from, to) in
+ * order, or reversed; values of ours (our signature parameter ";sb=") skipped.
+ */
+static void routes_join(struct sip_msg *m, unsigned from, unsigned to, bool reverse, struct buf *b)
+{
+	sv_t vals[32];
+	unsigned n = 0;
+	struct sip_hdr_iter it;
+	sv_t elem;
+
+	sip_hdr_iter_init(&it, m, SIP_H_RECORD_ROUTE);
+	while (sip_hdr_iter_next(&it, &elem) && n < 32)
+		vals[n++] = elem;
+	if (to > n)
+		to = n;
+	for (unsigned k = from; k < to; k++) {
+		sv_t v = vals[reverse ? to - 1 - (k - from) : k];
+		bool ours = false;
+		for (size_t i = 0; i + 4 <= v.len; i++) {
+			if (memcmp(v.p + i, ";sb=", 4) == 0)
+				ours = true;
+		}
+		if (ours)
+			continue;
+		if (b->len)
+			buf_append_str(b, ", ");
+		buf_append_sv(b, v);
+	}
+}
+
+static void run_hooks_state(struct dlg_table *t, struct dlg *d)
+{
+	for (unsigned i = 0; i < t->nhooks; i++) {
+		const struct dlg_hooks *h = t->hooks[i];
+		if (d->state == DLG_EARLY && h->on_early)
+			h->on_early(h->arg, d);
+		else if (d->state == DLG_CONFIRMED && h->on_confirmed)
+			h->on_confirmed(h->arg, d);
+		else if (d->state == DLG_TERMINATED && h->on_terminated)
+			h->on_terminated(h->arg, d, d->end);
+	}
+}
+
+/*
+ * Persistence journal
+ */
+static void journal_push(struct dlg_table *t, struct dlg_journal *j)
+{
+	j->next = NULL;
+	pthread_mutex_lock(&t->jlock);
+	*t->jtail = j;
+	t->jtail = &j->next;
+	pthread_mutex_unlock(&t->jlock);
+}
+
+static void side_meta(struct buf *b, const char *who, const struct dlg_side *s)
+{
+	char addr[80] = "";
+
+	tp_addr_format(&s->addr, addr, sizeof(addr));
+	buf_printf(b, "%s-naddr: %s\n%s-tag: %s\n%s-contact: %s\n%s-route: %s\n", who,
+		   str_sv(s->naddr).p, who, str_sv(s->tag).p, who, str_sv(s->contact).p, who,
+		   str_sv(s->route).p);
+	buf_printf(b, "%s-cseq: %" PRIu32 "\n%s-addr: %s\n%s-sdp-len: %zu\n", who, s->cseq, who,
+		   addr, who, strlen(str_sv(s->sdp).p));
+}
+
+/* Queues the dialog's record (a confirmed dialog) or its deletion (an ended one). */
+static void persist(struct dlg_table *t, struct dlg *d)
+{
+	struct dlg_journal *j;
+	struct buf b;
+
+	if (d->state == DLG_TERMINATED && !d->persisted)
+		return;
+	if (d->state != DLG_CONFIRMED && d->state != DLG_TERMINATED)
+		return;
+	j = calloc(1, sizeof(*j));
+	if (!j)
+		goto nomem;
+	j->id = d->id;
+	if (d->state == DLG_TERMINATED) {
+		journal_push(t, j);
+		d->persisted = false;
+		return;
+	}
+	buf_init(&b, 0);
+	buf_printf(&b, "callid: %s\nstart: %" PRId64 "\nanswer: %" PRId64 "\nstatus: %u\n",
+		   d->callid, d->start_ms, d->answer_ms, d->status);
+	buf_printf(&b, "gateway: %s\nowner: %u\ninvite-cseq: %" PRIu32 "\n", d->gateway, d->owner,
+		   d->invite_cseq);
+	buf_printf(&b, "session-expires: %u\nrefresher: %s\nexpires: %" PRId64 "\n",
+		   d->session_expires, d->refresher_uas ? "uas" : "uac", d->expires_ms);
+	side_meta(&b, "caller", &d->caller);
+	side_meta(&b, "callee", &d->callee);
+	buf_cstr(&b);
+	if (b.err) {
+		buf_free(&b);
+		free(j);
+		goto nomem;
+	}
+	j->meta = b.p;
+	b.p = NULL;
+	j->body_len = strlen(str_sv(d->caller.sdp).p) + strlen(str_sv(d->callee.sdp).p);
+	j->body = malloc(j->body_len + 1);
+	if (!j->body) {
+		journal_free(j);
+		goto nomem;
+	}
+	snprintf(j->body, j->body_len + 1, "%s%s", str_sv(d->caller.sdp).p,
+		 str_sv(d->callee.sdp).p);
+	/* a record that outlives the server by far is purged: the session expiry, or a day */
+	j->expires = (d->expires_ms ? d->expires_ms / 1000 : (d->answer_ms / 1000)) + 86400;
+	if (d->caller.naddr) {
+		struct sip_naddr na;
+		if (sip_naddr_parse(sv_cstr(d->caller.naddr), &na, NULL) == 0)
+			sv_copy(na.uri, j->owner, sizeof(j->owner)) ? (void)(j->owner[0] = 0)
+								    : (void)0;
+	}
+	journal_push(t, j);
+	d->persisted = true;
+	return;
+nomem:
+	log_err("dialog %s: not written to the store (out of memory)", d->callid);
+}
+
+/*
+ * State changes
+ */
+static void remove_dialog(struct dlg_table *t, struct dlg_bucket *b, struct dlg *d)
+{
+	for (struct dlg **pp = &b->head; *pp; pp = &(*pp)->next) {
+		if (*pp == d) {
+			*pp = d->next;
+			atomic_fetch_sub(&t->live, 1);
+			return;
+		}
+	}
+}
+
+/* Ends d (bucket locked): hooks, journal, out of the table, freed. */
+static void terminate(struct dlg_table *t, struct dlg_bucket *b, struct dlg *d, enum dlg_end why,
+		      int64_t now_ms)
+{
+	bool was_dialog = d->state != DLG_TRYING; /* a template leaves quietly */
+
+	d->state = DLG_TERMINATED;
+	d->end = why;
+	d->end_ms = now_ms;
+	if (was_dialog) {
+		atomic_fetch_add(&t->terminated, 1);
+		log_debug("dialog %s (%s): terminated, %s", d->callid, str_sv(d->callee.tag).p,
+			  dlg_end_name(why));
+		run_hooks_state(t, d);
+	}
+	persist(t, d);
+	remove_dialog(t, b, d);
+	dlg_free(d);
+}
+
+static struct dlg *find_call(struct dlg_bucket *b, uint64_t h, sv_t callid, sv_t ftag, sv_t ttag)
+{
+	for (struct dlg *d = b->head; d; d = d->next) {
+		if (d->hash == h && sv_eq(str_sv(d->callid), callid) &&
+		    sv_eq(str_sv(d->caller.tag), ftag) && sv_eq(str_sv(d->callee.tag), ttag))
+			return d;
+	}
+	return NULL;
+}
+
+/* Any dialog of the call (Call-ID and From tag) still before its final answer. */
+static struct dlg *find_unconfirmed(struct dlg_bucket *b, uint64_t h, sv_t callid, sv_t ftag)
+{
+	for (struct dlg *d = b->head; d; d = d->next) {
+		if (d->hash == h && d->state < DLG_CONFIRMED && sv_eq(str_sv(d->callid), callid) &&
+		    sv_eq(str_sv(d->caller.tag), ftag))
+			return d;
+	}
+	return NULL;
+}
+
+static bool cap_hit(struct dlg_table *t, sv_t callid, int64_t now_ms)
+{
+	int64_t last;
+
+	if (atomic_load(&t->live) < t->conf.max)
+		return false;
+	atomic_fetch_add(&t->cap_hits, 1);
+	last = atomic_load(&t->cap_logged_ms);
+	if (now_ms - last >= 10000 &&
+	    atomic_compare_exchange_strong(&t->cap_logged_ms, &last, now_ms))
+		log_warn("dialog table full (dialog.max %u): call %.*s is not tracked (%" PRIu64
+			 " so far)",
+			 t->conf.max, (int)callid.len, callid.p, atomic_load(&t->cap_hits));
+	return true;
+}
+
+static struct dlg *dlg_new(struct dlg_table *t)
+{
+	struct dlg *d = calloc(1, sizeof(*d));
+	struct siphash_state s;
+
+	if (!d)
+		return NULL;
+	siphash_init(&s, &t->key, SIPHASH_2_4);
+	siphash_update_u64(&s, atomic_fetch_add(&t->created, 1));
+	siphash_update_u64(&s, (uint64_t)(uintptr_t)d);
+	d->id = siphash_final(&s);
+	return d;
+}
+
+static void side_set_sdp(struct dlg_table *t, struct dlg_side *s, struct sip_msg *m)
+{
+	if (!is_sdp(m))
+		return;
+	if (m->body.len > t->conf.sdp_max) {
+		atomic_fetch_add(&t->too_long, 1);
+		log_info("SDP of %zu bytes beyond dialog.sdp_max (%zu): not kept", m->body.len,
+			 t->conf.sdp_max);
+		return;
+	}
+	set_str(&s->sdp, m->body, t->conf.sdp_max);
+}
+
+int dlg_on_invite(struct dlg_table *t, struct sip_msg *m, const struct tp_src *src, unsigned owner,
+		  int64_t now_ms)
+{
+	const struct sip_naddr *from = sip_msg_from(m), *to = sip_msg_to(m);
+	const struct sip_cseq *cs = sip_msg_cseq(m);
+	sv_t callid = sip_msg_callid(m);
+	struct dlg_bucket *b;
+	struct dlg *d;
+	struct buf rb;
+	uint64_t h;
+	int err = 0;
+
+	if (!from || !to || !cs || !from->tag.len || !callid.len)
+		return EINVAL;
+	h = call_hash(t, callid, from->tag);
+	b = bucket_of(t, h);
+	pthread_mutex_lock(&b->lock);
+	d = find_unconfirmed(b, h, callid, from->tag);
+	if (d) {
+		/* a new INVITE of the same call before the last one's answer (a 422 retry) */
+		d->invite_cseq = cs->num;
+		d->caller.cseq = cs->num;
+		side_set_sdp(t, &d->caller, m);
+		goto out;
+	}
+	if (cap_hit(t, callid, now_ms)) {
+		err = ENOSPC;
+		goto out;
+	}
+	d = dlg_new(t);
+	if (!d) {
+		err = ENOMEM;
+		goto out;
+	}
+	d->hash = h;
+	d->state = DLG_TRYING;
+	d->owner = owner;
+	d->start_ms = now_ms;
+	d->activity_ms = now_ms;
+	d->invite_cseq = cs->num;
+	d->caller.cseq = cs->num;
+	d->caller.addr = src->peer;
+	d->caller.conn_id = src->conn_id;
+	buf_init(&rb, DLG_ROUTE_MAX);
+	/* the Record-Route values of the proxies between the caller and us, nearest first */
+	routes_join(m, 0, 32, false, &rb);
+	err = set_str(&d->callid, callid, DLG_STR_MAX);
+	if (!err)
+		err = set_str(&d->caller.naddr, from->raw, DLG_STR_MAX);
+	if (!err)
+		err = set_str(&d->caller.tag, from->tag, DLG_STR_MAX);
+	if (!err)
+		err = set_str(&d->caller.contact, contact_uri(m), DLG_STR_MAX);
+	if (!err)
+		err = set_str(&d->caller.route, rb.err ? SV_NULL : buf_sv(&rb), DLG_ROUTE_MAX);
+	if (!err)
+		err = rb.err ? E2BIG : 0;
+	if (!err)
+		err = set_str(&d->callee.naddr, to->raw, DLG_STR_MAX);
+	if (!err)
+		err = set_str(&d->callee.tag, SV_NULL, 0);
+	buf_free(&rb);
+	if (err) {
+		if (err == E2BIG)
+			atomic_fetch_add(&t->too_long, 1);
+		dlg_free(d);
+		goto out;
+	}
+	side_set_sdp(t, &d->caller, m);
+	d->next = b->head;
+	b->head = d;
+	atomic_fetch_add(&t->live, 1);
+out:
+	pthread_mutex_unlock(&b->lock);
+	return err;
+}
+
+/* The dialog for To tag ttag: found, or copied from the INVITE's TRYING template. */
+static struct dlg *dialog_for_tag(struct dlg_table *t, struct dlg_bucket *b, uint64_t h,
+				  sv_t callid, sv_t ftag, sv_t ttag, int64_t now_ms)
+{
+	struct dlg *d = find_call(b, h, callid, ftag, ttag), *proto, *n;
+
+	if (d)
+		return d;
+	proto = find_call(b, h, callid, ftag, SV(""));
+	if (!proto || proto->state != DLG_TRYING || cap_hit(t, callid, now_ms))
+		return NULL;
+	n = dlg_new(t);
+	if (!n)
+		return NULL;
+	n->hash = h;
+	n->state = DLG_TRYING;
+	n->owner = proto->owner;
+	n->start_ms = proto->start_ms;
+	n->activity_ms = now_ms;
+	n->invite_cseq = proto->invite_cseq;
+	n->caller.cseq = proto->caller.cseq;
+	n->caller.addr = proto->caller.addr;
+	n->caller.conn_id = proto->caller.conn_id;
+	if (set_str(&n->callid, str_sv(proto->callid), DLG_STR_MAX) ||
+	    set_str(&n->caller.naddr, str_sv(proto->caller.naddr), DLG_STR_MAX) ||
+	    set_str(&n->caller.tag, ftag, DLG_STR_MAX) ||
+	    set_str(&n->caller.contact, str_sv(proto->caller.contact), DLG_STR_MAX) ||
+	    set_str(&n->caller.route, str_sv(proto->caller.route), DLG_ROUTE_MAX) ||
+	    set_str(&n->caller.sdp, str_sv(proto->caller.sdp), t->conf.sdp_max) ||
+	    set_str(&n->callee.naddr, str_sv(proto->callee.naddr), DLG_STR_MAX) ||
+	    set_str(&n->callee.tag, ttag, DLG_STR_MAX)) {
+		dlg_free(n);
+		return NULL;
+	}
+	proto->forked = true;
+	n->next = b->head;
+	b->head = n;
+	atomic_fetch_add(&t->live, 1);
+	return n;
+}
+
+/* Session-Expires of m: the interval, and whether the UAS refreshes; 0 when absent. */
+static unsigned session_expires_of(struct sip_msg *m, bool *refresher_uas)
+{
+	struct sip_hdr *h = sip_msg_hdr_by_name(m, SV("Session-Expires"));
+	sv_t v, params;
+	uint32_t n;
+	ptrdiff_t semi;
+
+	if (!h)
+		h = sip_msg_hdr_by_name(m, SV("x"));
+	if (!h)
+		return 0;
+	v = h->value;
+	semi = sv_find(v, ';');
+	params = semi < 0 ? SV_NULL : sv_sub(v, (size_t)semi + 1, v.len);
+	if (semi >= 0)
+		v = sv_sub(v, 0, (size_t)semi);
+	if (sv_to_u32(sv_trim(v), &n) || n == 0)
+		return 0;
+	if (refresher_uas) {
+		sv_t r;
+		*refresher_uas =
+		    sip_param_find(params, SV("refresher"), &r) && sv_ieq(r, SV("uas"));
+	}
+	return n;
+}
+
+/* A 2xx to an INVITE or UPDATE: the session interval from now on (RFC 4028 section 9). */
+static void session_refresh(struct dlg_table *t, struct dlg *d, struct sip_msg *resp,
+			    int64_t now_ms)
+{
+	bool uas = false;
+	unsigned se = session_expires_of(resp, &uas);
+
+	d->session_expires = se;
+	d->refresher_uas = uas;
+	d->expires_ms = se ? now_ms + (int64_t)se * 1000 : 0;
+	(void)t;
+}
+
+int dlg_on_response(struct dlg_table *t, struct sip_msg *resp, const struct tp_dest *branch_dest,
+		    const char *gateway, int64_t now_ms)
+{
+	const struct sip_naddr *from = sip_msg_from(resp), *to = sip_msg_to(resp);
+	const struct sip_cseq *cs = sip_msg_cseq(resp);
+	sv_t callid = sip_msg_callid(resp);
+	unsigned st = resp->status;
+	struct dlg_bucket *b;
+	struct dlg *d;
+	uint64_t h;
+	int err = 0;
+
+	if (!from || !to || !cs || !callid.len || st <= 100)
+		return EINVAL;
+	if (cs->method != SIP_INVITE && cs->method != SIP_UPDATE)
+		return 0;
+	h = call_hash(t, callid, from->tag);
+	b = bucket_of(t, h);
+	pthread_mutex_lock(&b->lock);
+	/* in dialog: a re-INVITE or UPDATE of the caller (From tag = ours) */
+	d = to->tag.len ? find_call(b, h, callid, from->tag, to->tag) : NULL;
+	if (d && d->state == DLG_CONFIRMED) {
+		/* not the initial INVITE's 2xx again, nor a retransmission of this one's */
+		if (st >= 200 && st < 300 && cs->num != d->invite_cseq &&
+		    cs->num != d->updated_cseq) {
+			d->updated_cseq = cs->num;
+			side_set_sdp(t, &d->callee, resp);
+			session_refresh(t, d, resp, now_ms);
+			for (unsigned i = 0; i < t->nhooks; i++) {
+				if (t->hooks[i]->on_update)
+					t->hooks[i]->on_update(t->hooks[i]->arg, d,
+							       is_sdp(resp) ? resp->body : SV_NULL);
+			}
+			persist(t, d);
+		}
+		goto out;
+	}
+	if (!d && to->tag.len) {
+		/* the callee's re-INVITE: its From tag is the dialog's To tag */
+		uint64_t h2 = call_hash(t, callid, to->tag);
+		if (h2 != h) {
+			pthread_mutex_unlock(&b->lock);
+			h = h2;
+			b = bucket_of(t, h);
+			pthread_mutex_lock(&b->lock);
+		}
+		d = find_call(b, h, callid, to->tag, from->tag);
+		if (d && d->state == DLG_CONFIRMED && st >= 200 && st < 300 &&
+		    cs->num != d->updated_cseq) {
+			d->updated_cseq = cs->num;
+			side_set_sdp(t, &d->caller, resp);
+			session_refresh(t, d, resp, now_ms);
+			for (unsigned i = 0; i < t->nhooks; i++) {
+				if (t->hooks[i]->on_update)
+					t->hooks[i]->on_update(t->hooks[i]->arg, d,
+							       is_sdp(resp) ? resp->body : SV_NULL);
+			}
+			persist(t, d);
+		}
+		if (d)
+			goto out;
+		/* not in dialog: back to the caller's bucket */
+		pthread_mutex_unlock(&b->lock);
+		h = call_hash(t, callid, from->tag);
+		b = bucket_of(t, h);
+		pthread_mutex_lock(&b->lock);
+	}
+	if (cs->method != SIP_INVITE)
+		goto out;
+	/* the initial INVITE */
+	if (st < 300) {
+		enum dlg_state before;
+		struct buf rb;
+		unsigned n_up;
+		if (!to->tag.len)
+			goto out; /* no dialog without a To tag */
+		d = dialog_for_tag(t, b, h, callid, from->tag, to->tag, now_ms);
+		if (!d || cs->num != d->invite_cseq) {
+			err = d ? 0 : ENOENT;
+			goto out;
+		}
+		before = d->state;
+		if (before == DLG_CONFIRMED)
+			goto out; /* a 2xx retransmission */
+		set_str(&d->callee.naddr, to->raw, DLG_STR_MAX);
+		set_str(&d->callee.contact, contact_uri(resp), DLG_STR_MAX);
+		/* the proxies between us and the callee: the Record-Route values above those the
+		 * INVITE brought (and ours), nearest first */
+		n_up = 0;
+		for (const char *p = str_sv(d->caller.route).p; *p; p++)
+			n_up += *p == ',' ? 1 : 0;
+		n_up += d->caller.route && d->caller.route[0] ? 1 : 0;
+		buf_init(&rb, DLG_ROUTE_MAX);
+		{
+			unsigned total = sip_hdr_count(resp, SIP_H_RECORD_ROUTE);
+			routes_join(resp, 0, total > n_up ? total - n_up : 0, true, &rb);
+		}
+		if (!rb.err)
+			set_str(&d->callee.route, buf_sv(&rb), DLG_ROUTE_MAX);
+		buf_free(&rb);
+		if (branch_dest) {
+			d->callee.addr = branch_dest->peer;
+			d->callee.conn_id = branch_dest->conn_id;
+		}
+		if (gateway && gateway[0])
+			snprintf(d->gateway, sizeof(d->gateway), "%s", gateway);
+		side_set_sdp(t, &d->callee, resp);
+		d->status = st;
+		if (st < 200) {
+			if (before == DLG_TRYING) {
+				d->state = DLG_EARLY;
+				run_hooks_state(t, d);
+			}
+			goto out;
+		}
+		d->state = DLG_CONFIRMED;
+		d->answer_ms = now_ms;
+		d->activity_ms = now_ms;
+		atomic_fetch_add(&t->confirmed, 1);
+		session_refresh(t, d, resp, now_ms);
+		log_debug("dialog %s (%s): confirmed", d->callid, d->callee.tag);
+		run_hooks_state(t, d);
+		persist(t, d);
+		/* the other early dialogs of the fork are over */
+		for (struct dlg *o = b->head, *n; o; o = n) {
+			n = o->next;
+			if (o != d && o->hash == h && o->state < DLG_CONFIRMED &&
+			    sv_eq(str_sv(o->callid), callid) &&
+			    sv_eq(str_sv(o->caller.tag), from->tag))
+				terminate(t, b, o, DLG_END_FORK_LOST, now_ms);
+		}
+		goto out;
+	}
+	/* a failure final of one branch: its early dialog ends (the call goes on until the
+	 * proxy sends its own final, dlg_on_invite_final) */
+	d = to->tag.len ? find_call(b, h, callid, from->tag, to->tag) : NULL;
+	if (d && d->state == DLG_EARLY && d->invite_cseq == cs->num) {
+		d->status = st;
+		terminate(t, b, d, st == 487 ? DLG_END_CANCEL : DLG_END_FAILURE, now_ms);
+	}
+out:
+	pthread_mutex_unlock(&b->lock);
+	return err;
+}
+
+int dlg_on_invite_final(struct dlg_table *t, sv_t callid, sv_t from_tag, unsigned status,
+			int64_t now_ms)
+{
+	uint64_t h = call_hash(t, callid, from_tag);
+	struct dlg_bucket *b = bucket_of(t, h);
+
+	if (status < 300)
+		return 0;
+	pthread_mutex_lock(&b->lock);
+	for (struct dlg *o = b->head, *n; o; o = n) {
+		n = o->next;
+		if (o->hash == h && o->state < DLG_CONFIRMED && sv_eq(str_sv(o->callid), callid) &&
+		    sv_eq(str_sv(o->caller.tag), from_tag)) {
+			o->status = status;
+			terminate(t, b, o, status == 487 ? DLG_END_CANCEL : DLG_END_FAILURE,
+				  now_ms);
+		}
+	}
+	pthread_mutex_unlock(&b->lock);
+	return 0;
+}
+
+int dlg_on_request(struct dlg_table *t, struct sip_msg *m, int64_t now_ms)
+{
+	const struct sip_naddr *from = sip_msg_from(m), *to = sip_msg_to(m);
+	const struct sip_cseq *cs = sip_msg_cseq(m);
+	sv_t callid = sip_msg_callid(m);
+	struct dlg_bucket *b;
+	struct dlg_side *s;
+	struct dlg *d;
+	bool by_caller = true;
+	uint64_t h;
+
+	if (!from || !to || !cs || !callid.len || !to->tag.len)
+		return EINVAL;
+	h = call_hash(t, callid, from->tag);
+	b = bucket_of(t, h);
+	pthread_mutex_lock(&b->lock);
+	d = find_call(b, h, callid, from->tag, to->tag);
+	if (!d) {
+		pthread_mutex_unlock(&b->lock);
+		h = call_hash(t, callid, to->tag);
+		b = bucket_of(t, h);
+		pthread_mutex_lock(&b->lock);
+		d = find_call(b, h, callid, to->tag, from->tag);
+		by_caller = false;
+	}
+	if (!d) {
+		pthread_mutex_unlock(&b->lock);
+		return ENOENT;
+	}
+	s = by_caller ? &d->caller : &d->callee;
+	if (m->method != SIP_ACK && m->method != SIP_CANCEL && cs->num > s->cseq)
+		s->cseq = cs->num;
+	d->activity_ms = now_ms;
+	if (m->method == SIP_BYE) {
+		terminate(t, b, d, by_caller ? DLG_END_BYE_CALLER : DLG_END_BYE_CALLEE, now_ms);
+	} else if (m->method == SIP_INVITE || m->method == SIP_UPDATE || m->method == SIP_ACK) {
+		side_set_sdp(t, s, m); /* an offer (or, in an ACK, an answer) */
+		if (m->method == SIP_INVITE || m->method == SIP_UPDATE) {
+			sv_t c = contact_uri(m);
+			if (c.len)
+				set_str(&s->contact, c, DLG_STR_MAX); /* a target refresh */
+		}
+	}
+	pthread_mutex_unlock(&b->lock);
+	return 0;
+}
+
+size_t dlg_session_expires_line(const struct dlg_table *t, struct sip_msg *m, char *out, size_t len)
+{
+	unsigned se = t->conf.session_expires, minse = t->conf.min_se;
+	struct sip_hdr *h;
+	uint32_t n;
+	int r;
+
+	out[0] = '\0';
+	if (!se || session_expires_of(m, NULL))
+		return 0;
+	h = sip_msg_hdr_by_name(m, SV("Min-SE"));
+	if (h) {
+		sv_t v = h->value;
+		ptrdiff_t semi = sv_find(v, ';');
+		if (semi >= 0)
+			v = sv_sub(v, 0, (size_t)semi);
+		if (sv_to_u32(sv_trim(v), &n) == 0 && n > minse)
+			minse = n; /* what a 422 asked for, as the caller's retry carries it */
+	}
+	if (se < minse)
+		se = minse;
+	r = snprintf(out, len, "Session-Expires: %u\r\n", se);
+	if (r < 0 || (size_t)r >= len) {
+		out[0] = '\0';
+		return 0;
+	}
+	return (size_t)r;
+}
+
+/* The number at the front of header name's value ("90;x" -> 90), 0 when none. */
+static uint32_t header_u32(struct sip_msg *m, sv_t name)
+{
+	struct sip_hdr *h = sip_msg_hdr_by_name(m, name);
+	uint32_t n;
+	sv_t v;
+	ptrdiff_t semi;
+
+	if (!h)
+		return 0;
+	v = h->value;
+	semi = sv_find(v, ';');
+	if (semi >= 0)
+		v = sv_sub(v, 0, (size_t)semi);
+	return sv_to_u32(sv_trim(v), &n) == 0 ? n : 0;
+}
+
+size_t dlg_session_expires_retry(const struct dlg_table *t, struct sip_msg *resp, char *out,
+				 size_t len)
+{
+	uint32_t minse = header_u32(resp, SV("Min-SE")), cur = 0;
+	sv_t v = sv_cstr(out);
+	int r;
+
+	(void)t;
+	if (sv_istarts(v, SV("Session-Expires: ")))
+		sv_to_u32(
+		    sv_sub(v, 17, (size_t)(strchr(out, '\r') ? strchr(out, '\r') - out - 17 : 0)),
+		    &cur);
+	if (!minse || minse <= cur || minse > 86400)
+		return 0;
+	r = snprintf(out, len, "Session-Expires: %u\r\nMin-SE: %u\r\n", minse, minse);
+	if (r < 0 || (size_t)r >= len) {
+		out[0] = '\0';
+		return 0;
+	}
+	return (size_t)r;
+}
+
+void dlg_sweep(struct dlg_table *t, int64_t now_ms, dlg_end_fn end, void *arg)
+{
+	int64_t idle = (int64_t)t->conf.timeout_s * 1000,
+		early = (int64_t)t->conf.early_max_s * 1000;
+
+	for (size_t i = 0; i < DLG_BUCKETS; i++) {
+		struct dlg_bucket *b = &t->b[i];
+		if (!b->head)
+			continue; /* a racy peek: a dialog added now is looked at next time */
+		pthread_mutex_lock(&b->lock);
+		for (struct dlg *d = b->head, *n; d; d = n) {
+			n = d->next;
+			if (d->state < DLG_CONFIRMED) {
+				if (now_ms - d->start_ms >= early)
+					terminate(t, b, d, DLG_END_TIMEOUT, now_ms);
+				continue;
+			}
+			if (d->expires_ms && now_ms >= d->expires_ms) {
+				atomic_fetch_add(&t->session_expired, 1);
+				log_info(
+				    "dialog %s: session expired (%u s without a refresh): BYE to "
+				    "both sides",
+				    d->callid, d->session_expires);
+				d->state = DLG_TERMINATED;
+				d->end = DLG_END_SESSION_TIMER;
+				if (end)
+					end(arg, d);
+				terminate(t, b, d, DLG_END_SESSION_TIMER, now_ms);
+			} else if (idle && now_ms - d->activity_ms >= idle) {
+				atomic_fetch_add(&t->timed_out, 1);
+				log_info(
+				    "dialog %s: no in-dialog request for %u s (dialog.timeout): "
+				    "BYE to both sides",
+				    d->callid, t->conf.timeout_s);
+				d->state = DLG_TERMINATED;
+				d->end = DLG_END_TIMEOUT;
+				if (end)
+					end(arg, d);
+				terminate(t, b, d, DLG_END_TIMEOUT, now_ms);
+			}
+		}
+		pthread_mutex_unlock(&b->lock);
+	}
+}
+
+void dlg_foreach(struct dlg_table *t, dlg_each_fn fn, void *arg)
+{
+	for (size_t i = 0; i < DLG_BUCKETS; i++) {
+		struct dlg_bucket *b = &t->b[i];
+		int stop = 0;
+		if (!b->head)
+			continue;
+		pthread_mutex_lock(&b->lock);
+		for (struct dlg *d = b->head; d && !stop; d = d->next)
+			stop = fn(arg, d);
+		pthread_mutex_unlock(&b->lock);
+		if (stop)
+			return;
+	}
+}
+
+/* Where a request to this side goes: the first Route's numeric host, else its address. */
+static void side_dest(const struct dlg_side *s, struct tp_dest *dest)
+{
+	memset(dest, 0, sizeof(*dest));
+	dest->peer = s->addr;
+	dest->conn_id = s->conn_id;
+	dest->listen = -1;
+	if (s->route && s->route[0]) {
+		struct sip_naddr na;
+		struct sip_uri u;
+		sv_t rest = sv_cstr(s->route);
+		struct tp_addr a;
+		if (sip_naddr_parse(sip_list_split(&rest), &na, NULL) == 0 &&
+		    sip_uri_parse(na.uri, &u) == 0 &&
+		    tp_addr_from_sv(u.host, u.port ? u.port : 5060,
+				    sv_ieq(u.transport, SV("tcp")) ? SIP_PROTO_TCP : SIP_PROTO_UDP,
+				    &a) == 0) {
+			dest->peer = a;
+			dest->conn_id = 0;
+		}
+	}
+}
+
+int dlg_build_bye(const struct dlg *d, bool to_caller, sv_t via, struct buf *out,
+		  struct tp_dest *dest)
+{
+	const struct dlg_side *to = to_caller ? &d->caller : &d->callee;
+	const struct dlg_side *from = to_caller ? &d->callee : &d->caller;
+	const char *ruri = to->contact && to->contact[0] ? to->contact : NULL;
+
+	if (!ruri || !from->naddr || !to->naddr)
+		return EINVAL;
+	buf_reset(out);
+	buf_printf(out, "BYE %s SIP/2.0\r\n", ruri);
+	buf_append_sv(out, via);
+	buf_append_str(out, "Max-Forwards: 70\r\n");
+	if (to->route && to->route[0])
+		buf_printf(out, "Route: %s\r\n", to->route);
+	buf_printf(out, "From: %s\r\nTo: %s\r\nCall-ID: %s\r\nCSeq: %" PRIu32 " BYE\r\n",
+		   from->naddr, to->naddr, d->callid, from->cseq + 1);
+	if (d->end == DLG_END_SESSION_TIMER)
+		buf_append_str(out, "Reason: SIP;cause=408;text=\"Session timer expired\"\r\n");
+	else
+		buf_append_str(out, "Reason: SIP;cause=408;text=\"Dialog timed out\"\r\n");
+	buf_append_str(out, "Content-Length: 0\r\n\r\n");
+	side_dest(to, dest);
+	return out->err ? ENOSPC : 0;
+}
+
+/*
+ * Persistence
+ */
+struct dlg_load {
+	struct dlg_table *t;
+	int64_t now_ms;
+	size_t n;
+};
+
+static sv_t meta_get(const char *meta, const char *name)
+{
+	size_t nl = strlen(name);
+
+	for (const char *p = meta; p && *p;) {
+		const char *eol = strchr(p, '\n');
+		size_t len = eol ? (size_t)(eol - p) : strlen(p);
+		if (len > nl + 1 && memcmp(p, name, nl) == 0 && p[nl] == ':' && p[nl + 1] == ' ')
+			return sv_make(p + nl + 2, len - nl - 2);
+		p = eol ? eol + 1 : NULL;
+	}
+	return SV("");
+}
+
+static int64_t meta_i64(const char *meta, const char *name)
+{
+	sv_t v = meta_get(meta, name);
+	char tmp[32];
+
+	if (sv_copy(v, tmp, sizeof(tmp)))
+		return 0;
+	return strtoll(tmp, NULL, 10);
+}
+
+static int load_side(struct dlg_side *s, const char *meta, const char *who, sv_t *body,
+		     size_t sdp_max)
+{
+	char name[32];
+	int err = 0;
+	int64_t sdp_len;
+	sv_t addr;
+
+#define SIDE(f, field, cap)                                                                        \
+	snprintf(name, sizeof(name), "%s-%s", who, f);                                             \
+	if (!err)                                                                                  \
+		err = set_str(&s->field, meta_get(meta, name), cap);
+	SIDE("naddr", naddr, DLG_STR_MAX)
+	SIDE("tag", tag, DLG_STR_MAX)
+	SIDE("contact", contact, DLG_STR_MAX)
+	SIDE("route", route, DLG_ROUTE_MAX)
+#undef SIDE
+	snprintf(name, sizeof(name), "%s-cseq", who);
+	s->cseq = (uint32_t)meta_i64(meta, name);
+	snprintf(name, sizeof(name), "%s-addr", who);
+	addr = meta_get(meta, name);
+	if (addr.len)
+		tp_addr_parse(addr, &s->addr);
+	snprintf(name, sizeof(name), "%s-sdp-len", who);
+	sdp_len = meta_i64(meta, name);
+	if (sdp_len < 0 || (size_t)sdp_len > body->len || (size_t)sdp_len > sdp_max)
+		sdp_len = 0;
+	if (!err)
+		err = set_str(&s->sdp, sv_sub(*body, 0, (size_t)sdp_len), sdp_max);
+	*body = sv_sub(*body, (size_t)sdp_len, body->len);
+	return err;
+}
+
+static int load_one(void *arg, const struct store_record *r)
+{
+	struct dlg_load *l = arg;
+	struct dlg_table *t = l->t;
+	struct dlg *d = dlg_new(t);
+	sv_t body = sv_make(r->body, r->body_len);
+	struct dlg_bucket *b;
+	int err;
+
+	if (!d)
+		return ENOMEM;
+	atomic_fetch_sub(&t->created, 1); /* dlg_new counts: a loaded one was counted before */
+	d->id = strtoull(r->key, NULL, 16);
+	d->state = DLG_CONFIRMED;
+	d->persisted = true;
+	err = set_str(&d->callid, meta_get(r->meta, "callid"), DLG_STR_MAX);
+	if (!err)
+		err = load_side(&d->caller, r->meta, "caller", &body, t->conf.sdp_max);
+	if (!err)
+		err = load_side(&d->callee, r->meta, "callee", &body, t->conf.sdp_max);
+	if (err || !d->callid[0] || !d->caller.tag[0] || !d->callee.tag[0]) {
+		log_warn("dialog record %s unreadable: skipped", r->key);
+		dlg_free(d);
+		return 0;
+	}
+	d->start_ms = meta_i64(r->meta, "start");
+	d->answer_ms = meta_i64(r->meta, "answer");
+	d->activity_ms = l->now_ms;
+	d->status = (unsigned)meta_i64(r->meta, "status");
+	sv_copy(meta_get(r->meta, "gateway"), d->gateway, sizeof(d->gateway)) ? d->gateway[0] = 0
+									      : 0;
+	d->owner = (unsigned)meta_i64(r->meta, "owner");
+	d->invite_cseq = (uint32_t)meta_i64(r->meta, "invite-cseq");
+	d->session_expires = (unsigned)meta_i64(r->meta, "session-expires");
+	d->refresher_uas = sv_eq(meta_get(r->meta, "refresher"), SV("uas"));
+	d->expires_ms = meta_i64(r->meta, "expires");
+	d->hash = call_hash(t, str_sv(d->callid), str_sv(d->caller.tag));
+	b = bucket_of(t, d->hash);
+	pthread_mutex_lock(&b->lock);
+	if (find_call(b, d->hash, str_sv(d->callid), str_sv(d->caller.tag),
+		      str_sv(d->callee.tag))) {
+		pthread_mutex_unlock(&b->lock);
+		dlg_free(d);
+		return 0;
+	}
+	d->next = b->head;
+	b->head = d;
+	atomic_fetch_add(&t->live, 1);
+	pthread_mutex_unlock(&b->lock);
+	l->n++;
+	return 0;
+}
+
+int dlg_load(struct dlg_table *t, struct store *st, int64_t now_ms)
+{
+	struct dlg_load l = {.t = t, .now_ms = now_ms};
+	int err = store_record_list(st, STORE_REC_DIALOG, NULL, load_one, &l);
+
+	if (!err && l.n)
+		log_info("%zu dialogs in progress loaded from the store", l.n);
+	return err;
+}
+
+int dlg_flush(struct dlg_table *t, struct store *st)
+{
+	struct dlg_journal *list, *n;
+	int err = 0;
+
+	pthread_mutex_lock(&t->jlock);
+	list = t->jhead;
+	t->jhead = NULL;
+	t->jtail = &t->jhead;
+	pthread_mutex_unlock(&t->jlock);
+	if (!list)
+		return 0;
+	if (store_begin(st))
+		err = EIO;
+	for (; list; list = n) {
+		char key[17];
+		n = list->next;
+		snprintf(key, sizeof(key), "%016" PRIx64, list->id);
+		if (!err) {
+			int rc;
+			if (list->meta) {
+				struct store_record r = {.kind = STORE_REC_DIALOG,
+							 .seq = 0,
+							 .expires = list->expires,
+							 .meta = list->meta,
+							 .body = list->body,
+							 .body_len = list->body_len};
+				snprintf(r.key, sizeof(r.key), "%s", key);
+				snprintf(r.owner, sizeof(r.owner), "%s", list->owner);
+				rc = store_record_put(st, &r);
+			} else {
+				rc = store_record_del(st, STORE_REC_DIALOG, key);
+				if (rc == ENOENT)
+					rc = 0;
+			}
+			if (rc)
+				err = rc;
+		}
+		journal_free(list);
+	}
+	if (err) {
+		log_err("dialog write-behind: %s", store_errmsg(st));
+		store_rollback(st);
+		return err;
+	}
+	if (store_commit(st)) {
+		log_err("dialog write-behind commit: %s", store_errmsg(st));
+		store_rollback(st);
+		return EIO;
+	}
+	return 0;
+}
