@@ -47,7 +47,7 @@ struct ptx_branch {
 	struct dns_query *dq; /* RESOLVING: the lookup, to cancel */
 	enum br_state state;
 	unsigned auth_answered; /* a gateway's challenges answered with our credentials */
-	bool se_retried; /* re-sent with the interval a 422 asked for (RFC 4028) */
+	bool se_retried;	/* re-sent with the interval a 422 asked for (RFC 4028) */
 	unsigned step;
 	struct tp_dest dest; /* where it went (a gateway's challenge is answered there) */
 	unsigned status;
