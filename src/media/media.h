@@ -273,7 +273,9 @@ bool rtp_is_rtcp(const uint8_t *pkt, size_t len);
  *   RTP_LATCH_OPEN     an SDP arrived (offer, answer, re-INVITE): until the
  *                      window ends, the first packet from the signalled
  *                      address, or from the signalling source's IP (the
- *                      NAT's public side), latches that source
+ *                      NAT's public side), latches that source; the
+ *                      source latched before the SDP keeps flowing
+ *                      meanwhile (a re-INVITE does not cut the audio)
  *   RTP_LATCH_LOCKED   only the latched source is accepted (strict); when
  *                      the window ended with nothing latched, the signalled
  *                      address is the one latched

@@ -291,12 +291,16 @@ enum rtp_verdict rtp_latch_check(struct rtp_latch *l, const struct sockaddr_stor
 		return RTP_DROP_IDLE;
 	case RTP_LATCH_OPEN:
 		if (now_ms < l->window_end_ms) {
+			/* the source latched before this SDP flows on, and does not close the
+			 * window */
+			if (ss_same(src, &l->peer))
+				return RTP_ACCEPT;
 			if (ss_same(src, &l->signalled) || ss_same_ip(src, &l->sig_src)) {
 				l->peer = *src;
 				l->state = RTP_LATCH_LOCKED;
 				return RTP_ACCEPT_LATCHED;
 			}
-			return ss_same(src, &l->peer) ? RTP_ACCEPT : RTP_DROP_FOREIGN;
+			return RTP_DROP_FOREIGN;
 		}
 		/* the window ended with nothing new: keep the old peer, else the signalled one */
 		if (!l->peer.ss_family)
