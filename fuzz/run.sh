@@ -10,7 +10,7 @@ WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 
 mkdir -p "$WORK/sip" "$WORK/auth" "$WORK/config" "$WORK/settings" "$WORK/pidf" "$WORK/dptext" \
-	"$WORK/tcp_stream" "$WORK/branch" "$WORK/flood" "$WORK/dialog"
+	"$WORK/tcp_stream" "$WORK/branch" "$WORK/flood" "$WORK/dialog" "$WORK/sdp"
 cp "$HERE"/../tests/conformance/rfc4475/*.dat "$HERE"/../tests/conformance/rfc5118/wire/* "$WORK/sip/"
 cp "$HERE"/corpus/sip/* "$WORK/sip/"
 cp "$HERE"/corpus/auth/* "$WORK/auth/"
@@ -22,9 +22,10 @@ cp "$HERE"/corpus/fuzz_tcp_stream/* "$WORK/tcp_stream/"
 cp "$HERE"/corpus/branch/* "$WORK/branch/"
 cp "$HERE"/corpus/flood/* "$WORK/flood/"
 cp "$HERE"/corpus/dialog/* "$WORK/dialog/"
+cp "$HERE"/corpus/sdp/* "$WORK/sdp/"
 
 for target in sip_parse:sip auth_cred:auth config:config settings:settings pidf:pidf dptext:dptext \
-	tcp_stream:tcp_stream branch:branch flood:flood dialog:dialog; do
+	tcp_stream:tcp_stream branch:branch flood:flood dialog:dialog sdp:sdp; do
 	name=${target%%:*}
 	corpus=${target#*:}
 	bin="$BUILD/fuzz_$name"
