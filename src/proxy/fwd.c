@@ -103,6 +103,17 @@ struct ptx {
 	unsigned
 	    local_status; /* best status generated here (408, 487, 503) when no response beats it */
 	char tag[32];
+	struct ptx_accepted *accepted; /* after ptx_shrink: the 2xx branches still matching */
+};
+
+/*
+ * What is left of a branch that answered 2xx once the context is shrunk:
+ * its client transaction in Accepted, which forwards 2xx retransmissions.
+ */
+struct ptx_accepted {
+	struct ptx *ptx;
+	struct txn_cli *t;
+	struct ptx_accepted *next;
 };
 
 struct ptx *fwd_ptx_of(struct txn_srv *t)
@@ -598,7 +609,9 @@ struct server *fwd_ptx_server(const struct ptx *p)
  * A branch of the current step ended. When the step is over: the next step,
  * or what the policy adds when there is none (forwarding), or the best answer.
  */
-static void step_done(struct ptx *p)
+static void ptx_shrink(struct ptx *p);
+
+static void step_advance(struct ptx *p)
 {
 	if (p->final_sent || p->pending || p->starting)
 		return;
@@ -627,6 +640,12 @@ static void step_done(struct ptx *p)
 		return;
 	}
 	ptx_finish(p);
+}
+
+static void step_done(struct ptx *p)
+{
+	step_advance(p);
+	ptx_shrink(p); /* when the final is out and no branch is left */
 }
 
 static void ptx_cancel_branches(struct ptx *p, struct ptx_branch *except, bool elsewhere)
@@ -900,6 +919,7 @@ static void branch_response(struct txn_cli *t, struct sip_msg *resp)
 			p->pending--;
 			ptx_cancel_branches(p, b, true);
 		}
+		ptx_shrink(p); /* b may be gone: not touched again */
 		return;
 	}
 	if (b->done)
@@ -1206,8 +1226,78 @@ static void branch_start(struct ptx_branch *b, struct sip_msg *m)
 		b->dq = q; /* still running: keep the handle to cancel it */
 }
 
+static void accepted_response(struct txn_cli *t, struct sip_msg *resp)
+{
+	struct ptx_accepted *a = t->tu;
+
+	ptx_forward_response(a->ptx, resp, SV_NULL); /* a 2xx retransmission (RFC 6026) */
+}
+
+static void accepted_terminated(struct txn_cli *t)
+{
+	struct ptx_accepted *a = t->tu;
+
+	a->t = NULL;
+}
+
+static const struct txn_cli_ops accepted_ops = {
+    .response = accepted_response,
+    .terminated = accepted_terminated,
+};
+
+/*
+ * The final answer is out and no branch is pending: from now on the context
+ * only lets its server transaction absorb retransmissions (and retransmit a
+ * non-2xx final, which the transaction holds) and forwards 2xx
+ * retransmissions of the branches that answered 2xx. The copy of the request,
+ * the branches (each with its target), the steps and the best response are
+ * freed now instead of after the transaction's 32 s (issue 13: memory per
+ * call in flight). Called only where nothing of a branch is used afterwards.
+ */
+static void ptx_shrink(struct ptx *p)
+{
+	if (!p->final_sent || p->pending || p->starting || !p->req)
+		return;
+	for (unsigned i = 0; i < p->nbranches; i++) {
+		struct ptx_branch *b = p->br[i];
+		struct ptx_accepted *a;
+		branch_stop_timer_c(b);
+		if (b->resolving && b->dq)
+			dns_cancel(b->dq);
+		if (b->t && b->t->state == TXN_ACCEPTED && (a = malloc(sizeof(*a)))) {
+			*a = (struct ptx_accepted){p, b->t, p->accepted};
+			p->accepted = a;
+			b->t->ops = &accepted_ops;
+			b->t->tu = a;
+		} else if (b->t) {
+			txn_cli_abandon(b->t);
+		}
+		buf_free(&b->challenge);
+		free(b);
+	}
+	free(p->br);
+	p->br = NULL;
+	p->nbranches = p->capbranches = 0;
+	for (unsigned i = 0; i < p->nsteps; i++)
+		free(p->steps[i].targets);
+	free(p->steps);
+	p->steps = NULL;
+	p->nsteps = p->cur = 0;
+	free(p->best);
+	p->best = NULL;
+	free(p->req);
+	p->req = NULL;
+	p->req_len = 0;
+}
+
 static void ptx_free(struct ptx *p)
 {
+	for (struct ptx_accepted *a = p->accepted, *next; a; a = next) {
+		next = a->next;
+		if (a->t)
+			txn_cli_abandon(a->t);
+		free(a);
+	}
 	for (unsigned i = 0; i < p->nbranches; i++) {
 		struct ptx_branch *b = p->br[i];
 		branch_stop_timer_c(b);
