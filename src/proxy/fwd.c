@@ -245,7 +245,7 @@ int fwd_build(struct worker *w, struct buf *out, struct sip_msg *m, const struct
 	buf_append_str(&topb, "Via: SIP/2.0/");
 	buf_append_str(&topb, sip_proto_name(ol->proto));
 	buf_append_char(&topb, ' ');
-	buf_append_str(&topb, ol->advertise);
+	buf_append_str(&topb, tp_via_sent_by(w, (unsigned)dest->listen)); /* responses: to us */
 	buf_append_str(&topb, ";branch=");
 	buf_append_sv(&topb, branch);
 	buf_append_str(&topb, ovl_via_support(w)); /* RFC 7339: we honour oc from downstream */
@@ -1116,14 +1116,18 @@ bool fwd_may_reach(struct worker *w, const struct fwd_target *t, const struct tp
 	return false;
 }
 
-static void branch_send(struct ptx_branch *b, struct sip_msg *m, const struct tp_dest *dest)
+static void branch_send(struct ptx_branch *b, struct sip_msg *m, const struct tp_dest *to)
 {
+	/* from this worker's own port (udp.worker_ports), where the answers come back; not to
+	 * a phone behind NAT, which only lets in what comes from the port it registered with */
+	struct tp_dest own = *to, *dest = &own;
 	struct ptx *p = b->ptx;
 	struct worker *w = p->w;
 	struct buf *out = &w->out;
 	struct txn_cli *t;
 	int err;
 
+	own.own_port = !b->target.has_received;
 	if (!fwd_may_reach(w, &b->target, dest, p->pstn_ok, p->in_dialog)) {
 		branch_failed(b, 403);
 		return;

@@ -240,6 +240,7 @@ static void log_stats(struct server *s)
 		t.rx_forged += w->stats.rx_forged;
 		t.gw_timeouts += w->stats.gw_timeouts;
 		t.gw_ring_timeouts += w->stats.gw_ring_timeouts;
+		t.resp_hops += w->stats.resp_hops;
 	}
 	log_info("messages received %llu, sent %llu, malformed %llu, dropped %llu; calls blocked "
 		 "%llu, barred %llu; forged responses dropped %llu; gateway timeouts %llu (failover), "
@@ -249,6 +250,8 @@ static void log_stats(struct server *s)
 		 (unsigned long long)t.calls_blocked, (unsigned long long)t.calls_barred,
 		 (unsigned long long)t.rx_forged, (unsigned long long)t.gw_timeouts,
 		 (unsigned long long)t.gw_ring_timeouts);
+	log_info("responses received by a worker other than their transaction's: %llu",
+		 (unsigned long long)t.resp_hops);
 	log_overload_stats(s);
 }
 

@@ -55,6 +55,9 @@ struct tp_dest {
 	struct tp_addr peer;
 	int listen; /* local address to send from, -1 = any of the right protocol and family */
 	uint32_t conn_id; /* connection to use if still open; 0 = reuse one to peer or open one */
+	/* UDP: send from the worker's own port (udp.worker_ports) when it has one, so that a
+	 * peer that answers to the source port, not the Via, reaches this worker too */
+	bool own_port;
 };
 
 /* One local address the server listens on, as others must address it. */
@@ -99,12 +102,21 @@ int tp_redeliver(struct worker *w, unsigned owner, const struct sip_msg *m,
 /* The same as a job to post later (from any thread) with worker_post; NULL on ENOMEM. */
 struct wjob *tp_redeliver_job(const struct sip_msg *m, const struct tp_src *src);
 
+/*
+ * The sent-by ("host:port") for the top Via of a request this worker sends
+ * from listen address i: with udp.worker_ports, the worker's own port, so
+ * that the responses (RFC 3261 18.2.2: to the Via's sent-by) come back to the
+ * worker that owns the client transaction; otherwise the listen address's.
+ */
+const char *tp_via_sent_by(const struct worker *w, unsigned listen);
+
 /* The server's listen addresses (read-only after start). */
 unsigned tp_listen_count(const struct tp_table *t);
 const struct tp_listen *tp_listen_get(const struct tp_table *t, unsigned i);
 /* The listen address to use for sending with proto to family (AF_INET/AF_INET6), or -1. */
 int tp_listen_pick(const struct tp_table *t, enum sip_proto proto, int family);
-/* True when host[:port] names one of our listen addresses (port 0 = default 5060). */
+/* True when host[:port] names one of our listen addresses or a worker's own port (port 0 =
+ * default 5060). */
 bool tp_is_local_address(const struct tp_table *t, sv_t host, uint16_t port);
 /* True when host is an IP address of this server, whatever the port. */
 bool tp_is_local_ip(const struct tp_table *t, sv_t host);

@@ -953,6 +953,7 @@ int txn_cli_dispatch(struct worker *w, struct sip_msg *resp, const struct tp_src
 	if (owner != w->id) {
 		if (owner >= w->srv->nworkers)
 			return ENOENT;
+		w->stats.resp_hops++; /* the hop udp.worker_ports avoids */
 		return tp_redeliver(w, owner, resp, src) ? ENOENT : 0;
 	}
 	if (slot >= tw->nslots || !(t = tw->slots[slot]) || t->gen != gen)
