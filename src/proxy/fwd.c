@@ -430,9 +430,7 @@ static int dest_from_target(struct worker *w, const struct fwd_target *t,
 {
 	memset(d, 0, sizeof(*d));
 	if (dt) {
-		d->peer.proto = dt->proto;
-		d->peer.len = dt->addrlen;
-		memcpy(&d->peer.u.ss, &dt->addr, sizeof(dt->addr));
+		tp_addr_from_sockaddr(&d->peer, dt->proto, &dt->addr, dt->addrlen);
 	} else {
 		d->peer = t->received;
 		d->conn_id = t->conn_id;

@@ -55,6 +55,17 @@ int tp_addr_from_str(const char *ip, uint16_t port, enum sip_proto proto, struct
 	return EINVAL;
 }
 
+int tp_addr_from_sockaddr(struct tp_addr *a, enum sip_proto proto, const void *sa, socklen_t len)
+{
+	memset(a, 0, sizeof(*a));
+	a->proto = proto;
+	if (len > sizeof(a->u))
+		return EAFNOSUPPORT;
+	memcpy(&a->u, sa, len);
+	a->len = len;
+	return 0;
+}
+
 const char *tp_addr_ip(const struct tp_addr *a, char *buf, size_t len)
 {
 	const void *src = a->u.sa.sa_family == AF_INET6 ? (const void *)&a->u.in6.sin6_addr

@@ -25,6 +25,10 @@
 struct worker;
 struct server;
 
+/*
+ * An address as small as IPv6 allows (no sockaddr_storage: every transaction,
+ * proxy context and binding holds one or more, issue 13's memory per call).
+ */
 struct tp_addr {
 	enum sip_proto proto;
 	socklen_t len;
@@ -32,7 +36,6 @@ struct tp_addr {
 		struct sockaddr sa;
 		struct sockaddr_in in;
 		struct sockaddr_in6 in6;
-		struct sockaddr_storage ss;
 	} u;
 };
 
@@ -132,6 +135,8 @@ void tp_conn_hold(struct tp_table *t, uint32_t conn_id, int64_t until);
 void tp_conn_mark_trusted(struct tp_table *t, uint32_t conn_id);
 
 /* Address helpers */
+/* From a socket address of len bytes (recvmmsg, DNS): EAFNOSUPPORT when it is no IPv4/IPv6. */
+int tp_addr_from_sockaddr(struct tp_addr *a, enum sip_proto proto, const void *sa, socklen_t len);
 int tp_addr_from_str(const char *ip, uint16_t port, enum sip_proto proto, struct tp_addr *a);
 int tp_addr_from_sv(sv_t ip, uint16_t port, enum sip_proto proto, struct tp_addr *a);
 /* "IP" (no brackets) into buf; returns buf. */

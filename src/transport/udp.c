@@ -75,9 +75,11 @@ static void udp_process_batch(struct worker *w, unsigned listen, int n, bool res
 		}
 		memset(&src, 0, sizeof(src));
 		src.listen = listen;
-		src.peer.proto = SIP_PROTO_UDP;
-		src.peer.len = mh->msg_hdr.msg_namelen;
-		memcpy(&src.peer.u.ss, &tw->raddr[i], sizeof(tw->raddr[i]));
+		if (tp_addr_from_sockaddr(&src.peer, SIP_PROTO_UDP, &tw->raddr[i],
+					  mh->msg_hdr.msg_namelen)) {
+			w->stats.rx_dropped++;
+			continue;
+		}
 		src.rx_ns = udp_rx_time(&mh->msg_hdr);
 		if (len == 0 ||
 		    (len <= 4 && tw->riov[i].iov_base && ((char *)tw->riov[i].iov_base)[0] == '\r'))
