@@ -17,6 +17,8 @@ Measurements (each sweep repeated REPEATS times, the median reported):
   latency  REGISTER->200 and INVITE->200 from a loopback capture (microseconds)
            at several offered rates, including half of Kamailio's maximum
   memory   resident size idle and with 100,000 bindings (RSS and PSS)
+  callmem  resident size (RSS and PSS) while calls run at a steady rate (CALLMEM_RATES,
+           600 and 1,000/s) for CALLMEM_SECS (45 s: transactions live 32 s after a call)
   overload overload control (RFC 7339): inbound trunk calls (INVITE/100/200/
            ACK/BYE/200, no challenge) offered by bench/overload/ocload at 1x,
            3x and 10x the highest rate one worker completes, with overload
@@ -221,8 +223,10 @@ class Switchboard:
                 os.remove(db + suffix)
         shutil.copy(self.template, db)
         self.log = open(os.path.join(self.dir, "server.log"), "ab")
+        # info: the counters logged at stop (responses that hopped to another worker)
         cmd = [SB_BIN, "serve", "-c", self.config or SB_BENCH_CFG, "--db", db, "--workers",
-               str(self.workers), "--listen", "udp:127.0.0.1:%d" % PORT, "--log-level", "warn"]
+               str(self.workers), "--listen", "udp:127.0.0.1:%d" % PORT, "--log-level", "info"]
+        self.log_start = os.path.getsize(os.path.join(self.dir, "server.log"))
         cg = self.cgroup
         self.proc = subprocess.Popen(
             pinned(SERVER_CPU, cmd), stdout=self.log, stderr=subprocess.STDOUT,
@@ -241,6 +245,13 @@ class Switchboard:
             self.proc.wait(timeout=60)
             self.proc = None
             self.log.close()
+            self.last_hops = None
+            with open(os.path.join(self.dir, "server.log"), errors="replace") as f:
+                f.seek(self.log_start)
+                m = re.findall(r"responses received by a worker other than their "
+                               r"transaction's: (\d+)", f.read())
+            if m:
+                self.last_hops = int(m[-1])
 
 
 class Kamailio:
@@ -424,19 +435,25 @@ def sweep(kind, server, data, rates, workdir):
 
 def run_step(kind, server, data, rate, workdir, tag):
     server.start()
+    r = None
     try:
         if kind == "reg":
-            return reg_step(server, data, rate, STEP_SECS, workdir, tag)
+            r = reg_step(server, data, rate, STEP_SECS, workdir, tag)
+            return r
         uas = start_uas(workdir)
         try:
             time.sleep(0.3)
             register_callees(data, workdir)
-            return call_step(server, data, rate, STEP_SECS, workdir, tag)
+            r = call_step(server, data, rate, STEP_SECS, workdir, tag)
+            return r
         finally:
             uas.send_signal(signal.SIGKILL)
             uas.wait()
     finally:
         server.stop()
+        if r is not None:
+            # responses that reached a worker other than their transaction's (Switchboard)
+            r["hops"] = getattr(server, "last_hops", None)
 
 
 # ---------------------------------------------------------------- latency (pcap)
@@ -549,6 +566,51 @@ def memory(server, data, workdir):
     return {"idle_rss_kb": idle[0], "idle_pss_kb": idle[1], "rss_kb": full[0], "pss_kb": full[1],
             "bindings": r["ok"], "pss_bytes_per_binding": (full[1] - idle[1]) * 1024 / n,
             "rss_bytes_per_binding": (full[0] - idle[0]) * 1024 / n}
+
+
+CALLMEM_RATES = _rates("CALLMEM_RATES", [600, 1000])
+CALLMEM_SECS = int(os.environ.get("CALLMEM_SECS", "45"))
+
+
+def call_memory(server, data, rate, workdir):
+    """RSS and PSS of the server sampled once a second while it carries `rate` calls/s
+    (INVITE/407/ACK/INVITE/100/180/200/ACK/BYE/200, no hold time) for CALLMEM_SECS. Every
+    call leaves transactions that live 32 s (Timers J, M, the server INVITE's Accepted
+    state), so the samples after 35 s are the steady state: their median is reported."""
+    import threading
+    server.start()
+    uas = start_uas(workdir)
+    samples, done = [], threading.Event()
+
+    def sample():
+        t0 = time.time()
+        while not done.wait(1.0):
+            rss, pss = memory_kb(server.pids())
+            samples.append((time.time() - t0, rss, pss))
+    try:
+        time.sleep(0.3)
+        register_callees(data, workdir)
+        time.sleep(1)
+        idle = memory_kb(server.pids())
+        th = threading.Thread(target=sample)
+        th.start()
+        try:
+            r = call_step(server, data, rate, CALLMEM_SECS, workdir,
+                          "callmem_%s_%d" % (server.name, rate))
+        finally:
+            done.set()
+            th.join()
+    finally:
+        uas.send_signal(signal.SIGKILL)
+        uas.wait()
+        server.stop()
+    steady = [s for s in samples if s[0] >= 35] or samples[-3:]
+    return {"rate": rate, "secs": CALLMEM_SECS, "ok": r["ok"], "failed": r["failed"],
+            "pass": r["pass"], "idle_rss_kb": idle[0], "idle_pss_kb": idle[1],
+            "rss_kb": statistics.median(s[1] for s in steady),
+            "pss_kb": statistics.median(s[2] for s in steady),
+            "max_rss_kb": max(s[1] for s in samples), "max_pss_kb": max(s[2] for s in samples),
+            "samples": samples}
 
 
 def limit(workdir):
@@ -743,7 +805,8 @@ def main():
             call = run_step("call", s, data, FIXED_CALL, workdir, "cpu_call")
             res["servers"][s.name]["cpu"] = {"reg_rate": FIXED_REG, "reg": reg, "call_rate": FIXED_CALL,
                                              "call": call}
-            log("   %.1f us/registration, %.1f us/call" % (reg["per_op_us"], call["per_op_us"]))
+            log("   %.1f us/registration, %.1f us/call (responses that hopped: %s)" % (
+                reg["per_op_us"], call["per_op_us"], call.get("hops")))
             save(workdir, res)
     if what in ("all", "latency"):
         kam = next((v for k, v in res["servers"].items() if k.startswith("kamailio")), {})
@@ -767,6 +830,18 @@ def main():
         save(workdir, res)
         if what == "overload":
             return
+    if what in ("all", "callmem"):
+        for s in srvs:
+            res["servers"][s.name]["callmem"] = []
+            for rate in CALLMEM_RATES:
+                log("memory with calls in flight, %s, %d calls/s for %d s" % (s.name, rate,
+                                                                            CALLMEM_SECS))
+                m = call_memory(s, data, rate, workdir)
+                res["servers"][s.name]["callmem"].append(m)
+                log("   ok=%d failed=%d: RSS %d KiB, PSS %d KiB (idle %d / %d)" % (
+                    m["ok"], m["failed"], m["rss_kb"], m["pss_kb"], m["idle_rss_kb"],
+                    m["idle_pss_kb"]))
+                save(workdir, res)
     if what in ("all", "memory"):
         for s in srvs:
             log("memory, %s" % s.name)
@@ -774,7 +849,8 @@ def main():
             log("  ", res["servers"][s.name]["memory"])
             save(workdir, res)
     save(workdir, res)
-    report(workdir)
+    if what == "all":  # one part alone does not make the whole report
+        report(workdir)
 
 
 def machine_info():

@@ -143,6 +143,12 @@ static const struct cfg_key cfg_tcp_keys[] = {
     {0},
 };
 
+static const struct cfg_key cfg_udp_keys[] = {
+    CFG_BOOL("worker_ports", udp_worker_ports),
+    CFG_UINT("worker_port_base", udp_worker_port_base, 0, 65535),
+    {0},
+};
+
 static const struct cfg_key cfg_dns_keys[] = {
     CFG_UINT("cache_ttl", dns_cache_ttl_s, 0, 86400),
     {0},
@@ -271,6 +277,7 @@ static const struct cfg_key cfg_top_keys[] = {
     CFG_SECTION("auth", cfg_auth_keys),
     CFG_SECTION("proxy", cfg_proxy_keys),
     CFG_SECTION("tcp", cfg_tcp_keys),
+    CFG_SECTION("udp", cfg_udp_keys),
     CFG_SECTION("dns", cfg_dns_keys),
     CFG_SECTION("calls", cfg_calls_keys),
     CFG_SECTION("lists", cfg_lists_keys),

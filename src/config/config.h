@@ -98,6 +98,13 @@ struct cfg {
 	unsigned tcp_max_per_source;	    /* per source address (IPv6: /64); 0 = no limit: 64 */
 	unsigned tcp_unauth_idle_timeout_s; /* their idle timeout: 30 */
 
+	/* udp (issue 13): each worker also listens on a port of its own per UDP address and
+	 * writes it in the Via of the requests it forwards, so their responses come back to
+	 * the worker that owns the transaction (no hop); off by default: a firewall must
+	 * let responses in to those ports */
+	bool udp_worker_ports;	       /* false */
+	unsigned udp_worker_port_base; /* 0 = a port the kernel picks per worker */
+
 	/* dns */
 	unsigned dns_cache_ttl_s; /* 60 */
 

@@ -97,6 +97,17 @@ struct ptx {
 	unsigned
 	    local_status; /* best status generated here (408, 487, 503) when no response beats it */
 	char tag[32];
+	struct ptx_accepted *accepted; /* after ptx_shrink: the 2xx branches still matching */
+};
+
+/*
+ * What is left of a branch that answered 2xx once the context is shrunk:
+ * its client transaction in Accepted, which forwards 2xx retransmissions.
+ */
+struct ptx_accepted {
+	struct ptx *ptx;
+	struct txn_cli *t;
+	struct ptx_accepted *next;
 };
 
 struct ptx *fwd_ptx_of(struct txn_srv *t)
@@ -238,7 +249,7 @@ int fwd_build(struct worker *w, struct buf *out, struct sip_msg *m, const struct
 	buf_append_str(&topb, "Via: SIP/2.0/");
 	buf_append_str(&topb, sip_proto_name(ol->proto));
 	buf_append_char(&topb, ' ');
-	buf_append_str(&topb, ol->advertise);
+	buf_append_str(&topb, tp_via_sent_by(w, (unsigned)dest->listen)); /* responses: to us */
 	buf_append_str(&topb, ";branch=");
 	buf_append_sv(&topb, branch);
 	buf_append_str(&topb, ovl_via_support(w)); /* RFC 7339: we honour oc from downstream */
@@ -425,9 +436,7 @@ static int dest_from_target(struct worker *w, const struct fwd_target *t,
 {
 	memset(d, 0, sizeof(*d));
 	if (dt) {
-		d->peer.proto = dt->proto;
-		d->peer.len = dt->addrlen;
-		memcpy(&d->peer.u.ss, &dt->addr, sizeof(dt->addr));
+		tp_addr_from_sockaddr(&d->peer, dt->proto, &dt->addr, dt->addrlen);
 	} else {
 		d->peer = t->received;
 		d->conn_id = t->conn_id;
@@ -689,7 +698,9 @@ struct server *fwd_ptx_server(const struct ptx *p)
  * A branch of the current step ended. When the step is over: the next step,
  * or what the policy adds when there is none (forwarding), or the best answer.
  */
-static void step_done(struct ptx *p)
+static void ptx_shrink(struct ptx *p);
+
+static void step_advance(struct ptx *p)
 {
 	if (ptx_final_sent(p) || p->pending)
 		return;
@@ -720,6 +731,12 @@ static void step_done(struct ptx *p)
 		return;
 	}
 	ptx_finish(p);
+}
+
+static void step_done(struct ptx *p)
+{
+	step_advance(p);
+	ptx_shrink(p); /* when the final is out and no branch is left */
 }
 
 /* The branch has its final status (DONE): one fewer pending in its step. */
@@ -971,6 +988,7 @@ static void branch_response(struct txn_cli *t, struct sip_msg *resp)
 			branch_done(b, st);
 			ptx_cancel_branches(p, b, true, BR_CANCELLING);
 		}
+		ptx_shrink(p); /* b may be gone: not touched again */
 		return;
 	}
 	if (b->state == BR_DONE)
@@ -1193,14 +1211,18 @@ bool fwd_may_reach(struct worker *w, const struct fwd_target *t, const struct tp
 	return false;
 }
 
-static void branch_send(struct ptx_branch *b, struct sip_msg *m, const struct tp_dest *dest)
+static void branch_send(struct ptx_branch *b, struct sip_msg *m, const struct tp_dest *to)
 {
+	/* from this worker's own port (udp.worker_ports), where the answers come back; not to
+	 * a phone behind NAT, which only lets in what comes from the port it registered with */
+	struct tp_dest own = *to, *dest = &own;
 	struct ptx *p = b->ptx;
 	struct worker *w = p->w;
 	struct buf *out = &w->out;
 	struct txn_cli *t;
 	int err;
 
+	own.own_port = !b->target.has_received;
 	if (!fwd_may_reach(w, &b->target, dest, p->pstn_ok, p->in_dialog)) {
 		branch_failed(b, 403);
 		return;
@@ -1307,8 +1329,78 @@ static void branch_start(struct ptx_branch *b, struct sip_msg *m)
 		b->dq = q; /* still running (not answered from the cache): keep it to cancel it */
 }
 
+static void accepted_response(struct txn_cli *t, struct sip_msg *resp)
+{
+	struct ptx_accepted *a = t->tu;
+
+	ptx_forward_response(a->ptx, resp, SV_NULL); /* a 2xx retransmission (RFC 6026) */
+}
+
+static void accepted_terminated(struct txn_cli *t)
+{
+	struct ptx_accepted *a = t->tu;
+
+	a->t = NULL;
+}
+
+static const struct txn_cli_ops accepted_ops = {
+    .response = accepted_response,
+    .terminated = accepted_terminated,
+};
+
+/*
+ * The final answer is out and no branch is pending: from now on the context
+ * only lets its server transaction absorb retransmissions (and retransmit a
+ * non-2xx final, which the transaction holds) and forwards 2xx
+ * retransmissions of the branches that answered 2xx. The copy of the request,
+ * the branches (each with its target), the steps and the best response are
+ * freed now instead of after the transaction's 32 s (issue 13: memory per
+ * call in flight). Called only where nothing of a branch is used afterwards.
+ */
+static void ptx_shrink(struct ptx *p)
+{
+	if (!ptx_final_sent(p) || p->pending || !p->req)
+		return;
+	for (unsigned i = 0; i < p->nbranches; i++) {
+		struct ptx_branch *b = p->br[i];
+		struct ptx_accepted *a;
+		branch_stop_timer_c(b);
+		if (b->state == BR_RESOLVING && b->dq)
+			dns_cancel(b->dq);
+		if (b->t && b->t->state == TXN_ACCEPTED && (a = malloc(sizeof(*a)))) {
+			*a = (struct ptx_accepted){p, b->t, p->accepted};
+			p->accepted = a;
+			b->t->ops = &accepted_ops;
+			b->t->tu = a;
+		} else if (b->t) {
+			txn_cli_abandon(b->t);
+		}
+		buf_free(&b->challenge);
+		free(b);
+	}
+	free(p->br);
+	p->br = NULL;
+	p->nbranches = p->capbranches = 0;
+	for (unsigned i = 0; i < p->nsteps; i++)
+		free(p->steps[i].targets);
+	free(p->steps);
+	p->steps = NULL;
+	p->nsteps = p->cur = 0;
+	free(p->best);
+	p->best = NULL;
+	free(p->req);
+	p->req = NULL;
+	p->req_len = 0;
+}
+
 static void ptx_free(struct ptx *p)
 {
+	for (struct ptx_accepted *a = p->accepted, *next; a; a = next) {
+		next = a->next;
+		if (a->t)
+			txn_cli_abandon(a->t);
+		free(a);
+	}
 	for (unsigned i = 0; i < p->nbranches; i++) {
 		struct ptx_branch *b = p->br[i];
 		branch_stop_timer_c(b);

@@ -142,9 +142,8 @@ static void probe_uri(const struct dp_gateway *g, char *uri, size_t len)
 static int probe_dest(struct prober *pr, const struct dns_target *dt, struct tp_dest *d)
 {
 	memset(d, 0, sizeof(*d));
-	d->peer.proto = dt->proto;
-	d->peer.len = dt->addrlen;
-	memcpy(&d->peer.u.ss, &dt->addr, sizeof(dt->addr));
+	if (tp_addr_from_sockaddr(&d->peer, dt->proto, &dt->addr, dt->addrlen))
+		return EAFNOSUPPORT;
 	d->listen = tp_listen_pick(pr->srv->tp, d->peer.proto, d->peer.u.sa.sa_family);
 	return d->listen < 0 ? EAFNOSUPPORT : 0;
 }

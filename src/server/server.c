@@ -263,6 +263,7 @@ static void log_stats(struct server *s)
 		t.gw_ring_timeouts += w->stats.gw_ring_timeouts;
 		t.suspended += w->stats.suspended;
 		t.suspend_refused += w->stats.suspend_refused;
+		t.resp_hops += w->stats.resp_hops;
 	}
 	log_info(
 	    "messages received %llu, sent %llu, malformed %llu, dropped %llu; calls blocked "
@@ -275,6 +276,8 @@ static void log_stats(struct server *s)
 	    (unsigned long long)t.gw_ring_timeouts);
 	log_info("requests that waited for a lookup %llu, refused at the per-worker cap %llu",
 		 (unsigned long long)t.suspended, (unsigned long long)t.suspend_refused);
+	log_info("responses received by a worker other than their transaction's: %llu",
+		 (unsigned long long)t.resp_hops);
 	log_overload_stats(s);
 }
 

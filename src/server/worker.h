@@ -42,6 +42,7 @@ struct worker_stats {
 	uint64_t rx_dropped; /* oversized, unparseable, or refused */
 	uint64_t tx_errors;
 	uint64_t posted;	/* jobs handed to other workers */
+	uint64_t resp_hops;	/* responses received here for another worker's transaction */
 	uint64_t calls_blocked; /* refused by a black or white list */
 	uint64_t calls_barred;	/* outgoing calls refused by the caller's barring (issue 12) */
 	uint64_t rx_forged;	/* responses dropped: branch MAC wrong, or not from where it must */

@@ -202,11 +202,7 @@ static int target_peer(const struct loc_target *t, struct tp_addr *peer)
 	}
 	if (sip_uri_parse(hop, &u) || dns_resolve_numeric(&u, &dt))
 		return EHOSTUNREACH; /* a name would need DNS: the REGISTER's source is the way */
-	memset(peer, 0, sizeof(*peer));
-	peer->proto = dt.proto;
-	peer->len = dt.addrlen;
-	memcpy(&peer->u.ss, &dt.addr, sizeof(dt.addr));
-	return 0;
+	return tp_addr_from_sockaddr(peer, dt.proto, &dt.addr, dt.addrlen);
 }
 
 /* Out of contacts, or none registered: what is queued waits for the next REGISTER. */

@@ -21,6 +21,8 @@ struct evbuffer;
 #define TP_CONN_BUCKETS 1024
 #define TP_SEND_ARENA	(256 * 1024)
 #define TP_SRC_BUCKETS	1024
+/* workers that get a UDP port of their own (udp.worker_ports); the others hop */
+#define TP_MAX_WORKER_PORTS 256
 /*
  * Most bytes queued for a peer that does not read before its connection is
  * given up; less for an accepted connection that never authenticated (a
@@ -114,6 +116,9 @@ struct tp_table {
 	size_t max_queued_unauth;     /* TP_TCP_MAX_QUEUED_UNAUTH; likewise */
 	uint64_t seed;		      /* keys the per-source table */
 	struct tp_src_bucket by_src[TP_SRC_BUCKETS];
+	/* each worker's own UDP port per listen address (udp.worker_ports), 0 = none;
+	 * written by worker_create on the main thread before any worker runs */
+	uint16_t wport[TP_MAX_LISTEN][TP_MAX_WORKER_PORTS];
 	/* the machine's addresses, when a listener is on a wildcard address */
 	struct tp_addr ifaddrs[64];
 	unsigned nifaddrs;
@@ -131,6 +136,11 @@ struct tp_worker {
 	struct event *udp_ev[TP_MAX_LISTEN];
 	int tcp_fd[TP_MAX_LISTEN];
 	struct event *tcp_ev[TP_MAX_LISTEN];
+	/* udp.worker_ports: this worker's own socket per UDP listen address (responses only)
+	 * and the Via sent-by naming it; -1 and "" when off */
+	int wport_fd[TP_MAX_LISTEN];
+	struct event *wport_ev[TP_MAX_LISTEN];
+	char via[TP_MAX_LISTEN][140];
 
 	/* receive batch */
 	struct mmsghdr rmsg[TP_BATCH];
@@ -162,6 +172,8 @@ void tp_deliver(struct worker *w, const char *buf, size_t len, unsigned flags,
 
 /* udp.c */
 int tp_udp_open(struct worker *w, unsigned listen);
+/* This worker's own port on a UDP listen address (udp.worker_ports); 0 when off. */
+int tp_udp_open_worker_port(struct worker *w, unsigned listen);
 int tp_udp_send(struct worker *w, const struct tp_dest *d, const char *data, size_t len);
 void tp_udp_flush(struct worker *w);
 

@@ -564,7 +564,7 @@ static void tcp_accept(evutil_socket_t lfd, short what, void *arg)
 		}
 	}
 	for (int n = 0; n < 64; n++) {
-		struct tp_addr peer = {.proto = SIP_PROTO_TCP, .len = sizeof(peer.u.ss)};
+		struct tp_addr peer = {.proto = SIP_PROTO_TCP, .len = sizeof(peer.u)};
 		int fd = accept4(lfd, &peer.u.sa, &peer.len, SOCK_NONBLOCK | SOCK_CLOEXEC);
 
 		if (fd < 0) {

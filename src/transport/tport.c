@@ -55,6 +55,17 @@ int tp_addr_from_str(const char *ip, uint16_t port, enum sip_proto proto, struct
 	return EINVAL;
 }
 
+int tp_addr_from_sockaddr(struct tp_addr *a, enum sip_proto proto, const void *sa, socklen_t len)
+{
+	memset(a, 0, sizeof(*a));
+	a->proto = proto;
+	if (len > sizeof(a->u))
+		return EAFNOSUPPORT;
+	memcpy(&a->u, sa, len);
+	a->len = len;
+	return 0;
+}
+
 const char *tp_addr_ip(const struct tp_addr *a, char *buf, size_t len)
 {
 	const void *src = a->u.sa.sa_family == AF_INET6 ? (const void *)&a->u.in6.sin6_addr
@@ -247,6 +258,21 @@ static bool listener_has_ip(const struct tp_table *t, const struct tp_listen *l,
 	return false;
 }
 
+/* Is port one of the workers' own ports on listen address i? */
+static bool is_worker_port(const struct tp_table *t, unsigned i, uint16_t port)
+{
+	unsigned n =
+	    t->srv->nworkers < TP_MAX_WORKER_PORTS ? t->srv->nworkers : TP_MAX_WORKER_PORTS;
+
+	if (!t->wport[i][0])
+		return false;
+	for (unsigned k = 0; k < n; k++) {
+		if (t->wport[i][k] == port)
+			return true;
+	}
+	return false;
+}
+
 bool tp_is_local_address(const struct tp_table *t, sv_t host, uint16_t port)
 {
 	struct tp_addr a;
@@ -256,10 +282,20 @@ bool tp_is_local_address(const struct tp_table *t, sv_t host, uint16_t port)
 	if (tp_addr_from_sv(host, port, SIP_PROTO_UDP, &a))
 		return false;
 	for (unsigned i = 0; i < t->nlisten; i++) {
-		if (t->listen[i].port == port && listener_has_ip(t, &t->listen[i], &a))
+		if ((t->listen[i].port == port || is_worker_port(t, i, port)) &&
+		    listener_has_ip(t, &t->listen[i], &a))
 			return true;
 	}
 	return false;
+}
+
+const char *tp_via_sent_by(const struct worker *w, unsigned listen)
+{
+	const struct tp_table *t = w->srv->tp;
+
+	if (listen >= t->nlisten)
+		return "";
+	return w->tp->via[listen][0] ? w->tp->via[listen] : t->listen[listen].advertise;
 }
 
 bool tp_is_local_ip(const struct tp_table *t, sv_t host)
@@ -388,15 +424,17 @@ int tp_worker_init(struct worker *w)
 		return ENOMEM;
 	w->tp = tw;
 	for (unsigned i = 0; i < TP_MAX_LISTEN; i++)
-		tw->udp_fd[i] = tw->tcp_fd[i] = -1;
+		tw->udp_fd[i] = tw->tcp_fd[i] = tw->wport_fd[i] = -1;
 	tw->rbuf = malloc((size_t)TP_BATCH * (SIP_MAX_MSG + 1));
 	tw->arena = malloc(TP_SEND_ARENA);
 	if (!tw->rbuf || !tw->arena)
 		return ENOMEM;
 	for (unsigned i = 0; i < t->nlisten && !err; i++) {
-		if (t->listen[i].proto == SIP_PROTO_UDP)
+		if (t->listen[i].proto == SIP_PROTO_UDP) {
 			err = tp_udp_open(w, i);
-		else if (t->listen[i].proto == SIP_PROTO_TCP)
+			if (!err)
+				err = tp_udp_open_worker_port(w, i);
+		} else if (t->listen[i].proto == SIP_PROTO_TCP)
 			err = tp_tcp_open_listener(w, i);
 	}
 	return err;
@@ -418,6 +456,10 @@ void tp_worker_fini(struct worker *w)
 			event_free(tw->tcp_ev[i]);
 		if (tw->tcp_fd[i] >= 0)
 			close(tw->tcp_fd[i]);
+		if (tw->wport_ev[i])
+			event_free(tw->wport_ev[i]);
+		if (tw->wport_fd[i] >= 0)
+			close(tw->wport_fd[i]);
 	}
 	sip_msg_release(&tw->msg);
 	free(tw->rbuf);

@@ -25,6 +25,10 @@
 struct worker;
 struct server;
 
+/*
+ * An address as small as IPv6 allows (no sockaddr_storage: every transaction,
+ * proxy context and binding holds one or more, issue 13's memory per call).
+ */
 struct tp_addr {
 	enum sip_proto proto;
 	socklen_t len;
@@ -32,7 +36,6 @@ struct tp_addr {
 		struct sockaddr sa;
 		struct sockaddr_in in;
 		struct sockaddr_in6 in6;
-		struct sockaddr_storage ss;
 	} u;
 };
 
@@ -51,6 +54,9 @@ struct tp_dest {
 	struct tp_addr peer;
 	int listen; /* local address to send from, -1 = any of the right protocol and family */
 	uint32_t conn_id; /* connection to use if still open; 0 = reuse one to peer or open one */
+	/* UDP: send from the worker's own port (udp.worker_ports) when it has one, so that a
+	 * peer that answers to the source port, not the Via, reaches this worker too */
+	bool own_port;
 };
 
 /* One local address the server listens on, as others must address it. */
@@ -102,12 +108,21 @@ int tp_redeliver(struct worker *w, unsigned owner, const struct sip_msg *m,
 /* The same as a job to post later (from any thread) with worker_post; NULL on ENOMEM. */
 struct wjob *tp_redeliver_job(const struct sip_msg *m, const struct tp_src *src);
 
+/*
+ * The sent-by ("host:port") for the top Via of a request this worker sends
+ * from listen address i: with udp.worker_ports, the worker's own port, so
+ * that the responses (RFC 3261 18.2.2: to the Via's sent-by) come back to the
+ * worker that owns the client transaction; otherwise the listen address's.
+ */
+const char *tp_via_sent_by(const struct worker *w, unsigned listen);
+
 /* The server's listen addresses (read-only after start). */
 unsigned tp_listen_count(const struct tp_table *t);
 const struct tp_listen *tp_listen_get(const struct tp_table *t, unsigned i);
 /* The listen address to use for sending with proto to family (AF_INET/AF_INET6), or -1. */
 int tp_listen_pick(const struct tp_table *t, enum sip_proto proto, int family);
-/* True when host[:port] names one of our listen addresses (port 0 = default 5060). */
+/* True when host[:port] names one of our listen addresses or a worker's own port (port 0 =
+ * default 5060). */
 bool tp_is_local_address(const struct tp_table *t, sv_t host, uint16_t port);
 /* True when host is an IP address of this server, whatever the port. */
 bool tp_is_local_ip(const struct tp_table *t, sv_t host);
@@ -123,6 +138,8 @@ void tp_conn_hold(struct tp_table *t, uint32_t conn_id, int64_t until);
 void tp_conn_mark_trusted(struct tp_table *t, uint32_t conn_id);
 
 /* Address helpers */
+/* From a socket address of len bytes (recvmmsg, DNS): EAFNOSUPPORT when it is no IPv4/IPv6. */
+int tp_addr_from_sockaddr(struct tp_addr *a, enum sip_proto proto, const void *sa, socklen_t len);
 int tp_addr_from_str(const char *ip, uint16_t port, enum sip_proto proto, struct tp_addr *a);
 int tp_addr_from_sv(sv_t ip, uint16_t port, enum sip_proto proto, struct tp_addr *a);
 /* "IP" (no brackets) into buf; returns buf. */

@@ -5,12 +5,23 @@
  *
  * Batching is what makes one core carry a high message rate: a batch of 32
  * datagrams costs two system calls instead of 64.
+ *
+ * With udp.worker_ports each worker also has a socket of its own per UDP
+ * listen address, on a port no other worker shares, and names it in the Via
+ * of the requests it forwards: their responses (RFC 3261 18.2.2) come back
+ * to the worker that owns the client transaction, instead of to whichever
+ * worker the kernel's SO_REUSEPORT hash picks (a hop through the other
+ * worker's inbox: a copy, a lock, an eventfd and a second parse). The
+ * requests still go out from the shared listen socket (the port phones
+ * behind NAT registered with, and trunks expect), and the worker's own
+ * socket takes responses only: a request sent there is dropped and counted.
  */
 #include "transport/internal.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -42,7 +53,13 @@ static int64_t udp_rx_time(struct msghdr *mh)
 	return 0;
 }
 
-static void udp_process_batch(struct worker *w, unsigned listen, int n)
+/* A datagram on a worker's own port: nothing but a response is taken there. */
+static bool udp_is_response(const char *p, size_t len)
+{
+	return len > 8 && memcmp(p, "SIP/2.0 ", 8) == 0;
+}
+
+static void udp_process_batch(struct worker *w, unsigned listen, int n, bool responses_only)
 {
 	struct tp_worker *tw = w->tp;
 	struct tp_src src;
@@ -58,13 +75,19 @@ static void udp_process_batch(struct worker *w, unsigned listen, int n)
 		}
 		memset(&src, 0, sizeof(src));
 		src.listen = listen;
-		src.peer.proto = SIP_PROTO_UDP;
-		src.peer.len = mh->msg_hdr.msg_namelen;
-		memcpy(&src.peer.u.ss, &tw->raddr[i], sizeof(tw->raddr[i]));
+		if (tp_addr_from_sockaddr(&src.peer, SIP_PROTO_UDP, &tw->raddr[i],
+					  mh->msg_hdr.msg_namelen)) {
+			w->stats.rx_dropped++;
+			continue;
+		}
 		src.rx_ns = udp_rx_time(&mh->msg_hdr);
 		if (len == 0 ||
 		    (len <= 4 && tw->riov[i].iov_base && ((char *)tw->riov[i].iov_base)[0] == '\r'))
 			continue; /* keep-alive */
+		if (responses_only && !udp_is_response(tw->riov[i].iov_base, len)) {
+			w->stats.rx_dropped++;
+			continue;
+		}
 		tp_deliver(w, tw->riov[i].iov_base, len, 0, &src, &tw->msg, &parse_err);
 	}
 }
@@ -74,11 +97,17 @@ static void udp_readable(evutil_socket_t fd, short what, void *arg)
 	struct worker *w = arg;
 	struct tp_worker *tw = w->tp;
 	unsigned listen = 0;
+	bool own = false; /* the worker's own port: responses only */
 
 	(void)what;
 	for (unsigned i = 0; i < TP_MAX_LISTEN; i++) {
 		if (tw->udp_fd[i] == fd) {
 			listen = i;
+			break;
+		}
+		if (tw->wport_fd[i] == fd) {
+			listen = i;
+			own = true;
 			break;
 		}
 	}
@@ -104,7 +133,7 @@ static void udp_readable(evutil_socket_t fd, short what, void *arg)
 				log_warn("udp recvmmsg: %s", strerror(errno));
 			break;
 		}
-		udp_process_batch(w, listen, n);
+		udp_process_batch(w, listen, n, own);
 		tp_udp_flush(w);
 		if (n < TP_BATCH)
 			break;
@@ -147,6 +176,67 @@ int tp_udp_open(struct worker *w, unsigned listen)
 	return event_add(tw->udp_ev[listen], NULL) ? EIO : 0;
 }
 
+/* "host" of an advertised "host:port" (the port, when there is one, dropped). */
+static size_t advertise_host_len(const char *adv)
+{
+	const char *colon = strrchr(adv, ':');
+	size_t n = strlen(adv);
+
+	if (!colon || colon[1] == '\0' || strspn(colon + 1, "0123456789") != strlen(colon + 1))
+		return n;
+	/* an IPv6 address without brackets has colons but no port */
+	if (adv[0] != '[' && memchr(adv, ':', (size_t)(colon - adv)))
+		return n;
+	return (size_t)(colon - adv);
+}
+
+int tp_udp_open_worker_port(struct worker *w, unsigned listen)
+{
+	struct tp_table *t = tp_table_of(w);
+	const struct tp_listen *l = &t->listen[listen];
+	const struct cfg *c = &w->srv->cfg;
+	struct tp_worker *tw = w->tp;
+	struct tp_addr a = l->addr;
+	int size = 8 * 1024 * 1024, fd, err = 0;
+	unsigned port = 0;
+
+	/* one worker has nothing to hop to */
+	if (!c->udp_worker_ports || w->srv->nworkers < 2 || w->id >= TP_MAX_WORKER_PORTS)
+		return 0;
+	if (c->udp_worker_port_base) {
+		port = c->udp_worker_port_base + listen * w->srv->nworkers + w->id;
+		if (port > 65535) {
+			log_err("udp.worker_port_base %u: worker %u's port would be past 65535",
+				c->udp_worker_port_base, w->id);
+			return ERANGE;
+		}
+	}
+	tp_addr_set_port(&a, (uint16_t)port);
+	fd = socket(a.u.sa.sa_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return errno;
+	setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof(size));
+	if (a.u.sa.sa_family == AF_INET6)
+		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &(int){1}, sizeof(int));
+	if (bind(fd, &a.u.sa, a.len) < 0 || getsockname(fd, &a.u.sa, &a.len) < 0) {
+		err = errno;
+		log_err("udp bind %s:%u (worker %u's own port): %s", l->host, port, w->id,
+			strerror(err));
+		close(fd);
+		return err;
+	}
+	tw->wport_fd[listen] = fd;
+	tw->wport_ev[listen] = event_new(w->base, fd, EV_READ | EV_PERSIST, udp_readable, w);
+	if (!tw->wport_ev[listen] || event_add(tw->wport_ev[listen], NULL))
+		return ENOMEM;
+	t->wport[listen][w->id] = tp_addr_port(&a);
+	snprintf(tw->via[listen], sizeof(tw->via[listen]), "%.*s:%u",
+		 (int)advertise_host_len(l->advertise), l->advertise, tp_addr_port(&a));
+	log_info("worker %u: responses to what it forwards from %s come to port %u", w->id,
+		 l->advertise, tp_addr_port(&a));
+	return 0;
+}
+
 static int udp_pick_fd(struct worker *w, const struct tp_dest *d)
 {
 	struct tp_table *t = tp_table_of(w);
@@ -155,6 +245,8 @@ static int udp_pick_fd(struct worker *w, const struct tp_dest *d)
 	if (li < 0 || (unsigned)li >= t->nlisten || t->listen[li].proto != SIP_PROTO_UDP ||
 	    t->listen[li].addr.u.sa.sa_family != d->peer.u.sa.sa_family)
 		li = tp_listen_pick(t, SIP_PROTO_UDP, d->peer.u.sa.sa_family);
+	if (li >= 0 && d->own_port && w->tp->wport_fd[li] >= 0)
+		return w->tp->wport_fd[li];
 	return li < 0 ? -1 : w->tp->udp_fd[li];
 }
 

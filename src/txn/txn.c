@@ -686,17 +686,46 @@ static int build_from_request(struct buf *out, struct sip_msg *req, sv_t method,
 	return out->err;
 }
 
+/*
+ * The ACK of a non-2xx final (17.1.1.3). It is built once, from the request
+ * and the response's To, and then replaces the request: in Completed the
+ * transaction needs nothing but this ACK, resent for each retransmission
+ * of the final (Timer D keeps it 32 s, so a copy of the whole INVITE would
+ * be held that long for nothing).
+ */
 static void cli_send_ack(struct txn_cli *t, struct sip_msg *resp)
 {
 	struct sip_msg *req = &t->w->txw->scratch;
 	struct sip_hdr *to = sip_msg_hdr(resp, SIP_H_TO);
 	struct buf *out = &t->w->out2;
+	char *ack;
 
-	if (sip_parse(req, t->req, t->req_len, 0) || !to)
+	if (t->req_is_ack) {
+		tp_send(t->w, &t->dest, t->req, t->req_len);
+		return;
+	}
+	if (!t->req || sip_parse(req, t->req, t->req_len, 0) || !to)
 		return;
 	buf_reset(out);
-	if (build_from_request(out, req, SV("ACK"), to->raw, SV_NULL) == 0)
-		tp_send(t->w, &t->dest, out->p, out->len);
+	if (build_from_request(out, req, SV("ACK"), to->raw, SV_NULL))
+		return;
+	tp_send(t->w, &t->dest, out->p, out->len);
+	ack = malloc(out->len);
+	if (!ack)
+		return; /* the request stays: a retransmitted final gets its ACK built again */
+	memcpy(ack, out->p, out->len);
+	free(t->req);
+	t->req = ack;
+	t->req_len = out->len;
+	t->req_is_ack = true;
+}
+
+/* A final answer ended what the request copy was kept for (retransmission, CANCEL). */
+static void cli_drop_request(struct txn_cli *t)
+{
+	free(t->req);
+	t->req = NULL;
+	t->req_len = 0;
 }
 
 static void cli_send_cancel(struct txn_cli *t)
@@ -706,7 +735,7 @@ static void cli_send_cancel(struct txn_cli *t)
 	struct txn_cli *c;
 
 	t->cancel_sent = true;
-	if (sip_parse(req, t->req, t->req_len, 0))
+	if (!t->req || sip_parse(req, t->req, t->req_len, 0))
 		return;
 	buf_reset(out);
 	if (build_from_request(
@@ -797,16 +826,20 @@ static void cli_on_response(struct txn_cli *t, struct sip_msg *resp)
 	timer_stop(&t->tmr_retrans);
 	timer_stop(&t->tmr_timeout);
 	if (invite && st < 300) {
+		/* the ACK of a 2xx is the caller's, and nothing is cancelled any more: Accepted
+		 * matches and forwards 2xx retransmissions by the branch alone */
 		t->state = TXN_ACCEPTED;
+		cli_drop_request(t);
 		timer_start(t->w, &t->tmr_timeout, 64 * c->t1_ms); /* M */
 	} else if (invite) {
-		cli_send_ack(t, resp);
+		cli_send_ack(t, resp); /* and keeps the ACK instead of the request */
 		t->state = TXN_COMPLETED;
 		/* D: at least 32 s on an unreliable transport, whatever T1 (17.1.1.2) */
 		timer_start(t->w, &t->tmr_timeout,
 			    t->reliable ? 0 : (64 * c->t1_ms > 32000 ? 64 * c->t1_ms : 32000));
 	} else {
 		t->state = TXN_COMPLETED;
+		cli_drop_request(t); /* K absorbs retransmitted finals: nothing is resent */
 		timer_start(t->w, &t->tmr_timeout, t->reliable ? 0 : c->t4_ms); /* K */
 	}
 	t->cancel_wanted = false;
@@ -920,6 +953,7 @@ int txn_cli_dispatch(struct worker *w, struct sip_msg *resp, const struct tp_src
 	if (owner != w->id) {
 		if (owner >= w->srv->nworkers)
 			return ENOENT;
+		w->stats.resp_hops++; /* the hop udp.worker_ports avoids */
 		return tp_redeliver(w, owner, resp, src) ? ENOENT : 0;
 	}
 	if (slot >= tw->nslots || !(t = tw->slots[slot]) || t->gen != gen)

@@ -169,6 +169,9 @@ struct txn_cli {
 	/* set before txn_cli_send: sent once even over UDP (a peer whose return path is
 	 * unproven gets no more packets than it sent); Timer F still ends it */
 	bool no_retransmit;
+	/* req holds the ACK of a non-2xx final, not the request (Completed, 17.1.1.3); in
+	 * Accepted, and in a non-INVITE's Completed, req is freed (NULL) */
+	bool req_is_ack;
 	unsigned last_status;
 	unsigned interval_ms;
 	uint8_t branch_len;

@@ -73,12 +73,14 @@ def cli(*args, db=None, check_rc=True, input=None):
 class Server:
     """The real binary, on a free port, with a database in a temporary directory."""
 
-    def __init__(self, workers=1, domains=(), extra=(), tmp=None, port=None, db=None,
+    def __init__(self, workers=None, domains=(), extra=(), tmp=None, port=None, db=None,
                  config=None):
         self.tmp = tmp or tempfile.mkdtemp(prefix="sbtest-")
         self.port = port or free_port()
         self.db = db or os.path.join(self.tmp, "switchboard.db")
-        self.workers = workers
+        # SB_TEST_WORKERS=2 runs every test that does not choose with two workers, and
+        # SB_TEST_WORKER_PORTS=1 adds udp.worker_ports to its configuration (issue 13)
+        self.workers = workers or int(os.environ.get("SB_TEST_WORKERS", "1"))
         self.domains = list(domains)
         self.extra = list(extra)
         self.config = config
@@ -100,8 +102,14 @@ class Server:
         cmd = [BIN, "serve", "--db", self.db, "--workers", str(self.workers),
                "--listen", "udp:127.0.0.1:%d" % self.port,
                "--listen", "tcp:127.0.0.1:%d" % self.port, "--log-level", "debug"]
-        if self.config:
-            cmd[2:2] = ["-c", self.config]
+        config = self.config
+        if os.environ.get("SB_TEST_WORKER_PORTS") == "1":
+            text = open(config).read() if config else ""
+            config = os.path.join(self.tmp, "worker-ports-%d.yaml" % self.port)
+            with open(config, "w") as f:
+                f.write(text.rstrip("\n") + "\nudp:\n  worker_ports: true\n")
+        if config:
+            cmd[2:2] = ["-c", config]
         for d in self.domains:
             cmd += ["--domain", d]
         cmd += self.extra

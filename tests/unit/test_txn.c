@@ -745,6 +745,70 @@ static void test_invite_2xx_accepted(void **state)
 	buf_free(&req);
 }
 
+/*
+ * What a client transaction keeps after its final answer (issue 13, memory per
+ * call in flight): in Accepted and in a non-INVITE's Completed nothing of the
+ * request (nothing is resent); in an INVITE's Completed only the ACK, built
+ * once and resent byte for byte for every retransmitted final.
+ */
+static void test_cli_keeps_only_what_it_needs(void **state)
+{
+	struct fx *f = *state;
+	struct buf req;
+	struct txn_cli *inv, *acc, *opt;
+	long a0, a1;
+
+	buf_init(&req, 0);
+	/* an INVITE answered 486: the request copy becomes the ACK */
+	inv = cli_start(SIP_INVITE, 21, &req);
+	peer_wait(1, 500);
+	assert_non_null(inv->req);
+	assert_false(inv->req_is_ack);
+	assert_int_equal(inv->req_len, req.len);
+	peer_reply(0, 486, "busy-tag");
+	RUN_UNTIL(rx_count_method("ACK") == 1, 500);
+	assert_int_equal(inv->state, TXN_COMPLETED);
+	assert_true(inv->req_is_ack);
+	a0 = rx_find("ACK", 0);
+	assert_int_equal(inv->req_len, f->rx[a0].len);
+	assert_memory_equal(inv->req, f->rx[a0].data, inv->req_len);
+	assert_true(inv->req_len < req.len);
+	peer_reply(0, 486, "busy-tag");
+	RUN_UNTIL(rx_count_method("ACK") == 2, 500);
+	a1 = rx_find("ACK", 1);
+	assert_int_equal(f->rx[a1].len, f->rx[a0].len);
+	assert_memory_equal(f->rx[a1].data, f->rx[a0].data, f->rx[a0].len);
+
+	/* an INVITE answered 200: Accepted keeps no copy */
+	f->nrx = 0;
+	acc = cli_start(SIP_INVITE, 22, &req);
+	peer_wait(1, 500);
+	peer_reply(0, 200, "ok-tag");
+	RUN_UNTIL(acc->state == TXN_ACCEPTED, 500);
+	assert_null(acc->req);
+	assert_int_equal(acc->req_len, 0);
+	/* 2xx retransmissions still match it and go to the user */
+	size_t nresp = f->nresp;
+	peer_reply(0, 200, "ok-tag");
+	RUN_UNTIL(f->nresp > nresp, 500);
+	assert_int_equal(f->resp[f->nresp - 1].status, 200);
+
+	/* a non-INVITE answered: Completed keeps no copy and absorbs the final */
+	f->nrx = 0;
+	opt = cli_start(SIP_OPTIONS, 23, &req);
+	peer_wait(1, 500);
+	peer_reply(0, 200, "o-tag");
+	RUN_UNTIL(opt->state == TXN_COMPLETED, 500);
+	assert_null(opt->req);
+	nresp = f->nresp;
+	uint64_t sent = f->w->stats.tx_msgs;
+	peer_reply(0, 200, "o-tag");
+	run_ms(T1);
+	assert_int_equal(f->nresp, nresp);
+	assert_int_equal(f->w->stats.tx_msgs, sent);
+	buf_free(&req);
+}
+
 /* Non-INVITE: Timer E doubles up to T2, Timer F times out at 64*T1. */
 static void test_non_invite_timer_e_and_f(void **state)
 {
@@ -1657,6 +1721,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_invite_proceeding_no_timer_b, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_invite_non2xx_ack, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_invite_2xx_accepted, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_cli_keeps_only_what_it_needs, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_non_invite_timer_e_and_f, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_non_invite_proceeding_t2, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_non_invite_completed, setup, teardown),
