@@ -743,9 +743,11 @@ static void test_gateway_second_challenge_fails_over(void **state)
 	answer("127.0.0.3", GW_PORT, 1, 407, GW_CHALLENGE);
 	/* refused our credentials: not a third try, the gateway failed (as a 503) */
 	assert_int_equal(count_requests("INVITE", "127.0.0.3", GW_PORT), 2);
-	assert_int_equal(fwd_branch_state(p, 0), BR_DONE);
 	assert_int_equal(caller_count(407), 0);
 	assert_int_equal(caller_final(), 503);
+	/* the final is out and no branch is left: the context keeps no branch (memory) */
+	assert_int_equal(fwd_ptx_state(p), PTX_COMPLETED);
+	assert_int_equal(fwd_ptx_nbranches(p), 0);
 	no_bad_moves();
 }
 
