@@ -425,6 +425,8 @@ static int dest_from_target(struct worker *w, const struct fwd_target *t,
 	} else {
 		d->peer = t->received;
 		d->conn_id = t->conn_id;
+		/* a registration's connection: its peer port is ephemeral, never connect to it */
+		d->conn_only = t->received.proto != SIP_PROTO_UDP;
 	}
 	d->listen = tp_listen_pick(w->srv->tp, d->peer.proto, d->peer.u.sa.sa_family);
 	return d->listen < 0 ? EAFNOSUPPORT : 0;
@@ -1178,12 +1180,18 @@ static void branch_start(struct ptx_branch *b, struct sip_msg *m)
 	struct sip_uri hop;
 	struct dns_query *q = NULL;
 
-	if (b->target.has_received) {
+	switch (route_target_reach(w->srv->tp, &b->target)) {
+	case LOC_REACH_GONE: /* its connection was the only way in: as if not registered */
+		branch_failed(b, 480);
+		return;
+	case LOC_REACH_RECEIVED:
 		if (dest_from_target(w, &b->target, NULL, &dest) == 0)
 			branch_send(b, m, &dest);
 		else
 			branch_failed(b, 503);
 		return;
+	case LOC_REACH_URI: /* its Contact URI, resolved as RFC 3263 says */
+		break;
 	}
 	if (sip_uri_parse(sv_cstr(b->target.hop), &hop)) {
 		branch_failed(b, 400);
@@ -1422,8 +1430,14 @@ enum proxy_step fwd_stateless(struct preq *r, const struct fwd_plan *plan,
 	struct sip_uri hop;
 	char branch[64];
 	int n;
+	enum loc_reach reach = route_target_reach(w->srv->tp, target);
 
-	if (target->has_received) {
+	if (reach == LOC_REACH_GONE) {
+		if (r->m->method != SIP_ACK)
+			proxy_reply(r, 480, NULL, SV_NULL); /* its only way in is closed */
+		return PROXY_DONE;
+	}
+	if (reach == LOC_REACH_RECEIVED) {
 		if (dest_from_target(w, target, NULL, &dest))
 			goto fail;
 	} else {

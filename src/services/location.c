@@ -8,6 +8,7 @@
  */
 #include "services/location.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -531,6 +532,7 @@ static void target_fill(struct loc_target *tg, const struct loc_binding *b)
 	sv_copy(field(b, B_PARAMS), tg->params, sizeof(tg->params));
 	src_unpack(&b->src, &tg->received);
 	tg->conn_id = b->conn_id;
+	tg->reg_id = b->reg_id;
 	tg->q = b->q;
 	tg->terminal = b->terminal;
 	tg->expires = b->expires;
@@ -784,4 +786,51 @@ size_t loc_dirty_count(struct loc_table *t)
 	n = t->ndirty;
 	pthread_mutex_unlock(&t->dirty_lock);
 	return n;
+}
+
+/* RFC 1918, 100.64/10 and IPv6 unique-local / link-local (loopback is not private here) */
+static bool host_is_private(sv_t host)
+{
+	char ip[64];
+	struct in_addr a4;
+	struct in6_addr a6;
+
+	if (host.len >= 2 && host.p[0] == '[' && host.p[host.len - 1] == ']')
+		host = sv_sub(host, 1, host.len - 2);
+	if (sv_copy(host, ip, sizeof(ip)))
+		return false; /* longer than any address: a name, not a private address */
+	if (inet_pton(AF_INET, ip, &a4) == 1) {
+		uint32_t a = ntohl(a4.s_addr);
+		return (a >> 24) == 10 || (a >> 20) == 0xac1 || (a >> 16) == 0xc0a8 ||
+		       (a >> 22) == (100u << 2 | 1) /* 100.64/10 */;
+	}
+	if (inet_pton(AF_INET6, ip, &a6) == 1)
+		return (a6.s6_addr[0] & 0xfe) == 0xfc ||
+		       (a6.s6_addr[0] == 0xfe && (a6.s6_addr[1] & 0xc0) == 0x80);
+	return false;
+}
+
+bool loc_contact_behind_nat(sv_t uri, const struct tp_addr *received)
+{
+	struct sip_uri u;
+
+	return sip_uri_parse(uri, &u) == 0 && host_is_private(u.host) &&
+	       !tp_addr_ip_is(received, u.host);
+}
+
+bool loc_target_conn_only(const struct loc_target *t)
+{
+	return t->reg_id != 0 || loc_contact_behind_nat(sv_cstr(t->uri), &t->received);
+}
+
+enum loc_reach loc_target_reach(const struct loc_target *t, bool conn_open)
+{
+	if (t->path[0] || !t->received.len)
+		return LOC_REACH_URI; /* through the edge proxy that added the Path */
+	if (t->received.proto == SIP_PROTO_UDP)
+		return loc_contact_behind_nat(sv_cstr(t->uri), &t->received) ? LOC_REACH_RECEIVED
+									     : LOC_REACH_URI;
+	if (t->conn_id && conn_open)
+		return LOC_REACH_RECEIVED;
+	return loc_target_conn_only(t) ? LOC_REACH_GONE : LOC_REACH_URI;
 }

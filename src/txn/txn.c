@@ -604,6 +604,12 @@ int txn_cli_create(struct worker *w, enum sip_method method, uint64_t loop_hash,
 	return 0;
 }
 
+/* What the transport gives back when a message of t is lost (txn_send_lost): its slot and gen. */
+static uint64_t cli_notify(const struct txn_cli *t)
+{
+	return (uint64_t)t->slot << 32 | t->gen; /* gen starts at 1: never 0 */
+}
+
 int txn_cli_send(struct txn_cli *t, const struct tp_dest *dest, const char *req, size_t len)
 {
 	const struct cfg *c = cfg_of(t->w);
@@ -615,6 +621,8 @@ int txn_cli_send(struct txn_cli *t, const struct tp_dest *dest, const char *req,
 	memcpy(t->req, req, len);
 	t->req_len = len;
 	t->dest = *dest;
+	t->dest.notify = cli_notify(t);
+	dest = &t->dest;
 	t->reliable = dest->peer.proto != SIP_PROTO_UDP;
 	t->state = t->method == SIP_INVITE ? TXN_CALLING : TXN_TRYING;
 	err = tp_send(t->w, dest, req, len);
@@ -629,6 +637,24 @@ int txn_cli_send(struct txn_cli *t, const struct tp_dest *dest, const char *req,
 	}
 	timer_start(t->w, &t->tmr_timeout, 64 * c->t1_ms); /* B or F */
 	return 0;
+}
+
+void txn_send_lost(struct worker *w, uint64_t notify, int err)
+{
+	struct txn_worker *tw = w->txw;
+	uint32_t slot = (uint32_t)(notify >> 32), gen = (uint32_t)notify;
+	struct txn_cli *t = slot < tw->nslots ? tw->slots[slot] : NULL;
+
+	if (!t || t->gen != gen)
+		return; /* over already, and its slot may have a new transaction */
+	if (t->state != TXN_CALLING && t->state != TXN_TRYING)
+		return; /* an answer came, so the request did leave (what was lost is an ACK) */
+	log_debug("transaction %.*s: the request never left (%s): failed at once", t->branch_len,
+		  t->branch, strerror(err));
+	/* 17.1.4: a transport error is a failure of the transaction, like a timeout, but now */
+	if (t->ops && t->ops->timeout)
+		t->ops->timeout(t, err ? err : EIO);
+	cli_terminate(t);
 }
 
 void txn_cli_abandon(struct txn_cli *t)
