@@ -221,16 +221,19 @@ enum proxy_step feat_handle(struct preq *r)
 		again.redelivered++;
 		fj->again = tp_redeliver_job(r->m, &again);
 	}
-	if (!fj->again || fu.user.len >= sizeof(fj->user) || fu.host.len >= sizeof(fj->domain)) {
-		free(fj->again);
+	if (!fj->again) {
 		free(fj);
 		return feat_reply(r, 500, "Out of memory");
+	}
+	if (sv_copy(fu.user, fj->user, sizeof(fj->user)) ||
+	    sv_copy(fu.host, fj->domain, sizeof(fj->domain))) {
+		free(fj->again);
+		free(fj);
+		return feat_reply(r, 400, "User or domain too long");
 	}
 	fj->base.run = feat_store;
 	fj->srv = r->srv;
 	fj->w = r->w;
-	sv_copy(fu.user, fj->user, sizeof(fj->user));
-	sv_copy(fu.host, fj->domain, sizeof(fj->domain));
 	memcpy(fj->line, line, sizeof(line));
 	dbq_submit(r->srv->dbq, &fj->base);
 	log_info("feature code %s from %.*s@%.*s: %s", r->srv->cfg.feature_codes[code],

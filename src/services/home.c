@@ -325,6 +325,15 @@ static void *snap_grow(void *v, size_t *n, size_t size, void **out)
 	return nv;
 }
 
+/* A stored row whose names do not fit what the home holds: left out of the snapshot, said. */
+static int snap_skip(size_t *n, const struct store_record *rec)
+{
+	(*n)--; /* the element snap_grow added */
+	log_warn("home: stored record '%.64s' of '%.64s' is longer than the home holds: ignored",
+		 rec->key, rec->owner);
+	return 0;
+}
+
 static int snap_row(void *arg, const struct store_record *rec)
 {
 	struct home_snapshot *s = arg;
@@ -336,7 +345,8 @@ static int snap_row(void *arg, const struct store_record *rec)
 		nv = snap_grow(s->topics, &s->ntopics, sizeof(*s->topics), &e);
 		if (nv) {
 			s->topics = nv;
-			sv_copy(sv_cstr(rec->key), e, HOME_AOR_MAX);
+			if (sv_copy(sv_cstr(rec->key), e, HOME_AOR_MAX))
+				return snap_skip(&s->ntopics, rec);
 		}
 		break;
 	case STORE_REC_MEMBER:
@@ -347,8 +357,9 @@ static int snap_row(void *arg, const struct store_record *rec)
 		if (nv) {
 			struct snap_member *m = e;
 			s->members = nv;
-			sv_copy(sv_cstr(rec->owner), m->topic, sizeof(m->topic));
-			sv_copy(sv_cstr(sp + 1), m->member, sizeof(m->member));
+			if (sv_copy(sv_cstr(rec->owner), m->topic, sizeof(m->topic)) ||
+			    sv_copy(sv_cstr(sp + 1), m->member, sizeof(m->member)))
+				return snap_skip(&s->nmembers, rec);
 		}
 		break;
 	case STORE_REC_MAILBOX:
@@ -356,7 +367,8 @@ static int snap_row(void *arg, const struct store_record *rec)
 		if (nv) {
 			struct snap_mailbox *mb = e;
 			s->mailboxes = nv;
-			sv_copy(sv_cstr(rec->owner), mb->aor, sizeof(mb->aor));
+			if (sv_copy(sv_cstr(rec->owner), mb->aor, sizeof(mb->aor)))
+				return snap_skip(&s->nmailboxes, rec);
 			if (sscanf(rec->meta, "%u %u", &mb->new_msgs, &mb->old_msgs) != 2)
 				mb->new_msgs = mb->old_msgs = 0;
 		}
@@ -744,7 +756,12 @@ void home_registered(struct worker *w, sv_t aor)
 	rj = calloc(1, sizeof(*rj));
 	if (!rj)
 		return;
-	sv_copy(aor, rj->aor, sizeof(rj->aor));
+	if (sv_copy(aor, rj->aor, sizeof(rj->aor))) {
+		log_warn("home: address of record '%.*s' too long to deliver to", (int)aor.len,
+			 aor.p);
+		free(rj);
+		return;
+	}
 	rj->base.fn = registered_run;
 	worker_post(w->srv->workers[home_worker(w->srv)], &rj->base);
 }

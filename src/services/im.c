@@ -872,9 +872,13 @@ int im_load_message(struct home *h, const struct store_record *rec)
 	source = home_meta_get(rec->meta, "Stranger-Source");
 	if (source.len) {
 		char src[64], sender[HOME_AOR_MAX];
-		sv_copy(source, src, sizeof(src));
-		sv_copy(home_meta_get(rec->meta, "Stranger-Sender"), sender, sizeof(sender));
-		stranger_msg_count(h, m, src, sender);
+		if (sv_copy(source, src, sizeof(src)) ||
+		    sv_copy(home_meta_get(rec->meta, "Stranger-Sender"), sender, sizeof(sender)))
+			log_warn("stored message %" PRIu64 ": its stranger's source or sender is "
+				 "longer than we write: not counted against that stranger",
+				 m->id);
+		else
+			stranger_msg_count(h, m, src, sender);
 	}
 	if (m->id > h->next_msg_id)
 		h->next_msg_id = m->id;

@@ -15,8 +15,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/log.h"
 #include "core/siphash.h"
 #include "sip/sip.h"
+
+_Static_assert(sizeof(((struct store_binding *)0)->callid) == LOC_MAX_CALLID &&
+		   sizeof(((struct store_binding *)0)->instance) == LOC_MAX_INSTANCE &&
+		   sizeof(((struct store_binding *)0)->user_agent) == LOC_MAX_UA,
+	       "what a binding keeps fits the store");
 
 #define LOC_BUCKETS		 16384
 #define LOC_MAX_BINDINGS_PER_AOR 64
@@ -369,9 +375,14 @@ static enum loc_result register_check(struct loc_aor *a, const struct loc_regist
 		return LOC_OK;
 	}
 	*all_retrans = r->ncontacts > 0;
+	/* what a binding keeps must fit a target and the store (LOC_MAX_*): refused, never cut */
+	if (r->callid.len >= LOC_MAX_CALLID || r->path.len >= STORE_URI_MAX)
+		return LOC_TOO_LONG;
 	for (size_t i = 0; i < r->ncontacts; i++) {
-		/* binding_export() could not write it: refuse it rather than lose it */
-		if (r->contacts[i].expires && r->contacts[i].uri.len >= STORE_URI_MAX)
+		const struct loc_contact *c = &r->contacts[i];
+		if (c->expires &&
+		    (c->uri.len >= STORE_URI_MAX || c->instance.len >= LOC_MAX_INSTANCE ||
+		     c->params.len >= LOC_MAX_PARAMS))
 			return LOC_TOO_LONG;
 	}
 	for (size_t i = 0; i < r->ncontacts; i++) {
@@ -418,8 +429,10 @@ static enum apply register_apply_one(struct loc_aor *a, const struct loc_registe
 				     const struct loc_contact *c)
 {
 	struct loc_binding **pp = binding_find(a, c), *nb;
-	sv_t fields[B_NFIELDS] = {c->uri,      r->callid,     r->path,
-				  c->instance, r->user_agent, c->params};
+	/* User-Agent is kept for people to read: its first LOC_MAX_UA - 1 bytes (location.h) */
+	sv_t ua = r->user_agent.len < LOC_MAX_UA ? r->user_agent
+						 : sv_sub(r->user_agent, 0, LOC_MAX_UA - 1);
+	sv_t fields[B_NFIELDS] = {c->uri, r->callid, r->path, c->instance, ua, c->params};
 	enum apply how = APPLY_MEMBERSHIP;
 
 	if (c->expires == 0) {
@@ -524,18 +537,21 @@ out:
 	return rc;
 }
 
-static void target_fill(struct loc_target *tg, const struct loc_binding *b)
+/* ENOSPC only for a binding longer than register_check lets in (a bug): it is then skipped. */
+static int target_fill(struct loc_target *tg, const struct loc_binding *b)
 {
-	sv_copy(field(b, B_CONTACT), tg->uri, sizeof(tg->uri));
-	sv_copy(field(b, B_PATH), tg->path, sizeof(tg->path));
-	sv_copy(field(b, B_UA), tg->user_agent, sizeof(tg->user_agent));
-	sv_copy(field(b, B_PARAMS), tg->params, sizeof(tg->params));
+	if (sv_copy(field(b, B_CONTACT), tg->uri, sizeof(tg->uri)) ||
+	    sv_copy(field(b, B_PATH), tg->path, sizeof(tg->path)) ||
+	    sv_copy(field(b, B_UA), tg->user_agent, sizeof(tg->user_agent)) ||
+	    sv_copy(field(b, B_PARAMS), tg->params, sizeof(tg->params)))
+		return ENOSPC;
 	src_unpack(&b->src, &tg->received);
 	tg->conn_id = b->conn_id;
 	tg->reg_id = b->reg_id;
 	tg->q = b->q;
 	tg->terminal = b->terminal;
 	tg->expires = b->expires;
+	return 0;
 }
 
 int loc_lookup(struct loc_table *t, sv_t aor, int64_t now, struct loc_target *out, size_t max,
@@ -562,7 +578,13 @@ int loc_lookup(struct loc_table *t, sv_t aor, int64_t now, struct loc_target *ou
 		/* insertion sort by q, descending; newest first among equals */
 		for (; i > 0 && out[i - 1].q < b->q; i--)
 			out[i] = out[i - 1];
-		target_fill(&out[i], b);
+		if (target_fill(&out[i], b)) {
+			log_err("location: a binding of %.*s does not fit a target: skipped",
+				(int)aor.len, aor.p);
+			for (; i + 1 < *n; i++)
+				out[i] = out[i + 1];
+			(*n)--;
+		}
 	}
 	pthread_mutex_unlock(&bk->lock);
 	return 0;
@@ -668,18 +690,21 @@ int loc_load(struct loc_table *t, const struct store_binding *sb, int64_t now)
 	return err;
 }
 
-static void binding_export(const struct loc_aor *a, const struct loc_binding *b,
-			   struct store_binding *sb)
+/* ENOSPC only for a binding longer than register_check lets in (a bug): it is then not written. */
+static int binding_export(const struct loc_aor *a, const struct loc_binding *b,
+			  struct store_binding *sb)
 {
 	struct tp_addr recv;
 
 	memset(sb, 0, sizeof(*sb));
-	snprintf(sb->aor, sizeof(sb->aor), "%.*s", (int)a->keylen, a->key);
-	sv_copy(field(b, B_CONTACT), sb->contact, sizeof(sb->contact));
-	sv_copy(field(b, B_PATH), sb->path, sizeof(sb->path));
-	sv_copy(field(b, B_INSTANCE), sb->instance, sizeof(sb->instance));
-	sv_copy(field(b, B_UA), sb->user_agent, sizeof(sb->user_agent));
-	sv_copy(field(b, B_CALLID), sb->callid, sizeof(sb->callid));
+	if ((size_t)snprintf(sb->aor, sizeof(sb->aor), "%.*s", (int)a->keylen, a->key) >=
+		sizeof(sb->aor) ||
+	    sv_copy(field(b, B_CONTACT), sb->contact, sizeof(sb->contact)) ||
+	    sv_copy(field(b, B_PATH), sb->path, sizeof(sb->path)) ||
+	    sv_copy(field(b, B_INSTANCE), sb->instance, sizeof(sb->instance)) ||
+	    sv_copy(field(b, B_UA), sb->user_agent, sizeof(sb->user_agent)) ||
+	    sv_copy(field(b, B_CALLID), sb->callid, sizeof(sb->callid)))
+		return ENOSPC;
 	src_unpack(&b->src, &recv);
 	if (b->src.family)
 		tp_addr_format(&recv, sb->received, sizeof(sb->received));
@@ -688,6 +713,7 @@ static void binding_export(const struct loc_aor *a, const struct loc_binding *b,
 	sb->q = b->q;
 	sb->reg_id = b->reg_id;
 	sb->flags = b->terminal & 7;
+	return 0;
 }
 
 static struct dirty_item *dirty_pop(struct loc_table *t)
@@ -730,7 +756,14 @@ size_t loc_flush_dirty(struct loc_table *t, loc_flush_fn fn, void *arg, size_t m
 		if (a) {
 			for (struct loc_binding *b = a->bindings; b && n < LOC_MAX_BINDINGS_PER_AOR;
 			     b = b->next) {
-				binding_export(a, b, &snap[n++]);
+				if (binding_export(a, b, &snap[n])) {
+					log_err(
+					    "location: a binding of %.*s does not fit the store: "
+					    "not written",
+					    (int)a->keylen, a->key);
+					continue;
+				}
+				n++;
 				b->persisted = b->expires;
 			}
 			replace = a->replace;

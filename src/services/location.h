@@ -55,15 +55,26 @@ enum loc_result {
 	LOC_TOO_MANY,	    /* more contacts than max_contacts */
 	LOC_NOMEM,
 	LOC_WOULD_CHANGE, /* dry_run, and applying it would change the bindings */
-	LOC_TOO_LONG,	  /* a Contact URI the store cannot hold (STORE_URI_MAX) */
+	LOC_TOO_LONG,	  /* longer than a binding keeps (STORE_URI_MAX, LOC_MAX_*) */
 };
+
+/*
+ * What a binding keeps, at most (a target's and the store's sizes, with the
+ * NUL): a REGISTER whose Contact URI, Path, Call-ID, +sip.instance or Contact
+ * parameters are longer is refused (LOC_TOO_LONG), never kept cut. User-Agent
+ * is for people to read (reg list): its first LOC_MAX_UA - 1 bytes are kept.
+ */
+#define LOC_MAX_CALLID	 256
+#define LOC_MAX_INSTANCE 160
+#define LOC_MAX_PARAMS	 256
+#define LOC_MAX_UA	 160
 
 /* Where a request for an AOR can go. */
 struct loc_target {
 	char uri[STORE_URI_MAX];
 	char path[STORE_URI_MAX]; /* route set from Path, "" = none */
-	char user_agent[160];
-	char params[256]; /* Contact header params as registered */
+	char user_agent[LOC_MAX_UA];
+	char params[LOC_MAX_PARAMS]; /* Contact header params as registered */
 	struct tp_addr received;
 	uint32_t conn_id;
 	uint32_t
