@@ -416,7 +416,7 @@ static void ptx_reply_local(struct ptx *p, unsigned status, const char *reason)
 {
 	struct worker *w = p->w;
 	struct sip_msg *m = calloc(1, sizeof(*m));
-	struct buf *out = &w->out2;
+	struct buf *out = &w->resp_out;
 	struct sip_reply rep = {
 	    .status = status,
 	    .reason = sv_cstr(reason),
@@ -448,7 +448,7 @@ static void ptx_reply_local(struct ptx *p, unsigned status, const char *reason)
 
 static void ptx_forward_response(struct ptx *p, struct sip_msg *resp, sv_t extra_challenges)
 {
-	struct buf *out = &p->w->out2;
+	struct buf *out = &p->w->resp_out;
 
 	int err = response_strip_via(p->w->srv, p->w, out, resp);
 
@@ -1069,7 +1069,7 @@ static void branch_send(struct ptx_branch *b, struct sip_msg *m, const struct tp
 {
 	struct ptx *p = b->ptx;
 	struct worker *w = p->w;
-	struct buf *out = &w->out;
+	struct buf *out = &w->req_out;
 	struct txn_cli *t;
 	int err;
 
@@ -1431,10 +1431,10 @@ enum proxy_step fwd_stateless(struct preq *r, const struct fwd_plan *plan,
 		goto fail;
 	txn_branch_stateless(w->srv->txns, plan->loop_hash, via, branch);
 	n = TXN_STATELESS_BRANCH_LEN;
-	if (fwd_build(w, &w->out, r->m, plan, target, sv_make(branch, (size_t)n), &dest,
+	if (fwd_build(w, &w->req_out, r->m, plan, target, sv_make(branch, (size_t)n), &dest,
 		      (int)r->src->listen))
 		goto fail;
-	tp_send(w, &dest, w->out.p, w->out.len);
+	tp_send(w, &dest, w->req_out.p, w->req_out.len);
 	return PROXY_DONE;
 fail:
 	if (r->m->method != SIP_ACK)
@@ -1483,7 +1483,7 @@ void fwd_response_stateless(struct worker *w, struct sip_msg *m, const struct tp
 	if (dest.peer.u.sa.sa_family == AF_INET && dest.peer.u.in.sin_addr.s_addr == 0xffffffff)
 		return; /* RFC 4475 bcast: never to a broadcast address */
 	dest.listen = -1;
-	if (response_strip_via(w->srv, NULL, &w->out2, m))
+	if (response_strip_via(w->srv, NULL, &w->resp_out, m))
 		return;
-	tp_send(w, &dest, w->out2.p, w->out2.len);
+	tp_send(w, &dest, w->resp_out.p, w->resp_out.len);
 }

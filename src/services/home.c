@@ -511,7 +511,6 @@ static void snap_done(struct worker *w, struct wjob *job)
 		h->snapshot_wanted = true;
 	} else {
 		snap_apply(h, s);
-		tp_flush(h->w);
 	}
 	snap_free(s);
 }
@@ -541,7 +540,6 @@ static void changed_job(struct worker *w, struct wjob *job)
 	/* the subscriber cache was re-read before this was posted: settings are current */
 	pres_policy_changed(h);
 	home_request_snapshot(h);
-	tp_flush(w);
 }
 
 void home_store_changed(struct server *srv)
@@ -571,7 +569,6 @@ static void home_sweep_cb(evutil_socket_t fd, short what, void *arg)
 	if (h->snapshot_wanted)
 		home_request_snapshot(h);
 	interest_rebuild(h);
-	tp_flush(h->w);
 	worker_reap(h->w);
 	worker_timer_add(h->w, &h->sweep_ev, HOME_SWEEP_MS);
 }
@@ -583,7 +580,6 @@ static void home_kick_cb(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	im_kick_run(h);
-	tp_flush(h->w);
 	worker_reap(h->w);
 }
 
@@ -604,7 +600,6 @@ static void start_job(struct worker *w, struct wjob *job)
 		event_active(&h->kick_ev, EV_TIMEOUT, 0);
 	/* subscriptions restored from the store learn the state now */
 	pres_resume(h);
-	tp_flush(w);
 }
 
 void home_start(struct server *srv)
@@ -738,7 +733,6 @@ static void registered_run(struct worker *w, struct wjob *job)
 		pres_registered(h, rj->aor);
 	}
 	free(rj);
-	tp_flush(w);
 }
 
 void home_registered(struct worker *w, sv_t aor)

@@ -206,7 +206,7 @@ static void parse_contacts(struct preq *r, struct reg_parse *rp)
 static enum proxy_step reg_answer(struct preq *r, struct loc_register *lr, struct reg_parse *rp,
 				  bool replay, sv_t realm)
 {
-	struct buf *hdrs = &r->w->out; /* scratch: the reply itself is built in out2 */
+	struct buf *hdrs = &r->w->reply_hdrs; /* the reply itself is built in resp_out */
 	enum loc_result res;
 	char path[STORE_URI_MAX];
 

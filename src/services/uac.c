@@ -97,7 +97,7 @@ int uac_send(struct worker *w, const struct tp_addr *peer, uint32_t conn_id,
 	const struct tp_listen *l;
 	struct txn_cli *t = NULL;
 	struct uac *u;
-	struct buf *b = &w->out2;
+	struct buf *b = &w->req_out;
 	int err;
 
 	if (out)

@@ -266,13 +266,11 @@ static void srv_timer_g(evutil_socket_t fd, short what, void *arg)
 	srv_send_last(t);
 	t->g_ms = t->g_ms * 2 < c->t2_ms ? t->g_ms * 2 : c->t2_ms;
 	timer_start(t->w, &t->tmr_retrans, t->g_ms);
-	tp_flush(t->w);
 }
 
 static void srv_timer_end(evutil_socket_t fd, short what, void *arg)
 {
 	struct txn_srv *t = arg;
-	struct worker *w = t->w;
 
 	(void)fd;
 	(void)what;
@@ -282,7 +280,6 @@ static void srv_timer_end(evutil_socket_t fd, short what, void *arg)
 			t->ops->failed(t);
 	}
 	srv_terminate(t); /* freed later, by the worker's next reap: not inside this callback */
-	tp_flush(w);
 }
 
 int txn_srv_init(struct worker *w, struct txn_srv *t, struct sip_msg *m, const struct tp_src *src,
@@ -523,13 +520,11 @@ static void cli_timer_retrans(evutil_socket_t fd, short what, void *arg)
 	else
 		t->interval_ms = t->interval_ms * 2 < c->t2_ms ? t->interval_ms * 2 : c->t2_ms;
 	timer_start(t->w, &t->tmr_retrans, t->interval_ms);
-	tp_flush(t->w);
 }
 
 static void cli_timer_timeout(evutil_socket_t fd, short what, void *arg)
 {
 	struct txn_cli *t = arg;
-	struct worker *w = t->w;
 	bool waiting =
 	    t->state == TXN_CALLING || t->state == TXN_TRYING || t->state == TXN_PROCEEDING;
 
@@ -539,7 +534,6 @@ static void cli_timer_timeout(evutil_socket_t fd, short what, void *arg)
 	if (waiting && t->ops && t->ops->timeout)
 		t->ops->timeout(t, 0);
 	cli_terminate(t);
-	tp_flush(w);
 }
 
 /*
@@ -716,7 +710,7 @@ static void cli_send_ack(struct txn_cli *t, struct sip_msg *resp)
 {
 	struct sip_msg *req = &t->w->txw->scratch;
 	struct sip_hdr *to = sip_msg_hdr(resp, SIP_H_TO);
-	struct buf *out = &t->w->out2;
+	struct buf *out = &t->w->txn_out;
 
 	if (sip_parse(req, t->req, t->req_len, 0) || !to)
 		return;
@@ -728,7 +722,7 @@ static void cli_send_ack(struct txn_cli *t, struct sip_msg *resp)
 static void cli_send_cancel(struct txn_cli *t)
 {
 	struct sip_msg *req = &t->w->txw->scratch;
-	struct buf *out = &t->w->out2;
+	struct buf *out = &t->w->txn_out;
 	struct txn_cli *c;
 
 	t->cancel_sent = true;
