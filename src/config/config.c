@@ -945,11 +945,10 @@ static int cfg_set_str(struct cfg_parse *p, const struct cfg_key *k, const yaml_
 	cfg_path(p, k->name, path, sizeof(path));
 	if (s.len == 0 && !k->empty_ok)
 		return cfg_fail_at(p, v, "'%s' must not be empty", path);
-	if (s.len >= k->size)
-		return cfg_fail_at(p, v, "'%s' is too long (at most %zu bytes)", path, k->size - 1);
 	if (cfg_has_ctl(s))
 		return cfg_fail_at(p, v, "'%s' must not contain control characters", path);
-	sv_copy(s, (char *)p->c + k->off, k->size);
+	if (sv_copy(s, (char *)p->c + k->off, k->size))
+		return cfg_fail_at(p, v, "'%s' is too long (at most %zu bytes)", path, k->size - 1);
 	return 0;
 }
 
@@ -1744,11 +1743,10 @@ static int cfg_advertise(struct cfg_parse *p, const char *spec, const yaml_node_
 	struct cfg_listen *l = &p->c->listen[p->c->nlisten - 1];
 	sv_t a = cfg_sv(adv);
 
-	if (a.len >= sizeof(l->advertise) || !cfg_hostport_ok(a))
+	if (!cfg_hostport_ok(a) || sv_copy(a, l->advertise, sizeof(l->advertise)))
 		return cfg_fail_at(p, adv,
 				   "listen entry '%.64s': invalid advertise address '%.64s'", spec,
 				   cfg_str(adv));
-	sv_copy(a, l->advertise, sizeof(l->advertise));
 	return 0;
 }
 

@@ -102,7 +102,11 @@ int sv_to_u32(sv_t v, uint32_t *out);
 
 /* malloc'd NUL-terminated copy; NULL on allocation failure. */
 char *sv_dup(sv_t v);
-/* Copy into a fixed buffer, always NUL-terminated; returns 0 or ENOSPC. */
-int sv_copy(sv_t v, char *dst, size_t size);
+/*
+ * Copy into a fixed buffer, always NUL-terminated; returns 0 or ENOSPC (then
+ * dst is ""). The result must be checked: a value that does not fit is an
+ * error for the caller to answer or log, never a silently emptied string.
+ */
+__attribute__((warn_unused_result)) int sv_copy(sv_t v, char *dst, size_t size);
 
 #endif

@@ -833,14 +833,12 @@ out:
 
 enum proxy_step callee_route(struct preq *r, struct fwd_plan *plan)
 {
-	struct callee_ctx local, *c = &local, *owned = NULL;
+	/* every field zero, the text buffers empty: no field left to chance by its place */
+	struct callee_ctx local = {0}, *c = &local, *owned = NULL;
 	struct callee_plan pl = {0};
 	struct fwd_policy policy = {0};
 	enum proxy_step step = PROXY_DONE;
 
-	memset(&local, 0, offsetof(struct callee_ctx, hinfo) + 1);
-	local.diversion[0] = '\0';
-	local.external[0] = '\0';
 	c->srv = r->srv;
 	c->w = r->w;
 	c->pstn_ok = proxy_caller_known(r);

@@ -219,8 +219,12 @@ enum proxy_step feat_handle(struct preq *r)
 	fj = calloc(1, sizeof(*fj));
 	if (!fj)
 		return feat_reply(r, 500, "Out of memory");
-	if (fu.user.len >= sizeof(fj->user) || fu.host.len >= sizeof(fj->domain) ||
-	    !(fj->again = proxy_wait(r))) {
+	if (sv_copy(fu.user, fj->user, sizeof(fj->user)) ||
+	    sv_copy(fu.host, fj->domain, sizeof(fj->domain))) {
+		free(fj);
+		return feat_reply(r, 400, "User or domain too long");
+	}
+	if (!(fj->again = proxy_wait(r))) {
 		free(fj);
 		return feat_reply(r, errno == EBUSY ? 503 : 500, "The setting could not be saved");
 	}
@@ -228,8 +232,6 @@ enum proxy_step feat_handle(struct preq *r)
 	fj->base.run = feat_store;
 	fj->srv = r->srv;
 	fj->w = r->w;
-	sv_copy(fu.user, fj->user, sizeof(fj->user));
-	sv_copy(fu.host, fj->domain, sizeof(fj->domain));
 	memcpy(fj->line, line, sizeof(line));
 	dbq_submit(r->srv->dbq, &fj->base);
 	log_info("feature code %s from %.*s@%.*s: %s", r->srv->cfg.feature_codes[code],

@@ -133,40 +133,8 @@ static void dlg_invite_final_of(struct worker *w, struct sip_msg *m, unsigned st
 /*
  * Building forwarded requests
  */
-struct edit_list {
-	struct sip_edit e[PROXY_MAX_EDITS];
-	unsigned seq[PROXY_MAX_EDITS];
-	unsigned n;
-};
-
-static int edit_add(struct edit_list *l, const char *at, size_t del, sv_t ins)
-{
-	if (l->n == PROXY_MAX_EDITS)
-		return E2BIG;
-	l->e[l->n] = (struct sip_edit){at, del, ins};
-	l->seq[l->n] = l->n;
-	l->n++;
-	return 0;
-}
-
-static void edits_sort(struct edit_list *l)
-{
-	/* insertion sort: few edits, and equal positions keep their order */
-	for (unsigned i = 1; i < l->n; i++) {
-		struct sip_edit e = l->e[i];
-		unsigned s = l->seq[i], j = i;
-		while (j > 0 && l->e[j - 1].at > e.at) {
-			l->e[j] = l->e[j - 1];
-			l->seq[j] = l->seq[j - 1];
-			j--;
-		}
-		l->e[j] = e;
-		l->seq[j] = s;
-	}
-}
-
 /* Deletes the k-th value of the header list with id (whole line when it is the only one). */
-static void edit_delete_value(struct edit_list *l, struct sip_msg *m, enum sip_hdr_id id,
+static void edit_delete_value(struct sip_edit_list *l, struct sip_msg *m, enum sip_hdr_id id,
 			      unsigned k)
 {
 	unsigned idx = 0;
@@ -181,7 +149,7 @@ static void edit_delete_value(struct edit_list *l, struct sip_msg *m, enum sip_h
 			continue;
 		}
 		if (nv == 1) {
-			edit_add(l, h->raw.p, h->raw.len, SV_NULL);
+			sip_edit_add(l, h->raw.p, h->raw.len, SV_NULL);
 		} else {
 			unsigned j = k - idx;
 			const char *from = vals[j].p, *to;
@@ -192,7 +160,7 @@ static void edit_delete_value(struct edit_list *l, struct sip_msg *m, enum sip_h
 				from = vals[j - 1].p + vals[j - 1].len;
 				to = vals[j].p + vals[j].len;
 			}
-			edit_add(l, from, (size_t)(to - from), SV_NULL);
+			sip_edit_add(l, from, (size_t)(to - from), SV_NULL);
 		}
 		return;
 	}
@@ -230,7 +198,7 @@ int fwd_build(struct worker *w, struct buf *out, struct sip_msg *m, const struct
 	const struct tp_listen *ol = tp_listen_get(tp, (unsigned)dest->listen);
 	const struct tp_listen *il = in_listen >= 0 ? tp_listen_get(tp, (unsigned)in_listen) : NULL;
 	const struct sip_via *via = sip_msg_via1(m);
-	struct edit_list l = {.n = 0};
+	struct sip_edit_list l = {.n = 0};
 	char top[2048], mfbuf[16];
 	struct buf topb;
 	struct sip_hdr *h;
@@ -275,7 +243,7 @@ int fwd_build(struct worker *w, struct buf *out, struct sip_msg *m, const struct
 	}
 	if (topb.err)
 		return topb.err;
-	edit_add(&l, m->headers.p, 0, buf_sv(&topb));
+	sip_edit_add(&l, m->headers.p, 0, buf_sv(&topb));
 
 	if (plan->record_route && (h = sip_msg_hdr(m, SIP_H_RECORD_ROUTE))) {
 		char rr[600];
@@ -285,31 +253,31 @@ int fwd_build(struct worker *w, struct buf *out, struct sip_msg *m, const struct
 		if (il && il != ol)
 			print_rr(&rrb, il, sig);
 		/* must stay in the frame of this function: copy into the top buffer's tail */
-		if (!rrb.err && topb.len + rrb.len < sizeof(top)) {
-			memcpy(top + topb.len, rr, rrb.len);
-			edit_add(&l, h->raw.p, 0, sv_make(top + topb.len, rrb.len));
-			topb.len += rrb.len;
-		}
+		if (rrb.err || topb.len + rrb.len >= sizeof(top))
+			return E2BIG; /* never forwarded without our Record-Route */
+		memcpy(top + topb.len, rr, rrb.len);
+		sip_edit_add(&l, h->raw.p, 0, sv_make(top + topb.len, rrb.len));
+		topb.len += rrb.len;
 	}
 	/* the Request-URI */
 	if (t->uri[0]) {
-		edit_add(&l, m->ruri_raw.p, m->ruri_raw.len, sv_cstr(t->uri));
+		sip_edit_add(&l, m->ruri_raw.p, m->ruri_raw.len, sv_cstr(t->uri));
 	} else if (plan->pop_last_route) {
 		sv_t u = last_route_uri(m);
 		if (u.len)
-			edit_add(&l, m->ruri_raw.p, m->ruri_raw.len, u);
+			sip_edit_add(&l, m->ruri_raw.p, m->ruri_raw.len, u);
 	}
 	/* received / rport on the previous hop's Via */
 	if (plan->via_params_len) {
 		if (plan->via_drop_rport && via->rport_span.len)
-			edit_add(&l, via->rport_span.p, via->rport_span.len, SV_NULL);
-		edit_add(&l, via->raw.p + via->raw.len, 0,
-			 sv_make(plan->via_params, plan->via_params_len));
+			sip_edit_add(&l, via->rport_span.p, via->rport_span.len, SV_NULL);
+		sip_edit_add(&l, via->raw.p + via->raw.len, 0,
+			     sv_make(plan->via_params, plan->via_params_len));
 	}
 	/* Max-Forwards */
 	if (mf >= 0 && (h = sip_msg_hdr(m, SIP_H_MAX_FORWARDS))) {
 		size_t n = sv_put_u32(mfbuf, (uint32_t)(mf > 0 ? mf - 1 : 0));
-		edit_add(&l, h->value.p, h->value.len, sv_make(mfbuf, n));
+		sip_edit_add(&l, h->value.p, h->value.len, sv_make(mfbuf, n));
 	}
 	/* our Route values (highest index first, so the indexes of the others hold) */
 	if (plan->pop_last_route)
@@ -331,13 +299,12 @@ int fwd_build(struct worker *w, struct buf *out, struct sip_msg *m, const struct
 					if (elem.p >= h->raw.p && elem.p < h->raw.p + h->raw.len)
 						break;
 				}
-				if (h && topb.len + strlen(t->path) + 10 < sizeof(top)) {
-					int n = snprintf(top + topb.len, sizeof(top) - topb.len,
-							 "Route: %s\r\n", t->path);
-					edit_add(&l, h->raw.p, 0,
-						 sv_make(top + topb.len, (size_t)n));
-					topb.len += (size_t)n;
-				}
+				if (!h || topb.len + strlen(t->path) + 10 >= sizeof(top))
+					return E2BIG; /* never forwarded without its route set */
+				int n = snprintf(top + topb.len, sizeof(top) - topb.len,
+						 "Route: %s\r\n", t->path);
+				sip_edit_add(&l, h->raw.p, 0, sv_make(top + topb.len, (size_t)n));
+				topb.len += (size_t)n;
 				break;
 			}
 		}
@@ -348,13 +315,10 @@ int fwd_build(struct worker *w, struct buf *out, struct sip_msg *m, const struct
 			struct auth_cred c;
 			if (auth_cred_parse(h->value, &c) == 0 &&
 			    sv_ieq(c.realm, sv_cstr(plan->drop_cred_realm)))
-				edit_add(&l, h->raw.p, h->raw.len, SV_NULL);
+				sip_edit_add(&l, h->raw.p, h->raw.len, SV_NULL);
 		}
 	}
-	edits_sort(&l);
-	buf_reset(out);
-	sip_apply_edits(out, m, l.e, l.n);
-	return out->err;
+	return sip_edits_apply(out, m, &l); /* E2BIG, EINVAL: an error, never an edit dropped */
 }
 
 /* Does this response establish or confirm a dialog whose route set it carries? */
@@ -380,7 +344,7 @@ static int response_strip_via(struct server *srv, struct worker *w, struct buf *
 {
 	const struct sip_via *via = sip_msg_via1(resp);
 	struct sip_hdr *h = sip_msg_hdr(resp, SIP_H_VIA);
-	struct edit_list l = {.n = 0};
+	struct sip_edit_list l = {.n = 0};
 	char sig[ROUTE_SIG_LEN + 1];
 	sv_t rest, drop[SIP_OC_NSPANS];
 	struct sip_via next;
@@ -393,21 +357,21 @@ static int response_strip_via(struct server *srv, struct worker *w, struct buf *
 	rest = sip_skip_lws(rest);
 	if (rest.len && rest.p[0] == ',') {
 		sv_t after = sip_skip_lws(sv_sub(rest, 1, rest.len));
-		edit_add(&l, via->raw.p, (size_t)(after.p - via->raw.p), SV_NULL);
+		sip_edit_add(&l, via->raw.p, (size_t)(after.p - via->raw.p), SV_NULL);
 		rest = after;
 	} else {
 		struct sip_hdr *h2 = sip_msg_hdr_next(resp, h);
-		edit_add(&l, h->raw.p, h->raw.len, SV_NULL);
+		sip_edit_add(&l, h->raw.p, h->raw.len, SV_NULL);
 		rest = h2 ? h2->value : SV_NULL;
 	}
 	if (w && sip_oc_maybe(rest, false) && sip_via_parse(rest, &next, NULL) == 0) {
 		nd = ovl_reply_via(w, &next, drop, text, sizeof(text), &textn);
 		for (size_t i = 0; i < nd; i++) {
-			if (edit_add(&l, drop[i].p, drop[i].len, SV_NULL))
+			if (sip_edit_add(&l, drop[i].p, drop[i].len, SV_NULL))
 				return E2BIG;
 		}
 		/* the text goes at the Via's end, after the spans dropped from it */
-		if (textn && edit_add(&l, next.raw.p + next.raw.len, 0, sv_make(text, textn)))
+		if (textn && sip_edit_add(&l, next.raw.p + next.raw.len, 0, sv_make(text, textn)))
 			return E2BIG;
 	}
 	if (response_makes_dialog(resp)) {
@@ -418,14 +382,12 @@ static int response_strip_via(struct server *srv, struct worker *w, struct buf *
 		sip_hdr_iter_init(&it, resp, SIP_H_RECORD_ROUTE);
 		while (sip_hdr_iter_next(&it, &elem)) {
 			sv_t old = route_sig_of(srv, elem);
-			if (old.len && edit_add(&l, old.p, old.len, sv_make(sig, ROUTE_SIG_LEN)))
+			if (old.len &&
+			    sip_edit_add(&l, old.p, old.len, sv_make(sig, ROUTE_SIG_LEN)))
 				return E2BIG;
 		}
 	}
-	edits_sort(&l);
-	buf_reset(out);
-	sip_apply_edits(out, resp, l.e, l.n);
-	return out->err;
+	return sip_edits_apply(out, resp, &l);
 }
 
 /*
@@ -440,6 +402,8 @@ static int dest_from_target(struct worker *w, const struct fwd_target *t,
 	} else {
 		d->peer = t->received;
 		d->conn_id = t->conn_id;
+		/* a registration's connection: its peer port is ephemeral, never connect to it */
+		d->conn_only = t->received.proto != SIP_PROTO_UDP;
 	}
 	d->listen = tp_listen_pick(w->srv->tp, d->peer.proto, d->peer.u.sa.sa_family);
 	return d->listen < 0 ? EAFNOSUPPORT : 0;
@@ -467,7 +431,7 @@ static void ptx_reply_local(struct ptx *p, unsigned status, const char *reason)
 {
 	struct worker *w = p->w;
 	struct sip_msg *m = calloc(1, sizeof(*m));
-	struct buf *out = &w->out2;
+	struct buf *out = &w->resp_out;
 	struct sip_reply rep = {
 	    .status = status,
 	    .reason = sv_cstr(reason),
@@ -573,7 +537,7 @@ static void step_outcome_raise(struct ptx *p, enum step_outcome o)
 
 static void ptx_forward_response(struct ptx *p, struct sip_msg *resp, sv_t extra_challenges)
 {
-	struct buf *out = &p->w->out2;
+	struct buf *out = &p->w->resp_out;
 
 	if (response_strip_via(p->w->srv, p->w, out, resp)) {
 		/* more edits than we can make: a final the caller must still get */
@@ -1218,7 +1182,7 @@ static void branch_send(struct ptx_branch *b, struct sip_msg *m, const struct tp
 	struct tp_dest own = *to, *dest = &own;
 	struct ptx *p = b->ptx;
 	struct worker *w = p->w;
-	struct buf *out = &w->out;
+	struct buf *out = &w->req_out;
 	struct txn_cli *t;
 	int err;
 
@@ -1303,12 +1267,18 @@ static void branch_start(struct ptx_branch *b, struct sip_msg *m)
 	struct sip_uri hop;
 	struct dns_query *q = NULL;
 
-	if (b->target.has_received) {
+	switch (route_target_reach(w->srv->tp, &b->target)) {
+	case LOC_REACH_GONE: /* its connection was the only way in: as if not registered */
+		branch_failed(b, 480);
+		return;
+	case LOC_REACH_RECEIVED:
 		if (dest_from_target(w, &b->target, NULL, &dest) == 0)
 			branch_send(b, m, &dest);
 		else
 			branch_failed(b, 503);
 		return;
+	case LOC_REACH_URI: /* its Contact URI, resolved as RFC 3263 says */
+		break;
 	}
 	if (sip_uri_parse(sv_cstr(b->target.hop), &hop)) {
 		branch_failed(b, 400);
@@ -1661,8 +1631,14 @@ enum proxy_step fwd_stateless(struct preq *r, const struct fwd_plan *plan,
 	struct sip_uri hop;
 	char branch[64];
 	int n;
+	enum loc_reach reach = route_target_reach(w->srv->tp, target);
 
-	if (target->has_received) {
+	if (reach == LOC_REACH_GONE) {
+		if (r->m->method != SIP_ACK)
+			proxy_reply(r, 480, NULL, SV_NULL); /* its only way in is closed */
+		return PROXY_DONE;
+	}
+	if (reach == LOC_REACH_RECEIVED) {
 		if (dest_from_target(w, target, NULL, &dest))
 			goto fail;
 	} else {
@@ -1684,14 +1660,14 @@ enum proxy_step fwd_stateless(struct preq *r, const struct fwd_plan *plan,
 		goto fail;
 	txn_branch_stateless(w->srv->txns, plan->loop_hash, via, branch);
 	n = TXN_STATELESS_BRANCH_LEN;
-	if (fwd_build(w, &w->out, r->m, plan, target, sv_make(branch, (size_t)n), &dest,
+	if (fwd_build(w, &w->req_out, r->m, plan, target, sv_make(branch, (size_t)n), &dest,
 		      (int)r->src->listen)) {
 		/* more edits than a request may take: our error, not the destination's */
 		if (r->m->method != SIP_ACK)
 			proxy_reply(r, 500, "Request could not be forwarded", SV_NULL);
 		return PROXY_DONE;
 	}
-	tp_send(w, &dest, w->out.p, w->out.len);
+	tp_send(w, &dest, w->req_out.p, w->req_out.len);
 	return PROXY_DONE;
 fail:
 	if (r->m->method != SIP_ACK)
@@ -1740,7 +1716,7 @@ void fwd_response_stateless(struct worker *w, struct sip_msg *m, const struct tp
 	if (dest.peer.u.sa.sa_family == AF_INET && dest.peer.u.in.sin_addr.s_addr == 0xffffffff)
 		return; /* RFC 4475 bcast: never to a broadcast address */
 	dest.listen = -1;
-	if (response_strip_via(w->srv, NULL, &w->out2, m))
+	if (response_strip_via(w->srv, NULL, &w->resp_out, m))
 		return;
-	tp_send(w, &dest, w->out2.p, w->out2.len);
+	tp_send(w, &dest, w->resp_out.p, w->resp_out.len);
 }

@@ -50,6 +50,9 @@ struct fwd_target {
 	bool gateway; /* routed to a PSTN gateway by the dialplan: its challenge is ours */
 	struct tp_addr received;
 	uint32_t conn_id;
+	/* has_received over a connection that is its only way in (an RFC 5626 flow, a contact
+	 * behind NAT): once the connection is gone the target is unreachable */
+	bool conn_only;
 	uint16_t q;
 	uint8_t terminal;   /* enum term_type of a registered contact */
 	int64_t expires;    /* when a registered contact's binding expires (unix s), 0 = not one */
@@ -167,6 +170,12 @@ sv_t route_sig_of(struct server *srv, sv_t value);
 bool route_signed(struct preq *r);
 /* A registered contact as a target (NAT and connection reuse decided here). */
 void route_target_from_binding(struct fwd_target *t, const struct loc_target *b);
+/*
+ * How a branch reaches t now: where it registered from (its connection while
+ * open, or its NAT source), its URI (resolved as RFC 3263 says: the connection
+ * is gone), or not at all (LOC_REACH_GONE: the connection was the only way).
+ */
+enum loc_reach route_target_reach(struct tp_table *tp, const struct fwd_target *t);
 
 /* features.c: *72<number> and the like from our own users; PROXY_CONTINUE when not one */
 enum proxy_step feat_handle(struct preq *r);

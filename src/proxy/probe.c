@@ -206,7 +206,6 @@ static void probe_dns_done(void *arg, int err, const struct dns_target *targets,
 		return;
 	probe_uri(dp_gateway(pr->dp, pd->gw), uri, sizeof(uri));
 	probe_send(pr, pd->gw, uri, &targets[0]);
-	tp_flush(pr->w);
 }
 
 static void probe_one(struct prober *pr, unsigned gw)
@@ -294,7 +293,6 @@ static void probe_tick(evutil_socket_t fd, short what, void *arg)
 		}
 		probe_one(pr, i);
 	}
-	tp_flush(pr->w);
 }
 
 static void probe_begin(struct worker *w, struct wjob *job)

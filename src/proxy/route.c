@@ -134,50 +134,38 @@ sv_t route_next_hop(struct preq *r, const struct fwd_plan *plan)
 	return SV_NULL;
 }
 
-/* RFC 1918, loopback-free private ranges and IPv6 unique-local / link-local */
-static bool is_private(const struct sip_uri *u)
-{
-	char host[64];
-	struct in_addr a4;
-	struct in6_addr a6;
-
-	if (sv_copy(u->host, host, sizeof(host)))
-		return false;
-	if (inet_pton(AF_INET, host, &a4) == 1) {
-		uint32_t a = ntohl(a4.s_addr);
-		return (a >> 24) == 10 || (a >> 20) == 0xac1 || (a >> 16) == 0xc0a8 ||
-		       (a >> 22) == (100u << 2 | 1) /* 100.64/10 */;
-	}
-	if (inet_pton(AF_INET6, host, &a6) == 1)
-		return (a6.s6_addr[0] & 0xfe) == 0xfc ||
-		       (a6.s6_addr[0] == 0xfe && (a6.s6_addr[1] & 0xc0) == 0x80);
-	return false;
-}
+/* Same sizes: the copies below cannot be cut. */
+_Static_assert(sizeof(((struct fwd_target *)0)->uri) == sizeof(((struct loc_target *)0)->uri) &&
+		   sizeof(((struct fwd_target *)0)->path) ==
+		       sizeof(((struct loc_target *)0)->path) &&
+		   sizeof(((struct fwd_target *)0)->hop) == sizeof(((struct loc_target *)0)->uri),
+	       "a binding's URIs fit a target's");
 
 void route_target_from_binding(struct fwd_target *t, const struct loc_target *b)
 {
-	struct sip_uri u;
-
 	memset(t, 0, sizeof(*t));
-	sv_copy(sv_cstr(b->uri), t->uri, sizeof(t->uri));
-	sv_copy(sv_cstr(b->path), t->path, sizeof(t->path));
+	memcpy(t->uri, b->uri, strlen(b->uri) + 1);
+	memcpy(t->path, b->path, strlen(b->path) + 1);
 	t->q = b->q;
 	t->terminal = b->terminal;
 	t->expires = b->expires;
 	if (b->path[0]) {
-		/* the first Path element is the next hop */
+		/* the first Path element is the next hop (shorter than the Path it is in) */
 		sv_t list = sv_cstr(b->path);
 		sv_t first = sip_list_split(&list);
 		struct sip_naddr na;
-		if (sip_naddr_parse(first, &na, NULL) == 0)
-			sv_copy(na.uri, t->hop, sizeof(t->hop));
+		if (sip_naddr_parse(first, &na, NULL) == 0) {
+			memcpy(t->hop, na.uri.p, na.uri.len);
+			t->hop[na.uri.len] = '\0';
+		}
 		return;
 	}
-	sv_copy(sv_cstr(b->uri), t->hop, sizeof(t->hop));
+	memcpy(t->hop, b->uri, strlen(b->uri) + 1);
 	if (!b->received.len)
 		return;
 	/*
-	 * A contact that registered over a connection is reached over it; one
+	 * A contact that registered over a connection is reached over it while
+	 * it is open, else at its URI, or not at all (route_target_reach); one
 	 * whose address is private and differs from where the REGISTER came
 	 * from is behind NAT: send to where it came from.
 	 */
@@ -185,13 +173,23 @@ void route_target_from_binding(struct fwd_target *t, const struct loc_target *b)
 		t->has_received = true;
 		t->received = b->received;
 		t->conn_id = b->conn_id;
+		t->conn_only = loc_target_conn_only(b);
 		return;
 	}
-	if (sip_uri_parse(sv_cstr(b->uri), &u) == 0 && is_private(&u) &&
-	    !tp_addr_ip_is(&b->received, u.host)) {
+	if (loc_target_reach(b, false) == LOC_REACH_RECEIVED) {
 		t->has_received = true;
 		t->received = b->received;
 	}
+}
+
+enum loc_reach route_target_reach(struct tp_table *tp, const struct fwd_target *t)
+{
+	if (!t->has_received)
+		return LOC_REACH_URI;
+	if (t->received.proto == SIP_PROTO_UDP || tp_conn_alive(tp, t->conn_id))
+		return LOC_REACH_RECEIVED;
+	/* its connection is gone: it is no destination any more (item 7 of issue 13) */
+	return t->conn_only ? LOC_REACH_GONE : LOC_REACH_URI;
 }
 
 /*

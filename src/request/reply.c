@@ -44,7 +44,7 @@ void proxy_reply_body(struct preq *r, unsigned status, const char *reason, sv_t 
 		      sv_t content_type, sv_t body)
 {
 	struct worker *w = r->w;
-	struct buf *out = &w->out2;
+	struct buf *out = &w->resp_out;
 	char tag[32];
 	struct sip_reply rep = {
 	    .status = status,

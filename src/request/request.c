@@ -250,10 +250,6 @@ static void cont_resume(struct worker *w, struct wjob *job)
 	r->src = &c->src;
 	r->w = w;
 	r->ruri_override.p = rebase(c, r->ruri_override.p);
-	for (unsigned i = 0; i < r->nroute_edits; i++) {
-		r->route_edits[i].at = rebase(c, r->route_edits[i].at);
-		r->route_edits[i].ins.p = rebase(c, r->route_edits[i].ins.p);
-	}
 	c->old_base = c->msg.buf;
 	if (c->cancelled) {
 		/* RFC 3261 9.2: the request a CANCEL matched gets 487; it goes no further */

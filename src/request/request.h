@@ -39,8 +39,6 @@ enum proxy_step {
 	PROXY_SUSPENDED,    /* waiting for a lookup (proxy_wait): resumed at this handler */
 };
 
-#define PROXY_MAX_EDITS 16
-
 struct preq {
 	struct worker *w;
 	struct server *srv;
@@ -66,9 +64,6 @@ struct preq {
 	bool trusted;	    /* from a security.trusted_peers address */
 	uint64_t loop_hash;
 
-	/* Route headers of ours to drop when forwarding */
-	struct sip_edit route_edits[4];
-	unsigned nroute_edits;
 	/* the Request-URI to use after strict-route compatibility (RFC 3261 16.4) */
 	sv_t ruri_override;
 

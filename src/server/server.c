@@ -138,6 +138,7 @@ int server_start(struct server *s, const struct cfg *cfg, char *err, size_t errl
 	}
 	if ((rc = tp_table_create(s, proxy_on_message, &s->tp, err, errlen)))
 		return rc;
+	tp_on_lost(s->tp, txn_send_lost); /* a request that never left fails its transaction now */
 	if ((rc = home_create(s, &s->home))) {
 		snprintf(err, errlen, "out of memory");
 		return rc;

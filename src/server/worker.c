@@ -43,7 +43,6 @@ static void inbox_drain(evutil_socket_t fd, short what, void *arg)
 		next = list->next;
 		list->fn(w, list);
 	}
-	tp_flush(w);
 	worker_reap(w);
 }
 
@@ -152,8 +151,10 @@ int worker_create(struct server *srv, unsigned id, struct worker **out)
 	w->id = id;
 	w->inbox_fd = -1;
 	pthread_mutex_init(&w->inbox_lock, NULL);
-	buf_init(&w->out, 0);
-	buf_init(&w->out2, 0);
+	buf_init(&w->req_out, 0);
+	buf_init(&w->resp_out, 0);
+	buf_init(&w->txn_out, 0);
+	buf_init(&w->reply_hdrs, 0);
 	ec = event_config_new();
 	if (!ec)
 		goto out;
@@ -261,8 +262,10 @@ void worker_destroy(struct worker *w)
 		close(w->inbox_fd);
 	if (w->base)
 		event_base_free(w->base);
-	buf_free(&w->out);
-	buf_free(&w->out2);
+	buf_free(&w->req_out);
+	buf_free(&w->resp_out);
+	buf_free(&w->txn_out);
+	buf_free(&w->reply_hdrs);
 	pthread_mutex_destroy(&w->inbox_lock);
 	free(w);
 }

@@ -92,8 +92,20 @@ struct worker {
 	/* ... by their server-transaction key, so a retransmission or a CANCEL finds them */
 	struct preq_cont *waiting[64];
 
-	struct buf out; /* scratch for building one outgoing message */
-	struct buf out2;
+	/*
+	 * Scratch buffers, each for building one outgoing message, named for
+	 * their use so that two that can be in use at the same time are never
+	 * the same buffer. One is valid from its buf_reset() until the message is
+	 * handed to the transport (which sends or copies it); nothing keeps a
+	 * pointer into one across a callback or an event.
+	 */
+	struct buf req_out;  /* a request: forwarded (proxy/fwd.c) or our own (services/uac.c) */
+	struct buf resp_out; /* a response: replies (proxy/reply.c), forwarded or local (fwd.c) */
+	struct buf txn_out;  /* an ACK or CANCEL of a client transaction (txn.c), which may be
+			      * built inside a response callback while resp_out is in use */
+	struct buf
+	    reply_hdrs; /* header lines a service hands to proxy_reply, which reads them
+			 * while it builds the reply in resp_out (the registrar's Contacts) */
 	struct worker_stats stats;
 };
 

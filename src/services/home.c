@@ -325,6 +325,15 @@ static void *snap_grow(void *v, size_t *n, size_t size, void **out)
 	return nv;
 }
 
+/* A stored row whose names do not fit what the home holds: left out of the snapshot, said. */
+static int snap_skip(size_t *n, const struct store_record *rec)
+{
+	(*n)--; /* the element snap_grow added */
+	log_warn("home: stored record '%.64s' of '%.64s' is longer than the home holds: ignored",
+		 rec->key, rec->owner);
+	return 0;
+}
+
 static int snap_row(void *arg, const struct store_record *rec)
 {
 	struct home_snapshot *s = arg;
@@ -336,7 +345,8 @@ static int snap_row(void *arg, const struct store_record *rec)
 		nv = snap_grow(s->topics, &s->ntopics, sizeof(*s->topics), &e);
 		if (nv) {
 			s->topics = nv;
-			sv_copy(sv_cstr(rec->key), e, HOME_AOR_MAX);
+			if (sv_copy(sv_cstr(rec->key), e, HOME_AOR_MAX))
+				return snap_skip(&s->ntopics, rec);
 		}
 		break;
 	case STORE_REC_MEMBER:
@@ -347,8 +357,9 @@ static int snap_row(void *arg, const struct store_record *rec)
 		if (nv) {
 			struct snap_member *m = e;
 			s->members = nv;
-			sv_copy(sv_cstr(rec->owner), m->topic, sizeof(m->topic));
-			sv_copy(sv_cstr(sp + 1), m->member, sizeof(m->member));
+			if (sv_copy(sv_cstr(rec->owner), m->topic, sizeof(m->topic)) ||
+			    sv_copy(sv_cstr(sp + 1), m->member, sizeof(m->member)))
+				return snap_skip(&s->nmembers, rec);
 		}
 		break;
 	case STORE_REC_MAILBOX:
@@ -356,7 +367,8 @@ static int snap_row(void *arg, const struct store_record *rec)
 		if (nv) {
 			struct snap_mailbox *mb = e;
 			s->mailboxes = nv;
-			sv_copy(sv_cstr(rec->owner), mb->aor, sizeof(mb->aor));
+			if (sv_copy(sv_cstr(rec->owner), mb->aor, sizeof(mb->aor)))
+				return snap_skip(&s->nmailboxes, rec);
 			if (sscanf(rec->meta, "%u %u", &mb->new_msgs, &mb->old_msgs) != 2)
 				mb->new_msgs = mb->old_msgs = 0;
 		}
@@ -499,7 +511,6 @@ static void snap_done(struct worker *w, struct wjob *job)
 		h->snapshot_wanted = true;
 	} else {
 		snap_apply(h, s);
-		tp_flush(h->w);
 	}
 	snap_free(s);
 }
@@ -529,7 +540,6 @@ static void changed_job(struct worker *w, struct wjob *job)
 	/* the subscriber cache was re-read before this was posted: settings are current */
 	pres_policy_changed(h);
 	home_request_snapshot(h);
-	tp_flush(w);
 }
 
 void home_store_changed(struct server *srv)
@@ -559,7 +569,6 @@ static void home_sweep_cb(evutil_socket_t fd, short what, void *arg)
 	if (h->snapshot_wanted)
 		home_request_snapshot(h);
 	interest_rebuild(h);
-	tp_flush(h->w);
 	worker_reap(h->w);
 	worker_timer_add(h->w, &h->sweep_ev, HOME_SWEEP_MS);
 }
@@ -571,7 +580,6 @@ static void home_kick_cb(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	im_kick_run(h);
-	tp_flush(h->w);
 	worker_reap(h->w);
 }
 
@@ -592,7 +600,6 @@ static void start_job(struct worker *w, struct wjob *job)
 		event_active(&h->kick_ev, EV_TIMEOUT, 0);
 	/* subscriptions restored from the store learn the state now */
 	pres_resume(h);
-	tp_flush(w);
 }
 
 void home_start(struct server *srv)
@@ -726,7 +733,6 @@ static void registered_run(struct worker *w, struct wjob *job)
 		pres_registered(h, rj->aor);
 	}
 	free(rj);
-	tp_flush(w);
 }
 
 void home_registered(struct worker *w, sv_t aor)
@@ -744,7 +750,12 @@ void home_registered(struct worker *w, sv_t aor)
 	rj = calloc(1, sizeof(*rj));
 	if (!rj)
 		return;
-	sv_copy(aor, rj->aor, sizeof(rj->aor));
+	if (sv_copy(aor, rj->aor, sizeof(rj->aor))) {
+		log_warn("home: address of record '%.*s' too long to deliver to", (int)aor.len,
+			 aor.p);
+		free(rj);
+		return;
+	}
 	rj->base.fn = registered_run;
 	worker_post(w->srv->workers[home_worker(w->srv)], &rj->base);
 }

@@ -184,21 +184,31 @@ static void box_done(void *arg, unsigned status, const struct sip_msg *resp)
 	box_release_if_empty(b);
 }
 
-static int target_peer(const struct loc_target *t, struct tp_addr *peer)
+static int target_peer(struct tp_table *tp, const struct loc_target *t, struct tp_addr *peer,
+		       uint32_t *conn_id)
 {
 	struct dns_target dt;
 	struct sip_uri u;
 	sv_t hop = sv_cstr(t->uri);
 
+	*conn_id = 0;
 	if (t->path[0]) {
 		sv_t list = sv_cstr(t->path);
 		struct sip_naddr na;
 		if (sip_naddr_parse(sip_list_split(&list), &na, NULL))
 			return EINVAL;
 		hop = na.uri;
-	} else if (t->received.len) {
-		*peer = t->received;
-		return 0;
+	} else {
+		switch (loc_target_reach(t, tp_conn_alive(tp, t->conn_id))) {
+		case LOC_REACH_GONE:
+			return ENOTCONN; /* its connection was the only way in */
+		case LOC_REACH_RECEIVED:
+			*peer = t->received;
+			*conn_id = t->conn_id;
+			return 0;
+		case LOC_REACH_URI:
+			break;
+		}
 	}
 	if (sip_uri_parse(hop, &u) || dns_resolve_numeric(&u, &dt))
 		return EHOSTUNREACH; /* a name would need DNS: the REGISTER's source is the way */
@@ -221,6 +231,7 @@ static void box_deliver(struct im_box *b)
 	struct im_msg *m = b->head;
 	struct uac_req rq;
 	struct tp_addr peer;
+	uint32_t conn_id = 0;
 	char callid[80], date[160];
 	size_t n = 0;
 	sv_t date_v;
@@ -234,7 +245,7 @@ static void box_deliver(struct im_box *b)
 			return;
 		}
 		t = &targets[b->target];
-		if (target_peer(t, &peer) == 0)
+		if (target_peer(h->srv->tp, t, &peer, &conn_id) == 0)
 			break;
 	}
 	snprintf(callid, sizeof(callid), "im-%016" PRIx64 "-%" PRIu64 "@switchboard",
@@ -253,7 +264,7 @@ static void box_deliver(struct im_box *b)
 	    .content_type = home_meta_get(m->meta, "Content-Type"),
 	    .body = sv_make(m->body ? m->body : "", m->body_len),
 	};
-	if (uac_send(h->w, &peer, t->conn_id, &rq, box_done, b, &b->inflight)) {
+	if (uac_send(h->w, &peer, conn_id, &rq, box_done, b, &b->inflight)) {
 		b->target++;
 		box_kick(h, b); /* the next contact, from the loop, not from here */
 	}
@@ -857,9 +868,13 @@ int im_load_message(struct home *h, const struct store_record *rec)
 	source = home_meta_get(rec->meta, "Stranger-Source");
 	if (source.len) {
 		char src[64], sender[HOME_AOR_MAX];
-		sv_copy(source, src, sizeof(src));
-		sv_copy(home_meta_get(rec->meta, "Stranger-Sender"), sender, sizeof(sender));
-		stranger_msg_count(h, m, src, sender);
+		if (sv_copy(source, src, sizeof(src)) ||
+		    sv_copy(home_meta_get(rec->meta, "Stranger-Sender"), sender, sizeof(sender)))
+			log_warn("stored message %" PRIu64 ": its stranger's source or sender is "
+				 "longer than we write: not counted against that stranger",
+				 m->id);
+		else
+			stranger_msg_count(h, m, src, sender);
 	}
 	if (m->id > h->next_msg_id)
 		h->next_msg_id = m->id;

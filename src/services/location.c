@@ -8,14 +8,21 @@
  */
 #include "services/location.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/log.h"
 #include "core/siphash.h"
 #include "sip/sip.h"
+
+_Static_assert(sizeof(((struct store_binding *)0)->callid) == LOC_MAX_CALLID &&
+		   sizeof(((struct store_binding *)0)->instance) == LOC_MAX_INSTANCE &&
+		   sizeof(((struct store_binding *)0)->user_agent) == LOC_MAX_UA,
+	       "what a binding keeps fits the store");
 
 #define LOC_BUCKETS		 16384
 #define LOC_MAX_BINDINGS_PER_AOR 64
@@ -368,9 +375,14 @@ static enum loc_result register_check(struct loc_aor *a, const struct loc_regist
 		return LOC_OK;
 	}
 	*all_retrans = r->ncontacts > 0;
+	/* what a binding keeps must fit a target and the store (LOC_MAX_*): refused, never cut */
+	if (r->callid.len >= LOC_MAX_CALLID || r->path.len >= STORE_URI_MAX)
+		return LOC_TOO_LONG;
 	for (size_t i = 0; i < r->ncontacts; i++) {
-		/* binding_export() could not write it: refuse it rather than lose it */
-		if (r->contacts[i].expires && r->contacts[i].uri.len >= STORE_URI_MAX)
+		const struct loc_contact *c = &r->contacts[i];
+		if (c->expires &&
+		    (c->uri.len >= STORE_URI_MAX || c->instance.len >= LOC_MAX_INSTANCE ||
+		     c->params.len >= LOC_MAX_PARAMS))
 			return LOC_TOO_LONG;
 	}
 	for (size_t i = 0; i < r->ncontacts; i++) {
@@ -417,8 +429,10 @@ static enum apply register_apply_one(struct loc_aor *a, const struct loc_registe
 				     const struct loc_contact *c)
 {
 	struct loc_binding **pp = binding_find(a, c), *nb;
-	sv_t fields[B_NFIELDS] = {c->uri,      r->callid,     r->path,
-				  c->instance, r->user_agent, c->params};
+	/* User-Agent is kept for people to read: its first LOC_MAX_UA - 1 bytes (location.h) */
+	sv_t ua = r->user_agent.len < LOC_MAX_UA ? r->user_agent
+						 : sv_sub(r->user_agent, 0, LOC_MAX_UA - 1);
+	sv_t fields[B_NFIELDS] = {c->uri, r->callid, r->path, c->instance, ua, c->params};
 	enum apply how = APPLY_MEMBERSHIP;
 
 	if (c->expires == 0) {
@@ -523,17 +537,21 @@ out:
 	return rc;
 }
 
-static void target_fill(struct loc_target *tg, const struct loc_binding *b)
+/* ENOSPC only for a binding longer than register_check lets in (a bug): it is then skipped. */
+static int target_fill(struct loc_target *tg, const struct loc_binding *b)
 {
-	sv_copy(field(b, B_CONTACT), tg->uri, sizeof(tg->uri));
-	sv_copy(field(b, B_PATH), tg->path, sizeof(tg->path));
-	sv_copy(field(b, B_UA), tg->user_agent, sizeof(tg->user_agent));
-	sv_copy(field(b, B_PARAMS), tg->params, sizeof(tg->params));
+	if (sv_copy(field(b, B_CONTACT), tg->uri, sizeof(tg->uri)) ||
+	    sv_copy(field(b, B_PATH), tg->path, sizeof(tg->path)) ||
+	    sv_copy(field(b, B_UA), tg->user_agent, sizeof(tg->user_agent)) ||
+	    sv_copy(field(b, B_PARAMS), tg->params, sizeof(tg->params)))
+		return ENOSPC;
 	src_unpack(&b->src, &tg->received);
 	tg->conn_id = b->conn_id;
+	tg->reg_id = b->reg_id;
 	tg->q = b->q;
 	tg->terminal = b->terminal;
 	tg->expires = b->expires;
+	return 0;
 }
 
 int loc_lookup(struct loc_table *t, sv_t aor, int64_t now, struct loc_target *out, size_t max,
@@ -560,7 +578,13 @@ int loc_lookup(struct loc_table *t, sv_t aor, int64_t now, struct loc_target *ou
 		/* insertion sort by q, descending; newest first among equals */
 		for (; i > 0 && out[i - 1].q < b->q; i--)
 			out[i] = out[i - 1];
-		target_fill(&out[i], b);
+		if (target_fill(&out[i], b)) {
+			log_err("location: a binding of %.*s does not fit a target: skipped",
+				(int)aor.len, aor.p);
+			for (; i + 1 < *n; i++)
+				out[i] = out[i + 1];
+			(*n)--;
+		}
 	}
 	pthread_mutex_unlock(&bk->lock);
 	return 0;
@@ -666,18 +690,21 @@ int loc_load(struct loc_table *t, const struct store_binding *sb, int64_t now)
 	return err;
 }
 
-static void binding_export(const struct loc_aor *a, const struct loc_binding *b,
-			   struct store_binding *sb)
+/* ENOSPC only for a binding longer than register_check lets in (a bug): it is then not written. */
+static int binding_export(const struct loc_aor *a, const struct loc_binding *b,
+			  struct store_binding *sb)
 {
 	struct tp_addr recv;
 
 	memset(sb, 0, sizeof(*sb));
-	snprintf(sb->aor, sizeof(sb->aor), "%.*s", (int)a->keylen, a->key);
-	sv_copy(field(b, B_CONTACT), sb->contact, sizeof(sb->contact));
-	sv_copy(field(b, B_PATH), sb->path, sizeof(sb->path));
-	sv_copy(field(b, B_INSTANCE), sb->instance, sizeof(sb->instance));
-	sv_copy(field(b, B_UA), sb->user_agent, sizeof(sb->user_agent));
-	sv_copy(field(b, B_CALLID), sb->callid, sizeof(sb->callid));
+	if ((size_t)snprintf(sb->aor, sizeof(sb->aor), "%.*s", (int)a->keylen, a->key) >=
+		sizeof(sb->aor) ||
+	    sv_copy(field(b, B_CONTACT), sb->contact, sizeof(sb->contact)) ||
+	    sv_copy(field(b, B_PATH), sb->path, sizeof(sb->path)) ||
+	    sv_copy(field(b, B_INSTANCE), sb->instance, sizeof(sb->instance)) ||
+	    sv_copy(field(b, B_UA), sb->user_agent, sizeof(sb->user_agent)) ||
+	    sv_copy(field(b, B_CALLID), sb->callid, sizeof(sb->callid)))
+		return ENOSPC;
 	src_unpack(&b->src, &recv);
 	if (b->src.family)
 		tp_addr_format(&recv, sb->received, sizeof(sb->received));
@@ -686,6 +713,7 @@ static void binding_export(const struct loc_aor *a, const struct loc_binding *b,
 	sb->q = b->q;
 	sb->reg_id = b->reg_id;
 	sb->flags = b->terminal & 7;
+	return 0;
 }
 
 static struct dirty_item *dirty_pop(struct loc_table *t)
@@ -728,7 +756,14 @@ size_t loc_flush_dirty(struct loc_table *t, loc_flush_fn fn, void *arg, size_t m
 		if (a) {
 			for (struct loc_binding *b = a->bindings; b && n < LOC_MAX_BINDINGS_PER_AOR;
 			     b = b->next) {
-				binding_export(a, b, &snap[n++]);
+				if (binding_export(a, b, &snap[n])) {
+					log_err(
+					    "location: a binding of %.*s does not fit the store: "
+					    "not written",
+					    (int)a->keylen, a->key);
+					continue;
+				}
+				n++;
 				b->persisted = b->expires;
 			}
 			replace = a->replace;
@@ -784,4 +819,51 @@ size_t loc_dirty_count(struct loc_table *t)
 	n = t->ndirty;
 	pthread_mutex_unlock(&t->dirty_lock);
 	return n;
+}
+
+/* RFC 1918, 100.64/10 and IPv6 unique-local / link-local (loopback is not private here) */
+static bool host_is_private(sv_t host)
+{
+	char ip[64];
+	struct in_addr a4;
+	struct in6_addr a6;
+
+	if (host.len >= 2 && host.p[0] == '[' && host.p[host.len - 1] == ']')
+		host = sv_sub(host, 1, host.len - 2);
+	if (sv_copy(host, ip, sizeof(ip)))
+		return false; /* longer than any address: a name, not a private address */
+	if (inet_pton(AF_INET, ip, &a4) == 1) {
+		uint32_t a = ntohl(a4.s_addr);
+		return (a >> 24) == 10 || (a >> 20) == 0xac1 || (a >> 16) == 0xc0a8 ||
+		       (a >> 22) == (100u << 2 | 1) /* 100.64/10 */;
+	}
+	if (inet_pton(AF_INET6, ip, &a6) == 1)
+		return (a6.s6_addr[0] & 0xfe) == 0xfc ||
+		       (a6.s6_addr[0] == 0xfe && (a6.s6_addr[1] & 0xc0) == 0x80);
+	return false;
+}
+
+bool loc_contact_behind_nat(sv_t uri, const struct tp_addr *received)
+{
+	struct sip_uri u;
+
+	return sip_uri_parse(uri, &u) == 0 && host_is_private(u.host) &&
+	       !tp_addr_ip_is(received, u.host);
+}
+
+bool loc_target_conn_only(const struct loc_target *t)
+{
+	return t->reg_id != 0 || loc_contact_behind_nat(sv_cstr(t->uri), &t->received);
+}
+
+enum loc_reach loc_target_reach(const struct loc_target *t, bool conn_open)
+{
+	if (t->path[0] || !t->received.len)
+		return LOC_REACH_URI; /* through the edge proxy that added the Path */
+	if (t->received.proto == SIP_PROTO_UDP)
+		return loc_contact_behind_nat(sv_cstr(t->uri), &t->received) ? LOC_REACH_RECEIVED
+									     : LOC_REACH_URI;
+	if (t->conn_id && conn_open)
+		return LOC_REACH_RECEIVED;
+	return loc_target_conn_only(t) ? LOC_REACH_GONE : LOC_REACH_URI;
 }

@@ -55,21 +55,60 @@ enum loc_result {
 	LOC_TOO_MANY,	    /* more contacts than max_contacts */
 	LOC_NOMEM,
 	LOC_WOULD_CHANGE, /* dry_run, and applying it would change the bindings */
-	LOC_TOO_LONG,	  /* a Contact URI the store cannot hold (STORE_URI_MAX) */
+	LOC_TOO_LONG,	  /* longer than a binding keeps (STORE_URI_MAX, LOC_MAX_*) */
 };
+
+/*
+ * What a binding keeps, at most (a target's and the store's sizes, with the
+ * NUL): a REGISTER whose Contact URI, Path, Call-ID, +sip.instance or Contact
+ * parameters are longer is refused (LOC_TOO_LONG), never kept cut. User-Agent
+ * is for people to read (reg list): its first LOC_MAX_UA - 1 bytes are kept.
+ */
+#define LOC_MAX_CALLID	 256
+#define LOC_MAX_INSTANCE 160
+#define LOC_MAX_PARAMS	 256
+#define LOC_MAX_UA	 160
 
 /* Where a request for an AOR can go. */
 struct loc_target {
 	char uri[STORE_URI_MAX];
 	char path[STORE_URI_MAX]; /* route set from Path, "" = none */
-	char user_agent[160];
-	char params[256]; /* Contact header params as registered */
+	char user_agent[LOC_MAX_UA];
+	char params[LOC_MAX_PARAMS]; /* Contact header params as registered */
 	struct tp_addr received;
 	uint32_t conn_id;
+	uint32_t
+	    reg_id; /* RFC 5626 reg-id: over a connection, the binding is that flow; 0 = none */
 	uint16_t q;
 	uint8_t terminal; /* enum term_type */
 	int64_t expires;
 };
+
+/*
+ * Is the contact behind NAT: its URI's host a private address (RFC 1918,
+ * 100.64/10, IPv6 unique-local or link-local) other than the address the
+ * REGISTER came from? Nobody outside can reach that address: only where the
+ * REGISTER came from (its NAT binding, or its connection) leads there.
+ */
+bool loc_contact_behind_nat(sv_t uri, const struct tp_addr *received);
+
+/*
+ * How a binding is reached now (RFC 5626, RFC 3261 18.1.1 and 10.3, RFC 3263).
+ * A contact that registered over a connection is reached over it while it is
+ * open. When it is gone, it is not a destination: an RFC 5626 flow (a reg-id)
+ * or a contact behind NAT then has no way in at all; any other is reached at
+ * its Contact URI as RFC 3263 resolves it (UDP when the URI names no
+ * transport, a new connection to the URI's address for ;transport=tcp).
+ */
+enum loc_reach {
+	LOC_REACH_RECEIVED, /* where it registered from: its open connection, or its NAT source */
+	LOC_REACH_URI,	    /* its Contact URI (or its first Path hop), resolved */
+	LOC_REACH_GONE,	    /* its connection was the only way in, and it is closed */
+};
+/* conn_open: is the binding's connection (t->conn_id) still open (tp_conn_alive)? */
+enum loc_reach loc_target_reach(const struct loc_target *t, bool conn_open);
+/* Would the binding be unreachable once its connection is gone (a flow, or behind NAT)? */
+bool loc_target_conn_only(const struct loc_target *t);
 
 /* The bucket hash is SipHash with a key random per process (seed is mixed in). */
 int loc_create(uint64_t seed, struct loc_table **out);

@@ -746,26 +746,25 @@ static struct pres_sub *sub_new(struct home *h, struct preq *r, enum pres_event 
 
 	if (!s)
 		return NULL;
-	if (!ch || sip_naddr_parse(ch->value, &cna, NULL) || cna.uri.len >= sizeof(s->contact) ||
-	    !from || from->tag.len >= sizeof(s->remote_tag) ||
-	    sip_msg_callid(m).len >= sizeof(s->callid) || to->value.len >= sizeof(s->local_uri) ||
-	    fromh->value.len >= sizeof(s->remote_from)) {
+	/* what does not fit is refused (the caller answers), never kept cut */
+	if (!ch || sip_naddr_parse(ch->value, &cna, NULL) || !from ||
+	    sv_copy(cna.uri, s->contact, sizeof(s->contact)) ||
+	    sv_copy(from->tag, s->remote_tag, sizeof(s->remote_tag)) ||
+	    sv_copy(sip_msg_callid(m), s->callid, sizeof(s->callid)) ||
+	    sv_copy(to->value, s->local_uri, sizeof(s->local_uri)) ||
+	    sv_copy(fromh->value, s->remote_from, sizeof(s->remote_from)) ||
+	    sv_copy(event_token(sip_msg_value(m, SIP_H_EVENT)), s->event_name,
+		    sizeof(s->event_name))) {
 		free(s);
 		return NULL;
 	}
 	s->home = h;
 	s->id = h->next_sub_id++;
 	s->ev = ev;
-	sv_copy(event_token(sip_msg_value(m, SIP_H_EVENT)), s->event_name, sizeof(s->event_name));
 	for (char *p = s->event_name; *p; p++)
 		*p = sv_lower_char(*p);
 	snprintf(s->watcher, sizeof(s->watcher), "%s", watcher);
-	sv_copy(sip_msg_callid(m), s->callid, sizeof(s->callid));
 	proxy_stateless_tag(r, s->local_tag, sizeof(s->local_tag));
-	sv_copy(from->tag, s->remote_tag, sizeof(s->remote_tag));
-	sv_copy(to->value, s->local_uri, sizeof(s->local_uri));
-	sv_copy(fromh->value, s->remote_from, sizeof(s->remote_from));
-	sv_copy(cna.uri, s->contact, sizeof(s->contact));
 	/* a route set we cannot hold leaves it empty: the direct way to the watcher */
 	sip_hdr_join(m, SIP_H_RECORD_ROUTE, s->route, sizeof(s->route));
 	s->peer = r->src->peer;
@@ -1170,7 +1169,14 @@ int pres_load_pub(struct home *h, const struct store_record *rec)
 	}
 	memcpy(p->body, rec->body, rec->body_len);
 	p->len = rec->body_len;
-	sv_copy(sv_cstr(rec->key), p->etag, sizeof(p->etag));
+	if (sv_copy(sv_cstr(rec->key), p->etag, sizeof(p->etag))) {
+		log_warn("presence: stored publication '%.64s' has an entity-tag longer than we "
+			 "make: ignored",
+			 rec->key);
+		free(p->body);
+		free(p);
+		return 0;
+	}
 	p->expires = rec->expires;
 	p->order = (uint64_t)rec->seq;
 	if (p->order > h->pub_order)
@@ -1180,9 +1186,10 @@ int pres_load_pub(struct home *h, const struct store_record *rec)
 	return 0;
 }
 
-static void meta_copy(const char *meta, const char *name, char *out, size_t len)
+/* ENOSPC when the stored value is longer than what we keep (then the record is not used). */
+static int meta_copy(const char *meta, const char *name, char *out, size_t len)
 {
-	sv_copy(home_meta_get(meta, name), out, len);
+	return sv_copy(home_meta_get(meta, name), out, len);
 }
 
 static unsigned meta_uint(const char *meta, const char *name)
@@ -1206,16 +1213,22 @@ int pres_load_sub(struct home *h, const struct store_record *rec)
 		h->next_sub_id = s->id + 1;
 	s->ev = (enum pres_event)meta_uint(rec->meta, "Ev");
 	s->state = (enum pres_state)meta_uint(rec->meta, "State");
-	meta_copy(rec->meta, "Event", s->event_name, sizeof(s->event_name));
-	meta_copy(rec->meta, "Watcher", s->watcher, sizeof(s->watcher));
-	meta_copy(rec->meta, "Call-ID", s->callid, sizeof(s->callid));
-	meta_copy(rec->meta, "Local-Tag", s->local_tag, sizeof(s->local_tag));
-	meta_copy(rec->meta, "Remote-Tag", s->remote_tag, sizeof(s->remote_tag));
-	meta_copy(rec->meta, "Local-URI", s->local_uri, sizeof(s->local_uri));
-	meta_copy(rec->meta, "Remote-From", s->remote_from, sizeof(s->remote_from));
-	meta_copy(rec->meta, "Contact", s->contact, sizeof(s->contact));
-	meta_copy(rec->meta, "Route", s->route, sizeof(s->route));
-	meta_copy(rec->meta, "Peer", peer, sizeof(peer));
+	if (meta_copy(rec->meta, "Event", s->event_name, sizeof(s->event_name)) ||
+	    meta_copy(rec->meta, "Watcher", s->watcher, sizeof(s->watcher)) ||
+	    meta_copy(rec->meta, "Call-ID", s->callid, sizeof(s->callid)) ||
+	    meta_copy(rec->meta, "Local-Tag", s->local_tag, sizeof(s->local_tag)) ||
+	    meta_copy(rec->meta, "Remote-Tag", s->remote_tag, sizeof(s->remote_tag)) ||
+	    meta_copy(rec->meta, "Local-URI", s->local_uri, sizeof(s->local_uri)) ||
+	    meta_copy(rec->meta, "Remote-From", s->remote_from, sizeof(s->remote_from)) ||
+	    meta_copy(rec->meta, "Contact", s->contact, sizeof(s->contact)) ||
+	    meta_copy(rec->meta, "Route", s->route, sizeof(s->route)) ||
+	    meta_copy(rec->meta, "Peer", peer, sizeof(peer))) {
+		log_warn("presence: stored subscription %" PRIu64 " has a field longer than we "
+			 "keep: dropped",
+			 s->id);
+		free(s);
+		return 0;
+	}
 	s->cseq = meta_uint(rec->meta, "CSeq");
 	s->remote_cseq = meta_uint(rec->meta, "Remote-CSeq");
 	s->expires = rec->expires;

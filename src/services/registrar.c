@@ -24,8 +24,7 @@
 #include "services/terminal.h"
 #include "transport/tport.h"
 
-#define REG_MAX_CONTACTS   32
-#define REG_SUPPORTED_TAGS "path, outbound"
+#define REG_MAX_CONTACTS 32
 
 /* q-value "0.5", "1", "1.000" as thousandths; -1 when malformed */
 static int parse_q(sv_t v)
@@ -208,7 +207,7 @@ static void parse_contacts(struct preq *r, struct reg_parse *rp)
 static enum proxy_step reg_answer(struct preq *r, struct loc_register *lr, struct reg_parse *rp,
 				  bool replay, sv_t realm)
 {
-	struct buf *hdrs = &r->w->out; /* scratch: the reply itself is built in out2 */
+	struct buf *hdrs = &r->w->reply_hdrs; /* the reply itself is built in resp_out */
 	enum loc_result res;
 	char path[STORE_URI_MAX];
 
@@ -257,7 +256,7 @@ static enum proxy_step reg_answer(struct preq *r, struct loc_register *lr, struc
 		proxy_reply(r, 403, "Too many registered contacts", SV_NULL);
 		break;
 	case LOC_TOO_LONG:
-		proxy_reply(r, 400, "Contact URI too long", SV_NULL);
+		proxy_reply(r, 400, "Contact, Path or Call-ID too long", SV_NULL);
 		break;
 	default:
 		proxy_reply(r, 500, "Out of memory", SV_NULL);
@@ -298,7 +297,10 @@ enum proxy_step reg_handle(struct preq *r)
 		proxy_reply(r, 400, "Address of record too long", SV_NULL);
 		return PROXY_DONE;
 	}
-	sv_copy(sv_cstr(strchr(aor, '@') + 1), realm, sizeof(realm));
+	if (sv_copy(sv_cstr(strchr(aor, '@') + 1), realm, sizeof(realm))) {
+		proxy_reply(r, 400, "Domain too long", SV_NULL);
+		return PROXY_DONE;
+	}
 	if (r->srv->cfg.auth_enabled) {
 		step = challenge_check(r, CHALLENGE_WWW, sv_cstr(realm), tou.user, true, &replay);
 		if (step != PROXY_CONTINUE)

@@ -191,8 +191,11 @@ static int load_list_item(void *arg, const struct store_record *rec)
 			i++;
 		if (del && i < pl->n)
 			memmove(pl->v[i], pl->v[i + 1], (pl->n-- - i - 1) * sizeof(pl->v[0]));
-		else if (!del && i == pl->n && pl->n < LISTS_MAX)
-			sv_copy(value, pl->v[pl->n++], sizeof(pl->v[0]));
+		else if (!del && i == pl->n && pl->n < LISTS_MAX) {
+			if (sv_copy(value, pl->v[pl->n], sizeof(pl->v[0])))
+				return load_fail(l, "list entry", rec->key, "too long");
+			pl->n++;
+		}
 		return 0;
 	}
 	if (nl) {

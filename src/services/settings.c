@@ -198,7 +198,8 @@ static int parse_list(sv_t v, const char *key, bool (*ok)(sv_t item), const char
 		if (rest.len == 0)
 			return fail(err, errlen, "%s: empty entry at the end", key);
 	}
-	sv_copy(v, out, size);
+	if (sv_copy(v, out, size))
+		return fail(err, errlen, "%s: list longer than %zu characters", key, size - 1);
 	return 0;
 }
 
@@ -397,7 +398,9 @@ int uset_apply(struct uset *s, sv_t word, char *err, size_t errlen)
 	if (k >= 0) {
 		if (v.len && check_target(v, uset_fwd_keys[k], err, errlen))
 			return EINVAL;
-		sv_copy(v, s->fwd[k], sizeof(s->fwd[k]));
+		if (sv_copy(v, s->fwd[k], sizeof(s->fwd[k])))
+			return fail(err, errlen, "%s: longer than %zu characters", uset_fwd_keys[k],
+				    sizeof(s->fwd[k]) - 1);
 		return 0;
 	}
 	return fail(

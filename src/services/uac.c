@@ -90,11 +90,14 @@ static int uac_build(struct buf *b, const struct txn_cli *t, const struct tp_lis
 int uac_send(struct worker *w, const struct tp_addr *peer, uint32_t conn_id,
 	     const struct uac_req *rq, uac_done_fn done, void *arg, struct uac **out)
 {
-	struct tp_dest dest = {.peer = *peer, .conn_id = conn_id};
+	/* a connection a request came over: its peer port is ephemeral, never connect to it */
+	struct tp_dest dest = {.peer = *peer,
+			       .conn_id = conn_id,
+			       .conn_only = conn_id != 0 && peer->proto != SIP_PROTO_UDP};
 	const struct tp_listen *l;
 	struct txn_cli *t = NULL;
 	struct uac *u;
-	struct buf *b = &w->out2;
+	struct buf *b = &w->req_out;
 	int err;
 
 	if (out)

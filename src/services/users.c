@@ -450,8 +450,12 @@ static int lookup_submit(struct users *u, sv_t user, sv_t domain, uint64_t gen)
 	lj->base.run = lookup_run;
 	lj->u = u;
 	lj->gen = gen;
-	sv_copy(user, lj->user, sizeof(lj->user));
-	sv_copy(domain, lj->domain, sizeof(lj->domain));
+	/* users_get answers longer names itself (they cannot exist) */
+	if (sv_copy(user, lj->user, sizeof(lj->user)) ||
+	    sv_copy(domain, lj->domain, sizeof(lj->domain))) {
+		free(lj);
+		return ENAMETOOLONG;
+	}
 	dbq_submit(u->srv->dbq, &lj->base);
 	return 0;
 }

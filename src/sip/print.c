@@ -11,22 +11,50 @@
 
 #include <errno.h>
 
-void sip_apply_edits(struct buf *out, const struct sip_msg *m, const struct sip_edit *edits,
-		     size_t n)
+int sip_apply_edits(struct buf *out, const struct sip_msg *m, const struct sip_edit *edits,
+		    size_t n)
 {
 	const char *pos = m->buf, *end = m->buf + m->len;
 
 	for (size_t i = 0; i < n; i++) {
 		const struct sip_edit *e = &edits[i];
-		if (e->at < pos || e->at > end)
-			continue; /* out of order: ignore rather than corrupt */
+		if (e->at < pos || e->at > end || e->del > (size_t)(end - e->at))
+			return EINVAL; /* overlapping, unsorted or outside m: never skipped */
 		buf_append(out, pos, (size_t)(e->at - pos));
 		buf_append_sv(out, e->ins);
 		pos = e->at + e->del;
-		if (pos > end)
-			pos = end;
 	}
 	buf_append(out, pos, (size_t)(end - pos));
+	return out->err;
+}
+
+int sip_edit_add(struct sip_edit_list *l, const char *at, size_t del, sv_t ins)
+{
+	if (l->n == SIP_MAX_EDITS) {
+		if (!l->err)
+			l->err = E2BIG;
+		return E2BIG;
+	}
+	l->e[l->n++] = (struct sip_edit){at, del, ins};
+	return 0;
+}
+
+int sip_edits_apply(struct buf *out, const struct sip_msg *m, struct sip_edit_list *l)
+{
+	buf_reset(out);
+	if (l->err)
+		return l->err;
+	/* insertion sort: few edits, and it is stable (equal positions keep their order) */
+	for (unsigned i = 1; i < l->n; i++) {
+		struct sip_edit e = l->e[i];
+		unsigned j = i;
+		while (j > 0 && l->e[j - 1].at > e.at) {
+			l->e[j] = l->e[j - 1];
+			j--;
+		}
+		l->e[j] = e;
+	}
+	return sip_apply_edits(out, m, l->e, l->n);
 }
 
 static void copy_hdr_lines(struct buf *out, const struct sip_msg *m, enum sip_hdr_id id)

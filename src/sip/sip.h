@@ -371,10 +371,38 @@ struct sip_edit {
 	sv_t ins;	/* bytes to insert there (before what follows) */
 };
 
-/* Copies m->buf[0..m->len) into out applying edits (must be sorted by position,
- * non-overlapping). Content-Length is not touched. */
-void sip_apply_edits(struct buf *out, const struct sip_msg *m, const struct sip_edit *edits,
-		     size_t n);
+/*
+ * Copies m->buf[0..m->len) into out applying edits, sorted by position. An
+ * edit outside the message, or one that starts inside the bytes the one
+ * before it drops (overlapping, or not sorted), is an error (EINVAL, out
+ * left partial): never skipped, never a message with an edit missing.
+ * Content-Length is not touched. 0, EINVAL or out's ENOMEM.
+ */
+int sip_apply_edits(struct buf *out, const struct sip_msg *m, const struct sip_edit *edits,
+		    size_t n);
+
+/*
+ * The edits to make to one message, in any order. There is room for
+ * SIP_MAX_EDITS; one more is an error kept in the list (E2BIG, like a buf's
+ * err) and returned by sip_edits_apply, so that the callers need not check
+ * each sip_edit_add. Zero-initialise it ({0}) before use.
+ */
+#define SIP_MAX_EDITS 16
+struct sip_edit_list {
+	struct sip_edit e[SIP_MAX_EDITS];
+	unsigned n;
+	int err; /* the first error: E2BIG when more than SIP_MAX_EDITS were added */
+};
+
+/* Adds an edit (at: a position in the message it applies to); 0 or E2BIG. */
+int sip_edit_add(struct sip_edit_list *l, const char *at, size_t del, sv_t ins);
+/*
+ * Sorts l's edits by position (edits at the same position keep the order
+ * they were added in) and applies them to m into out (reset first). 0, the
+ * list's error (E2BIG), EINVAL for overlapping edits or one outside m, or
+ * ENOMEM.
+ */
+int sip_edits_apply(struct buf *out, const struct sip_msg *m, struct sip_edit_list *l);
 
 /* What a response generated here for a request carries besides the request's
  * Via/From/To/Call-ID/CSeq. */

@@ -327,8 +327,9 @@ static int store_key(struct store *s, sv_t user, sv_t domain, struct store_user 
 	rc = store_check_user(s, user);
 	if (!rc)
 		rc = store_norm_domain(s, domain, u->domain);
-	if (!rc)
-		sv_copy(user, u->user, sizeof(u->user));
+	if (!rc && sv_copy(user, u->user, sizeof(u->user)))
+		rc = store_fail(s, EINVAL, "user name is too long (at most %d bytes)",
+				STORE_USER_MAX - 1);
 	return rc;
 }
 
@@ -402,14 +403,13 @@ int store_user_settings(struct store *s, sv_t user, sv_t domain, sv_t settings)
 
 	if (rc)
 		return rc;
-	if (settings.len >= sizeof(u.settings))
-		return store_fail(s, EINVAL, "settings longer than %zu characters",
-				  sizeof(u.settings) - 1);
 	for (size_t i = 0; i < settings.len; i++) {
 		if ((unsigned char)settings.p[i] < 0x20 || settings.p[i] == 0x7f)
 			return store_fail(s, EINVAL, "settings contain a control character");
 	}
-	sv_copy(settings, u.settings, sizeof(u.settings));
+	if (sv_copy(settings, u.settings, sizeof(u.settings)))
+		return store_fail(s, EINVAL, "settings longer than %zu characters",
+				  sizeof(u.settings) - 1);
 	return s->ops->user_settings(s, u.user, u.domain, u.settings, (int64_t)time(NULL));
 }
 

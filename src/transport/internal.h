@@ -47,6 +47,13 @@ enum tp_conn_state {
 	TP_CONN_CLOSED,	 /* closed; freed by the graveyard */
 };
 
+/* A queued message whose sender waits to hear if it is lost (tp_dest.notify). */
+struct tp_notice {
+	uint64_t notify;
+	uint64_t end;	 /* it has left once c->sent_total reaches this */
+	unsigned origin; /* the worker that sent it */
+};
+
 struct tp_conn {
 	struct wjob job;  /* for deferred destruction; must stay first */
 	struct worker *w; /* owner */
@@ -75,6 +82,13 @@ struct tp_conn {
 	bool accepted;	  /* a peer's connection, not one we opened */
 	bool src_counted; /* accepted and counted in its source's entry (set before it is shared) */
 	bool writing;	  /* the event waits for EV_WRITE */
+	/* bytes accepted for it (sent or queued) and bytes handed to the kernel, since it opened */
+	uint64_t queued_total;
+	uint64_t sent_total;
+	/* queued messages whose senders wait to hear if they are lost: told when it closes */
+	struct tp_notice *notices;
+	unsigned nnotices;
+	unsigned capnotices;
 	struct tp_conn *id_next;
 	struct tp_conn *peer_next;
 	struct tp_conn *w_next;
@@ -105,6 +119,7 @@ struct tp_table {
 	struct siphash_key key; /* the connection table's peer hash */
 	tp_recv_fn on_msg;
 	tp_send_fn send_fn; /* a test's stand-in for the network; NULL = the sockets */
+	tp_lost_fn on_lost; /* NULL: nobody is told */
 	unsigned nlisten;
 	struct tp_listen listen[TP_MAX_LISTEN];
 	struct tp_bucket by_id[TP_CONN_BUCKETS];
@@ -176,6 +191,9 @@ int tp_udp_open(struct worker *w, unsigned listen);
 int tp_udp_open_worker_port(struct worker *w, unsigned listen);
 int tp_udp_send(struct worker *w, const struct tp_dest *d, const char *data, size_t len);
 void tp_udp_flush(struct worker *w);
+
+/* tport.c: tells w (any thread) that the message with notify was lost (tp_on_lost) */
+void tp_lost_post(struct tp_table *t, unsigned w, uint64_t notify, int err);
 
 /* tcp.c */
 int tp_tcp_open_listener(struct worker *w, unsigned listen);

@@ -185,7 +185,36 @@ static void conn_free_job(struct worker *w, struct wjob *job)
 	evbuffer_free(c->wbuf);
 	close(c->fd);
 	free(c->rbuf);
+	free(c->notices);
 	free(c);
+}
+
+/* Queued messages that left for the kernel: their senders need not hear of them any more. */
+static void notices_drop_sent(struct tp_conn *c)
+{
+	unsigned k = 0;
+
+	for (unsigned i = 0; i < c->nnotices; i++) {
+		if (c->notices[i].end > c->sent_total)
+			c->notices[k++] = c->notices[i];
+	}
+	c->nnotices = k;
+}
+
+/* The message that ends at c->queued_total waits in the queue: its sender hears if it is lost. */
+static int notice_add(struct tp_conn *c, unsigned origin, uint64_t notify)
+{
+	if (c->nnotices == c->capnotices) {
+		unsigned ncap = c->capnotices ? c->capnotices * 2 : 4;
+		struct tp_notice *nn = realloc(c->notices, ncap * sizeof(*nn));
+		if (!nn)
+			return ENOMEM;
+		c->notices = nn;
+		c->capnotices = ncap;
+	}
+	c->notices[c->nnotices++] =
+	    (struct tp_notice){.notify = notify, .end = c->queued_total, .origin = origin};
+	return 0;
 }
 
 /*
@@ -203,6 +232,10 @@ static void conn_close(struct tp_conn *c, const char *why)
 		return;
 	log_debug("tcp connection %u closed: %s", c->id, why);
 	c->state = TP_CONN_CLOSED;
+	/* what is still queued never leaves: whoever waits for it hears so now, not at Timer B */
+	for (unsigned i = 0; i < c->nnotices; i++)
+		tp_lost_post(t, c->notices[i].origin, c->notices[i].notify, ENOTCONN);
+	c->nnotices = 0;
 	table_remove(t, c);
 	conn_trust(t, c); /* out of the table: no other thread can do it now */
 	if (c->w_prev)
@@ -287,9 +320,13 @@ static struct tp_conn *conn_new(struct worker *w, int fd, const struct tp_addr *
 /*
  * Sends data now or queues it. On a failure (the peer reset the connection,
  * or it reads nothing and the queue is full) the connection is closed and the
- * error returned; a closing connection takes nothing more (EPIPE).
+ * error returned; a closing connection takes nothing more (EPIPE). A message
+ * that has to wait in the queue and has a notify is remembered with its
+ * sending worker (origin): if the connection closes before it leaves, the
+ * sender is told (tp_lost_post).
  */
-static int conn_write(struct tp_conn *c, const char *data, size_t len)
+static int conn_write(struct tp_conn *c, const char *data, size_t len, unsigned origin,
+		      uint64_t notify)
 {
 	struct tp_table *t = tp_table_of(c->w);
 	const char *why = NULL;
@@ -310,6 +347,8 @@ static int conn_write(struct tp_conn *c, const char *data, size_t len)
 			}
 			n = 0;
 		}
+		c->queued_total += (uint64_t)n;
+		c->sent_total += (uint64_t)n;
 		data += n;
 		len -= (size_t)n;
 		if (len == 0)
@@ -323,6 +362,12 @@ static int conn_write(struct tp_conn *c, const char *data, size_t len)
 		goto out;
 	}
 	if (evbuffer_add(c->wbuf, data, len)) {
+		err = ENOMEM;
+		why = "out of memory";
+		goto out;
+	}
+	c->queued_total += len;
+	if (notify && notice_add(c, origin, notify)) {
 		err = ENOMEM;
 		why = "out of memory";
 		goto out;
@@ -347,6 +392,8 @@ static void conn_flush_queue(struct tp_conn *c)
 		}
 		if (n == 0)
 			return;
+		c->sent_total += (uint64_t)n;
+		notices_drop_sent(c);
 	}
 	if (c->state == TP_CONN_CLOSING) {
 		conn_close(c, "closed after the reply to a broken message");
@@ -387,7 +434,7 @@ static void conn_parse(struct tp_conn *c)
 		/* RFC 5626 keep-alive: a double-CRLF ping gets a single-CRLF pong */
 		if (avail >= 4 && memcmp(p, "\r\n\r\n", 4) == 0) {
 			off += 4;
-			conn_write(c, "\r\n", 2); /* closes c on a failure */
+			conn_write(c, "\r\n", 2, 0, 0); /* closes c on a failure */
 			continue;
 		}
 		if (p[0] == '\r' || p[0] == '\n') {
@@ -502,7 +549,8 @@ static void conn_event(evutil_socket_t fd, short what, void *arg)
 	}
 	if ((what & EV_READ) && c->state == TP_CONN_OPEN)
 		conn_read(c);
-	tp_udp_flush(w); /* a closed connection is freed by the next reap, not here */
+	/* nothing to flush: UDP sends outside a receive batch go at once; a closed connection is
+	 * freed by the next reap, not here */
 }
 
 /* Logs "tcp.max_connections reached" at most once a minute for the whole server. */
@@ -632,42 +680,63 @@ static int conn_open(struct worker *w, const struct tp_dest *d, struct tp_conn *
 struct send_job {
 	struct wjob job;
 	uint32_t conn_id;
+	unsigned origin; /* the worker that sent it (and hears if it is lost) */
 	struct tp_dest dest;
 	size_t len;
 	char data[];
 };
 
+static int tcp_send(struct worker *w, const struct tp_dest *d, const char *data, size_t len,
+		    unsigned origin);
+
 static void send_job_run(struct worker *w, struct wjob *job)
 {
 	struct send_job *sj = (struct send_job *)job;
+	struct tp_table *t = tp_table_of(w);
 	unsigned owner = w->id;
 	uint32_t id;
-	struct tp_conn *c = table_find(tp_table_of(w), sj->conn_id, NULL, &owner, &id);
+	struct tp_conn *c = table_find(t, sj->conn_id, NULL, &owner, &id);
+	int err = 0;
 
 	if (c && owner == w->id) {
-		conn_write(c, sj->data, sj->len); /* closes c on a failure */
+		err = conn_write(c, sj->data, sj->len, sj->origin,
+				 sj->dest.notify); /* closes c on a failure */
 	} else if (!w->srv->stopping) {
-		/* gone or closing in the meantime: reuse or open another one from here */
+		/* gone or closing in the meantime: reuse or open another one from here, unless
+		 * that connection was the only way */
 		sj->dest.conn_id = 0;
-		tp_tcp_send(w, &sj->dest, sj->data, sj->len);
+		err = sj->dest.conn_only ? ENOTCONN
+					 : tcp_send(w, &sj->dest, sj->data, sj->len, sj->origin);
 	}
+	if (err)
+		tp_lost_post(t, sj->origin, sj->dest.notify, err);
 	free(sj);
 }
 
 int tp_tcp_send(struct worker *w, const struct tp_dest *d, const char *data, size_t len)
 {
+	return tcp_send(w, d, data, len, w->id);
+}
+
+/* A send from worker origin (w itself, or the worker that posted it here). */
+static int tcp_send(struct worker *w, const struct tp_dest *d, const char *data, size_t len,
+		    unsigned origin)
+{
 	struct tp_table *t = tp_table_of(w);
 	unsigned owner = w->id;
 	uint32_t id = 0;
-	struct tp_conn *c = table_find(t, d->conn_id, &d->peer, &owner, &id);
+	struct tp_conn *c = table_find(t, d->conn_id, d->conn_only ? NULL : &d->peer, &owner, &id);
 	int err;
 
+	if (!c && d->conn_only)
+		return ENOTCONN; /* its connection was the only way, and it is gone */
 	if (c && owner != w->id) {
 		struct send_job *sj = malloc(sizeof(*sj) + len);
 		if (!sj)
 			return ENOMEM;
 		sj->job.fn = send_job_run;
 		sj->conn_id = id;
+		sj->origin = origin;
 		sj->dest = *d;
 		sj->len = len;
 		memcpy(sj->data, data, len);
@@ -680,7 +749,7 @@ int tp_tcp_send(struct worker *w, const struct tp_dest *d, const char *data, siz
 		if (err)
 			return err;
 	}
-	return conn_write(c, data, len); /* closes c on a failure */
+	return conn_write(c, data, len, origin, d->notify); /* closes c on a failure */
 }
 
 void tp_tcp_housekeeping(struct worker *w, time_t now)

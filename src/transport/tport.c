@@ -402,6 +402,46 @@ int tp_table_create(struct server *srv, tp_recv_fn on_msg, struct tp_table **out
 	return rc;
 }
 
+void tp_on_lost(struct tp_table *t, tp_lost_fn fn)
+{
+	t->on_lost = fn;
+}
+
+struct lost_job {
+	struct wjob job;
+	uint64_t notify;
+	int err;
+};
+
+static void lost_run(struct worker *w, struct wjob *job)
+{
+	struct lost_job *lj = (struct lost_job *)job;
+	struct tp_table *t = tp_table_of(w);
+
+	if (!atomic_load(&w->srv->stopping) && t->on_lost)
+		t->on_lost(w, lj->notify, lj->err);
+	free(lj);
+}
+
+void tp_lost_post(struct tp_table *t, unsigned w, uint64_t notify, int err)
+{
+	struct lost_job *lj;
+
+	if (!notify || !t->on_lost || w >= t->srv->nworkers || atomic_load(&t->srv->stopping))
+		return;
+	lj = malloc(sizeof(*lj));
+	if (!lj) {
+		/* its transaction still ends by Timer B or F */
+		log_warn("tcp: out of memory telling a transaction its message was lost");
+		return;
+	}
+	lj->job.fn = lost_run;
+	lj->notify = notify;
+	lj->err = err ? err : EIO;
+	/* through the inbox even for this worker: never inside the transport's own callback */
+	worker_post(t->srv->workers[w], &lj->job);
+}
+
 void tp_table_destroy(struct tp_table *t)
 {
 	if (!t)

@@ -57,6 +57,20 @@ struct tp_dest {
 	/* UDP: send from the worker's own port (udp.worker_ports) when it has one, so that a
 	 * peer that answers to the source port, not the Via, reaches this worker too */
 	bool own_port;
+	/*
+	 * The connection conn_id is the only way: when it is gone the send fails
+	 * (ENOTCONN) instead of opening a new one to peer. A registration's
+	 * connection, whose peer is the phone's ephemeral port: nobody listens there.
+	 */
+	bool conn_only;
+	/*
+	 * Nonzero: who hears, through the table's lost hook (tp_on_lost) on the
+	 * sending worker, that a message tp_send accepted never left because its
+	 * connection failed (refused, reset, closed with the message still queued,
+	 * or gone when a send posted to its owner arrived). The client transaction
+	 * sets it (txn.c); 0 = nobody waits.
+	 */
+	uint64_t notify;
 };
 
 /* One local address the server listens on, as others must address it. */
@@ -81,6 +95,13 @@ typedef void (*tp_recv_fn)(struct worker *w, struct sip_msg *m, int parse_err,
 
 int tp_table_create(struct server *srv, tp_recv_fn on_msg, struct tp_table **out, char *err,
 		    size_t errlen);
+/*
+ * A message sent with tp_dest.notify was lost after tp_send returned 0 (err:
+ * ECONNREFUSED, ECONNRESET, ENOTCONN...). Runs on the worker that sent it, from
+ * its inbox (never inside a transport callback). Set once before start.
+ */
+typedef void (*tp_lost_fn)(struct worker *w, uint64_t notify, int err);
+void tp_on_lost(struct tp_table *t, tp_lost_fn fn);
 void tp_table_destroy(struct tp_table *t);
 
 int tp_worker_init(struct worker *w);
@@ -97,7 +118,11 @@ int tp_send(struct worker *w, const struct tp_dest *d, const char *data, size_t 
  */
 typedef int (*tp_send_fn)(struct worker *w, const struct tp_dest *d, const char *data, size_t len);
 void tp_table_set_send(struct tp_table *t, tp_send_fn fn);
-/* Sends what is queued. */
+/*
+ * Sends the UDP datagrams queued while a receive batch is handled. The
+ * transport flushes at the end of every batch itself and sends at once outside
+ * one, so nobody else needs to call it.
+ */
 void tp_flush(struct worker *w);
 /*
  * Hands a received message to another worker, which parses it again and runs

@@ -266,13 +266,11 @@ static void srv_timer_g(evutil_socket_t fd, short what, void *arg)
 	srv_send_last(t);
 	t->g_ms = t->g_ms * 2 < c->t2_ms ? t->g_ms * 2 : c->t2_ms;
 	timer_start(t->w, &t->tmr_retrans, t->g_ms);
-	tp_flush(t->w);
 }
 
 static void srv_timer_end(evutil_socket_t fd, short what, void *arg)
 {
 	struct txn_srv *t = arg;
-	struct worker *w = t->w;
 
 	(void)fd;
 	(void)what;
@@ -282,7 +280,6 @@ static void srv_timer_end(evutil_socket_t fd, short what, void *arg)
 			t->ops->failed(t);
 	}
 	srv_terminate(t); /* freed later, by the worker's next reap: not inside this callback */
-	tp_flush(w);
 }
 
 int txn_srv_init(struct worker *w, struct txn_srv *t, struct sip_msg *m, const struct tp_src *src,
@@ -523,13 +520,11 @@ static void cli_timer_retrans(evutil_socket_t fd, short what, void *arg)
 	else
 		t->interval_ms = t->interval_ms * 2 < c->t2_ms ? t->interval_ms * 2 : c->t2_ms;
 	timer_start(t->w, &t->tmr_retrans, t->interval_ms);
-	tp_flush(t->w);
 }
 
 static void cli_timer_timeout(evutil_socket_t fd, short what, void *arg)
 {
 	struct txn_cli *t = arg;
-	struct worker *w = t->w;
 	bool waiting =
 	    t->state == TXN_CALLING || t->state == TXN_TRYING || t->state == TXN_PROCEEDING;
 
@@ -539,7 +534,6 @@ static void cli_timer_timeout(evutil_socket_t fd, short what, void *arg)
 	if (waiting && t->ops && t->ops->timeout)
 		t->ops->timeout(t, 0);
 	cli_terminate(t);
-	tp_flush(w);
 }
 
 /*
@@ -604,6 +598,12 @@ int txn_cli_create(struct worker *w, enum sip_method method, uint64_t loop_hash,
 	return 0;
 }
 
+/* What the transport gives back when a message of t is lost (txn_send_lost): its slot and gen. */
+static uint64_t cli_notify(const struct txn_cli *t)
+{
+	return (uint64_t)t->slot << 32 | t->gen; /* gen starts at 1: never 0 */
+}
+
 int txn_cli_send(struct txn_cli *t, const struct tp_dest *dest, const char *req, size_t len)
 {
 	const struct cfg *c = cfg_of(t->w);
@@ -615,6 +615,8 @@ int txn_cli_send(struct txn_cli *t, const struct tp_dest *dest, const char *req,
 	memcpy(t->req, req, len);
 	t->req_len = len;
 	t->dest = *dest;
+	t->dest.notify = cli_notify(t);
+	dest = &t->dest;
 	t->reliable = dest->peer.proto != SIP_PROTO_UDP;
 	t->state = t->method == SIP_INVITE ? TXN_CALLING : TXN_TRYING;
 	err = tp_send(t->w, dest, req, len);
@@ -629,6 +631,24 @@ int txn_cli_send(struct txn_cli *t, const struct tp_dest *dest, const char *req,
 	}
 	timer_start(t->w, &t->tmr_timeout, 64 * c->t1_ms); /* B or F */
 	return 0;
+}
+
+void txn_send_lost(struct worker *w, uint64_t notify, int err)
+{
+	struct txn_worker *tw = w->txw;
+	uint32_t slot = (uint32_t)(notify >> 32), gen = (uint32_t)notify;
+	struct txn_cli *t = slot < tw->nslots ? tw->slots[slot] : NULL;
+
+	if (!t || t->gen != gen)
+		return; /* over already, and its slot may have a new transaction */
+	if (t->state != TXN_CALLING && t->state != TXN_TRYING)
+		return; /* an answer came, so the request did leave (what was lost is an ACK) */
+	log_debug("transaction %.*s: the request never left (%s): failed at once", t->branch_len,
+		  t->branch, strerror(err));
+	/* 17.1.4: a transport error is a failure of the transaction, like a timeout, but now */
+	if (t->ops && t->ops->timeout)
+		t->ops->timeout(t, err ? err : EIO);
+	cli_terminate(t);
 }
 
 void txn_cli_abandon(struct txn_cli *t)
@@ -697,7 +717,7 @@ static void cli_send_ack(struct txn_cli *t, struct sip_msg *resp)
 {
 	struct sip_msg *req = &t->w->txw->scratch;
 	struct sip_hdr *to = sip_msg_hdr(resp, SIP_H_TO);
-	struct buf *out = &t->w->out2;
+	struct buf *out = &t->w->txn_out;
 	char *ack;
 
 	if (t->req_is_ack) {
@@ -731,7 +751,7 @@ static void cli_drop_request(struct txn_cli *t)
 static void cli_send_cancel(struct txn_cli *t)
 {
 	struct sip_msg *req = &t->w->txw->scratch;
-	struct buf *out = &t->w->out2;
+	struct buf *out = &t->w->txn_out;
 	struct txn_cli *c;
 
 	t->cancel_sent = true;

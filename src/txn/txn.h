@@ -194,6 +194,13 @@ int txn_cli_create(struct worker *w, enum sip_method method, uint64_t loop_hash,
 		   const struct txn_cli_ops *ops, void *tu, struct txn_cli **out);
 /* Copies the request and sends it to dest, starting the timers. */
 int txn_cli_send(struct txn_cli *t, const struct tp_dest *dest, const char *req, size_t len);
+/*
+ * The transport's lost hook (tp_on_lost): a request of the transaction that
+ * notify names never left (its connection was refused, reset, or gone). A
+ * transaction still waiting for its first answer fails now with err, as a
+ * transport error (ops->timeout(t, err), 17.1.4), instead of at Timer B or F.
+ */
+void txn_send_lost(struct worker *w, uint64_t notify, int err);
 /* Sends a CANCEL for this INVITE (now if a provisional came, else when one comes). */
 void txn_cli_cancel(struct txn_cli *t, bool completed_elsewhere);
 /*

@@ -839,7 +839,7 @@ static void test_2xx_after_the_callers_cancel_still_goes_up(void **state)
 }
 
 /*
- * A response that needs more edits than a message may take (PROXY_MAX_EDITS):
+ * A response that needs more edits than a message may take (SIP_MAX_EDITS):
  * an error the caller hears (500), never a final silently dropped.
  */
 static void test_response_with_too_many_edits_is_a_500(void **state)
@@ -852,7 +852,7 @@ static void test_response_with_too_many_edits_is_a_500(void **state)
 	/* every one of our Record-Route entries is re-signed for the callee's Contact */
 	buf_init(&rr, 0);
 	buf_append_str(&rr, "Contact: <sip:bob@127.0.0.2:5061>\r\n");
-	for (unsigned i = 0; i < PROXY_MAX_EDITS + 1; i++)
+	for (unsigned i = 0; i < SIP_MAX_EDITS + 1; i++)
 		buf_printf(&rr, "Record-Route: <sip:127.0.0.1:%u;lr;sb=0123456789abcdef>\r\n",
 			   g->srv.cfg.listen[0].port);
 	assert_int_equal(rr.err, 0);

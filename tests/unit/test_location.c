@@ -1033,6 +1033,53 @@ static void test_contact_lines(void **state)
 	assert_int_equal(loc_register(f->t, &r, NULL), LOC_OK);
 }
 
+/*
+ * What a binding keeps must fit a target and the store: a Call-ID,
+ * +sip.instance or Contact parameters longer than that are refused, never
+ * kept cut (a cut Call-ID would break the ordering of later REGISTERs, a cut
+ * instance would name another device). A long User-Agent is informative: its
+ * first LOC_MAX_UA - 1 bytes are kept, in memory and in the store alike.
+ */
+static void test_fields_longer_than_kept_are_refused(void **state)
+{
+	struct fx *f = *state;
+	char big[600];
+	struct loc_contact c = C("sip:alice@192.0.2.7:5062", 600);
+	struct loc_register r;
+	struct loc_target tg;
+
+	memset(big, 'a', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	r = R("alice@example.com", "cid-1", 1, T0, &c, 1);
+	r.callid = sv_make(big, LOC_MAX_CALLID);
+	assert_int_equal(reg(f, &r), LOC_TOO_LONG);
+	c.instance = sv_make(big, LOC_MAX_INSTANCE);
+	r = R("alice@example.com", "cid-1", 1, T0, &c, 1);
+	assert_int_equal(reg(f, &r), LOC_TOO_LONG);
+	c = C("sip:alice@192.0.2.7:5062", 600);
+	c.params = sv_make(big, LOC_MAX_PARAMS);
+	r = R("alice@example.com", "cid-1", 1, T0, &c, 1);
+	assert_int_equal(reg(f, &r), LOC_TOO_LONG);
+	assert_int_equal(loc_count(f->t), 0);
+	/* one byte less of each fits */
+	c = C("sip:alice@192.0.2.7:5062", 600);
+	c.instance = sv_make(big, LOC_MAX_INSTANCE - 1);
+	c.params = sv_make(big, LOC_MAX_PARAMS - 1);
+	r = R("alice@example.com", "cid-1", 1, T0, &c, 1);
+	r.callid = sv_make(big, LOC_MAX_CALLID - 1);
+	r.user_agent = sv_make(big, 300);
+	assert_int_equal(reg(f, &r), LOC_OK);
+	tg = one(f, "alice@example.com", T0);
+	assert_int_equal(strlen(tg.params), LOC_MAX_PARAMS - 1);
+	assert_int_equal(strlen(tg.user_agent), LOC_MAX_UA - 1);
+	/* the store gets every field whole (the UA as kept) */
+	struct rec w = flush(f, 0);
+	assert_int_equal(w.calls, 1);
+	assert_int_equal(strlen(w.b[0][0].callid), LOC_MAX_CALLID - 1);
+	assert_int_equal(strlen(w.b[0][0].instance), LOC_MAX_INSTANCE - 1);
+	assert_int_equal(strlen(w.b[0][0].user_agent), LOC_MAX_UA - 1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1055,6 +1102,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_flush_all_bindings_of_big_aor, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_load, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_contact_lines, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_fields_longer_than_kept_are_refused, setup,
+					    teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
