@@ -26,8 +26,8 @@ LAYERS = [
     "txn",        # RFC 3261 17 transactions
     "request",    # the request API: struct preq, replies, local transactions, waiting
     "dialog",     # dialog state (RFC 3261 12)
+    "media",      # SDP, the RTP relay (later: voicemail, conference)
     "services",   # registrar, auth, users, location, presence/IM, dialplan, lists...
-    "media",
     "proxy",      # the pipeline (table of handlers), routing, forwarding
     "server",     # assembles everything: start-up, the handlers' registration, chores
     "api",
