@@ -134,36 +134,62 @@ static void dlg_invite_final_of(struct worker *w, struct sip_msg *m, unsigned st
  * Building forwarded requests
  */
 /* Deletes the k-th value of the header list with id (whole line when it is the only one). */
-static void edit_delete_value(struct sip_edit_list *l, struct sip_msg *m, enum sip_hdr_id id,
-			      unsigned k)
+/*
+ * Deletes the values [a, b) of a comma-separated header (Route), over every
+ * header line they span: a line that loses all its values goes whole; one
+ * that keeps some loses the deleted ones with their commas. One edit per line,
+ * so popping several of our entries from one line never overlaps.
+ */
+static void edit_delete_values(struct sip_edit_list *l, struct sip_msg *m, enum sip_hdr_id id,
+			       unsigned a, unsigned b)
 {
 	unsigned idx = 0;
 
-	for (struct sip_hdr *h = sip_msg_hdr(m, id); h; h = sip_msg_hdr_next(m, h)) {
-		sv_t rest = h->value, vals[16];
-		unsigned nv = 0;
-		while (sip_skip_lws(rest).len && nv < 16)
-			vals[nv++] = sip_list_split(&rest);
-		if (k >= idx + nv) {
-			idx += nv;
-			continue;
-		}
-		if (nv == 1) {
-			sip_edit_add(l, h->raw.p, h->raw.len, SV_NULL);
-		} else {
-			unsigned j = k - idx;
-			const char *from = vals[j].p, *to;
-			if (j + 1 < nv) {
-				to = vals[j + 1].p;
-			} else {
-				/* the last value: take the comma before it instead */
-				from = vals[j - 1].p + vals[j - 1].len;
-				to = vals[j].p + vals[j].len;
+	for (struct sip_hdr *h = sip_msg_hdr(m, id); h && idx < b; h = sip_msg_hdr_next(m, h)) {
+		sv_t rest = h->value;
+		const char *prev_end = NULL, *del_from = NULL, *del_to = NULL, *next = NULL;
+		unsigned nv = 0, ndel = 0;
+
+		while (sip_skip_lws(rest).len) {
+			sv_t v = sip_list_split(&rest);
+			unsigned k = idx + nv++;
+			if (k < a) {
+				prev_end = v.p + v.len;
+			} else if (k < b) {
+				if (!ndel++)
+					del_from = v.p;
+				del_to = v.p + v.len;
+			} else if (!next) {
+				next = v.p;
 			}
-			sip_edit_add(l, from, (size_t)(to - from), SV_NULL);
 		}
+		idx += nv;
+		if (!ndel)
+			continue;
+		if (ndel == nv)
+			sip_edit_add(l, h->raw.p, h->raw.len, SV_NULL);
+		else if (next) /* values stay after: up to the first of them */
+			sip_edit_add(l, del_from, (size_t)(next - del_from), SV_NULL);
+		else /* the line's last values: with the comma before them */
+			sip_edit_add(l, prev_end, (size_t)(del_to - prev_end), SV_NULL);
+	}
+}
+
+/* Our Route entries: the top pop_routes values, and the last one (strict-route compatibility). */
+static void edit_pop_routes(struct sip_edit_list *l, struct sip_msg *m, const struct fwd_plan *plan)
+{
+	unsigned count = sip_hdr_count(m, SIP_H_ROUTE), top = plan->pop_routes;
+
+	if (top > count)
+		top = count;
+	if (plan->pop_last_route && count && top >= count - 1) {
+		edit_delete_values(l, m, SIP_H_ROUTE, 0, count); /* the two ranges meet */
 		return;
 	}
+	if (top)
+		edit_delete_values(l, m, SIP_H_ROUTE, 0, top);
+	if (plan->pop_last_route && count)
+		edit_delete_values(l, m, SIP_H_ROUTE, count - 1, count);
 }
 
 static sv_t last_route_uri(struct sip_msg *m)
@@ -279,11 +305,8 @@ int fwd_build(struct worker *w, struct buf *out, struct sip_msg *m, const struct
 		size_t n = sv_put_u32(mfbuf, (uint32_t)(mf > 0 ? mf - 1 : 0));
 		sip_edit_add(&l, h->value.p, h->value.len, sv_make(mfbuf, n));
 	}
-	/* our Route values (highest index first, so the indexes of the others hold) */
-	if (plan->pop_last_route)
-		edit_delete_value(&l, m, SIP_H_ROUTE, sip_hdr_count(m, SIP_H_ROUTE) - 1);
-	for (unsigned k = plan->pop_routes; k > 0; k--)
-		edit_delete_value(&l, m, SIP_H_ROUTE, k - 1);
+	/* our Route values */
+	edit_pop_routes(&l, m, plan);
 	/* the path route set goes before the Route values that stay */
 	if (t->path[0] && nroutes > 0) {
 		struct sip_hdr_iter it;

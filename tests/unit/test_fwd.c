@@ -1040,6 +1040,65 @@ static void test_callee_parallel_by_default(void **state)
 	no_bad_moves();
 }
 
+/*
+ * Our own entries popped from the Route set, however they are written: two
+ * values of one line (RFC 5658 double Record-Route) and one of the next line;
+ * never an overlapping edit (which would refuse the request).
+ */
+static void forward_with_routes(const char *routes, unsigned pop, const char *want_route)
+{
+	char text[1024];
+	struct fwd_target t[1] = {target("sip:carol@127.0.0.2:5061")};
+	struct fwd_step one = {t, 1, 0, false};
+	struct fwd_plan plan = {.loop_hash = 0x1234, .pop_routes = pop};
+	struct preq r;
+	const struct sent *sent;
+
+	snprintf(text, sizeof(text),
+		 "INVITE sip:bob@example.com SIP/2.0\r\n"
+		 "Via: SIP/2.0/UDP 127.0.0.9:5070;branch=z9hG4bKcaller1\r\n"
+		 "%s"
+		 "Max-Forwards: 70\r\n"
+		 "From: <sip:alice@example.com>;tag=a1\r\n"
+		 "To: <sip:bob@example.com>\r\n"
+		 "Call-ID: call1@test\r\n"
+		 "CSeq: 1 INVITE\r\n"
+		 "Content-Length: 0\r\n\r\n",
+		 routes);
+	parse_request(text, &r);
+	assert_int_equal(fwd_stateful_steps(&r, &plan, &one, 1, NULL), PROXY_DONE);
+	tp_flush(g->w);
+	g->ptx = r.ptx;
+	sent = find_request("INVITE", "127.0.0.2", 5061, 0);
+	assert_non_null(sent);
+	assert_null(strstr(sent->data, "us1"));
+	assert_null(strstr(sent->data, "us2"));
+	if (want_route)
+		assert_non_null(strstr(sent->data, want_route));
+	else
+		assert_null(strstr(sent->data, "Route:"));
+}
+
+static void test_routes_of_ours_popped_in_one_line(void **state)
+{
+	(void)state;
+	forward_with_routes("Route: <sip:us1;lr>, <sip:us2;lr>\r\n", 2, NULL);
+}
+
+static void test_routes_of_ours_popped_before_the_next_hop(void **state)
+{
+	(void)state;
+	forward_with_routes("Route: <sip:us1;lr>, <sip:us2;lr>, <sip:next;lr>\r\n", 2,
+			    "Route: <sip:next;lr>\r\n");
+}
+
+static void test_routes_of_ours_popped_over_two_lines(void **state)
+{
+	(void)state;
+	forward_with_routes("Route: <sip:us1;lr>\r\nRoute: <sip:us2;lr>, <sip:next;lr>\r\n", 2,
+			    "Route: <sip:next;lr>\r\n");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1076,6 +1135,12 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_callee_forward_on_no_answer, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_callee_forward_always, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_callee_parallel_by_default, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_routes_of_ours_popped_in_one_line, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(test_routes_of_ours_popped_before_the_next_hop, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(test_routes_of_ours_popped_over_two_lines, setup,
+					    teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
