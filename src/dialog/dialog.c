@@ -303,16 +303,47 @@ static void journal_push(struct dlg_table *t, struct dlg_journal *j)
 	pthread_mutex_unlock(&t->jlock);
 }
 
+/* One "key: value" line of a stored record; `who` (caller/callee) prefixes the key when set. */
+static void meta_str(struct buf *b, const char *who, const char *key, const char *val)
+{
+	if (who) {
+		buf_append_str(b, who);
+		buf_append_char(b, '-');
+	}
+	buf_append_str(b, key);
+	buf_append(b, ": ", 2);
+	buf_append_str(b, val);
+	buf_append_char(b, '\n');
+}
+
+/* The same with a number (the record is written on every answer: no printf on the worker). */
+static void meta_num(struct buf *b, const char *who, const char *key, int64_t v)
+{
+	char digits[24], *p = digits + sizeof(digits);
+	uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+
+	*--p = '\0';
+	do {
+		*--p = (char)('0' + u % 10);
+		u /= 10;
+	} while (u);
+	if (v < 0)
+		*--p = '-';
+	meta_str(b, who, key, p);
+}
+
 static void side_meta(struct buf *b, const char *who, const struct dlg_side *s)
 {
 	char addr[80] = "";
 
 	tp_addr_format(&s->addr, addr, sizeof(addr));
-	buf_printf(b, "%s-naddr: %s\n%s-tag: %s\n%s-contact: %s\n%s-route: %s\n", who,
-		   str_sv(s->naddr).p, who, str_sv(s->tag).p, who, str_sv(s->contact).p, who,
-		   str_sv(s->route).p);
-	buf_printf(b, "%s-cseq: %" PRIu32 "\n%s-addr: %s\n%s-sdp-len: %zu\n", who, s->cseq, who,
-		   addr, who, strlen(str_sv(s->sdp).p));
+	meta_str(b, who, "naddr", str_sv(s->naddr).p);
+	meta_str(b, who, "tag", str_sv(s->tag).p);
+	meta_str(b, who, "contact", str_sv(s->contact).p);
+	meta_str(b, who, "route", str_sv(s->route).p);
+	meta_num(b, who, "cseq", s->cseq);
+	meta_str(b, who, "addr", addr);
+	meta_num(b, who, "sdp-len", (int64_t)str_sv(s->sdp).len);
 }
 
 /* Queues the dialog's record (a confirmed dialog) or its deletion (an ended one). */
@@ -335,12 +366,16 @@ static void persist(struct dlg_table *t, struct dlg *d)
 		return;
 	}
 	buf_init(&b, 0);
-	buf_printf(&b, "callid: %s\nstart: %" PRId64 "\nanswer: %" PRId64 "\nstatus: %u\n",
-		   d->callid, d->start_ms, d->answer_ms, d->status);
-	buf_printf(&b, "gateway: %s\nowner: %u\ninvite-cseq: %" PRIu32 "\n", d->gateway, d->owner,
-		   d->invite_cseq);
-	buf_printf(&b, "session-expires: %u\nrefresher: %s\nexpires: %" PRId64 "\n",
-		   d->session_expires, d->refresher_uas ? "uas" : "uac", d->expires_ms);
+	meta_str(&b, NULL, "callid", d->callid);
+	meta_num(&b, NULL, "start", d->start_ms);
+	meta_num(&b, NULL, "answer", d->answer_ms);
+	meta_num(&b, NULL, "status", d->status);
+	meta_str(&b, NULL, "gateway", d->gateway);
+	meta_num(&b, NULL, "owner", d->owner);
+	meta_num(&b, NULL, "invite-cseq", d->invite_cseq);
+	meta_num(&b, NULL, "session-expires", d->session_expires);
+	meta_str(&b, NULL, "refresher", d->refresher_uas ? "uas" : "uac");
+	meta_num(&b, NULL, "expires", d->expires_ms);
 	side_meta(&b, "caller", &d->caller);
 	side_meta(&b, "callee", &d->callee);
 	buf_cstr(&b);
@@ -351,14 +386,18 @@ static void persist(struct dlg_table *t, struct dlg *d)
 	}
 	j->meta = b.p;
 	b.p = NULL;
-	j->body_len = strlen(str_sv(d->caller.sdp).p) + strlen(str_sv(d->callee.sdp).p);
-	j->body = malloc(j->body_len + 1);
-	if (!j->body) {
-		journal_free(j);
-		goto nomem;
+	{
+		sv_t a = str_sv(d->caller.sdp), c = str_sv(d->callee.sdp);
+		j->body_len = a.len + c.len;
+		j->body = malloc(j->body_len + 1);
+		if (!j->body) {
+			journal_free(j);
+			goto nomem;
+		}
+		memcpy(j->body, a.p, a.len);
+		memcpy(j->body + a.len, c.p, c.len);
+		j->body[j->body_len] = '\0';
 	}
-	snprintf(j->body, j->body_len + 1, "%s%s", str_sv(d->caller.sdp).p,
-		 str_sv(d->callee.sdp).p);
 	/* a record that outlives the server by far is purged: the session expiry, or a day */
 	j->expires = (d->expires_ms ? d->expires_ms / 1000 : (d->answer_ms / 1000)) + 86400;
 	if (d->caller.naddr) {
