@@ -669,6 +669,21 @@ static void session_refresh(struct dlg_table *t, struct dlg *d, struct sip_msg *
 	(void)t;
 }
 
+/* A re-INVITE or UPDATE answered 2xx: the answering side's SDP, the session timer, the hooks. */
+static void dialog_updated(struct dlg_table *t, struct dlg *d, struct dlg_side *answerer,
+			   struct sip_msg *resp, uint32_t cseq, int64_t now_ms)
+{
+	d->updated_cseq = cseq;
+	side_set_sdp(t, answerer, resp);
+	session_refresh(t, d, resp, now_ms);
+	for (unsigned i = 0; i < t->nhooks; i++) {
+		if (t->hooks[i]->on_update)
+			t->hooks[i]->on_update(t->hooks[i]->arg, d,
+					       is_sdp(resp) ? resp->body : SV_NULL);
+	}
+	persist(t, d);
+}
+
 int dlg_on_response(struct dlg_table *t, struct sip_msg *resp, const struct tp_dest *branch_dest,
 		    const char *gateway, int64_t now_ms)
 {
@@ -694,15 +709,7 @@ int dlg_on_response(struct dlg_table *t, struct sip_msg *resp, const struct tp_d
 		/* not the initial INVITE's 2xx again, nor a retransmission of this one's */
 		if (st >= 200 && st < 300 && cs->num != d->invite_cseq &&
 		    cs->num != d->updated_cseq) {
-			d->updated_cseq = cs->num;
-			side_set_sdp(t, &d->callee, resp);
-			session_refresh(t, d, resp, now_ms);
-			for (unsigned i = 0; i < t->nhooks; i++) {
-				if (t->hooks[i]->on_update)
-					t->hooks[i]->on_update(t->hooks[i]->arg, d,
-							       is_sdp(resp) ? resp->body : SV_NULL);
-			}
-			persist(t, d);
+			dialog_updated(t, d, &d->callee, resp, cs->num, now_ms);
 		}
 		goto out;
 	}
@@ -718,15 +725,7 @@ int dlg_on_response(struct dlg_table *t, struct sip_msg *resp, const struct tp_d
 		d = find_call(b, h, callid, to->tag, from->tag);
 		if (d && d->state == DLG_CONFIRMED && st >= 200 && st < 300 &&
 		    cs->num != d->updated_cseq) {
-			d->updated_cseq = cs->num;
-			side_set_sdp(t, &d->caller, resp);
-			session_refresh(t, d, resp, now_ms);
-			for (unsigned i = 0; i < t->nhooks; i++) {
-				if (t->hooks[i]->on_update)
-					t->hooks[i]->on_update(t->hooks[i]->arg, d,
-							       is_sdp(resp) ? resp->body : SV_NULL);
-			}
-			persist(t, d);
+			dialog_updated(t, d, &d->caller, resp, cs->num, now_ms);
 		}
 		if (d)
 			goto out;
