@@ -42,6 +42,7 @@
 #include "services/dialplan.h"
 #include "services/home.h"
 #include "services/lists.h"
+#include "services/access.h"
 #include "services/rules.h"
 #include "services/settings.h"
 #include "services/users.h"
@@ -568,15 +569,15 @@ static bool user_lists_block(struct preq *r, const struct uset *s)
 		return false;
 	if (s->block_sources[0] &&
 	    lists_cidr_match_csv(sv_cstr(s->block_sources), &r->src->peer.u.sa)) {
-		proxy_reply_blocked(r, "source network on the callee's block_sources");
+		access_reply_blocked(r, "source network on the callee's block_sources");
 		return true;
 	}
 	if (s->allow_only) {
-		proxy_reply_blocked(r, "not on the callee's white list");
+		access_reply_blocked(r, "not on the callee's white list");
 		return true;
 	}
 	if (lists_prefix_match_csv(s->block_callers, caller)) {
-		proxy_reply_blocked(r, "on the callee's black list");
+		access_reply_blocked(r, "on the callee's black list");
 		return true;
 	}
 	return false;
@@ -584,7 +585,7 @@ static bool user_lists_block(struct preq *r, const struct uset *s)
 
 static bool redirect_domain(struct preq *r, const char *aor)
 {
-	return rules_redirects(proxy_rules(r), strchr(aor, '@') + 1);
+	return rules_redirects(rules_of_request(r), strchr(aor, '@') + 1);
 }
 
 /*
@@ -874,7 +875,7 @@ enum proxy_step callee_route(struct preq *r, struct fwd_plan *plan)
 		goto out;
 	}
 	if (r->m->method == SIP_INVITE && !r->in_dialog && barred_internal(c, &pl)) {
-		proxy_reply_barred(r, pl.reason);
+		proxy_reply(r, 403, pl.reason, SV_NULL);
 		goto out;
 	}
 	/* redirect server for the whole domain, or for this user alone (redirect=yes) */

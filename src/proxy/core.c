@@ -315,7 +315,7 @@ static bool barred_external(struct preq *r)
 	if (!proxy_barred(r->w, r->caller_bar, payer, ruri ? ruri->user : SV_NULL, false, reason,
 			  sizeof(reason)))
 		return false;
-	proxy_reply_barred(r, reason);
+	proxy_reply(r, 403, reason, SV_NULL);
 	return true;
 }
 

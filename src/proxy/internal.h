@@ -11,8 +11,6 @@
 #include "request/request.h"
 #include "services/location.h"
 
-/* Refuses a call a list blocks: lists.block_status, counted and logged. */
-void proxy_reply_blocked(struct preq *r, const char *why);
 /*
  * Outgoing call barring: may payer (the caller, or the user whose forwarding
  * makes this call), with barring b, call target (a user part; internal: one
@@ -21,10 +19,6 @@ void proxy_reply_blocked(struct preq *r, const char *why);
  */
 bool proxy_barred(struct worker *w, const struct uset_bar *b, const char *payer, sv_t target,
 		  bool internal, char *reason, size_t len);
-/* Answers a barred call: 403 with that reason phrase. */
-void proxy_reply_barred(struct preq *r, const char *reason);
-/* The routing rules in force for this request (the worker's view of them). */
-struct rules *proxy_rules(struct preq *r);
 
 struct txn_srv;
 

@@ -11,8 +11,6 @@
 #include "core/log.h"
 #include "server/server.h"
 #include "server/worker.h"
-#include "services/access.h"
-#include "services/rules.h"
 #include "services/settings.h"
 
 bool proxy_barred(struct worker *w, const struct uset_bar *b, const char *payer, sv_t target,
@@ -28,19 +26,4 @@ bool proxy_barred(struct worker *w, const struct uset_bar *b, const char *payer,
 		 (int)target.len, target.p, why);
 	snprintf(reason, len, "Call barred: %s", why);
 	return true;
-}
-
-void proxy_reply_barred(struct preq *r, const char *reason)
-{
-	proxy_reply(r, 403, reason, SV_NULL);
-}
-
-struct rules *proxy_rules(struct preq *r)
-{
-	return rules_of_request(r);
-}
-
-void proxy_reply_blocked(struct preq *r, const char *why)
-{
-	access_reply_blocked(r, why);
 }
