@@ -663,10 +663,11 @@ static void session_refresh(struct dlg_table *t, struct dlg *d, struct sip_msg *
 	bool uas = false;
 	unsigned se = session_expires_of(resp, &uas);
 
+	if (se && se < t->conf.min_se)
+		se = t->conf.min_se; /* an answer below our minimum does not end the call sooner */
 	d->session_expires = se;
 	d->refresher_uas = uas;
 	d->expires_ms = se ? now_ms + (int64_t)se * 1000 : 0;
-	(void)t;
 }
 
 /* A re-INVITE or UPDATE answered 2xx: the answering side's SDP, the session timer, the hooks. */
@@ -880,6 +881,13 @@ int dlg_on_request(struct dlg_table *t, struct sip_msg *m, int64_t now_ms)
 	}
 	pthread_mutex_unlock(&b->lock);
 	return 0;
+}
+
+unsigned dlg_session_too_brief(const struct dlg_table *t, struct sip_msg *m)
+{
+	unsigned se = session_expires_of(m, NULL);
+
+	return se && t->conf.session_expires && se < t->conf.min_se ? t->conf.min_se : 0;
 }
 
 size_t dlg_session_expires_line(const struct dlg_table *t, struct sip_msg *m, char *out, size_t len)

@@ -172,6 +172,13 @@ int dlg_on_invite_final(struct dlg_table *t, sv_t callid, sv_t from_tag, unsigne
 int dlg_on_request(struct dlg_table *t, struct sip_msg *m, int64_t now_ms);
 
 /*
+ * An INVITE whose Session-Expires is below our Min-SE: our Min-SE, for the
+ * 422 the proxy answers (RFC 4028 section 8.1); 0 when the interval is
+ * acceptable or there is none. Nobody makes us end a call sooner than that.
+ */
+unsigned dlg_session_too_brief(const struct dlg_table *t, struct sip_msg *m);
+
+/*
  * The Session-Expires header line to add to a forwarded INVITE m that has
  * none ("" when none is wanted): at least Min-SE, the request's Min-SE
  * included (a 422's retry carries it). Returns its length.

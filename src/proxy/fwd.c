@@ -1532,9 +1532,18 @@ enum proxy_step fwd_stateful_steps(struct preq *r, const struct fwd_plan *plan,
 {
 	struct worker *w = r->w;
 	struct sip_msg *m = r->m;
-	struct ptx *p = calloc(1, sizeof(*p));
+	struct ptx *p;
 	int err;
+	unsigned minse;
 
+	if (w->srv->dlg && !r->in_dialog && m->method == SIP_INVITE && plan->record_route &&
+	    (minse = dlg_session_too_brief(w->srv->dlg, m))) {
+		char line[40];
+		int n = snprintf(line, sizeof(line), "Min-SE: %u\r\n", minse);
+		proxy_reply(r, 422, NULL, sv_make(line, (size_t)n));
+		return PROXY_DONE;
+	}
+	p = calloc(1, sizeof(*p));
 	if (!p)
 		goto nomem;
 	p->w = w;

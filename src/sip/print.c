@@ -235,6 +235,8 @@ const char *sip_reason_phrase(unsigned status)
 		return "Bad Extension";
 	case 421:
 		return "Extension Required";
+	case 422:
+		return "Session Interval Too Small";
 	case 423:
 		return "Interval Too Brief";
 	case 429:
