@@ -17,7 +17,9 @@ import tempfile
 import time
 
 from sbphone import Caller, Phone, hget
-from sbtest import Server, check, cli, main
+from sbtest import (SCENARIOS, Server, SippBackground, auth_kw, check, cli, free_port, main,
+                    write_inf)
+from test_calls import register_uas, start_uas
 
 SDP_A = ("v=0\r\no=alice 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
          "m=audio 40000 RTP/AVP 0\r\n")
@@ -326,6 +328,52 @@ def test_restart_in_the_middle_of_a_call():
         bob.close()
     finally:
         s.stop()
+
+
+def test_sipp_call_is_listed_while_it_lasts():
+    """Real peers: a SIPp caller (digest, 3 s in the call) and a SIPp callee. `call list`
+    shows the dialog confirmed while the call lasts, and nothing once SIPp hung up."""
+    tmp = tempfile.mkdtemp(prefix="sbdlg-")
+    with server(tmp) as s:
+        users(s)
+        port = free_port()
+        uas = start_uas(tmp, "uas_answer.xml", port)
+        register_uas(s, "bob", "bobpw", port)
+        inf = write_inf(os.path.join(tmp, "callers.csv"),
+                        [("alice", auth_kw("alice", "alicepw"), "127.0.0.1", "bob")])
+        uac = SippBackground([s.host, "-sf", os.path.join(SCENARIOS, "uac_call_auth.xml"),
+                              "-inf", inf, "-m", 1, "-d", 3000, "-i", "127.0.0.1",
+                              "-p", free_port(), "-timeout", "30s", "-timeout_error"], cwd=tmp)
+        line = wait_for(lambda: [l for l in call_list(s).splitlines()
+                                 if " confirmed " in " %s " % l], 5, "the SIPp call confirmed")
+        check("alice" in line[0] and "bob" in line[0], "call list line: %r" % line)
+        rc, out = uac.wait(30)
+        urc, uout = uas.wait(30)
+        check(rc == 0, "SIPp caller failed:\n" + out[-1500:] + s.log_tail())
+        check(urc == 0, "SIPp callee failed:\n" + uout[-1500:])
+        wait_for(lambda: "confirmed" not in call_list(s), 3, "the ended call to go")
+
+
+def test_session_interval_below_our_minimum_gets_422():
+    """RFC 4028 8.1: a Session-Expires below the proxy's Min-SE (90) is refused with 422 and
+    our Min-SE, so nobody can make the proxy end a call sooner; bob never rings."""
+    tmp = tempfile.mkdtemp(prefix="sbdlg-")
+    with server(tmp) as s:
+        users(s)
+        bob = Phone(s, "bob", "bobpw")
+        alice = Caller(s)
+        ruri = "sip:bob@%s" % s.host
+        auth = alice.credentials(alice.challenge(ruri), ruri)
+        alice.send(alice.c.build("INVITE", ruri,
+                                 ["Contact: <sip:alice@127.0.0.1:%d>" % alice.c.port, auth,
+                                  "Session-Expires: 30", "Min-SE: 30"],
+                                 to="<%s>" % ruri, from_="<sip:alice@127.0.0.1>", cseq=2))
+        r = alice.final(3)
+        check(r is not None and r.status == 422, "a 30 s interval got %r" % r)
+        check(r.get("Min-SE") == "90", "Min-SE of the 422: %r" % r.get("Min-SE"))
+        check(bob.recv_request("INVITE", 0.5) is None, "bob was called anyway")
+        alice.close()
+        bob.close()
 
 
 if __name__ == "__main__":
