@@ -148,6 +148,22 @@ sv_t proxy_caller_user(struct preq *r)
  * (which begins with the preq), where it came from, and the message's bytes.
  * One allocation, so whoever holds the job when the server stops can free it.
  */
+/*
+ * A continuation's life:
+ *   RESERVED  -> WAITING     the handler parked (proxy_suspended): bytes and state copied in
+ *   RESERVED  -> (freed)     the handler did not wait after all (proxy_cont_free)
+ *   WAITING   -> CANCELLED   a CANCEL matched it while it waited (proxy_waiting_cancel)
+ *   WAITING, CANCELLED -> RUNNING   the lookup's answer came back (cont_resume)
+ *   RUNNING   -> WAITING     a later handler waits again (proxy_wait), same continuation
+ *   RUNNING   -> (freed)     at the end of the resume
+ */
+enum cont_state {
+	CONT_RESERVED = 0, /* proxy_wait handed out the job; nothing copied yet */
+	CONT_WAITING,	   /* handed to a lookup, not yet posted back */
+	CONT_CANCELLED,	   /* waiting, and cancelled: 487 when it comes back */
+	CONT_RUNNING,	   /* resumed: the pipeline runs from the handler that waited */
+};
+
 struct preq_cont {
 	struct wjob job; /* first: the lookup posts it to the owning worker */
 	struct worker *w;
@@ -155,10 +171,8 @@ struct preq_cont {
 	struct sip_msg msg;   /* the view of data, rebuilt at each resume */
 	const char *old_base; /* where the bytes were when the request was received */
 	unsigned resumes;
-	bool armed;	/* handed to a lookup, not yet posted back */
-	bool filled;	/* ctx and data hold the request */
-	bool cancelled; /* a CANCEL came for it while it waited: 487 when it resumes */
-	bool keyed;	/* in w->waiting under key */
+	enum cont_state state;
+	bool keyed; /* in w->waiting under key */
 	struct txn_key key;
 	struct preq_cont *next_waiting;
 	size_t len;				  /* message bytes */
@@ -208,7 +222,7 @@ static void cont_release(struct preq_cont *c)
 	if (c->keyed)
 		waiting_remove(c);
 
-	if (c->filled) {
+	if (c->state != CONT_RESERVED) { /* ctx holds the request */
 		free(r->caller_bar);
 		r->caller_bar = NULL;
 	}
@@ -231,8 +245,9 @@ static void cont_resume(struct worker *w, struct wjob *job)
 {
 	struct preq_cont *c = (struct preq_cont *)job;
 	struct preq *r = (struct preq *)c->ctx;
+	bool cancelled = c->state == CONT_CANCELLED;
 
-	c->armed = false;
+	c->state = CONT_RUNNING;
 	if (w->srv->stopping) {
 		cont_release(c);
 		return;
@@ -251,16 +266,13 @@ static void cont_resume(struct worker *w, struct wjob *job)
 	r->w = w;
 	r->ruri_override.p = rebase(c, r->ruri_override.p);
 	c->old_base = c->msg.buf;
-	if (c->cancelled) {
-		/* RFC 3261 9.2: the request a CANCEL matched gets 487; it goes no further */
+	if (cancelled) /* RFC 3261 9.2: the request a CANCEL matched gets 487; no further */
 		proxy_reply(r, 487, NULL, SV_NULL);
-		c->armed = false;
-	} else {
+	else
 		r->resume(r);
-	}
-	/* done, or waiting again (the same continuation, armed for another lookup) */
+	/* done, or waiting again (the same continuation, for another lookup) */
 	sip_msg_release(&c->msg);
-	if (!c->armed)
+	if (c->state == CONT_RUNNING)
 		cont_release(c);
 }
 
@@ -274,7 +286,7 @@ struct wjob *proxy_wait(struct preq *r)
 			errno = ELOOP;
 			return NULL;
 		}
-		c->armed = true;
+		c->state = CONT_WAITING; /* it holds the request already */
 		return &c->job;
 	}
 	if (!r->ctx_len || !r->resume) {
@@ -296,7 +308,7 @@ struct wjob *proxy_wait(struct preq *r)
 	c->w = w;
 	c->ctx_len = r->ctx_len;
 	c->len = r->m->len;
-	c->armed = true;
+	c->state = CONT_RESERVED;
 	w->suspended++;
 	w->stats.suspended++;
 	r->cont = c;
@@ -307,16 +319,16 @@ int proxy_suspended(struct preq *r)
 {
 	struct preq_cont *c = r->cont;
 
-	if (!c || !c->armed)
+	if (!c || (c->state != CONT_RESERVED && c->state != CONT_WAITING))
 		return EINVAL;
-	if (c->filled)
+	if (c->state == CONT_WAITING)
 		return 0; /* waiting again: r already lives in c */
 	/* the first wait: the message's bytes and the pipeline's state move into c */
 	c->src = *r->src;
 	c->old_base = r->m->buf;
 	memcpy(cont_data(c), r->m->buf, c->len);
 	memcpy(c->ctx, r, c->ctx_len);
-	c->filled = true;
+	c->state = CONT_WAITING;
 	if (r->m->method != SIP_ACK && txn_key_of(r->w, r->m, false, &c->key) == 0) {
 		struct preq_cont **head = &r->w->waiting[c->key.hash % WAITING_BUCKETS];
 		c->next_waiting = *head;
@@ -343,9 +355,10 @@ bool proxy_waiting_cancel(struct preq *r)
 	if (!r->w->suspended || txn_key_of(r->w, r->m, true, &k))
 		return false;
 	c = waiting_find(r->w, &k);
-	if (!c || c->key.method != SIP_INVITE)
+	if (!c || c->key.method != SIP_INVITE ||
+	    (c->state != CONT_WAITING && c->state != CONT_CANCELLED))
 		return false;
-	c->cancelled = true;
+	c->state = CONT_CANCELLED; /* a retransmitted CANCEL gets its 200 again */
 	proxy_reply(r, 200, NULL, SV_NULL);
 	return true;
 }
@@ -356,8 +369,8 @@ void proxy_cont_free(struct preq *r)
 
 	if (!c)
 		return;
-	if (c->filled) {
-		c->armed = false; /* the resume that runs now frees it when it returns */
+	if (c->state != CONT_RESERVED) {
+		c->state = CONT_RUNNING; /* the resume that runs now frees it when it returns */
 		return;
 	}
 	/* proxy_wait was called but the handler did not wait after all */
