@@ -349,6 +349,17 @@ class SipClient:
         return self.request("REGISTER", ruri, hdrs + [auth], to="<%s>" % aor, from_="<%s>" % aor)
 
 
+def wait_for(cond, timeout, what, step=0.02):
+    """cond()'s first true value within timeout seconds; AssertionError naming what if none."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        v = cond()
+        if v:
+            return v
+        time.sleep(step)
+    raise AssertionError("timed out waiting for " + what)
+
+
 def sipp_auth_uri(args, cwd=None):
     """["-auth_uri", X] when the scenario answers challenges with [authentication].
 

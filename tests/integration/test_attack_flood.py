@@ -34,7 +34,7 @@ import threading
 import time
 
 from sbtest import (BIN, Response, Server, SipClient, check, cli, digest_response, main,
-                    parse_challenge)
+                    parse_challenge, wait_for)
 
 PHONES = 500
 ATTACKER = "127.0.0.2"
@@ -53,15 +53,6 @@ def cpu_seconds(pid):
         fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
-
-def wait_for(cond, timeout, what):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        v = cond()
-        if v:
-            return v
-        time.sleep(0.05)
-    raise AssertionError("timed out waiting for " + what)
 
 
 def parse_request(data):

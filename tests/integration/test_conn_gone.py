@@ -30,7 +30,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from sbphone import Caller, reply_to  # noqa: E402
-from sbtest import Server, SipClient, check, cli, free_port, main  # noqa: E402
+from sbtest import Server, SipClient, check, cli, free_port, main, wait_for  # noqa: E402
 
 # well under Timer B (32 s): a failed send must fail its branch at once
 QUICK_S = 5.0
@@ -43,14 +43,6 @@ def start():
     s.add_user("bob", "bobpw")
     return s
 
-
-def wait_for(cond, timeout, what):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if cond():
-            return
-        time.sleep(0.02)
-    raise AssertionError("timed out waiting for " + what)
 
 
 def register_tcp(s, contact, extra=()):

@@ -18,7 +18,7 @@ import time
 
 from sbphone import Caller, Phone, hget
 from sbtest import (SCENARIOS, Server, SippBackground, auth_kw, check, cli, free_port, main,
-                    write_inf)
+                    wait_for, write_inf)
 from test_calls import register_uas, start_uas
 
 SDP_A = ("v=0\r\no=alice 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
@@ -26,15 +26,6 @@ SDP_A = ("v=0\r\no=alice 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=
 SDP_B = ("v=0\r\no=bob 2 2 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
          "m=audio 40002 RTP/AVP 0\r\n")
 
-
-def wait_for(cond, timeout, what):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        v = cond()
-        if v:
-            return v
-        time.sleep(0.05)
-    raise AssertionError("timed out waiting for " + what)
 
 
 def call_list(server):
