@@ -43,6 +43,8 @@ struct dlg_journal {
 	size_t body_len;
 	int64_t expires;
 	char owner[STORE_URI_MAX];
+	/* the sides' addresses, written as text on the database thread (not on the worker) */
+	struct tp_addr addr[2];
 };
 
 struct dlg_table {
@@ -334,15 +336,11 @@ static void meta_num(struct buf *b, const char *who, const char *key, int64_t v)
 
 static void side_meta(struct buf *b, const char *who, const struct dlg_side *s)
 {
-	char addr[80] = "";
-
-	tp_addr_format(&s->addr, addr, sizeof(addr));
 	meta_str(b, who, "naddr", str_sv(s->naddr).p);
 	meta_str(b, who, "tag", str_sv(s->tag).p);
 	meta_str(b, who, "contact", str_sv(s->contact).p);
 	meta_str(b, who, "route", str_sv(s->route).p);
 	meta_num(b, who, "cseq", s->cseq);
-	meta_str(b, who, "addr", addr);
 	meta_num(b, who, "sdp-len", (int64_t)str_sv(s->sdp).len);
 }
 
@@ -378,6 +376,8 @@ static void persist(struct dlg_table *t, struct dlg *d)
 	meta_num(&b, NULL, "expires", d->expires_ms);
 	side_meta(&b, "caller", &d->caller);
 	side_meta(&b, "callee", &d->callee);
+	j->addr[0] = d->caller.addr;
+	j->addr[1] = d->callee.addr;
 	buf_cstr(&b);
 	if (b.err) {
 		buf_free(&b);
@@ -1197,6 +1197,37 @@ int dlg_load(struct dlg_table *t, struct store *st, int64_t now_ms)
 	return err;
 }
 
+/* A dialog's record, with the sides' addresses the worker left binary. */
+static int journal_put(struct store *st, const struct dlg_journal *j, const char *key)
+{
+	struct store_record r = {.kind = STORE_REC_DIALOG,
+				 .seq = 0,
+				 .expires = j->expires,
+				 .body = j->body,
+				 .body_len = j->body_len};
+	char addr[2][80] = {"", ""};
+	struct buf meta;
+	int rc;
+
+	tp_addr_format(&j->addr[0], addr[0], sizeof(addr[0]));
+	tp_addr_format(&j->addr[1], addr[1], sizeof(addr[1]));
+	buf_init(&meta, 0);
+	buf_append_str(&meta, j->meta);
+	meta_str(&meta, "caller", "addr", addr[0]);
+	meta_str(&meta, "callee", "addr", addr[1]);
+	buf_cstr(&meta);
+	if (meta.err) {
+		buf_free(&meta);
+		return ENOMEM;
+	}
+	r.meta = meta.p;
+	snprintf(r.key, sizeof(r.key), "%s", key);
+	snprintf(r.owner, sizeof(r.owner), "%s", j->owner);
+	rc = store_record_put(st, &r);
+	buf_free(&meta);
+	return rc;
+}
+
 int dlg_flush(struct dlg_table *t, struct store *st)
 {
 	struct dlg_journal *list, *n;
@@ -1218,15 +1249,7 @@ int dlg_flush(struct dlg_table *t, struct store *st)
 		if (!err) {
 			int rc;
 			if (list->meta) {
-				struct store_record r = {.kind = STORE_REC_DIALOG,
-							 .seq = 0,
-							 .expires = list->expires,
-							 .meta = list->meta,
-							 .body = list->body,
-							 .body_len = list->body_len};
-				snprintf(r.key, sizeof(r.key), "%s", key);
-				snprintf(r.owner, sizeof(r.owner), "%s", list->owner);
-				rc = store_record_put(st, &r);
+				rc = journal_put(st, list, key);
 			} else {
 				rc = store_record_del(st, STORE_REC_DIALOG, key);
 				if (rc == ENOENT)
