@@ -87,6 +87,7 @@ const char *dlg_end_name(enum dlg_end e)
 	    [DLG_END_FORK_LOST] = "fork-lost",
 	    [DLG_END_SESSION_TIMER] = "session-timer",
 	    [DLG_END_TIMEOUT] = "timeout",
+	    [DLG_END_MEDIA_TIMEOUT] = "media-timeout",
 	};
 	return (unsigned)e < sizeof(names) / sizeof(names[0]) ? names[e] : "?";
 }
@@ -441,6 +442,10 @@ static void terminate(struct dlg_table *t, struct dlg_bucket *b, struct dlg *d, 
 		log_debug("dialog %s (%s): terminated, %s", d->callid, str_sv(d->callee.tag).p,
 			  dlg_end_name(why));
 		run_hooks_state(t, d);
+	} else {
+		for (unsigned i = 0; i < t->nhooks; i++)
+			if (t->hooks[i]->on_attempt_end)
+				t->hooks[i]->on_attempt_end(t->hooks[i]->arg, d, why);
 	}
 	persist(t, d);
 	remove_dialog(t, b, d);
@@ -797,8 +802,13 @@ int dlg_on_response(struct dlg_table *t, struct sip_msg *resp, const struct tp_d
 			n = o->next;
 			if (o != d && o->hash == h && o->state < DLG_CONFIRMED &&
 			    sv_eq(str_sv(o->callid), callid) &&
-			    sv_eq(str_sv(o->caller.tag), from->tag))
-				terminate(t, b, o, DLG_END_FORK_LOST, now_ms);
+			    sv_eq(str_sv(o->caller.tag), from->tag)) {
+				bool tmpl = o->state == DLG_TRYING; /* the attempt ends: answered */
+
+				if (tmpl)
+					o->status = st;
+				terminate(t, b, o, tmpl ? DLG_END_NONE : DLG_END_FORK_LOST, now_ms);
+			}
 		}
 		goto out;
 	}
@@ -834,6 +844,26 @@ int dlg_on_invite_final(struct dlg_table *t, sv_t callid, sv_t from_tag, unsigne
 	}
 	pthread_mutex_unlock(&b->lock);
 	return 0;
+}
+
+int dlg_media_set(struct dlg_table *t, sv_t callid, sv_t from_tag, sv_t to_tag,
+		  const struct dlg_media *m)
+{
+	uint64_t h = call_hash(t, callid, from_tag);
+	struct dlg_bucket *b = bucket_of(t, h);
+	int err = ENOENT;
+
+	pthread_mutex_lock(&b->lock);
+	for (struct dlg *d = b->head; d; d = d->next) {
+		if (d->hash != h || !sv_eq(str_sv(d->callid), callid) ||
+		    !sv_eq(str_sv(d->caller.tag), from_tag) ||
+		    (to_tag.len && !sv_eq(str_sv(d->callee.tag), to_tag)))
+			continue;
+		d->media = *m;
+		err = 0;
+	}
+	pthread_mutex_unlock(&b->lock);
+	return err;
 }
 
 int dlg_on_request(struct dlg_table *t, struct sip_msg *m, int64_t now_ms)

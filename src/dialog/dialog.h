@@ -67,10 +67,29 @@ enum dlg_end {
 	DLG_END_FORK_LOST,     /* an early dialog of a fork whose other branch answered */
 	DLG_END_SESSION_TIMER, /* RFC 4028: no refresh before the session expired */
 	DLG_END_TIMEOUT,       /* dialog.timeout without in-dialog activity, or a stale early one */
+	DLG_END_MEDIA_TIMEOUT, /* the relay saw no RTP from either side for media.timeout */
 };
 
 const char *dlg_state_name(enum dlg_state s);
 const char *dlg_end_name(enum dlg_end e);
+
+/*
+ * What the media relay saw of a call, one direction (from that side's phone
+ * to the relay): written by the relay's owner (dlg_media_set), read by the
+ * hooks (billing records) and listings.
+ */
+struct dlg_media_dir {
+	uint64_t packets, bytes, lost; /* RTP packets, their bytes, lost by sequence numbers */
+	uint32_t jitter_us;	       /* RFC 3550 interarrival jitter */
+	char codec[24];		       /* the codec actually used ("PCMU/8000"), "" = none seen */
+};
+
+struct dlg_media {
+	bool relayed;			  /* the relay carried this call's media */
+	struct dlg_media_dir from_caller; /* caller -> relay */
+	struct dlg_media_dir from_callee; /* callee -> relay */
+	int64_t last_rtp_ms;		  /* Unix ms of the last RTP packet either way, 0 = none */
+};
 
 /* One side of a dialog. Strings are NUL-terminated heap copies ("" when unknown). */
 struct dlg_side {
@@ -102,6 +121,7 @@ struct dlg {
 	bool refresher_uas;		     /* the callee refreshes (else the caller) */
 	int64_t expires_ms;		     /* session expiry, 0 = none */
 	uint32_t updated_cseq;		     /* the last re-INVITE/UPDATE whose 2xx was seen */
+	struct dlg_media media;		     /* what the relay saw (dlg_media_set) */
 	bool persisted;
 	bool forked;
 	/* TRYING: a dialog was copied from it (listings show that one instead) */ /* a record
@@ -117,6 +137,15 @@ struct dlg_hooks {
 	/* a re-INVITE or UPDATE got a 2xx; sdp is its new body (empty: none) */
 	void (*on_update)(void *arg, const struct dlg *d, sv_t sdp);
 	void (*on_terminated)(void *arg, const struct dlg *d, enum dlg_end why);
+	/*
+	 * The call attempt is over (d is the TRYING template, copied from the
+	 * INVITE; d->status its final status): after a final >= 300, a
+	 * stale INVITE (why DLG_END_TIMEOUT) or a 2xx (why DLG_END_NONE: the
+	 * confirmed dialog goes on and gets its own on_terminated). Runs once per
+	 * INVITE the proxy tracked, so that failed attempts (busy, cancelled,
+	 * unanswered) leave a record and free what their offer reserved.
+	 */
+	void (*on_attempt_end)(void *arg, const struct dlg *d, enum dlg_end why);
 	void *arg;
 };
 
@@ -168,6 +197,13 @@ int dlg_on_response(struct dlg_table *t, struct sip_msg *resp, const struct tp_d
  */
 int dlg_on_invite_final(struct dlg_table *t, sv_t callid, sv_t from_tag, unsigned status,
 			int64_t now_ms);
+/*
+ * The relay's view of a call (see struct dlg_media) for the dialog callid /
+ * from_tag / to_tag (to_tag empty: every dialog of the call). 0, or ENOENT.
+ */
+int dlg_media_set(struct dlg_table *t, sv_t callid, sv_t from_tag, sv_t to_tag,
+		  const struct dlg_media *m);
+
 /* An in-dialog request routed by our signed Record-Route (BYE, re-INVITE, UPDATE, ACK...). */
 int dlg_on_request(struct dlg_table *t, struct sip_msg *m, int64_t now_ms);
 

@@ -40,7 +40,10 @@ struct fx {
 	struct dlg_hooks hooks;
 	struct rec recs[32];
 	unsigned n;
-	unsigned ended; /* sweep end() calls */
+	unsigned ended;	   /* sweep end() calls */
+	unsigned attempts; /* on_attempt_end calls, and the last one's reason and status */
+	enum dlg_end attempt_why;
+	unsigned attempt_status;
 	char bye_caller[2048], bye_callee[2048];
 	struct sip_msg msgs[16];
 	char bufs[16][4096];
@@ -77,6 +80,16 @@ static void on_terminated(void *arg, const struct dlg *d, enum dlg_end why)
 	rec_add(arg, 'T', d, why, SV_NULL);
 }
 
+static void on_attempt_end(void *arg, const struct dlg *d, enum dlg_end why)
+{
+	struct fx *f = arg;
+
+	assert_int_equal(d->state, DLG_TERMINATED);
+	f->attempts++;
+	f->attempt_why = why;
+	f->attempt_status = d->status;
+}
+
 static struct dlg_conf conf_default(void)
 {
 	return (struct dlg_conf){
@@ -89,7 +102,12 @@ static int setup_with(void **state, struct dlg_conf c)
 
 	assert_non_null(f);
 	assert_int_equal(dlg_table_create(&c, &f->t), 0);
-	f->hooks = (struct dlg_hooks){on_early, on_confirmed, on_update, on_terminated, f};
+	f->hooks = (struct dlg_hooks){.on_early = on_early,
+				      .on_confirmed = on_confirmed,
+				      .on_update = on_update,
+				      .on_terminated = on_terminated,
+				      .on_attempt_end = on_attempt_end,
+				      .arg = f};
 	assert_int_equal(dlg_hooks_add(f->t, &f->hooks), 0);
 	*state = f;
 	return 0;
@@ -285,6 +303,23 @@ static void test_early_confirmed_terminated(void **state)
 	assert_int_equal(c.last->status, 200);
 	assert_true(c.last->answer_ms == T0 + 1000 && c.last->start_ms == T0);
 	assert_int_equal(f->recs[1].ev, 'C');
+	/* the attempt is over, answered; the dialog goes on */
+	assert_int_equal(f->attempts, 1);
+	assert_int_equal(f->attempt_why, DLG_END_NONE);
+	assert_int_equal(f->attempt_status, 200);
+	/* the relay's view of the call */
+	{
+		struct dlg_media md = {.relayed = true,
+				       .from_caller = {.packets = 50, .codec = "PCMU/8000"}};
+
+		assert_int_equal(dlg_media_set(f->t, SV(CALLID), SV("ftag"), SV("b1"), &md), 0);
+		assert_int_equal(dlg_media_set(f->t, SV(CALLID), SV("ftag"), SV("zz"), &md),
+				 ENOENT);
+		c = counts(f);
+		assert_true(c.last->media.relayed);
+		assert_int_equal(c.last->media.from_caller.packets, 50);
+		assert_string_equal(c.last->media.from_caller.codec, "PCMU/8000");
+	}
 	/* a 2xx retransmission changes nothing */
 	confirm(f, "b1", NULL);
 	assert_int_equal(f->n, 2);
@@ -355,6 +390,9 @@ static void test_cancel(void **state)
 	assert_int_equal(f->n, 2);
 	assert_int_equal(f->recs[1].ev, 'T');
 	assert_int_equal(f->recs[1].why, DLG_END_CANCEL);
+	assert_int_equal(f->attempts, 1);
+	assert_int_equal(f->attempt_why, DLG_END_CANCEL);
+	assert_int_equal(f->attempt_status, 487);
 }
 
 static void test_failure(void **state)
@@ -369,6 +407,10 @@ static void test_failure(void **state)
 	dlg_stats_get(f->t, &st);
 	assert_int_equal(st.live, 0);
 	assert_int_equal(f->n, 0);
+	/* but the attempt's end is told (a billing record, ports to free) */
+	assert_int_equal(f->attempts, 1);
+	assert_int_equal(f->attempt_why, DLG_END_FAILURE);
+	assert_int_equal(f->attempt_status, 404);
 	/* ringing, then a 480 made here (no answer) */
 	start_call(f);
 	assert_int_equal(dlg_on_invite_final(f->t, SV(CALLID), SV("ftag"), 480, T0 + 10), 0);
