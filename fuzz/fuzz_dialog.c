@@ -56,7 +56,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		dlg_session_expires_line(t, &m, line, sizeof(line));
 		if (m.request) {
 			/* as the INVITE that starts it, and as a request inside it */
-			dlg_on_invite(t, &m, &src, 0, now);
+			dlg_on_invite(t, &m, &src, 0, "", now);
 			dlg_on_request(t, &m, now + 1);
 		}
 		/* as a provisional, a 2xx and a failure of the INVITE */

@@ -225,6 +225,13 @@ static const struct cfg_key cfg_dialog_keys[] = {
     {0},
 };
 
+/* billing records (services/cdr.h) */
+static const struct cfg_key cfg_cdr_keys[] = {
+    CFG_BOOL("enabled", cdr_enabled),
+    CFG_UINT("keep_days", cdr_keep_days, 0, 36500),
+    {0},
+};
+
 static const struct cfg_key cfg_control_keys[] = {
     CFG_STR("socket", ctl_socket, true),
     {0},
@@ -292,6 +299,7 @@ static const struct cfg_key cfg_top_keys[] = {
     CFG_SECTION("flood", cfg_flood_keys),     /* services/flood.h */
     CFG_SECTION("dialog", cfg_dialog_keys),   /* dialog/dialog.h */
     CFG_SECTION("control", cfg_control_keys), /* server/ctl.h */
+    CFG_SECTION("cdr", cfg_cdr_keys),	      /* services/cdr.h */
     CFG_SECTION("strangers", cfg_strangers_keys),
     CFG_SECTION("overload", cfg_overload_keys), /* RFC 7339 */
     {0},
@@ -391,6 +399,7 @@ void cfg_defaults(struct cfg *c)
 	    .dlg_session_expires = 1800,
 	    .dlg_min_se = 90,
 	    .dlg_sdp_max = 8192,
+	    .cdr_enabled = true,
 	    .flood_enabled = true,
 	    .flood_window_s = 10,
 	    .flood_unauth_limit = 1000,

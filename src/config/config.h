@@ -158,6 +158,9 @@ struct cfg {
 	/* TEST ONLY: lets dialog.min_se go below RFC 4028's floor of 90 s (integration tests) */
 	bool dlg_test_short_timers;
 	char ctl_socket[108]; /* the control socket's path; "" = next to the database */
+	/* billing records (services/cdr.h, docs/billing.md) */
+	bool cdr_enabled;	/* one record per call attempt: true */
+	unsigned cdr_keep_days; /* records older than this are purged; 0 = forever: 0 */
 
 	/* flood protection per source address (services/flood.h) */
 	bool flood_enabled;	     /* true */

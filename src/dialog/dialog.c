@@ -131,6 +131,8 @@ static void dlg_free(struct dlg *d)
 	if (!d)
 		return;
 	free(d->callid);
+	free(d->identity);
+	free(d->ruri);
 	side_free(&d->caller);
 	side_free(&d->callee);
 	free(d);
@@ -366,6 +368,8 @@ static void persist(struct dlg_table *t, struct dlg *d)
 	}
 	buf_init(&b, 0);
 	meta_str(&b, NULL, "callid", d->callid);
+	meta_str(&b, NULL, "identity", str_sv(d->identity).p);
+	meta_str(&b, NULL, "ruri", str_sv(d->ruri).p);
 	meta_num(&b, NULL, "start", d->start_ms);
 	meta_num(&b, NULL, "answer", d->answer_ms);
 	meta_num(&b, NULL, "status", d->status);
@@ -517,7 +521,7 @@ static void side_set_sdp(struct dlg_table *t, struct dlg_side *s, struct sip_msg
 }
 
 int dlg_on_invite(struct dlg_table *t, struct sip_msg *m, const struct tp_src *src, unsigned owner,
-		  int64_t now_ms)
+		  const char *identity, int64_t now_ms)
 {
 	const struct sip_naddr *from = sip_msg_from(m), *to = sip_msg_to(m);
 	const struct sip_cseq *cs = sip_msg_cseq(m);
@@ -563,6 +567,10 @@ int dlg_on_invite(struct dlg_table *t, struct sip_msg *m, const struct tp_src *s
 	/* the Record-Route values of the proxies between the caller and us, nearest first */
 	routes_join(m, 0, 32, false, &rb);
 	err = set_str(&d->callid, callid, DLG_STR_MAX);
+	if (!err)
+		err = set_str(&d->identity, str_sv(identity), DLG_STR_MAX);
+	if (!err)
+		err = set_str(&d->ruri, m->ruri_raw, DLG_STR_MAX);
 	if (!err)
 		err = set_str(&d->caller.naddr, from->raw, DLG_STR_MAX);
 	if (!err)
@@ -617,6 +625,8 @@ static struct dlg *dialog_for_tag(struct dlg_table *t, struct dlg_bucket *b, uin
 	n->caller.addr = proto->caller.addr;
 	n->caller.conn_id = proto->caller.conn_id;
 	if (set_str(&n->callid, str_sv(proto->callid), DLG_STR_MAX) ||
+	    set_str(&n->identity, str_sv(proto->identity), DLG_STR_MAX) ||
+	    set_str(&n->ruri, str_sv(proto->ruri), DLG_STR_MAX) ||
 	    set_str(&n->caller.naddr, str_sv(proto->caller.naddr), DLG_STR_MAX) ||
 	    set_str(&n->caller.tag, ftag, DLG_STR_MAX) ||
 	    set_str(&n->caller.contact, str_sv(proto->caller.contact), DLG_STR_MAX) ||
@@ -688,6 +698,19 @@ static void dialog_updated(struct dlg_table *t, struct dlg *d, struct dlg_side *
 					       is_sdp(resp) ? resp->body : SV_NULL);
 	}
 	persist(t, d);
+}
+
+/* A branch's failure final: the hooks hear of it on the call's template (failover history). */
+static void branch_failed(struct dlg_table *t, const struct dlg *tmpl, unsigned st, uint32_t cseq,
+			  const char *gateway, const struct tp_dest *dest)
+{
+	if (!tmpl || tmpl->state != DLG_TRYING || tmpl->invite_cseq != cseq)
+		return;
+	for (unsigned i = 0; i < t->nhooks; i++)
+		if (t->hooks[i]->on_branch_failed)
+			t->hooks[i]->on_branch_failed(t->hooks[i]->arg, tmpl, st,
+						      gateway ? gateway : "",
+						      dest ? &dest->peer : NULL);
 }
 
 int dlg_on_response(struct dlg_table *t, struct sip_msg *resp, const struct tp_dest *branch_dest,
@@ -818,6 +841,9 @@ int dlg_on_response(struct dlg_table *t, struct sip_msg *resp, const struct tp_d
 	if (d && d->state == DLG_EARLY && d->invite_cseq == cs->num) {
 		d->status = st;
 		terminate(t, b, d, st == 487 ? DLG_END_CANCEL : DLG_END_FAILURE, now_ms);
+	} else {
+		branch_failed(t, find_call(b, h, callid, from->tag, SV("")), st, cs->num, gateway,
+			      branch_dest);
 	}
 out:
 	pthread_mutex_unlock(&b->lock);
@@ -1181,6 +1207,10 @@ static int load_one(void *arg, const struct store_record *r)
 	d->persisted = true;
 	err = set_str(&d->callid, meta_get(r->meta, "callid"), DLG_STR_MAX);
 	if (!err)
+		err = set_str(&d->identity, meta_get(r->meta, "identity"), DLG_STR_MAX);
+	if (!err)
+		err = set_str(&d->ruri, meta_get(r->meta, "ruri"), DLG_STR_MAX);
+	if (!err)
 		err = load_side(&d->caller, r->meta, "caller", &body, t->conf.sdp_max);
 	if (!err)
 		err = load_side(&d->callee, r->meta, "callee", &body, t->conf.sdp_max);
@@ -1258,6 +1288,22 @@ static int journal_put(struct store *st, const struct dlg_journal *j, const char
 	return rc;
 }
 
+/* Does a hook write with the dialogs (dlg_hooks.on_flush)? */
+static bool flush_hooked(const struct dlg_table *t)
+{
+	for (unsigned i = 0; i < t->nhooks; i++)
+		if (t->hooks[i]->on_flush)
+			return true;
+	return false;
+}
+
+static void flush_done(struct dlg_table *t, bool committed)
+{
+	for (unsigned i = 0; i < t->nhooks; i++)
+		if (t->hooks[i]->on_flush_done)
+			t->hooks[i]->on_flush_done(t->hooks[i]->arg, committed);
+}
+
 int dlg_flush(struct dlg_table *t, struct store *st)
 {
 	struct dlg_journal *list, *n;
@@ -1268,7 +1314,7 @@ int dlg_flush(struct dlg_table *t, struct store *st)
 	t->jhead = NULL;
 	t->jtail = &t->jhead;
 	pthread_mutex_unlock(&t->jlock);
-	if (!list)
+	if (!list && !flush_hooked(t))
 		return 0;
 	if (store_begin(st))
 		err = EIO;
@@ -1290,15 +1336,17 @@ int dlg_flush(struct dlg_table *t, struct store *st)
 		}
 		journal_free(list);
 	}
+	for (unsigned i = 0; i < t->nhooks && !err; i++)
+		if (t->hooks[i]->on_flush)
+			err = t->hooks[i]->on_flush(t->hooks[i]->arg, st);
 	if (err) {
 		log_err("dialog write-behind: %s", store_errmsg(st));
 		store_rollback(st);
-		return err;
-	}
-	if (store_commit(st)) {
+	} else if (store_commit(st)) {
 		log_err("dialog write-behind commit: %s", store_errmsg(st));
 		store_rollback(st);
-		return EIO;
+		err = EIO;
 	}
-	return 0;
+	flush_done(t, err == 0);
+	return err;
 }

@@ -110,6 +110,9 @@ struct dlg {
 	enum dlg_state state;
 	enum dlg_end end;
 	char *callid;
+	char *
+	    identity; /* who pays: the caller's authenticated identity or trusted peer, "" = none */
+	char *ruri;   /* the dialled Request-URI of the initial INVITE */
 	struct dlg_side caller, callee;
 	int64_t start_ms, answer_ms, end_ms; /* Unix milliseconds; 0 = not (yet) */
 	int64_t activity_ms;		     /* the last in-dialog request */
@@ -146,6 +149,22 @@ struct dlg_hooks {
 	 * unanswered) leave a record and free what their offer reserved.
 	 */
 	void (*on_attempt_end)(void *arg, const struct dlg *d, enum dlg_end why);
+	/*
+	 * A branch of the initial INVITE got a final failure (d is the TRYING
+	 * template): its status, the gateway it reached ("" = none) and where
+	 * it went; the call may go on (the next gateway: failover).
+	 */
+	void (*on_branch_failed)(void *arg, const struct dlg *d, unsigned status,
+				 const char *gateway, const struct tp_addr *dest);
+	/*
+	 * On the database thread, inside dlg_flush's transaction, after the
+	 * dialogs' journal was written: what must be durable together with the
+	 * dialogs' changes (a billing record with its dialog's deletion). An
+	 * error rolls the whole transaction back. on_flush_done then tells
+	 * whether it was committed.
+	 */
+	int (*on_flush)(void *arg, struct store *st);
+	void (*on_flush_done)(void *arg, bool committed);
 	void *arg;
 };
 
@@ -179,10 +198,12 @@ void dlg_stats_get(struct dlg_table *t, struct dlg_stats *out);
  * The proxy's calls (each 0 or an errno; none of them fails the call).
  *
  * An out-of-dialog INVITE the proxy forwards statefully and record-routes:
- * a dialog in state TRYING. ENOSPC when the cap is hit (counted, logged).
+ * a dialog in state TRYING. identity: who is accountable for the call (the
+ * authenticated user, the trusted peer), NULL or "" when nobody is. ENOSPC when the cap is hit
+ * (counted, logged).
  */
 int dlg_on_invite(struct dlg_table *t, struct sip_msg *m, const struct tp_src *src, unsigned owner,
-		  int64_t now_ms);
+		  const char *identity, int64_t now_ms);
 /*
  * A response to an INVITE or UPDATE the proxy forwarded (initial or in
  * dialog), with where the branch went (the callee's side) and the gateway

@@ -12,6 +12,7 @@
  */
 #include "proxy/internal.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -32,6 +33,7 @@
 #include "services/dialplan.h"
 #include "services/gwauth.h"
 #include "services/rules.h"
+#include "store/store.h"
 #include "txn/txn.h"
 
 /*
@@ -118,6 +120,32 @@ struct ptx *fwd_ptx_of(struct txn_srv *t)
 struct txn_srv *fwd_ptx_srv(struct ptx *p)
 {
 	return &p->srv;
+}
+
+/*
+ * Who is accountable for a call (billing records, docs/billing.md): the
+ * authenticated user ("user@domain" of the From whose credentials were
+ * checked), else the trusted peer ("trusted:IP"); "" when nobody is.
+ */
+static void call_identity(struct preq *r, char *out, size_t len)
+{
+	const struct sip_naddr *from = sip_msg_from(r->m);
+	struct sip_uri u;
+
+	out[0] = '\0';
+	if (r->authenticated && from && sip_uri_parse(from->uri, &u) == 0 &&
+	    u.user.len + u.host.len + 2 <= len) {
+		snprintf(out, len, "%.*s@%.*s", (int)u.user.len, u.user.p, (int)u.host.len,
+			 u.host.p);
+	} else if (r->trusted) {
+		char ip[INET6_ADDRSTRLEN] = "";
+		const struct sockaddr *sa = &r->src->peer.u.sa;
+		if (sa->sa_family == AF_INET)
+			inet_ntop(AF_INET, &r->src->peer.u.in.sin_addr, ip, sizeof(ip));
+		else if (sa->sa_family == AF_INET6)
+			inet_ntop(AF_INET6, &r->src->peer.u.in6.sin6_addr, ip, sizeof(ip));
+		snprintf(out, len, "trusted:%s", ip);
+	}
 }
 
 /* The final of an initial INVITE goes upstream: its early dialogs end (dialog/dialog.h). */
@@ -1579,7 +1607,9 @@ enum proxy_step fwd_stateful_steps(struct preq *r, const struct fwd_plan *plan,
 	if (w->srv->dlg && r->in_dialog)
 		dlg_on_request(w->srv->dlg, m, dlg_now_ms());
 	else if (w->srv->dlg && m->method == SIP_INVITE && plan->record_route) {
-		p->dlg = dlg_on_invite(w->srv->dlg, m, r->src, w->id, dlg_now_ms()) == 0;
+		char who[STORE_USER_MAX + STORE_DOMAIN_MAX + 16];
+		call_identity(r, who, sizeof(who));
+		p->dlg = dlg_on_invite(w->srv->dlg, m, r->src, w->id, who, dlg_now_ms()) == 0;
 		dlg_session_expires_line(w->srv->dlg, m, p->plan.session_expires,
 					 sizeof(p->plan.session_expires));
 	}

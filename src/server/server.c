@@ -34,6 +34,7 @@
 #include "services/pidf.h"
 #include "server/worker.h"
 #include "services/auth.h"
+#include "services/cdr.h"
 #include "services/flood.h"
 #include "services/rules.h"
 #include "services/location.h"
@@ -157,9 +158,17 @@ int server_start(struct server *s, const struct cfg *cfg, char *err, size_t errl
 		snprintf(err, errlen, "dialog table: %s", strerror(rc));
 		return rc;
 	}
+	if (cfg->cdr_enabled) {
+		struct cdr_conf cc = {.keep_days = cfg->cdr_keep_days, .max_calls = cfg->dlg_max};
+		if ((rc = cdr_create(&cc, &s->cdr)) || (rc = cdr_attach(s->cdr, s->dlg))) {
+			snprintf(err, errlen, "billing records: %s", strerror(rc));
+			return rc;
+		}
+	}
 	/* the database thread publishes the first rules before it says it is ready */
 	if ((rc = dbq_create(cfg->db_path, &s->dbq)) || (rc = srv_chores_register(s)) ||
-	    (rc = calls_chores(s))) {
+	    (rc = calls_chores(s)) ||
+	    (s->cdr && (rc = dbq_on_start(s->dbq, cdr_db_start, s->cdr)))) {
 		snprintf(err, errlen, "cannot prepare the database thread: %s", strerror(rc));
 		return rc;
 	}
@@ -325,5 +334,7 @@ void server_destroy(struct server *s)
 	flood_destroy(s->flood);
 	free(s->pipeline);
 	calls_destroy(s);
+	cdr_destroy(s->cdr);
+	s->cdr = NULL;
 	libevent_global_shutdown();
 }

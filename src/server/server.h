@@ -34,6 +34,7 @@ struct home;
 struct flood;
 struct proxy_pipeline;
 struct dlg_table;
+struct cdr;
 struct ctl;
 
 struct server {
@@ -58,8 +59,9 @@ struct server {
 	struct flood *flood;	  /* per-source budgets and bans; NULL when turned off */
 	/* the request pipeline's table of handlers (proxy/proxy.h), built by pipeline.c */
 	struct proxy_pipeline *pipeline;
-	struct dlg_table *dlg;	  /* the INVITE dialogs we record-route (dialog/dialog.h) */
-	struct ctl *ctl;	  /* the local control socket (server/ctl.h) */
+	struct dlg_table *dlg; /* the INVITE dialogs we record-route (dialog/dialog.h) */
+	struct cdr *cdr;       /* billing records (services/cdr.h), NULL when cdr.enabled is off */
+	struct ctl *ctl;       /* the local control socket (server/ctl.h) */
 
 	struct event_base *main_base;
 	struct event *sig_int;

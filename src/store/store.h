@@ -147,7 +147,12 @@ enum store_rec_kind {
 	 * owner: the caller's URI; meta: "name: value" lines; body: the caller's then the
 	 * callee's SDP (their lengths in meta) */
 	STORE_REC_DIALOG = 17,
-	STORE_REC_LAST = STORE_REC_DIALOG,
+	/* a billing record (services/cdr.h): key: its id (16 hex digits); owner: the account;
+	 * seq: start (Unix ms); expires: cdr.keep_days after its end; meta: "name: value" lines */
+	STORE_REC_CDR = 18,
+	/* the server's heartbeat (key "server"; seq: Unix ms), the end of calls cut by a crash */
+	STORE_REC_HEARTBEAT = 19,
+	STORE_REC_LAST = STORE_REC_HEARTBEAT,
 };
 #define STORE_KEY_MAX  600
 #define STORE_BODY_MAX (1024 * 1024)

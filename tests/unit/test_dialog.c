@@ -256,7 +256,7 @@ static void start_call(struct fx *f)
 	struct tp_src s = src_of();
 	struct tp_dest d = dest_of();
 
-	assert_int_equal(dlg_on_invite(f->t, invite(f, NULL), &s, 1, T0), 0);
+	assert_int_equal(dlg_on_invite(f->t, invite(f, NULL), &s, 1, NULL, T0), 0);
 	assert_int_equal(
 	    dlg_on_response(f->t, resp(f, 180, "b1", 10, "INVITE", NULL, NULL), &d, NULL, T0 + 100),
 	    0);
@@ -278,7 +278,7 @@ static void test_early_confirmed_terminated(void **state)
 	struct count c;
 	struct dlg_stats st;
 
-	assert_int_equal(dlg_on_invite(f->t, invite(f, NULL), &(struct tp_src){0}, 0, T0), 0);
+	assert_int_equal(dlg_on_invite(f->t, invite(f, NULL), &(struct tp_src){0}, 0, NULL, T0), 0);
 	c = counts(f);
 	assert_int_equal(c.n[DLG_TRYING], 1);
 	assert_int_equal(f->n, 0); /* no hook for a dialog that is not one yet */
@@ -402,7 +402,7 @@ static void test_failure(void **state)
 	struct dlg_stats st;
 
 	/* no provisional at all: a 404 final ends the template quietly */
-	assert_int_equal(dlg_on_invite(f->t, invite(f, NULL), &s, 0, T0), 0);
+	assert_int_equal(dlg_on_invite(f->t, invite(f, NULL), &s, 0, NULL, T0), 0);
 	assert_int_equal(dlg_on_invite_final(f->t, SV(CALLID), SV("ftag"), 404, T0 + 10), 0);
 	dlg_stats_get(f->t, &st);
 	assert_int_equal(st.live, 0);
@@ -572,7 +572,7 @@ static void test_cap(void **state)
 			 "From: <sip:a@example.com>;tag=t%d\nTo: <sip:bob@example.com>\n"
 			 "Call-ID: cap%d\nCSeq: 1 INVITE\n",
 			 i, i, i);
-		assert_int_equal(dlg_on_invite(f->t, msg(f, head, NULL), &s, 0, T0),
+		assert_int_equal(dlg_on_invite(f->t, msg(f, head, NULL), &s, 0, NULL, T0),
 				 i < 2 ? 0 : ENOSPC);
 	}
 	dlg_stats_get(f->t, &st);
