@@ -34,6 +34,8 @@ int cli_im(const char *group, int argc, char **argv);
 int cli_ban(int argc, char **argv);
 /* The calls in progress of the running server, through its control socket (call.c). */
 int cli_call(int argc, char **argv);
+/* Billing records from the store: list, export, totals (cdr.c). */
+int cli_cdr(int argc, char **argv);
 /* Runs the server in the foreground until SIGINT/SIGTERM. */
 int cli_serve(int argc, char **argv);
 

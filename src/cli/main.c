@@ -26,6 +26,7 @@ static void usage(FILE *f)
 	       "  mwi set|list ...      mailbox summaries for message-summary subscribers\n"
 	       "  ban list|del IP|all   sources banned by the flood protection\n"
 	       "  call list|show CALL-ID   calls in progress (from the running server)\n"
+	       "  cdr list|export|totals ...   billing records, one per call attempt\n"
 	       "  version               print the version\n"
 	       "Each command takes --help. Exit codes: 0 ok, 1 failure, 2 usage, 3 bad config,\n"
 	       "4 not found, 5 already exists.\n");
@@ -58,6 +59,8 @@ int main(int argc, char **argv)
 		return cli_ban(argc - 1, argv + 1);
 	if (strcmp(cmd, "call") == 0)
 		return cli_call(argc - 1, argv + 1);
+	if (strcmp(cmd, "cdr") == 0)
+		return cli_cdr(argc - 1, argv + 1);
 	if (strcmp(cmd, "check-config") == 0)
 		return cli_check_config(argc - 1, argv + 1);
 	if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {

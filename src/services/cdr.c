@@ -1056,7 +1056,7 @@ void cdr_csv_header(struct buf *b)
 	buf_append(b, "\r\n", 2);
 }
 
-/* "gw1 503 udp:1.2.3.4:5060; - 180 udp:..." : each leg. */
+/* "503 gw1 udp:192.0.2.1:5060 - -; 200 gw2 udp:... sip:... 2026-...Z": each leg, in order. */
 static void history_text(const struct cdr_rec *r, struct buf *b)
 {
 	char a[80], t[40];
@@ -1065,9 +1065,9 @@ static void history_text(const struct cdr_rec *r, struct buf *b)
 		const struct cdr_leg *l = &r->legs[i];
 		addr_text(&l->to, a, sizeof(a));
 		cdr_format_time(l->ring_ms, t, sizeof(t));
-		buf_printf(b, "%s%s %u %s %s %s", i ? "; " : "", l->target[0] ? l->target : "-",
-			   l->status, l->gateway[0] ? l->gateway : "-", a[0] ? a : "-",
-			   t[0] ? t : "-");
+		buf_printf(b, "%s%u %s %s %s %s", i ? "; " : "", l->status,
+			   l->gateway[0] ? l->gateway : "-", a[0] ? a : "-",
+			   l->target[0] ? l->target : "-", t[0] ? t : "-");
 	}
 	if (r->legs_dropped)
 		buf_printf(b, "; (%u more)", r->legs_dropped);
