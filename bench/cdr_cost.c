@@ -28,8 +28,8 @@ static double cpu_us(void)
 	return ts.tv_sec * 1e6 + ts.tv_nsec / 1e3;
 }
 
-static void feed(struct dlg_table *t, char *buf, size_t cap, const char *head, int i,
-		 int kind, const struct tp_src *src, const struct tp_dest *dst, int64_t now)
+static void feed(struct dlg_table *t, char *buf, size_t cap, const char *head, int i, int kind,
+		 const struct tp_src *src, const struct tp_dest *dst, int64_t now)
 {
 	struct sip_msg m;
 	size_t n = (size_t)snprintf(buf, cap, head, i, i, i);
@@ -53,11 +53,13 @@ static const char *INV =
 static const char *R180 =
     "SIP/2.0 180 Ringing\r\nVia: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK%d\r\n"
     "From: <sip:alice@example.com>;tag=f%d\r\nTo: <sip:bob@example.com>;tag=b\r\n"
-    "Call-ID: c%d\r\nCSeq: 1 INVITE\r\nContact: <sip:bob@198.51.100.2>\r\nContent-Length: 0\r\n\r\n";
+    "Call-ID: c%d\r\nCSeq: 1 INVITE\r\nContact: <sip:bob@198.51.100.2>\r\nContent-Length: "
+    "0\r\n\r\n";
 static const char *R200 =
     "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK%d\r\n"
     "From: <sip:alice@example.com>;tag=f%d\r\nTo: <sip:bob@example.com>;tag=b\r\n"
-    "Call-ID: c%d\r\nCSeq: 1 INVITE\r\nContact: <sip:bob@198.51.100.2>\r\nContent-Length: 0\r\n\r\n";
+    "Call-ID: c%d\r\nCSeq: 1 INVITE\r\nContact: <sip:bob@198.51.100.2>\r\nContent-Length: "
+    "0\r\n\r\n";
 static const char *BYE =
     "BYE sip:bob@198.51.100.2 SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bKb%d\r\n"
     "From: <sip:alice@example.com>;tag=f%d\r\nTo: <sip:bob@example.com>;tag=b\r\n"

@@ -28,7 +28,7 @@
 struct cdr_call {
 	struct cdr_call *next;
 	uint64_t h;
-	char *key; /* Call-ID NUL From tag: exact match */
+	char *key; /* Call-ID NUL From tag NUL: exact match */
 	size_t keylen;
 	struct cdr_rec r;
 };
@@ -226,12 +226,21 @@ static uint64_t call_hash(const struct cdr *c, const struct dlg *d, char *key, s
 		memcpy(key, d->callid ? d->callid : "", a);
 		key[a] = '\0';
 		memcpy(key + a + 1, d->caller.tag ? d->caller.tag : "", b);
+		key[a + 1 + b] = '\0';
 	}
 	siphash_init(&s, &c->key, SIPHASH_1_3);
 	siphash_update(&s, d->callid ? d->callid : "", a);
 	siphash_update_u64(&s, a);
 	siphash_update(&s, d->caller.tag ? d->caller.tag : "", b);
 	return siphash_final(&s);
+}
+
+/* Is n the call of d (its key is Call-ID NUL From tag)? */
+static bool key_is(const struct cdr_call *n, const struct dlg *d)
+{
+	const char *cid = d->callid ? d->callid : "", *tag = d->caller.tag ? d->caller.tag : "";
+
+	return strcmp(n->key, cid) == 0 && strcmp(n->key + strlen(cid) + 1, tag) == 0;
 }
 
 /* The call of d (lock held): found, or made when make (NULL at the cap, counted). */
@@ -244,21 +253,13 @@ static struct cdr_call *call_find(struct cdr *c, const struct dlg *d, bool make,
 
 	for (; *pp; pp = &(*pp)->next) {
 		n = *pp;
-		if (n->h != h || n->keylen != len)
+		if (n->h != h || n->keylen != len || !key_is(n, d))
 			continue;
-		key = malloc(len);
-		if (!key)
-			return NULL;
-		call_hash(c, d, key, &len);
-		if (memcmp(key, n->key, len) == 0) {
-			free(key);
-			if (unlink) {
-				*pp = n->next;
-				c->ncalls--;
-			}
-			return n;
+		if (unlink) {
+			*pp = n->next;
+			c->ncalls--;
 		}
-		free(key);
+		return n;
 	}
 	if (!make)
 		return NULL;
@@ -271,7 +272,7 @@ static struct cdr_call *call_find(struct cdr *c, const struct dlg *d, bool make,
 		return NULL;
 	}
 	n = calloc(1, sizeof(*n));
-	key = malloc(len);
+	key = malloc(len + 1);
 	if (!n || !key) {
 		free(n);
 		free(key);
@@ -421,8 +422,9 @@ static void on_terminated(void *arg, const struct dlg *d, enum dlg_end why)
 
 	pthread_mutex_lock(&c->lock);
 	if (!d->answer_ms) {
-		/* an early dialog that lost or failed: its terminal's part of the history */
-		n = call_find(c, d, true, false);
+		/* an early dialog that lost or failed: its terminal's part of the history (its
+		 * entry exists since on_early; none is made here, the attempt may be over) */
+		n = call_find(c, d, false, false);
 		l = n ? leg_for(&n->r, d->callee.tag) : NULL;
 		if (l)
 			leg_from_dlg(&n->r, l, d);
