@@ -183,7 +183,8 @@ static int cli_cdr_totals(const struct cli_cdr_q *q)
 		t[k].answered += r->disp == CDR_ANSWERED;
 		t[k].billable += cdr_billable_s(r);
 	}
-	qsort(t, nt, sizeof(*t), cli_cdr_total_order);
+	if (nt > 1)
+		qsort(t, nt, sizeof(*t), cli_cdr_total_order);
 	printf("%-40s  %8s  %8s  %12s\n", by_account ? "ACCOUNT" : "CALLER", "CALLS", "ANSWERED",
 	       "BILLABLE_S");
 	for (size_t k = 0; k < nt; k++)
@@ -332,7 +333,8 @@ int cli_cdr(int argc, char **argv)
 		ex = CLI_EXIT_FAILURE;
 		goto out;
 	}
-	qsort(q.recs, q.n, sizeof(*q.recs), cli_cdr_order);
+	if (q.n > 1)
+		qsort(q.recs, q.n, sizeof(*q.recs), cli_cdr_order);
 	if (q.limit >= 0 && (size_t)q.limit < q.n) {
 		for (size_t i = (size_t)q.limit; i < q.n; i++)
 			free(q.recs[i]);
