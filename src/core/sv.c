@@ -22,39 +22,6 @@ bool sv_istarts(sv_t v, sv_t prefix)
 	return v.len >= prefix.len && sv_ieq(sv_make(v.p, prefix.len), prefix);
 }
 
-static bool is_lws(char c)
-{
-	return c == ' ' || c == '\t' || c == '\r' || c == '\n';
-}
-
-sv_t sv_trim(sv_t v)
-{
-	while (v.len && is_lws(v.p[0])) {
-		v.p++;
-		v.len--;
-	}
-	while (v.len && is_lws(v.p[v.len - 1]))
-		v.len--;
-	return v;
-}
-
-ptrdiff_t sv_find(sv_t v, char c)
-{
-	const char *hit = v.len ? memchr(v.p, c, v.len) : NULL;
-	return hit ? hit - v.p : -1;
-}
-
-sv_t sv_sub(sv_t v, size_t from, size_t len)
-{
-	if (!v.p)
-		return SV_NULL;
-	if (from > v.len)
-		return sv_make(v.p + v.len, 0);
-	if (len > v.len - from)
-		len = v.len - from;
-	return sv_make(v.p + from, len);
-}
-
 int sv_to_u32(sv_t v, uint32_t *out)
 {
 	uint64_t n = 0;

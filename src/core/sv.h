@@ -92,10 +92,38 @@ static inline size_t sv_put_hex32(char *out, uint32_t v)
 /* ASCII case-insensitive equality, as SIP compares tokens and host names. */
 bool sv_ieq(sv_t a, sv_t b);
 bool sv_istarts(sv_t v, sv_t prefix);
-sv_t sv_trim(sv_t v);
+
+/* v without leading and trailing spaces, tabs, CRs and LFs (inline: on every parse path). */
+static inline sv_t sv_trim(sv_t v)
+{
+	while (v.len && (v.p[0] == ' ' || v.p[0] == '\t' || v.p[0] == '\r' || v.p[0] == '\n')) {
+		v.p++;
+		v.len--;
+	}
+	while (v.len && (v.p[v.len - 1] == ' ' || v.p[v.len - 1] == '\t' ||
+			 v.p[v.len - 1] == '\r' || v.p[v.len - 1] == '\n'))
+		v.len--;
+	return v;
+}
+
 /* Index of c in v, or -1. */
-ptrdiff_t sv_find(sv_t v, char c);
-sv_t sv_sub(sv_t v, size_t from, size_t len);
+static inline ptrdiff_t sv_find(sv_t v, char c)
+{
+	const char *hit = v.len ? (const char *)memchr(v.p, c, v.len) : NULL;
+	return hit ? hit - v.p : -1;
+}
+
+/* At most len bytes of v from `from` (clamped to v; empty past its end). */
+static inline sv_t sv_sub(sv_t v, size_t from, size_t len)
+{
+	if (!v.p)
+		return SV_NULL;
+	if (from > v.len)
+		return sv_make(v.p + v.len, 0);
+	if (len > v.len - from)
+		len = v.len - from;
+	return sv_make(v.p + from, len);
+}
 
 /* Decimal digits only, no sign, no overflow past UINT32_MAX: 0, EINVAL, ERANGE. */
 int sv_to_u32(sv_t v, uint32_t *out);

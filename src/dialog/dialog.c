@@ -34,17 +34,19 @@ struct dlg_bucket {
 	struct dlg *head;
 };
 
-/* A record to write (meta set) or delete (meta NULL), queued for the database thread. */
+/*
+ * A write or a deletion queued for the database thread. A write names the
+ * dialog only: the database thread composes the record from the dialog as
+ * it is when it flushes (nothing is copied on the worker), and a dialog that
+ * ended before that is never written (its deletion is dropped with it).
+ */
+enum dlg_jop { DLG_J_PUT, DLG_J_DEL };
+
 struct dlg_journal {
 	struct dlg_journal *next;
 	uint64_t id;
-	char *meta;
-	char *body;
-	size_t body_len;
-	int64_t expires;
-	char owner[STORE_URI_MAX];
-	/* the sides' addresses, written as text on the database thread (not on the worker) */
-	struct tp_addr addr[2];
+	uint64_t hash; /* the dialog's bucket, for a write */
+	enum dlg_jop op;
 };
 
 struct dlg_table {
@@ -140,8 +142,6 @@ static void dlg_free(struct dlg *d)
 
 static void journal_free(struct dlg_journal *j)
 {
-	free(j->meta);
-	free(j->body);
 	free(j);
 }
 
@@ -216,6 +216,8 @@ static int set_str(char **dst, sv_t v, size_t cap)
 
 	if (v.len > cap)
 		return E2BIG;
+	if (*dst && strlen(*dst) == v.len && (!v.len || memcmp(*dst, v.p, v.len) == 0))
+		return 0; /* the same (a 2xx repeating its 1xx): no copy */
 	n = malloc(v.len + 1);
 	if (!n)
 		return ENOMEM;
@@ -253,29 +255,31 @@ static sv_t contact_uri(struct sip_msg *m)
 }
 
 /*
- * Record-Route values of m, comma-joined into b: values [from, to) in
- * order, or reversed; values of ours (our signature parameter ";sb=") skipped.
+ * Record-Route values of m, comma-joined into b: all but the last drop_tail
+ * values, in order or reversed; values of ours (our signature parameter
+ * ";sb=") skipped. More than DLG_ROUTES values is EMSGSIZE in b->err.
  */
-static void routes_join(struct sip_msg *m, unsigned from, unsigned to, bool reverse, struct buf *b)
+#define DLG_ROUTES 32
+static void routes_join(struct sip_msg *m, unsigned drop_tail, bool reverse, struct buf *b)
 {
-	sv_t vals[32];
-	unsigned n = 0;
+	sv_t vals[DLG_ROUTES];
+	unsigned n = 0, to;
 	struct sip_hdr_iter it;
 	sv_t elem;
 
 	sip_hdr_iter_init(&it, m, SIP_H_RECORD_ROUTE);
-	while (sip_hdr_iter_next(&it, &elem) && n < 32)
-		vals[n++] = elem;
-	if (to > n)
-		to = n;
-	for (unsigned k = from; k < to; k++) {
-		sv_t v = vals[reverse ? to - 1 - (k - from) : k];
-		bool ours = false;
-		for (size_t i = 0; i + 4 <= v.len; i++) {
-			if (memcmp(v.p + i, ";sb=", 4) == 0)
-				ours = true;
+	while (sip_hdr_iter_next(&it, &elem)) {
+		if (n == DLG_ROUTES) {
+			b->err = EMSGSIZE;
+			return;
 		}
-		if (ours)
+		vals[n++] = elem;
+	}
+	to = n > drop_tail ? n - drop_tail : 0;
+	for (unsigned k = 0; k < to; k++) {
+		sv_t v = vals[reverse ? to - 1 - k : k];
+
+		if (memmem(v.p, v.len, ";sb=", 4))
 			continue;
 		if (b->len)
 			buf_append_str(b, ", ");
@@ -347,75 +351,28 @@ static void side_meta(struct buf *b, const char *who, const struct dlg_side *s)
 	meta_num(b, who, "sdp-len", (int64_t)str_sv(s->sdp).len);
 }
 
-/* Queues the dialog's record (a confirmed dialog) or its deletion (an ended one). */
+/*
+ * Queues the dialog's record (a confirmed dialog: written by the database
+ * thread from the dialog as it then is) or its deletion (an ended one that
+ * was queued or written). Bucket locked.
+ */
 static void persist(struct dlg_table *t, struct dlg *d)
 {
 	struct dlg_journal *j;
-	struct buf b;
 
-	if (d->state == DLG_TERMINATED && !d->persisted)
+	if (d->state == DLG_TERMINATED
+		? d->stored == DLG_STORED_NO
+		: d->state != DLG_CONFIRMED || d->stored == DLG_STORED_QUEUED)
 		return;
-	if (d->state != DLG_CONFIRMED && d->state != DLG_TERMINATED)
-		return;
-	j = calloc(1, sizeof(*j));
-	if (!j)
-		goto nomem;
-	j->id = d->id;
-	if (d->state == DLG_TERMINATED) {
-		journal_push(t, j);
-		d->persisted = false;
+	j = malloc(sizeof(*j));
+	if (!j) {
+		log_err("dialog %s: not written to the store (out of memory)", d->callid);
 		return;
 	}
-	buf_init(&b, 0);
-	meta_str(&b, NULL, "callid", d->callid);
-	meta_str(&b, NULL, "identity", str_sv(d->identity).p);
-	meta_str(&b, NULL, "ruri", str_sv(d->ruri).p);
-	meta_num(&b, NULL, "start", d->start_ms);
-	meta_num(&b, NULL, "answer", d->answer_ms);
-	meta_num(&b, NULL, "status", d->status);
-	meta_str(&b, NULL, "gateway", d->gateway);
-	meta_num(&b, NULL, "owner", d->owner);
-	meta_num(&b, NULL, "invite-cseq", d->invite_cseq);
-	meta_num(&b, NULL, "session-expires", d->session_expires);
-	meta_str(&b, NULL, "refresher", d->refresher_uas ? "uas" : "uac");
-	meta_num(&b, NULL, "expires", d->expires_ms);
-	side_meta(&b, "caller", &d->caller);
-	side_meta(&b, "callee", &d->callee);
-	j->addr[0] = d->caller.addr;
-	j->addr[1] = d->callee.addr;
-	buf_cstr(&b);
-	if (b.err) {
-		buf_free(&b);
-		free(j);
-		goto nomem;
-	}
-	j->meta = b.p;
-	b.p = NULL;
-	{
-		sv_t a = str_sv(d->caller.sdp), c = str_sv(d->callee.sdp);
-		j->body_len = a.len + c.len;
-		j->body = malloc(j->body_len + 1);
-		if (!j->body) {
-			journal_free(j);
-			goto nomem;
-		}
-		memcpy(j->body, a.p, a.len);
-		memcpy(j->body + a.len, c.p, c.len);
-		j->body[j->body_len] = '\0';
-	}
-	/* a record that outlives the server by far is purged: the session expiry, or a day */
-	j->expires = (d->expires_ms ? d->expires_ms / 1000 : (d->answer_ms / 1000)) + 86400;
-	if (d->caller.naddr) {
-		struct sip_naddr na;
-		if (sip_naddr_parse(sv_cstr(d->caller.naddr), &na, NULL) == 0)
-			sv_copy(na.uri, j->owner, sizeof(j->owner)) ? (void)(j->owner[0] = 0)
-								    : (void)0;
-	}
+	*j = (struct dlg_journal){
+	    .id = d->id, .hash = d->hash, .op = d->state == DLG_TERMINATED ? DLG_J_DEL : DLG_J_PUT};
 	journal_push(t, j);
-	d->persisted = true;
-	return;
-nomem:
-	log_err("dialog %s: not written to the store (out of memory)", d->callid);
+	d->stored = d->state == DLG_TERMINATED ? DLG_STORED_NO : DLG_STORED_QUEUED;
 }
 
 /*
@@ -503,7 +460,7 @@ static struct dlg *dlg_new(struct dlg_table *t)
 	siphash_init(&s, &t->key, SIPHASH_2_4);
 	siphash_update_u64(&s, atomic_fetch_add(&t->created, 1));
 	siphash_update_u64(&s, (uint64_t)(uintptr_t)d);
-	d->id = siphash_final(&s);
+	d->id = siphash_final(&s) | 1; /* never 0: a flush's id sets use 0 as "free" */
 	return d;
 }
 
@@ -565,7 +522,7 @@ int dlg_on_invite(struct dlg_table *t, struct sip_msg *m, const struct tp_src *s
 	d->caller.conn_id = src->conn_id;
 	buf_init(&rb, DLG_ROUTE_MAX);
 	/* the Record-Route values of the proxies between the caller and us, nearest first */
-	routes_join(m, 0, 32, false, &rb);
+	routes_join(m, 0, false, &rb);
 	err = set_str(&d->callid, callid, DLG_STR_MAX);
 	if (!err)
 		err = set_str(&d->identity, str_sv(identity), DLG_STR_MAX);
@@ -742,9 +699,12 @@ int dlg_on_response(struct dlg_table *t, struct sip_msg *resp, const struct tp_d
 		}
 		goto out;
 	}
-	if (!d && to->tag.len) {
+	if (!d && to->tag.len && cs->method == SIP_INVITE &&
+	    find_unconfirmed(b, h, callid, from->tag))
+		d = NULL; /* the initial INVITE's answer (the usual case): below */
+	else if (!d && to->tag.len) {
 		/* the callee's re-INVITE: its From tag is the dialog's To tag */
-		uint64_t h2 = call_hash(t, callid, to->tag);
+		uint64_t h1 = h, h2 = call_hash(t, callid, to->tag);
 		if (h2 != h) {
 			pthread_mutex_unlock(&b->lock);
 			h = h2;
@@ -759,10 +719,12 @@ int dlg_on_response(struct dlg_table *t, struct sip_msg *resp, const struct tp_d
 		if (d)
 			goto out;
 		/* not in dialog: back to the caller's bucket */
-		pthread_mutex_unlock(&b->lock);
-		h = call_hash(t, callid, from->tag);
-		b = bucket_of(t, h);
-		pthread_mutex_lock(&b->lock);
+		if (h1 != h) {
+			pthread_mutex_unlock(&b->lock);
+			h = h1;
+			b = bucket_of(t, h);
+			pthread_mutex_lock(&b->lock);
+		}
 	}
 	if (cs->method != SIP_INVITE)
 		goto out;
@@ -790,10 +752,7 @@ int dlg_on_response(struct dlg_table *t, struct sip_msg *resp, const struct tp_d
 			n_up += *p == ',' ? 1 : 0;
 		n_up += d->caller.route && d->caller.route[0] ? 1 : 0;
 		buf_init(&rb, DLG_ROUTE_MAX);
-		{
-			unsigned total = sip_hdr_count(resp, SIP_H_RECORD_ROUTE);
-			routes_join(resp, 0, total > n_up ? total - n_up : 0, true, &rb);
-		}
+		routes_join(resp, n_up, true, &rb);
 		if (!rb.err)
 			set_str(&d->callee.route, buf_sv(&rb), DLG_ROUTE_MAX);
 		buf_free(&rb);
@@ -1204,8 +1163,9 @@ static int load_one(void *arg, const struct store_record *r)
 	atomic_fetch_sub(&t->created, 1); /* dlg_new counts: a loaded one was counted before */
 	d->id = strtoull(r->key, NULL, 16);
 	d->state = DLG_CONFIRMED;
-	d->persisted = true;
-	err = set_str(&d->callid, meta_get(r->meta, "callid"), DLG_STR_MAX);
+	d->stored = DLG_STORED_YES;
+	/* an id of 0 is not one of ours */
+	err = d->id ? set_str(&d->callid, meta_get(r->meta, "callid"), DLG_STR_MAX) : EINVAL;
 	if (!err)
 		err = set_str(&d->identity, meta_get(r->meta, "identity"), DLG_STR_MAX);
 	if (!err)
@@ -1257,35 +1217,162 @@ int dlg_load(struct dlg_table *t, struct store *st, int64_t now_ms)
 	return err;
 }
 
-/* A dialog's record, with the sides' addresses the worker left binary. */
-static int journal_put(struct store *st, const struct dlg_journal *j, const char *key)
+/*
+ * The record of a confirmed dialog (bucket locked, on the database thread):
+ * "key: value" lines in r->meta (heap), both sides' SDP in r->body (heap).
+ */
+static int record_compose(const struct dlg *d, struct store_record *r)
 {
-	struct store_record r = {.kind = STORE_REC_DIALOG,
-				 .seq = 0,
-				 .expires = j->expires,
-				 .body = j->body,
-				 .body_len = j->body_len};
-	char addr[2][80] = {"", ""};
-	struct buf meta;
-	int rc;
+	struct buf b, body;
+	char addr[2][80];
+	sv_t a = str_sv(d->caller.sdp), c = str_sv(d->callee.sdp);
+	int err = 0;
 
-	tp_addr_format(&j->addr[0], addr[0], sizeof(addr[0]));
-	tp_addr_format(&j->addr[1], addr[1], sizeof(addr[1]));
-	buf_init(&meta, 0);
-	buf_append_str(&meta, j->meta);
-	meta_str(&meta, "caller", "addr", addr[0]);
-	meta_str(&meta, "callee", "addr", addr[1]);
-	buf_cstr(&meta);
-	if (meta.err) {
-		buf_free(&meta);
-		return ENOMEM;
+	tp_addr_format(&d->caller.addr, addr[0], sizeof(addr[0]));
+	tp_addr_format(&d->callee.addr, addr[1], sizeof(addr[1]));
+	buf_init(&b, 1024);
+	meta_str(&b, NULL, "callid", d->callid);
+	meta_str(&b, NULL, "identity", str_sv(d->identity).p);
+	meta_str(&b, NULL, "ruri", str_sv(d->ruri).p);
+	meta_num(&b, NULL, "start", d->start_ms);
+	meta_num(&b, NULL, "answer", d->answer_ms);
+	meta_num(&b, NULL, "status", d->status);
+	meta_str(&b, NULL, "gateway", d->gateway);
+	meta_num(&b, NULL, "owner", d->owner);
+	meta_num(&b, NULL, "invite-cseq", d->invite_cseq);
+	meta_num(&b, NULL, "session-expires", d->session_expires);
+	meta_str(&b, NULL, "refresher", d->refresher_uas ? "uas" : "uac");
+	meta_num(&b, NULL, "expires", d->expires_ms);
+	side_meta(&b, "caller", &d->caller);
+	side_meta(&b, "callee", &d->callee);
+	meta_str(&b, "caller", "addr", addr[0]);
+	meta_str(&b, "callee", "addr", addr[1]);
+	buf_cstr(&b);
+	buf_init(&body, a.len + c.len + 1);
+	buf_append(&body, a.p, a.len);
+	buf_append(&body, c.p, c.len);
+	buf_cstr(&body);
+	if (b.err || body.err) {
+		buf_free(&b);
+		buf_free(&body);
+		err = ENOMEM;
+		goto out;
 	}
-	r.meta = meta.p;
-	snprintf(r.key, sizeof(r.key), "%s", key);
-	snprintf(r.owner, sizeof(r.owner), "%s", j->owner);
-	rc = store_record_put(st, &r);
-	buf_free(&meta);
-	return rc;
+	*r = (struct store_record){
+	    .kind = STORE_REC_DIALOG,
+	    .meta = b.p,
+	    .body = body.p,
+	    .body_len = a.len + c.len,
+	    /* a record that outlives the server by far is purged: the
+	       session expiry, or a day */
+	    .expires = (d->expires_ms ? d->expires_ms : d->answer_ms) / 1000 + 86400};
+	snprintf(r->key, sizeof(r->key), "%016" PRIx64, d->id);
+	if (d->caller.naddr) {
+		struct sip_naddr na;
+		if (sip_naddr_parse(sv_cstr(d->caller.naddr), &na, NULL) == 0 &&
+		    sv_copy(na.uri, r->owner, sizeof(r->owner)))
+			r->owner[0] = '\0'; /* too long to be an owner: none */
+	}
+out:
+	return err;
+}
+
+/* The ids a flush dealt with: open addressing, sized for the batch. */
+struct dlg_idset {
+	uint64_t *slot; /* 0 = free (ids are never 0) */
+	size_t mask;
+};
+
+static int idset_init(struct dlg_idset *s, size_t n)
+{
+	size_t cap = 16;
+
+	while (cap < n * 2)
+		cap <<= 1;
+	s->slot = calloc(cap, sizeof(*s->slot));
+	s->mask = cap - 1;
+	return s->slot ? 0 : ENOMEM;
+}
+
+/* Adds id; true when it was there already. */
+static bool idset_add(struct dlg_idset *s, uint64_t id)
+{
+	size_t i = (size_t)(id ^ (id >> 29)) & s->mask;
+
+	for (; s->slot[i]; i = (i + 1) & s->mask)
+		if (s->slot[i] == id)
+			return true;
+	s->slot[i] = id;
+	return false;
+}
+
+/*
+ * One queued write: the dialog's record composed as it is now into r (its
+ * meta and body to free), or *gone set when it ended before this flush (its
+ * deletion, queued too, is dropped).
+ */
+static int flush_compose(struct dlg_table *t, const struct dlg_journal *j, struct store_record *r,
+			 bool *gone)
+{
+	struct dlg_bucket *b = bucket_of(t, j->hash);
+	struct dlg *d;
+	int err = 0;
+
+	*gone = true;
+	pthread_mutex_lock(&b->lock);
+	for (d = b->head; d && d->id != j->id; d = d->next)
+		;
+	if (d && d->state == DLG_CONFIRMED) {
+		*gone = false;
+		err = record_compose(d, r);
+		if (!err)
+			d->stored = DLG_STORED_YES;
+	}
+	pthread_mutex_unlock(&b->lock);
+	return err;
+}
+
+/* One journal entry into the store (a transaction begun when the first one needs it). */
+static int flush_one(struct dlg_table *t, struct store *st, const struct dlg_journal *j,
+		     struct dlg_idset *written, struct dlg_idset *gone, bool *begun)
+{
+	struct store_record r = {0};
+	char key[17];
+	bool ended;
+	int err = 0;
+
+	if (j->op == DLG_J_PUT) {
+		/* written once per flush, from the dialog as it is now */
+		if (idset_add(written, j->id))
+			goto out;
+		err = flush_compose(t, j, &r, &ended);
+		if (err || ended) {
+			if (ended)
+				idset_add(gone, j->id);
+			goto out;
+		}
+	} else if (idset_add(gone, j->id)) {
+		goto out; /* its write was queued in this batch and never made: nothing to delete */
+	}
+	if (!*begun) {
+		if (store_begin(st)) {
+			err = EIO;
+			goto out;
+		}
+		*begun = true;
+	}
+	if (j->op == DLG_J_PUT) {
+		err = store_record_put(st, &r);
+	} else {
+		snprintf(key, sizeof(key), "%016" PRIx64, j->id);
+		err = store_record_del(st, STORE_REC_DIALOG, key);
+		if (err == ENOENT)
+			err = 0;
+	}
+out:
+	free((char *)r.meta);
+	free((char *)r.body);
+	return err;
 }
 
 /* Does a hook write with the dialogs (dlg_hooks.on_flush)? */
@@ -1307,6 +1394,9 @@ static void flush_done(struct dlg_table *t, bool committed)
 int dlg_flush(struct dlg_table *t, struct store *st)
 {
 	struct dlg_journal *list, *n;
+	struct dlg_idset written = {0}, gone = {0};
+	size_t count = 0;
+	bool begun = false;
 	int err = 0;
 
 	pthread_mutex_lock(&t->jlock);
@@ -1316,37 +1406,45 @@ int dlg_flush(struct dlg_table *t, struct store *st)
 	pthread_mutex_unlock(&t->jlock);
 	if (!list && !flush_hooked(t))
 		return 0;
-	if (store_begin(st))
-		err = EIO;
-	for (; list; list = n) {
-		char key[17];
-		n = list->next;
-		snprintf(key, sizeof(key), "%016" PRIx64, list->id);
-		if (!err) {
-			int rc;
-			if (list->meta) {
-				rc = journal_put(st, list, key);
-			} else {
-				rc = store_record_del(st, STORE_REC_DIALOG, key);
-				if (rc == ENOENT)
-					rc = 0;
-			}
-			if (rc)
-				err = rc;
-		}
-		journal_free(list);
+	for (struct dlg_journal *j = list; j; j = j->next)
+		count++;
+	if (idset_init(&written, count) || idset_init(&gone, count)) {
+		err = ENOMEM;
+		goto out;
+	}
+	for (struct dlg_journal *j = list; j && !err; j = j->next)
+		err = flush_one(t, st, j, &written, &gone, &begun);
+	/* what the hooks write goes in the same transaction, after the journal */
+	if (!err && !begun && flush_hooked(t)) {
+		if (store_begin(st))
+			err = EIO;
+		else
+			begun = true;
 	}
 	for (unsigned i = 0; i < t->nhooks && !err; i++)
 		if (t->hooks[i]->on_flush)
 			err = t->hooks[i]->on_flush(t->hooks[i]->arg, st);
+	if (!begun)
+		goto out;
 	if (err) {
 		log_err("dialog write-behind: %s", store_errmsg(st));
 		store_rollback(st);
-	} else if (store_commit(st)) {
+		goto out;
+	}
+	if (store_commit(st)) {
 		log_err("dialog write-behind commit: %s", store_errmsg(st));
 		store_rollback(st);
 		err = EIO;
 	}
-	flush_done(t, err == 0);
+out:
+	if (err && !begun)
+		log_err("dialog write-behind: %s", strerror(err));
+	for (; list; list = n) {
+		n = list->next;
+		journal_free(list);
+	}
+	free(written.slot);
+	free(gone.slot);
+	flush_done(t, begun && !err);
 	return err;
 }

@@ -125,7 +125,13 @@ struct dlg {
 	int64_t expires_ms;		     /* session expiry, 0 = none */
 	uint32_t updated_cseq;		     /* the last re-INVITE/UPDATE whose 2xx was seen */
 	struct dlg_media media;		     /* what the relay saw (dlg_media_set) */
-	bool persisted;
+	enum dlg_stored {
+		DLG_STORED_NO = 0, /* not in the store, nothing queued */
+		DLG_STORED_QUEUED, /* a write is queued: the database thread composes it from
+				      the dialog as it is then (a call that ended before is
+				      never written) */
+		DLG_STORED_YES,	   /* written (or loaded from the store) */
+	} stored;
 	bool forked;
 	/* TRYING: a dialog was copied from it (listings show that one instead) */ /* a record
 										      of it is

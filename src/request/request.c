@@ -266,9 +266,13 @@ static void cont_resume(struct worker *w, struct wjob *job)
 	r->w = w;
 	r->ruri_override.p = rebase(c, r->ruri_override.p);
 	c->old_base = c->msg.buf;
-	if (cancelled) /* RFC 3261 9.2: the request a CANCEL matched gets 487; no further */
-		proxy_reply(r, 487, NULL, SV_NULL);
-	else
+	if (cancelled) {
+		/* RFC 3261 9.2: the request a CANCEL matched gets 487, no further; through a
+		 * server transaction, so the 487 is retransmitted until the ACK and a late
+		 * retransmission of the INVITE gets it again instead of starting the call */
+		if (proxy_local_txn(r) == 0)
+			proxy_reply(r, 487, NULL, SV_NULL);
+	} else
 		r->resume(r);
 	/* done, or waiting again (the same continuation, for another lookup) */
 	sip_msg_release(&c->msg);
@@ -329,6 +333,9 @@ int proxy_suspended(struct preq *r)
 	memcpy(cont_data(c), r->m->buf, c->len);
 	memcpy(c->ctx, r, c->ctx_len);
 	c->state = CONT_WAITING;
+	/* RFC 3261 16.2: an INVITE that may wait longer than 200 ms gets its 100 now */
+	if (r->m->method == SIP_INVITE)
+		proxy_reply(r, 100, NULL, SV_NULL);
 	if (r->m->method != SIP_ACK && txn_key_of(r->w, r->m, false, &c->key) == 0) {
 		struct preq_cont **head = &r->w->waiting[c->key.hash % WAITING_BUCKETS];
 		c->next_waiting = *head;
@@ -341,10 +348,14 @@ int proxy_suspended(struct preq *r)
 bool proxy_waiting_absorb(struct preq *r)
 {
 	struct txn_key k;
+	struct preq_cont *c;
 
 	if (!r->w->suspended || r->cont || txn_key_of(r->w, r->m, false, &k))
 		return false;
-	return waiting_find(r->w, &k) != NULL;
+	c = waiting_find(r->w, &k);
+	if (c && k.method == SIP_INVITE && c->state == CONT_WAITING)
+		proxy_reply(r, 100, NULL, SV_NULL); /* RFC 3261 17.2.1: the provisional again */
+	return c != NULL;
 }
 
 bool proxy_waiting_cancel(struct preq *r)

@@ -12,6 +12,7 @@
 #include "sip/internal.h"
 
 #include <errno.h>
+#include <string.h>
 
 static bool is_wsp(char c)
 {
@@ -177,7 +178,19 @@ sv_t sip_list_split(sv_t *v)
 	int angle = 0;
 	bool quoted = false;
 	sv_t elem;
+	const char *comma = v->len ? memchr(v->p, ',', v->len) : NULL;
 
+	/* the usual cases, with the C library's vectorised search: no comma at all (one
+	 * element), or none of '"' and '<' before the first comma (it ends the element) */
+	if (!comma) {
+		i = v->len;
+		goto done;
+	}
+	if (!memchr(v->p, '"', (size_t)(comma - v->p)) &&
+	    !memchr(v->p, '<', (size_t)(comma - v->p))) {
+		i = (size_t)(comma - v->p);
+		goto done;
+	}
 	for (; i < v->len; i++) {
 		char c = v->p[i];
 		if (quoted) {
@@ -196,6 +209,7 @@ sv_t sip_list_split(sv_t *v)
 		else if (c == ',' && !angle)
 			break;
 	}
+done:
 	elem = sv_trim(sv_make(v->p, i < v->len ? i : v->len));
 	*v = i < v->len ? sv_sub(*v, i + 1, v->len) : sv_make(v->p + v->len, 0);
 	return elem;

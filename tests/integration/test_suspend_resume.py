@@ -16,11 +16,13 @@ uncached user's REGISTER resumes at the registrar.
 """
 import os
 import re
+import socket
+import sqlite3
 import tempfile
 import time
 
-from sbphone import Caller, Phone, reply_to
-from sbtest import Server, SipClient, check, cli, main
+from sbphone import Caller, Phone, hget, reply_to
+from sbtest import Response, Server, SipClient, check, cli, main
 
 
 def server(tmp):
@@ -78,6 +80,80 @@ def test_uncached_call_resumes_at_each_handler():
                        ("waits", "route"), ("resumes", "route")],
               "INVITE waits and resumptions: %s\n%s" % (seen, s.log_tail(40)))
         for x in (alice, bob):
+            x.close()
+
+
+def next_response(caller, timeout):
+    """The next response of any status, or None."""
+    try:
+        return Response(caller.c.recv_raw(timeout))
+    except socket.timeout:
+        return None
+
+
+def cancel_of(invite):
+    """The CANCEL of invite (RFC 3261 9.1: its Via, Request-URI, From, To, Call-ID, CSeq number)."""
+    ruri = invite.split(b" ", 2)[1].decode()
+    lines = ["CANCEL %s SIP/2.0" % ruri, "Via: " + hget(invite, "via")[0], "Max-Forwards: 70",
+             "From: " + hget(invite, "from")[0], "To: " + hget(invite, "to")[0],
+             "Call-ID: " + hget(invite, "call-id")[0],
+             "CSeq: %s CANCEL" % hget(invite, "cseq")[0].split()[0], "Content-Length: 0"]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+def test_waiting_invite_trying_and_cancel():
+    """An INVITE held up by a slow database gets 100 Trying at once and again for each
+    retransmission (RFC 3261 16.2, 17.2.1); cancelled while it waits, it gets a 487 that a
+    server transaction retransmits until the ACK, and a late retransmission of the INVITE
+    gets the 487 again instead of ringing the callee (the 487 used to be sent once,
+    statelessly, and the late INVITE started the call)."""
+    tmp = tempfile.mkdtemp()
+    with server(tmp) as s:
+        bob = Phone(s, "bob", "bobpw")
+        alice = Caller(s)
+        uri = "sip:bob@127.0.0.1"
+        auth = alice.credentials(alice.challenge(uri), uri)
+        mark = drop_cache(s, "sequential")
+        # another process holds the database's write lock, and carol's registration
+        # gives the server's database thread a write to make: it waits for the lock
+        # (up to its 5 s busy timeout), and the lookup of alice's credentials, queued
+        # behind it, waits too
+        holder = sqlite3.connect(s.db, isolation_level=None, timeout=5)
+        holder.execute("BEGIN IMMEDIATE")
+        try:
+            carol = Phone(s, "carol", "carolpw")
+            time.sleep(0.5)  # the write-behind of carol's binding runs every 100 ms
+            inv = alice.build_invite(uri, auth=auth, cseq=2)
+            alice.send(inv)
+            r = next_response(alice, 1.0)
+            check(r is not None and r.status == 100,
+                  "a waiting INVITE got no 100 Trying: %r\n%s" % (r, s.log_tail(20)))
+            check(re.search(r"INVITE waits at handler auth", s.log_text()[mark:]),
+                  "the INVITE did not wait:\n" + s.log_tail(20))
+            alice.send(inv)  # a retransmission while it waits
+            r = next_response(alice, 1.0)
+            check(r is not None and r.status == 100,
+                  "a retransmission of a waiting INVITE got no 100: %r" % r)
+            alice.send(cancel_of(inv))
+            r = next_response(alice, 1.0)
+            check(r is not None and r.status == 200 and "CANCEL" in r.get("CSeq"),
+                  "the CANCEL of a waiting INVITE: %r" % r)
+        finally:
+            holder.execute("ROLLBACK")
+            holder.close()
+        r = alice.final(timeout=6.0)
+        check(r is not None and r.status == 487, "the cancelled INVITE's answer: %r" % r)
+        # not acknowledged: the transaction sends it again (Timer G, from T1 = 500 ms)
+        again = alice.final(timeout=2.0)
+        check(again is not None and again.status == 487,
+              "the 487 was not retransmitted before the ACK: %r" % again)
+        alice.send(inv)  # a late retransmission of the INVITE
+        late = alice.final(timeout=1.0)
+        check(late is not None and late.status == 487,
+              "a late retransmission of the cancelled INVITE: %r" % late)
+        alice.ack(inv, r)
+        check(bob.recv_request("INVITE", 1.0) is None, "bob's phone rang for a cancelled call")
+        for x in (alice, bob, carol):
             x.close()
 
 

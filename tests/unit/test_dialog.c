@@ -626,6 +626,46 @@ static void test_422_retry(void **state)
 	assert_string_equal(line, "Session-Expires: 1800\r\n");
 }
 
+/* A call that ends before the write-behind runs leaves nothing in the store; one still up is
+ * written. */
+static void test_short_call_not_written(void **state)
+{
+	struct fx *f = *state;
+	char path[] = "/tmp/sb-test-dialog-XXXXXX";
+	char db[64], err[256];
+	struct store *st;
+	struct dlg_table *t2;
+	struct dlg_conf c = conf_default();
+	struct count c2 = {{0}, NULL};
+	int fd = mkstemp(path);
+
+	assert_true(fd >= 0);
+	close(fd);
+	unlink(path);
+	snprintf(db, sizeof(db), "%s.db", path);
+	assert_int_equal(store_open(db, &st, err, sizeof(err)), 0);
+	start_call(f);
+	confirm(f, "b1", NULL);
+	confirm(f, "b1", NULL); /* a retransmitted 2xx queues nothing more */
+	assert_int_equal(dlg_on_request(f->t, indialog(f, "BYE", 11, false, "b1", NULL), T0 + 3000),
+			 0);
+	assert_int_equal(dlg_flush(f->t, st), 0);
+	assert_int_equal(dlg_flush(f->t, st), 0); /* an empty journal */
+	assert_int_equal(dlg_table_create(&c, &t2), 0);
+	assert_int_equal(dlg_load(t2, st, T0 + 5000), 0);
+	dlg_foreach(t2, count_one, &c2);
+	assert_int_equal(c2.n[DLG_CONFIRMED], 0);
+	dlg_table_destroy(t2);
+	store_close(st);
+	unlink(db);
+	snprintf(err, sizeof(err), "%s-wal", db);
+	unlink(err);
+	snprintf(err, sizeof(err), "%s-shm", db);
+	unlink(err);
+	snprintf(err, sizeof(err), "%s-users", db);
+	unlink(err);
+}
+
 static void test_persistence(void **state)
 {
 	struct fx *f = *state;
@@ -702,6 +742,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_session_expires_line, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_422_retry, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_persistence, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_short_call_not_written, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

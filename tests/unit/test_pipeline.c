@@ -24,6 +24,7 @@
 #include "server/server.h"
 #include "server/worker.h"
 #include "sip/sip.h"
+#include "transport/tport.h"
 #include "txn/txn.h"
 
 static const char invite[] = "INVITE sip:bob@example.com SIP/2.0\r\n"
@@ -53,6 +54,31 @@ struct tctx {
 	const struct proxy_pipeline *p;
 	struct trace *t;
 };
+
+/* The network: the status of every reply sent (a waiting INVITE gets 100 Trying). */
+static unsigned sent_status[16];
+static unsigned nsent;
+
+static int fake_send(struct worker *w, const struct tp_dest *d, const char *data, size_t len)
+{
+	unsigned st = 0;
+
+	(void)w;
+	(void)d;
+	if (len > 12 && memcmp(data, "SIP/2.0 ", 8) == 0)
+		st = (unsigned)atoi(data + 8);
+	if (nsent < 16)
+		sent_status[nsent++] = st;
+	return 0;
+}
+
+static void on_msg(struct worker *w, struct sip_msg *m, int parse_err, const struct tp_src *src)
+{
+	(void)w;
+	(void)m;
+	(void)parse_err;
+	(void)src;
+}
 
 struct fixture {
 	struct server srv;
@@ -119,6 +145,12 @@ static int setup(void **state)
 
 	assert_non_null(f);
 	assert_int_equal(txn_table_create(&f->srv, &f->srv.txns), 0);
+	{
+		char err[128];
+		assert_int_equal(tp_table_create(&f->srv, on_msg, &f->srv.tp, err, sizeof(err)), 0);
+	}
+	tp_table_set_send(f->srv.tp, fake_send);
+	nsent = 0;
 	f->w.srv = &f->srv;
 	f->w.suspend_cap = PROXY_MAX_SUSPENDED;
 	*state = f;
@@ -132,6 +164,7 @@ static int teardown(void **state)
 	for (unsigned i = 0; i < 4; i++)
 		sip_msg_release(&f->msgs[i]);
 	txn_table_destroy(f->srv.txns);
+	tp_table_destroy(f->srv.tp);
 	free(f);
 	return 0;
 }
@@ -312,12 +345,18 @@ static void test_retransmission_of_waiting(void **state)
 	add(f, PROXY_PHASE_ACCESS, 0, 'w', waits);
 	f->t.wait_times = 1;
 	assert_int_equal(run(f, &c, request(f, 0, 20), &src), PROXY_SUSPENDED);
+	/* RFC 3261 16.2: the waiting INVITE got its 100 Trying at once */
+	assert_int_equal(nsent, 1);
+	assert_int_equal(sent_status[0], 100);
 	memset(&again, 0, sizeof(again));
 	again.r.w = &f->w;
 	again.r.srv = &f->srv;
 	again.r.src = &src;
 	again.r.m = request(f, 1, 20);
 	assert_true(proxy_waiting_absorb(&again.r));
+	/* RFC 3261 17.2.1: its retransmission gets the provisional again */
+	assert_int_equal(nsent, 2);
+	assert_int_equal(sent_status[1], 100);
 	again.r.m = request(f, 2, 21);
 	assert_false(proxy_waiting_absorb(&again.r));
 	f->t.jobs[0]->fn(&f->w, f->t.jobs[0]);

@@ -259,6 +259,39 @@ static void test_ipv6_port_ambiguity(void **state)
 	assert_true(sv_eq(u.host, SV("2001:db8::10")));
 }
 
+/* Comma-separated header values (RFC 3261 7.3.1): a comma inside quotes or <> does not split. */
+static void test_list_split(void **state)
+{
+	static const struct {
+		const char *in;
+		const char *elems[4];
+	} cases[] = {
+	    {"SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK1", {"SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK1"}},
+	    {"a, b ,c", {"a", "b", "c"}},
+	    {"<sip:p1;lr>, <sip:p2;lr>", {"<sip:p1;lr>", "<sip:p2;lr>"}},
+	    {"<sip:a,b@x>;q=1, <sip:c>", {"<sip:a,b@x>;q=1", "<sip:c>"}},
+	    {"\"Doe, John\" <sip:j@x>, <sip:k@x>", {"\"Doe, John\" <sip:j@x>", "<sip:k@x>"}},
+	    {"\"a \\\" ,b\" <sip:q@x>", {"\"a \\\" ,b\" <sip:q@x>"}},
+	    {"x, \"y,z\"", {"x", "\"y,z\""}},
+	    {"", {""}},
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		sv_t v = sv_cstr(cases[i].in);
+		size_t k = 0;
+
+		do {
+			sv_t e = sip_list_split(&v);
+			assert_true(k < 4 && cases[i].elems[k]);
+			assert_int_equal(e.len, strlen(cases[i].elems[k]));
+			assert_memory_equal(e.p, cases[i].elems[k], e.len);
+			k++;
+		} while (v.len);
+		assert_true(k == 4 || !cases[i].elems[k]);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -270,6 +303,7 @@ int main(void)
 	    cmocka_unit_test(test_esc01_uri_compare),
 	    cmocka_unit_test(test_semiuri_user_part),
 	    cmocka_unit_test(test_ipv6_port_ambiguity),
+	    cmocka_unit_test(test_list_split),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
