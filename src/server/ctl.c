@@ -24,6 +24,7 @@
 #include "core/log.h"
 #include "dialog/dialog.h"
 #include "server/server.h"
+#include "services/cdr.h"
 
 #define CTL_IDLE_S	5
 #define CTL_MAX_CLIENTS 32
@@ -187,6 +188,18 @@ static json_t *ctl_answer(struct ctl *c, const struct ctl_req *rq)
 			(json_int_t)st.terminated, "cap_hits", (json_int_t)st.cap_hits, "too_long",
 			(json_int_t)st.too_long, "session_expired", (json_int_t)st.session_expired,
 			"timed_out", (json_int_t)st.timed_out));
+		if (c->srv->cdr) {
+			struct cdr_stats cs;
+			cdr_stats_get(c->srv->cdr, &cs);
+			json_object_set_new(
+			    res, "cdr",
+			    json_pack(
+				"{s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "written", (json_int_t)cs.written,
+				"queued", (json_int_t)cs.queued, "dropped", (json_int_t)cs.dropped,
+				"calls", (json_int_t)cs.calls, "calls_capped",
+				(json_int_t)cs.calls_capped, "truncated", (json_int_t)cs.truncated,
+				"crash_records", (json_int_t)cs.crash_records));
+		}
 		return res;
 	}
 	l.arr = json_array();

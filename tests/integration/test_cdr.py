@@ -108,6 +108,22 @@ def test_answered_call():
         check(records(s, "--caller", "carol@127.0.0.1") == [], "--caller filters")
         check(len(records(s, "--caller", "alice@127.0.0.1")) == 1, "--caller")
         check(len(records(s, "--account", "alice@127.0.0.1", "--limit", "1")) == 1, "--account")
+        # the control socket's stats count what was written
+        import socket as _s
+        ctl = os.path.join(os.path.dirname(s.db), "switchboard.ctl")
+        so = _s.socket(_s.AF_UNIX, _s.SOCK_STREAM)
+        so.connect(ctl)
+        so.sendall(b"stats\n")
+        data = b""
+        while True:
+            chunk = so.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+        so.close()
+        cdr_stats = json.loads(data)["cdr"]
+        check(cdr_stats["written"] == 1 and cdr_stats["dropped"] == 0 and cdr_stats["calls"] == 0,
+              "stats %r" % cdr_stats)
         call.close()
         bob.close()
 
