@@ -721,18 +721,41 @@ static void meta_line(struct buf *b, const char *k, const char *v)
 	buf_append_char(b, '\n');
 }
 
+/* "key: number" without printf (the database thread writes one record per call). */
 static void meta_i64(struct buf *b, const char *k, int64_t v)
 {
-	buf_printf(b, "%s: %" PRId64 "\n", k, v);
+	char digits[24], *p = digits + sizeof(digits);
+	uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+
+	*--p = '\0';
+	do {
+		*--p = (char)('0' + u % 10);
+		u /= 10;
+	} while (u);
+	if (v < 0)
+		*--p = '-';
+	buf_append_str(b, k);
+	buf_append(b, ": ", 2);
+	buf_append_str(b, p);
+	buf_append_char(b, '\n');
 }
 
 static void meta_dir(struct buf *b, const char *who, const struct dlg_media_dir *m)
 {
-	buf_printf(b,
-		   "%s-packets: %" PRIu64 "\n%s-bytes: %" PRIu64 "\n%s-lost: %" PRIu64
-		   "\n%s-jitter-us: %" PRIu32 "\n",
-		   who, m->packets, who, m->bytes, who, m->lost, who, m->jitter_us);
-	buf_printf(b, "%s-codec: %.*s\n", who, (int)strnlen(m->codec, sizeof(m->codec)), m->codec);
+	static const char *const names[2][5] = {
+	    {"caller-packets", "caller-bytes", "caller-lost", "caller-jitter-us", "caller-codec"},
+	    {"callee-packets", "callee-bytes", "callee-lost", "callee-jitter-us", "callee-codec"},
+	};
+	const char *const *n = names[strcmp(who, "caller") == 0 ? 0 : 1];
+	char codec[sizeof(m->codec) + 1];
+
+	meta_i64(b, n[0], (int64_t)m->packets);
+	meta_i64(b, n[1], (int64_t)m->bytes);
+	meta_i64(b, n[2], (int64_t)m->lost);
+	meta_i64(b, n[3], m->jitter_us);
+	memcpy(codec, m->codec, sizeof(m->codec));
+	codec[sizeof(m->codec)] = '\0';
+	meta_line(b, n[4], codec);
 }
 
 static void addr_text(const struct tp_addr *a, char *out, size_t len)
