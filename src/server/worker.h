@@ -56,6 +56,9 @@ struct worker_stats {
 struct worker {
 	struct server *srv;
 	unsigned id;
+	/* what lower layers need of the server, copied at creation (no server.h for them) */
+	uint64_t seed;		 /* the process's random seed (stateless To tags) */
+	const char *server_name; /* the Server / User-Agent header value */
 	pthread_t thread;
 	struct event_base *base;
 
@@ -73,8 +76,9 @@ struct worker {
 	struct txn_worker *txw;
 	struct auth_hasher *hasher;
 	struct dns_resolver *dns;
-	struct ovl *ovl;	 /* overload control (proxy/overload.h) */
-	struct rules_view rules; /* the routing rules this worker uses (services/rules.h) */
+	struct ovl *ovl;	       /* overload control (proxy/overload.h) */
+	struct rules_view rules;       /* the routing rules this worker uses (services/rules.h) */
+	struct rules_slot *rules_slot; /* where the database thread publishes them */
 
 	uint64_t seq;	    /* for tags and branches */
 	int64_t date_sec;   /* the second date_text was made for */
