@@ -68,13 +68,11 @@ KNOWN_DEBT = {
     ("services/im.c", "server/server.h"),
     ("services/presence.c", "server/server.h"),
     ("services/registrar.c", "server/server.h"),
-    ("services/uac.c", "server/server.h"),
     ("services/users.c", "server/server.h"),
     ("proxy/callee.c", "server/server.h"),
     ("proxy/core.c", "server/server.h"),
     ("proxy/features.c", "server/server.h"),
     ("proxy/fwd.c", "server/server.h"),
-    ("proxy/policy.c", "server/server.h"),
     ("proxy/probe.c", "server/server.h"),
     ("proxy/route.c", "server/server.h"),
 }

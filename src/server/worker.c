@@ -150,6 +150,8 @@ int worker_create(struct server *srv, unsigned id, struct worker **out)
 	w->srv = srv;
 	w->seed = srv->seed;
 	w->rules_slot = srv->rules;
+	w->barring = &srv->cfg.barring;
+	w->tpt = srv->tp;
 	w->server_name = srv->cfg.server_name;
 	w->id = id;
 	w->inbox_fd = -1;

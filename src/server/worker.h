@@ -23,6 +23,9 @@ struct event_base;
 struct event;
 struct worker;
 struct tp_worker;
+struct tp_table;
+struct lists_barring;
+struct rules_slot;
 struct txn_worker;
 struct auth_hasher;
 struct dns_resolver;
@@ -73,12 +76,14 @@ struct worker {
 	struct event *housekeeping_ev;
 
 	struct tp_worker *tp;
+	struct tp_table *tpt; /* the transports all workers share (listen addresses) */
 	struct txn_worker *txw;
 	struct auth_hasher *hasher;
 	struct dns_resolver *dns;
 	struct ovl *ovl;	       /* overload control (proxy/overload.h) */
 	struct rules_view rules;       /* the routing rules this worker uses (services/rules.h) */
 	struct rules_slot *rules_slot; /* where the database thread publishes them */
+	const struct lists_barring *barring; /* barring: the classes of numbers (config) */
 
 	uint64_t seq;	    /* for tags and branches */
 	int64_t date_sec;   /* the second date_text was made for */
