@@ -60,7 +60,6 @@ KNOWN_DEBT = {
     ("transport/tcp.c", "server/server.h"),
     ("transport/tport.c", "server/server.h"),
     ("transport/udp.c", "server/server.h"),
-    ("txn/txn.c", "server/server.h"),
     ("request/overload.c", "server/server.h"),
     ("request/request.c", "server/server.h"),
     ("services/challenge.c", "server/server.h"),

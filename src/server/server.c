@@ -122,7 +122,7 @@ int server_start(struct server *s, const struct cfg *cfg, char *err, size_t errl
 
 	if ((rc = loc_create(s->seed, &s->loc)) ||
 	    (rc = users_create(s, SRV_USER_CACHE, &s->users)) ||
-	    (rc = txn_table_create(s, &s->txns))) {
+	    (rc = txn_table_create(s->seed, &s->txns))) {
 		snprintf(err, errlen, "out of memory");
 		return rc;
 	}

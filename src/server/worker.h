@@ -24,6 +24,8 @@ struct event;
 struct worker;
 struct tp_worker;
 struct tp_table;
+struct txn_table;
+struct cfg;
 struct lists_barring;
 struct rules_slot;
 struct txn_worker;
@@ -76,7 +78,9 @@ struct worker {
 	struct event *housekeeping_ev;
 
 	struct tp_worker *tp;
-	struct tp_table *tpt; /* the transports all workers share (listen addresses) */
+	struct tp_table *tpt;	/* the transports all workers share (listen addresses) */
+	struct txn_table *txns; /* the server transactions all workers share */
+	const struct cfg *cfg;	/* the configuration (plain values) */
 	struct txn_worker *txw;
 	struct auth_hasher *hasher;
 	struct dns_resolver *dns;
