@@ -164,7 +164,34 @@ static long call_index(const char *msg)
 	return strtol(v + 2, NULL, 10);
 }
 
-/* The UAS: 200 to INVITE (with To tag and Contact) and to BYE, statelessly. */
+/*
+ * The loopback address whose port follows `after` in s (the first "sip:" of a
+ * Route, the sent-by of a Via), or dflt when there is none: where an
+ * in-dialog request (its first Route, RFC 3261 12.2.1.1) and a response (its
+ * top Via, 18.2.2) go, which a server's dialog port may make other than the
+ * port the load is sent to.
+ */
+static struct sockaddr_in addr_after(const char *s, const char *after,
+				     const struct sockaddr_in *dflt)
+{
+	struct sockaddr_in a = *dflt;
+	const char *p = s ? strstr(s, after) : NULL, *e = p ? strstr(p, "\r\n") : NULL;
+	long port;
+
+	if (!p)
+		return a;
+	p += strlen(after);
+	while (*p && *p != ':' && *p != ';' && *p != '>' && (!e || p < e))
+		p++;
+	if (*p != ':')
+		return a;
+	port = strtol(p + 1, NULL, 10);
+	if (port > 0 && port < 65536)
+		a.sin_port = htons((uint16_t)port);
+	return a;
+}
+
+/* The UAS: 200 to INVITE (with To tag and Contact) and to BYE, statelessly, to the top Via. */
 static void uas_answer(struct out *o, const char *msg, const struct sockaddr_in *from,
 		       uint16_t uas_port)
 {
@@ -201,7 +228,10 @@ static void uas_answer(struct out *o, const char *msg, const struct sockaddr_in 
 		n += (size_t)snprintf(b + n, MAXMSG - n, "Contact: <sip:uas@127.0.0.1:%u>\r\n",
 				      uas_port);
 	n += (size_t)snprintf(b + n, MAXMSG - n, "Content-Length: 0\r\n\r\n");
-	push(o, from, n);
+	{
+		struct sockaddr_in to = addr_after(msg, "\r\nVia: SIP/2.0/UDP ", from);
+		push(o, &to, n);
+	}
 }
 
 static const struct sockaddr_in *g_server;
@@ -272,7 +302,8 @@ static void send_in_dialog(struct out *o, long i, struct call *c, const char *me
 			 method, target, g_uac_port, i, method, route[0] ? "Route: " : "", route,
 			 route[0] ? "\r\n" : "", i % 100, i, (unsigned long)(i % callees + 1), i,
 			 cseq, method);
-	push(o, g_server, (size_t)n);
+	struct sockaddr_in to = addr_after(route[0] ? route : target, "sip:", g_server);
+	push(o, &to, (size_t)n);
 }
 
 /* Route set (Record-Route reversed) and the remote target from a 200. */
