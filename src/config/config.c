@@ -50,7 +50,7 @@ enum cfg_kind {
 	CFG_K_GROUPS,
 	CFG_K_RULES,
 	CFG_K_BAR_CLASSES,
-	CFG_K_DP_TIMEOUT, /* dialplan.gateway_timeout / gateway_ring_timeout: dp_config_set */
+	CFG_K_DP_TIMEOUT,  /* dialplan.gateway_timeout / gateway_ring_timeout: dp_config_set */
 	CFG_K_DIALOG_PORT, /* udp.dialog_port: off, auto or a port */
 };
 

@@ -116,7 +116,7 @@ struct cfg {
 	 */
 	unsigned udp_dialog_port; /* 0 */
 	/* receive buffer of the main UDP sockets in bytes (SO_RCVBUF; the kernel doubles it
-	 * and caps it at net.core.rmem_max); 0 = 8 MiB without a dialog port, less with one */
+	 * and caps it at net.core.rmem_max); 0 = 8 MiB */
 	unsigned udp_main_rcvbuf; /* 0 */
 
 	/* dns */

@@ -412,8 +412,8 @@ int tp_table_create(struct server *srv, tp_recv_fn on_msg, struct tp_table **out
 	for (size_t i = 0; i < srv->cfg.nlisten && i < TP_MAX_LISTEN; i++) {
 		rc = listen_setup(&t->listen[i], &srv->cfg.listen[i], err, errlen);
 		if (!rc)
-			rc = dialog_port_setup(&t->listen[i], srv->cfg.udp_dialog_port, err,
-					       errlen);
+			rc =
+			    dialog_port_setup(&t->listen[i], srv->cfg.udp_dialog_port, err, errlen);
 		if (rc)
 			break;
 		t->nlisten++;

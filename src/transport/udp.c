@@ -15,11 +15,23 @@
  * requests still go out from the shared listen socket (the port phones
  * behind NAT registered with, and trunks expect), and the worker's own
  * socket takes responses only: a request sent there is dropped and counted.
+ *
+ * With udp.dialog_port each UDP listen address also has a dialog port,
+ * shared by the workers like the listen port, which our Record-Route and the
+ * Via of what we forward name (issue 11): established calls' requests and the
+ * responses to what we forward arrive there, and the handler of the listen
+ * port reads the dialog ports and the worker's own ports before each of its
+ * batches. Under a flood of new INVITEs the listen port's buffer fills and
+ * the kernel drops what does not fit, but nothing of a call already taken
+ * waits behind them. Requests from anyone else on a dialog port are dropped
+ * after the flood check (request/overload.c), so a flood sent there gains
+ * nothing and the listen port still gets a batch in every round.
  */
 #include "transport/internal.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,9 +46,6 @@
 
 /* Budget per readiness event, so timers and TCP are not starved under flood. */
 #define UDP_MAX_BATCHES_PER_EVENT 8
-/* The main sockets' receive buffer with a dialog port and no udp.main_rcvbuf (see
- * docs/benchmarks.md, "Overload control": measured) */
-#define UDP_MAIN_RCVBUF_DIALOG (512 * 1024)
 
 /* The kernel's receive time of a datagram (SO_TIMESTAMPNS), 0 when it gave none. */
 static int64_t udp_rx_time(struct msghdr *mh)
@@ -208,13 +217,11 @@ int tp_udp_open(struct worker *w, unsigned listen)
 	int one = 1, size = 8 * 1024 * 1024;
 	int fd;
 
-	/* with a dialog port, established calls do not queue here: a smaller buffer makes the
-	 * kernel drop new requests early, before the worker pays for a refusal of a request
-	 * that waited too long */
+	/* not smaller by default with a dialog port: the overload controller needs the queue
+	 * to measure, and what the kernel drops comes back as retransmissions (measured,
+	 * docs/benchmarks.md "Overload control") */
 	if (c->udp_main_rcvbuf)
-		size = (int)c->udp_main_rcvbuf;
-	else if (c->udp_dialog_port)
-		size = UDP_MAIN_RCVBUF_DIALOG;
+		size = c->udp_main_rcvbuf > INT_MAX ? INT_MAX : (int)c->udp_main_rcvbuf;
 
 	fd = socket(l->addr.u.sa.sa_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)

@@ -353,6 +353,44 @@ def test_record_route_and_in_dialog_through_dialog_port():
         s.stop()
 
 
+def test_calls_survive_restart():
+    """Route sets name a port: a call set up with the dialog port off ends through the listen
+    port after a restart with it on, and one set up with it on ends after a restart with the
+    same dialog port."""
+    tmp = tempfile.mkdtemp(prefix="sbdp-")
+    port, dport = free_port(), free_port()
+    db = os.path.join(tmp, "switchboard.db")
+    s = Server(workers=1, port=port, db=db, config=config(tmp, 0), tmp=tmp).start()
+    bob = None
+    try:
+        s.add_user("bob", "bobpw")
+        bob = Callee(s)
+        socks = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(2)]
+        for sock in socks:
+            sock.bind(("127.0.0.1", 0))
+        old = Call(s, socks[0])
+        old.setup()
+        check(old.first_hop() == ("127.0.0.1", port), "off: the listen port is in the route")
+        s.stop()
+        s = Server(workers=1, port=port, db=db, config=config(tmp, dport), tmp=tmp).start()
+        new = Call(s, socks[1])
+        new.setup()
+        check(new.first_hop() == ("127.0.0.1", dport), "on: the dialog port is in the route")
+        s.stop()
+        s = Server(workers=1, port=port, db=db, config=config(tmp, dport), tmp=tmp).start()
+        for call in (old, new):
+            call.send_in_dialog("BYE", cseq=2)
+            call.sock.settimeout(3)
+            r = Response(call.sock.recv(65535))
+            check(r.status == 200 and "BYE" in r.get("CSeq"),
+                  "the BYE of a call set up before the restart: %r" % r)
+            call.sock.close()
+    finally:
+        if bob:
+            bob.close()
+        s.stop()
+
+
 def test_stranger_on_dialog_port_not_served():
     tmp = tempfile.mkdtemp(prefix="sbdp-")
     dport = free_port()
