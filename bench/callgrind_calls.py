@@ -77,8 +77,8 @@ def main():
     total = ir(r"PROGRAM TOTALS")
     ok = r["ok"]
     print(json.dumps({"calls": ok, "whole_per_call": total / max(ok, 1),
-                      "udp_readable_per_call": ir(r" udp_readable ") / max(ok, 1),
-                      "on_request_per_call": ir(r" on_request ") / max(ok, 1),
+                      "udp_readable_per_call": ir(r":udp_readable ") / max(ok, 1),
+                      "on_request_per_call": ir(r":on_request ") / max(ok, 1),
                       "binary": sbbench.SB_BIN, "extra": extra}))
 
 

@@ -142,8 +142,10 @@ static int udp_read_batch(struct worker *w, int fd, unsigned listen, enum udp_so
 }
 
 /*
- * Before each batch of the main socket: what is waiting on the dialog ports
- * and the worker's own ports (established calls' requests, responses to what
+ * Before each batch of the main socket but the first of an event (between
+ * two events the loop runs the priority sockets' own events, and an idle
+ * server so pays nothing): what is waiting on the dialog ports and the
+ * worker's own ports (established calls' requests, responses to what
  * we forwarded), at most UDP_PRIORITY_BATCHES batches of each. Under a flood
  * of new INVITEs on the main port, that traffic so waits behind one batch at
  * most, not behind a full socket buffer; a flood aimed at a dialog port gets
@@ -199,7 +201,8 @@ static void udp_readable(evutil_socket_t fd, short what, void *arg)
 	worker_reap(w);
 	tw->batching = true;
 	for (int round = 0; round < UDP_MAX_BATCHES_PER_EVENT; round++) {
-		if (kind == UDP_MAIN && tw->priority)
+		/* from the second batch on: the main socket has a backlog */
+		if (kind == UDP_MAIN && tw->priority && round > 0)
 			udp_read_priority(w);
 		if (udp_read_batch(w, (int)fd, listen, kind) < TP_BATCH)
 			break;
