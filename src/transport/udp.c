@@ -148,11 +148,15 @@ static int udp_read_batch(struct worker *w, int fd, unsigned listen, enum udp_so
  * worker's own ports (established calls' requests, responses to what
  * we forwarded), at most UDP_PRIORITY_BATCHES batches of each. Under a flood
  * of new INVITEs on the main port, that traffic so waits behind one batch at
- * most, not behind a full socket buffer; a flood aimed at a dialog port gets
- * no more than its share (the main socket still reads a batch per round, and
- * the strangers there are dropped, request/overload.h).
+ * most, not behind a full socket buffer. Eight batches: an admitted call
+ * brings four to five datagrams there (ACK, BYE, the answers to what we
+ * forward), and with fewer the dialog port's queue grew when every INVITE was
+ * admitted (overload control off: measured). A flood aimed at a dialog port
+ * still leaves the main socket a batch per round, and its strangers are
+ * dropped after the flood check (request/overload.c), a few microseconds
+ * each against tens for an INVITE.
  */
-#define UDP_PRIORITY_BATCHES 2
+#define UDP_PRIORITY_BATCHES 8
 
 static void udp_read_priority(struct worker *w)
 {
