@@ -586,6 +586,8 @@ int main(int argc, char **argv)
 					if (strstr(msg, "\r\nCSeq: 2 BYE")) {
 						if (st >= 200 && c->state == C_UP) {
 							c->state = st < 300 ? C_DONE : C_BYE_FAILED;
+							if (st >= 300)
+								c->status = (uint16_t)st; /* why */
 							c->t_done = now;
 						}
 						continue;
@@ -638,6 +640,7 @@ int main(int argc, char **argv)
 	kill(uas, SIGKILL);
 	waitpid(uas, NULL, 0);
 	/* results */
+	long bye_open = 0, bye_timeout = 0, bye_error = 0, bye_error_status = 0;
 	long up = 0, done = 0, bye_lost = 0, refused = 0, failed = 0, unanswered = 0, local = 0;
 	/* goodput: calls completed in the steady part of the offer (after the first second) */
 	long done_window = 0;
@@ -661,6 +664,14 @@ int main(int argc, char **argv)
 		case C_BYE_FAILED:
 			up++;
 			bye_lost++;
+			/* which way: still waiting at the end, every retransmission unanswered, or
+			 * answered with an error (its status kept) */
+			if (c->state == C_UP)
+				bye_open++;
+			else if (c->status >= 300)
+				bye_error++, bye_error_status = c->status;
+			else
+				bye_timeout++;
 			break;
 		case C_REFUSED:
 			refused++;
@@ -683,11 +694,13 @@ int main(int argc, char **argv)
 	       "\"failed_other\": %ld, \"unanswered\": %ld, \"fail_4xx\": %lu, \"fail_5xx\": %lu, "
 	       "\"n100\": %zu, \"p50_100_ms\": %.3f, \"p99_100_ms\": %.3f, "
 	       "\"p99_first_ms\": %.3f, \"stray\": %lu, \"oc_seen\": %lu, \"oc_max\": %lu, "
-	       "\"reduced_at_source\": %ld, \"invite_retransmissions\": %lu}\n",
+	       "\"reduced_at_source\": %ld, \"invite_retransmissions\": %lu, "
+	       "\"bye_open_at_end\": %ld, \"bye_timeout\": %ld, \"bye_error\": %ld, "
+	       "\"bye_error_status\": %ld}\n",
 	       rate, secs, sent, up, done, (double)done_window / (double)(secs - 1), bye_lost,
 	       refused, failed, unanswered, status_count[4], status_count[5], n100,
 	       pctl(lat100, n100, 50), pctl(lat100, n100, 99), pctl(latfirst, nfirst, 99), stray,
-	       oc_seen, oc_max, local, retx);
+	       oc_seen, oc_max, local, retx, bye_open, bye_timeout, bye_error, bye_error_status);
 	free(lat100);
 	free(latfirst);
 	free(calls);
