@@ -7,8 +7,10 @@ main one. Covered:
 - under a flood of new INVITEs on the main port from several sockets, at a
   rate the server cannot keep up with (its socket buffer full, the kernel
   dropping), every established call's BYE (set up through the server before
-  the flood) gets its 200 end to end, and quickly; with the dialog port off
-  (as on main before it) the same flood loses BYEs or their 200s;
+  the flood) gets its 200 end to end, at its first transmission. On main
+  before the dialog port (3fa1b54), and here with it off (run_flood(0)),
+  the same flood left 0 of the 20 BYEs answered within 3.5 s;
+- calls set up before a restart end after it (the route sets name a port);
 - the Record-Route names the dialog port, and a call's ACK, INFO and BYE go
   through it; a caller over TCP gets a Record-Route naming the TCP address
   (double Record-Route, UDP on the callee's side) and its BYE works over TCP;
@@ -299,7 +301,6 @@ def test_byes_during_flood():
           % (ok, CALLS, ["%.3f" % x for x in lat], overloaded))
     check(ok == CALLS, "every BYE gets its 200 during the flood: %d of %d" % (ok, CALLS))
     check(lat[-1] < 0.5, "and at its first transmission: %r" % lat)
-    m = re.findall(r"malformed \d+, dropped (\d+);", log)
     check(overloaded, "the flood overloaded the server (it refused new requests)")
 
 
