@@ -265,6 +265,7 @@ static void log_stats(struct server *s)
 		t.suspended += w->stats.suspended;
 		t.suspend_refused += w->stats.suspend_refused;
 		t.resp_hops += w->stats.resp_hops;
+		t.rx_dport_strangers += w->stats.rx_dport_strangers;
 	}
 	log_info(
 	    "messages received %llu, sent %llu, malformed %llu, dropped %llu; calls blocked "
@@ -279,6 +280,9 @@ static void log_stats(struct server *s)
 		 (unsigned long long)t.suspended, (unsigned long long)t.suspend_refused);
 	log_info("responses received by a worker other than their transaction's: %llu",
 		 (unsigned long long)t.resp_hops);
+	if (s->cfg.udp_dialog_port)
+		log_info("out-of-dialog requests dropped on the dialog port: %llu",
+			 (unsigned long long)t.rx_dport_strangers);
 	log_overload_stats(s);
 }
 

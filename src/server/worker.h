@@ -56,6 +56,7 @@ struct worker_stats {
 	uint64_t suspended;	   /* requests that waited for a lookup (request/request.h) */
 	uint64_t suspend_refused;  /* ... refused with 503: the worker held suspend_cap already */
 	uint64_t fwd_bad_moves;	   /* proxy/branch state moves refused (proxy/internal.h): a bug */
+	uint64_t rx_dport_strangers; /* out-of-dialog requests on a dialog port, dropped */
 };
 
 struct worker {
