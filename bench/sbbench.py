@@ -33,7 +33,8 @@ REG_RATES and CALL_RATES (comma-separated offered rates of the sweeps), OVL_RATE
 overload run's search for the maximum), OVL_PEAK (skip that search: the maximum, with
 OVL_PEAK_GOODPUT its goodput), OVL_MULTS (the multiples offered, 1,3,10), OVL_QUOTA
 (percent of the server core the overload run may use, through a cpu cgroup; 0 = the whole
-core).
+core), OVL_DIALOG_PORT (udp.dialog_port for that run: auto or a port; unset = off) and
+OVL_MAIN_RCVBUF (udp.main_rcvbuf, bytes).
 """
 
 import json
@@ -638,6 +639,10 @@ OVL_RATES = _rates("OVL_RATES", [2000, 4000, 6000, 7000, 8000, 8500, 9000, 9500,
 OVL_QUOTA = int(os.environ.get("OVL_QUOTA", "0"))
 OVL_MULTS = _rates("OVL_MULTS", [1, 3, 10])
 OVL_PEAK = int(os.environ.get("OVL_PEAK", "0"))  # skip the search: this is the maximum
+# udp.dialog_port for the overload run ("" = the configuration's: off), and the main
+# sockets' receive buffer (udp.main_rcvbuf, bytes; "" = the server's default)
+OVL_DIALOG_PORT = os.environ.get("OVL_DIALOG_PORT", "")
+OVL_MAIN_RCVBUF = os.environ.get("OVL_MAIN_RCVBUF", "")
 
 
 def ovl_config(workdir, enabled):
@@ -646,6 +651,15 @@ def ovl_config(workdir, enabled):
     path = os.path.join(workdir, "overload-%s.yaml" % ("on" if enabled else "off"))
     with open(SB_BENCH_CFG) as f:
         base = f.read()
+    udp = ""
+    if OVL_DIALOG_PORT:
+        udp += "  dialog_port: %s\n" % OVL_DIALOG_PORT
+    if OVL_MAIN_RCVBUF:
+        udp += "  main_rcvbuf: %s\n" % OVL_MAIN_RCVBUF
+    if udp and re.search(r"(?m)^udp:\n", base):
+        base = re.sub(r"(?m)^udp:\n", lambda m: "udp:\n" + udp, base, count=1)
+    elif udp:
+        base = base.rstrip("\n") + "\nudp:\n" + udp
     with open(path, "w") as f:
         f.write(base.rstrip("\n") + "\n")
         f.write("overload:\n  enabled: %s\n  delay_ms: 50\n  retry_after: 2\n"

@@ -10,14 +10,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "server/server.h"
 #include "services/auth.h"
 #include "sip/sip.h"
 #include "txn/txn.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	static struct server srv;
 	static struct txn_table *tt;
 	unsigned owner;
 	uint32_t slot, gen;
@@ -26,7 +24,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	char *copy;
 	size_t half;
 
-	if (!tt && txn_table_create(&srv, &tt))
+	if (!tt && txn_table_create(0, &tt))
 		abort();
 	copy = malloc(size ? size : 1);
 	if (!copy)

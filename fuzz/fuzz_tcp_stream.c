@@ -108,6 +108,8 @@ static void fz_setup(void)
 	fz.srv->tp->max_queued = 4096;
 	fz.srv->tp->max_queued_unauth = 2048;
 	fz.w->srv = fz.srv;
+	fz.w->cfg = &fz.srv->cfg;
+	fz.w->tpt = fz.srv->tp;
 	fz.w->id = 0;
 	fz.w->base = event_base_new();
 	fz.srv->workers[0] = fz.w;

@@ -50,7 +50,8 @@ enum cfg_kind {
 	CFG_K_GROUPS,
 	CFG_K_RULES,
 	CFG_K_BAR_CLASSES,
-	CFG_K_DP_TIMEOUT, /* dialplan.gateway_timeout / gateway_ring_timeout: dp_config_set */
+	CFG_K_DP_TIMEOUT,  /* dialplan.gateway_timeout / gateway_ring_timeout: dp_config_set */
+	CFG_K_DIALOG_PORT, /* udp.dialog_port: off, auto or a port */
 };
 
 struct cfg_key {
@@ -146,6 +147,8 @@ static const struct cfg_key cfg_tcp_keys[] = {
 static const struct cfg_key cfg_udp_keys[] = {
     CFG_BOOL("worker_ports", udp_worker_ports),
     CFG_UINT("worker_port_base", udp_worker_port_base, 0, 65535),
+    CFG_SPECIAL("dialog_port", CFG_K_DIALOG_PORT),
+    CFG_UINT("main_rcvbuf", udp_main_rcvbuf, 0, 1024 * 1024 * 1024),
     {0},
 };
 
@@ -976,6 +979,23 @@ static int cfg_set_proxy_mode(struct cfg_parse *p, const struct cfg_key *k, cons
 		p->c->proxy_mode = CFG_PROXY_STATELESS;
 	else
 		return cfg_fail_key(p, k->name, v, "stateful or stateless");
+	return 0;
+}
+
+/* udp.dialog_port: 0 or off, auto (the listen port + 1), or a port. */
+static int cfg_set_dialog_port(struct cfg_parse *p, const struct cfg_key *k, const yaml_node_t *v)
+{
+	const char *s = v->type == YAML_SCALAR_NODE ? cfg_str(v) : "";
+	uint32_t n;
+
+	if (strcasecmp(s, "auto") == 0)
+		p->c->udp_dialog_port = CFG_DIALOG_PORT_AUTO;
+	else if (strcasecmp(s, "off") == 0 || strcasecmp(s, "false") == 0)
+		p->c->udp_dialog_port = 0;
+	else if (v->type == YAML_SCALAR_NODE && sv_to_u32(cfg_sv(v), &n) == 0 && n <= 65535)
+		p->c->udp_dialog_port = n;
+	else
+		return cfg_fail_key(p, k->name, v, "0 or off, auto, or a port from 1 to 65535");
 	return 0;
 }
 
@@ -1859,6 +1879,8 @@ static int cfg_apply(struct cfg_parse *p, const struct cfg_key *k, const yaml_no
 		return cfg_set_log_level(p, k, v);
 	case CFG_K_PROXY_MODE:
 		return cfg_set_proxy_mode(p, k, v);
+	case CFG_K_DIALOG_PORT:
+		return cfg_set_dialog_port(p, k, v);
 	case CFG_K_ALGS:
 		return cfg_set_algs(p, k, v);
 	case CFG_K_DOMAINS:

@@ -43,6 +43,9 @@ enum cfg_fwd_header { CFG_FWD_DIVERSION = 1, CFG_FWD_HISTORY_INFO = 2 };
 
 enum cfg_auth_alg { CFG_ALG_MD5 = 0, CFG_ALG_SHA256 };
 
+/* udp.dialog_port: auto (the listen port + 1) */
+#define CFG_DIALOG_PORT_AUTO 65536u
+
 struct cfg {
 	/* general */
 	enum log_level log_level;
@@ -104,6 +107,17 @@ struct cfg {
 	 * let responses in to those ports */
 	bool udp_worker_ports;	       /* false */
 	unsigned udp_worker_port_base; /* 0 = a port the kernel picks per worker */
+	/*
+	 * udp (issue 11): the dialog port, a second UDP socket per UDP listen address that
+	 * our Record-Route and the Via of what we forward name, so established calls'
+	 * requests and the responses to what we forward never queue behind new INVITEs
+	 * (transport/udp.c). 0 = off, 1..65535 = that port, CFG_DIALOG_PORT_AUTO = the
+	 * listen port + 1.
+	 */
+	unsigned udp_dialog_port; /* 0 */
+	/* receive buffer of the main UDP sockets in bytes (SO_RCVBUF; the kernel doubles it
+	 * and caps it at net.core.rmem_max); 0 = 8 MiB */
+	unsigned udp_main_rcvbuf; /* 0 */
 
 	/* dns */
 	unsigned dns_cache_ttl_s; /* 60 */

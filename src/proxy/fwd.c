@@ -237,7 +237,9 @@ static sv_t last_route_uri(struct sip_msg *m)
 static void print_rr(struct buf *b, const struct tp_listen *l, const char *sig)
 {
 	buf_append_str(b, "Record-Route: <sip:");
-	buf_append_str(b, l->advertise);
+	/* the dialog port (udp.dialog_port): the calls' next requests never queue behind new ones
+	 */
+	buf_append_str(b, l->dialog_port ? l->dialog_advertise : l->advertise);
 	if (l->proto == SIP_PROTO_TCP)
 		buf_append_str(b, ";transport=tcp");
 	buf_append_str(b, ";lr;sb=");

@@ -9,7 +9,6 @@
 #include <stdio.h>
 
 #include "core/log.h"
-#include "server/server.h"
 #include "server/worker.h"
 #include "services/settings.h"
 
@@ -18,7 +17,7 @@ bool proxy_barred(struct worker *w, const struct uset_bar *b, const char *payer,
 {
 	char why[64];
 
-	if (!b || uset_bar_check(b, &w->srv->cfg.barring, target, internal, why, sizeof(why)) ==
+	if (!b || uset_bar_check(b, w->barring, target, internal, why, sizeof(why)) ==
 		      USET_ALLOWED)
 		return false;
 	w->stats.calls_barred++;

@@ -327,6 +327,15 @@ enum proxy_step ovl_request(struct preq *r)
 	char ra[40];
 	int n;
 
+	if (r->src->dialog_port && !r->in_dialog) {
+		/* the dialog port serves established calls first: a request on no route set of
+		 * ours (an ACK or CANCEL of a call's request carries its route set too) is a
+		 * stranger's, or a confused peer's, and gets no priority over the main port's by
+		 * coming here; no answer either (the flood phase before this one has charged its
+		 * source) */
+		r->w->stats.rx_dport_strangers++;
+		return PROXY_DONE;
+	}
 	if (!o || !o->p.enabled || o->admit >= 1.0)
 		return PROXY_CONTINUE; /* the common case: one comparison */
 	if (m->method == SIP_ACK || m->method == SIP_CANCEL || r->in_dialog)

@@ -95,7 +95,10 @@ int64_t ovl_now(void);
  * The routing core's hook, right after the request checks: PROXY_DONE when
  * the request was refused (503 sent), PROXY_CONTINUE otherwise. Only new
  * out-of-dialog requests (not ACK, CANCEL, in-dialog, a redelivery or a
- * retransmission of a transaction in progress) can be refused.
+ * retransmission of a transaction in progress) can be refused. A request
+ * that came in on a dialog port (udp.dialog_port, transport/udp.c) and is
+ * not in a dialog of ours is dropped (counted in rx_dport_strangers): that
+ * port is read first, for established calls only.
  */
 enum proxy_step ovl_request(struct preq *r);
 /*

@@ -15,7 +15,6 @@
 
 #include "core/hash.h"
 #include "request/overload.h"
-#include "server/server.h"
 #include "server/worker.h"
 #include "txn/txn.h"
 
@@ -23,7 +22,7 @@ void proxy_stateless_tag(struct preq *r, char *out, size_t len)
 {
 	const struct sip_naddr *from = sip_msg_from(r->m);
 	const struct sip_via *via = sip_msg_via1(r->m);
-	uint64_t h = r->srv->seed ^ 0x7a6;
+	uint64_t h = r->w->seed ^ 0x7a6;
 
 	h = hash_sv(sip_msg_callid(r->m), h);
 	if (from)
@@ -54,7 +53,7 @@ void proxy_reply_body(struct preq *r, unsigned status, const char *reason, sv_t 
 	    .headers = headers,
 	    .content_type = content_type,
 	    .body = body,
-	    .server = sv_cstr(w->srv->cfg.server_name),
+	    .server = sv_cstr(w->server_name),
 	};
 	struct tp_dest dest;
 	char vp[sizeof(r->via_params) + 128];

@@ -29,8 +29,9 @@ static bool trusted_peer(const struct preq *r, void *arg)
 /* A banned source, or over its budget: dropped with no answer. */
 static enum proxy_step flood_phase(struct preq *r, void *arg)
 {
-	(void)arg;
-	return flood_request_drop(r) ? PROXY_DONE : PROXY_CONTINUE;
+	const struct server *srv = arg;
+
+	return flood_request_drop(srv->flood, r) ? PROXY_DONE : PROXY_CONTINUE;
 }
 
 /* The home services' state lives on one worker: their requests go there. */
@@ -91,8 +92,7 @@ static enum proxy_step home_target_phase(struct preq *r, void *arg)
 int server_pipeline_build(struct server *s, struct proxy_pipeline *p)
 {
 	const struct proxy_handler flood = {
-	    "flood", PROXY_PHASE_ADMIT, PROXY_ORDER_FIRST, PROXY_ALL_METHODS, NULL, flood_phase,
-	    NULL};
+	    "flood", PROXY_PHASE_ADMIT, PROXY_ORDER_FIRST, PROXY_ALL_METHODS, NULL, flood_phase, s};
 	const struct proxy_handler home_worker_h = {"home-worker",
 						    PROXY_PHASE_ADMIT,
 						    PROXY_ORDER_SERVICE,
@@ -130,7 +130,7 @@ int server_pipeline_build(struct server *s, struct proxy_pipeline *p)
 					     PROXY_METHOD(SIP_INVITE),
 					     NULL,
 					     access_caller_handle,
-					     NULL};
+					     &s->cfg.auth_enabled};
 	const struct proxy_handler home = {"home",
 					   PROXY_PHASE_TARGET,
 					   PROXY_ORDER_SERVICE,

@@ -123,7 +123,7 @@ int server_start(struct server *s, const struct cfg *cfg, char *err, size_t errl
 
 	if ((rc = loc_create(s->seed, &s->loc)) ||
 	    (rc = users_create(s, SRV_USER_CACHE, &s->users)) ||
-	    (rc = txn_table_create(s, &s->txns))) {
+	    (rc = txn_table_create(s->seed, &s->txns))) {
 		snprintf(err, errlen, "out of memory");
 		return rc;
 	}
@@ -274,6 +274,7 @@ static void log_stats(struct server *s)
 		t.suspended += w->stats.suspended;
 		t.suspend_refused += w->stats.suspend_refused;
 		t.resp_hops += w->stats.resp_hops;
+		t.rx_dport_strangers += w->stats.rx_dport_strangers;
 	}
 	log_info(
 	    "messages received %llu, sent %llu, malformed %llu, dropped %llu; calls blocked "
@@ -288,6 +289,9 @@ static void log_stats(struct server *s)
 		 (unsigned long long)t.suspended, (unsigned long long)t.suspend_refused);
 	log_info("responses received by a worker other than their transaction's: %llu",
 		 (unsigned long long)t.resp_hops);
+	if (s->cfg.udp_dialog_port)
+		log_info("out-of-dialog requests dropped on the dialog port: %llu",
+			 (unsigned long long)t.rx_dport_strangers);
 	log_overload_stats(s);
 }
 

@@ -148,6 +148,13 @@ int worker_create(struct server *srv, unsigned id, struct worker **out)
 	if (!w)
 		return ENOMEM;
 	w->srv = srv;
+	w->seed = srv->seed;
+	w->rules_slot = srv->rules;
+	w->barring = &srv->cfg.barring;
+	w->tpt = srv->tp;
+	w->txns = srv->txns;
+	w->cfg = &srv->cfg;
+	w->server_name = srv->cfg.server_name;
 	w->id = id;
 	w->inbox_fd = -1;
 	pthread_mutex_init(&w->inbox_lock, NULL);

@@ -23,6 +23,11 @@ struct event_base;
 struct event;
 struct worker;
 struct tp_worker;
+struct tp_table;
+struct txn_table;
+struct cfg;
+struct lists_barring;
+struct rules_slot;
 struct txn_worker;
 struct auth_hasher;
 struct dns_resolver;
@@ -51,11 +56,15 @@ struct worker_stats {
 	uint64_t suspended;	   /* requests that waited for a lookup (request/request.h) */
 	uint64_t suspend_refused;  /* ... refused with 503: the worker held suspend_cap already */
 	uint64_t fwd_bad_moves;	   /* proxy/branch state moves refused (proxy/internal.h): a bug */
+	uint64_t rx_dport_strangers; /* out-of-dialog requests on a dialog port, dropped */
 };
 
 struct worker {
 	struct server *srv;
 	unsigned id;
+	/* what lower layers need of the server, copied at creation (no server.h for them) */
+	uint64_t seed;		 /* the process's random seed (stateless To tags) */
+	const char *server_name; /* the Server / User-Agent header value */
 	pthread_t thread;
 	struct event_base *base;
 
@@ -70,11 +79,16 @@ struct worker {
 	struct event *housekeeping_ev;
 
 	struct tp_worker *tp;
+	struct tp_table *tpt;	/* the transports all workers share (listen addresses) */
+	struct txn_table *txns; /* the server transactions all workers share */
+	const struct cfg *cfg;	/* the configuration (plain values) */
 	struct txn_worker *txw;
 	struct auth_hasher *hasher;
 	struct dns_resolver *dns;
-	struct ovl *ovl;	 /* overload control (proxy/overload.h) */
-	struct rules_view rules; /* the routing rules this worker uses (services/rules.h) */
+	struct ovl *ovl;	       /* overload control (proxy/overload.h) */
+	struct rules_view rules;       /* the routing rules this worker uses (services/rules.h) */
+	struct rules_slot *rules_slot; /* where the database thread publishes them */
+	const struct lists_barring *barring; /* barring: the classes of numbers (config) */
 
 	uint64_t seq;	    /* for tags and branches */
 	int64_t date_sec;   /* the second date_text was made for */

@@ -11,7 +11,6 @@
 #include <string.h>
 
 #include "core/log.h"
-#include "server/server.h"
 #include "server/worker.h"
 #include "services/lists.h"
 #include "services/rules.h"
@@ -73,9 +72,10 @@ enum proxy_step access_caller_handle(struct preq *r, void *arg)
 	char why[160];
 	sv_t domain;
 
-	(void)arg;
+	const bool *auth_enabled = arg; /* auth.enabled: off, an unauthenticated caller is one */
+
 	if (r->in_dialog || r->m->method != SIP_INVITE || r->trusted || !r->from_local ||
-	    !(r->authenticated || !r->srv->cfg.auth_enabled))
+	    !(r->authenticated || !*auth_enabled))
 		return PROXY_CONTINUE;
 	if (!from || sip_uri_parse(from->uri, &fu) || fu.user.len == 0)
 		return PROXY_CONTINUE;
@@ -108,5 +108,5 @@ enum proxy_step access_caller_handle(struct preq *r, void *arg)
 
 struct rules *rules_of_request(struct preq *r)
 {
-	return rules_view_get(&r->w->rules, r->srv->rules);
+	return rules_view_get(&r->w->rules, r->w->rules_slot);
 }

@@ -9,7 +9,8 @@
 
 /* The global black and white lists (calls and messages out of dialog). */
 enum proxy_step access_lists_handle(struct preq *r, void *arg);
-/* Reads the caller's outgoing call barring into r->caller_bar (may wait for the cache). */
+/* Reads the caller's outgoing call barring into r->caller_bar (may wait for the cache);
+ * arg: the auth.enabled flag (const bool *). */
 enum proxy_step access_caller_handle(struct preq *r, void *arg);
 /* The routing rules in force for request r: its worker's view of them. */
 struct rules *rules_of_request(struct preq *r);

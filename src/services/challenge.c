@@ -108,7 +108,7 @@ enum proxy_step challenge_check(struct preq *r, enum challenge_kind kind, sv_t r
 	case AUTH_OK:
 		r->authenticated = true;
 		tp_conn_mark_trusted(r->srv->tp, r->src->conn_id);
-		flood_request_auth(r, true);
+		flood_request_auth(r->srv->flood, r, true);
 		return PROXY_CONTINUE;
 	case AUTH_REPLAY:
 		if (allow_replay && replay) {
@@ -122,7 +122,8 @@ enum proxy_step challenge_check(struct preq *r, enum challenge_kind kind, sv_t r
 		return PROXY_DONE;
 	default:
 		log_debug("authentication failed for %.*s@%.*s", SV_ARG(c.username), SV_ARG(realm));
-		if (!flood_request_auth(r, false)) /* a banned source's guesses get no answer */
+		if (!flood_request_auth(r->srv->flood, r,
+					false)) /* a banned source's guesses get no answer */
 			challenge_send(r, kind, realm, false);
 		return PROXY_DONE;
 	}

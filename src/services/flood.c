@@ -30,7 +30,6 @@
 #include "config/config.h"
 #include "core/siphash.h"
 #include "core/log.h"
-#include "server/server.h"
 #include "server/worker.h"
 #include "store/store.h"
 
@@ -599,9 +598,8 @@ static int64_t mono_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-bool flood_request_drop(struct preq *r)
+bool flood_request_drop(struct flood *f, struct preq *r)
 {
-	struct flood *f = r->srv->flood;
 	enum flood_class cls = FLOOD_UNAUTH;
 	struct flood_key k;
 
@@ -620,9 +618,8 @@ bool flood_request_drop(struct preq *r)
 	return true;
 }
 
-bool flood_request_auth(struct preq *r, bool ok)
+bool flood_request_auth(struct flood *f, struct preq *r, bool ok)
 {
-	struct flood *f = r->srv->flood;
 	struct flood_key k;
 
 	if (!f || flood_key_from_sa(&r->src->peer.u.sa, &k))

@@ -118,8 +118,8 @@ void flood_stats_get(struct flood *f, struct flood_stats *out);
  * carried valid (ok) or wrong credentials; true when a failure must not be
  * answered because its source is banned.
  */
-bool flood_request_drop(struct preq *r);
-bool flood_request_auth(struct preq *r, bool ok);
+bool flood_request_drop(struct flood *f, struct preq *r);
+bool flood_request_auth(struct flood *f, struct preq *r, bool ok);
 
 /*
  * The database thread: brings the store's ban records in line with the bans

@@ -17,7 +17,6 @@
 
 #include "core/siphash.h"
 #include "core/log.h"
-#include "server/server.h"
 #include "transport/tport.h"
 
 #define HOME_CAP_LOG_S 60

@@ -10,7 +10,6 @@
 #include <string.h>
 
 #include "core/buf.h"
-#include "server/server.h"
 #include "server/worker.h"
 #include "txn/txn.h"
 
@@ -102,8 +101,8 @@ int uac_send(struct worker *w, const struct tp_addr *peer, uint32_t conn_id,
 
 	if (out)
 		*out = NULL;
-	dest.listen = tp_listen_pick(w->srv->tp, peer->proto, peer->u.sa.sa_family);
-	l = dest.listen < 0 ? NULL : tp_listen_get(w->srv->tp, (unsigned)dest.listen);
+	dest.listen = tp_listen_pick(w->tpt, peer->proto, peer->u.sa.sa_family);
+	l = dest.listen < 0 ? NULL : tp_listen_get(w->tpt, (unsigned)dest.listen);
 	if (!l)
 		return EAFNOSUPPORT;
 	u = calloc(1, sizeof(*u));
@@ -117,7 +116,7 @@ int uac_send(struct worker *w, const struct tp_addr *peer, uint32_t conn_id,
 		return err;
 	}
 	buf_reset(b);
-	err = uac_build(b, t, l, rq, w->srv->cfg.server_name);
+	err = uac_build(b, t, l, rq, w->server_name);
 	if (err) {
 		txn_cli_abandon(t); /* no callback runs after this: u is ours to free */
 		free(u);

@@ -156,6 +156,12 @@ struct tp_worker {
 	int wport_fd[TP_MAX_LISTEN];
 	struct event *wport_ev[TP_MAX_LISTEN];
 	char via[TP_MAX_LISTEN][140];
+	/* udp.dialog_port: this worker's socket on each UDP listen address's dialog port
+	 * (shared by the workers with SO_REUSEPORT), -1 when off; priority: the main
+	 * sockets' handler reads it and the worker's own ports before every batch of its own */
+	int dport_fd[TP_MAX_LISTEN];
+	struct event *dport_ev[TP_MAX_LISTEN];
+	bool priority; /* a dialog port or a worker's own port is open */
 
 	/* receive batch */
 	struct mmsghdr rmsg[TP_BATCH];
@@ -187,6 +193,10 @@ void tp_deliver(struct worker *w, const char *buf, size_t len, unsigned flags,
 
 /* udp.c */
 int tp_udp_open(struct worker *w, unsigned listen);
+/* This worker's socket on listen address listen's dialog port (udp.dialog_port); 0 when off. */
+int tp_udp_open_dialog_port(struct worker *w, unsigned listen);
+/* "host" of an advertised "host:port": its length, the port (if any) left out. */
+size_t tp_advertise_host_len(const char *adv);
 /* This worker's own port on a UDP listen address (udp.worker_ports); 0 when off. */
 int tp_udp_open_worker_port(struct worker *w, unsigned listen);
 int tp_udp_send(struct worker *w, const struct tp_dest *d, const char *data, size_t len);

@@ -282,7 +282,8 @@ bool tp_is_local_address(const struct tp_table *t, sv_t host, uint16_t port)
 	if (tp_addr_from_sv(host, port, SIP_PROTO_UDP, &a))
 		return false;
 	for (unsigned i = 0; i < t->nlisten; i++) {
-		if ((t->listen[i].port == port || is_worker_port(t, i, port)) &&
+		if ((t->listen[i].port == port || is_worker_port(t, i, port) ||
+		     (t->listen[i].dialog_port && t->listen[i].dialog_port == port)) &&
 		    listener_has_ip(t, &t->listen[i], &a))
 			return true;
 	}
@@ -295,7 +296,11 @@ const char *tp_via_sent_by(const struct worker *w, unsigned listen)
 
 	if (listen >= t->nlisten)
 		return "";
-	return w->tp->via[listen][0] ? w->tp->via[listen] : t->listen[listen].advertise;
+	if (w->tp->via[listen][0])
+		return w->tp->via[listen];
+	/* the responses to what we forward are the work already taken: the dialog port */
+	return t->listen[listen].dialog_port ? t->listen[listen].dialog_advertise
+					     : t->listen[listen].advertise;
 }
 
 bool tp_is_local_ip(const struct tp_table *t, sv_t host)
@@ -357,6 +362,28 @@ static int listen_setup(struct tp_listen *l, const struct cfg_listen *c, char *e
 	return 0;
 }
 
+/* udp.dialog_port on a UDP listen address: the port, and the host:port naming it. */
+static int dialog_port_setup(struct tp_listen *l, unsigned cfg_port, char *err, size_t errlen)
+{
+	unsigned port = cfg_port == CFG_DIALOG_PORT_AUTO ? l->port + 1u : cfg_port;
+
+	if (!cfg_port || l->proto != SIP_PROTO_UDP)
+		return 0;
+	/* a port the kernel picks would change at every restart, and live calls' route sets
+	 * name it: the dialog port must be a fixed one */
+	if (port == 0 || port > 65535 || port == l->port) {
+		snprintf(err, errlen,
+			 "udp.dialog_port %u for %s:%u: it must be a fixed port other than the "
+			 "listen port (auto: the listen port + 1, which needs a fixed listen port)",
+			 port, l->host, l->port);
+		return EINVAL;
+	}
+	l->dialog_port = (uint16_t)port;
+	snprintf(l->dialog_advertise, sizeof(l->dialog_advertise), "%.*s:%u",
+		 (int)tp_advertise_host_len(l->advertise), l->advertise, port);
+	return 0;
+}
+
 int tp_table_create(struct server *srv, tp_recv_fn on_msg, struct tp_table **out, char *err,
 		    size_t errlen)
 {
@@ -384,6 +411,9 @@ int tp_table_create(struct server *srv, tp_recv_fn on_msg, struct tp_table **out
 	}
 	for (size_t i = 0; i < srv->cfg.nlisten && i < TP_MAX_LISTEN; i++) {
 		rc = listen_setup(&t->listen[i], &srv->cfg.listen[i], err, errlen);
+		if (!rc)
+			rc =
+			    dialog_port_setup(&t->listen[i], srv->cfg.udp_dialog_port, err, errlen);
 		if (rc)
 			break;
 		t->nlisten++;
@@ -464,7 +494,7 @@ int tp_worker_init(struct worker *w)
 		return ENOMEM;
 	w->tp = tw;
 	for (unsigned i = 0; i < TP_MAX_LISTEN; i++)
-		tw->udp_fd[i] = tw->tcp_fd[i] = tw->wport_fd[i] = -1;
+		tw->udp_fd[i] = tw->tcp_fd[i] = tw->wport_fd[i] = tw->dport_fd[i] = -1;
 	tw->rbuf = malloc((size_t)TP_BATCH * (SIP_MAX_MSG + 1));
 	tw->arena = malloc(TP_SEND_ARENA);
 	if (!tw->rbuf || !tw->arena)
@@ -474,6 +504,8 @@ int tp_worker_init(struct worker *w)
 			err = tp_udp_open(w, i);
 			if (!err)
 				err = tp_udp_open_worker_port(w, i);
+			if (!err)
+				err = tp_udp_open_dialog_port(w, i);
 		} else if (t->listen[i].proto == SIP_PROTO_TCP)
 			err = tp_tcp_open_listener(w, i);
 	}
@@ -500,6 +532,10 @@ void tp_worker_fini(struct worker *w)
 			event_free(tw->wport_ev[i]);
 		if (tw->wport_fd[i] >= 0)
 			close(tw->wport_fd[i]);
+		if (tw->dport_ev[i])
+			event_free(tw->dport_ev[i]);
+		if (tw->dport_fd[i] >= 0)
+			close(tw->dport_fd[i]);
 	}
 	sip_msg_release(&tw->msg);
 	free(tw->rbuf);

@@ -47,6 +47,9 @@ struct tp_src {
 	/* when the kernel received it (CLOCK_REALTIME ns, SO_TIMESTAMPNS), 0 = unknown:
 	 * the start of its queueing delay (proxy/overload.h) */
 	int64_t rx_ns;
+	/* it came in on a dialog port (udp.dialog_port): only in-dialog requests and responses
+	 * are served there (request/overload.h) */
+	bool dialog_port;
 };
 
 /* Where a message goes. */
@@ -80,6 +83,10 @@ struct tp_listen {
 	char host[72]; /* as written in a URI: "192.0.2.1", "[2001:db8::1]" */
 	uint16_t port;
 	char advertise[140]; /* "host:port" written in Via and Record-Route */
+	/* UDP with udp.dialog_port: the dialog port and the "host:port" naming it, written in
+	 * our Record-Route and the Via of what we forward from here; 0 and "" when off */
+	uint16_t dialog_port;
+	char dialog_advertise[140];
 };
 
 #define TP_MAX_LISTEN 16

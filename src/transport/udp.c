@@ -15,11 +15,23 @@
  * requests still go out from the shared listen socket (the port phones
  * behind NAT registered with, and trunks expect), and the worker's own
  * socket takes responses only: a request sent there is dropped and counted.
+ *
+ * With udp.dialog_port each UDP listen address also has a dialog port,
+ * shared by the workers like the listen port, which our Record-Route and the
+ * Via of what we forward name (issue 11): established calls' requests and the
+ * responses to what we forward arrive there, and the handler of the listen
+ * port reads the dialog ports and the worker's own ports before each of its
+ * batches. Under a flood of new INVITEs the listen port's buffer fills and
+ * the kernel drops what does not fit, but nothing of a call already taken
+ * waits behind them. Requests from anyone else on a dialog port are dropped
+ * after the flood check (request/overload.c), so a flood sent there gains
+ * nothing and the listen port still gets a batch in every round.
  */
 #include "transport/internal.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -53,13 +65,20 @@ static int64_t udp_rx_time(struct msghdr *mh)
 	return 0;
 }
 
+/* Which of a worker's UDP sockets a datagram came in on. */
+enum udp_sock {
+	UDP_MAIN,   /* the listen port, shared by the workers: everything, new requests too */
+	UDP_OWN,    /* the worker's own port (udp.worker_ports): responses only */
+	UDP_DIALOG, /* the dialog port (udp.dialog_port): in-dialog requests and responses */
+};
+
 /* A datagram on a worker's own port: nothing but a response is taken there. */
 static bool udp_is_response(const char *p, size_t len)
 {
 	return len > 8 && memcmp(p, "SIP/2.0 ", 8) == 0;
 }
 
-static void udp_process_batch(struct worker *w, unsigned listen, int n, bool responses_only)
+static void udp_process_batch(struct worker *w, unsigned listen, int n, enum udp_sock kind)
 {
 	struct tp_worker *tw = w->tp;
 	struct tp_src src;
@@ -75,6 +94,7 @@ static void udp_process_batch(struct worker *w, unsigned listen, int n, bool res
 		}
 		memset(&src, 0, sizeof(src));
 		src.listen = listen;
+		src.dialog_port = kind == UDP_DIALOG;
 		if (tp_addr_from_sockaddr(&src.peer, SIP_PROTO_UDP, &tw->raddr[i],
 					  mh->msg_hdr.msg_namelen)) {
 			w->stats.rx_dropped++;
@@ -84,11 +104,77 @@ static void udp_process_batch(struct worker *w, unsigned listen, int n, bool res
 		if (len == 0 ||
 		    (len <= 4 && tw->riov[i].iov_base && ((char *)tw->riov[i].iov_base)[0] == '\r'))
 			continue; /* keep-alive */
-		if (responses_only && !udp_is_response(tw->riov[i].iov_base, len)) {
+		if (kind == UDP_OWN && !udp_is_response(tw->riov[i].iov_base, len)) {
 			w->stats.rx_dropped++;
 			continue;
 		}
 		tp_deliver(w, tw->riov[i].iov_base, len, 0, &src, &tw->msg, &parse_err);
+	}
+}
+
+/* One recvmmsg batch from fd, handled and its replies sent; the datagrams read. */
+static int udp_read_batch(struct worker *w, int fd, unsigned listen, enum udp_sock kind)
+{
+	struct tp_worker *tw = w->tp;
+	int n;
+
+	for (unsigned i = 0; i < TP_BATCH; i++) {
+		tw->riov[i].iov_base = tw->rbuf + (size_t)i * (SIP_MAX_MSG + 1);
+		tw->riov[i].iov_len = SIP_MAX_MSG + 1;
+		tw->rmsg[i].msg_hdr = (struct msghdr){
+		    .msg_name = &tw->raddr[i],
+		    .msg_namelen = sizeof(tw->raddr[i]),
+		    .msg_iov = &tw->riov[i],
+		    .msg_iovlen = 1,
+		    .msg_control = tw->rctl[i].buf,
+		    .msg_controllen = sizeof(tw->rctl[i].buf),
+		};
+	}
+	n = recvmmsg(fd, tw->rmsg, TP_BATCH, MSG_DONTWAIT, NULL);
+	if (n <= 0) {
+		if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+			log_warn("udp recvmmsg: %s", strerror(errno));
+		return 0;
+	}
+	udp_process_batch(w, listen, n, kind);
+	tp_udp_flush(w);
+	return n;
+}
+
+/*
+ * Before each batch of the main socket but the first of an event (between
+ * two events the loop runs the priority sockets' own events, and an idle
+ * server so pays nothing): what is waiting on the dialog ports and the
+ * worker's own ports (established calls' requests, responses to what
+ * we forwarded), at most UDP_PRIORITY_BATCHES batches of each. Under a flood
+ * of new INVITEs on the main port, that traffic so waits behind one batch at
+ * most, not behind a full socket buffer. Eight batches: an admitted call
+ * brings four to five datagrams there (ACK, BYE, the answers to what we
+ * forward), and with fewer the dialog port's queue grew when every INVITE was
+ * admitted (overload control off: measured). A flood aimed at a dialog port
+ * still leaves the main socket a batch per round, and its strangers are
+ * dropped after the flood check (request/overload.c), a few microseconds
+ * each against tens for an INVITE.
+ */
+#define UDP_PRIORITY_BATCHES 8
+
+static void udp_read_priority(struct worker *w)
+{
+	struct tp_worker *tw = w->tp;
+
+	for (unsigned i = 0; i < TP_MAX_LISTEN; i++) {
+		if (tw->dport_fd[i] >= 0) {
+			for (int k = 0; k < UDP_PRIORITY_BATCHES; k++) {
+				if (udp_read_batch(w, tw->dport_fd[i], i, UDP_DIALOG) < TP_BATCH)
+					break;
+			}
+		}
+		if (tw->wport_fd[i] >= 0) {
+			for (int k = 0; k < UDP_PRIORITY_BATCHES; k++) {
+				if (udp_read_batch(w, tw->wport_fd[i], i, UDP_OWN) < TP_BATCH)
+					break;
+			}
+		}
 	}
 }
 
@@ -97,7 +183,7 @@ static void udp_readable(evutil_socket_t fd, short what, void *arg)
 	struct worker *w = arg;
 	struct tp_worker *tw = w->tp;
 	unsigned listen = 0;
-	bool own = false; /* the worker's own port: responses only */
+	enum udp_sock kind = UDP_MAIN;
 
 	(void)what;
 	for (unsigned i = 0; i < TP_MAX_LISTEN; i++) {
@@ -107,35 +193,22 @@ static void udp_readable(evutil_socket_t fd, short what, void *arg)
 		}
 		if (tw->wport_fd[i] == fd) {
 			listen = i;
-			own = true;
+			kind = UDP_OWN;
+			break;
+		}
+		if (tw->dport_fd[i] == fd) {
+			listen = i;
+			kind = UDP_DIALOG;
 			break;
 		}
 	}
 	worker_reap(w);
 	tw->batching = true;
 	for (int round = 0; round < UDP_MAX_BATCHES_PER_EVENT; round++) {
-		int n;
-		for (unsigned i = 0; i < TP_BATCH; i++) {
-			tw->riov[i].iov_base = tw->rbuf + (size_t)i * (SIP_MAX_MSG + 1);
-			tw->riov[i].iov_len = SIP_MAX_MSG + 1;
-			tw->rmsg[i].msg_hdr = (struct msghdr){
-			    .msg_name = &tw->raddr[i],
-			    .msg_namelen = sizeof(tw->raddr[i]),
-			    .msg_iov = &tw->riov[i],
-			    .msg_iovlen = 1,
-			    .msg_control = tw->rctl[i].buf,
-			    .msg_controllen = sizeof(tw->rctl[i].buf),
-			};
-		}
-		n = recvmmsg((int)fd, tw->rmsg, TP_BATCH, MSG_DONTWAIT, NULL);
-		if (n <= 0) {
-			if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
-				log_warn("udp recvmmsg: %s", strerror(errno));
-			break;
-		}
-		udp_process_batch(w, listen, n, own);
-		tp_udp_flush(w);
-		if (n < TP_BATCH)
+		/* from the second batch on: the main socket has a backlog */
+		if (kind == UDP_MAIN && tw->priority && round > 0)
+			udp_read_priority(w);
+		if (udp_read_batch(w, (int)fd, listen, kind) < TP_BATCH)
 			break;
 	}
 	tw->batching = false;
@@ -147,8 +220,15 @@ int tp_udp_open(struct worker *w, unsigned listen)
 {
 	const struct tp_listen *l = &tp_table_of(w)->listen[listen];
 	struct tp_worker *tw = w->tp;
+	const struct cfg *c = &w->srv->cfg;
 	int one = 1, size = 8 * 1024 * 1024;
 	int fd;
+
+	/* not smaller by default with a dialog port: the overload controller needs the queue
+	 * to measure, and what the kernel drops comes back as retransmissions (measured,
+	 * docs/benchmarks.md "Overload control") */
+	if (c->udp_main_rcvbuf)
+		size = c->udp_main_rcvbuf > INT_MAX ? INT_MAX : (int)c->udp_main_rcvbuf;
 
 	fd = socket(l->addr.u.sa.sa_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
@@ -177,7 +257,7 @@ int tp_udp_open(struct worker *w, unsigned listen)
 }
 
 /* "host" of an advertised "host:port" (the port, when there is one, dropped). */
-static size_t advertise_host_len(const char *adv)
+size_t tp_advertise_host_len(const char *adv)
 {
 	const char *colon = strrchr(adv, ':');
 	size_t n = strlen(adv);
@@ -230,10 +310,49 @@ int tp_udp_open_worker_port(struct worker *w, unsigned listen)
 	if (!tw->wport_ev[listen] || event_add(tw->wport_ev[listen], NULL))
 		return ENOMEM;
 	t->wport[listen][w->id] = tp_addr_port(&a);
+	tw->priority = true;
 	snprintf(tw->via[listen], sizeof(tw->via[listen]), "%.*s:%u",
-		 (int)advertise_host_len(l->advertise), l->advertise, tp_addr_port(&a));
+		 (int)tp_advertise_host_len(l->advertise), l->advertise, tp_addr_port(&a));
 	log_info("worker %u: responses to what it forwards from %s come to port %u", w->id,
 		 l->advertise, tp_addr_port(&a));
+	return 0;
+}
+
+int tp_udp_open_dialog_port(struct worker *w, unsigned listen)
+{
+	const struct tp_listen *l = &tp_table_of(w)->listen[listen];
+	struct tp_worker *tw = w->tp;
+	struct tp_addr a = l->addr;
+	int one = 1, size = 8 * 1024 * 1024, fd;
+
+	if (!l->dialog_port)
+		return 0;
+	tp_addr_set_port(&a, l->dialog_port);
+	fd = socket(a.u.sa.sa_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return errno;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
+	/* a burst of BYEs (a trunk's calls ending together) must not overflow it */
+	setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof(size));
+	setsockopt(fd, SOL_SOCKET, SO_TIMESTAMPNS, &one, sizeof(one));
+	if (a.u.sa.sa_family == AF_INET6)
+		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+	if (bind(fd, &a.u.sa, a.len) < 0) {
+		int err = errno;
+		log_err("udp bind %s:%u (dialog port): %s", l->host, l->dialog_port, strerror(err));
+		close(fd);
+		return err;
+	}
+	tw->dport_fd[listen] = fd;
+	tw->dport_ev[listen] = event_new(w->base, fd, EV_READ | EV_PERSIST, udp_readable, w);
+	if (!tw->dport_ev[listen] || event_add(tw->dport_ev[listen], NULL))
+		return ENOMEM;
+	tw->priority = true;
+	if (w->id == 0)
+		log_info("established calls' requests and the responses to what we forward from %s "
+			 "come to the dialog port %u",
+			 l->advertise, l->dialog_port);
 	return 0;
 }
 

@@ -19,7 +19,7 @@
 #include "core/hash.h"
 #include "core/log.h"
 #include "core/siphash.h"
-#include "server/server.h"
+#include "config/config.h"
 #include "server/worker.h"
 
 #define TXN_BUCKETS	  16384
@@ -31,7 +31,6 @@ struct txn_bucket {
 };
 
 struct txn_table {
-	struct server *srv;
 	struct siphash_key key;	    /* table hashes of branches and Call-IDs */
 	struct siphash_key mac_key; /* the MAC part of our branches */
 	struct txn_bucket buckets[TXN_BUCKETS];
@@ -48,7 +47,7 @@ struct txn_worker {
 
 static const struct cfg *cfg_of(struct worker *w)
 {
-	return &w->srv->cfg;
+	return w->cfg;
 }
 
 static void timer_start(struct worker *w, struct event *ev, unsigned ms)
@@ -65,19 +64,18 @@ static void timer_stop(struct event *ev)
 /*
  * Table
  */
-int txn_table_create(struct server *srv, struct txn_table **out)
+int txn_table_create(uint64_t seed, struct txn_table **out)
 {
 	struct txn_table *t = calloc(1, sizeof(*t));
 
 	if (!t)
 		return ENOMEM;
-	t->srv = srv;
-	/* random per process; srv->seed is mixed in for a kernel that gave no randomness */
+	/* random per process; the seed is mixed in for a kernel that gave no randomness */
 	if (siphash_key_random(&t->key) || siphash_key_random(&t->mac_key)) {
 		free(t);
 		return EAGAIN;
 	}
-	t->mac_key.k0 ^= srv->seed;
+	t->mac_key.k0 ^= seed;
 	for (unsigned i = 0; i < TXN_BUCKETS; i++)
 		pthread_mutex_init(&t->buckets[i].lock, NULL);
 	*out = t;
@@ -120,7 +118,7 @@ int txn_key_of(struct worker *w, struct sip_msg *m, bool for_invite, struct txn_
 	else if (cs->method == SIP_ACK)
 		k->method = SIP_INVITE;
 	/* keyed: branches and Call-IDs are the sender's choice (no crafted collisions) */
-	siphash_init(&h, &w->srv->txns->key, SIPHASH_1_3);
+	siphash_init(&h, &w->txns->key, SIPHASH_1_3);
 	/* RFC 3261 branches carry the magic cookie and more */
 	if (via->branch.len > 7 && sv_istarts(via->branch, SV(TXN_BRANCH_PREFIX)) &&
 	    via->branch.len <= TXN_BRANCH_MAX) {
@@ -146,7 +144,7 @@ int txn_key_of(struct worker *w, struct sip_msg *m, bool for_invite, struct txn_
 
 int txn_srv_find(struct worker *w, const struct txn_key *k, unsigned *owner, struct txn_srv **t)
 {
-	struct txn_bucket *b = bucket_of(w->srv->txns, k->hash);
+	struct txn_bucket *b = bucket_of(w->txns, k->hash);
 	int err = ENOENT;
 
 	*t = NULL;
@@ -166,7 +164,7 @@ int txn_srv_find(struct worker *w, const struct txn_key *k, unsigned *owner, str
 
 static int table_insert(struct worker *w, struct txn_srv *t)
 {
-	struct txn_bucket *b = bucket_of(w->srv->txns, t->key.hash);
+	struct txn_bucket *b = bucket_of(w->txns, t->key.hash);
 	int err = 0;
 
 	pthread_mutex_lock(&b->lock);
@@ -191,7 +189,7 @@ static void table_remove(struct txn_srv *t)
 
 	if (!t->in_table)
 		return;
-	b = bucket_of(t->w->srv->txns, t->key.hash);
+	b = bucket_of(t->w->txns, t->key.hash);
 	pthread_mutex_lock(&b->lock);
 	for (struct txn_srv **pp = &b->head; *pp; pp = &(*pp)->hnext) {
 		if (*pp == t) {
@@ -396,7 +394,7 @@ int txn_worker_init(struct worker *w)
 /* At shut-down: this worker's server transactions, handed to their users to free. */
 static void srv_release_all(struct worker *w)
 {
-	struct txn_table *tt = w->srv->txns;
+	struct txn_table *tt = w->txns;
 	struct txn_srv *mine = NULL, *next;
 
 	for (unsigned i = 0; i < TXN_BUCKETS; i++) {
@@ -569,7 +567,7 @@ static void branch_format(struct txn_cli *t, unsigned owner, uint64_t loop_hash)
 	*p++ = '.';
 	p += sv_put_hex32(p, t->gen);
 	*p++ = '.';
-	sv_hex64(p, branch_mac(t->w->srv->txns, loop_hash, owner, t->slot, t->gen));
+	sv_hex64(p, branch_mac(t->w->txns, loop_hash, owner, t->slot, t->gen));
 	p += TXN_MAC_HEX;
 	t->branch_len = (uint8_t)(p - t->branch);
 }
@@ -959,7 +957,7 @@ int txn_cli_dispatch(struct worker *w, struct sip_msg *resp, const struct tp_src
 		return ENOENT;
 	/* before anything else: a branch that is ours in form but whose MAC does not verify
 	 * was made up by somebody else */
-	switch (txn_branch_verify(w->srv->txns, via->branch, &owner, &slot, &gen)) {
+	switch (txn_branch_verify(w->txns, via->branch, &owner, &slot, &gen)) {
 	case 1:
 		break;
 	case -1:
@@ -970,9 +968,7 @@ int txn_cli_dispatch(struct worker *w, struct sip_msg *resp, const struct tp_src
 	default:
 		return ENOENT;
 	}
-	if (owner != w->id) {
-		if (owner >= w->srv->nworkers)
-			return ENOENT;
+	if (owner != w->id) {	      /* tp_redeliver refuses an owner that is no worker */
 		w->stats.resp_hops++; /* the hop udp.worker_ports avoids */
 		return tp_redeliver(w, owner, resp, src) ? ENOENT : 0;
 	}

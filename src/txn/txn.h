@@ -32,7 +32,6 @@
 #include "transport/tport.h"
 
 struct worker;
-struct server;
 struct txn_table;
 
 #define TXN_BRANCH_MAX 96
@@ -67,7 +66,8 @@ struct txn_key {
 	char branch[TXN_BRANCH_MAX];
 };
 
-int txn_table_create(struct server *srv, struct txn_table **out);
+/* The table shared by all workers; seed is mixed into the MAC key (a kernel with no randomness). */
+int txn_table_create(uint64_t seed, struct txn_table **out);
 void txn_table_destroy(struct txn_table *t);
 int txn_worker_init(struct worker *w);
 void txn_worker_fini(struct worker *w);

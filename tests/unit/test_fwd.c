@@ -134,7 +134,7 @@ static int setup(void **state)
 		return -1;
 	}
 	rules_conf_from_cfg(rc, &f->srv.cfg);
-	if (txn_table_create(&f->srv, &f->srv.txns) ||
+	if (txn_table_create(f->srv.seed, &f->srv.txns) ||
 	    tp_table_create(&f->srv, on_msg, &f->srv.tp, err, sizeof(err)) ||
 	    rules_slot_create(&f->srv.rules) || rules_publish(f->srv.rules, rc) ||
 	    users_create(&f->srv, 1024, &f->srv.users) || loc_create(f->srv.seed, &f->srv.loc) ||

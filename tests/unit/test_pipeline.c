@@ -144,7 +144,7 @@ static int setup(void **state)
 	struct fixture *f = calloc(1, sizeof(*f));
 
 	assert_non_null(f);
-	assert_int_equal(txn_table_create(&f->srv, &f->srv.txns), 0);
+	assert_int_equal(txn_table_create(f->srv.seed, &f->srv.txns), 0);
 	{
 		char err[128];
 		assert_int_equal(tp_table_create(&f->srv, on_msg, &f->srv.tp, err, sizeof(err)), 0);
@@ -152,6 +152,9 @@ static int setup(void **state)
 	tp_table_set_send(f->srv.tp, fake_send);
 	nsent = 0;
 	f->w.srv = &f->srv;
+	f->w.cfg = &f->srv.cfg;
+	f->w.txns = f->srv.txns;
+	f->w.tpt = f->srv.tp;
 	f->w.suspend_cap = PROXY_MAX_SUSPENDED;
 	*state = f;
 	return 0;

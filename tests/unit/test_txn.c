@@ -250,7 +250,7 @@ static int setup(void **state)
 	f->srv.seed = 0x5eed5eed5eedULL;
 	f->srv.nworkers = 1;
 	atomic_init(&f->srv.stopping, false);
-	if (txn_table_create(&f->srv, &f->srv.txns) ||
+	if (txn_table_create(f->srv.seed, &f->srv.txns) ||
 	    tp_table_create(&f->srv, on_msg, &f->srv.tp, err, sizeof(err)) ||
 	    worker_create(&f->srv, 0, &f->w)) {
 		print_error("fixture: %s\n", err);
