@@ -214,6 +214,12 @@ static const struct cfg_key cfg_broker_keys[] = {
     {0},
 };
 
+/* signalling behind NAT (docs/nat.md) */
+static const struct cfg_key cfg_nat_keys[] = {
+    CFG_BOOL("contact_alias", nat_contact_alias),
+    {0},
+};
+
 /* dialogs (dialog/dialog.h) */
 static const struct cfg_key cfg_dialog_keys[] = {
     CFG_UINT("max", dlg_max, 1, 10000000),
@@ -291,6 +297,7 @@ static const struct cfg_key cfg_top_keys[] = {
     CFG_SECTION("broker", cfg_broker_keys),
     CFG_SECTION("flood", cfg_flood_keys),     /* services/flood.h */
     CFG_SECTION("dialog", cfg_dialog_keys),   /* dialog/dialog.h */
+    CFG_SECTION("nat", cfg_nat_keys),	      /* docs/nat.md */
     CFG_SECTION("control", cfg_control_keys), /* server/ctl.h */
     CFG_SECTION("strangers", cfg_strangers_keys),
     CFG_SECTION("overload", cfg_overload_keys), /* RFC 7339 */
@@ -362,6 +369,7 @@ void cfg_defaults(struct cfg *c)
 	    .nonce_ttl_s = 300,
 	    .proxy_mode = CFG_PROXY_STATEFUL,
 	    .record_route = true,
+	    .nat_contact_alias = true,
 	    .tcp_max_connections = 4096,
 	    .tcp_idle_timeout_s = 600,
 	    .tcp_max_per_source = 64,

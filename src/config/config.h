@@ -87,6 +87,10 @@ struct cfg {
 	enum cfg_proxy_mode proxy_mode;
 	bool record_route; /* true */
 
+	/* NAT (docs/nat.md): a Contact that is not where its message came from gets a signed
+	 * alias naming the real source, where in-dialog requests then go */
+	bool nat_contact_alias; /* true */
+
 	/* security (docs/security.md): sources trusted like an authenticated user (a carrier's
 	 * SBC, a PBX): they may call numbers the dialplan routes to gateways, and relay */
 	struct lists_nets trusted_peers;

@@ -265,6 +265,9 @@ static void log_stats(struct server *s)
 		t.suspended += w->stats.suspended;
 		t.suspend_refused += w->stats.suspend_refused;
 		t.resp_hops += w->stats.resp_hops;
+		t.nat_alias_added += w->stats.nat_alias_added;
+		t.nat_alias_routed += w->stats.nat_alias_routed;
+		t.nat_alias_bad += w->stats.nat_alias_bad;
 	}
 	log_info(
 	    "messages received %llu, sent %llu, malformed %llu, dropped %llu; calls blocked "
@@ -279,6 +282,10 @@ static void log_stats(struct server *s)
 		 (unsigned long long)t.suspended, (unsigned long long)t.suspend_refused);
 	log_info("responses received by a worker other than their transaction's: %llu",
 		 (unsigned long long)t.resp_hops);
+	log_info("NAT: contacts aliased %llu, in-dialog requests routed by alias %llu, bad aliases "
+		 "ignored %llu",
+		 (unsigned long long)t.nat_alias_added, (unsigned long long)t.nat_alias_routed,
+		 (unsigned long long)t.nat_alias_bad);
 	log_overload_stats(s);
 }
 

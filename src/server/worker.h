@@ -50,6 +50,9 @@ struct worker_stats {
 	uint64_t gw_ring_timeouts; /* gateway branches cancelled: no final answer after ringing */
 	uint64_t suspended;	   /* requests that waited for a lookup (request/request.h) */
 	uint64_t suspend_refused;  /* ... refused with 503: the worker held suspend_cap already */
+	uint64_t nat_alias_added;  /* Contacts behind NAT given an alias (proxy/nat.c) */
+	uint64_t nat_alias_routed; /* in-dialog requests sent where their alias says */
+	uint64_t nat_alias_bad;	   /* ... whose alias was forged or malformed: ignored */
 	uint64_t fwd_bad_moves;	   /* proxy/branch state moves refused (proxy/internal.h): a bug */
 };
 
