@@ -251,7 +251,7 @@ bool nat_alias_target(struct preq *r, struct fwd_target *t)
 	const struct sip_uri *ruri = sip_msg_ruri(r->m);
 	sv_t v, raw = r->m->ruri_raw;
 	struct tp_addr a;
-	size_t plen = sizeof(NAT_PARAM), start, end;
+	size_t plen = sizeof(";" NAT_PARAM "=") - 1, start, end;
 	int err;
 
 	if (!r->in_dialog || !ruri || !sip_param_find(ruri->params, SV(NAT_PARAM), &v))
