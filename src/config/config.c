@@ -217,6 +217,8 @@ static const struct cfg_key cfg_broker_keys[] = {
 /* signalling behind NAT (docs/nat.md) */
 static const struct cfg_key cfg_nat_keys[] = {
     CFG_BOOL("contact_alias", nat_contact_alias),
+    CFG_UINT("keepalive_interval", nat_keepalive_interval_s, 0, 3600),
+    CFG_UINT("keepalive_max", nat_keepalive_max, 1, 1000000),
     {0},
 };
 
@@ -370,6 +372,8 @@ void cfg_defaults(struct cfg *c)
 	    .proxy_mode = CFG_PROXY_STATEFUL,
 	    .record_route = true,
 	    .nat_contact_alias = true,
+	    .nat_keepalive_interval_s = 25,
+	    .nat_keepalive_max = 2000,
 	    .tcp_max_connections = 4096,
 	    .tcp_idle_timeout_s = 600,
 	    .tcp_max_per_source = 64,
