@@ -37,11 +37,14 @@ CALLEE_PORT = 5062
 CALLER_PORT = 5072
 
 
-def nat_config(tmp, alias=True):
+def nat_config(tmp, alias=True, keepalive=None):
     path = os.path.join(tmp, "sb.yaml")
     with open(path, "w") as f:
         # the default (nothing written) is on: an older binary runs this test too
-        f.write("" if alias else "nat:\n  contact_alias: false\n")
+        lines = [] if alias else ["  contact_alias: false"]
+        if keepalive is not None:
+            lines.append("  keepalive_interval: %d" % keepalive)
+        f.write("nat:\n" + "\n".join(lines) + "\n" if lines else "")
     return path
 
 
@@ -249,6 +252,78 @@ def test_forged_alias_not_followed():
               "NAT statistics: " + "\n".join(l for l in text.splitlines() if "NAT:" in l))
         check("forged alias in the Request-URI ignored" in text and
               "malformed alias in the Request-URI ignored" in text, "bad aliases not logged")
+
+
+RESPONDER = r"""
+import socket, sys, time
+sys.path.insert(0, sys.argv[1])
+from sbphone import reply_to
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind((sys.argv[2], int(sys.argv[3])))
+end = time.time() + float(sys.argv[4])
+while time.time() < end:
+    s.settimeout(max(end - time.time(), 0.01))
+    try:
+        data, src = s.recvfrom(65535)
+    except socket.timeout:
+        break
+    if data.startswith(b"OPTIONS "):
+        print("OPTIONS", src[0], src[1], flush=True)
+        s.sendto(reply_to(data, 200, "OK", to_tag="ka"), src)
+"""
+
+
+def keepalive_run(tmp, interval):
+    """bob registers behind router ra (UDP conntrack timeout 3 s), then answers OPTIONS for
+    9 s; (OPTIONS he got, whether the router still had his binding at the end, log)."""
+    need("sipp")
+    with sbnetns.NatLab() as lab:
+        lab.set_udp_timeout("ra", 3)
+        s = sbnetns.Server(lab, tmp=tmp, port=5060, config=nat_config(tmp, keepalive=interval))
+        s.start()
+        ok = False
+        try:
+            s.add_user("bob", "bobpw", domain=sbnetns.SERVER_IP)
+            inf = write_inf(os.path.join(tmp, "bob.csv"),
+                            [("bob", auth_kw("bob", "bobpw"), sbnetns.SERVER_IP)])
+            args = ["-sf", os.path.join(SCENARIOS, "reg_auth.xml"), "-inf", inf]
+            reg = lab.run("a", ["sipp", s.host] + args +
+                          ["-m", 1, "-i", sbnetns.PHONE_IP["a"], "-p", CALLEE_PORT, "-key",
+                           "expires", 600, "-timeout", "10s", "-timeout_error", "-nostdin"] +
+                          sipp_auth_uri(args, tmp), check=False, timeout=30)
+            check(reg.returncode == 0, "bob's registration failed: " + reg.stdout[-1500:])
+            here = os.path.dirname(os.path.abspath(__file__))
+            resp = lab.popen("a", ["python3", "-c", RESPONDER, here, sbnetns.PHONE_IP["a"],
+                                   CALLEE_PORT, 9], stdout=subprocess.PIPE, text=True)
+            out, _ = resp.communicate(timeout=30)
+            binding = [l for l in lab.conntrack_udp("ra")
+                       if "sport=%d" % CALLEE_PORT in l and "dport=5060" in l]
+            ok = True
+        finally:
+            s.stop(check_clean=ok)
+        return out.splitlines(), binding, s.log_text()
+
+
+def test_keepalive_keeps_binding():
+    """OPTIONS every second reach bob through his router and keep its binding past its
+    3 s timeout; they are answered and counted."""
+    tmp = tempfile.mkdtemp(prefix="sbnat-")
+    got, binding, text = keepalive_run(tmp, 1)
+    check(len(got) >= 5, "bob got %d keep-alives: %s" % (len(got), got))
+    check(all(l.split()[1] == sbnetns.SERVER_IP for l in got), "keep-alives from: %s" % got)
+    check(binding, "the router forgot bob's binding despite the keep-alives")
+    m = re.search(r"NAT keep-alives: sent (\d+), answered (\d+)", text)
+    check(m and int(m.group(1)) >= len(got) and int(m.group(2)) >= len(got) - 1,
+          "keep-alive statistics: %s" % (m and m.group(0)))
+
+
+def test_binding_expires_without_keepalive():
+    """nat.keepalive_interval: 0 - the router forgets bob's binding after 3 s."""
+    tmp = tempfile.mkdtemp(prefix="sbnat-")
+    got, binding, text = keepalive_run(tmp, 0)
+    check(not got, "OPTIONS reached bob with keep-alives off: %s" % got)
+    check(not binding, "the binding outlived its timeout: %s" % binding)
 
 
 if __name__ == "__main__":
