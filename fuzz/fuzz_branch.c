@@ -74,7 +74,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		char again[128];
 		if (nat_alias_verify(&srv.route_key, SV("c"), all, &a) == 0) {
 			/* only what we print verifies: the same text back */
-			size_t n = nat_alias_print(&srv.route_key, SV("c"), &a, again, sizeof(again));
+			size_t n =
+			    nat_alias_print(&srv.route_key, SV("c"), &a, again, sizeof(again));
 			if (n < 10 || !sv_eq(sv_make(again + 10, n - 10), all))
 				abort();
 		}
@@ -90,8 +91,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 					     SIP_PROTO_UDP, &src) == 0) {
 				size_t n = nat_alias_print(&srv.route_key, all, &src, again,
 							   sizeof(again));
-				if (!n || nat_alias_verify(&srv.route_key, all,
-							   sv_make(again + 10, n - 10), &a) ||
+				if (!n ||
+				    nat_alias_verify(&srv.route_key, all,
+						     sv_make(again + 10, n - 10), &a) ||
 				    !tp_addr_equal(&a, &src))
 					abort();
 			}

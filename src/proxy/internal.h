@@ -166,6 +166,9 @@ void route_sign(const struct server *srv, sv_t callid, sv_t tag, sv_t host, uint
 /* Signed for the host and port of m's Contact (ENOENT: none, signed for nothing usable). */
 int route_sign_contact(const struct server *srv, const struct sip_msg *m, sv_t tag,
 		       char out[ROUTE_SIG_LEN + 1]);
+/* The key that signs our routes (and NAT aliases, nat.c); nat.contact_alias. */
+const struct siphash_key *route_key_of(const struct server *srv);
+bool route_nat_alias_on(const struct server *srv);
 /* The signature in a Route/Record-Route value of ours (a view into it), or empty. */
 sv_t route_sig_of(struct server *srv, sv_t value);
 /* True when r is routed by a Record-Route we signed for its dialog and Request-URI. */

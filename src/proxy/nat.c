@@ -24,7 +24,6 @@
 #include <string.h>
 
 #include "core/log.h"
-#include "server/server.h"
 #include "server/worker.h"
 
 #define NAT_PARAM "sb-alias"
@@ -186,12 +185,12 @@ static void alias_for(const struct server *srv, struct sip_msg *m, const struct 
 	size_t k;
 
 	*n = 0;
-	if (!srv->cfg.nat_contact_alias || !h || !from || sip_naddr_parse(h->value, &na, NULL) ||
+	if (!route_nat_alias_on(srv) || !h || !from || sip_naddr_parse(h->value, &na, NULL) ||
 	    sip_uri_parse(na.uri, &u) || !nat_contact_differs(&u, from))
 		return;
 	if (sip_param_find(u.params, SV(NAT_PARAM), &(sv_t){0}))
 		return; /* already aliased by us (a spiral) or by a proxy before us */
-	k = nat_alias_print(&srv->route_key, sip_msg_callid(m), from, text, len - 1);
+	k = nat_alias_print(route_key_of(srv), sip_msg_callid(m), from, text, len - 1);
 	if (!k)
 		return;
 	text[k] = '>';
@@ -256,7 +255,7 @@ bool nat_alias_target(struct preq *r, struct fwd_target *t)
 
 	if (!r->in_dialog || !ruri || !sip_param_find(ruri->params, SV(NAT_PARAM), &v))
 		return false;
-	err = nat_alias_verify(&r->srv->route_key, sip_msg_callid(r->m), v, &a);
+	err = nat_alias_verify(route_key_of(r->srv), sip_msg_callid(r->m), v, &a);
 	if (err) {
 		r->w->stats.nat_alias_bad++;
 		log_info("in-dialog %.*s: %s alias in the Request-URI ignored",

@@ -249,6 +249,16 @@ int route_sign_contact(const struct server *srv, const struct sip_msg *m, sv_t t
 	return 0;
 }
 
+const struct siphash_key *route_key_of(const struct server *srv)
+{
+	return &srv->route_key;
+}
+
+bool route_nat_alias_on(const struct server *srv)
+{
+	return srv->cfg.nat_contact_alias;
+}
+
 /* The ";sb=" value of a Route/Record-Route URI of ours, or empty. */
 sv_t route_sig_of(struct server *srv, sv_t value)
 {

@@ -24,7 +24,7 @@
 
 #include "core/log.h"
 #include "request/overload.h"
-#include "proxy/keepalive.h"
+#include "server/keepalive.h"
 #include "proxy/probe.h"
 #include "proxy/proxy.h"
 #include "server/calls.h"

@@ -55,7 +55,7 @@ struct server {
 	struct srv_chores *chores; /* the modules' database chores (chores.c) */
 	struct rules_slot *rules; /* dialplan, gateways, global lists in force (services/rules.h) */
 	struct prober *prober;	  /* OPTIONS probes of the gateways, on worker 0 */
-	struct keepalive *keepalive; /* NAT keep-alives (proxy/keepalive.h), on worker 0 */
+	struct keepalive *keepalive; /* NAT keep-alives (server/keepalive.h), on worker 0 */
 	struct home *home;	     /* messaging, presence and topics, on the home worker */
 	struct flood *flood;	     /* per-source budgets and bans; NULL when turned off */
 	/* the request pipeline's table of handlers (proxy/proxy.h), built by pipeline.c */

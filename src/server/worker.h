@@ -53,7 +53,7 @@ struct worker_stats {
 	uint64_t nat_alias_added;    /* Contacts behind NAT given an alias (proxy/nat.c) */
 	uint64_t nat_alias_routed;   /* in-dialog requests sent where their alias says */
 	uint64_t nat_alias_bad;	     /* ... whose alias was forged or malformed: ignored */
-	uint64_t nat_keepalive_sent; /* OPTIONS to contacts behind NAT (proxy/keepalive.c) */
+	uint64_t nat_keepalive_sent; /* OPTIONS to contacts behind NAT (server/keepalive.c) */
 	uint64_t nat_keepalive_answered;   /* ... answered by the contact */
 	uint64_t nat_keepalive_unanswered; /* ... no answer before Timer F */
 	uint64_t nat_keepalive_capped;	   /* rounds cut at nat.keepalive_max */

@@ -18,7 +18,7 @@
  * (worker statistics); a contact that stops answering is not marked
  * unreachable (not done: its registration expires as usual).
  */
-#include "proxy/keepalive.h"
+#include "server/keepalive.h"
 
 #include <errno.h>
 #include <stdatomic.h>

@@ -3,8 +3,8 @@
  * contacts behind NAT, so that their routers keep the binding open that
  * calls to them come in through.
  */
-#ifndef SB_PROXY_KEEPALIVE_H
-#define SB_PROXY_KEEPALIVE_H
+#ifndef SB_SERVER_KEEPALIVE_H
+#define SB_SERVER_KEEPALIVE_H
 
 struct server;
 
