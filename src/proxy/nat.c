@@ -139,7 +139,7 @@ int nat_alias_verify(const struct siphash_key *k, sv_t callid, sv_t value, struc
 
 	/* ip~port~t~mac: four fields, none empty */
 	for (i = 0; i < 4; i++) {
-		const char *sep = i < 3 ? memchr(rest.p, '~', rest.len) : NULL;
+		const char *sep = i < 3 && rest.len ? memchr(rest.p, '~', rest.len) : NULL;
 		size_t n = sep ? (size_t)(sep - rest.p) : rest.len;
 		if (i < 3 && !sep)
 			return EINVAL;
