@@ -217,6 +217,14 @@ static const struct cfg_key cfg_broker_keys[] = {
     {0},
 };
 
+/* signalling behind NAT (docs/nat.md) */
+static const struct cfg_key cfg_nat_keys[] = {
+    CFG_BOOL("contact_alias", nat_contact_alias),
+    CFG_UINT("keepalive_interval", nat_keepalive_interval_s, 0, 3600),
+    CFG_UINT("keepalive_max", nat_keepalive_max, 1, 1000000),
+    {0},
+};
+
 /* dialogs (dialog/dialog.h) */
 static const struct cfg_key cfg_dialog_keys[] = {
     CFG_UINT("max", dlg_max, 1, 10000000),
@@ -301,6 +309,7 @@ static const struct cfg_key cfg_top_keys[] = {
     CFG_SECTION("broker", cfg_broker_keys),
     CFG_SECTION("flood", cfg_flood_keys),     /* services/flood.h */
     CFG_SECTION("dialog", cfg_dialog_keys),   /* dialog/dialog.h */
+    CFG_SECTION("nat", cfg_nat_keys),	      /* docs/nat.md */
     CFG_SECTION("control", cfg_control_keys), /* server/ctl.h */
     CFG_SECTION("cdr", cfg_cdr_keys),	      /* services/cdr.h */
     CFG_SECTION("strangers", cfg_strangers_keys),
@@ -373,6 +382,9 @@ void cfg_defaults(struct cfg *c)
 	    .nonce_ttl_s = 300,
 	    .proxy_mode = CFG_PROXY_STATEFUL,
 	    .record_route = true,
+	    .nat_contact_alias = true,
+	    .nat_keepalive_interval_s = 25,
+	    .nat_keepalive_max = 2000,
 	    .tcp_max_connections = 4096,
 	    .tcp_idle_timeout_s = 600,
 	    .tcp_max_per_source = 64,

@@ -90,6 +90,13 @@ struct cfg {
 	enum cfg_proxy_mode proxy_mode;
 	bool record_route; /* true */
 
+	/* NAT (docs/nat.md): a Contact that is not where its message came from gets a signed
+	 * alias naming the real source, where in-dialog requests then go */
+	bool nat_contact_alias; /* true */
+	unsigned
+	    nat_keepalive_interval_s; /* 25; OPTIONS to registered contacts behind NAT, 0 = off */
+	unsigned nat_keepalive_max;   /* 2000: per round and in flight */
+
 	/* security (docs/security.md): sources trusted like an authenticated user (a carrier's
 	 * SBC, a PBX): they may call numbers the dialplan routes to gateways, and relay */
 	struct lists_nets trusted_peers;

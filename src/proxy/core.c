@@ -155,6 +155,8 @@ static enum proxy_step on_ack(struct preq *r, void *arg)
 		if (sv_copy(r->ruri_override.len ? r->ruri_override : r->m->ruri_raw, tgt.hop,
 			    sizeof(tgt.hop)))
 			return PROXY_DONE;
+		if (!r->ruri_override.len)
+			nat_alias_target(r, &tgt); /* a phone behind NAT: where its alias says */
 	} else {
 		return PROXY_DONE;
 	}
@@ -396,6 +398,7 @@ static enum proxy_step phase_route(struct preq *r, void *arg)
 		proxy_reply(r, 414, NULL, SV_NULL);
 		return PROXY_DONE;
 	}
+	nat_alias_target(r, &t); /* in a dialog with a phone behind NAT: where its alias says */
 	return forward(r, plan, &t, 1);
 }
 

@@ -362,6 +362,9 @@ int fwd_build(struct worker *w, struct buf *out, struct sip_msg *m, const struct
 			}
 		}
 	}
+	/* a Contact behind NAT gets its alias (nat.c) */
+	if (plan->nat_alias_len && nat_edit_contact(&l, m, plan->nat_alias, plan->nat_alias_len))
+		return E2BIG;
 	/* credentials meant for us are not forwarded (RFC 3261 22.3) */
 	if (plan->drop_cred_realm[0]) {
 		for (h = sip_msg_hdr(m, SIP_H_PROXY_AUTHORIZATION); h; h = sip_msg_hdr_next(m, h)) {
@@ -393,8 +396,9 @@ static bool response_makes_dialog(struct sip_msg *resp)
  * when the client declared support (RFC 7339).
  */
 static int response_strip_via(struct server *srv, struct worker *w, struct buf *out,
-			      struct sip_msg *resp)
+			      struct sip_msg *resp, const struct tp_addr *from)
 {
+	char alias[128];
 	const struct sip_via *via = sip_msg_via1(resp);
 	struct sip_hdr *h = sip_msg_hdr(resp, SIP_H_VIA);
 	struct sip_edit_list l = {.n = 0};
@@ -440,6 +444,9 @@ static int response_strip_via(struct server *srv, struct worker *w, struct buf *
 				return E2BIG;
 		}
 	}
+	/* a Contact behind NAT: where the caller's requests must really go (nat.c) */
+	if (w && from && nat_response_contact(w, &l, resp, from, alias, sizeof(alias)))
+		return E2BIG;
 	return sip_edits_apply(out, resp, &l);
 }
 
@@ -456,7 +463,7 @@ static int dest_from_target(struct worker *w, const struct fwd_target *t,
 		d->peer = t->received;
 		d->conn_id = t->conn_id;
 		/* a registration's connection: its peer port is ephemeral, never connect to it */
-		d->conn_only = t->received.proto != SIP_PROTO_UDP;
+		d->conn_only = !t->alias && t->received.proto != SIP_PROTO_UDP;
 	}
 	d->listen = tp_listen_pick(w->srv->tp, d->peer.proto, d->peer.u.sa.sa_family);
 	return d->listen < 0 ? EAFNOSUPPORT : 0;
@@ -588,11 +595,12 @@ static void step_outcome_raise(struct ptx *p, enum step_outcome o)
 		p->outcome = o;
 }
 
-static void ptx_forward_response(struct ptx *p, struct sip_msg *resp, sv_t extra_challenges)
+static void ptx_forward_response(struct ptx *p, struct sip_msg *resp, sv_t extra_challenges,
+				 const struct tp_addr *from)
 {
 	struct buf *out = &p->w->resp_out;
 
-	if (response_strip_via(p->w->srv, p->w, out, resp)) {
+	if (response_strip_via(p->w->srv, p->w, out, resp, from)) {
 		/* more edits than we can make: a final the caller must still get */
 		log_warn("proxy transaction %s: response %u cannot be forwarded (too many edits)",
 			 p->tag, resp->status);
@@ -684,7 +692,8 @@ static void ptx_finish(struct ptx *p)
 		for (h = sip_msg_hdr(best, SIP_H_PROXY_AUTHENTICATE); h;
 		     h = sip_msg_hdr_next(best, h))
 			own += h->raw.len;
-		ptx_forward_response(p, best, challenges.len > own ? buf_sv(&challenges) : SV_NULL);
+		ptx_forward_response(p, best, challenges.len > own ? buf_sv(&challenges) : SV_NULL,
+				     NULL);
 	}
 	buf_free(&challenges);
 	sip_msg_release(best);
@@ -945,7 +954,7 @@ static void branch_provisional(struct ptx_branch *b, struct sip_msg *resp)
 			return;
 		ptx_move(p, PTX_RINGING);
 	}
-	ptx_forward_response(p, resp, SV_NULL);
+	ptx_forward_response(p, resp, SV_NULL, &b->dest.peer);
 }
 
 /*
@@ -996,7 +1005,7 @@ static void branch_response(struct txn_cli *t, struct sip_msg *resp)
 	}
 	if (st < 300) {
 		/* every 2xx goes up at once, retransmissions too (16.7 step 5, RFC 6026) */
-		ptx_forward_response(p, resp, SV_NULL);
+		ptx_forward_response(p, resp, SV_NULL, &b->dest.peer);
 		if (!ptx_final_sent(p)) {
 			ptx_move(p, PTX_ACCEPTED);
 			step_timer_stop(p);
@@ -1356,7 +1365,8 @@ static void accepted_response(struct txn_cli *t, struct sip_msg *resp)
 {
 	struct ptx_accepted *a = t->tu;
 
-	ptx_forward_response(a->ptx, resp, SV_NULL); /* a 2xx retransmission (RFC 6026) */
+	/* a 2xx retransmission (RFC 6026) */
+	ptx_forward_response(a->ptx, resp, SV_NULL, &t->dest.peer);
 }
 
 static void accepted_terminated(struct txn_cli *t)
@@ -1780,7 +1790,7 @@ void fwd_response_stateless(struct worker *w, struct sip_msg *m, const struct tp
 	if (dest.peer.u.sa.sa_family == AF_INET && dest.peer.u.in.sin_addr.s_addr == 0xffffffff)
 		return; /* RFC 4475 bcast: never to a broadcast address */
 	dest.listen = -1;
-	if (response_strip_via(w->srv, NULL, &w->resp_out, m))
+	if (response_strip_via(w->srv, NULL, &w->resp_out, m, NULL))
 		return;
 	tp_send(w, &dest, w->resp_out.p, w->resp_out.len);
 }

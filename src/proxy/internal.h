@@ -9,6 +9,7 @@
 
 #include "proxy/proxy.h"
 #include "request/request.h"
+#include "core/siphash.h"
 #include "services/location.h"
 
 /*
@@ -34,6 +35,10 @@ struct fwd_plan {
 	/* "Session-Expires: N\r\n" (and "Min-SE: N\r\n" after a 422) added to an INVITE, "" = none
 	 */
 	char session_expires[64];
+	/* ";sb-alias=...>" added to the Contact of a request from behind NAT (nat.c); the '>'
+	 * is used only when the Contact had no angle brackets; nat_alias_len 0 = none */
+	char nat_alias[120];
+	size_t nat_alias_len;
 };
 
 struct fwd_target {
@@ -47,6 +52,9 @@ struct fwd_target {
 	/* has_received over a connection that is its only way in (an RFC 5626 flow, a contact
 	 * behind NAT): once the connection is gone the target is unreachable */
 	bool conn_only;
+	/* an in-dialog request sent where a signed NAT alias in its R-URI says (nat.c): over
+	 * UDP to that address, over TCP on the connection open from there */
+	bool alias;
 	uint16_t q;
 	uint8_t terminal;   /* enum term_type of a registered contact */
 	int64_t expires;    /* when a registered contact's binding expires (unix s), 0 = not one */
@@ -158,6 +166,9 @@ void route_sign(const struct server *srv, sv_t callid, sv_t tag, sv_t host, uint
 /* Signed for the host and port of m's Contact (ENOENT: none, signed for nothing usable). */
 int route_sign_contact(const struct server *srv, const struct sip_msg *m, sv_t tag,
 		       char out[ROUTE_SIG_LEN + 1]);
+/* The key that signs our routes (and NAT aliases, nat.c); nat.contact_alias. */
+const struct siphash_key *route_key_of(const struct server *srv);
+bool route_nat_alias_on(const struct server *srv);
 /* The signature in a Route/Record-Route value of ours (a view into it), or empty. */
 sv_t route_sig_of(struct server *srv, sv_t value);
 /* True when r is routed by a Record-Route we signed for its dialog and Request-URI. */
@@ -170,6 +181,28 @@ void route_target_from_binding(struct fwd_target *t, const struct loc_target *b)
  * is gone), or not at all (LOC_REACH_GONE: the connection was the only way).
  */
 enum loc_reach route_target_reach(struct tp_table *tp, const struct fwd_target *t);
+
+/*
+ * nat.c: Contacts behind NAT (docs/nat.md). An alias ";sb-alias=<ip>~<port>~<t>~<mac>"
+ * names where a Contact's messages really came from; the MAC (the route key, over the
+ * Call-ID and the address) makes it good for that dialog and that address only.
+ */
+/* Is Contact URI c somewhere else than src (address, port or transport)? A host name: no. */
+bool nat_contact_differs(const struct sip_uri *c, const struct tp_addr *src);
+/* ";sb-alias=..." for src in the dialog callid into out; its length, 0 when it cannot be. */
+size_t nat_alias_print(const struct siphash_key *k, sv_t callid, const struct tp_addr *src,
+		       char *out, size_t len);
+/* An alias value (after "sb-alias="): 0 and *a, EINVAL malformed, EPERM signature wrong. */
+int nat_alias_verify(const struct siphash_key *k, sv_t callid, sv_t value, struct tp_addr *a);
+/* route_plan's part: plan->nat_alias for r's Contact when it is behind NAT. */
+void nat_plan_contact(struct preq *r, struct fwd_plan *plan);
+/* The edits adding text (n bytes, and the '>' after them when needed) to m's Contact URI. */
+int nat_edit_contact(struct sip_edit_list *l, struct sip_msg *m, const char *text, size_t n);
+/* The same for a dialog-making or target-refreshing response from from; text keeps it. */
+int nat_response_contact(struct worker *w, struct sip_edit_list *l, struct sip_msg *resp,
+			 const struct tp_addr *from, char *text, size_t len);
+/* An in-dialog request whose R-URI carries a valid alias: t goes there, alias removed. */
+bool nat_alias_target(struct preq *r, struct fwd_target *t);
 
 /* features.c: *72<number> and the like from our own users; PROXY_CONTINUE when not one */
 enum proxy_step feat_handle(struct preq *r);

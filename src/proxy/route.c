@@ -109,6 +109,7 @@ void route_plan(struct preq *r, struct fwd_plan *plan)
 	while (i < n && i < 4 && route_value_is_myself(r->srv, vals[i]))
 		i++;
 	plan->pop_routes = i;
+	nat_plan_contact(r, plan); /* a Contact behind NAT gets its alias (nat.c) */
 }
 
 sv_t route_next_hop(struct preq *r, const struct fwd_plan *plan)
@@ -186,7 +187,7 @@ enum loc_reach route_target_reach(struct tp_table *tp, const struct fwd_target *
 {
 	if (!t->has_received)
 		return LOC_REACH_URI;
-	if (t->received.proto == SIP_PROTO_UDP || tp_conn_alive(tp, t->conn_id))
+	if (t->alias || t->received.proto == SIP_PROTO_UDP || tp_conn_alive(tp, t->conn_id))
 		return LOC_REACH_RECEIVED;
 	/* its connection is gone: it is no destination any more (item 7 of issue 13) */
 	return t->conn_only ? LOC_REACH_GONE : LOC_REACH_URI;
@@ -246,6 +247,16 @@ int route_sign_contact(const struct server *srv, const struct sip_msg *m, sv_t t
 	}
 	route_sign(srv, callid, tag, u.host, u.port, out);
 	return 0;
+}
+
+const struct siphash_key *route_key_of(const struct server *srv)
+{
+	return &srv->route_key;
+}
+
+bool route_nat_alias_on(const struct server *srv)
+{
+	return srv->cfg.nat_contact_alias;
 }
 
 /* The ";sb=" value of a Route/Record-Route URI of ours, or empty. */

@@ -24,6 +24,7 @@
 
 #include "core/log.h"
 #include "request/overload.h"
+#include "server/keepalive.h"
 #include "proxy/probe.h"
 #include "proxy/proxy.h"
 #include "server/calls.h"
@@ -215,6 +216,10 @@ int server_start(struct server *s, const struct cfg *cfg, char *err, size_t errl
 		snprintf(err, errlen, "cannot start gateway probes: %s", strerror(rc));
 		return rc;
 	}
+	if ((rc = keepalive_start(s))) {
+		snprintf(err, errlen, "cannot start NAT keep-alives: %s", strerror(rc));
+		return rc;
+	}
 	log_listeners(s);
 	log_info("switchboard %s started with %u worker%s", SB_VERSION, s->nworkers,
 		 s->nworkers == 1 ? "" : "s");
@@ -275,6 +280,13 @@ static void log_stats(struct server *s)
 		t.suspend_refused += w->stats.suspend_refused;
 		t.resp_hops += w->stats.resp_hops;
 		t.rx_dport_strangers += w->stats.rx_dport_strangers;
+		t.nat_alias_added += w->stats.nat_alias_added;
+		t.nat_alias_routed += w->stats.nat_alias_routed;
+		t.nat_alias_bad += w->stats.nat_alias_bad;
+		t.nat_keepalive_sent += w->stats.nat_keepalive_sent;
+		t.nat_keepalive_answered += w->stats.nat_keepalive_answered;
+		t.nat_keepalive_unanswered += w->stats.nat_keepalive_unanswered;
+		t.nat_keepalive_capped += w->stats.nat_keepalive_capped;
 	}
 	log_info(
 	    "messages received %llu, sent %llu, malformed %llu, dropped %llu; calls blocked "
@@ -292,6 +304,16 @@ static void log_stats(struct server *s)
 	if (s->cfg.udp_dialog_port)
 		log_info("out-of-dialog requests dropped on the dialog port: %llu",
 			 (unsigned long long)t.rx_dport_strangers);
+	log_info("NAT: contacts aliased %llu, in-dialog requests routed by alias %llu, bad aliases "
+		 "ignored %llu",
+		 (unsigned long long)t.nat_alias_added, (unsigned long long)t.nat_alias_routed,
+		 (unsigned long long)t.nat_alias_bad);
+	log_info("NAT keep-alives: sent %llu, answered %llu, unanswered %llu, rounds cut at the "
+		 "cap %llu",
+		 (unsigned long long)t.nat_keepalive_sent,
+		 (unsigned long long)t.nat_keepalive_answered,
+		 (unsigned long long)t.nat_keepalive_unanswered,
+		 (unsigned long long)t.nat_keepalive_capped);
 	log_overload_stats(s);
 }
 
@@ -310,6 +332,7 @@ void server_destroy(struct server *s)
 	ctl_stop(s->ctl);
 	s->ctl = NULL;
 	probe_destroy(s);
+	keepalive_destroy(s);
 	home_stop(s->home); /* its last writes go to the database thread before that stops */
 	dbq_destroy(s->dbq);
 	s->dbq = NULL;

@@ -30,6 +30,7 @@ struct dbq;
 struct srv_chores;
 struct rules_slot;
 struct prober;
+struct keepalive;
 struct home;
 struct flood;
 struct proxy_pipeline;
@@ -55,8 +56,9 @@ struct server {
 	struct srv_chores *chores; /* the modules' database chores (chores.c) */
 	struct rules_slot *rules; /* dialplan, gateways, global lists in force (services/rules.h) */
 	struct prober *prober;	  /* OPTIONS probes of the gateways, on worker 0 */
-	struct home *home;	  /* messaging, presence and topics, on the home worker */
-	struct flood *flood;	  /* per-source budgets and bans; NULL when turned off */
+	struct keepalive *keepalive; /* NAT keep-alives (server/keepalive.h), on worker 0 */
+	struct home *home;	     /* messaging, presence and topics, on the home worker */
+	struct flood *flood;	     /* per-source budgets and bans; NULL when turned off */
 	/* the request pipeline's table of handlers (proxy/proxy.h), built by pipeline.c */
 	struct proxy_pipeline *pipeline;
 	struct dlg_table *dlg; /* the INVITE dialogs we record-route (dialog/dialog.h) */

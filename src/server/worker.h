@@ -52,11 +52,18 @@ struct worker_stats {
 	uint64_t calls_barred;	/* outgoing calls refused by the caller's barring (issue 12) */
 	uint64_t rx_forged;	/* responses dropped: branch MAC wrong, or not from where it must */
 	uint64_t gw_timeouts;	/* gateway branches failed over: no provisional response in time */
-	uint64_t gw_ring_timeouts; /* gateway branches cancelled: no final answer after ringing */
-	uint64_t suspended;	   /* requests that waited for a lookup (request/request.h) */
-	uint64_t suspend_refused;  /* ... refused with 503: the worker held suspend_cap already */
-	uint64_t fwd_bad_moves;	   /* proxy/branch state moves refused (proxy/internal.h): a bug */
+	uint64_t gw_ring_timeouts;   /* gateway branches cancelled: no final answer after ringing */
+	uint64_t suspended;	     /* requests that waited for a lookup (request/request.h) */
+	uint64_t suspend_refused;    /* ... refused with 503: the worker held suspend_cap already */
 	uint64_t rx_dport_strangers; /* out-of-dialog requests on a dialog port, dropped */
+	uint64_t nat_alias_added;    /* Contacts behind NAT given an alias (proxy/nat.c) */
+	uint64_t nat_alias_routed;   /* in-dialog requests sent where their alias says */
+	uint64_t nat_alias_bad;	     /* ... whose alias was forged or malformed: ignored */
+	uint64_t nat_keepalive_sent; /* OPTIONS to contacts behind NAT (server/keepalive.c) */
+	uint64_t nat_keepalive_answered;   /* ... answered by the contact */
+	uint64_t nat_keepalive_unanswered; /* ... no answer before Timer F */
+	uint64_t nat_keepalive_capped;	   /* rounds cut at nat.keepalive_max */
+	uint64_t fwd_bad_moves; /* proxy/branch state moves refused (proxy/internal.h): a bug */
 };
 
 struct worker {

@@ -636,6 +636,50 @@ size_t loc_expire_some(struct loc_table *t, int64_t now, unsigned parts)
 	return dropped;
 }
 
+size_t loc_nat_some(struct loc_table *t, int64_t now, unsigned *cursor, bool *wrapped,
+		    struct loc_nat_binding *out, size_t max)
+{
+	size_t n = 0;
+
+	*wrapped = false;
+	while (n < max && !*wrapped) {
+		struct loc_bucket *bk = &t->buckets[*cursor % LOC_BUCKETS];
+		size_t before = n;
+		bool full = false;
+
+		pthread_mutex_lock(&bk->lock);
+		for (struct loc_aor *a = bk->head; a && !full; a = a->next) {
+			for (struct loc_binding *b = a->bindings; b && !full; b = b->next) {
+				struct tp_addr recv;
+				sv_t uri = field(b, B_CONTACT);
+				if (b->expires <= now || b->src.proto != SIP_PROTO_UDP ||
+				    field(b, B_PATH).len)
+					continue;
+				src_unpack(&b->src, &recv);
+				if (!loc_contact_behind_nat(uri, &recv))
+					continue;
+				if (n == max) {
+					full = true;
+					break;
+				}
+				if (sv_copy(uri, out[n].uri, sizeof(out[n].uri)))
+					continue; /* cannot be: a binding keeps no longer URI */
+				out[n++].received = recv;
+			}
+		}
+		pthread_mutex_unlock(&bk->lock);
+		/* a bucket is done whole, in the next call when it did not fit in this one
+		 * (one with more than max is cut: max is at least a batch of 64) */
+		if (full && before > 0) {
+			n = before;
+			break;
+		}
+		*cursor = (*cursor + 1) % LOC_BUCKETS;
+		*wrapped = *cursor == 0;
+	}
+	return n;
+}
+
 size_t loc_count(struct loc_table *t)
 {
 	size_t n = 0;

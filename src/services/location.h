@@ -110,6 +110,20 @@ enum loc_reach loc_target_reach(const struct loc_target *t, bool conn_open);
 /* Would the binding be unreachable once its connection is gone (a flow, or behind NAT)? */
 bool loc_target_conn_only(const struct loc_target *t);
 
+/*
+ * NAT keep-alives (docs/nat.md): the bindings behind NAT (loc_contact_behind_nat)
+ * that registered over UDP without a Path, whose router binding only traffic
+ * keeps open. loc_nat_some() fills out with up to max of them, scanning from
+ * *cursor (the caller's: it goes round the table); *wrapped is set when the
+ * scan passed the table's end. Returns how many it filled.
+ */
+struct loc_nat_binding {
+	char uri[STORE_URI_MAX];
+	struct tp_addr received;
+};
+size_t loc_nat_some(struct loc_table *t, int64_t now, unsigned *cursor, bool *wrapped,
+		    struct loc_nat_binding *out, size_t max);
+
 /* The bucket hash is SipHash with a key random per process (seed is mixed in). */
 int loc_create(uint64_t seed, struct loc_table **out);
 void loc_destroy(struct loc_table *t);
