@@ -130,6 +130,21 @@ static void dlg_invite_final_of(struct worker *w, struct sip_msg *m, unsigned st
 				    dlg_now_ms());
 }
 
+/* The services' hooks on a forwarded message (proxy/proxy.h: the media relay's SDP). */
+static void fwd_hooks_run(struct worker *w, struct sip_msg *m, const struct tp_addr *from,
+			  bool in_dialog, bool gateway, struct sip_edit_list *l, bool response)
+{
+	const struct proxy_pipeline *pl = w->srv->pipeline;
+	struct proxy_fwd_msg fm = {
+	    .w = w, .m = m, .from = from, .in_dialog = in_dialog, .gateway = gateway};
+
+	for (unsigned i = 0; pl && i < pl->nfwd_hooks; i++) {
+		const struct proxy_fwd_hooks *h = pl->fwd_hooks[i];
+		if (response ? h->response : h->request)
+			(response ? h->response : h->request)(h->arg, &fm, l);
+	}
+}
+
 /*
  * Building forwarded requests
  */
@@ -218,7 +233,8 @@ static void print_rr(struct buf *b, const struct tp_listen *l, const char *sig)
 }
 
 int fwd_build(struct worker *w, struct buf *out, struct sip_msg *m, const struct fwd_plan *plan,
-	      const struct fwd_target *t, sv_t branch, const struct tp_dest *dest, int in_listen)
+	      const struct fwd_target *t, sv_t branch, const struct tp_dest *dest, int in_listen,
+	      const struct tp_addr *from, bool in_dialog)
 {
 	struct tp_table *tp = w->srv->tp;
 	const struct tp_listen *ol = tp_listen_get(tp, (unsigned)dest->listen);
@@ -341,6 +357,7 @@ int fwd_build(struct worker *w, struct buf *out, struct sip_msg *m, const struct
 				sip_edit_add(&l, h->raw.p, h->raw.len, SV_NULL);
 		}
 	}
+	fwd_hooks_run(w, m, from, in_dialog, t->gateway, &l, false);
 	return sip_edits_apply(out, m, &l); /* E2BIG, EINVAL: an error, never an edit dropped */
 }
 
@@ -363,7 +380,7 @@ static bool response_makes_dialog(struct sip_msg *resp)
  * when the client declared support (RFC 7339).
  */
 static int response_strip_via(struct server *srv, struct worker *w, struct buf *out,
-			      struct sip_msg *resp)
+			      struct sip_msg *resp, struct worker *hw, const struct tp_addr *from)
 {
 	const struct sip_via *via = sip_msg_via1(resp);
 	struct sip_hdr *h = sip_msg_hdr(resp, SIP_H_VIA);
@@ -410,6 +427,7 @@ static int response_strip_via(struct server *srv, struct worker *w, struct buf *
 				return E2BIG;
 		}
 	}
+	fwd_hooks_run(hw, resp, from, false, false, &l, true);
 	return sip_edits_apply(out, resp, &l);
 }
 
@@ -558,11 +576,12 @@ static void step_outcome_raise(struct ptx *p, enum step_outcome o)
 		p->outcome = o;
 }
 
-static void ptx_forward_response(struct ptx *p, struct sip_msg *resp, sv_t extra_challenges)
+static void ptx_forward_response(struct ptx *p, struct sip_msg *resp, sv_t extra_challenges,
+				 const struct tp_addr *from)
 {
 	struct buf *out = &p->w->resp_out;
 
-	if (response_strip_via(p->w->srv, p->w, out, resp)) {
+	if (response_strip_via(p->w->srv, p->w, out, resp, p->w, from)) {
 		/* more edits than we can make: a final the caller must still get */
 		log_warn("proxy transaction %s: response %u cannot be forwarded (too many edits)",
 			 p->tag, resp->status);
@@ -654,7 +673,8 @@ static void ptx_finish(struct ptx *p)
 		for (h = sip_msg_hdr(best, SIP_H_PROXY_AUTHENTICATE); h;
 		     h = sip_msg_hdr_next(best, h))
 			own += h->raw.len;
-		ptx_forward_response(p, best, challenges.len > own ? buf_sv(&challenges) : SV_NULL);
+		ptx_forward_response(p, best, challenges.len > own ? buf_sv(&challenges) : SV_NULL,
+				     NULL);
 	}
 	buf_free(&challenges);
 	sip_msg_release(best);
@@ -915,7 +935,7 @@ static void branch_provisional(struct ptx_branch *b, struct sip_msg *resp)
 			return;
 		ptx_move(p, PTX_RINGING);
 	}
-	ptx_forward_response(p, resp, SV_NULL);
+	ptx_forward_response(p, resp, SV_NULL, &b->dest.peer);
 }
 
 /*
@@ -966,7 +986,7 @@ static void branch_response(struct txn_cli *t, struct sip_msg *resp)
 	}
 	if (st < 300) {
 		/* every 2xx goes up at once, retransmissions too (16.7 step 5, RFC 6026) */
-		ptx_forward_response(p, resp, SV_NULL);
+		ptx_forward_response(p, resp, SV_NULL, &b->dest.peer);
 		if (!ptx_final_sent(p)) {
 			ptx_move(p, PTX_ACCEPTED);
 			step_timer_stop(p);
@@ -1229,7 +1249,7 @@ static void branch_send(struct ptx_branch *b, struct sip_msg *m, const struct tp
 	b->t = t;
 	b->dest = *dest;
 	err = fwd_build(w, out, m, &p->plan, &b->target, sv_make(t->branch, t->branch_len), dest,
-			(int)p->src.listen);
+			(int)p->src.listen, &p->src.peer, p->in_dialog);
 	if (err) {
 		/* more edits than a request may take: our error, not the destination's */
 		log_warn("proxy transaction %s: request to %s not built: %s", p->tag,
@@ -1326,7 +1346,7 @@ static void accepted_response(struct txn_cli *t, struct sip_msg *resp)
 {
 	struct ptx_accepted *a = t->tu;
 
-	ptx_forward_response(a->ptx, resp, SV_NULL); /* a 2xx retransmission (RFC 6026) */
+	ptx_forward_response(a->ptx, resp, SV_NULL, NULL); /* a 2xx retransmission (RFC 6026) */
 }
 
 static void accepted_terminated(struct txn_cli *t)
@@ -1693,7 +1713,7 @@ enum proxy_step fwd_stateless(struct preq *r, const struct fwd_plan *plan,
 	txn_branch_stateless(w->srv->txns, plan->loop_hash, via, branch);
 	n = TXN_STATELESS_BRANCH_LEN;
 	if (fwd_build(w, &w->req_out, r->m, plan, target, sv_make(branch, (size_t)n), &dest,
-		      (int)r->src->listen)) {
+		      (int)r->src->listen, &r->src->peer, r->in_dialog)) {
 		/* more edits than a request may take: our error, not the destination's */
 		if (r->m->method != SIP_ACK)
 			proxy_reply(r, 500, "Request could not be forwarded", SV_NULL);
@@ -1748,7 +1768,7 @@ void fwd_response_stateless(struct worker *w, struct sip_msg *m, const struct tp
 	if (dest.peer.u.sa.sa_family == AF_INET && dest.peer.u.in.sin_addr.s_addr == 0xffffffff)
 		return; /* RFC 4475 bcast: never to a broadcast address */
 	dest.listen = -1;
-	if (response_strip_via(w->srv, NULL, &w->resp_out, m))
+	if (response_strip_via(w->srv, NULL, &w->resp_out, m, w, &src->peer))
 		return;
 	tp_send(w, &dest, w->resp_out.p, w->resp_out.len);
 }

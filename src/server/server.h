@@ -35,6 +35,8 @@ struct flood;
 struct proxy_pipeline;
 struct dlg_table;
 struct ctl;
+struct msvc;
+struct proxy_fwd_hooks;
 
 struct server {
 	struct cfg cfg;
@@ -58,8 +60,10 @@ struct server {
 	struct flood *flood;	  /* per-source budgets and bans; NULL when turned off */
 	/* the request pipeline's table of handlers (proxy/proxy.h), built by pipeline.c */
 	struct proxy_pipeline *pipeline;
-	struct dlg_table *dlg;	  /* the INVITE dialogs we record-route (dialog/dialog.h) */
-	struct ctl *ctl;	  /* the local control socket (server/ctl.h) */
+	struct dlg_table *dlg; /* the INVITE dialogs we record-route (dialog/dialog.h) */
+	struct ctl *ctl;       /* the local control socket (server/ctl.h) */
+	struct msvc *msvc;     /* the media relay (server/media.h); NULL when media is off */
+	struct proxy_fwd_hooks *media_hooks;
 
 	struct event_base *main_base;
 	struct event *sig_int;
