@@ -60,9 +60,11 @@ struct server {
 	struct flood *flood;	  /* per-source budgets and bans; NULL when turned off */
 	/* the request pipeline's table of handlers (proxy/proxy.h), built by pipeline.c */
 	struct proxy_pipeline *pipeline;
-	struct dlg_table *dlg; /* the INVITE dialogs we record-route (dialog/dialog.h) */
-	struct ctl *ctl;       /* the local control socket (server/ctl.h) */
-	struct msvc *msvc;     /* the media relay (server/media.h); NULL when media is off */
+	struct dlg_table *dlg;	  /* the INVITE dialogs we record-route (dialog/dialog.h) */
+	struct ctl *ctl;	  /* the local control socket (server/ctl.h) */
+
+	/* the media relay (server/media.h) and its forwarding hooks; NULL when media is off */
+	struct msvc *msvc;
 	struct proxy_fwd_hooks *media_hooks;
 
 	struct event_base *main_base;
