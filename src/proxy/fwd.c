@@ -132,11 +132,17 @@ static void dlg_invite_final_of(struct worker *w, struct sip_msg *m, unsigned st
 
 /* The services' hooks on a forwarded message (proxy/proxy.h: the media relay's SDP). */
 static void fwd_hooks_run(struct worker *w, struct sip_msg *m, const struct tp_addr *from,
-			  bool in_dialog, bool gateway, struct sip_edit_list *l, bool response)
+			  const struct fwd_target *t, const struct tp_dest *dest, bool in_dialog,
+			  struct sip_edit_list *l, bool response)
 {
 	const struct proxy_pipeline *pl = w->srv->pipeline;
-	struct proxy_fwd_msg fm = {
-	    .w = w, .m = m, .from = from, .in_dialog = in_dialog, .gateway = gateway};
+	struct proxy_fwd_msg fm = {.w = w,
+				   .m = m,
+				   .from = from,
+				   .in_dialog = in_dialog,
+				   .gateway = t && t->gateway,
+				   .to = dest ? &dest->peer : NULL,
+				   .target_uri = t && t->has_received ? sv_cstr(t->uri) : SV_NULL};
 
 	for (unsigned i = 0; pl && i < pl->nfwd_hooks; i++) {
 		const struct proxy_fwd_hooks *h = pl->fwd_hooks[i];
@@ -357,7 +363,7 @@ int fwd_build(struct worker *w, struct buf *out, struct sip_msg *m, const struct
 				sip_edit_add(&l, h->raw.p, h->raw.len, SV_NULL);
 		}
 	}
-	fwd_hooks_run(w, m, from, in_dialog, t->gateway, &l, false);
+	fwd_hooks_run(w, m, from, t, dest, in_dialog, &l, false);
 	return sip_edits_apply(out, m, &l); /* E2BIG, EINVAL: an error, never an edit dropped */
 }
 
@@ -427,7 +433,7 @@ static int response_strip_via(struct server *srv, struct worker *w, struct buf *
 				return E2BIG;
 		}
 	}
-	fwd_hooks_run(hw, resp, from, false, false, &l, true);
+	fwd_hooks_run(hw, resp, from, NULL, NULL, false, &l, true);
 	return sip_edits_apply(out, resp, &l);
 }
 

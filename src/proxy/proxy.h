@@ -67,6 +67,9 @@ struct proxy_fwd_msg {
 	const struct tp_addr *from; /* where it came from; NULL = not known here */
 	bool in_dialog;		    /* a request on a route set we signed */
 	bool gateway;		    /* a request to a PSTN gateway the dialplan chose */
+	/* a request: where the branch goes, and its target's URI (a registered Contact) */
+	const struct tp_addr *to;
+	sv_t target_uri;
 };
 struct proxy_fwd_hooks {
 	/* a request on one of its branches (each branch of a fork: once per branch) */

@@ -21,7 +21,10 @@
 
 static void hook_request(void *arg, const struct proxy_fwd_msg *fm, struct sip_edit_list *l)
 {
-	msvc_on_request(arg, fm->w, fm->m, fm->from, fm->in_dialog, fm->gateway, l);
+	struct msvc_branch br = {
+	    .from = fm->from, .to = fm->to, .target_uri = fm->target_uri, .gateway = fm->gateway};
+
+	msvc_on_request(arg, fm->w, fm->m, &br, fm->in_dialog, l);
 }
 
 static void hook_response(void *arg, const struct proxy_fwd_msg *fm, struct sip_edit_list *l)

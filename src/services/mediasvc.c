@@ -52,6 +52,7 @@ struct msvc_sess {
 	struct msvc_pt pts[MSVC_MAX_PTS];
 	unsigned npts;
 	bool timed_out;
+	unsigned orphan_ticks; /* ticks in a row its call had no dialog (a safety net) */
 	size_t callid_len, ftag_len;
 	char key[]; /* callid NUL ftag NUL */
 };
@@ -73,6 +74,7 @@ struct msvc_w {
 struct msvc {
 	struct msvc_conf c;
 	char bind[64], advertise[64];
+	struct sdp_ip adv_ip; /* what a stream not open (yet) is offered with, at port 0 */
 	struct siphash_key key;
 	struct dlg_hooks hooks;
 	pthread_mutex_t lock;
@@ -202,6 +204,18 @@ static void learn_pts(struct msvc_sess *s, const struct sdp_session *sdp)
 	}
 }
 
+/*
+ * A stream the relay has no leg for: offered as rejected (port 0) at the
+ * relay's address, never with the phone's own address (media would bypass
+ * the relay).
+ */
+static void reject_stream(const struct msvc *ms, struct sdp_rw_media *m)
+{
+	memset(m, 0, sizeof(*m));
+	m->addr = ms->adv_ip;
+	m->port = 0;
+}
+
 /* Owner only: the relay addresses each side's SDP is rewritten with, for the other workers. */
 static void plans_refresh(struct msvc *ms, struct msvc_sess *s)
 {
@@ -215,7 +229,7 @@ static void plans_refresh(struct msvc *ms, struct msvc_sess *s)
 		for (unsigned i = 0; i < n; i++) {
 			/* an SDP from `side` names the leg facing the other side */
 			if (rtp_session_local(s->rs, i, (enum rtp_side) !side, &p[side].media[i]))
-				p[side].media[i].keep = true;
+				reject_stream(ms, &p[side].media[i]);
 		}
 	}
 	pthread_mutex_lock(&ms->lock);
@@ -435,10 +449,22 @@ static void tick(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
-	for (struct msvc_sess *s = pw->owned; s; s = s->onext) {
+	for (struct msvc_sess *s = pw->owned, *next; s; s = next) {
 		struct dlg_media dm;
+		next = s->onext;
 		media_of(s, now, &dm);
-		dlg_media_set(ms->c.dlg, sess_callid(s), sess_ftag(s), SV_NULL, &dm);
+		if (dlg_media_set(ms->c.dlg, sess_callid(s), sess_ftag(s), SV_NULL, &dm) ==
+		    ENOENT) {
+			/* its dialog is gone and no end reached us (a hook's post failed): free */
+			if (++s->orphan_ticks >= 3) {
+				log_warn("media: call %.*s has no dialog any more: its relay "
+					 "session is freed",
+					 (int)s->callid_len, s->key);
+				sess_free(ms, pw, s);
+			}
+			continue;
+		}
+		s->orphan_ticks = 0;
 		if (ms->c.timeout_ms && !s->timed_out &&
 		    rtp_session_timed_out(s->rs, now, ms->c.timeout_ms) &&
 		    dlg_end_call(ms->c.dlg, sess_callid(s), sess_ftag(s), DLG_END_MEDIA_TIMEOUT,
@@ -485,6 +511,17 @@ bool msvc_nat_suspect(sv_t contact_host, sv_t sdp_addr, const struct tp_addr *fr
 			return true;
 	}
 	return false;
+}
+
+bool msvc_nat_callee(sv_t target_uri, const struct tp_addr *to)
+{
+	struct sdp_ip dst, ip;
+	struct sip_uri u;
+
+	if (!to || !target_uri.len || sdp_ip_from_sockaddr(&to->u.sa, &dst, NULL) ||
+	    sip_uri_parse(target_uri, &u))
+		return false;
+	return is_ip_literal(u.host) && sdp_ip_parse(u.host, &ip) == 0 && !sdp_ip_eq(&ip, &dst);
 }
 
 static sv_t contact_host(struct sip_msg *m)
@@ -574,11 +611,8 @@ static void apply_sdp(struct msvc *ms, struct msvc_w *pw, struct msvc_sess *s, e
 		rc = have ? 0 : EAGAIN;
 		if (have) {
 			unsigned known = rw.nmedia;
-			for (unsigned i = known; i < sdp->nmedia && i < SDP_MAX_MEDIA; i++) {
-				rw.media[i] = rw.media[0];
-				rw.media[i].port = 0; /* not open on the owner yet: rejected */
-				rw.media[i].keep = false;
-			}
+			for (unsigned i = known; i < sdp->nmedia && i < SDP_MAX_MEDIA; i++)
+				reject_stream(ms, &rw.media[i]); /* not open on the owner yet */
 			rw.nmedia = sdp->nmedia;
 		}
 		/* the owner applies it (addresses, latching window) */
@@ -637,26 +671,27 @@ static struct msvc_sess *sess_of(struct msvc *ms, struct sip_msg *m, enum rtp_si
 	return s;
 }
 
-static bool want_relay(struct msvc *ms, struct sip_msg *m, const struct tp_addr *from, bool gateway,
+static bool want_relay(struct msvc *ms, struct sip_msg *m, const struct msvc_branch *br,
 		       sv_t sdp_addr)
 {
-	if (ms->c.mode == CFG_MEDIA_ALWAYS || (gateway && ms->c.gateways))
+	if (ms->c.mode == CFG_MEDIA_ALWAYS || (br->gateway && ms->c.gateways))
 		return true;
 	if (ms->c.mode == CFG_MEDIA_NAT)
-		return msvc_nat_suspect(contact_host(m), sdp_addr, from);
+		return msvc_nat_suspect(contact_host(m), sdp_addr, br->from) ||
+		       msvc_nat_callee(br->target_uri, br->to);
 	return false;
 }
 
 void msvc_on_request(struct msvc *ms, struct worker *w, struct sip_msg *m,
-		     const struct tp_addr *from, bool in_dialog, bool gateway,
-		     struct sip_edit_list *l)
+		     const struct msvc_branch *br, bool in_dialog, struct sip_edit_list *l)
 {
+	const struct tp_addr *from = br->from;
 	struct msvc_w *pw = &ms->pw[w->id];
 	struct sdp_session sdp;
 	struct msvc_sess *s;
 	enum rtp_side side;
 	sv_t sdp_text = SV_NULL;
-	bool has_sdp;
+	bool has_sdp, initial;
 	const struct sip_naddr *to;
 
 	if (!pw->eng)
@@ -670,16 +705,26 @@ void msvc_on_request(struct msvc *ms, struct worker *w, struct sip_msg *m,
 	default:
 		return;
 	}
-	has_sdp = find_sdp(m, &sdp_text, &sdp) == 0;
 	s = sess_of(ms, m, &side);
 	to = sip_msg_to(m);
-	if (!s && m->method == SIP_INVITE && !in_dialog && to && !to->tag.len) {
+	initial = !s && m->method == SIP_INVITE && !in_dialog && to && !to->tag.len;
+	if (!s && !initial)
+		return; /* not a call we relay */
+	has_sdp = find_sdp(m, &sdp_text, &sdp) == 0;
+	if (initial) {
 		/* a new call: anchored or not, decided now for all its branches */
 		const struct sdp_conn *c =
 		    has_sdp && sdp.nmedia ? sdp_media_conn(&sdp, &sdp.media[0]) : NULL;
 		const struct sip_naddr *fr = sip_msg_from(m);
-		if (!want_relay(ms, m, from, gateway, c ? c->addr : SV_NULL) || !fr)
+		if (!want_relay(ms, m, br, c ? c->addr : SV_NULL) || !fr)
 			return;
+		/* only calls the dialog layer follows: their end is what frees the ports */
+		struct dlg_media dm = {.relayed = true};
+		if (dlg_media_set(ms->c.dlg, sip_msg_callid(m), fr->tag, SV_NULL, &dm) == ENOENT) {
+			log_debug("media: call %.*s is not followed as a dialog: not relayed",
+				  (int)sip_msg_callid(m).len, sip_msg_callid(m).p);
+			return;
+		}
 		s = sess_new(ms, pw, sip_msg_callid(m), fr->tag);
 		if (!s) {
 			atomic_fetch_add(&pw->errors, 1);
@@ -732,6 +777,10 @@ int msvc_create(const struct msvc_conf *c, struct msvc **out)
 		 c->advertise && c->advertise[0] ? c->advertise : ms->bind);
 	ms->c.bind = ms->bind;
 	ms->c.advertise = ms->advertise;
+	if (sdp_ip_parse(sv_cstr(ms->advertise), &ms->adv_ip)) {
+		free(ms);
+		return EINVAL;
+	}
 	ms->pw = calloc(c->nworkers ? c->nworkers : 1, sizeof(*ms->pw));
 	if (!ms->pw || (rc = siphash_key_random(&ms->key))) {
 		free(ms->pw);

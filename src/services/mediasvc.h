@@ -84,9 +84,14 @@ void msvc_worker_detach(struct msvc *ms, struct worker *w);
  * its Content-Length; what they insert lives in w's scratch of this module
  * until the next call on that worker.
  */
+struct msvc_branch {
+	const struct tp_addr *from; /* where the request came from (NULL: unknown) */
+	const struct tp_addr *to;   /* where this branch sends it (NULL: unknown) */
+	sv_t target_uri;	    /* a registered Contact it goes to, empty when none */
+	bool gateway;		    /* to a PSTN gateway the dialplan chose */
+};
 void msvc_on_request(struct msvc *ms, struct worker *w, struct sip_msg *m,
-		     const struct tp_addr *from, bool in_dialog, bool gateway,
-		     struct sip_edit_list *l);
+		     const struct msvc_branch *br, bool in_dialog, struct sip_edit_list *l);
 void msvc_on_response(struct msvc *ms, struct worker *w, struct sip_msg *m,
 		      const struct tp_addr *from, struct sip_edit_list *l);
 
@@ -99,5 +104,7 @@ void msvc_stats_get(struct msvc *ms, struct msvc_stats *out);
  * private while the source is not)? Exposed for the unit test.
  */
 bool msvc_nat_suspect(sv_t contact_host, sv_t sdp_addr, const struct tp_addr *from);
+/* ... and the callee: its registered Contact's host is not where it registered from. */
+bool msvc_nat_callee(sv_t target_uri, const struct tp_addr *to);
 
 #endif

@@ -550,6 +550,30 @@ def test_hijacker_packets_are_never_forwarded():
         bob.close()
 
 
+def test_nat_mode_relays_only_what_looks_behind_nat():
+    """nat: an offer whose c= is not where the INVITE came from is relayed; a plain one not."""
+    tmp = tempfile.mkdtemp(prefix="sbmedia-")
+    with relay_server(tmp, mode="nat") as s:
+        users(s)
+        bob = Phone(s, "bob", "bobpw")
+        plain = sdp(42000)
+        call = Call(s, bob, plain)
+        check(body_of(call.bob_inv) == plain.encode(), "a direct call was relayed")
+        call.answer(sdp(42002, "2"))
+        call.hangup()
+        call.close()
+        natted = sdp(42004, ip="10.1.2.3")  # a phone's private address, seen from 127.0.0.1
+        call = Call(s, bob, natted)
+        check(names_relay(s, call.bob_inv), "a NATed caller was not relayed: %r"
+              % body_of(call.bob_inv))
+        ok = call.answer(sdp(42006, "2"))
+        check(names_relay(s, ok), "the answer to a NATed caller: %r" % body_of(ok))
+        call.hangup()
+        wait_for(lambda: stats(s).get("media.ports_in_use", 1) == 0, 3, "ports freed")
+        call.close()
+        bob.close()
+
+
 def test_check_config_media_errors():
     tmp = tempfile.mkdtemp(prefix="sbmedia-")
     cases = [("media:\n  mode: sometimes\n", "never, always or nat"),
