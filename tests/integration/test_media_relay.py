@@ -235,6 +235,26 @@ class Call:
         check(self.bob.recv_request("ACK", 3) is not None, "bob got no ACK")
         return raw
 
+    def answer_late(self, offer, answer):
+        """A late offer: bob's 200 offers, alice's ACK answers; returns (200, ACK bob got)."""
+        self.bob.send(reply(self.bob_inv, 200, "OK", self.bob_tag, [self.bob_contact],
+                            body=offer))
+        deadline = time.time() + 3
+        while time.time() < deadline:
+            raw = self.alice.c.recv_raw(max(deadline - time.time(), 0.01))
+            if raw.startswith(b"SIP/2.0 200"):
+                break
+        else:
+            raise AssertionError("alice got no 200")
+        self.to = hget(raw, "to")[0]
+        self.routes = list(reversed([v.strip() for h in hget(raw, "record-route")
+                                     for v in h.split(",")]))
+        self.target = re.search(r"<([^>]+)>", hget(raw, "contact")[0]).group(1)
+        self.in_dialog("ACK", self.cseq, body=answer)
+        ack = self.bob.recv_request("ACK", 3)
+        check(ack is not None, "bob got no ACK")
+        return raw, ack
+
     def in_dialog(self, method, cseq, body="", extra=()):
         hdrs = ["Route: " + ", ".join(self.routes)] if self.routes else []
         hdrs += ["Contact: <sip:alice@127.0.0.1:%d>" % self.alice.c.port] + list(extra)
@@ -448,6 +468,107 @@ def test_reinvite_hold_resume_and_port_change():
         wait_for(lambda: stats(s).get("media.ports_in_use", 1) == 0, 3, "ports freed")
         for r in (a_rtp, a2, b_rtp):
             r.close()
+        call.close()
+        bob.close()
+
+
+def callee_reinvite(call, bob_sock, offer):
+    """bob re-INVITEs alice (from bob's SIP socket); returns what alice got."""
+    rr = [v.strip() for h in hget(call.bob_inv, "record-route") for v in h.split(",")]
+    target = "sip:alice@127.0.0.1:%d" % call.alice.c.port
+    call.bob_cseq = getattr(call, "bob_cseq", 100) + 1
+    lines = ["INVITE %s SIP/2.0" % target,
+             "Via: SIP/2.0/UDP 127.0.0.1:%d;branch=z9hG4bK%x;rport"
+             % (call.bob.port, random.getrandbits(48)),
+             "Max-Forwards: 70", "Route: " + ", ".join(rr),
+             "From: %s;tag=%s" % (hget(call.bob_inv, "to")[0], call.bob_tag),
+             "To: " + hget(call.bob_inv, "from")[0], "Call-ID: " + call.callid,
+             "CSeq: %d INVITE" % call.bob_cseq, call.bob_contact,
+             "Content-Type: application/sdp", "Content-Length: %d" % len(offer)]
+    call.bob.send(("\r\n".join(lines) + "\r\n\r\n" + offer).encode())
+    deadline = time.time() + 3
+    while time.time() < deadline:
+        raw = call.alice.c.recv_raw(max(deadline - time.time(), 0.01))
+        if raw.startswith(b"INVITE "):
+            return raw
+    raise AssertionError("alice got no re-INVITE from bob")
+
+
+def test_callee_reinvite_on_another_worker():
+    """Two workers: bob's re-INVITE lands on a worker that does not own the call.
+
+    It is rewritten there from the registry and applied by the owner through
+    its inbox: bob's new RTP port is heard by alice afterwards.
+    """
+    tmp = tempfile.mkdtemp(prefix="sbmedia-")
+    s = relay_server(tmp)
+    s.workers = 2
+    with s:
+        users(s)
+        for attempt in range(12):
+            bob = Phone(s, "bob", "bobpw")
+            a_rtp, b_rtp = Rtp(), Rtp()
+            call = Call(s, bob, sdp(a_rtp.port))
+            ok = call.answer(sdp(b_rtp.port, "2"))
+            a_dest, b_dest = media_of(ok)[:2], media_of(call.bob_inv)[:2]
+            before = stats(s)["media.remote_updates"]
+            b2 = Rtp()
+            got = callee_reinvite(call, bob, sdp(b2.port, "3"))
+            check(media_of(got)[:2] == a_dest, "bob's re-offer: %r" % body_of(got))
+            if stats(s)["media.remote_updates"] == before:
+                call.hangup()  # same worker: try another source port for bob
+                for x in (a_rtp, b_rtp, b2):
+                    x.close()
+                call.close()
+                bob.close()
+                continue
+            via = hget(got, "via")
+            answer = sdp(a_rtp.port, "1")
+            lines = ["SIP/2.0 200 OK"] + ["Via: " + v for v in via] + \
+                ["Record-Route: " + v for v in hget(got, "record-route")] + \
+                ["From: " + hget(got, "from")[0], "To: " + hget(got, "to")[0],
+                 "Call-ID: " + call.callid, "CSeq: " + hget(got, "cseq")[0],
+                 "Contact: <sip:alice@127.0.0.1:%d>" % call.alice.c.port,
+                 "Content-Type: application/sdp", "Content-Length: %d" % len(answer)]
+            call.alice.send(("\r\n".join(lines) + "\r\n\r\n" + answer).encode())
+            resp = None
+            deadline = time.time() + 3
+            while time.time() < deadline and resp is None:
+                data = bob.recv(deadline - time.time())
+                if data and data.startswith(b"SIP/2.0 200"):
+                    resp = data
+            check(resp is not None and media_of(resp)[:2] == b_dest,
+                  "bob's answer does not name his relay port: %r" % resp)
+            b2.ssrc = b_rtp.ssrc + 7
+            both_ways(s, call, a_rtp, b2, a_dest, b_dest, 0.6)
+            call.hangup()
+            wait_for(lambda: stats(s).get("media.ports_in_use", 1) == 0, 3, "ports freed")
+            for x in (a_rtp, b_rtp, b2):
+                x.close()
+            call.close()
+            bob.close()
+            return
+        raise AssertionError("bob's re-INVITE never landed on the other worker")
+
+
+def test_late_offer_in_the_2xx_answer_in_the_ack():
+    tmp = tempfile.mkdtemp(prefix="sbmedia-")
+    with relay_server(tmp) as s:
+        users(s)
+        bob = Phone(s, "bob", "bobpw")
+        a_rtp, b_rtp = Rtp(), Rtp()
+        call = Call(s, bob, "")
+        check(body_of(call.bob_inv) == b"", "an INVITE without SDP got one")
+        ok, ack = call.answer_late(sdp(b_rtp.port, "2"), sdp(a_rtp.port))
+        check(names_relay(s, ok), "the 2xx offer does not name the relay: %r" % body_of(ok))
+        check(names_relay(s, ack), "the ACK answer does not name the relay: %r" % body_of(ack))
+        cl = int(hget(ack, "content-length")[0])
+        check(cl == len(body_of(ack)), "ACK Content-Length %d for %d" % (cl, len(body_of(ack))))
+        both_ways(s, call, a_rtp, b_rtp, media_of(ok)[:2], media_of(ack)[:2], 0.6)
+        call.hangup()
+        wait_for(lambda: stats(s).get("media.ports_in_use", 1) == 0, 3, "ports freed")
+        for x in (a_rtp, b_rtp):
+            x.close()
         call.close()
         bob.close()
 
