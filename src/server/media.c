@@ -18,6 +18,7 @@
 #include "server/server.h"
 #include "server/worker.h"
 #include "services/mediasvc.h"
+#include "transport/tport.h"
 
 static void hook_request(void *arg, const struct proxy_fwd_msg *fm, struct sip_edit_list *l)
 {
@@ -30,6 +31,19 @@ static void hook_request(void *arg, const struct proxy_fwd_msg *fm, struct sip_e
 static void hook_response(void *arg, const struct proxy_fwd_msg *fm, struct sip_edit_list *l)
 {
 	msvc_on_response(arg, fm->w, fm->m, fm->from, l);
+}
+
+/*
+ * A BYE of a relayed call goes to the worker that owns its relay session,
+ * which writes the final counters into the dialog before it ends.
+ */
+static enum proxy_step media_bye(struct preq *r, void *arg)
+{
+	unsigned owner;
+
+	if (msvc_bye(arg, r->w, r->m, &owner) && tp_redeliver(r->w, owner, r->m, r->src) == 0)
+		return PROXY_DONE;
+	return PROXY_CONTINUE;
 }
 
 int server_media_create(struct server *s, char *err, size_t errlen)
@@ -66,7 +80,15 @@ int server_media_create(struct server *s, char *err, size_t errlen)
 	s->media_hooks->request = hook_request;
 	s->media_hooks->response = hook_response;
 	s->media_hooks->arg = s->msvc;
-	if ((rc = proxy_fwd_hooks_add(s->pipeline, s->media_hooks))) {
+	const struct proxy_handler bye = {"media-bye",
+					  PROXY_PHASE_ADMIT,
+					  PROXY_ORDER_SERVICE + 10,
+					  PROXY_METHOD(SIP_BYE),
+					  NULL,
+					  media_bye,
+					  s->msvc};
+	if ((rc = proxy_fwd_hooks_add(s->pipeline, s->media_hooks)) ||
+	    (rc = proxy_pipeline_add(s->pipeline, &bye))) {
 		snprintf(err, errlen, "media relay: no room for its forwarding hooks");
 		return rc;
 	}

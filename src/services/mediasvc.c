@@ -427,6 +427,16 @@ static void end_session(struct msvc *ms, const struct dlg *d)
 
 static void on_terminated(void *arg, const struct dlg *d, enum dlg_end why)
 {
+	if (d->media.relayed)
+		log_info("call %s media (%s): caller sent %llu packets (%llu lost, %s), callee "
+			 "sent %llu packets (%llu lost, %s)",
+			 d->callid, dlg_end_name(why),
+			 (unsigned long long)d->media.from_caller.packets,
+			 (unsigned long long)d->media.from_caller.lost,
+			 d->media.from_caller.codec[0] ? d->media.from_caller.codec : "-",
+			 (unsigned long long)d->media.from_callee.packets,
+			 (unsigned long long)d->media.from_callee.lost,
+			 d->media.from_callee.codec[0] ? d->media.from_callee.codec : "-");
 	/* a losing branch of a fork: the caller's leg goes on with the branch that answered */
 	if (why != DLG_END_FORK_LOST)
 		end_session(arg, d);
@@ -760,6 +770,28 @@ void msvc_on_response(struct msvc *ms, struct worker *w, struct sip_msg *m,
 	if (!s || find_sdp(m, &sdp_text, &sdp))
 		return;
 	apply_sdp(ms, pw, s, side, m, sdp_text, &sdp, from, true, l);
+}
+
+bool msvc_bye(struct msvc *ms, struct worker *w, struct sip_msg *m, unsigned *owner)
+{
+	struct msvc_w *pw = &ms->pw[w->id];
+	struct msvc_sess *s;
+	enum rtp_side side;
+	struct dlg_media dm;
+
+	s = sess_of(ms, m, &side);
+	if (!s)
+		return false;
+	if (s->owner != w->id) {
+		/* s->owner never changes: reading it after the lock is safe */
+		*owner = s->owner;
+		return *owner < ms->c.nworkers && ms->pw[*owner].w;
+	}
+	if (!pw->eng)
+		return false;
+	media_of(s, mono_ms(), &dm);
+	dlg_media_set(ms->c.dlg, sess_callid(s), sess_ftag(s), SV_NULL, &dm);
+	return false;
 }
 
 /* ------------------------------------------------------------ life */

@@ -95,6 +95,15 @@ void msvc_on_request(struct msvc *ms, struct worker *w, struct sip_msg *m,
 void msvc_on_response(struct msvc *ms, struct worker *w, struct sip_msg *m,
 		      const struct tp_addr *from, struct sip_edit_list *l);
 
+/*
+ * A BYE, before the dialog layer ends the call: on the owner of the call's
+ * relay session, the relay's final counters go into the dialog now (the
+ * billing record reads them in on_terminated) and it returns false; on
+ * another worker it returns true with *owner, the worker to hand the BYE to.
+ * False for a call we do not relay.
+ */
+bool msvc_bye(struct msvc *ms, struct worker *w, struct sip_msg *m, unsigned *owner);
+
 /* Totals over the workers (what they published at their last change or tick). */
 void msvc_stats_get(struct msvc *ms, struct msvc_stats *out);
 

@@ -396,6 +396,53 @@ def test_always_relays_audio_both_ways():
         b_rtp.close()
 
 
+def test_final_counters_reach_the_dialog_before_it_ends():
+    """A BYE right after the audio (before the once-a-second copy): every packet is counted.
+
+    Two workers: the BYE is handed to the worker that owns the relay session,
+    which writes the counters into the dialog before the dialog layer ends it
+    (what a billing record reads in on_terminated; logged at the end).
+    """
+    tmp = tempfile.mkdtemp(prefix="sbmedia-")
+    s = relay_server(tmp)
+    s.workers = 2
+    with s:
+        users(s)
+        for i in range(3):
+            bob = Phone(s, "bob", "bobpw")
+            a_rtp, b_rtp = Rtp(), Rtp()
+            call = Call(s, bob, sdp(a_rtp.port))
+            ok = call.answer(sdp(b_rtp.port, "2"))
+            a_dest, b_dest = media_of(ok)[:2], media_of(call.bob_inv)[:2]
+            time.sleep(1.1)  # a tick has passed: what follows is not copied by one yet
+            enc = bytes(ulaw_encode(x) for x in tone(0.2, 400, 800))
+            for off in range(0, len(enc), 160):  # 10 packets each way, at once
+                a_rtp.sock.sendto(a_rtp.packet(enc[off:off + 160]), a_dest)
+                b_rtp.sock.sendto(b_rtp.packet(enc[off:off + 160]), b_dest)
+            wait_for(lambda: (b_rtp.drain(0.01), len(b_rtp.got))[1] >= 10, 2, "bob's packets")
+            wait_for(lambda: (a_rtp.drain(0.01), len(a_rtp.got))[1] >= 10, 2, "alice's packets")
+            # bob hangs up (his socket may hash to either worker)
+            rr = [v.strip() for h in hget(call.bob_inv, "record-route") for v in h.split(",")]
+            bye = ["BYE sip:alice@127.0.0.1:%d SIP/2.0" % call.alice.c.port,
+                   "Via: SIP/2.0/UDP 127.0.0.1:%d;branch=z9hG4bK%x;rport"
+                   % (bob.port, random.getrandbits(48)),
+                   "Max-Forwards: 70", "Route: " + ", ".join(rr),
+                   "From: %s;tag=%s" % (hget(call.bob_inv, "to")[0], call.bob_tag),
+                   "To: " + hget(call.bob_inv, "from")[0], "Call-ID: " + call.callid,
+                   "CSeq: 200 BYE", "Content-Length: 0"]
+            bob.send(("\r\n".join(bye) + "\r\n\r\n").encode())
+            pat = re.compile(r"call %s media \(bye-callee\): caller sent (\d+) packets "
+                             r"\(0 lost, PCMU/8000\), callee sent (\d+) packets"
+                             % re.escape(call.callid))
+            m = wait_for(lambda: pat.search(s.log_text()), 3, "the call's media line")
+            check(m.group(1) == "10" and m.group(2) == "10",
+                  "final counters: %s / %s packets" % (m.group(1), m.group(2)))
+            for x in (a_rtp, b_rtp):
+                x.close()
+            call.close()
+            bob.close()
+
+
 def test_never_leaves_bodies_alone():
     """mode never (an explicit media: block): both bodies byte for byte, no session."""
     tmp = tempfile.mkdtemp(prefix="sbmedia-")
