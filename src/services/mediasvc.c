@@ -53,8 +53,23 @@ struct msvc_sess {
 	unsigned npts;
 	bool timed_out;
 	unsigned orphan_ticks; /* ticks in a row its call had no dialog (a safety net) */
+	uint64_t via_hash;     /* the caller's top Via branch in the INVITE that made it */
 	size_t callid_len, ftag_len;
 	char key[]; /* callid NUL ftag NUL */
+};
+
+/*
+ * What a worker may know of a session it does not own: a copy made under the
+ * registry's lock. s may be dereferenced only on its owner.
+ */
+struct msvc_view {
+	struct msvc_sess *s;
+	unsigned owner;
+	enum rtp_side sender;
+	sv_t callid, ctag; /* the session's key, from the message */
+	uint64_t via_hash;
+	bool have_plan;
+	struct sdp_rewrite plan; /* for an SDP from the sender */
 };
 
 /* One worker's part. The atomics are what it publishes for msvc_stats_get. */
@@ -240,7 +255,8 @@ static void plans_refresh(struct msvc *ms, struct msvc_sess *s)
 
 /* ------------------------------------------------------------ sessions */
 
-static struct msvc_sess *sess_new(struct msvc *ms, struct msvc_w *pw, sv_t callid, sv_t ftag)
+static struct msvc_sess *sess_new(struct msvc *ms, struct msvc_w *pw, sv_t callid, sv_t ftag,
+				  uint64_t via)
 {
 	struct msvc_sess *s = calloc(1, sizeof(*s) + callid.len + ftag.len + 2);
 
@@ -256,6 +272,7 @@ static struct msvc_sess *sess_new(struct msvc *ms, struct msvc_w *pw, sv_t calli
 	memcpy(s->key, callid.p, callid.len);
 	memcpy(s->key + callid.len + 1, ftag.p, ftag.len);
 	s->h = key_hash(ms, callid, ftag);
+	s->via_hash = via;
 	s->onext = pw->owned;
 	if (pw->owned)
 		pw->owned->oprev = s;
@@ -594,7 +611,7 @@ static int edit_body(struct sip_msg *m, const struct sdp_session *sdp, const str
  * registry's plan (a stream the owner has not opened yet is offered as
  * rejected, port 0) and posts the SDP to the owner.
  */
-static void apply_sdp(struct msvc *ms, struct msvc_w *pw, struct msvc_sess *s, enum rtp_side side,
+static void apply_sdp(struct msvc *ms, struct msvc_w *pw, const struct msvc_view *v,
 		      struct sip_msg *m, sv_t sdp_text, const struct sdp_session *sdp,
 		      const struct tp_addr *from, bool response, struct sip_edit_list *l)
 {
@@ -603,45 +620,41 @@ static void apply_sdp(struct msvc *ms, struct msvc_w *pw, struct msvc_sess *s, e
 	struct sdp_rewrite rw;
 	int rc;
 
-	if (s->owner == pw->w->id) {
-		rc = rtp_session_update(s->rs, side, sdp, from ? &from->u.sa : NULL, &rw);
+	if (v->owner == pw->w->id) {
+		/* we are the owner: nobody else frees v->s */
+		rc = rtp_session_update(v->s->rs, v->sender, sdp, from ? &from->u.sa : NULL, &rw);
 		if (rc == 0) {
-			learn_pts(s, sdp);
-			plans_refresh(ms, s);
+			learn_pts(v->s, sdp);
+			plans_refresh(ms, v->s);
 		}
 		publish(pw);
 	} else {
+		/* another worker's session: never touched here, only its registry snapshot */
 		struct msvc_job_sdp *j;
-		bool have;
-		pthread_mutex_lock(&ms->lock);
-		have = s->have_plan[side];
-		if (have)
-			rw = s->plan[side];
-		pthread_mutex_unlock(&ms->lock);
-		rc = have ? 0 : EAGAIN;
-		if (have) {
-			unsigned known = rw.nmedia;
-			for (unsigned i = known; i < sdp->nmedia && i < SDP_MAX_MEDIA; i++)
+		rc = v->have_plan ? 0 : EAGAIN;
+		if (v->have_plan) {
+			rw = v->plan;
+			for (unsigned i = rw.nmedia; i < sdp->nmedia && i < SDP_MAX_MEDIA; i++)
 				reject_stream(ms, &rw.media[i]); /* not open on the owner yet */
 			rw.nmedia = sdp->nmedia;
 		}
 		/* the owner applies it (addresses, latching window) */
-		j = malloc(sizeof(*j) + s->callid_len + s->ftag_len + sdp_text.len);
+		j = malloc(sizeof(*j) + v->callid.len + v->ctag.len + sdp_text.len);
 		if (j) {
 			j->job.fn = job_sdp;
 			j->ms = ms;
-			j->side = side;
+			j->side = v->sender;
 			j->have_from = from != NULL;
 			if (from)
 				j->from = *from;
-			j->callid_len = s->callid_len;
-			j->ftag_len = s->ftag_len;
+			j->callid_len = v->callid.len;
+			j->ftag_len = v->ctag.len;
 			j->sdp_len = sdp_text.len;
-			memcpy(j->data, s->key, s->callid_len);
-			memcpy(j->data + s->callid_len, sess_ftag(s).p, s->ftag_len);
-			memcpy(j->data + s->callid_len + s->ftag_len, sdp_text.p, sdp_text.len);
+			memcpy(j->data, v->callid.p, v->callid.len);
+			memcpy(j->data + v->callid.len, v->ctag.p, v->ctag.len);
+			memcpy(j->data + v->callid.len + v->ctag.len, sdp_text.p, sdp_text.len);
 			atomic_fetch_add(&pw->remote, 1);
-			worker_post(ms->pw[s->owner].w, &j->job);
+			worker_post(ms->pw[v->owner].w, &j->job);
 		}
 	}
 	if (rc == 0)
@@ -649,36 +662,47 @@ static void apply_sdp(struct msvc *ms, struct msvc_w *pw, struct msvc_sess *s, e
 	if (rc) {
 		atomic_fetch_add(&pw->errors, 1);
 		log_warn("media: the SDP of a %s in call %.*s is not relayed: %s",
-			 response ? "response" : "request", (int)s->callid_len, s->key,
+			 response ? "response" : "request", (int)v->callid.len, v->callid.p,
 			 strerror(rc));
 	}
 }
 
 /*
- * The session of m's call and which side sent m. The session is keyed by
- * the caller's tag: From's tag when the caller sent the request, To's tag
- * when the callee did.
+ * The session of m's call, as a snapshot taken under the registry's lock,
+ * and which side sent m. The session is keyed by the caller's tag: From's
+ * tag when the caller sent the request, To's tag when the callee did. A
+ * request comes from its From party, a response from its To party. false
+ * when the call has no session.
  */
-static struct msvc_sess *sess_of(struct msvc *ms, struct sip_msg *m, enum rtp_side *sender)
+static bool sess_of(struct msvc *ms, struct sip_msg *m, struct msvc_view *v)
 {
 	const struct sip_naddr *from = sip_msg_from(m), *to = sip_msg_to(m);
-	sv_t callid = sip_msg_callid(m);
 	struct msvc_sess *s;
-	enum rtp_side from_party;
+	enum rtp_side from_party = RTP_CALLER;
 
+	memset(v, 0, sizeof(*v));
 	if (!from || !to)
-		return NULL;
+		return false;
+	v->callid = sip_msg_callid(m);
 	pthread_mutex_lock(&ms->lock);
-	s = reg_find(ms, callid, from->tag);
-	from_party = RTP_CALLER;
+	s = reg_find(ms, v->callid, from->tag);
+	v->ctag = from->tag;
 	if (!s && to->tag.len) {
-		s = reg_find(ms, callid, to->tag);
+		s = reg_find(ms, v->callid, to->tag);
+		v->ctag = to->tag;
 		from_party = RTP_CALLEE;
 	}
+	v->sender = m->request ? from_party : (enum rtp_side) !from_party;
+	if (s) {
+		v->s = s;
+		v->owner = s->owner;
+		v->via_hash = s->via_hash;
+		v->have_plan = s->have_plan[v->sender];
+		if (v->have_plan)
+			v->plan = s->plan[v->sender];
+	}
 	pthread_mutex_unlock(&ms->lock);
-	/* a request comes from the From party, a response from the To party */
-	*sender = m->request ? from_party : (enum rtp_side) !from_party;
-	return s;
+	return s != NULL;
 }
 
 static bool want_relay(struct msvc *ms, struct sip_msg *m, const struct msvc_branch *br,
@@ -692,16 +716,23 @@ static bool want_relay(struct msvc *ms, struct sip_msg *m, const struct msvc_bra
 	return false;
 }
 
+/* The caller's top Via branch: which received INVITE a branch was built from. */
+static uint64_t via_hash(const struct msvc *ms, struct sip_msg *m)
+{
+	const struct sip_via *v = sip_msg_via1(m);
+
+	return v ? siphash_sv(&ms->key, v->branch) : 0;
+}
+
 void msvc_on_request(struct msvc *ms, struct worker *w, struct sip_msg *m,
 		     const struct msvc_branch *br, bool in_dialog, struct sip_edit_list *l)
 {
 	const struct tp_addr *from = br->from;
 	struct msvc_w *pw = &ms->pw[w->id];
 	struct sdp_session sdp;
-	struct msvc_sess *s;
-	enum rtp_side side;
+	struct msvc_view v;
 	sv_t sdp_text = SV_NULL;
-	bool has_sdp, initial;
+	bool has_sdp, found;
 	const struct sip_naddr *to;
 
 	if (!pw->eng)
@@ -715,39 +746,52 @@ void msvc_on_request(struct msvc *ms, struct worker *w, struct sip_msg *m,
 	default:
 		return;
 	}
-	s = sess_of(ms, m, &side);
+	found = sess_of(ms, m, &v);
 	to = sip_msg_to(m);
-	initial = !s && m->method == SIP_INVITE && !in_dialog && to && !to->tag.len;
-	if (!s && !initial)
+	if (!in_dialog) {
+		/*
+		 * Out of dialog: only the INVITE of a new call, or another branch of the
+		 * INVITE that made its session (the same caller's Via branch). Another
+		 * request naming the call's Call-ID and tags (a stranger who learnt them)
+		 * never changes where its media goes.
+		 */
+		if (m->method != SIP_INVITE || !to || to->tag.len)
+			return;
+		if (found && (v.via_hash != via_hash(ms, m) || v.owner != w->id))
+			return;
+	} else if (!found) {
 		return; /* not a call we relay */
+	}
 	has_sdp = find_sdp(m, &sdp_text, &sdp) == 0;
-	if (initial) {
+	if (!found) {
 		/* a new call: anchored or not, decided now for all its branches */
 		const struct sdp_conn *c =
 		    has_sdp && sdp.nmedia ? sdp_media_conn(&sdp, &sdp.media[0]) : NULL;
 		const struct sip_naddr *fr = sip_msg_from(m);
-		if (!want_relay(ms, m, br, c ? c->addr : SV_NULL) || !fr)
+		struct dlg_media dm = {.relayed = true};
+		if (!fr || !want_relay(ms, m, br, c ? c->addr : SV_NULL))
 			return;
 		/* only calls the dialog layer follows: their end is what frees the ports */
-		struct dlg_media dm = {.relayed = true};
 		if (dlg_media_set(ms->c.dlg, sip_msg_callid(m), fr->tag, SV_NULL, &dm) == ENOENT) {
 			log_debug("media: call %.*s is not followed as a dialog: not relayed",
 				  (int)sip_msg_callid(m).len, sip_msg_callid(m).p);
 			return;
 		}
-		s = sess_new(ms, pw, sip_msg_callid(m), fr->tag);
-		if (!s) {
+		v.s = sess_new(ms, pw, sip_msg_callid(m), fr->tag, via_hash(ms, m));
+		if (!v.s) {
 			atomic_fetch_add(&pw->errors, 1);
 			log_warn("media: no relay session for call %.*s (out of memory)",
 				 (int)sip_msg_callid(m).len, sip_msg_callid(m).p);
 			return;
 		}
-		side = RTP_CALLER;
+		v.owner = w->id;
+		v.sender = RTP_CALLER;
+		v.callid = sip_msg_callid(m);
+		v.ctag = fr->tag;
 		publish(pw);
 	}
-	if (!s || !has_sdp)
-		return;
-	apply_sdp(ms, pw, s, side, m, sdp_text, &sdp, from, false, l);
+	if (has_sdp)
+		apply_sdp(ms, pw, &v, m, sdp_text, &sdp, from, false, l);
 }
 
 void msvc_on_response(struct msvc *ms, struct worker *w, struct sip_msg *m,
@@ -756,8 +800,7 @@ void msvc_on_response(struct msvc *ms, struct worker *w, struct sip_msg *m,
 	struct msvc_w *pw = &ms->pw[w->id];
 	const struct sip_cseq *cs;
 	struct sdp_session sdp;
-	struct msvc_sess *s;
-	enum rtp_side side;
+	struct msvc_view v;
 	sv_t sdp_text;
 
 	if (!pw->eng || m->status <= 100 || m->status >= 300 || !m->body.len)
@@ -766,31 +809,29 @@ void msvc_on_response(struct msvc *ms, struct worker *w, struct sip_msg *m,
 	if (!cs ||
 	    (cs->method != SIP_INVITE && cs->method != SIP_UPDATE && cs->method != SIP_PRACK))
 		return;
-	s = sess_of(ms, m, &side);
-	if (!s || find_sdp(m, &sdp_text, &sdp))
+	/* a response to a request we forwarded (its branch MAC was checked): authentic */
+	if (!sess_of(ms, m, &v) || find_sdp(m, &sdp_text, &sdp))
 		return;
-	apply_sdp(ms, pw, s, side, m, sdp_text, &sdp, from, true, l);
+	apply_sdp(ms, pw, &v, m, sdp_text, &sdp, from, true, l);
 }
 
 bool msvc_bye(struct msvc *ms, struct worker *w, struct sip_msg *m, unsigned *owner)
 {
 	struct msvc_w *pw = &ms->pw[w->id];
-	struct msvc_sess *s;
-	enum rtp_side side;
+	struct msvc_view v;
 	struct dlg_media dm;
 
-	s = sess_of(ms, m, &side);
-	if (!s)
+	if (!sess_of(ms, m, &v))
 		return false;
-	if (s->owner != w->id) {
-		/* s->owner never changes: reading it after the lock is safe */
-		*owner = s->owner;
-		return *owner < ms->c.nworkers && ms->pw[*owner].w;
+	if (v.owner != w->id) {
+		*owner = v.owner;
+		return v.owner < ms->c.nworkers && ms->pw[v.owner].w;
 	}
 	if (!pw->eng)
 		return false;
-	media_of(s, mono_ms(), &dm);
-	dlg_media_set(ms->c.dlg, sess_callid(s), sess_ftag(s), SV_NULL, &dm);
+	/* the owner: nobody else frees v.s */
+	media_of(v.s, mono_ms(), &dm);
+	dlg_media_set(ms->c.dlg, v.callid, v.ctag, SV_NULL, &dm);
 	return false;
 }
 
