@@ -25,8 +25,10 @@ static void cli_call_usage(FILE *to)
 	fprintf(to,
 		"usage: switchboard call list [-c FILE | --db PATH]\n"
 		"       switchboard call show CALL-ID [-c FILE | --db PATH]\n"
+		"       switchboard call stats [-c FILE | --db PATH]\n"
 		"Lists the calls in progress (dialogs the proxy follows) of the running server,\n"
-		"or shows one in full, through its control socket (control.socket, by default\n"
+		"or shows one in full, or the dialog and media relay counters, through its\n"
+		"control socket (control.socket, by default\n"
 		"next to the database: var/switchboard.ctl for var/switchboard.db).\n");
 }
 
@@ -203,13 +205,36 @@ static int cli_call_show(json_t *doc, const char *callid)
 	return CLI_EXIT_OK;
 }
 
+/* "dialogs.live 3", "media.ports_in_use 4": one counter a line, for people and scripts. */
+static int cli_call_stats(json_t *doc)
+{
+	const char *k, *k2;
+	json_t *v, *v2;
+
+	if (json_object_get(doc, "error")) {
+		fprintf(stderr, "call stats: %s\n", str_of(doc, "error"));
+		return CLI_EXIT_FAILURE;
+	}
+	json_object_foreach(doc, k, v)
+	{
+		if (!json_is_object(v))
+			continue;
+		json_object_foreach(v, k2, v2)
+		{
+			if (json_is_integer(v2))
+				printf("%s.%s %lld\n", k, k2, (long long)json_integer_value(v2));
+		}
+	}
+	return CLI_EXIT_OK;
+}
+
 int cli_call(int argc, char **argv)
 {
 	const char *verb = argc > 1 ? argv[1] : NULL;
 	char path[108], cmd[32], req[CTL_LINE_MAX + 8];
 	struct cli_opts o;
 	json_t *doc = NULL;
-	bool list;
+	bool list, stats;
 	int ex;
 
 	if (!verb || strcmp(verb, "--help") == 0 || strcmp(verb, "-h") == 0) {
@@ -217,6 +242,9 @@ int cli_call(int argc, char **argv)
 		return verb ? CLI_EXIT_OK : CLI_EXIT_USAGE;
 	}
 	list = strcmp(verb, "list") == 0;
+	stats = strcmp(verb, "stats") == 0;
+	if (stats)
+		list = true; /* no argument either */
 	if (!list && strcmp(verb, "show") != 0) {
 		fprintf(stderr, "call: unknown command '%s' (try --help)\n", verb);
 		return CLI_EXIT_USAGE;
@@ -237,13 +265,17 @@ int cli_call(int argc, char **argv)
 		ex = cli_call_path(&o, path, sizeof(path));
 	if (ex)
 		return ex;
-	if (list)
+	if (stats)
+		snprintf(req, sizeof(req), "stats");
+	else if (list)
 		snprintf(req, sizeof(req), "calls");
 	else
 		snprintf(req, sizeof(req), "call %s", o.pos[0]);
 	ex = cli_call_ask(cmd, path, req, &doc);
 	if (!ex)
-		ex = list ? cli_call_list(doc) : cli_call_show(doc, o.pos[0]);
+		ex = stats  ? cli_call_stats(doc)
+		     : list ? cli_call_list(doc)
+			    : cli_call_show(doc, o.pos[0]);
 	json_decref(doc);
 	return ex;
 }

@@ -52,6 +52,7 @@ enum cfg_kind {
 	CFG_K_BAR_CLASSES,
 	CFG_K_DP_TIMEOUT,  /* dialplan.gateway_timeout / gateway_ring_timeout: dp_config_set */
 	CFG_K_DIALOG_PORT, /* udp.dialog_port: off, auto or a port */
+	CFG_K_MEDIA_MODE,
 };
 
 struct cfg_key {
@@ -243,6 +244,20 @@ static const struct cfg_key cfg_cdr_keys[] = {
     {0},
 };
 
+/* the media relay (services/mediasvc.h) */
+static const struct cfg_key cfg_media_keys[] = {
+    CFG_SPECIAL("mode", CFG_K_MEDIA_MODE),
+    CFG_UINT("port_min", media_port_lo, 1024, 65534),
+    CFG_UINT("port_max", media_port_hi, 1025, 65535),
+    CFG_STR("bind", media_bind, true),
+    CFG_STR("advertise", media_advertise, true),
+    CFG_UINT("latch_window_ms", media_latch_window_ms, 100, 60000),
+    CFG_UINT("quarantine_ms", media_quarantine_ms, 0, 600000),
+    CFG_UINT("timeout", media_timeout_s, 0, 86400),
+    CFG_BOOL("gateways", media_gateways),
+    {0},
+};
+
 static const struct cfg_key cfg_control_keys[] = {
     CFG_STR("socket", ctl_socket, true),
     {0},
@@ -310,6 +325,7 @@ static const struct cfg_key cfg_top_keys[] = {
     CFG_SECTION("flood", cfg_flood_keys),     /* services/flood.h */
     CFG_SECTION("dialog", cfg_dialog_keys),   /* dialog/dialog.h */
     CFG_SECTION("nat", cfg_nat_keys),	      /* docs/nat.md */
+    CFG_SECTION("media", cfg_media_keys),     /* services/mediasvc.h */
     CFG_SECTION("control", cfg_control_keys), /* server/ctl.h */
     CFG_SECTION("cdr", cfg_cdr_keys),	      /* services/cdr.h */
     CFG_SECTION("strangers", cfg_strangers_keys),
@@ -339,6 +355,7 @@ static const struct cfg_rule cfg_rules[] = {
     CFG_RULE(pres_default_expires, "presence.default_expires", pres_max_expires,
 	     "presence.max_expires"),
     CFG_RULE(flood_ban_time_s, "flood.ban_time", flood_ban_max_s, "flood.ban_max"),
+    CFG_RULE(media_port_lo, "media.port_min", media_port_hi, "media.port_max"),
 };
 
 /* Where each integer came from, so a cross-field error can point at a line. */
@@ -415,6 +432,10 @@ void cfg_defaults(struct cfg *c)
 	    .dlg_min_se = 90,
 	    .dlg_sdp_max = 8192,
 	    .cdr_enabled = true,
+	    .media_port_lo = 30000,
+	    .media_port_hi = 39999,
+	    .media_latch_window_ms = 5000,
+	    .media_quarantine_ms = 10000,
 	    .flood_enabled = true,
 	    .flood_window_s = 10,
 	    .flood_unauth_limit = 1000,
@@ -750,6 +771,56 @@ static int cfg_cross_fail(const struct cfg *c, const struct cfg_rule *r, struct 
 			r->lo_name, cfg_uint_at(c, r->lo), r->hi_name, cfg_uint_at(c, r->hi));
 }
 
+static bool cfg_ipv4_literal(const char *s)
+{
+	struct in_addr a;
+
+	return inet_pton(AF_INET, s, &a) == 1;
+}
+
+/*
+ * media: the port range holds even-aligned RTP/RTCP pairs; the relay binds
+ * to an IPv4 address (default: the first IPv4 listen host) and writes one
+ * that phones can reach (default: the bind address, which must then not be
+ * 0.0.0.0).
+ */
+static int cfg_media_check(struct cfg *c, struct cfg_error *err)
+{
+	if (c->media_mode == CFG_MEDIA_NEVER && !c->media_gateways)
+		return 0;
+	if (c->media_port_hi - c->media_port_lo + 1 < 4)
+		return cfg_fail(err, 0, 0,
+				"'media.port_min'..'media.port_max' (%u..%u) must hold at least "
+				"two RTP/RTCP port pairs",
+				c->media_port_lo, c->media_port_hi);
+	if (c->media_bind[0] && !cfg_ipv4_literal(c->media_bind))
+		return cfg_fail(err, 0, 0, "'media.bind' (%s) must be a numeric IPv4 address",
+				c->media_bind);
+	if (c->media_advertise[0] && !cfg_ipv4_literal(c->media_advertise))
+		return cfg_fail(err, 0, 0, "'media.advertise' (%s) must be a numeric IPv4 address",
+				c->media_advertise);
+	if (!c->media_bind[0]) {
+		for (size_t i = 0; i < c->nlisten; i++) {
+			if (cfg_ipv4_literal(c->listen[i].host)) {
+				snprintf(c->media_bind, sizeof(c->media_bind), "%s",
+					 c->listen[i].host);
+				break;
+			}
+		}
+		if (!c->media_bind[0])
+			return cfg_fail(err, 0, 0,
+					"'media.bind' is needed: no IPv4 listen address to "
+					"default to");
+	}
+	if (!c->media_advertise[0] && strcmp(c->media_bind, "0.0.0.0") == 0)
+		return cfg_fail(err, 0, 0,
+				"'media.advertise' is needed when the relay binds to 0.0.0.0 "
+				"(phones must be told one address they can reach)");
+	if (strcmp(c->media_advertise[0] ? c->media_advertise : c->media_bind, "0.0.0.0") == 0)
+		return cfg_fail(err, 0, 0, "'media.advertise' must not be 0.0.0.0");
+	return 0;
+}
+
 int cfg_finish(struct cfg *c, struct cfg_error *err)
 {
 	struct cfg_error scratch;
@@ -787,7 +858,7 @@ int cfg_finish(struct cfg *c, struct cfg_error *err)
 		if (rc)
 			return rc;
 	}
-	return 0;
+	return cfg_media_check(c, err);
 }
 
 /* ------------------------------------------------------------- YAML nodes */
@@ -1008,6 +1079,21 @@ static int cfg_set_dialog_port(struct cfg_parse *p, const struct cfg_key *k, con
 		p->c->udp_dialog_port = n;
 	else
 		return cfg_fail_key(p, k->name, v, "0 or off, auto, or a port from 1 to 65535");
+	return 0;
+}
+
+static int cfg_set_media_mode(struct cfg_parse *p, const struct cfg_key *k, const yaml_node_t *v)
+{
+	const char *s = v->type == YAML_SCALAR_NODE ? cfg_str(v) : "";
+
+	if (strcmp(s, "never") == 0)
+		p->c->media_mode = CFG_MEDIA_NEVER;
+	else if (strcmp(s, "always") == 0)
+		p->c->media_mode = CFG_MEDIA_ALWAYS;
+	else if (strcmp(s, "nat") == 0)
+		p->c->media_mode = CFG_MEDIA_NAT;
+	else
+		return cfg_fail_key(p, k->name, v, "never, always or nat");
 	return 0;
 }
 
@@ -1893,6 +1979,8 @@ static int cfg_apply(struct cfg_parse *p, const struct cfg_key *k, const yaml_no
 		return cfg_set_proxy_mode(p, k, v);
 	case CFG_K_DIALOG_PORT:
 		return cfg_set_dialog_port(p, k, v);
+	case CFG_K_MEDIA_MODE:
+		return cfg_set_media_mode(p, k, v);
 	case CFG_K_ALGS:
 		return cfg_set_algs(p, k, v);
 	case CFG_K_DOMAINS:

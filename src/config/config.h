@@ -25,6 +25,13 @@
 #define CFG_MAX_QUIRKS	    16
 #define CFG_MAX_TERMINAL_UA 64
 
+/* When a call's media is anchored on the relay (media.mode). */
+enum cfg_media_mode {
+	CFG_MEDIA_NEVER = 0, /* signalling only: bodies forwarded byte for byte */
+	CFG_MEDIA_ALWAYS,    /* every call the proxy record-routes */
+	CFG_MEDIA_NAT,	     /* when the caller looks behind NAT (services/mediasvc.h) */
+};
+
 struct cfg_listen {
 	enum sip_proto proto; /* SIP_PROTO_UDP or SIP_PROTO_TCP */
 	char host[64];	      /* numeric IPv4 or IPv6 address (no brackets), or "0.0.0.0" / "::" */
@@ -182,6 +189,17 @@ struct cfg {
 	/* billing records (services/cdr.h, docs/billing.md) */
 	bool cdr_enabled;	/* one record per call attempt: true */
 	unsigned cdr_keep_days; /* records older than this are purged; 0 = forever: 0 */
+
+	/* the media relay (services/mediasvc.h, docs/media.md) */
+	enum cfg_media_mode media_mode; /* when calls' media go through us: never */
+	unsigned media_port_lo;		/* RTP/RTCP port range, split among the workers: 30000 */
+	unsigned media_port_hi;		/* 39999 */
+	char media_bind[64];		/* IPv4 the relay's sockets bind to; "" = the listen host */
+	char media_advertise[64];	/* IPv4 written in SDP; "" = media_bind */
+	unsigned media_latch_window_ms; /* latching window after each SDP: 5000 */
+	unsigned media_quarantine_ms;	/* a released port rests this long: 10000 */
+	unsigned media_timeout_s;	/* no RTP either way for this long ends the call; 0 = off */
+	bool media_gateways;		/* calls to PSTN gateways always relayed: false */
 
 	/* flood protection per source address (services/flood.h) */
 	bool flood_enabled;	     /* true */

@@ -1018,6 +1018,30 @@ void dlg_sweep(struct dlg_table *t, int64_t now_ms, dlg_end_fn end, void *arg)
 	}
 }
 
+int dlg_end_call(struct dlg_table *t, sv_t callid, sv_t from_tag, enum dlg_end why, dlg_end_fn end,
+		 void *arg, int64_t now_ms)
+{
+	uint64_t h = call_hash(t, callid, from_tag);
+	struct dlg_bucket *b = bucket_of(t, h);
+	int rc = ENOENT;
+
+	pthread_mutex_lock(&b->lock);
+	for (struct dlg *d = b->head, *n; d; d = n) {
+		n = d->next;
+		if (d->hash != h || d->state != DLG_CONFIRMED ||
+		    !sv_eq(sv_cstr(d->callid), callid) || !sv_eq(str_sv(d->caller.tag), from_tag))
+			continue;
+		d->state = DLG_TERMINATED;
+		d->end = why;
+		if (end)
+			end(arg, d);
+		terminate(t, b, d, why, now_ms);
+		rc = 0;
+	}
+	pthread_mutex_unlock(&b->lock);
+	return rc;
+}
+
 void dlg_foreach(struct dlg_table *t, dlg_each_fn fn, void *arg)
 {
 	for (size_t i = 0; i < DLG_BUCKETS; i++) {
@@ -1076,6 +1100,8 @@ int dlg_build_bye(const struct dlg *d, bool to_caller, sv_t via, struct buf *out
 		   from->naddr, to->naddr, d->callid, from->cseq + 1);
 	if (d->end == DLG_END_SESSION_TIMER)
 		buf_append_str(out, "Reason: SIP;cause=408;text=\"Session timer expired\"\r\n");
+	else if (d->end == DLG_END_MEDIA_TIMEOUT)
+		buf_append_str(out, "Reason: SIP;cause=408;text=\"Media timeout\"\r\n");
 	else
 		buf_append_str(out, "Reason: SIP;cause=408;text=\"Dialog timed out\"\r\n");
 	buf_append_str(out, "Content-Length: 0\r\n\r\n");

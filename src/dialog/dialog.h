@@ -266,6 +266,16 @@ size_t dlg_session_expires_retry(const struct dlg_table *t, struct sip_msg *resp
 typedef void (*dlg_end_fn)(void *arg, const struct dlg *d);
 void dlg_sweep(struct dlg_table *t, int64_t now_ms, dlg_end_fn end, void *arg);
 
+/*
+ * Ends the confirmed dialogs of a call (callid, the caller's from_tag) for
+ * why (DLG_END_MEDIA_TIMEOUT: the relay saw no RTP): each is terminated
+ * (hooks run) and given to end() (which sends the BYEs) before it is
+ * freed, as dlg_sweep does. 0, or ENOENT when the call has no confirmed
+ * dialog. Not from a hook.
+ */
+int dlg_end_call(struct dlg_table *t, sv_t callid, sv_t from_tag, enum dlg_end why, dlg_end_fn end,
+		 void *arg, int64_t now_ms);
+
 /* Every live dialog (bucket locks held in turn); fn returns non-zero to stop. */
 typedef int (*dlg_each_fn)(void *arg, const struct dlg *d);
 void dlg_foreach(struct dlg_table *t, dlg_each_fn fn, void *arg);

@@ -359,6 +359,13 @@ void rtp_session_free(struct rtp_session *s);
 int rtp_session_update(struct rtp_session *s, enum rtp_side from, const struct sdp_session *sdp,
 		       const struct sockaddr *sig_src, struct sdp_rewrite *rw);
 unsigned rtp_session_nstreams(const struct rtp_session *s);
+/*
+ * The relay address and ports of stream i's leg that faces `side` (where
+ * that side's phone sends): what an SDP from the other side is rewritten
+ * with. 0, or ENOENT when the stream is not open.
+ */
+int rtp_session_local(const struct rtp_session *s, unsigned i, enum rtp_side side,
+		      struct sdp_rw_media *out);
 /* Counters of stream i, side `side` (0 or ENOENT). */
 int rtp_session_stats(const struct rtp_session *s, unsigned i, enum rtp_side side,
 		      struct rtp_dir_stats *out);

@@ -857,6 +857,21 @@ int rtp_session_update(struct rtp_session *s, enum rtp_side from, const struct s
 	return 0;
 }
 
+int rtp_session_local(const struct rtp_session *s, unsigned i, enum rtp_side side,
+		      struct sdp_rw_media *out)
+{
+	const struct rtp_stream *st = i < s->nstreams ? s->streams[i] : NULL;
+	const struct rtp_leg *l = st && st->active ? &st->leg[side] : NULL;
+
+	memset(out, 0, sizeof(*out));
+	if (!l || !l->family)
+		return ENOENT;
+	out->addr = l->family == AF_INET ? s->e->adv4 : s->e->adv6;
+	out->port = l->sock[0].port;
+	out->rtcp_port = l->sock[1].port;
+	return 0;
+}
+
 unsigned rtp_session_nstreams(const struct rtp_session *s)
 {
 	return s->nstreams;

@@ -442,6 +442,14 @@ const struct proxy_handler *proxy_pipeline_at(const struct proxy_pipeline *p, en
 	return &p->h[p->by_method[m][at]];
 }
 
+int proxy_fwd_hooks_add(struct proxy_pipeline *p, const struct proxy_fwd_hooks *h)
+{
+	if (p->nfwd_hooks >= PROXY_MAX_FWD_HOOKS)
+		return ENOSPC;
+	p->fwd_hooks[p->nfwd_hooks++] = h;
+	return 0;
+}
+
 void proxy_pipeline_init(struct proxy_pipeline *p)
 {
 	static const struct proxy_handler core[] = {

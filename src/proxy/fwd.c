@@ -158,6 +158,27 @@ static void dlg_invite_final_of(struct worker *w, struct sip_msg *m, unsigned st
 				    dlg_now_ms());
 }
 
+/* The services' hooks on a forwarded message (proxy/proxy.h: the media relay's SDP). */
+static void fwd_hooks_run(struct worker *w, struct sip_msg *m, const struct tp_addr *from,
+			  const struct fwd_target *t, const struct tp_dest *dest, bool in_dialog,
+			  struct sip_edit_list *l, bool response)
+{
+	const struct proxy_pipeline *pl = w->srv->pipeline;
+	struct proxy_fwd_msg fm = {.w = w,
+				   .m = m,
+				   .from = from,
+				   .in_dialog = in_dialog,
+				   .gateway = t && t->gateway,
+				   .to = dest ? &dest->peer : NULL,
+				   .target_uri = t && t->has_received ? sv_cstr(t->uri) : SV_NULL};
+
+	for (unsigned i = 0; pl && i < pl->nfwd_hooks; i++) {
+		const struct proxy_fwd_hooks *h = pl->fwd_hooks[i];
+		if (response ? h->response : h->request)
+			(response ? h->response : h->request)(h->arg, &fm, l);
+	}
+}
+
 /*
  * Building forwarded requests
  */
@@ -248,7 +269,8 @@ static void print_rr(struct buf *b, const struct tp_listen *l, const char *sig)
 }
 
 int fwd_build(struct worker *w, struct buf *out, struct sip_msg *m, const struct fwd_plan *plan,
-	      const struct fwd_target *t, sv_t branch, const struct tp_dest *dest, int in_listen)
+	      const struct fwd_target *t, sv_t branch, const struct tp_dest *dest, int in_listen,
+	      const struct tp_addr *from, bool in_dialog)
 {
 	struct tp_table *tp = w->srv->tp;
 	const struct tp_listen *ol = tp_listen_get(tp, (unsigned)dest->listen);
@@ -374,6 +396,7 @@ int fwd_build(struct worker *w, struct buf *out, struct sip_msg *m, const struct
 				sip_edit_add(&l, h->raw.p, h->raw.len, SV_NULL);
 		}
 	}
+	fwd_hooks_run(w, m, from, t, dest, in_dialog, &l, false);
 	return sip_edits_apply(out, m, &l); /* E2BIG, EINVAL: an error, never an edit dropped */
 }
 
@@ -396,7 +419,7 @@ static bool response_makes_dialog(struct sip_msg *resp)
  * when the client declared support (RFC 7339).
  */
 static int response_strip_via(struct server *srv, struct worker *w, struct buf *out,
-			      struct sip_msg *resp, const struct tp_addr *from)
+			      struct sip_msg *resp, struct worker *hw, const struct tp_addr *from)
 {
 	char alias[128];
 	const struct sip_via *via = sip_msg_via1(resp);
@@ -447,6 +470,7 @@ static int response_strip_via(struct server *srv, struct worker *w, struct buf *
 	/* a Contact behind NAT: where the caller's requests must really go (nat.c) */
 	if (w && from && nat_response_contact(w, &l, resp, from, alias, sizeof(alias)))
 		return E2BIG;
+	fwd_hooks_run(hw, resp, from, NULL, NULL, false, &l, true);
 	return sip_edits_apply(out, resp, &l);
 }
 
@@ -600,7 +624,7 @@ static void ptx_forward_response(struct ptx *p, struct sip_msg *resp, sv_t extra
 {
 	struct buf *out = &p->w->resp_out;
 
-	if (response_strip_via(p->w->srv, p->w, out, resp, from)) {
+	if (response_strip_via(p->w->srv, p->w, out, resp, p->w, from)) {
 		/* more edits than we can make: a final the caller must still get */
 		log_warn("proxy transaction %s: response %u cannot be forwarded (too many edits)",
 			 p->tag, resp->status);
@@ -1268,7 +1292,7 @@ static void branch_send(struct ptx_branch *b, struct sip_msg *m, const struct tp
 	b->t = t;
 	b->dest = *dest;
 	err = fwd_build(w, out, m, &p->plan, &b->target, sv_make(t->branch, t->branch_len), dest,
-			(int)p->src.listen);
+			(int)p->src.listen, &p->src.peer, p->in_dialog);
 	if (err) {
 		/* more edits than a request may take: our error, not the destination's */
 		log_warn("proxy transaction %s: request to %s not built: %s", p->tag,
@@ -1735,7 +1759,7 @@ enum proxy_step fwd_stateless(struct preq *r, const struct fwd_plan *plan,
 	txn_branch_stateless(w->srv->txns, plan->loop_hash, via, branch);
 	n = TXN_STATELESS_BRANCH_LEN;
 	if (fwd_build(w, &w->req_out, r->m, plan, target, sv_make(branch, (size_t)n), &dest,
-		      (int)r->src->listen)) {
+		      (int)r->src->listen, &r->src->peer, r->in_dialog)) {
 		/* more edits than a request may take: our error, not the destination's */
 		if (r->m->method != SIP_ACK)
 			proxy_reply(r, 500, "Request could not be forwarded", SV_NULL);
@@ -1790,7 +1814,7 @@ void fwd_response_stateless(struct worker *w, struct sip_msg *m, const struct tp
 	if (dest.peer.u.sa.sa_family == AF_INET && dest.peer.u.in.sin_addr.s_addr == 0xffffffff)
 		return; /* RFC 4475 bcast: never to a broadcast address */
 	dest.listen = -1;
-	if (response_strip_via(w->srv, NULL, &w->resp_out, m, NULL))
+	if (response_strip_via(w->srv, NULL, &w->resp_out, m, w, &src->peer))
 		return;
 	tp_send(w, &dest, w->resp_out.p, w->resp_out.len);
 }

@@ -231,9 +231,10 @@ bool fwd_may_reach(struct worker *w, const struct fwd_target *t, const struct tp
 void fwd_response_stateless(struct worker *w, struct sip_msg *m, const struct tp_src *src);
 /* CANCEL for an INVITE we proxy: answered here, branches cancelled. */
 void fwd_cancel(struct preq *r, struct ptx *ptx);
-/* Builds the forwarded request into out. */
+/* Builds the forwarded request into out (from: where m came from, for the forwarding hooks). */
 int fwd_build(struct worker *w, struct buf *out, struct sip_msg *m, const struct fwd_plan *plan,
-	      const struct fwd_target *t, sv_t branch, const struct tp_dest *dest, int in_listen);
+	      const struct fwd_target *t, sv_t branch, const struct tp_dest *dest, int in_listen,
+	      const struct tp_addr *from, bool in_dialog);
 
 /* From the exhausted hook: ends the search with a final made here (202 for a stored MESSAGE). */
 void fwd_finish_local(struct ptx *p, unsigned status, const char *reason);

@@ -54,6 +54,32 @@ struct proxy_handler {
 
 #define PROXY_MAX_HANDLERS 32
 
+/*
+ * Hooks on messages about to be forwarded, for a service that edits what
+ * passes through (the media relay rewrites SDP bodies). A hook may add
+ * edits to l, the forwarded message's edit list (sip/sip.h): typically the
+ * body and its Content-Length. What an edit inserts must stay valid until
+ * the hook's caller has applied the list (the same call on this thread).
+ */
+struct proxy_fwd_msg {
+	struct worker *w;
+	struct sip_msg *m;	    /* the request or response being forwarded */
+	const struct tp_addr *from; /* where it came from; NULL = not known here */
+	bool in_dialog;		    /* a request on a route set we signed */
+	bool gateway;		    /* a request to a PSTN gateway the dialplan chose */
+	/* a request: where the branch goes, and its target's URI (a registered Contact) */
+	const struct tp_addr *to;
+	sv_t target_uri;
+};
+struct proxy_fwd_hooks {
+	/* a request on one of its branches (each branch of a fork: once per branch) */
+	void (*request)(void *arg, const struct proxy_fwd_msg *fm, struct sip_edit_list *l);
+	/* a response going upstream */
+	void (*response)(void *arg, const struct proxy_fwd_msg *fm, struct sip_edit_list *l);
+	void *arg;
+};
+#define PROXY_MAX_FWD_HOOKS 4
+
 struct proxy_pipeline {
 	struct proxy_handler h[PROXY_MAX_HANDLERS];
 	unsigned n;
@@ -63,12 +89,18 @@ struct proxy_pipeline {
 	/* is r's source a trusted peer (classification, before any handler); NULL: none is */
 	bool (*trusted)(const struct preq *r, void *arg);
 	void *trusted_arg;
+	/* hooks on forwarded messages, in registration order (not copied) */
+	const struct proxy_fwd_hooks *fwd_hooks[PROXY_MAX_FWD_HOOKS];
+	unsigned nfwd_hooks;
 };
 
 /* The pipeline's own handlers (transaction, local UAS, policy, route plan, target). */
 void proxy_pipeline_init(struct proxy_pipeline *p);
 /* Adds a handler in its place (phase, then order); 0 or ENOSPC. Before the workers start. */
 int proxy_pipeline_add(struct proxy_pipeline *p, const struct proxy_handler *h);
+
+/* Adds a table of hooks on forwarded messages; 0 or ENOSPC. Before the workers start. */
+int proxy_fwd_hooks_add(struct proxy_pipeline *p, const struct proxy_fwd_hooks *h);
 
 /* Order of the pipeline's own handlers within their phases, for services to place theirs. */
 enum {

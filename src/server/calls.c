@@ -103,7 +103,7 @@ static void bye_send(struct worker *w, struct wjob *job)
 }
 
 /* dlg_sweep's end(): a BYE to each side, sent by the dialog's owner. */
-static void calls_end(void *arg, const struct dlg *d)
+void calls_send_byes(void *arg, const struct dlg *d)
 {
 	struct server *s = arg;
 	struct worker *w = s->workers[d->owner < s->nworkers ? d->owner : 0];
@@ -138,7 +138,7 @@ static void calls_end(void *arg, const struct dlg *d)
 void calls_tick(struct server *s)
 {
 	if (s->dlg)
-		dlg_sweep(s->dlg, dlg_now_ms(), calls_end, s);
+		dlg_sweep(s->dlg, dlg_now_ms(), calls_send_byes, s);
 }
 
 int calls_db_load(void *arg, struct store *st)

@@ -12,12 +12,18 @@
 
 struct server;
 struct store;
+struct dlg;
 
 /* The dialog table (s->dlg) from s->cfg. */
 int calls_create(struct server *s);
 void calls_destroy(struct server *s);
 /* Once a second, on the main thread: session timers and dialog.timeout. */
 void calls_tick(struct server *s);
+/*
+ * A BYE to each side of d, sent by its owner worker (any thread; arg is the
+ * server): dlg_sweep's end(), and the media timeout's (server/media.c).
+ */
+void calls_send_byes(void *arg, const struct dlg *d);
 /* Registers the two below with the database thread (between dbq_create and dbq_start). */
 int calls_chores(struct server *s);
 /* Database thread: the stored dialogs into the table, at start (an error fails the start). */

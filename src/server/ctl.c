@@ -25,6 +25,7 @@
 #include "dialog/dialog.h"
 #include "server/server.h"
 #include "services/cdr.h"
+#include "services/mediasvc.h"
 
 #define CTL_IDLE_S	5
 #define CTL_MAX_CLIENTS 32
@@ -139,6 +140,25 @@ static json_t *dlg_json(const struct dlg *d, bool full, int64_t now_ms)
 	json_object_set_new(o, "callee_cseq", json_integer(d->callee.cseq));
 	json_object_set_new(o, "refresher", json_string(d->refresher_uas ? "uas" : "uac"));
 	json_object_set_new(o, "owner", json_integer(d->owner));
+	if (d->media.relayed) { /* what the relay saw (services/mediasvc.h), per direction */
+		const struct dlg_media_dir *dir[2] = {&d->media.from_caller, &d->media.from_callee};
+		static const char *const who[2] = {"media_from_caller", "media_from_callee"};
+		for (int i = 0; i < 2; i++) {
+			char k[64];
+			snprintf(k, sizeof(k), "%s_packets", who[i]);
+			json_object_set_new(o, k, json_integer((json_int_t)dir[i]->packets));
+			snprintf(k, sizeof(k), "%s_bytes", who[i]);
+			json_object_set_new(o, k, json_integer((json_int_t)dir[i]->bytes));
+			snprintf(k, sizeof(k), "%s_lost", who[i]);
+			json_object_set_new(o, k, json_integer((json_int_t)dir[i]->lost));
+			snprintf(k, sizeof(k), "%s_jitter_us", who[i]);
+			json_object_set_new(o, k, json_integer(dir[i]->jitter_us));
+			snprintf(k, sizeof(k), "%s_codec", who[i]);
+			json_object_set_new(o, k, json_string(dir[i]->codec));
+		}
+		json_object_set_new(o, "media_last_rtp", json_integer(d->media.last_rtp_ms / 1000));
+	}
+	json_object_set_new(o, "media_relayed", json_string(d->media.relayed ? "yes" : "no"));
 	json_object_set_new(o, "caller_sdp", json_string(d->caller.sdp ? d->caller.sdp : ""));
 	json_object_set_new(o, "callee_sdp", json_string(d->callee.sdp ? d->callee.sdp : ""));
 	return o;
@@ -199,6 +219,21 @@ static json_t *ctl_answer(struct ctl *c, const struct ctl_req *rq)
 				"calls", (json_int_t)cs.calls, "calls_capped",
 				(json_int_t)cs.calls_capped, "truncated", (json_int_t)cs.truncated,
 				"crash_records", (json_int_t)cs.crash_records));
+		}
+		if (c->srv->msvc) {
+			struct msvc_stats ms;
+			msvc_stats_get(c->srv->msvc, &ms);
+			json_object_set_new(
+			    res, "media",
+			    json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "sessions",
+				      (json_int_t)ms.sessions, "ports_in_use",
+				      (json_int_t)ms.ports_in_use, "created",
+				      (json_int_t)ms.created, "forwarded", (json_int_t)ms.forwarded,
+				      "dropped", (json_int_t)ms.dropped, "drop_foreign",
+				      (json_int_t)ms.drop_foreign, "media_timeouts",
+				      (json_int_t)ms.media_timeouts, "errors",
+				      (json_int_t)ms.errors, "remote_updates",
+				      (json_int_t)ms.remote_updates));
 		}
 		return res;
 	}

@@ -28,6 +28,7 @@
 #include "proxy/probe.h"
 #include "proxy/proxy.h"
 #include "server/calls.h"
+#include "server/media.h"
 #include "server/ctl.h"
 #include "server/dbq.h"
 #include "server/internal.h"
@@ -166,6 +167,8 @@ int server_start(struct server *s, const struct cfg *cfg, char *err, size_t errl
 			return rc;
 		}
 	}
+	if ((rc = server_media_create(s, err, errlen)))
+		return rc;
 	/* the database thread publishes the first rules before it says it is ready */
 	if ((rc = dbq_create(cfg->db_path, &s->dbq)) || (rc = srv_chores_register(s)) ||
 	    (rc = calls_chores(s)) ||
@@ -186,6 +189,8 @@ int server_start(struct server *s, const struct cfg *cfg, char *err, size_t errl
 			return rc;
 		}
 		s->workers[i]->suspend_cap = PROXY_MAX_SUSPENDED; /* requests waiting for lookups */
+		if ((rc = server_media_attach(s, s->workers[i], err, errlen)))
+			return rc;
 	}
 	s->main_base = event_base_new();
 	if (!s->main_base) {
@@ -340,9 +345,11 @@ void server_destroy(struct server *s)
 	s->chores = NULL;
 	log_stats(s);
 	for (unsigned i = 0; i < s->nworkers; i++) {
+		server_media_detach(s, s->workers[i]);
 		worker_destroy(s->workers[i]);
 		s->workers[i] = NULL;
 	}
+	server_media_destroy(s);
 	if (s->tick_ev)
 		event_free(s->tick_ev);
 	if (s->sig_int)

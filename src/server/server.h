@@ -37,6 +37,8 @@ struct proxy_pipeline;
 struct dlg_table;
 struct cdr;
 struct ctl;
+struct msvc;
+struct proxy_fwd_hooks;
 
 struct server {
 	struct cfg cfg;
@@ -64,6 +66,10 @@ struct server {
 	struct dlg_table *dlg; /* the INVITE dialogs we record-route (dialog/dialog.h) */
 	struct cdr *cdr;       /* billing records (services/cdr.h), NULL when cdr.enabled is off */
 	struct ctl *ctl;       /* the local control socket (server/ctl.h) */
+
+	/* the media relay (server/media.h) and its forwarding hooks; NULL when media is off */
+	struct msvc *msvc;
+	struct proxy_fwd_hooks *media_hooks;
 
 	struct event_base *main_base;
 	struct event *sig_int;
