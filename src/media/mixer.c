@@ -218,6 +218,11 @@ int mix_put(struct mix_room *m, unsigned id, uint16_t seq, const uint8_t *payloa
 		p->next_seq = seq;
 	}
 	ahead = (int16_t)(uint16_t)(seq - p->next_seq);
+	if (ahead < 0 && ahead > -MIX_REORDER && p->state == MIX_BUFFERING) {
+		/* nothing played yet: an earlier packet that overtook the first one starts it */
+		p->next_seq = seq;
+		ahead = 0;
+	}
 	if (ahead < 0) {
 		m->st.late++;
 		return ESTALE;
