@@ -10,7 +10,7 @@ WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 
 mkdir -p "$WORK/sip" "$WORK/auth" "$WORK/config" "$WORK/settings" "$WORK/pidf" "$WORK/dptext" \
-	"$WORK/tcp_stream" "$WORK/branch" "$WORK/flood" "$WORK/dialog" "$WORK/sdp"
+	"$WORK/tcp_stream" "$WORK/branch" "$WORK/flood" "$WORK/dialog" "$WORK/sdp" "$WORK/dtmf"
 cp "$HERE"/../tests/conformance/rfc4475/*.dat "$HERE"/../tests/conformance/rfc5118/wire/* "$WORK/sip/"
 cp "$HERE"/corpus/sip/* "$WORK/sip/"
 cp "$HERE"/corpus/auth/* "$WORK/auth/"
@@ -23,9 +23,10 @@ cp "$HERE"/corpus/branch/* "$WORK/branch/"
 cp "$HERE"/corpus/flood/* "$WORK/flood/"
 cp "$HERE"/corpus/dialog/* "$WORK/dialog/"
 cp "$HERE"/corpus/sdp/* "$WORK/sdp/"
+cp "$HERE"/corpus/dtmf/* "$WORK/dtmf/"
 
 for target in sip_parse:sip auth_cred:auth config:config settings:settings pidf:pidf dptext:dptext \
-	tcp_stream:tcp_stream branch:branch flood:flood dialog:dialog sdp:sdp; do
+	tcp_stream:tcp_stream branch:branch flood:flood dialog:dialog sdp:sdp dtmf:dtmf; do
 	name=${target%%:*}
 	corpus=${target#*:}
 	bin="$BUILD/fuzz_$name"

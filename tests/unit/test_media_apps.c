@@ -142,6 +142,26 @@ static void test_wav(void **state)
 	assert_null(pcm.s);
 }
 
+/* The generated prompts (scripts/make-prompts.sh, built with the tests) load and play. */
+static void test_prompts(void **state)
+{
+	char path[512], why[MAPP_ERRLEN];
+	struct mapp_pcm greet, beep;
+
+	(void)state;
+	snprintf(path, sizeof(path), "%s/greeting-default.wav", SB_PROMPTS_DIR);
+	if (access(path, R_OK) != 0)
+		skip(); /* espeak-ng / sox absent: CMake warned */
+	assert_int_equal(wav_load(path, 60 * MAPP_RATE, &greet, why), 0);
+	assert_true(greet.n > 3 * MAPP_RATE); /* a sentence, not an empty file */
+	snprintf(path, sizeof(path), "%s/beep.wav", SB_PROMPTS_DIR);
+	assert_int_equal(wav_load(path, 60 * MAPP_RATE, &beep, why), 0);
+	assert_int_equal(beep.n, 3200);
+	assert_true(goertzel(beep.s, beep.n, 1000) > 1000 * goertzel(beep.s, beep.n, 400));
+	mapp_pcm_free(&greet);
+	mapp_pcm_free(&beep);
+}
+
 /* -------------------------------------------------------------- DTMF */
 
 static void test_tev(void **state)
@@ -808,6 +828,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_g711_roundtrip),
 	    cmocka_unit_test(test_wav),
+	    cmocka_unit_test(test_prompts),
 	    cmocka_unit_test(test_tev),
 	    cmocka_unit_test(test_digits_dedupe),
 	    cmocka_unit_test(test_info),
