@@ -157,6 +157,8 @@ struct mapp_ep;
 struct mapp_ep_handlers {
 	/* an audio frame (decoded), with its RTP sequence number and timestamp */
 	void (*audio)(void *arg, const int16_t *pcm, size_t n, uint16_t seq, uint32_t ts);
+	/* when set, audio payloads come here as they are (not decoded): the mixer's way */
+	void (*payload)(void *arg, const uint8_t *g711, size_t len, uint16_t seq, uint32_t ts);
 	/* a new DTMF digit (RFC 4733, de-duplicated) */
 	void (*digit)(void *arg, char digit);
 	void *arg;
@@ -193,6 +195,8 @@ void mapp_ep_signal(struct mapp_ep *ep, const struct sockaddr_storage *remote,
 enum rtp_latch_state mapp_ep_latch(const struct mapp_ep *ep);
 /* Sends one 20 ms frame (encoded with the endpoint's codec). 0 or an errno. */
 int mapp_ep_send_frame(struct mapp_ep *ep, const int16_t pcm[MAPP_FRAME]);
+/* Sends one already encoded payload (1..MAPP_FRAME bytes of the endpoint's codec). */
+int mapp_ep_send_payload(struct mapp_ep *ep, const uint8_t *g711, size_t len);
 /* Marks the next packet (a talk spurt starts: a new sound). */
 void mapp_ep_mark(struct mapp_ep *ep);
 void mapp_ep_stats(const struct mapp_ep *ep, struct mapp_ep_stats *st);

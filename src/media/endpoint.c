@@ -122,6 +122,10 @@ static void ep_read(evutil_socket_t fd, short what, void *arg)
 		if (pt == (uint8_t)ep->cfg.codec) {
 			size_t n = (size_t)len - hl;
 			ep->st.rx_audio++;
+			if (ep->h.payload) {
+				ep->h.payload(ep->h.arg, ep->rbuf + hl, n, seq, ts);
+				continue;
+			}
 			mapp_g711_decode(ep->g711, ep->rbuf + hl, n, ep->pcm);
 			if (ep->h.audio)
 				ep->h.audio(ep->h.arg, ep->pcm, n, seq, ts);
@@ -261,11 +265,19 @@ void mapp_ep_mark(struct mapp_ep *ep)
 
 int mapp_ep_send_frame(struct mapp_ep *ep, const int16_t pcm[MAPP_FRAME])
 {
+	mapp_g711_encode(ep->g711, pcm, MAPP_FRAME, ep->sbuf + MAPP_RTP_HDR);
+	return mapp_ep_send_payload(ep, ep->sbuf + MAPP_RTP_HDR, MAPP_FRAME);
+}
+
+int mapp_ep_send_payload(struct mapp_ep *ep, const uint8_t *g711, size_t len)
+{
 	const struct sockaddr_storage *to = rtp_latch_dest(&ep->latch);
 	uint8_t *b = ep->sbuf;
 	socklen_t sl;
 	int rc = 0;
 
+	if (!len || len > MAPP_FRAME)
+		return EINVAL;
 	if (!to || !to->ss_family) {
 		ep->st.tx_no_dest++;
 		rc = EDESTADDRREQ;
@@ -283,9 +295,10 @@ int mapp_ep_send_frame(struct mapp_ep *ep, const int16_t pcm[MAPP_FRAME])
 	b[9] = (uint8_t)(ep->ssrc >> 16);
 	b[10] = (uint8_t)(ep->ssrc >> 8);
 	b[11] = (uint8_t)ep->ssrc;
-	mapp_g711_encode(ep->g711, pcm, MAPP_FRAME, b + MAPP_RTP_HDR);
+	if (g711 != b + MAPP_RTP_HDR)
+		memcpy(b + MAPP_RTP_HDR, g711, len);
 	sl = to->ss_family == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6);
-	if (sendto(ep->fd, b, sizeof(ep->sbuf), MSG_DONTWAIT, (const struct sockaddr *)to, sl) <
+	if (sendto(ep->fd, b, MAPP_RTP_HDR + len, MSG_DONTWAIT, (const struct sockaddr *)to, sl) <
 	    0) {
 		ep->st.tx_errors++;
 		rc = errno;
@@ -296,7 +309,7 @@ out:
 	/* the stream's clock runs on whether or not the packet could leave */
 	ep->marker = false;
 	ep->seq++;
-	ep->ts += MAPP_FRAME;
+	ep->ts += (uint32_t)len;
 	return rc;
 }
 

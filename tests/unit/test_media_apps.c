@@ -823,6 +823,107 @@ static void test_mixer_cpu(void **state)
 	mapp_g711_free(enc);
 }
 
+/*
+ * The same load over loopback UDP: 10 rooms of 5, each participant a fake
+ * phone sending to its own endpoint; the server side (receive, mix, send)
+ * is timed, the phones' own work is not.
+ */
+enum { LB_ROOMS = 10, LB_PER = 5, LB_FRAMES = 250 };
+struct lb_part {
+	struct mix_room *room;
+	unsigned id;
+};
+struct lb {
+	struct mapp_ep *ep[LB_ROOMS][LB_PER];
+	struct lb_part part[LB_ROOMS][LB_PER];
+	unsigned room;
+	uint64_t put_errors;
+};
+
+static void lb_payload(void *arg, const uint8_t *g711, size_t len, uint16_t seq, uint32_t ts)
+{
+	struct lb_part *p = arg;
+	(void)ts;
+	(void)mix_put(p->room, p->id, seq, g711, len);
+}
+
+static void lb_out(void *arg, unsigned id, const uint8_t *payload, size_t len)
+{
+	struct lb *l = arg;
+	if (mapp_ep_send_payload(l->ep[l->room][id], payload, len))
+		l->put_errors++;
+}
+
+static double cpu_now(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+	return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+static void test_conference_loopback_cpu(void **state)
+{
+	static struct lb l;
+	static struct phone ph[LB_ROOMS][LB_PER];
+	struct event_base *base = event_base_new();
+	struct rtp_pool pool;
+	struct mix_config cfg = {.max_participants = LB_PER};
+	struct mix_room *room[LB_ROOMS];
+	struct mapp_ep_config ec = {.pool = &pool, .bind_ip = "127.0.0.1", .codec = MAPP_PCMU};
+	uint8_t pay[MAPP_FRAME], drain[512];
+	double cpu = 0;
+	uint64_t got = 0;
+
+	(void)state;
+	memset(pay, 0xd5, sizeof(pay));
+	assert_int_equal(rtp_pool_init(&pool, 43000, 43199, 10000), 0);
+	for (int r = 0; r < LB_ROOMS; r++) {
+		assert_int_equal(mix_new(&cfg, &room[r]), 0);
+		for (int i = 0; i < LB_PER; i++) {
+			struct mapp_ep_handlers h = {.payload = lb_payload, .arg = &l.part[r][i]};
+			l.part[r][i].room = room[r];
+			assert_int_equal(mix_join(room[r], MAPP_PCMU, &l.part[r][i].id), 0);
+			assert_int_equal(mapp_ep_new(base, &ec, &h, &l.ep[r][i]), 0);
+			phone_open(&ph[r][i], "127.0.0.1");
+			mapp_ep_signal(l.ep[r][i], &ph[r][i].addr, NULL);
+		}
+	}
+	for (int f = 0; f < LB_FRAMES; f++) {
+		double c0;
+		for (int r = 0; r < LB_ROOMS; r++)
+			for (int i = 0; i < LB_PER; i++)
+				phone_send(&ph[r][i], mapp_ep_port(l.ep[r][i]), 0, false,
+					   (uint16_t)f, (uint32_t)f * MAPP_FRAME, pay, MAPP_FRAME);
+		c0 = cpu_now();
+		event_base_loop(base, EVLOOP_NONBLOCK);
+		for (unsigned r = 0; r < LB_ROOMS; r++) {
+			l.room = r;
+			mix_tick(room[r], lb_out, &l);
+		}
+		cpu += cpu_now() - c0;
+		for (int r = 0; r < LB_ROOMS; r++)
+			for (int i = 0; i < LB_PER; i++)
+				while (recv(ph[r][i].fd, drain, sizeof(drain), MSG_DONTWAIT) > 0)
+					got++;
+	}
+	double per = cpu / (LB_ROOMS * LB_PER) / (LB_FRAMES / 50.0);
+	print_message("conference over loopback UDP: %d rooms x %d, %d frames: %.1f us CPU per "
+		      "participant per frame (receive + mix + send), %.0f participants per core\n",
+		      LB_ROOMS, LB_PER, LB_FRAMES, per * 1e6 / 50, 1 / per);
+	/* every participant got a frame per tick once its buffer had filled */
+	assert_true(got >= (uint64_t)LB_ROOMS * LB_PER * (LB_FRAMES - 2));
+	assert_int_equal(l.put_errors, 0);
+	for (int r = 0; r < LB_ROOMS; r++) {
+		for (int i = 0; i < LB_PER; i++) {
+			mapp_ep_free(l.ep[r][i]);
+			close(ph[r][i].fd);
+		}
+		mix_free(room[r]);
+	}
+	rtp_pool_free(&pool);
+	event_base_free(base);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -839,6 +940,7 @@ int main(void)
 	    cmocka_unit_test(test_recorder_limit_and_gaps),
 	    cmocka_unit_test(test_mixer),
 	    cmocka_unit_test(test_mixer_cpu),
+	    cmocka_unit_test(test_conference_loopback_cpu),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
