@@ -47,7 +47,7 @@ test-asan:
 
 fuzz:
 	CC=clang cmake -S . -B $(FUZZ_BUILD) -DCMAKE_BUILD_TYPE=Debug -DSB_FUZZ=ON >/dev/null
-	cmake --build $(FUZZ_BUILD) -j $(JOBS) --target fuzz_sip_parse fuzz_auth_cred fuzz_config fuzz_settings fuzz_pidf fuzz_dptext fuzz_tcp_stream fuzz_branch fuzz_flood fuzz_dialog fuzz_sdp fuzz_cdr
+	cmake --build $(FUZZ_BUILD) -j $(JOBS) --target fuzz_sip_parse fuzz_auth_cred fuzz_config fuzz_settings fuzz_pidf fuzz_dptext fuzz_tcp_stream fuzz_branch fuzz_flood fuzz_dialog fuzz_sdp fuzz_cdr fuzz_dtmf
 	fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_SECS)
 
 bench:

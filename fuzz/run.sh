@@ -10,7 +10,7 @@ WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 
 mkdir -p "$WORK/sip" "$WORK/auth" "$WORK/config" "$WORK/settings" "$WORK/pidf" "$WORK/dptext" \
-	"$WORK/tcp_stream" "$WORK/branch" "$WORK/flood" "$WORK/dialog" "$WORK/sdp" "$WORK/cdr"
+	"$WORK/tcp_stream" "$WORK/branch" "$WORK/flood" "$WORK/dialog" "$WORK/sdp" "$WORK/cdr" "$WORK/dtmf"
 cp "$HERE"/../tests/conformance/rfc4475/*.dat "$HERE"/../tests/conformance/rfc5118/wire/* "$WORK/sip/"
 cp "$HERE"/corpus/sip/* "$WORK/sip/"
 cp "$HERE"/corpus/auth/* "$WORK/auth/"
@@ -24,9 +24,10 @@ cp "$HERE"/corpus/flood/* "$WORK/flood/"
 cp "$HERE"/corpus/dialog/* "$WORK/dialog/"
 cp "$HERE"/corpus/sdp/* "$WORK/sdp/"
 cp "$HERE"/corpus/cdr/* "$WORK/cdr/"
+cp "$HERE"/corpus/dtmf/* "$WORK/dtmf/"
 
 for target in sip_parse:sip auth_cred:auth config:config settings:settings pidf:pidf dptext:dptext \
-	tcp_stream:tcp_stream branch:branch flood:flood dialog:dialog sdp:sdp cdr:cdr; do
+	tcp_stream:tcp_stream branch:branch flood:flood dialog:dialog sdp:sdp cdr:cdr dtmf:dtmf; do
 	name=${target%%:*}
 	corpus=${target#*:}
 	bin="$BUILD/fuzz_$name"

@@ -8,8 +8,8 @@ set -eu
 
 BUILD="build-essential cmake pkg-config clang libclang-rt-14-dev
 libevent-dev libc-ares-dev libsqlite3-dev libyaml-dev libssl-dev libjansson-dev
-libxml2-dev libcmocka-dev sqlite3 python3"
-TEST="sip-tester sipsak baresip libnet-sip-perl dnsmasq-base procps iproute2 python3-lxml sipvicious
+libxml2-dev libcmocka-dev libspandsp-dev libsndfile1-dev sqlite3 python3"
+TEST="espeak-ng sox sip-tester sipsak baresip libnet-sip-perl dnsmasq-base procps iproute2 python3-lxml sipvicious
 nftables"
 BENCH="kamailio kamailio-sqlite-modules gnuplot-nox tcpdump"
 
