@@ -468,7 +468,9 @@ static int put_rec(struct cdr *c, struct store *st, const struct cdr_rec *r)
 	int err;
 
 	buf_init(&meta, 0);
-	err = cdr_rec_meta(r, &meta);
+	err = buf_reserve(&meta, 1536); /* a record's text, most of the time in one allocation */
+	if (!err)
+		err = cdr_rec_meta(r, &meta);
 	if (err) {
 		buf_free(&meta);
 		return err;
@@ -713,11 +715,18 @@ size_t cdr_take(struct cdr *c, struct cdr_rec **out, size_t max)
  */
 static void meta_line(struct buf *b, const char *k, const char *v)
 {
+	size_t n = strlen(v), start;
+
 	buf_append_str(b, k);
 	buf_append(b, ": ", 2);
+	start = b->len;
+	buf_append(b, v, n);
 	/* values are header values: no line breaks in them, but be sure */
-	for (const char *p = v; *p; p++)
-		buf_append_char(b, *p == '\n' || *p == '\r' ? ' ' : *p);
+	if (!b->err && strpbrk(v, "\r\n")) {
+		for (size_t i = start; i < start + n; i++)
+			if (b->p[i] == '\n' || b->p[i] == '\r')
+				b->p[i] = ' ';
+	}
 	buf_append_char(b, '\n');
 }
 
@@ -796,10 +805,17 @@ int cdr_rec_meta(const struct cdr_rec *r, struct buf *b)
 	for (unsigned i = 0; i < r->nlegs && i < CDR_LEGS_MAX; i++) {
 		const struct cdr_leg *l = &r->legs[i];
 		addr_text(&l->to, a, sizeof(a));
-		/* "leg: ring_ms status gateway address totag target" ("-" for empty) */
-		buf_printf(b, "leg: %" PRId64 " %u %s %s %s %s\n", l->ring_ms, l->status,
-			   l->gateway[0] ? l->gateway : "-", a[0] ? a : "-",
-			   l->totag[0] ? l->totag : "-", l->target[0] ? l->target : "-");
+		/* "leg: ring_ms status gateway address totag target" ("-" for empty), no printf */
+		char num[48];
+		int nn = snprintf(num, sizeof(num), "%" PRId64 " %u ", l->ring_ms, l->status);
+		const char *f[4] = {l->gateway, a, l->totag, l->target};
+
+		buf_append(b, "leg: ", 5);
+		buf_append(b, num, nn > 0 ? (size_t)nn : 0);
+		for (unsigned k = 0; k < 4; k++) {
+			buf_append_str(b, f[k][0] ? f[k] : "-");
+			buf_append_char(b, k < 3 ? ' ' : '\n');
+		}
 	}
 	buf_cstr(b);
 	return b->err ? ENOMEM : 0;
