@@ -20,6 +20,7 @@
 
 #include <cmocka.h>
 
+#include "core/buf.h"
 #include "proxy/proxy.h"
 #include "server/server.h"
 #include "server/worker.h"
@@ -168,6 +169,7 @@ static int teardown(void **state)
 		sip_msg_release(&f->msgs[i]);
 	txn_table_destroy(f->srv.txns);
 	tp_table_destroy(f->srv.tp);
+	buf_free(&f->w.resp_out); /* the replies' buffer (worker_destroy's job in the server) */
 	free(f);
 	return 0;
 }
