@@ -22,6 +22,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 #include "core/log.h"
 #include "server/worker.h"
@@ -176,6 +177,55 @@ int nat_alias_verify(const struct siphash_key *k, sv_t callid, sv_t value, struc
  * not where the message came from. text gets ";sb-alias=...>" and *n the
  * length without the '>' (a Contact without angle brackets gets them).
  */
+/*
+ * The usual case without parsing: a plain sip: Contact (no transport
+ * parameter) whose host:port is exactly the source's IPv4 address and port,
+ * over UDP. True only when that is certain; false sends the caller to the
+ * full parse and comparison.
+ */
+static bool contact_is_source(sv_t value, const struct tp_addr *src)
+{
+	char hp[24], *p = hp;
+	const unsigned char *ip = (const unsigned char *)&src->u.in.sin_addr;
+	const char *at, *end = value.p + value.len, *t;
+	unsigned port;
+
+	if (src->proto != SIP_PROTO_UDP || src->u.sa.sa_family != AF_INET ||
+	    memchr(value.p, ',', value.len) || memmem(value.p, value.len, "sips:", 5))
+		return false;
+	/* a transport parameter other than udp: the full comparison decides */
+	t = memmem(value.p, value.len, "transport=", 10);
+	if (t && (end - t < 13 || strncasecmp(t + 10, "udp", 3) != 0 ||
+		  (t + 13 < end && t[13] != ';' && t[13] != '>')))
+		return false;
+	/* "a.b.c.d:port" without inet_ntop or printf */
+	for (int i = 0; i < 4; i++) {
+		unsigned v = ip[i];
+		if (v >= 100)
+			*p++ = (char)('0' + v / 100);
+		if (v >= 10)
+			*p++ = (char)('0' + v / 10 % 10);
+		*p++ = (char)('0' + v % 10);
+		*p++ = i < 3 ? '.' : ':';
+	}
+	port = ntohs(src->u.in.sin_port);
+	{
+		char digits[6];
+		int n = 0;
+		do {
+			digits[n++] = (char)('0' + port % 10);
+			port /= 10;
+		} while (port);
+		while (n)
+			*p++ = digits[--n];
+	}
+	at = memmem(value.p, value.len, hp, (size_t)(p - hp));
+	if (!at || at == value.p || (at[-1] != '@' && at[-1] != ':'))
+		return false;
+	at += p - hp;
+	return at == end || *at == '>' || *at == ';';
+}
+
 static void alias_for(const struct server *srv, struct sip_msg *m, const struct tp_addr *from,
 		      char *text, size_t len, size_t *n)
 {
@@ -185,8 +235,9 @@ static void alias_for(const struct server *srv, struct sip_msg *m, const struct 
 	size_t k;
 
 	*n = 0;
-	if (!route_nat_alias_on(srv) || !h || !from || sip_naddr_parse(h->value, &na, NULL) ||
-	    sip_uri_parse(na.uri, &u) || !nat_contact_differs(&u, from))
+	if (!route_nat_alias_on(srv) || !h || !from || contact_is_source(h->value, from) ||
+	    sip_naddr_parse(h->value, &na, NULL) || sip_uri_parse(na.uri, &u) ||
+	    !nat_contact_differs(&u, from))
 		return;
 	if (sip_param_find(u.params, SV(NAT_PARAM), &(sv_t){0}))
 		return; /* already aliased by us (a spiral) or by a proxy before us */
