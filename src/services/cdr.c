@@ -296,12 +296,14 @@ static void call_free(struct cdr_call *n)
 	}
 }
 
-static void queue_push(struct cdr *c, const struct cdr_rec *r)
+/* Hands a finished record to the database thread (it takes it; freed here when dropped). */
+static void queue_push(struct cdr *c, struct cdr_item *it)
 {
-	struct cdr_item *it;
+	const struct cdr_rec *r = &it->r;
 
 	if (r->truncated)
 		atomic_fetch_add(&c->truncated, 1);
+	it->next = NULL;
 	pthread_mutex_lock(&c->qlock);
 	if (c->queued >= c->conf.max_queue) {
 		pthread_mutex_unlock(&c->qlock);
@@ -309,17 +311,9 @@ static void queue_push(struct cdr *c, const struct cdr_rec *r)
 			log_err("billing: %zu records wait for the database (the cap): record of "
 				"call %s dropped",
 				c->conf.max_queue, r->callid);
+		free(it);
 		return;
 	}
-	it = malloc(sizeof(*it));
-	if (!it) {
-		pthread_mutex_unlock(&c->qlock);
-		atomic_fetch_add(&c->dropped, 1);
-		log_err("billing: out of memory: record of call %s dropped", r->callid);
-		return;
-	}
-	it->r = *r;
-	it->next = NULL;
 	*c->qtail = it;
 	c->qtail = &it->next;
 	c->queued++;
@@ -386,7 +380,9 @@ static void on_branch_failed(void *arg, const struct dlg *d, unsigned status, co
 /* A record built, from what the call's entry gathered (n, freed here) and the dialog. */
 static void record(struct cdr *c, struct cdr_call *n, const struct dlg *d, enum dlg_end why)
 {
-	struct cdr_rec *r = malloc(sizeof(*r));
+	/* built in the queue's own entry: no second copy, nothing copied under the queue's lock */
+	struct cdr_item *it = malloc(sizeof(*it));
+	struct cdr_rec *r = it ? &it->r : NULL;
 
 	if (!r) {
 		atomic_fetch_add(&c->dropped, 1);
@@ -410,8 +406,7 @@ static void record(struct cdr *c, struct cdr_call *n, const struct dlg *d, enum 
 			r->end_ms =
 			    c->alive_before_ms > d->answer_ms ? c->alive_before_ms : d->answer_ms;
 	}
-	queue_push(c, r);
-	free(r);
+	queue_push(c, it);
 }
 
 static void on_terminated(void *arg, const struct dlg *d, enum dlg_end why)
