@@ -179,7 +179,7 @@ int64_t cdr_billable_s(const struct cdr_rec *r)
 
 const char *cdr_ended_by(const struct cdr_rec *r)
 {
-	if (r->crash)
+	if (r->life == CDR_LIFE_CRASH)
 		return "crash";
 	return r->end == DLG_END_NONE ? "" : dlg_end_name(r->end);
 }
@@ -400,7 +400,7 @@ static void record(struct cdr *c, struct cdr_call *n, const struct dlg *d, enum 
 	cdr_rec_finish(r, d, why, cdr_now_ms());
 	if (!followed && d->answer_ms && c->started_ms && d->start_ms < c->started_ms) {
 		/* loaded from the store: the call went on across a restart */
-		r->recovered = true;
+		r->life = CDR_LIFE_RECOVERED;
 		if ((why == DLG_END_SESSION_TIMER || why == DLG_END_TIMEOUT) &&
 		    d->activity_ms <= c->started_ms + CDR_HEARTBEAT_MS && c->alive_before_ms)
 			r->end_ms =
@@ -562,7 +562,7 @@ static int crash_one(void *arg, const struct dlg *d)
 	r = &k->recs[k->n++];
 	memset(r, 0, sizeof(*r));
 	cdr_rec_finish(r, d, DLG_END_NONE, d->answer_ms);
-	r->crash = true;
+	r->life = CDR_LIFE_CRASH;
 	r->end_ms = k->c->alive_before_ms > d->answer_ms ? k->c->alive_before_ms : d->answer_ms;
 	return 0;
 }
@@ -789,8 +789,8 @@ int cdr_rec_meta(const struct cdr_rec *r, struct buf *b)
 	meta_i64(b, "status", r->status);
 	meta_line(b, "disposition", cdr_disp_name(r->disp));
 	meta_line(b, "ended-by", cdr_ended_by(r));
-	meta_i64(b, "crash", r->crash);
-	meta_i64(b, "recovered", r->recovered);
+	meta_i64(b, "crash", r->life == CDR_LIFE_CRASH);
+	meta_i64(b, "recovered", r->life == CDR_LIFE_RECOVERED);
 	meta_i64(b, "truncated", r->truncated);
 	meta_i64(b, "session-expires", r->session_expires);
 	meta_i64(b, "relayed", r->media.relayed);
@@ -938,8 +938,9 @@ int cdr_rec_parse(const char *key, const char *meta, struct cdr_rec *r)
 	for (int e = DLG_END_BYE_CALLER; e <= DLG_END_MEDIA_TIMEOUT; e++)
 		if (sv_eq(v, sv_cstr(dlg_end_name((enum dlg_end)e))))
 			r->end = (enum dlg_end)e;
-	r->crash = meta_num(meta, "crash") != 0;
-	r->recovered = meta_num(meta, "recovered") != 0;
+	r->life = meta_num(meta, "crash")	? CDR_LIFE_CRASH
+		  : meta_num(meta, "recovered") ? CDR_LIFE_RECOVERED
+						: CDR_LIFE_WHOLE;
 	r->truncated |= meta_num(meta, "truncated") != 0;
 	r->session_expires = (unsigned)meta_num(meta, "session-expires");
 	r->media.relayed = meta_num(meta, "relayed") != 0;
@@ -1137,7 +1138,8 @@ void cdr_csv_row(const struct cdr_rec *r, struct buf *b)
 	buf_printf(b, "%s,%s,%s,%s,%s,%" PRId64 ",%u,%s,", t[0], t[1], t[2], t[3], dur,
 		   cdr_billable_s(r), r->status, cdr_disp_name(r->disp));
 	csv_text(b, cdr_ended_by(r));
-	buf_printf(b, ",%u,%d,%d,%d", r->session_expires, r->crash, r->recovered, r->media.relayed);
+	buf_printf(b, ",%u,%d,%d,%d", r->session_expires, r->life == CDR_LIFE_CRASH,
+		   r->life == CDR_LIFE_RECOVERED, r->media.relayed);
 	for (int i = 0; i < 2; i++) {
 		char codec[sizeof(dir[i]->codec) + 1];
 		snprintf(codec, sizeof(codec), "%.*s", (int)sizeof(dir[i]->codec), dir[i]->codec);
@@ -1263,7 +1265,8 @@ void cdr_json(const struct cdr_rec *r, struct buf *b)
 	buf_printf(b,
 		   ",\"session_expires\":%u,\"crash\":%s,\"recovered\":%s,\"truncated\":%s,"
 		   "\"relayed\":%s",
-		   r->session_expires, r->crash ? "true" : "false", r->recovered ? "true" : "false",
+		   r->session_expires, r->life == CDR_LIFE_CRASH ? "true" : "false",
+		   r->life == CDR_LIFE_RECOVERED ? "true" : "false",
 		   r->truncated ? "true" : "false", r->media.relayed ? "true" : "false");
 	json_dir(b, "from_caller", &r->media.from_caller);
 	json_dir(b, "from_callee", &r->media.from_callee);

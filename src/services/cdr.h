@@ -64,9 +64,12 @@ struct cdr_rec {
 	int64_t start_ms, ring_ms, answer_ms, end_ms; /* Unix ms, 0 = never */
 	unsigned status;			      /* the INVITE's final */
 	enum cdr_disp disp;
-	enum dlg_end end;	  /* who or what ended it; DLG_END_NONE with crash */
-	bool crash;		  /* in progress when the server died: ended at its last sign */
-	bool recovered;		  /* the call went on across a restart of the server */
+	enum dlg_end end; /* who or what ended it; DLG_END_NONE for a crash record */
+	enum cdr_life {
+		CDR_LIFE_WHOLE = 0, /* the server saw the call from start to end */
+		CDR_LIFE_CRASH,	    /* in progress when the server died: ended at its last sign */
+		CDR_LIFE_RECOVERED, /* went on across a restart (it replaces its crash record) */
+	} life;
 	bool truncated;		  /* a value was longer than its field (counted) */
 	unsigned session_expires; /* RFC 4028 interval in force, 0 = none */
 	struct dlg_media media;

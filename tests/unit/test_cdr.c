@@ -182,8 +182,7 @@ static void test_answered(void **state)
 	assert_int_equal(r->status, 200);
 	assert_int_equal(r->disp, CDR_ANSWERED);
 	assert_string_equal(cdr_ended_by(r), "bye-callee");
-	assert_false(r->crash);
-	assert_false(r->recovered);
+	assert_int_equal(r->life, CDR_LIFE_WHOLE);
 	assert_int_equal(r->nlegs, 1);
 	assert_int_equal(r->legs[0].status, 200);
 	assert_int_equal(r->legs[0].ring_ms, T0 + 300);
