@@ -22,6 +22,7 @@
 #include "store/store.h"
 
 #define CDR_BUCKETS	 1024
+#define CDR_LOCKS	 64 /* lock stripes over the buckets: workers rarely wait on each other */
 #define CDR_HEARTBEAT_MS 1000
 
 /* A call attempt followed from its first ringing or branch to its record. */
@@ -43,9 +44,9 @@ struct cdr {
 	struct dlg_table *dlg;
 	struct dlg_hooks hooks;
 	struct siphash_key key;
-	pthread_mutex_t lock; /* calls */
+	pthread_mutex_t locks[CDR_LOCKS]; /* calls: bucket i under locks[i % CDR_LOCKS] */
 	struct cdr_call *b[CDR_BUCKETS];
-	size_t ncalls;
+	atomic_size_t ncalls;
 	pthread_mutex_t qlock; /* queue */
 	struct cdr_item *qhead, **qtail;
 	size_t queued;
@@ -243,11 +244,21 @@ static bool key_is(const struct cdr_call *n, const struct dlg *d)
 	return strcmp(n->key, cid) == 0 && strcmp(n->key + strlen(cid) + 1, tag) == 0;
 }
 
-/* The call of d (lock held): found, or made when make (NULL at the cap, counted). */
-static struct cdr_call *call_find(struct cdr *c, const struct dlg *d, bool make, bool unlink)
+/* Locks the stripe of d's call: its hash and key length into *h and *len, for call_find. */
+static pthread_mutex_t *call_lock(struct cdr *c, const struct dlg *d, uint64_t *h, size_t *len)
 {
-	size_t len;
-	uint64_t h = call_hash(c, d, NULL, &len);
+	pthread_mutex_t *m;
+
+	*h = call_hash(c, d, NULL, len);
+	m = &c->locks[(*h & (CDR_BUCKETS - 1)) % CDR_LOCKS];
+	pthread_mutex_lock(m);
+	return m;
+}
+
+/* The call of d (its stripe locked): found, or made when make (NULL at the cap, counted). */
+static struct cdr_call *call_find(struct cdr *c, const struct dlg *d, uint64_t h, size_t len,
+				  bool make, bool unlink)
+{
 	struct cdr_call **pp = &c->b[h & (CDR_BUCKETS - 1)], *n;
 	char *key;
 
@@ -257,18 +268,20 @@ static struct cdr_call *call_find(struct cdr *c, const struct dlg *d, bool make,
 			continue;
 		if (unlink) {
 			*pp = n->next;
-			c->ncalls--;
+			atomic_fetch_sub(&c->ncalls, 1);
 		}
 		return n;
 	}
 	if (!make)
 		return NULL;
-	if (c->ncalls >= c->conf.max_calls) {
+	/* the cap is checked and counted without a global lock: workers racing may pass it by
+	 * at most one call each */
+	if (atomic_load(&c->ncalls) >= c->conf.max_calls) {
 		if (atomic_fetch_add(&c->calls_capped, 1) % 1000 == 0)
 			log_warn(
 			    "billing: %zu calls followed (the cap): ringing history of call %s "
 			    "not kept",
-			    c->ncalls, d->callid);
+			    (size_t)atomic_load(&c->ncalls), d->callid);
 		return NULL;
 	}
 	n = calloc(1, sizeof(*n));
@@ -284,7 +297,7 @@ static struct cdr_call *call_find(struct cdr *c, const struct dlg *d, bool make,
 	n->keylen = len;
 	n->next = c->b[h & (CDR_BUCKETS - 1)];
 	c->b[h & (CDR_BUCKETS - 1)] = n;
-	c->ncalls++;
+	atomic_fetch_add(&c->ncalls, 1);
 	return n;
 }
 
@@ -324,10 +337,13 @@ static void on_early(void *arg, const struct dlg *d)
 {
 	struct cdr *c = arg;
 	struct cdr_call *n;
+	pthread_mutex_t *m;
+	uint64_t h;
+	size_t len;
 	struct cdr_leg *l;
 
-	pthread_mutex_lock(&c->lock);
-	n = call_find(c, d, true, false);
+	m = call_lock(c, d, &h, &len);
+	n = call_find(c, d, h, len, true, false);
 	if (n) {
 		int64_t at = d->activity_ms ? d->activity_ms : cdr_now_ms();
 		if (!n->r.ring_ms)
@@ -339,23 +355,26 @@ static void on_early(void *arg, const struct dlg *d)
 				l->ring_ms = at;
 		}
 	}
-	pthread_mutex_unlock(&c->lock);
+	pthread_mutex_unlock(m);
 }
 
 static void on_confirmed(void *arg, const struct dlg *d)
 {
 	struct cdr *c = arg;
 	struct cdr_call *n;
+	pthread_mutex_t *m;
+	uint64_t h;
+	size_t len;
 	struct cdr_leg *l;
 
-	pthread_mutex_lock(&c->lock);
-	n = call_find(c, d, true, false);
+	m = call_lock(c, d, &h, &len);
+	n = call_find(c, d, h, len, true, false);
 	if (n) {
 		l = leg_for(&n->r, d->callee.tag);
 		if (l)
 			leg_from_dlg(&n->r, l, d);
 	}
-	pthread_mutex_unlock(&c->lock);
+	pthread_mutex_unlock(m);
 }
 
 static void on_branch_failed(void *arg, const struct dlg *d, unsigned status, const char *gateway,
@@ -363,10 +382,13 @@ static void on_branch_failed(void *arg, const struct dlg *d, unsigned status, co
 {
 	struct cdr *c = arg;
 	struct cdr_call *n;
+	pthread_mutex_t *m;
+	uint64_t h;
+	size_t len;
 	struct cdr_leg *l;
 
-	pthread_mutex_lock(&c->lock);
-	n = call_find(c, d, true, false);
+	m = call_lock(c, d, &h, &len);
+	n = call_find(c, d, h, len, true, false);
 	l = n ? leg_for(&n->r, NULL) : NULL;
 	if (l) {
 		cp(&n->r, l->gateway, sizeof(l->gateway), gateway);
@@ -374,7 +396,7 @@ static void on_branch_failed(void *arg, const struct dlg *d, unsigned status, co
 			l->to = *dest;
 		l->status = status;
 	}
-	pthread_mutex_unlock(&c->lock);
+	pthread_mutex_unlock(m);
 }
 
 /* A record built, from what the call's entry gathered (n, freed here) and the dialog. */
@@ -413,21 +435,24 @@ static void on_terminated(void *arg, const struct dlg *d, enum dlg_end why)
 {
 	struct cdr *c = arg;
 	struct cdr_call *n;
+	pthread_mutex_t *m;
+	uint64_t h;
+	size_t len;
 	struct cdr_leg *l;
 
-	pthread_mutex_lock(&c->lock);
+	m = call_lock(c, d, &h, &len);
 	if (!d->answer_ms) {
 		/* an early dialog that lost or failed: its terminal's part of the history (its
 		 * entry exists since on_early; none is made here, the attempt may be over) */
-		n = call_find(c, d, false, false);
+		n = call_find(c, d, h, len, false, false);
 		l = n ? leg_for(&n->r, d->callee.tag) : NULL;
 		if (l)
 			leg_from_dlg(&n->r, l, d);
-		pthread_mutex_unlock(&c->lock);
+		pthread_mutex_unlock(m);
 		return;
 	}
-	n = call_find(c, d, false, true);
-	pthread_mutex_unlock(&c->lock);
+	n = call_find(c, d, h, len, false, true);
+	pthread_mutex_unlock(m);
 	record(c, n, d, why);
 }
 
@@ -435,12 +460,15 @@ static void on_attempt_end(void *arg, const struct dlg *d, enum dlg_end why)
 {
 	struct cdr *c = arg;
 	struct cdr_call *n;
+	pthread_mutex_t *m;
+	uint64_t h;
+	size_t len;
 
 	if (why == DLG_END_NONE)
 		return; /* answered: the confirmed dialog's end makes the record */
-	pthread_mutex_lock(&c->lock);
-	n = call_find(c, d, false, true);
-	pthread_mutex_unlock(&c->lock);
+	m = call_lock(c, d, &h, &len);
+	n = call_find(c, d, h, len, false, true);
+	pthread_mutex_unlock(m);
 	record(c, n, d, why);
 }
 
@@ -624,7 +652,8 @@ int cdr_create(const struct cdr_conf *conf, struct cdr **out)
 		free(c);
 		return err;
 	}
-	pthread_mutex_init(&c->lock, NULL);
+	for (unsigned i = 0; i < CDR_LOCKS; i++)
+		pthread_mutex_init(&c->locks[i], NULL);
 	pthread_mutex_init(&c->qlock, NULL);
 	c->qtail = &c->qhead;
 	c->hooks = (struct dlg_hooks){
@@ -659,7 +688,8 @@ void cdr_destroy(struct cdr *c)
 		x = it->next;
 		free(it);
 	}
-	pthread_mutex_destroy(&c->lock);
+	for (unsigned i = 0; i < CDR_LOCKS; i++)
+		pthread_mutex_destroy(&c->locks[i]);
 	pthread_mutex_destroy(&c->qlock);
 	free(c);
 }
@@ -680,9 +710,7 @@ void cdr_stats_get(struct cdr *c, struct cdr_stats *o)
 	pthread_mutex_lock(&c->qlock);
 	o->queued = c->queued;
 	pthread_mutex_unlock(&c->qlock);
-	pthread_mutex_lock(&c->lock);
-	o->calls = c->ncalls;
-	pthread_mutex_unlock(&c->lock);
+	o->calls = atomic_load(&c->ncalls);
 }
 
 size_t cdr_take(struct cdr *c, struct cdr_rec **out, size_t max)
