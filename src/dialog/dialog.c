@@ -1441,15 +1441,9 @@ int dlg_flush(struct dlg_table *t, struct store *st)
 	for (struct dlg_journal *j = list; j && !err; j = j->next)
 		err = flush_one(t, st, j, &written, &gone, &begun);
 	/* what the hooks write goes in the same transaction, after the journal */
-	if (!err && !begun && flush_hooked(t)) {
-		if (store_begin(st))
-			err = EIO;
-		else
-			begun = true;
-	}
 	for (unsigned i = 0; i < t->nhooks && !err; i++)
 		if (t->hooks[i]->on_flush)
-			err = t->hooks[i]->on_flush(t->hooks[i]->arg, st);
+			err = t->hooks[i]->on_flush(t->hooks[i]->arg, st, &begun);
 	if (!begun)
 		goto out;
 	if (err) {

@@ -165,11 +165,13 @@ struct dlg_hooks {
 	/*
 	 * On the database thread, inside dlg_flush's transaction, after the
 	 * dialogs' journal was written: what must be durable together with the
-	 * dialogs' changes (a billing record with its dialog's deletion). An
-	 * error rolls the whole transaction back. on_flush_done then tells
-	 * whether it was committed.
+	 * dialogs' changes (a billing record with its dialog's deletion). The
+	 * transaction is begun only when something is written: a hook that
+	 * writes calls store_begin first when *begun is false, and sets it (an
+	 * idle server opens no transaction). An error rolls the whole
+	 * transaction back. on_flush_done then tells whether it was committed.
 	 */
-	int (*on_flush)(void *arg, struct store *st);
+	int (*on_flush)(void *arg, struct store *st, bool *begun);
 	void (*on_flush_done)(void *arg, bool committed);
 	void *arg;
 };

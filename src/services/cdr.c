@@ -507,10 +507,11 @@ static int put_rec(struct cdr *c, struct store *st, const struct cdr_rec *r)
 	return err;
 }
 
-static int on_flush(void *arg, struct store *st)
+static int on_flush(void *arg, struct store *st, bool *begun)
 {
 	struct cdr *c = arg;
 	int64_t now = cdr_now_ms();
+	bool beat = now - c->last_beat_ms >= CDR_HEARTBEAT_MS;
 	int err = 0;
 
 	pthread_mutex_lock(&c->qlock);
@@ -520,9 +521,16 @@ static int on_flush(void *arg, struct store *st)
 	c->qtail = &c->qhead;
 	c->queued = 0;
 	pthread_mutex_unlock(&c->qlock);
+	if (!c->inflight && !beat)
+		return 0; /* nothing to write: no transaction for us */
+	if (!*begun) {
+		if (store_begin(st))
+			return EIO;
+		*begun = true;
+	}
 	for (struct cdr_item *it = c->inflight; it && !err; it = it->next)
 		err = put_rec(c, st, &it->r);
-	if (!err && now - c->last_beat_ms >= CDR_HEARTBEAT_MS)
+	if (!err && beat)
 		err = put_heartbeat(c, st, now);
 	if (err)
 		log_err("billing records not written: %s", store_errmsg(st));
